@@ -1,0 +1,125 @@
+import { nanos, type MsgHdrs } from '@nats-io/transport-node';
+import { AckPolicy, DeliverPolicy, type JsMsg } from '@nats-io/jetstream';
+import { parseEvent, Topology, type AnyEvent } from '@sluice/contracts';
+import type { Logger } from '@sluice/telemetry';
+import type { Bus } from './connect.js';
+
+/** Thrown by a handler for input that can never succeed: the message is terminated, not redelivered. */
+export class PoisonMessage extends Error {}
+
+export interface Delivery {
+  /** Stream sequence of the message. */
+  seq: number;
+  /** How many times it has been delivered (1 on the first). */
+  redelivered: number;
+  headers?: MsgHdrs;
+  traceparent?: string;
+  tracestate?: string;
+}
+
+export interface ConsumeOptions {
+  /** Durable name, shared by every replica of the service. */
+  durable: string;
+  /** One filter subject (nats-server 2.9 has one per consumer). */
+  filter: string;
+  /** Most messages in flight across all replicas (the consumer's max_ack_pending). */
+  concurrency: number;
+  /** How long a message may be in flight before redelivery. */
+  ackWaitMs?: number;
+  /** While a handler runs, tell the server it is still working this often (long upstream calls). */
+  heartbeatMs?: number;
+  /** Where a new durable starts; defaults to new messages only. */
+  deliverAll?: boolean;
+  log: Logger;
+  handler: (event: AnyEvent, delivery: Delivery) => Promise<void>;
+}
+
+export interface Consumption {
+  stop(): Promise<void>;
+}
+
+/**
+ * Consumes events with a durable pull consumer and runs handlers concurrently (a consume loop
+ * that awaits each message caps at ~1,000 msg/s). A message is acked when its handler resolves,
+ * which by convention is after the handler's output event was acked by the stream; a throw naks
+ * it with a delay, a PoisonMessage or a malformed event terminates it.
+ */
+export async function consumeEvents(bus: Bus, opts: ConsumeOptions): Promise<Consumption> {
+  const stream = Topology.stream.name;
+  const ackWaitMs = opts.ackWaitMs ?? 30_000;
+  const config = {
+    durable_name: opts.durable,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: opts.deliverAll ? DeliverPolicy.All : DeliverPolicy.New,
+    filter_subject: opts.filter,
+    max_ack_pending: opts.concurrency,
+    ack_wait: nanos(ackWaitMs),
+    max_deliver: -1,
+  };
+  try {
+    const info = await bus.jsm.consumers.info(stream, opts.durable);
+    if (info.config.max_ack_pending !== opts.concurrency || info.config.ack_wait !== config.ack_wait) {
+      await bus.jsm.consumers.update(stream, opts.durable, { max_ack_pending: opts.concurrency, ack_wait: config.ack_wait });
+    }
+  } catch {
+    await bus.jsm.consumers.add(stream, config).catch(async (e: unknown) => {
+      await bus.jsm.consumers.info(stream, opts.durable).catch(() => {
+        throw e;
+      });
+    });
+  }
+  const consumer = await bus.js.consumers.get(stream, opts.durable);
+  let inFlight = 0;
+  let drained: (() => void) | undefined;
+
+  const handle = async (msg: JsMsg) => {
+    inFlight++;
+    const beat = opts.heartbeatMs ? setInterval(() => msg.working(), opts.heartbeatMs) : undefined;
+    try {
+      let event: AnyEvent;
+      try {
+        event = parseEvent(msg.data);
+      } catch (e) {
+        opts.log.error({ err: e, subject: msg.subject, seq: msg.seq }, 'terminating malformed event');
+        msg.term('malformed event');
+        return;
+      }
+      const traceparent = msg.headers?.get('traceparent') || undefined;
+      const tracestate = msg.headers?.get('tracestate') || undefined;
+      await opts.handler(event, {
+        seq: msg.seq,
+        redelivered: msg.info.deliveryCount,
+        ...(msg.headers ? { headers: msg.headers } : {}),
+        ...(traceparent ? { traceparent } : {}),
+        ...(tracestate ? { tracestate } : {}),
+      });
+      msg.ack();
+    } catch (e) {
+      if (e instanceof PoisonMessage) {
+        opts.log.error({ err: e, seq: msg.seq }, 'terminating poison message');
+        msg.term(e.message);
+      } else {
+        const delay = Math.min(30_000, 250 * 2 ** Math.min(msg.info.deliveryCount, 7));
+        opts.log.warn({ err: e, seq: msg.seq, delivery: msg.info.deliveryCount, delayMs: delay }, 'handler failed; redelivering');
+        msg.nak(delay);
+      }
+    } finally {
+      if (beat) clearInterval(beat);
+      inFlight--;
+      if (inFlight === 0) drained?.();
+    }
+  };
+
+  const messages = await consumer.consume({
+    max_messages: Math.max(1, Math.min(opts.concurrency, 1000)),
+    callback: (msg) => {
+      void handle(msg);
+    },
+  });
+  return {
+    async stop() {
+      await messages.close();
+      if (inFlight > 0) await new Promise<void>((r) => (drained = r));
+    },
+  };
+}

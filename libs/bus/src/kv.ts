@@ -1,0 +1,45 @@
+import type { KV } from '@nats-io/kv';
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export function encodeJson(value: unknown): Uint8Array {
+  return encoder.encode(JSON.stringify(value));
+}
+
+export function decodeJson<T>(bytes: Uint8Array): T {
+  return JSON.parse(decoder.decode(bytes)) as T;
+}
+
+/** Reads a JSON value; undefined when the key is missing or deleted. */
+export async function getJson<T>(kv: KV, key: string): Promise<{ value: T; revision: number } | undefined> {
+  const e = await kv.get(key);
+  if (!e || e.operation !== 'PUT' || e.length === 0) return undefined;
+  return { value: decodeJson<T>(e.value), revision: e.revision };
+}
+
+/**
+ * Read-modify-write with compare-and-set: `change` gets the current value (undefined if none)
+ * and returns the next one; on a concurrent write it runs again on the fresh value. Returns the
+ * value written. Several replicas may update the same key safely.
+ */
+export async function casUpdate<T>(kv: KV, key: string, change: (current: T | undefined) => T, maxTries = 20): Promise<T> {
+  for (let i = 0; i < maxTries; i++) {
+    const current = await getJson<T>(kv, key);
+    const next = change(current?.value);
+    try {
+      if (current) await kv.update(key, encodeJson(next), current.revision);
+      else await kv.create(key, encodeJson(next));
+      return next;
+    } catch (e) {
+      if (!isWrongRevision(e)) throw e;
+    }
+  }
+  throw new Error(`casUpdate(${key}): too much contention`);
+}
+
+/** True for the errors a lost compare-and-set race produces (wrong last sequence, key exists). */
+export function isWrongRevision(e: unknown): boolean {
+  const text = String((e as Error)?.message ?? e);
+  return /wrong last sequence|key exists|10071/i.test(text);
+}

@@ -1,0 +1,61 @@
+import { createLogger, type Logger } from '@sluice/telemetry';
+import type { ServiceName } from '@sluice/contracts';
+import { connectBus, type Bus } from './connect.js';
+import { ensureTopology, type Buckets } from './topology.js';
+import { watchControl, type Control } from './control.js';
+
+export interface ServiceContext {
+  name: ServiceName;
+  log: Logger;
+  bus: Bus;
+  buckets: Buckets;
+  control: Control;
+  env: NodeJS.ProcessEnv;
+}
+
+/** Something to close on shutdown, in reverse order of registration. */
+export type Closer = () => Promise<void> | void;
+
+/**
+ * The common life of a service process: logger, NATS connection, topology, live config; then
+ * `start` wires the service's consumers and returns what to close. SIGTERM/SIGINT stop the
+ * consumers (in-flight messages finish and are acked), then drain the connection.
+ *
+ * @example
+ * await runService('router', async (ctx) => [await consumeEvents(ctx.bus, {...})]);
+ */
+export async function runService(name: ServiceName, start: (ctx: ServiceContext) => Promise<Array<Closer | { stop(): Promise<void> | void }>>): Promise<void> {
+  const env = process.env;
+  const log = createLogger(name);
+  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
+  const url = env.NATS_URL ?? 'nats://127.0.0.1:4222';
+  const bus = await connectBus(url, `sluice-${name}-${process.pid}`, log);
+  const buckets = await ensureTopology(bus, {
+    replicas: Number(env.SLUICE_STREAM_REPLICAS ?? 1),
+    ...(env.SLUICE_STREAM_MAX_AGE_HOURS ? { maxAgeHours: Number(env.SLUICE_STREAM_MAX_AGE_HOURS) } : {}),
+  });
+  log.info({ nats: url }, 'connected; waiting for config');
+  const control = await watchControl(buckets.control, log);
+  const closers = await start({ name, log, bus, buckets, control, env });
+  log.info('started');
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    const timer = setTimeout(() => process.exit(1), 10_000);
+    timer.unref();
+    for (const c of closers.reverse()) {
+      try {
+        await (typeof c === 'function' ? c() : c.stop());
+      } catch (err) {
+        log.warn({ err }, 'error while stopping');
+      }
+    }
+    control.stop();
+    await bus.nc.drain().catch(() => undefined);
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}

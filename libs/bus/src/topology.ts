@@ -1,0 +1,57 @@
+import { nanos } from '@nats-io/transport-node';
+import { DiscardPolicy, RetentionPolicy, StorageType } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import { Topology } from '@sluice/contracts';
+import type { Bus } from './connect.js';
+
+export interface Buckets {
+  limits: KV;
+  cache: KV;
+  control: KV;
+  budgets: KV;
+  results: KV;
+}
+
+export interface TopologyOptions {
+  replicas?: number;
+  maxAgeHours?: number;
+  cacheTtlSeconds?: number;
+}
+
+/** Creates the event stream and the KV buckets if missing; safe to call from every replica at start. */
+export async function ensureTopology(bus: Bus, opts: TopologyOptions = {}): Promise<Buckets> {
+  const replicas = opts.replicas ?? 1;
+  const s = Topology.stream;
+  const config = {
+    name: s.name,
+    subjects: [...s.subjects],
+    storage: StorageType.File,
+    retention: RetentionPolicy.Limits,
+    discard: DiscardPolicy.Old,
+    max_age: nanos((opts.maxAgeHours ?? s.maxAgeHours) * 3_600_000),
+    duplicate_window: nanos(s.duplicateWindowMs),
+    num_replicas: replicas,
+  };
+  try {
+    await bus.jsm.streams.info(s.name);
+  } catch {
+    await bus.jsm.streams.add(config).catch(async (e: unknown) => {
+      // another replica won the race
+      await bus.jsm.streams.info(s.name).catch(() => {
+        throw e;
+      });
+    });
+  }
+  const kvm = new Kvm(bus.js);
+  const b = Topology.buckets;
+  const open = (name: string, ttlSeconds: number, history: number) =>
+    kvm.create(name, { history, replicas, ...(ttlSeconds > 0 ? { ttl: ttlSeconds * 1000 } : {}) });
+  const [limits, cache, control, budgets, results] = await Promise.all([
+    open(b.limits.name, b.limits.ttlSeconds, b.limits.history),
+    open(b.cache.name, opts.cacheTtlSeconds ?? b.cache.ttlSeconds, b.cache.history),
+    open(b.control.name, b.control.ttlSeconds, b.control.history),
+    open(b.budgets.name, b.budgets.ttlSeconds, b.budgets.history),
+    open(b.results.name, b.results.ttlSeconds, b.results.history),
+  ]);
+  return { limits: limits!, cache: cache!, control: control!, budgets: budgets!, results: results! };
+}

@@ -1,0 +1,154 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+
+const Rate = Type.Object({
+  requestsPerMinute: Type.Integer({ minimum: 1 }),
+  tokensPerMinute: Type.Integer({ minimum: 1 }),
+});
+export type Rate = Static<typeof Rate>;
+
+const Tenant = Type.Object({
+  id: Type.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,62}$' }),
+  /** SHA-256 hex digests of the tenant's API keys; the keys themselves are never stored. */
+  keySha256: Type.Array(Type.String({ pattern: '^[0-9a-f]{64}$' }), { minItems: 1 }),
+  /** Models the tenant may name explicitly; absent means every configured model. */
+  models: Type.Optional(Type.Array(Type.String())),
+  /** Per-tenant limits; absent means `limits.tenantDefault`. */
+  limits: Type.Optional(Rate),
+  /** Per-user limits inside this tenant; absent means `limits.userDefault`. */
+  userLimits: Type.Optional(Rate),
+});
+export type Tenant = Static<typeof Tenant>;
+
+const Deployment = Type.Object({
+  /** OpenAI-compatible base URL, e.g. https://api.openai.com/v1. */
+  baseUrl: Type.String({ minLength: 1 }),
+  /** Name of the environment variable that holds the API key (secrets never live in config). */
+  apiKeyEnv: Type.Optional(Type.String()),
+  /** Model name the upstream knows, when it differs from the gateway's name. */
+  upstreamModel: Type.Optional(Type.String()),
+  timeoutMs: Type.Integer({ minimum: 100, default: 30_000 }),
+});
+export type Deployment = Static<typeof Deployment>;
+
+const Model = Type.Object({
+  /** Deployments serving this model, tried in order. */
+  deployments: Type.Array(Type.String(), { minItems: 1 }),
+  /** Models tried next when every deployment of this one fails. */
+  fallback: Type.Array(Type.String(), { default: [] }),
+  /** USD per million tokens. */
+  price: Type.Object({ inputPerMTok: Type.Number({ minimum: 0 }), outputPerMTok: Type.Number({ minimum: 0 }) }),
+});
+export type Model = Static<typeof Model>;
+
+const Tier = Type.Object({
+  name: Type.String(),
+  model: Type.String(),
+  /** Requests whose complexity score is at most this go to this tier (tiers are ordered cheapest first). */
+  maxComplexity: Type.Number({ minimum: 0, maximum: 1 }),
+});
+export type Tier = Static<typeof Tier>;
+
+export const SluiceConfig = Type.Object({
+  tenants: Type.Array(Tenant, { minItems: 1 }),
+  limits: Type.Object({
+    global: Rate,
+    tenantDefault: Rate,
+    userDefault: Rate,
+  }),
+  deployments: Type.Record(Type.String(), Deployment),
+  models: Type.Record(Type.String(), Model),
+  /** Ordered cheapest first; `auto` picks by complexity. */
+  tiers: Type.Array(Tier, { minItems: 1 }),
+  router: Type.Object({
+    /** max_tokens applied at degrade level 1 and above. */
+    degradedMaxTokens: Type.Integer({ minimum: 1, default: 256 }),
+    /** Answer used at degrade level 3. */
+    staticFallback: Type.String({ default: 'The assistant is temporarily unavailable. Please try again shortly.' }),
+    shedRetryAfterMs: Type.Integer({ minimum: 0, default: 5000 }),
+  }),
+  invoker: Type.Object({
+    maxAttemptsPerDeployment: Type.Integer({ minimum: 1, default: 3 }),
+    baseBackoffMs: Type.Integer({ minimum: 0, default: 100 }),
+    maxBackoffMs: Type.Integer({ minimum: 0, default: 5000 }),
+    circuitFailureThreshold: Type.Integer({ minimum: 1, default: 5 }),
+    circuitOpenMs: Type.Integer({ minimum: 100, default: 30_000 }),
+    concurrency: Type.Integer({ minimum: 1, default: 256 }),
+  }),
+  cache: Type.Object({ ttlSeconds: Type.Integer({ minimum: 1, default: 3600 }) }),
+  degrader: Type.Object({
+    windowMs: Type.Integer({ minimum: 1000, default: 30_000 }),
+    minSamples: Type.Integer({ minimum: 1, default: 20 }),
+    /** Failure ratios at which levels 1, 2 and 3 are entered. */
+    enterRatios: Type.Array(Type.Number({ minimum: 0, maximum: 1 }), { minItems: 3, maxItems: 3, default: [0.2, 0.5, 0.9] }),
+    /** A level is left only when the ratio is below its entry ratio minus this. */
+    hysteresis: Type.Number({ minimum: 0, maximum: 1, default: 0.1 }),
+    /** A level is held at least this long before it is lowered. */
+    minHoldMs: Type.Integer({ minimum: 0, default: 10_000 }),
+  }),
+  ingress: Type.Object({
+    maxBodyBytes: Type.Integer({ minimum: 1024, default: 1_048_576 }),
+    maxMessages: Type.Integer({ minimum: 1, default: 256 }),
+    defaultDeadlineMs: Type.Integer({ minimum: 100, default: 60_000 }),
+  }),
+});
+export type SluiceConfig = Static<typeof SluiceConfig>;
+
+/** The degrade level and who set it, kept under `degrade` in the control bucket. */
+export const DegradeState = Type.Object({
+  level: Type.Integer({ minimum: 0, maximum: 4 }),
+  /** A level an operator forces; the degrader never goes below it. */
+  override: Type.Optional(Type.Integer({ minimum: 0, maximum: 4 })),
+  since: Type.Number(),
+  reason: Type.String(),
+});
+export type DegradeState = Static<typeof DegradeState>;
+
+export class ConfigError extends Error {}
+
+/**
+ * Validates a config value, filling defaults; throws a ConfigError naming the wrong key.
+ * Also checks references: tiers, fallbacks and tenant models must name configured models,
+ * and models must name configured deployments.
+ *
+ * @example
+ * const config = parseConfig(JSON.parse(readFileSync('config/sluice.json', 'utf8')));
+ */
+export function parseConfig(value: unknown): SluiceConfig {
+  const withDefaults = Value.Default(SluiceConfig, structuredClone(value));
+  if (!Value.Check(SluiceConfig, withDefaults)) {
+    const e = Value.Errors(SluiceConfig, withDefaults).First();
+    throw new ConfigError(`config${(e?.path ?? '').replaceAll('/', '.')}: ${e?.message ?? 'invalid'}`);
+  }
+  const config = withDefaults as SluiceConfig;
+  const problems: string[] = [];
+  for (const [name, model] of Object.entries(config.models)) {
+    for (const d of model.deployments) if (!config.deployments[d]) problems.push(`config.models.${name}.deployments: unknown deployment ${d}`);
+    for (const f of model.fallback) if (!config.models[f]) problems.push(`config.models.${name}.fallback: unknown model ${f}`);
+  }
+  config.tiers.forEach((t, i) => {
+    if (!config.models[t.model]) problems.push(`config.tiers.${i}.model: unknown model ${t.model}`);
+  });
+  config.tenants.forEach((t, i) => {
+    for (const m of t.models ?? []) if (!config.models[m]) problems.push(`config.tenants.${i}.models: unknown model ${m}`);
+  });
+  if (problems.length) throw new ConfigError(problems.join('; '));
+  return config;
+}
+
+/** Replaces `${NAME}` and `${NAME:-default}` in string values with environment variables. */
+export function interpolateEnv(value: unknown, env: Record<string, string | undefined>): unknown {
+  if (typeof value === 'string') {
+    return value.replace(/\$\{([A-Z0-9_]+)(?::-([^}]*))?\}/g, (_, name: string, fallback?: string) => {
+      const v = env[name];
+      if (v !== undefined && v !== '') return v;
+      if (fallback !== undefined) return fallback;
+      throw new ConfigError(`config refers to \${${name}}, which is not set`);
+    });
+  }
+  if (Array.isArray(value)) return value.map((v) => interpolateEnv(v, env));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolateEnv(v, env)]));
+  }
+  return value;
+}

@@ -1,0 +1,43 @@
+/**
+ * The one catalogue of errors that reach a user. `type` is the OpenAI error type, so SDKs
+ * that branch on it behave as they would against OpenAI.
+ */
+export const Errors = {
+  invalid_json: { status: 400, type: 'invalid_request_error', message: 'The request body is not valid JSON.' },
+  invalid_request: { status: 400, type: 'invalid_request_error', message: 'The request is not valid.' },
+  body_too_large: { status: 413, type: 'invalid_request_error', message: 'The request body is too large.' },
+  missing_api_key: { status: 401, type: 'invalid_request_error', message: 'No API key provided. Send it as "Authorization: Bearer <key>" (HTTP) or the sluice-key header (NATS).' },
+  invalid_api_key: { status: 401, type: 'invalid_request_error', message: 'The API key is not valid for this tenant.' },
+  model_not_found: { status: 404, type: 'invalid_request_error', message: 'The model does not exist.' },
+  model_not_allowed: { status: 403, type: 'invalid_request_error', message: 'This tenant may not use the model.' },
+  rate_limited: { status: 429, type: 'rate_limit_error', message: 'Rate limit reached; retry after the given time.' },
+  budget_exceeded: { status: 429, type: 'insufficient_quota', message: 'The budget for this period is used up.' },
+  service_busy: { status: 503, type: 'server_error', message: 'The gateway is shedding load; retry after the given time.' },
+  maintenance: { status: 503, type: 'server_error', message: 'The gateway is in maintenance; retry later.' },
+  upstream_failed: { status: 502, type: 'server_error', message: 'Every upstream deployment failed.' },
+  deadline_exceeded: { status: 504, type: 'timeout_error', message: 'The request was not answered before its deadline.' },
+  not_found: { status: 404, type: 'invalid_request_error', message: 'Not found.' },
+  internal_error: { status: 500, type: 'server_error', message: 'Internal error.' },
+} as const;
+export type ErrorCode = keyof typeof Errors;
+
+/** An error with a stable code; throw it anywhere and the front door answers with its status. */
+export class SluiceError extends Error {
+  readonly status: number;
+  readonly type: string;
+  constructor(
+    readonly code: ErrorCode,
+    message?: string,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message ?? Errors[code].message);
+    this.status = Errors[code].status;
+    this.type = Errors[code].type;
+  }
+}
+
+/** The OpenAI-shaped error body. */
+export function openAiErrorBody(code: string, message: string, type?: string, param?: string | null) {
+  const known = (Errors as Record<string, { type: string }>)[code];
+  return { error: { message, type: type ?? known?.type ?? 'server_error', param: param ?? null, code } };
+}

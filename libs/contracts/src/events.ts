@@ -1,0 +1,225 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
+import { ChatRequest, RequestContext } from './request.js';
+import { ChatMessage, Usage } from './reply.js';
+
+/**
+ * The event vocabulary. Every decision a service takes is one of these, published to
+ * `sluice.evt.<type>.<tenant>` in the SLUICE_EVENTS stream.
+ */
+export const EventType = {
+  ChatRequested: 'chat.requested',
+  ChatRejected: 'chat.rejected',
+  ChatAdmitted: 'chat.admitted',
+  ChatThrottled: 'chat.throttled',
+  CacheHit: 'cache.hit',
+  CacheMissed: 'cache.missed',
+  CacheStored: 'cache.stored',
+  ChatRouted: 'chat.routed',
+  ChatShed: 'chat.shed',
+  InvokeAttempted: 'invoke.attempted',
+  InvokeFailed: 'invoke.failed',
+  CircuitOpened: 'circuit.opened',
+  CircuitClosed: 'circuit.closed',
+  ChatCompleted: 'chat.completed',
+  ChatFailed: 'chat.failed',
+  DegradeChanged: 'degrade.changed',
+} as const;
+export type EventType = (typeof EventType)[keyof typeof EventType];
+
+export const ServiceName = {
+  Ingress: 'ingress',
+  Limiter: 'limiter',
+  Cache: 'cache',
+  Router: 'router',
+  Invoker: 'invoker',
+  Ledger: 'ledger',
+  Degrader: 'degrader',
+} as const;
+export type ServiceName = (typeof ServiceName)[keyof typeof ServiceName];
+
+/** Tenant token used in subjects for events that belong to no tenant (circuits, degradation). */
+export const SYSTEM_TENANT = '_system';
+/** Tenant token for rejections before a tenant is known (missing or wrong key). */
+export const UNKNOWN_TENANT = '_unknown';
+
+const Layer = Type.Union([Type.Literal('user'), Type.Literal('tenant'), Type.Literal('global')]);
+const LimitKind = Type.Union([Type.Literal('requests'), Type.Literal('tokens')]);
+const Candidate = Type.Object({ model: Type.String(), deployment: Type.String() });
+export type Candidate = Static<typeof Candidate>;
+
+/** The answer a terminal stage hands to the client and the ledger. */
+const Answer = Type.Object({
+  model: Type.String(),
+  message: ChatMessage,
+  finishReason: Type.String(),
+  usage: Usage,
+});
+
+/** Data of each event type. */
+export const EventData = {
+  'chat.requested': Type.Object({ ctx: RequestContext }),
+  'chat.rejected': Type.Object({
+    code: Type.String(),
+    status: Type.Integer(),
+    message: Type.String(),
+    stage: Type.String(),
+    /** What was known of the request when it was refused (never the key). */
+    model: Type.Optional(Type.String()),
+    user: Type.Optional(Type.String()),
+    replyTo: Type.Optional(Type.String()),
+    receivedAt: Type.Optional(Type.Number()),
+  }),
+  'chat.admitted': Type.Object({ ctx: RequestContext, estimatedTokens: Type.Integer() }),
+  'chat.throttled': Type.Object({
+    layer: Layer,
+    limit: LimitKind,
+    retryAfterMs: Type.Integer(),
+    replyTo: Type.Optional(Type.String()),
+    receivedAt: Type.Number(),
+  }),
+  'cache.hit': Type.Object({
+    ctx: RequestContext,
+    key: Type.String(),
+    answer: Answer,
+    storedAt: Type.Number(),
+  }),
+  'cache.missed': Type.Object({ ctx: RequestContext, key: Type.Optional(Type.String()), estimatedTokens: Type.Integer() }),
+  'cache.stored': Type.Object({ key: Type.String(), model: Type.String(), ttlSeconds: Type.Integer() }),
+  'chat.routed': Type.Object({
+    ctx: RequestContext,
+    tier: Type.String(),
+    lane: Type.String(),
+    candidates: Type.Array(Candidate, { minItems: 1 }),
+    maxTokens: Type.Optional(Type.Integer()),
+    degradeLevel: Type.Integer(),
+    cacheKey: Type.Optional(Type.String()),
+  }),
+  'chat.shed': Type.Object({
+    code: Type.String(),
+    retryAfterMs: Type.Integer(),
+    degradeLevel: Type.Integer(),
+    replyTo: Type.Optional(Type.String()),
+    receivedAt: Type.Number(),
+  }),
+  'invoke.attempted': Type.Object({
+    attempt: Type.Integer(),
+    model: Type.String(),
+    deployment: Type.String(),
+    ok: Type.Boolean(),
+    latencyMs: Type.Number(),
+    status: Type.Optional(Type.Integer()),
+  }),
+  'invoke.failed': Type.Object({
+    attempt: Type.Integer(),
+    model: Type.String(),
+    deployment: Type.String(),
+    status: Type.Optional(Type.Integer()),
+    error: Type.String(),
+    retryable: Type.Boolean(),
+    retryAfterMs: Type.Optional(Type.Integer()),
+    latencyMs: Type.Number(),
+  }),
+  'circuit.opened': Type.Object({ deployment: Type.String(), failures: Type.Integer(), openForMs: Type.Integer() }),
+  'circuit.closed': Type.Object({ deployment: Type.String() }),
+  'chat.completed': Type.Object({
+    ctx: RequestContext,
+    answer: Answer,
+    deployment: Type.String(),
+    attempts: Type.Integer(),
+    upstreamLatencyMs: Type.Number(),
+    cacheKey: Type.Optional(Type.String()),
+  }),
+  'chat.failed': Type.Object({
+    code: Type.String(),
+    status: Type.Integer(),
+    message: Type.String(),
+    attempts: Type.Integer(),
+    replyTo: Type.Optional(Type.String()),
+    receivedAt: Type.Number(),
+  }),
+  'degrade.changed': Type.Object({
+    from: Type.Integer({ minimum: 0, maximum: 4 }),
+    to: Type.Integer({ minimum: 0, maximum: 4 }),
+    signals: Type.Record(Type.String(), Type.Number()),
+    manual: Type.Boolean(),
+  }),
+} satisfies Record<EventType, TSchema>;
+
+export type EventDataOf<T extends EventType> = Static<(typeof EventData)[T]>;
+
+/**
+ * One event. `id` is deterministic (request id + type + attempt) and is sent as
+ * `Nats-Msg-Id`, so a redelivered input that is handled again publishes a duplicate the
+ * stream drops.
+ */
+export interface SluiceEvent<T extends EventType = EventType> {
+  id: string;
+  type: T;
+  requestId: string;
+  tenant: string;
+  service: ServiceName;
+  /** Epoch milliseconds when the deciding service took the decision. */
+  at: number;
+  /** Why, in words a person reads on the timeline. */
+  reason: string;
+  data: EventDataOf<T>;
+}
+
+export type AnyEvent = { [T in EventType]: SluiceEvent<T> }[EventType];
+
+const Envelope = Type.Object({
+  id: Type.String({ minLength: 1 }),
+  type: Type.String(),
+  requestId: Type.String(),
+  tenant: Type.String({ minLength: 1 }),
+  service: Type.String(),
+  at: Type.Number(),
+  reason: Type.String(),
+  data: Type.Unknown(),
+});
+const envelopeCheck = TypeCompiler.Compile(Envelope);
+const dataChecks: Record<string, TypeCheck<TSchema>> = Object.fromEntries(
+  Object.entries(EventData).map(([type, schema]): [string, TypeCheck<TSchema>] => [type, TypeCompiler.Compile(schema as TSchema)]),
+);
+
+export function isEventType(type: string): type is EventType {
+  return Object.prototype.hasOwnProperty.call(dataChecks, type);
+}
+
+/** Validates an event read from the stream; returns the first problem, or undefined when it is well formed. */
+export function eventProblem(value: unknown): string | undefined {
+  if (!envelopeCheck.Check(value)) {
+    const e = envelopeCheck.Errors(value).First();
+    return `envelope${e?.path ?? ''}: ${e?.message ?? 'invalid'}`;
+  }
+  const type = (value as { type: string }).type;
+  if (!isEventType(type)) return `unknown event type ${type}`;
+  const check = dataChecks[type]!;
+  const data = (value as { data: unknown }).data;
+  if (!check.Check(data)) {
+    const e = check.Errors(data).First();
+    return `${type} data${e?.path ?? ''}: ${e?.message ?? 'invalid'}`;
+  }
+  return undefined;
+}
+
+/** Parses and validates an event; throws with the first problem. */
+export function parseEvent(bytes: Uint8Array | string): AnyEvent {
+  const value: unknown = JSON.parse(typeof bytes === 'string' ? bytes : new TextDecoder().decode(bytes));
+  const problem = eventProblem(value);
+  if (problem) throw new Error(`malformed event: ${problem}`);
+  return value as AnyEvent;
+}
+
+/** Builds an event with its deterministic id. `suffix` separates several events of one type per request (attempts). */
+export function makeEvent<T extends EventType>(
+  type: T,
+  fields: { requestId: string; tenant: string; service: ServiceName; at: number; reason: string; suffix?: string | number },
+  data: EventDataOf<T>,
+): SluiceEvent<T> {
+  const id = `${fields.requestId || fields.tenant}:${type}${fields.suffix === undefined ? '' : `:${fields.suffix}`}`;
+  return { id, type, requestId: fields.requestId, tenant: fields.tenant, service: fields.service, at: fields.at, reason: fields.reason, data };
+}
+
+export { ChatRequest };
