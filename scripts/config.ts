@@ -1,0 +1,53 @@
+/**
+ * Operator commands for the control bucket, applied live to running services:
+ *   npm run config -- apply [file]      validate and load a config (default config/sluice.json)
+ *   npm run config -- show              print the current config
+ *   npm run config -- degrade <0-4|auto> force a degrade level, or hand it back to the degrader
+ *   npm run config -- hash-key <key>    the SHA-256 to put in a tenant's keySha256
+ * `${ENV}` references in the file are filled from the environment; SLUICE_DEV_KEY (default
+ * sk-sluice-dev) is hashed into SLUICE_DEV_KEY_SHA256.
+ */
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { connectBus, ensureTopology, getJson, putConfig, putDegrade } from '@sluice/bus';
+import { ControlKeys, hashKey, interpolateEnv, type DegradeState } from '@sluice/contracts';
+import { ROOT } from './stack.js';
+
+const [command, arg] = process.argv.slice(2);
+const env = { ...process.env };
+if (command === 'hash-key') {
+  if (!arg) throw new Error('usage: hash-key <key>');
+  process.stdout.write(`${hashKey(arg)}\n`);
+  process.exit(0);
+}
+const bus = await connectBus(env.NATS_URL ?? 'nats://127.0.0.1:4222', 'sluice-config');
+const { control } = await ensureTopology(bus);
+switch (command) {
+  case 'apply': {
+    env.SLUICE_DEV_KEY_SHA256 ??= hashKey(env.SLUICE_DEV_KEY ?? 'sk-sluice-dev');
+    env.SLUICE_UPSTREAM_URL ??= env.OPENAI_API_KEY ? 'https://api.openai.com/v1' : `http://127.0.0.1:${env.SIM_PORT ?? 8090}/v1`;
+    const file = resolve(arg ?? join(ROOT, 'config', 'sluice.json'));
+    const config = await putConfig(control, interpolateEnv(JSON.parse(readFileSync(file, 'utf8')), env));
+    process.stdout.write(`applied ${file}: ${config.tenants.length} tenants, ${Object.keys(config.models).length} models\n`);
+    break;
+  }
+  case 'show': {
+    const current = await getJson(control, ControlKeys.config);
+    process.stdout.write(`${JSON.stringify(current?.value ?? null, null, 2)}\n`);
+    break;
+  }
+  case 'degrade': {
+    const current = (await getJson<DegradeState>(control, ControlKeys.degrade))?.value ?? { level: 0, since: Date.now(), reason: 'initial' };
+    const { override: _previous, ...rest } = current;
+    const next: DegradeState =
+      arg === 'auto' ? { ...rest, reason: 'override cleared by operator' } : { ...rest, level: Number(arg), override: Number(arg), since: Date.now(), reason: 'operator override' };
+    if (arg !== 'auto' && !(Number(arg) >= 0 && Number(arg) <= 4)) throw new Error('usage: degrade <0-4|auto>');
+    await putDegrade(control, next);
+    process.stdout.write(`degrade: ${JSON.stringify(next)}\n`);
+    break;
+  }
+  default:
+    process.stderr.write('usage: config apply [file] | show | degrade <0-4|auto> | hash-key <key>\n');
+    process.exitCode = 2;
+}
+await bus.nc.close();

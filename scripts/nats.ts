@@ -1,0 +1,70 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { connect } from '@nats-io/transport-node';
+
+/** True when a NATS server answers at `url` within `timeoutMs`. */
+export async function natsAnswers(url: string, timeoutMs = 1000): Promise<boolean> {
+  try {
+    const nc = await connect({ servers: url, timeout: timeoutMs, reconnect: false });
+    await nc.close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function natsServerOnPath(): string | undefined {
+  const r = spawnSync('sh', ['-c', 'command -v nats-server || ls /usr/sbin/nats-server'], { encoding: 'utf8' });
+  const path = r.stdout.trim().split('\n')[0];
+  return r.status === 0 && path ? path : undefined;
+}
+
+/** A free TCP port on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface LocalNats {
+  url: string;
+  port: number;
+  process: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/** Starts a nats-server with JetStream, its store under `storeDir`, and waits until it answers. */
+export async function startNats(storeDir: string, port: number): Promise<LocalNats> {
+  const bin = natsServerOnPath();
+  if (!bin) throw new Error('nats-server is not on PATH; install it (apt-get install nats-server) or set NATS_URL');
+  mkdirSync(storeDir, { recursive: true });
+  const proc = spawn(bin, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  proc.stderr?.on('data', (d: Buffer) => void (stderr = (stderr + d.toString()).slice(-4000)));
+  const url = `nats://127.0.0.1:${port}`;
+  for (let i = 0; i < 100; i++) {
+    if (proc.exitCode !== null) throw new Error(`nats-server exited: ${stderr}`);
+    if (await natsAnswers(url, 500)) {
+      return {
+        url,
+        port,
+        process: proc,
+        stop: () =>
+          new Promise<void>((resolve) => {
+            if (proc.exitCode !== null) return resolve();
+            proc.once('exit', () => resolve());
+            proc.kill('SIGTERM');
+          }),
+      };
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  proc.kill('SIGKILL');
+  throw new Error(`nats-server did not answer on ${url}: ${stderr}`);
+}

@@ -1,0 +1,135 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { connectBus, ensureTopology, putConfig, putDegrade } from '@sluice/bus';
+import { hashKey, interpolateEnv, type DegradeState, type ServiceName, type SluiceConfig } from '@sluice/contracts';
+import { startSim, type Sim, type SimOptions } from '@sluice/openai-sim';
+import { natsAnswers, natsServerOnPath, startNats, type LocalNats } from './nats.js';
+import { Supervised } from './supervisor.js';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Every service, in the order they are started. */
+export const ALL_SERVICES: readonly ServiceName[] = ['ledger', 'degrader', 'invoker', 'router', 'cache', 'limiter', 'ingress'];
+
+export interface StackOptions {
+  /** Where local state lives (nats store, PGlite). */
+  dataDir: string;
+  /** NATS to use; when none answers and nats-server is on PATH, one is started on `natsPort`. */
+  natsUrl?: string;
+  /** Always start a private nats-server on this port (tests). */
+  privateNatsPort?: number;
+  databaseUrl?: string;
+  host?: string;
+  ingressPort: number;
+  ledgerPort: number;
+  /** Upstream base URL; when absent the simulator is started with `sim` options. */
+  upstreamUrl?: string;
+  sim?: SimOptions;
+  /** Raw config (before `${ENV}` interpolation). */
+  config: unknown;
+  /** Tenant key of the dev tenant, hashed into `${SLUICE_DEV_KEY_SHA256}`. */
+  devKey: string;
+  services?: readonly ServiceName[];
+  /** Extra environment for the services (and for config interpolation). */
+  env?: NodeJS.ProcessEnv;
+  onLine?: (service: string, line: string) => void;
+  onExit?: (service: string, code: number | null, signal: NodeJS.Signals | null, restarting: boolean) => void;
+}
+
+export interface Stack {
+  natsUrl: string;
+  ingressUrl: string;
+  ledgerUrl: string;
+  sim?: Sim;
+  nats?: LocalNats;
+  config: SluiceConfig;
+  services: Map<ServiceName, Supervised>;
+  /** Writes a new config to the control bucket (interpolated and validated). */
+  applyConfig(raw: unknown): Promise<SluiceConfig>;
+  /** Writes the degrade state (an operator override) to the control bucket. */
+  applyDegrade(state: DegradeState): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the whole stack on one machine: NATS (existing or local), the simulator unless an
+ * upstream is given, the config in the control bucket, and each service as its own supervised
+ * process. Used by `npm start` and by the end-to-end tests.
+ */
+export async function startStack(opts: StackOptions): Promise<Stack> {
+  mkdirSync(opts.dataDir, { recursive: true });
+  let nats: LocalNats | undefined;
+  let natsUrl = opts.natsUrl ?? 'nats://127.0.0.1:4222';
+  if (opts.privateNatsPort !== undefined) {
+    nats = await startNats(join(opts.dataDir, 'nats'), opts.privateNatsPort);
+    natsUrl = nats.url;
+  } else if (!(await natsAnswers(natsUrl))) {
+    const port = Number(new URL(natsUrl.replace(/^nats:/, 'http:')).port || 4222);
+    if (!natsServerOnPath()) throw new Error(`no NATS answers at ${natsUrl} and nats-server is not on PATH (apt-get install nats-server)`);
+    nats = await startNats(join(opts.dataDir, 'nats'), port);
+  }
+  const sim = opts.upstreamUrl ? undefined : await startSim(opts.sim ?? {});
+  const upstreamUrl = opts.upstreamUrl ?? sim!.url;
+  const host = opts.host ?? '127.0.0.1';
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    ...opts.env,
+    NATS_URL: natsUrl,
+    SLUICE_HOST: host,
+    SLUICE_INGRESS_PORT: String(opts.ingressPort),
+    SLUICE_LEDGER_PORT: String(opts.ledgerPort),
+    SLUICE_DATA_DIR: opts.dataDir,
+    SLUICE_UPSTREAM_URL: upstreamUrl,
+    SLUICE_DEV_KEY_SHA256: hashKey(opts.devKey),
+  };
+  delete env.SLUICE_DEV_KEY;
+  if (opts.databaseUrl) env.DATABASE_URL = opts.databaseUrl;
+  else delete env.DATABASE_URL;
+
+  const bus = await connectBus(natsUrl, 'sluice-stack');
+  const buckets = await ensureTopology(bus);
+  const applyConfig = (raw: unknown) => putConfig(buckets.control, interpolateEnv(raw, env));
+  const config = await applyConfig(opts.config);
+
+  const services = new Map<ServiceName, Supervised>();
+  for (const name of opts.services ?? ALL_SERVICES) {
+    const s = new Supervised({
+      name,
+      entry: join(ROOT, 'services', name, 'src', 'main.ts'),
+      cwd: ROOT,
+      env: { ...env, OTEL_SERVICE_NAME: `sluice-${name}` },
+      restart: true,
+      onLine: opts.onLine ?? (() => undefined),
+      onExit: opts.onExit ?? (() => undefined),
+    });
+    s.start();
+    services.set(name, s);
+  }
+  try {
+    await Promise.all([...services.values()].map((s) => s.whenReady(90_000)));
+  } catch (e) {
+    await Promise.all([...services.values()].map((s) => s.stop(1000)));
+    await bus.nc.close();
+    await sim?.close();
+    await nats?.stop();
+    throw e;
+  }
+  return {
+    natsUrl,
+    ingressUrl: `http://${host}:${opts.ingressPort}`,
+    ledgerUrl: `http://${host}:${opts.ledgerPort}`,
+    ...(sim ? { sim } : {}),
+    ...(nats ? { nats } : {}),
+    config,
+    services,
+    applyConfig,
+    applyDegrade: (state) => putDegrade(buckets.control, state),
+    async stop() {
+      await Promise.all([...services.values()].map((s) => s.stop()));
+      await bus.nc.close().catch(() => undefined);
+      await sim?.close();
+      await nats?.stop();
+    },
+  };
+}

@@ -1,0 +1,94 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+
+export interface SupervisedOptions {
+  name: string;
+  /** Script run with `node --import tsx`. */
+  entry: string;
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+  /** Every output line, with the service name. */
+  onLine: (name: string, line: string) => void;
+  /** Told when the process exits and whether it is restarted. */
+  onExit: (name: string, code: number | null, signal: NodeJS.Signals | null, restarting: boolean) => void;
+  restart: boolean;
+}
+
+/**
+ * One service process, restarted when it dies (backoff 250 ms doubling to 5 s, reset once it has
+ * run for 30 s). Readiness is the service's own "started" log line.
+ */
+export class Supervised {
+  private proc?: ChildProcess;
+  private stopped = false;
+  private backoffMs = 250;
+  private readyWaiters: Array<() => void> = [];
+  restarts = 0;
+  ready = false;
+
+  constructor(private readonly opts: SupervisedOptions) {}
+
+  start(): void {
+    const { name, entry, cwd, env } = this.opts;
+    const startedAt = Date.now();
+    this.ready = false;
+    const proc = spawn(process.execPath, ['--import', 'tsx', entry], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = proc;
+    for (const stream of [proc.stdout, proc.stderr]) {
+      createInterface({ input: stream! }).on('line', (line) => {
+        if (!this.ready && line.includes('"msg":"started"')) {
+          this.ready = true;
+          for (const w of this.readyWaiters.splice(0)) w();
+        }
+        this.opts.onLine(name, line);
+      });
+    }
+    proc.once('exit', (code, signal) => {
+      const restarting = this.opts.restart && !this.stopped;
+      this.opts.onExit(name, code, signal, restarting);
+      if (!restarting) return;
+      if (Date.now() - startedAt > 30_000) this.backoffMs = 250;
+      const wait = this.backoffMs;
+      this.backoffMs = Math.min(5000, this.backoffMs * 2);
+      this.restarts++;
+      setTimeout(() => !this.stopped && this.start(), wait);
+    });
+  }
+
+  /** Resolves when the (current or next) process logs that it started. */
+  whenReady(timeoutMs = 60_000): Promise<void> {
+    if (this.ready) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`${this.opts.name} not ready after ${timeoutMs} ms`)), timeoutMs);
+      this.readyWaiters.push(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
+  /** Sends a signal to the running process (the supervisor restarts it unless stopped). */
+  kill(signal: NodeJS.Signals = 'SIGKILL'): void {
+    this.ready = false;
+    this.proc?.kill(signal);
+  }
+
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
+  /** Stops for good: SIGTERM, then SIGKILL after `graceMs`. */
+  async stop(graceMs = 8000): Promise<void> {
+    this.stopped = true;
+    const proc = this.proc;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => proc.kill('SIGKILL'), graceMs);
+      proc.once('exit', () => {
+        clearTimeout(t);
+        resolve();
+      });
+      proc.kill('SIGTERM');
+    });
+  }
+}

@@ -1,0 +1,120 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import OpenAI from 'openai';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { Topology } from '@sluice/contracts';
+import { freePort } from '@sluice/scripts/nats';
+import { ROOT, startStack, type Stack, type StackOptions } from '@sluice/scripts/stack';
+
+export const DEV_KEY = 'sk-e2e-dev-key';
+export const ADMIN_PG = process.env.SLUICE_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+/** The shipped config, as `npm start` loads it. */
+export function defaultConfig(): Record<string, any> {
+  return JSON.parse(readFileSync(join(ROOT, 'config', 'sluice.json'), 'utf8'));
+}
+
+export interface E2eStack extends Stack {
+  nc: NatsConnection;
+  openai(key?: string): OpenAI;
+  /** Waits until the ledger has projected every event in the stream. */
+  ledgerCaughtUp(timeoutMs?: number): Promise<void>;
+  ledger<T = any>(path: string): Promise<T>;
+  logs: string[];
+  close(): Promise<void>;
+}
+
+/** Creates a database of its own on the local Postgres; returns its URL and a drop function. */
+export async function createDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `sluice_e2e_${Date.now()}_${Math.floor(Math.random() * 1e6)}`;
+  const admin = new pg.Client({ connectionString: ADMIN_PG });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(ADMIN_PG);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const c = new pg.Client({ connectionString: ADMIN_PG });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}
+
+/**
+ * The real stack as `npm start` runs it (every service its own supervised process), on a
+ * private nats-server, free ports and a temp data dir, so e2e files never share state.
+ */
+export async function startE2eStack(opts: Partial<StackOptions> & { postgres?: boolean } = {}): Promise<E2eStack> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'sluice-e2e-'));
+  const db = opts.postgres ? await createDatabase() : undefined;
+  const logs: string[] = [];
+  const stack = await startStack({
+    dataDir,
+    privateNatsPort: await freePort(),
+    ingressPort: await freePort(),
+    ledgerPort: await freePort(),
+    devKey: DEV_KEY,
+    config: defaultConfig(),
+    ...(db ? { databaseUrl: db.url } : {}),
+    env: { LOG_LEVEL: 'info', ...opts.env },
+    onLine: (service, line) => {
+      logs.push(`[${service}] ${line}`);
+      if (logs.length > 5000) logs.splice(0, 1000);
+      if (process.env.SLUICE_E2E_VERBOSE) process.stdout.write(`[${service}] ${line}\n`);
+    },
+    ...opts,
+  });
+  const nc = await connect({ servers: stack.natsUrl });
+  const jsm = await jetstreamManager(nc);
+  const ledger = async (path: string) => {
+    const res = await fetch(`${stack.ledgerUrl}${path}`);
+    const body = await res.json();
+    if (!res.ok) throw Object.assign(new Error(`ledger ${path}: ${res.status} ${JSON.stringify(body)}`), { status: res.status, body });
+    return body;
+  };
+  return {
+    ...stack,
+    nc,
+    logs,
+    ledger,
+    openai: (key = DEV_KEY) => new OpenAI({ baseURL: `${stack.ingressUrl}/v1`, apiKey: key, maxRetries: 0, timeout: 30_000 }),
+    async ledgerCaughtUp(timeoutMs = 30_000) {
+      const until = Date.now() + timeoutMs;
+      for (;;) {
+        const last = (await jsm.streams.info(Topology.stream.name)).state.last_seq;
+        const pos = await ledger('/v1/ledger/position');
+        if (pos.seq >= last) return;
+        if (Date.now() > until) throw new Error(`ledger at ${pos.seq}, stream at ${last}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    },
+    async close() {
+      await nc.close();
+      await stack.stop();
+      await db?.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Retries `check` until it stops throwing. */
+export async function eventually<T>(check: () => Promise<T>, timeoutMs = 20_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await check();
+    } catch (e) {
+      if (Date.now() > until) throw e;
+      await sleep(100);
+    }
+  }
+}

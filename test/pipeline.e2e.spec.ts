@@ -1,0 +1,154 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import OpenAI from 'openai';
+import { SluiceClient, SluiceRequestError } from '@sluice/client';
+import { DEV_KEY, eventually, startE2eStack, type E2eStack } from './harness.js';
+
+// The whole stack as processes on real NATS and real Postgres, driven through both front doors.
+let stack: E2eStack;
+beforeAll(async () => {
+  stack = await startE2eStack({ postgres: true });
+});
+afterAll(async () => {
+  await stack?.close();
+});
+
+const ask = (content: string) => ({ model: 'gpt-4o-mini', messages: [{ role: 'user' as const, content }] });
+
+describe('HTTP front door with the openai SDK', () => {
+  it('answers a whole completion with the gateway headers', async () => {
+    const { data, response } = await stack.openai().chat.completions.create(ask('What is a token bucket?')).withResponse();
+    expect(data.object).toBe('chat.completion');
+    expect(data.choices[0]?.message.content?.length).toBeGreaterThan(0);
+    expect(data.model).toBe('gpt-4o-mini');
+    expect(data.usage?.total_tokens).toBe((data.usage?.prompt_tokens ?? 0) + (data.usage?.completion_tokens ?? 0));
+    expect(response.headers.get('x-sluice-request-id')).toMatch(/^req_/);
+    expect(response.headers.get('x-sluice-cache')).toBe('miss');
+    expect(response.headers.get('x-sluice-model')).toBe('gpt-4o-mini');
+  });
+
+  it('gives the same answer the upstream gives, streamed chunk by chunk ending in [DONE]', async () => {
+    const direct = new OpenAI({ baseURL: stack.sim!.url, apiKey: 'x', maxRetries: 0 });
+    const expected = await direct.chat.completions.create(ask('Stream me an answer about queues'));
+    const stream = await stack.openai().chat.completions.create({ ...ask('Stream me an answer about queues'), stream: true, stream_options: { include_usage: true } });
+    let content = '';
+    let chunks = 0;
+    let usage: OpenAI.CompletionUsage | undefined;
+    let finish: string | null | undefined;
+    for await (const chunk of stream) {
+      chunks++;
+      content += chunk.choices[0]?.delta.content ?? '';
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+      if (chunk.usage) usage = chunk.usage;
+    }
+    expect(chunks).toBeGreaterThan(2);
+    expect(content).toBe(expected.choices[0]?.message.content);
+    expect(finish).toBe(expected.choices[0]?.finish_reason);
+    expect(usage?.completion_tokens).toBe(expected.usage?.completion_tokens);
+  });
+
+  it('answers the second identical request from the cache, and bypasses it on request', async () => {
+    const client = stack.openai();
+    const first = await client.chat.completions.create(ask('Cache me if you can')).withResponse();
+    const second = await client.chat.completions.create(ask('Cache me if you can')).withResponse();
+    expect(first.response.headers.get('x-sluice-cache')).toBe('miss');
+    expect(second.response.headers.get('x-sluice-cache')).toBe('hit');
+    expect(second.data.choices[0]?.message.content).toBe(first.data.choices[0]?.message.content);
+    const servedBefore = stack.sim!.stats().completions;
+    const skipped = await client.chat.completions.create(ask('Cache me if you can'), { headers: { 'x-sluice-cache': 'skip' } }).withResponse();
+    expect(skipped.response.headers.get('x-sluice-cache')).toBe('miss');
+    expect(stack.sim!.stats().completions).toBe(servedBefore + 1);
+  });
+
+  it('lets the router choose a model for model "auto" and lists models', async () => {
+    const res = await stack.openai().chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: 'hi' }] });
+    expect(stack.config.tiers.map((t) => t.model)).toContain(res.model);
+    const models = await stack.openai().models.list();
+    const ids = models.data.map((m) => m.id);
+    expect(ids).toEqual(expect.arrayContaining(['auto', 'gpt-4o-mini', 'gpt-4o']));
+  });
+});
+
+describe('NATS front door with libs/client', () => {
+  it('answers whole and streamed requests', async () => {
+    const client = new SluiceClient(stack.nc, { tenant: 'dev', key: DEV_KEY });
+    const whole = await client.chat({ messages: [{ role: 'user', content: 'Hello over NATS' }], model: 'gpt-4o-mini' });
+    expect(whole.requestId).toMatch(/^req_/);
+    expect(whole.cached).toBe(false);
+    expect(whole.message.content.length).toBeGreaterThan(0);
+    expect(whole.usage.total_tokens).toBeGreaterThan(0);
+
+    const stream = client.stream({ messages: [{ role: 'user', content: 'Stream over NATS please' }], model: 'gpt-4o-mini' });
+    let content = '';
+    let chunks = 0;
+    for (;;) {
+      const next = await stream.next();
+      if (next.done) {
+        expect(next.value.message.content).toBe(content);
+        break;
+      }
+      chunks++;
+      content += next.value.chunk.content;
+    }
+    expect(chunks).toBeGreaterThan(1);
+
+    const again = await client.chat({ messages: [{ role: 'user', content: 'Hello over NATS' }], model: 'gpt-4o-mini' });
+    expect(again.cached).toBe(true);
+    expect(again.message.content).toBe(whole.message.content);
+  });
+
+  it('refuses a wrong key with a coded error', async () => {
+    const client = new SluiceClient(stack.nc, { tenant: 'dev', key: 'sk-wrong' });
+    const err = await client.chat({ messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SluiceRequestError);
+    expect((err as SluiceRequestError).code).toBe('invalid_api_key');
+    expect((err as SluiceRequestError).status).toBe(401);
+  });
+});
+
+describe('ledger', () => {
+  it('records a request timeline in order, from ingress to the cache store', async () => {
+    const { response } = await stack.openai().chat.completions.create(ask('Timeline please')).withResponse();
+    const id = response.headers.get('x-sluice-request-id')!;
+    const timeline = await eventually(async () => {
+      const r = await stack.ledger(`/v1/requests/${id}`);
+      if (!r.timeline.some((e: { type: string }) => e.type === 'cache.stored')) throw new Error('not yet');
+      return r;
+    });
+    expect(timeline.outcome).toBe('completed');
+    expect(timeline.timeline.map((e: { type: string }) => e.type)).toEqual([
+      'chat.requested',
+      'chat.admitted',
+      'cache.missed',
+      'chat.routed',
+      'invoke.attempted',
+      'chat.completed',
+      'cache.stored',
+    ]);
+    expect(timeline.timeline.map((e: { service: string }) => e.service)).toEqual(['ingress', 'limiter', 'cache', 'router', 'invoker', 'invoker', 'cache']);
+    for (const e of timeline.timeline) expect(typeof e.reason).toBe('string');
+  });
+
+  it('charges exactly the tokens the upstream served, at the configured prices', async () => {
+    await stack.ledgerCaughtUp();
+    const stats = stack.sim!.stats();
+    const costs = await stack.ledger('/v1/costs?groupBy=model');
+    const input = costs.rows.reduce((s: number, r: any) => s + r.inputTokens, 0);
+    const output = costs.rows.reduce((s: number, r: any) => s + r.outputTokens, 0);
+    expect(stats.completions).toBeGreaterThan(3);
+    expect(input).toBe(stats.promptTokens);
+    expect(output).toBe(stats.completionTokens);
+    for (const row of costs.rows) {
+      const price = stack.config.models[row.model]?.price;
+      if (!price) continue;
+      expect(Number(row.costUsd)).toBeCloseTo((row.inputTokens * price.inputPerMTok + row.outputTokens * price.outputPerMTok) / 1e6, 6);
+    }
+    expect(costs.rows.reduce((s: number, r: any) => s + r.cacheHits, 0)).toBeGreaterThanOrEqual(2);
+
+    const slo = await stack.ledger('/v1/slo?window=1h&groupBy=model');
+    const mini = slo.rows.find((r: any) => r.model === 'gpt-4o-mini');
+    expect(mini.latencyMs.p50).toBeGreaterThan(0);
+    expect(mini.latencyMs.p99).toBeGreaterThanOrEqual(mini.latencyMs.p50);
+    expect(mini.errorRate).toBe(0);
+    expect(mini.cacheHitRate).toBeGreaterThan(0);
+  });
+});

@@ -1,0 +1,34 @@
+import { defineConfig } from 'vitest/config';
+
+// Three tiers, told apart by file name: *.unit.spec.ts (pure, no I/O), *.int.spec.ts (one
+// package against real NATS/Postgres), test/**/*.e2e.spec.ts (the whole stack as processes).
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['libs/*/src/**/*.unit.spec.ts', 'services/*/src/**/*.unit.spec.ts', 'scripts/**/*.unit.spec.ts'],
+        },
+      },
+      {
+        test: {
+          name: 'int',
+          include: ['libs/*/src/**/*.int.spec.ts', 'services/*/src/**/*.int.spec.ts', 'scripts/**/*.int.spec.ts'],
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+        },
+      },
+      {
+        test: {
+          name: 'e2e',
+          include: ['test/**/*.e2e.spec.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
+          // each e2e file runs a whole stack of processes; two at once would starve two cores
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
