@@ -1,4 +1,4 @@
-import { Type, type Static } from '@sinclair/typebox';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 
 const Rate = Type.Object({
@@ -115,7 +115,10 @@ export class ConfigError extends Error {}
  * const config = parseConfig(JSON.parse(readFileSync('config/sluice.json', 'utf8')));
  */
 export function parseConfig(value: unknown): SluiceConfig {
-  const withDefaults = Value.Default(SluiceConfig, structuredClone(value));
+  const withDefaults = Value.Default(SluiceConfig, structuredClone(value)) as Record<string, unknown>;
+  // Value.Default does not descend into Record values; fill each entry's defaults here.
+  fillRecordDefaults(withDefaults, 'deployments', Deployment);
+  fillRecordDefaults(withDefaults, 'models', Model);
   if (!Value.Check(SluiceConfig, withDefaults)) {
     const e = Value.Errors(SluiceConfig, withDefaults).First();
     throw new ConfigError(`config${(e?.path ?? '').replaceAll('/', '.')}: ${e?.message ?? 'invalid'}`);
@@ -134,6 +137,14 @@ export function parseConfig(value: unknown): SluiceConfig {
   });
   if (problems.length) throw new ConfigError(problems.join('; '));
   return config;
+}
+
+function fillRecordDefaults(config: Record<string, unknown>, key: string, schema: TSchema): void {
+  const record = config[key];
+  if (!record || typeof record !== 'object' || Array.isArray(record)) return;
+  for (const [name, entry] of Object.entries(record)) {
+    (record as Record<string, unknown>)[name] = Value.Default(schema, entry);
+  }
 }
 
 /** Replaces `${NAME}` and `${NAME:-default}` in string values with environment variables. */

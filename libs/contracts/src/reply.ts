@@ -33,6 +33,11 @@ export interface ChatChunk {
   requestId: string;
   model: string;
   chunk: { content: string; role?: 'assistant' };
+  /**
+   * True on chunks of an answer served from the cache. HTTP ingress sends its `x-sluice-cache`
+   * header with the first chunk, before the final result says whether the answer was cached.
+   */
+  cached?: boolean;
 }
 
 export interface ChatErrorReply {

@@ -17,6 +17,8 @@ export const Topology = {
   /** Durable consumer names, one per (service, input). Replicas share them. */
   consumers: {
     limiter: 'limiter',
+    /** chat.completed -> token buckets charged the actual usage minus the estimate. */
+    limiterReconcile: 'limiter-reconcile',
     cacheLookup: 'cache-lookup',
     cacheStore: 'cache-store',
     router: 'router',

@@ -1,0 +1,169 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createInbox, millis, type Subscription } from '@nats-io/transport-node';
+import { connectBus, ensureTopology, getJson, publishEvent, putConfig, watchControl, type Bus, type Buckets, type Control, type Consumption } from '@sluice/bus';
+import { ServiceName, Topology, type AnyEvent, type ChatReply } from '@sluice/contracts';
+import { createLogger } from '@sluice/telemetry';
+import { freePort, startNats, type LocalNats } from '../../../scripts/nats.js';
+import { admitted, completed, request } from './fixtures.js';
+import { cacheKey } from './key.js';
+import { startCache } from './start.js';
+import { ensureCacheTtl } from './ttl.js';
+
+const config = {
+  tenants: [
+    { id: 'acme', keySha256: ['a'.repeat(64)] },
+    { id: 'globex', keySha256: ['b'.repeat(64)] },
+  ],
+  limits: {
+    global: { requestsPerMinute: 1000, tokensPerMinute: 1_000_000 },
+    tenantDefault: { requestsPerMinute: 100, tokensPerMinute: 100_000 },
+    userDefault: { requestsPerMinute: 10, tokensPerMinute: 10_000 },
+  },
+  deployments: { sim: { baseUrl: 'http://127.0.0.1:1/v1', timeoutMs: 1000 } },
+  models: { 'gpt-4o-mini': { deployments: ['sim'], fallback: [], price: { inputPerMTok: 0.15, outputPerMTok: 0.6 } } },
+  tiers: [{ name: 'small', model: 'gpt-4o-mini', maxComplexity: 1 }],
+  router: {},
+  invoker: {},
+  cache: { ttlSeconds: 600 },
+  degrader: {},
+  ingress: {},
+};
+
+let nats: LocalNats;
+let storeDir: string;
+let bus: Bus;
+let buckets: Buckets;
+let control: Control;
+let service: Array<Consumption>;
+let events: AnyEvent[] = [];
+let eventSub: Subscription;
+
+async function waitFor<T>(what: string, find: () => T | undefined, timeoutMs = 10_000): Promise<T> {
+  for (const end = Date.now() + timeoutMs; Date.now() < end; await new Promise((r) => setTimeout(r, 20))) {
+    const found = find();
+    if (found !== undefined) return found;
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+const eventOf = (type: string, requestId: string) => () => events.find((e) => e.type === type && e.requestId === requestId);
+/** The first cache decision for a request: a hit or a miss. */
+const lookupOf = (requestId: string) => () => events.find((e) => (e.type === 'cache.hit' || e.type === 'cache.missed') && e.requestId === requestId);
+
+function inbox(): { subject: string; replies: ChatReply[] } {
+  const subject = createInbox();
+  const replies: ChatReply[] = [];
+  bus.nc.subscribe(subject, { callback: (_, m) => void replies.push(m.json<ChatReply>()) });
+  return { subject, replies };
+}
+
+beforeAll(async () => {
+  storeDir = mkdtempSync(join(tmpdir(), 'sluice-cache-'));
+  nats = await startNats(storeDir, await freePort());
+  const log = createLogger('cache', 'silent');
+  bus = await connectBus(nats.url, 'cache-int', log);
+  buckets = await ensureTopology(bus);
+  await putConfig(buckets.control, config);
+  control = await watchControl(buckets.control, log);
+  eventSub = bus.nc.subscribe('sluice.evt.>', { callback: (_, m) => void events.push(m.json<AnyEvent>()) });
+  service = (await startCache({ name: ServiceName.Cache, log, bus, buckets, control, env: {} })) as Consumption[];
+});
+
+afterAll(async () => {
+  for (const s of service ?? []) await s.stop();
+  eventSub?.unsubscribe();
+  control?.stop();
+  await bus?.nc.close();
+  await nats?.stop();
+  rmSync(storeDir, { recursive: true, force: true });
+});
+
+describe('cache service', () => {
+  it('misses, stores the completed answer, then hits for the same request and answers the inbox', async () => {
+    const req = request({ messages: [{ role: 'user', content: 'Name a prime.' }] });
+    await publishEvent(bus.js, admitted('m1', 'acme', req));
+    const missed = await waitFor('cache.missed', lookupOf('m1'));
+    expect(missed.type).toBe('cache.missed');
+    const key = (missed.data as { key?: string }).key;
+    expect(key).toBe(cacheKey('acme', req));
+
+    await publishEvent(bus.js, completed('m1', 'acme', req, key, { content: '7' }));
+    const stored = await waitFor('cache.stored', eventOf('cache.stored', 'm1'));
+    expect(stored.data).toEqual({ key, model: 'gpt-4o-mini', ttlSeconds: 600 });
+    expect((await getJson<{ requestId: string }>(buckets.cache, key!))?.value.requestId).toBe('m1');
+
+    const client = inbox();
+    await publishEvent(bus.js, admitted('m2', 'acme', { ...req, stream: true }, client.subject), { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' });
+    const hit = await waitFor('cache.hit', lookupOf('m2'));
+    expect(hit).toMatchObject({ type: 'cache.hit', data: { key, answer: { message: { content: '7' } } } });
+    const replies = await waitFor('two replies', () => (client.replies.length >= 2 ? client.replies : undefined));
+    expect(replies[0]).toEqual({ requestId: 'm2', model: 'gpt-4o-mini', chunk: { role: 'assistant', content: '7' }, cached: true });
+    expect(replies[1]).toMatchObject({ requestId: 'm2', cached: true, finishReason: 'stop', message: { content: '7' } });
+  });
+
+  it('carries the traceparent to the event it publishes', async () => {
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    const seen = new Promise<string | undefined>((resolve) => {
+      const sub = bus.nc.subscribe('sluice.evt.cache.missed.acme', {
+        callback: (_, m) => {
+          if (m.json<AnyEvent>().requestId !== 't1') return;
+          sub.unsubscribe();
+          resolve(m.headers?.get('traceparent'));
+        },
+      });
+    });
+    await publishEvent(bus.js, admitted('t1', 'acme', request({ messages: [{ role: 'user', content: 'trace me' }] })), { traceparent });
+    expect(await seen).toBe(traceparent);
+  });
+
+  it('bypasses on cache: skip even when an entry exists', async () => {
+    const req = request({ messages: [{ role: 'user', content: 'Name a colour.' }] });
+    const key = cacheKey('acme', req);
+    await publishEvent(bus.js, completed('s0', 'acme', req, key, { content: 'Blue.' }));
+    await waitFor('cache.stored', eventOf('cache.stored', 's0'));
+
+    await publishEvent(bus.js, admitted('s1', 'acme', { ...req, cache: 'skip' }));
+    const decision = await waitFor('lookup', lookupOf('s1'));
+    expect(decision.type).toBe('cache.missed');
+    expect(decision.reason).toBe('cache bypassed on request');
+    expect(decision.data).not.toHaveProperty('key');
+  });
+
+  it('never serves one tenant the answer stored for another', async () => {
+    const req = request({ messages: [{ role: 'user', content: 'What is our secret plan?' }] });
+    await publishEvent(bus.js, completed('i0', 'acme', req, cacheKey('acme', req), { content: 'acme only' }));
+    await waitFor('cache.stored', eventOf('cache.stored', 'i0'));
+
+    await publishEvent(bus.js, admitted('i1', 'globex', req));
+    const other = await waitFor('globex lookup', lookupOf('i1'));
+    expect(other.type).toBe('cache.missed');
+    expect((other.data as { key?: string }).key).toMatch(/^globex\./);
+
+    await publishEvent(bus.js, admitted('i2', 'acme', req));
+    expect((await waitFor('acme lookup', lookupOf('i2'))).type).toBe('cache.hit');
+  });
+});
+
+describe('ensureCacheTtl', () => {
+  it('moves the bucket max age to the configured ttl, including below the 2-minute duplicate window', async () => {
+    const stream = `KV_${Topology.buckets.cache.name}`;
+    expect(await ensureCacheTtl(bus.jsm, 60)).toBe(60);
+    const info = await bus.jsm.streams.info(stream);
+    expect(millis(info.config.max_age)).toBe(60_000);
+    expect(millis(info.config.duplicate_window)).toBeLessThanOrEqual(60_000);
+    expect(await ensureCacheTtl(bus.jsm, 600)).toBe(600);
+  });
+
+  it('follows a config change of cache.ttlSeconds without a restart', async () => {
+    await putConfig(buckets.control, { ...config, cache: { ttlSeconds: 900 } });
+    const stream = `KV_${Topology.buckets.cache.name}`;
+    let maxAgeMs = 0;
+    for (const end = Date.now() + 10_000; Date.now() < end && maxAgeMs !== 900_000; await new Promise((r) => setTimeout(r, 50))) {
+      maxAgeMs = millis((await bus.jsm.streams.info(stream)).config.max_age);
+    }
+    expect(maxAgeMs).toBe(900_000);
+  });
+});

@@ -1,0 +1,32 @@
+import type { EventDataOf } from '@sluice/contracts';
+
+export type CachedAnswer = EventDataOf<'cache.hit'>['answer'];
+
+/** What the cache bucket holds under a key: the answer and where it came from. */
+export interface CacheEntry {
+  answer: CachedAnswer;
+  /** Epoch ms when the answer was stored. */
+  storedAt: number;
+  /** The request whose answer this is, for the timeline. */
+  requestId: string;
+}
+
+/**
+ * An entry read from the bucket, or undefined when it does not have the expected shape: an
+ * entry in an older format is a miss, never a malformed cache.hit event.
+ */
+export function asEntry(value: unknown): CacheEntry | undefined {
+  const v = value as Partial<CacheEntry> | null;
+  const a = v?.answer;
+  const ok =
+    typeof v?.storedAt === 'number' &&
+    typeof v.requestId === 'string' &&
+    typeof a?.model === 'string' &&
+    typeof a.finishReason === 'string' &&
+    typeof a.message?.content === 'string' &&
+    typeof a.message.role === 'string' &&
+    Number.isInteger(a.usage?.prompt_tokens) &&
+    Number.isInteger(a.usage?.completion_tokens) &&
+    Number.isInteger(a.usage?.total_tokens);
+  return ok ? (value as CacheEntry) : undefined;
+}
