@@ -1,0 +1,87 @@
+import { publishEvent, PoisonMessage, sendReply, type Bus, type Control, type Delivery, type PublishOptions } from '@sluice/bus';
+import { EventType, makeEvent, ServiceName, type AnyEvent, type SluiceConfig, type Tenant } from '@sluice/contracts';
+import type { Logger } from '@sluice/telemetry';
+import { estimateTokens } from './estimate.js';
+import { admitReason, throttleReason, type Layer, type Limits } from './limiter.js';
+import { limitKeys, type LimitStore } from './store.js';
+
+export interface LimiterDeps {
+  bus: Bus;
+  store: LimitStore;
+  control: Control;
+  log: Logger;
+  now?: () => number;
+}
+
+const tenantIndex = new WeakMap<SluiceConfig, Map<string, Tenant>>();
+
+/** The limits that apply to a request, from the live config. */
+export function limitsFor(config: SluiceConfig, tenantId: string, user: string | undefined): Limits {
+  let index = tenantIndex.get(config);
+  if (!index) tenantIndex.set(config, (index = new Map(config.tenants.map((t) => [t.id, t]))));
+  const tenant = index.get(tenantId);
+  const limits: Limits = { tenant: tenant?.limits ?? config.limits.tenantDefault, global: config.limits.global };
+  if (user !== undefined) limits.user = tenant?.userLimits ?? config.limits.userDefault;
+  return limits;
+}
+
+function traceOf(delivery: Delivery): PublishOptions {
+  return {
+    ...(delivery.traceparent ? { traceparent: delivery.traceparent } : {}),
+    ...(delivery.tracestate ? { tracestate: delivery.tracestate } : {}),
+  };
+}
+
+/**
+ * chat.requested -> chat.admitted | chat.throttled. A throttle ends the request: the event is
+ * published first, then the client gets a 429 with the retry-after.
+ */
+export function onChatRequested(deps: LimiterDeps) {
+  const now = deps.now ?? Date.now;
+  return async (event: AnyEvent, delivery: Delivery): Promise<void> => {
+    if (event.type !== EventType.ChatRequested) throw new PoisonMessage(`limiter cannot handle ${event.type}`);
+    const { ctx } = event.data;
+    const user = ctx.request.user;
+    const limits = limitsFor(deps.control.config(), event.tenant, user);
+    const estimatedTokens = estimateTokens(ctx.request);
+    const decision = await deps.store.admit(limitKeys(event.tenant, user), limits, estimatedTokens);
+    const fields = { requestId: event.requestId, tenant: event.tenant, service: ServiceName.Limiter, at: now() };
+
+    if (decision.admitted) {
+      const reason = admitReason(estimatedTokens, decision.buckets, limits);
+      await publishEvent(deps.bus.js, makeEvent(EventType.ChatAdmitted, { ...fields, reason }, { ctx, estimatedTokens }), traceOf(delivery));
+      return;
+    }
+    const { layer, limit, retryAfterMs } = decision;
+    const reason = throttleReason(decision);
+    const throttled = makeEvent(EventType.ChatThrottled, { ...fields, reason }, { layer, limit, retryAfterMs, replyTo: ctx.replyTo, receivedAt: ctx.receivedAt });
+    await publishEvent(deps.bus.js, throttled, traceOf(delivery));
+    sendReply(deps.bus.nc, ctx.replyTo, {
+      requestId: event.requestId,
+      error: { code: 'rate_limited', message: `Rate limit reached: ${reason}.`, status: 429, retryAfterMs },
+    });
+  };
+}
+
+/**
+ * chat.completed -> the tenant and user token buckets are charged the difference between the
+ * tokens actually used and the estimate admitted (a refund when the answer was shorter).
+ * The estimate is recomputed from the request the event carries: it is deterministic, so
+ * chat.completed needs no extra field. A redelivered chat.completed is charged twice (KV
+ * holds no record of which completions were reconciled); redelivery needs a crash between
+ * the write and the ack, and the error is one request's difference.
+ */
+export function onChatCompleted(deps: LimiterDeps) {
+  return async (event: AnyEvent): Promise<void> => {
+    if (event.type !== EventType.ChatCompleted) throw new PoisonMessage(`limiter reconcile cannot handle ${event.type}`);
+    const { ctx, answer } = event.data;
+    const difference = answer.usage.total_tokens - estimateTokens(ctx.request);
+    if (difference === 0) return;
+    const user = ctx.request.user;
+    const limits = limitsFor(deps.control.config(), event.tenant, user);
+    // the global layer models the upstream's own limit and is the hot key: left to refill
+    const layers: Layer[] = limits.user ? ['user', 'tenant'] : ['tenant'];
+    await deps.store.adjust(limitKeys(event.tenant, user), limits, layers, { tokens: -difference });
+    deps.log.debug({ requestId: event.requestId, difference }, 'usage reconciled');
+  };
+}

@@ -1,0 +1,186 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { consumeEvents, getJson, publishEvent, type Consumption } from '@sluice/bus';
+import { EventType, makeEvent, Subjects, Topology, type ChatErrorReply } from '@sluice/contracts';
+import { chatRequested, collectEvents, startEnv, testConfig, type IntEnv } from './int-env.js';
+import { onChatCompleted, onChatRequested } from './handlers.js';
+import { estimateTokens } from './estimate.js';
+import type { Bucket } from './limiter.js';
+import { limitKeys, LimitStore } from './store.js';
+
+let env: IntEnv;
+
+beforeAll(async () => {
+  env = await startEnv(
+    testConfig([
+      { id: 'tiny', limits: { requestsPerMinute: 3, tokensPerMinute: 1_000_000 } },
+      { id: 'shared', limits: { requestsPerMinute: 10, tokensPerMinute: 1_000_000 } },
+      { id: 'direct', limits: { requestsPerMinute: 20, tokensPerMinute: 1_000_000 } },
+      { id: 'users', userLimits: { requestsPerMinute: 2, tokensPerMinute: 1_000_000 } },
+      { id: 'recon', limits: { requestsPerMinute: 100, tokensPerMinute: 6_000 } },
+    ]),
+  );
+});
+afterAll(async () => {
+  await env?.stop();
+});
+
+async function startLimiter(): Promise<Consumption> {
+  const store = new LimitStore(env.buckets.limits, { log: env.log });
+  return consumeEvents(env.bus, {
+    durable: Topology.consumers.limiter,
+    filter: Subjects.eventsOf(EventType.ChatRequested),
+    concurrency: 256,
+    log: env.log,
+    handler: onChatRequested({ bus: env.bus, store, control: env.control, log: env.log }),
+  });
+}
+
+describe('limiter against NATS', () => {
+  it('admits up to the limit, then throttles with a 429 on the reply inbox', async () => {
+    const limiter = await startLimiter();
+    const seen = collectEvents(env.bus);
+    const inbox = env.bus.nc.subscribe('test.reply.tiny', { max: 1 });
+    try {
+      for (let i = 1; i <= 4; i++) {
+        await publishEvent(env.bus.js, chatRequested('tiny', `tiny-${i}`, {}, 'test.reply.tiny'), { traceparent: `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01` });
+        await seen.until(() => seen.events.some((e) => e.requestId === `tiny-${i}` && e.type !== 'chat.requested'));
+      }
+      expect(seen.of('chat.admitted').map((e) => e.requestId)).toEqual(['tiny-1', 'tiny-2', 'tiny-3']);
+      expect(seen.of('chat.admitted')[0]!.data.estimatedTokens).toBe(estimateTokens(chatRequested('tiny', 'x').data.ctx.request));
+      const [throttled] = seen.of('chat.throttled');
+      expect(throttled).toMatchObject({ requestId: 'tiny-4', id: 'tiny-4:chat.throttled', data: { layer: 'tenant', limit: 'requests', replyTo: 'test.reply.tiny' } });
+      // 3 requests/min: the next one refills within 20 s
+      expect(throttled!.data.retryAfterMs).toBeGreaterThan(0);
+      expect(throttled!.data.retryAfterMs).toBeLessThanOrEqual(20_000);
+      expect(throttled!.reason).toMatch(/^tenant requests\/min: needs 1, 0 of 3 left; retry in/);
+
+      for await (const m of inbox) {
+        const reply = m.json<ChatErrorReply>();
+        expect(reply).toMatchObject({ requestId: 'tiny-4', error: { code: 'rate_limited', status: 429, retryAfterMs: throttled!.data.retryAfterMs } });
+      }
+    } finally {
+      seen.stop();
+      await limiter.stop();
+    }
+  });
+
+  it('never admits more than the limit with two limiter instances on one durable', async () => {
+    const [a, b] = await Promise.all([startLimiter(), startLimiter()]);
+    const seen = collectEvents(env.bus);
+    try {
+      await Promise.all(Array.from({ length: 40 }, (_, i) => publishEvent(env.bus.js, chatRequested('shared', `shared-${i}`))));
+      await seen.until(() => seen.of('chat.admitted').length + seen.of('chat.throttled').length === 40);
+      // 10 requests/min refill one request per 6 s: far longer than this test takes
+      expect(seen.of('chat.admitted')).toHaveLength(10);
+      expect(seen.of('chat.throttled')).toHaveLength(30);
+    } finally {
+      seen.stop();
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  });
+
+  it('keeps the count exact when three stores race on the same keys', async () => {
+    const stores = [0, 1, 2].map(() => new LimitStore(env.buckets.limits));
+    const limits = { tenant: { requestsPerMinute: 20, tokensPerMinute: 1_000_000 }, global: { requestsPerMinute: 100_000, tokensPerMinute: 100_000_000 } };
+    const decisions = await Promise.all(Array.from({ length: 90 }, (_, i) => stores[i % 3]!.admit(limitKeys('direct'), limits, 10)));
+    expect(decisions.filter((d) => d.admitted)).toHaveLength(20);
+    const tenant = await getJson<Bucket>(env.buckets.limits, 't.direct');
+    expect(tenant!.value.requests).toBeLessThan(1);
+  });
+
+  it('limits each user on their own bucket', async () => {
+    const store = new LimitStore(env.buckets.limits);
+    const limits = { user: { requestsPerMinute: 2, tokensPerMinute: 1_000_000 }, tenant: { requestsPerMinute: 100, tokensPerMinute: 1_000_000 }, global: { requestsPerMinute: 100_000, tokensPerMinute: 100_000_000 } };
+    const ana = await Promise.all([1, 2, 3].map(() => store.admit(limitKeys('users', 'ana'), limits, 10)));
+    const bob = await store.admit(limitKeys('users', 'bob'), limits, 10);
+    expect(ana.map((d) => d.admitted)).toEqual([true, true, false]);
+    expect(ana[2]).toMatchObject({ layer: 'user', limit: 'requests' });
+    expect(bob.admitted).toBe(true);
+  });
+
+  it('charges the tenant the actual usage minus the estimate after completion', async () => {
+    const store = new LimitStore(env.buckets.limits);
+    const reconcile = await consumeEvents(env.bus, {
+      durable: Topology.consumers.limiterReconcile,
+      filter: Subjects.eventsOf(EventType.ChatCompleted),
+      concurrency: 16,
+      log: env.log,
+      handler: onChatCompleted({ bus: env.bus, store, control: env.control, log: env.log }),
+    });
+    try {
+      const requested = chatRequested('recon', 'recon-1', { params: { max_tokens: 100 } });
+      const estimate = estimateTokens(requested.data.ctx.request);
+      const d = await store.admit(limitKeys('recon'), { tenant: { requestsPerMinute: 100, tokensPerMinute: 6_000 }, global: { requestsPerMinute: 100_000, tokensPerMinute: 100_000_000 } }, estimate);
+      expect(d.admitted).toBe(true);
+      const before = (await getJson<Bucket>(env.buckets.limits, 't.recon'))!;
+
+      const usage = { prompt_tokens: 9, completion_tokens: estimate + 491, total_tokens: estimate + 500 };
+      const completed = makeEvent(
+        'chat.completed',
+        { requestId: 'recon-1', tenant: 'recon', service: 'invoker', at: Date.now(), reason: 'test' },
+        { ctx: requested.data.ctx, answer: { model: 'm1', message: { role: 'assistant', content: '...' }, finishReason: 'stop', usage }, deployment: 'd1', attempts: 1, upstreamLatencyMs: 5 },
+      );
+      await publishEvent(env.bus.js, completed);
+      let after = before;
+      for (let i = 0; i < 200 && after.revision === before.revision; i++) {
+        await new Promise((r) => setTimeout(r, 25));
+        after = (await getJson<Bucket>(env.buckets.limits, 't.recon'))!;
+      }
+      // 6000 tokens/min refill 0.1 token per ms between the two stamps
+      const refilled = before.value.tokens + (after.value.at - before.value.at) * 0.1;
+      expect(after.value.tokens).toBeCloseTo(refilled - 500, 6);
+    } finally {
+      await reconcile.stop();
+    }
+  });
+});
+
+describe('limit store after a lost race', () => {
+  /** The real bucket, with another "replica" writing `g` just before this store's first write of it. */
+  function raceOnGlobal(global: Bucket) {
+    const kv = env.buckets.limits;
+    let raced = false;
+    return new Proxy(kv, {
+      get(target, prop, receiver) {
+        if (prop === 'update' || prop === 'create') {
+          return async (key: string, ...rest: unknown[]) => {
+            if (key === 'g' && !raced) {
+              raced = true;
+              await target.put('g', JSON.stringify(global));
+            }
+            return (Reflect.get(target, prop, receiver) as (...a: unknown[]) => Promise<number>).call(target, key, ...rest);
+          };
+        }
+        return Reflect.get(target, prop, receiver);
+      },
+    });
+  }
+  const rate = { requestsPerMinute: 60, tokensPerMinute: 60_000 };
+
+  it('re-decides only the layer it lost and debits the others once', async () => {
+    await env.buckets.limits.purge('g');
+    const store = new LimitStore(raceOnGlobal({ requests: 30, tokens: 30_000, at: Date.now() }));
+    const d = await store.admit(limitKeys('race1'), { tenant: rate, global: rate }, 1_000);
+    expect(d.admitted).toBe(true);
+    const tenant = (await getJson<Bucket>(env.buckets.limits, 't.race1'))!;
+    const global = (await getJson<Bucket>(env.buckets.limits, 'g'))!;
+    expect(tenant.value.requests).toBeCloseTo(59, 1);
+    expect(tenant.value.tokens).toBeGreaterThan(58_900);
+    expect(tenant.value.tokens).toBeLessThan(59_100);
+    expect(global.value.requests).toBeCloseTo(29, 1);
+  });
+
+  it('refunds the layers it paid when the retry throttles', async () => {
+    await env.buckets.limits.purge('g');
+    const store = new LimitStore(raceOnGlobal({ requests: 0, tokens: 0, at: Date.now() }));
+    const d = await store.admit(limitKeys('race2'), { tenant: rate, global: rate }, 1_000);
+    expect(d).toMatchObject({ admitted: false, layer: 'global', limit: 'requests' });
+    let tenant = (await getJson<Bucket>(env.buckets.limits, 't.race2'))!;
+    for (let i = 0; i < 100 && tenant.value.requests < 59.5; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      tenant = (await getJson<Bucket>(env.buckets.limits, 't.race2'))!;
+    }
+    expect(tenant.value.requests).toBe(60);
+    expect(tenant.value.tokens).toBe(60_000);
+  });
+});

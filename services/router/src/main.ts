@@ -1,0 +1,15 @@
+import { consumeEvents, runService } from '@sluice/bus';
+import { EventType, ServiceName, Subjects, Topology } from '@sluice/contracts';
+import { onCacheMissed } from './handler.js';
+
+// router: cache.missed -> chat.routed | chat.shed (terminal) | chat.completed (static fallback,
+// terminal). Tiers, models and the degrade level are read live from the control bucket.
+await runService(ServiceName.Router, async ({ bus, control, log }) => [
+  await consumeEvents(bus, {
+    durable: Topology.consumers.router,
+    filter: Subjects.eventsOf(EventType.CacheMissed),
+    concurrency: 256,
+    log,
+    handler: onCacheMissed({ bus, control, log }),
+  }),
+]);
