@@ -21,7 +21,7 @@ if (command === 'hash-key') {
   process.exit(0);
 }
 const bus = await connectBus(env.NATS_URL ?? 'nats://127.0.0.1:4222', 'sluice-config');
-const { control } = await ensureTopology(bus);
+const { control } = await ensureTopology(bus, { replicas: Number(env.SLUICE_STREAM_REPLICAS ?? 1) });
 switch (command) {
   case 'apply': {
     env.SLUICE_DEV_KEY_SHA256 ??= hashKey(env.SLUICE_DEV_KEY ?? 'sk-sluice-dev');

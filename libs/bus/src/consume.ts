@@ -81,7 +81,8 @@ export async function consumeEvents(bus: Bus, opts: ConsumeOptions): Promise<Con
         event = parseEvent(msg.data);
       } catch (e) {
         opts.log.error({ err: e, subject: msg.subject, seq: msg.seq }, 'terminating malformed event');
-        msg.term('malformed event');
+        // term() with a reason is ignored by nats-server 2.9.10 (the message comes back forever)
+        msg.term();
         return;
       }
       const traceparent = msg.headers?.get('traceparent') || undefined;
@@ -97,7 +98,7 @@ export async function consumeEvents(bus: Bus, opts: ConsumeOptions): Promise<Con
     } catch (e) {
       if (e instanceof PoisonMessage) {
         opts.log.error({ err: e, seq: msg.seq }, 'terminating poison message');
-        msg.term(e.message);
+        msg.term();
       } else {
         const delay = Math.min(30_000, 250 * 2 ** Math.min(msg.info.deliveryCount, 7));
         opts.log.warn({ err: e, seq: msg.seq, delivery: msg.info.deliveryCount, delayMs: delay }, 'handler failed; redelivering');

@@ -1,0 +1,24 @@
+import type { ChatErrorReply } from '@sluice/contracts';
+
+/**
+ * A request Sluice did not answer with a result: `code` and `status` come from the error
+ * catalogue (`rate_limited`/429, `service_busy`/503, `invalid_request`/400, ...). Retry after
+ * `retryAfterMs` when it is set.
+ */
+export class SluiceRequestError extends Error {
+  override readonly name = 'SluiceRequestError';
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly status: number,
+    readonly retryAfterMs?: number,
+    readonly requestId?: string,
+  ) {
+    super(message);
+  }
+
+  static fromReply(reply: ChatErrorReply): SluiceRequestError {
+    const { code, message, status, retryAfterMs } = reply.error;
+    return new SluiceRequestError(code, message, status, retryAfterMs, reply.requestId);
+  }
+}

@@ -1,0 +1,18 @@
+import type { EventType, SluiceConfig, SluiceEvent } from '@sluice/contracts';
+import type { Logger } from '@sluice/telemetry';
+import type { ReplyInbox } from './inbox.js';
+import type { TenantIndex } from './tenants.js';
+
+/** What both front doors need; `startIngress` builds it from the service context. */
+export interface IngressDeps {
+  /** The live config (replaced when the control bucket changes). */
+  config(): SluiceConfig;
+  /** Tenants by key hash, rebuilt with the config. */
+  tenants(): TenantIndex;
+  /** Publishes an event to the stream and resolves on its ack. */
+  publish(event: SluiceEvent<EventType>, traceparent: string): Promise<void>;
+  /** Where HTTP requests wait for their answers. */
+  inbox: ReplyInbox;
+  log: Logger;
+  now(): number;
+}

@@ -1,0 +1,41 @@
+import { makeEvent, ServiceName, UNKNOWN_TENANT, type RequestContext, type SluiceEvent } from '@sluice/contracts';
+import type { RequestRejected } from './rejection.js';
+
+/** The event that starts a request's way through the pipeline. */
+export function requestedEvent(requestId: string, tenant: string, ctx: RequestContext): SluiceEvent<'chat.requested'> {
+  const { model, priority } = ctx.request;
+  return makeEvent(
+    'chat.requested',
+    { requestId, tenant, service: ServiceName.Ingress, at: ctx.receivedAt, reason: `accepted at the ${ctx.frontDoor} front door (model ${model}, priority ${priority})` },
+    { ctx },
+  );
+}
+
+export interface RejectedFacts {
+  /** Undefined until the key identified the tenant. */
+  tenant: string | undefined;
+  receivedAt: number;
+  replyTo?: string;
+  model?: string;
+  user?: string;
+}
+
+/** The terminal event of a request ingress refused. Never carries the key. */
+export function rejectedEvent(requestId: string, rejection: RequestRejected, facts: RejectedFacts, now: number): SluiceEvent<'chat.rejected'> {
+  const model = rejection.known.model ?? facts.model;
+  const user = rejection.known.user ?? facts.user;
+  return makeEvent(
+    'chat.rejected',
+    { requestId, tenant: facts.tenant ?? UNKNOWN_TENANT, service: ServiceName.Ingress, at: now, reason: rejection.message },
+    {
+      code: rejection.code,
+      status: rejection.status,
+      message: rejection.message,
+      stage: ServiceName.Ingress,
+      receivedAt: facts.receivedAt,
+      ...(model !== undefined ? { model } : {}),
+      ...(user !== undefined ? { user } : {}),
+      ...(facts.replyTo !== undefined ? { replyTo: facts.replyTo } : {}),
+    },
+  );
+}

@@ -1,0 +1,185 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
+import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import { openAiErrorBody, SluiceError, type RequestContext, type Tenant } from '@sluice/contracts';
+import { withTrace } from '@sluice/telemetry';
+import type { IngressDeps } from './deps.js';
+import { rejectedEvent, requestedEvent } from './events.js';
+import { answerStream, answerWhole, sendError } from './http-answer.js';
+import { readJsonBody } from './http-body.js';
+import { continueTrace, newRequestId } from './ids.js';
+import { toModelList } from './openai-wire.js';
+import { RequestRejected } from './rejection.js';
+import { authenticate, bearerKey } from './tenants.js';
+import { validateChat, type ChatHints } from './validate.js';
+
+export const CHAT_PATH = '/v1/chat/completions';
+
+/** What ingress learns about an HTTP request as it goes. */
+interface RequestState {
+  receivedAt: number;
+  traceparent: string;
+  tenant?: Tenant;
+  model?: string;
+  user?: string;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    sluice: RequestState;
+  }
+}
+
+/**
+ * The OpenAI-compatible HTTP front door. Every answer is OpenAI-shaped, errors included: fastify's
+ * own error format never reaches a client. Every refusal of a chat request is published as
+ * `chat.rejected` before the client hears of it.
+ *
+ * @example
+ * const app = buildApp(deps);
+ * await app.listen({ host: '127.0.0.1', port: 8080 });
+ */
+export function buildApp(deps: IngressDeps): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: deps.log as FastifyBaseLogger,
+    // one line per request on the hot path is ours to write, not fastify's two
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
+    genReqId: () => newRequestId(),
+    requestIdHeader: false,
+    // fastify's own answers for these would not be OpenAI-shaped
+    return503OnClosing: false,
+    frameworkErrors: (error, _request, reply) => {
+      void sendError(reply, 'invalid_request', `The request URL could not be read: ${error.message}`, 400);
+    },
+    clientErrorHandler: rawClientError,
+  });
+
+  app.decorateRequest('sluice', null as unknown as RequestState);
+  app.addHook('onRequest', async (request, reply) => {
+    request.sluice = { receivedAt: deps.now(), traceparent: continueTrace(header(request.headers, 'traceparent')) };
+    request.log = withTrace(deps.log, request.sluice.traceparent, { requestId: request.id }) as FastifyBaseLogger;
+    reply.header('x-sluice-request-id', request.id);
+  });
+
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', (_request: FastifyRequest, payload: IncomingMessage) =>
+    readJsonBody(payload, deps.config().ingress.maxBodyBytes),
+  );
+
+  const authenticated = async (request: FastifyRequest) => {
+    request.sluice.tenant = authenticate(deps.tenants(), bearerKey(header(request.headers, 'authorization')));
+  };
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+
+  app.get('/v1/models', { onRequest: authenticated }, async (request) => toModelList(request.sluice.tenant!, deps.config()));
+
+  app.post(CHAT_PATH, { onRequest: authenticated }, async (request, reply) => {
+    const state = request.sluice;
+    const tenant = state.tenant!;
+    const config = deps.config();
+    reply.header('x-sluice-cache', 'miss');
+    const { request: chat, includeUsage } = validateChat(request.body, hintsFrom(request.headers), tenant, config);
+    state.model = chat.model;
+    if (chat.user !== undefined) state.user = chat.user;
+
+    const deadline = state.receivedAt + config.ingress.defaultDeadlineMs;
+    // listen before publishing: the answer can come back before the publish ack does
+    const pending = deps.inbox.listen(request.id, deadline);
+    reply.raw.on('close', () => pending.close());
+    const ctx: RequestContext = { request: chat, replyTo: pending.subject, frontDoor: 'http', receivedAt: state.receivedAt, deadline };
+    try {
+      await deps.publish(requestedEvent(request.id, tenant.id, ctx), state.traceparent);
+    } catch (err) {
+      pending.close();
+      request.log.error({ err }, 'could not publish chat.requested');
+      throw new SluiceError('internal_error', 'The request could not be queued; retry shortly.');
+    }
+    request.log.debug({ tenant: tenant.id, model: chat.model, stream: chat.stream }, 'chat requested');
+    if (chat.stream) return answerStream(request, reply, pending, { requestId: request.id, created: Math.floor(state.receivedAt / 1000), includeUsage });
+    return answerWhole(request, reply, pending);
+  });
+
+  app.setNotFoundHandler(async (request, reply) =>
+    sendError(reply, 'not_found', `No route ${request.method} ${request.url.split('?')[0]}; Sluice serves POST ${CHAT_PATH} and GET /v1/models.`, 404),
+  );
+
+  app.setErrorHandler(async (error: FastifyError, request, reply) => {
+    const rejection = asRejection(error);
+    if (!rejection) {
+      const e = error instanceof SluiceError ? error : new SluiceError('internal_error');
+      request.log.error({ err: error }, 'request failed');
+      return sendError(reply, e.code, e.message, e.status, e.retryAfterMs);
+    }
+    const state = request.sluice;
+    request.log.info({ code: rejection.code, param: rejection.param, tenant: state?.tenant?.id }, 'request rejected');
+    if (request.routeOptions.url === CHAT_PATH && state) {
+      reply.header('x-sluice-cache', 'miss');
+      const facts = { tenant: state.tenant?.id, receivedAt: state.receivedAt, ...(state.model ? { model: state.model } : {}), ...(state.user ? { user: state.user } : {}) };
+      try {
+        await deps.publish(rejectedEvent(request.id, rejection, facts, deps.now()), state.traceparent);
+      } catch (err) {
+        // the client still gets its answer; the stream is what failed
+        request.log.error({ err }, 'could not publish chat.rejected');
+      }
+    }
+    return sendError(reply, rejection.code, rejection.message, rejection.status, undefined, rejection.param);
+  });
+
+  return app;
+}
+
+/** Fastify's own refusals, in the catalogue's terms. */
+function asRejection(error: FastifyError): RequestRejected | undefined {
+  if (error instanceof RequestRejected) return error;
+  switch (error.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new RequestRejected('body_too_large', undefined, 'body');
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new RequestRejected('invalid_json', undefined, 'body');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new RequestRejected('invalid_request', 'The request body must be JSON sent with "Content-Type: application/json".', 'content-type');
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new RequestRejected('invalid_request', 'The Content-Length header does not match the body.', 'content-length');
+  }
+  if (error instanceof SyntaxError) return new RequestRejected('invalid_json', undefined, 'body');
+  if (!(error instanceof SluiceError) && typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
+    return new RequestRejected('invalid_request', 'The request could not be read as an HTTP request Sluice serves.');
+  }
+  return undefined;
+}
+
+/** Malformed HTTP (before fastify has a request): answered on the socket, as OpenAI's shape. */
+function rawClientError(err: Error & { code?: string }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, code, message] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'invalid_request', 'The request headers are too large.']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'invalid_request', 'The request was not received in time.']
+        : [400, 'invalid_request', 'The request is not valid HTTP.'];
+  const body = JSON.stringify(openAiErrorBody(code, message));
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy(err);
+}
+
+function hintsFrom(headers: IncomingHttpHeaders): ChatHints {
+  const hints: ChatHints = {};
+  for (const [key, name] of [
+    ['feature', 'x-sluice-feature'],
+    ['priority', 'x-sluice-priority'],
+    ['cache', 'x-sluice-cache'],
+  ] as const) {
+    const value = header(headers, name);
+    if (value !== undefined) hints[key] = { value: value.trim(), param: name };
+  }
+  return hints;
+}
+
+function header(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const v = headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}

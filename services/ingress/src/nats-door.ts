@@ -1,0 +1,95 @@
+import type { Msg, NatsConnection } from '@nats-io/transport-node';
+import { sendReply } from '@sluice/bus';
+import { Headers, SluiceError, Subjects, type RequestContext, type Tenant } from '@sluice/contracts';
+import { withTrace } from '@sluice/telemetry';
+import type { IngressDeps } from './deps.js';
+import { rejectedEvent, requestedEvent } from './events.js';
+import { continueTrace, newRequestId } from './ids.js';
+import { RequestRejected } from './rejection.js';
+import { authenticate } from './tenants.js';
+import { parseJsonBody, validateChat, type ChatHints } from './validate.js';
+
+/** Replicas share the front-door subject; NATS hands each request to one of them. */
+export const INGRESS_QUEUE = 'ingress';
+
+const decoder = new TextDecoder();
+
+/**
+ * The NATS front door: requests on `sluice.chat.<tenant>` with the key in the `sluice-key`
+ * header. A valid request goes into the pipeline with the caller's reply subject as
+ * `ctx.replyTo`, so the terminal stage answers the caller directly and ingress stays out of the
+ * answer path. A refused one is published as `chat.rejected` and answered here.
+ */
+export function openNatsDoor(nc: NatsConnection, deps: IngressDeps): { stop(): Promise<void> } {
+  const inFlight = new Set<Promise<void>>();
+  const sub = nc.subscribe(Subjects.chatAll, {
+    queue: INGRESS_QUEUE,
+    callback: (err, msg) => {
+      if (err) {
+        deps.log.error({ err }, 'front door subscription failed');
+        return;
+      }
+      // concurrently: awaiting each publish ack before taking the next request caps throughput
+      const p = handle(nc, deps, msg).catch((e: unknown) => deps.log.error({ err: e }, 'front door request failed'));
+      inFlight.add(p);
+      void p.finally(() => inFlight.delete(p));
+    },
+  });
+  return {
+    async stop() {
+      await sub.drain().catch(() => undefined);
+      await Promise.all(inFlight);
+    },
+  };
+}
+
+async function handle(nc: NatsConnection, deps: IngressDeps, msg: Msg): Promise<void> {
+  const receivedAt = deps.now();
+  const requestId = newRequestId();
+  const traceparent = continueTrace(msg.headers?.get(Headers.traceparent) || undefined);
+  const claimed = msg.subject.slice(msg.subject.lastIndexOf('.') + 1);
+  const log = withTrace(deps.log, traceparent, { requestId });
+  const replyTo = msg.reply;
+  if (!replyTo) {
+    log.warn({ subject: msg.subject }, 'dropping a chat request without a reply subject: there is nobody to answer');
+    return;
+  }
+
+  const config = deps.config();
+  let tenant: Tenant | undefined;
+  const known: { model?: string; user?: string } = {};
+  try {
+    tenant = authenticate(deps.tenants(), msg.headers?.get(Headers.tenantKey) || undefined, claimed);
+    const limit = config.ingress.maxBodyBytes;
+    if (msg.data.length > limit) throw new RequestRejected('body_too_large', `The request body is larger than ${limit} bytes.`, 'body');
+    const { request } = validateChat(parseJsonBody(decoder.decode(msg.data)), hintsFrom(msg), tenant, config);
+    known.model = request.model;
+    if (request.user !== undefined) known.user = request.user;
+    const ctx: RequestContext = { request, replyTo, frontDoor: 'nats', receivedAt, deadline: receivedAt + config.ingress.defaultDeadlineMs };
+    try {
+      await deps.publish(requestedEvent(requestId, tenant.id, ctx), traceparent);
+    } catch (err) {
+      log.error({ err }, 'could not publish chat.requested');
+      throw new SluiceError('internal_error', 'The request could not be queued; retry shortly.');
+    }
+    log.debug({ tenant: tenant.id, model: request.model, stream: request.stream }, 'chat requested');
+  } catch (e) {
+    if (!(e instanceof SluiceError)) throw e;
+    if (e instanceof RequestRejected) {
+      // a wrong key for a real tenant is that tenant's business; one for a made-up tenant is nobody's
+      const eventTenant = tenant?.id ?? (config.tenants.some((t) => t.id === claimed) ? claimed : undefined);
+      log.info({ code: e.code, param: e.param, tenant: eventTenant }, 'request rejected');
+      try {
+        await deps.publish(rejectedEvent(requestId, e, { tenant: eventTenant, receivedAt, replyTo, ...known }, deps.now()), traceparent);
+      } catch (err) {
+        log.error({ err }, 'could not publish chat.rejected');
+      }
+    }
+    sendReply(nc, replyTo, { requestId, error: { code: e.code, message: e.message, status: e.status } });
+  }
+}
+
+function hintsFrom(msg: Msg): ChatHints {
+  const cache = msg.headers?.get(Headers.cache);
+  return cache ? { cache: { value: cache.trim(), param: Headers.cache } } : {};
+}

@@ -1,0 +1,163 @@
+// Test support for the int specs: a private nats-server, ingress in-process, and a fake terminal
+// stage that speaks the real protocol (consumes chat.requested, answers on ctx.replyTo).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect } from '@nats-io/transport-node';
+import { connectBus, consumeEvents, ensureTopology, putConfig, sendReply, watchControl, type Bus, type Buckets, type Consumption, type ServiceContext } from '@sluice/bus';
+import { parseEvent, Subjects, Topology, type AnyEvent, type ChatReply, type RequestContext, type SluiceConfig } from '@sluice/contracts';
+import { createLogger } from '@sluice/telemetry';
+import { startIngress, type RunningIngress } from './start.js';
+
+export const KEYS = { acme: 'sk-acme-test', beta: 'sk-beta-test' } as const;
+
+export function fixtureConfig(): SluiceConfig {
+  return JSON.parse(readFileSync(new URL('./fixtures/config.json', import.meta.url), 'utf8')) as SluiceConfig;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface PrivateNats {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** A nats-server with JetStream on a free port and a temporary store, so no name collides. */
+export async function startNats(): Promise<PrivateNats> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-ingress-'));
+  const proc: ChildProcess = spawn('/usr/sbin/nats-server', ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dir], { stdio: 'ignore' });
+  const url = `nats://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    try {
+      const nc = await connect({ servers: url });
+      await nc.close();
+      break;
+    } catch (e) {
+      if (i > 100) throw e;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return {
+    url,
+    async stop() {
+      const exited = new Promise((r) => proc.once('exit', r));
+      proc.kill('SIGTERM');
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** What the fake terminal stage does, chosen by the last message's content. */
+function answer(ctx: RequestContext, requestId: string): ChatReply[] {
+  const req = ctx.request;
+  const said = req.messages.at(-1)!.content;
+  const model = req.model === 'auto' ? 'small' : req.model;
+  const usage = { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 };
+  const result = (content: string, cached = false): ChatReply => ({
+    requestId,
+    model,
+    message: { role: 'assistant', content },
+    finishReason: 'stop',
+    usage,
+    cached,
+    created: Math.floor(ctx.receivedAt / 1000),
+  });
+  const chunk = (content: string, cached?: boolean): ChatReply => ({ requestId, model, chunk: { content }, ...(cached ? { cached } : {}) });
+  switch (said) {
+    case 'silent':
+      return [];
+    case 'throttle':
+      return [{ requestId, error: { code: 'rate_limited', message: 'Rate limit reached; retry after the given time.', status: 429, retryAfterMs: 1500 } }];
+    case 'shed':
+      return [{ requestId, error: { code: 'service_busy', message: 'The gateway is shedding load.', status: 503, retryAfterMs: 5000 } }];
+    case 'fail-midstream':
+      return [chunk('partial'), { requestId, error: { code: 'upstream_failed', message: 'Every upstream deployment failed.', status: 502 } }];
+    case 'cached':
+      return req.stream ? [chunk('from cache', true), result('from cache', true)] : [result('from cache', true)];
+    case 'result-only':
+      return [result('whole at once')];
+    default:
+      return req.stream ? [chunk('Hel'), chunk('lo'), result('Hello')] : [result(`echo: ${said}`)];
+  }
+}
+
+export interface Harness {
+  nats: PrivateNats;
+  bus: Bus;
+  buckets: Buckets;
+  ctx: ServiceContext;
+  ingress: RunningIngress;
+  /** chat.requested events the fake stage consumed, newest last. */
+  requested: Array<AnyEvent & { type: 'chat.requested' }>;
+  baseURL: string;
+  /** The last chat.rejected event published for a tenant. */
+  lastRejected(tenant: string): Promise<AnyEvent & { type: 'chat.rejected' }>;
+  /** Writes a config and waits until ingress applied it. */
+  applyConfig(change: (c: SluiceConfig) => SluiceConfig): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startHarness(): Promise<Harness> {
+  const nats = await startNats();
+  const log = createLogger('ingress', process.env.LOG_LEVEL ?? 'silent');
+  const bus = await connectBus(nats.url, 'ingress-test', log);
+  const buckets = await ensureTopology(bus);
+  await putConfig(buckets.control, fixtureConfig());
+  const control = await watchControl(buckets.control, log);
+  const ctx: ServiceContext = { name: 'ingress', log, bus, buckets, control, env: { SLUICE_HOST: '127.0.0.1', SLUICE_INGRESS_PORT: '0' } };
+  const ingress = await startIngress(ctx);
+
+  const requested: Harness['requested'] = [];
+  const downstream: Consumption = await consumeEvents(bus, {
+    durable: 'fake-terminal-stage',
+    filter: Subjects.eventsOf('chat.requested'),
+    concurrency: 64,
+    log,
+    handler: async (event) => {
+      if (event.type !== 'chat.requested') return;
+      requested.push(event);
+      for (const reply of answer(event.data.ctx, event.requestId)) sendReply(bus.nc, event.data.ctx.replyTo, reply);
+    },
+  });
+
+  return {
+    nats,
+    bus,
+    buckets,
+    ctx,
+    ingress,
+    requested,
+    baseURL: `http://127.0.0.1:${ingress.port}/v1`,
+    async lastRejected(tenant) {
+      const msg = await bus.jsm.streams.getMessage(Topology.stream.name, { last_by_subj: Subjects.event('chat.rejected', tenant) });
+      return parseEvent(msg!.data) as AnyEvent & { type: 'chat.rejected' };
+    },
+    async applyConfig(change) {
+      const applied = JSON.stringify(await putConfig(buckets.control, change(fixtureConfig())));
+      for (let i = 0; JSON.stringify(control.config()) !== applied; i++) {
+        if (i > 200) throw new Error('ingress did not apply the config');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    },
+    async stop() {
+      for (const close of [...ingress.closers].reverse()) await close();
+      await downstream.stop();
+      control.stop();
+      await bus.nc.drain();
+      await nats.stop();
+    },
+  };
+}
