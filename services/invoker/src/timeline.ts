@@ -1,0 +1,44 @@
+import type { AnyEvent } from '@sluice/contracts';
+
+/**
+ * The events of one request. Attempts and circuit changes are published as they happen,
+ * without waiting for each ack on the hot path; `settle` waits for all of them, so the
+ * terminal event (and the ack of the input after it) never overtakes one that could be lost.
+ */
+export class Timeline {
+  private readonly pending: Array<Promise<void>> = [];
+  private failure: unknown;
+  private notes: string[] = [];
+
+  constructor(private readonly publish: (event: AnyEvent) => Promise<unknown>) {}
+
+  fire(event: AnyEvent): void {
+    // the rejection is kept for settle(); attaching the handler now keeps it from being unhandled
+    this.pending.push(
+      this.publish(event).then(
+        () => undefined,
+        (e: unknown) => {
+          this.failure ??= e;
+        },
+      ),
+    );
+  }
+
+  /** Resolves when every fired event is in the stream; throws the first publish failure. */
+  async settle(): Promise<void> {
+    await Promise.all(this.pending);
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  /** Remembers something that has no event of its own (a skipped candidate, a fallback). */
+  note(text: string): void {
+    this.notes.push(text);
+  }
+
+  /** Prefixes the notes gathered since the last event to a reason, and forgets them. */
+  reason(text: string): string {
+    const notes = this.notes;
+    this.notes = [];
+    return notes.length ? `${notes.join('; ')}; ${text}` : text;
+  }
+}
