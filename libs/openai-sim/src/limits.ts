@@ -1,0 +1,158 @@
+const MINUTE_MS = 60_000;
+// Refill arithmetic is in floats; without slack, a bucket refilled for exactly
+// the right time could still miss by 1e-12 and report a 1 ms retry forever.
+const EPSILON = 1e-9;
+
+/**
+ * A token bucket holding at most `capacity`, refilled continuously at
+ * `capacity` per minute, which is how OpenAI describes its limits. Pure: the
+ * caller passes the clock.
+ */
+export class TokenBucket {
+  private level: number;
+  private last: number;
+  private readonly perMs: number;
+
+  constructor(
+    readonly capacity: number,
+    now: number,
+  ) {
+    this.level = capacity;
+    this.last = now;
+    this.perMs = capacity / MINUTE_MS;
+  }
+
+  private refill(now: number): void {
+    if (now > this.last) {
+      this.level = Math.min(this.capacity, this.level + (now - this.last) * this.perMs);
+      this.last = now;
+    }
+  }
+
+  /** Whole units available now. */
+  remaining(now: number): number {
+    this.refill(now);
+    return Math.floor(this.level + EPSILON);
+  }
+
+  /** Ms until `cost` units are available: 0 if now, Infinity if never (cost > capacity). */
+  waitMs(cost: number, now: number): number {
+    if (cost > this.capacity) return Infinity;
+    this.refill(now);
+    const missing = cost - this.level;
+    return missing <= EPSILON ? 0 : missing / this.perMs;
+  }
+
+  /** Ms until the bucket is full again (the x-ratelimit-reset-* value). */
+  resetMs(now: number): number {
+    this.refill(now);
+    const missing = this.capacity - this.level;
+    return missing <= EPSILON ? 0 : missing / this.perMs;
+  }
+
+  /** Removes `cost` units; the caller checks {@link waitMs} first. */
+  take(cost: number, now: number): void {
+    this.refill(now);
+    this.level -= cost;
+  }
+
+  /** Refills to capacity. */
+  fill(now: number): void {
+    this.level = this.capacity;
+    this.last = now;
+  }
+}
+
+/** Outcome of {@link RateLimiter.admit}. */
+export type Admission =
+  | { ok: true; headers: Record<string, string> }
+  | {
+      ok: false;
+      kind: 'requests' | 'tokens';
+      /** Ms until a retry can succeed; Infinity when the request can never fit. */
+      retryAfterMs: number;
+      limit: number;
+      used: number;
+      requested: number;
+      headers: Record<string, string>;
+    };
+
+/** Requests-per-minute and tokens-per-minute buckets; either may be absent. */
+export class RateLimiter {
+  private requests: TokenBucket | null = null;
+  private tokens: TokenBucket | null = null;
+
+  constructor(rpm: number | null, tpm: number | null, now: number) {
+    this.configure(rpm, tpm, now);
+  }
+
+  /** Changes the limits; a bucket whose limit is unchanged keeps its level. */
+  configure(rpm: number | null, tpm: number | null, now: number): void {
+    if (rpm === null) this.requests = null;
+    else if (this.requests?.capacity !== rpm) this.requests = new TokenBucket(rpm, now);
+    if (tpm === null) this.tokens = null;
+    else if (this.tokens?.capacity !== tpm) this.tokens = new TokenBucket(tpm, now);
+  }
+
+  /** Refills both buckets. */
+  fill(now: number): void {
+    this.requests?.fill(now);
+    this.tokens?.fill(now);
+  }
+
+  /**
+   * Admits one request costing `tokenCost` tokens, consuming from both buckets
+   * only if both have room, so a rejected request costs nothing.
+   */
+  admit(tokenCost: number, now: number): Admission {
+    const r = this.requests;
+    const t = this.tokens;
+    const rWait = r === null ? 0 : r.waitMs(1, now);
+    const tWait = t === null ? 0 : t.waitMs(tokenCost, now);
+    if (r !== null && rWait > 0) {
+      return { ok: false, kind: 'requests', retryAfterMs: rWait, limit: r.capacity, used: r.capacity - r.remaining(now), requested: 1, headers: this.headers(now) };
+    }
+    if (t !== null && tWait > 0) {
+      return { ok: false, kind: 'tokens', retryAfterMs: tWait, limit: t.capacity, used: t.capacity - t.remaining(now), requested: tokenCost, headers: this.headers(now) };
+    }
+    r?.take(1, now);
+    t?.take(tokenCost, now);
+    return { ok: true, headers: this.headers(now) };
+  }
+
+  /** The x-ratelimit-* headers for the configured limits (none when unlimited). */
+  headers(now: number): Record<string, string> {
+    const h: Record<string, string> = {};
+    const r = this.requests;
+    const t = this.tokens;
+    if (r !== null) {
+      h['x-ratelimit-limit-requests'] = String(r.capacity);
+      h['x-ratelimit-remaining-requests'] = String(Math.max(0, r.remaining(now)));
+      h['x-ratelimit-reset-requests'] = formatDuration(r.resetMs(now));
+    }
+    if (t !== null) {
+      h['x-ratelimit-limit-tokens'] = String(t.capacity);
+      h['x-ratelimit-remaining-tokens'] = String(Math.max(0, t.remaining(now)));
+      h['x-ratelimit-reset-tokens'] = formatDuration(t.resetMs(now));
+    }
+    return h;
+  }
+}
+
+/**
+ * Formats a duration the way OpenAI's x-ratelimit-reset-* headers do (Go's
+ * time.Duration style): "20ms", "1s", "8.64s", "6m0s", "1h2m3s".
+ */
+export function formatDuration(ms: number): string {
+  if (!(ms > 0)) return '0s';
+  const whole = Math.ceil(ms);
+  if (whole < 1000) return `${whole}ms`;
+  const hours = Math.floor(whole / 3_600_000);
+  const minutes = Math.floor((whole % 3_600_000) / 60_000);
+  const secMs = whole % 60_000;
+  // Trailing zeros are dropped, as in "1.5s" rather than "1.500s".
+  const seconds = secMs % 1000 === 0 ? String(secMs / 1000) : (secMs / 1000).toFixed(3).replace(/0+$/, '');
+  if (hours > 0) return `${hours}h${minutes}m${seconds}s`;
+  if (minutes > 0) return `${minutes}m${seconds}s`;
+  return `${seconds}s`;
+}

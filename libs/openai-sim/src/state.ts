@@ -1,0 +1,87 @@
+import type { ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import { applyFaultPatch, decideFault, type FaultOutcome, faultsFromOptions, seededRandom } from './faults.js';
+import { RateLimiter } from './limits.js';
+import type { Faults, SimOptions, SimStats } from './types.js';
+
+/** Models served when none are configured. */
+export const DEFAULT_MODELS: readonly string[] = ['gpt-4o-mini', 'gpt-4o', 'gpt-4.1-mini', 'text-embedding-3-small'];
+
+// A fixed seed: the n-th faultable request meets the same fate on every run.
+const FAULT_SEED = 0x5eed;
+
+/** Zeroed counters. */
+export function emptyStats(): SimStats {
+  return {
+    requests: 0,
+    completions: 0,
+    promptTokens: 0,
+    completionTokens: 0,
+    totalTokens: 0,
+    embeddings: 0,
+    embeddingTokens: 0,
+    errors: 0,
+    throttled: 0,
+    timeouts: 0,
+  };
+}
+
+/** The mutable state one simulator instance shares between its routes. */
+export class SimState {
+  readonly models: readonly string[];
+  readonly modelSet: ReadonlySet<string>;
+  /** Responses deliberately left hanging, destroyed on close. */
+  readonly held = new Set<ServerResponse>();
+  stats: SimStats = emptyStats();
+  private current: Faults;
+  private readonly limiter: RateLimiter;
+  private readonly random = seededRandom(FAULT_SEED);
+
+  constructor(opts: SimOptions) {
+    this.models = opts.models && opts.models.length > 0 ? [...opts.models] : DEFAULT_MODELS;
+    this.modelSet = new Set(this.models);
+    this.current = faultsFromOptions(opts);
+    this.limiter = new RateLimiter(this.current.requestsPerMinute, this.current.tokensPerMinute, now());
+  }
+
+  get faults(): Readonly<Faults> {
+    return this.current;
+  }
+
+  /** Applies a partial update; returns an error message when it is invalid. */
+  patchFaults(patch: unknown): Faults | string {
+    const next = applyFaultPatch(this.current, patch);
+    if (typeof next === 'string') return next;
+    this.current = next;
+    this.limiter.configure(next.requestsPerMinute, next.tokensPerMinute, now());
+    return { ...next };
+  }
+
+  /** Zeroes the counters and refills the buckets. */
+  reset(): void {
+    this.stats = emptyStats();
+    this.limiter.fill(now());
+  }
+
+  /** Admits a request costing `tokens` against the rate limits. */
+  admit(tokens: number): ReturnType<RateLimiter['admit']> {
+    return this.limiter.admit(tokens, now());
+  }
+
+  /** The x-ratelimit-* headers as they stand. */
+  limitHeaders(): Record<string, string> {
+    return this.limiter.headers(now());
+  }
+
+  /** Draws the fault for one chat request; no draw is spent when faults are off. */
+  nextFault(): FaultOutcome {
+    const f = this.current;
+    if (f.errorRate === 0 && f.timeoutRate === 0) return 'none';
+    return decideFault(this.random(), f);
+  }
+}
+
+/** Monotonic clock for the buckets, immune to wall-clock jumps. */
+function now(): number {
+  return performance.now();
+}

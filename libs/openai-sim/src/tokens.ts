@@ -1,0 +1,53 @@
+import { countTokens } from 'gpt-tokenizer';
+
+// User text such as "<|endoftext|>" must count as plain text, as the real API
+// does, instead of making the tokenizer throw.
+const PLAIN_TEXT = { disallowedSpecial: new Set<string>() };
+
+/** Fixed overhead per message and per request in the prompt-token formula. */
+export const TOKENS_PER_MESSAGE = 4;
+export const TOKENS_PER_REQUEST = 3;
+
+// Benchmarks and tests resend the same system prompts and words endlessly, and
+// BPE costs far more than a Map lookup. Bounded by entry count and entry size;
+// clearing it wholesale when full is cruder than LRU but costs nothing per hit.
+const CACHE_ENTRIES = 8192;
+const CACHE_MAX_CHARS = 16_384;
+const cache = new Map<string, number>();
+
+/** Exact o200k_base (gpt-4o family) token count of a text. */
+export function countText(text: string): number {
+  if (text.length === 0) return 0;
+  if (text.length > CACHE_MAX_CHARS) return countTokens(text, PLAIN_TEXT);
+  let n = cache.get(text);
+  if (n === undefined) {
+    n = countTokens(text, PLAIN_TEXT);
+    if (cache.size >= CACHE_ENTRIES) cache.clear();
+    cache.set(text, n);
+  }
+  return n;
+}
+
+/** The text of a message's `content`, whether a string or an array of parts. */
+export function contentText(content: unknown): string {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) return '';
+  let text = '';
+  for (const part of content) {
+    if (part !== null && typeof part === 'object' && typeof (part as { text?: unknown }).text === 'string') {
+      text += (part as { text: string }).text;
+    }
+  }
+  return text;
+}
+
+/**
+ * prompt_tokens = Σ over messages (tokens(content) + 4) + 3.
+ * Close to what OpenAI bills for plain chats, and cheap; names, tool
+ * definitions and images are deliberately not counted.
+ */
+export function countPromptTokens(messages: readonly { content?: unknown }[]): number {
+  let total = TOKENS_PER_REQUEST;
+  for (const m of messages) total += countText(contentText(m.content)) + TOKENS_PER_MESSAGE;
+  return total;
+}

@@ -1,0 +1,69 @@
+/** Options accepted by {@link startSim}. Every field is optional. */
+export interface SimOptions {
+  /** TCP port; 0 picks a free one. Default 0. */
+  port?: number;
+  /** Interface to bind. Default 127.0.0.1. */
+  host?: string;
+  /** Delay before the first byte of every chat/embedding answer. Default 0. */
+  latencyMs?: number;
+  /** Delay between streamed chunks. Default 0. */
+  tokenLatencyMs?: number;
+  /** Request budget per minute (token bucket); unset = unlimited. */
+  requestsPerMinute?: number;
+  /** Token budget per minute (token bucket); unset = unlimited. */
+  tokensPerMinute?: number;
+  /** Fraction (0..1) of chat requests answered with a 500. */
+  errorRate?: number;
+  /** Fraction (0..1) of chat requests that are accepted and never answered. */
+  timeoutRate?: number;
+  /** Model ids served by /v1/models and accepted by the API. */
+  models?: string[];
+}
+
+/** Runtime-adjustable behaviour; `null` limits mean unlimited. */
+export interface Faults {
+  latencyMs: number;
+  tokenLatencyMs: number;
+  errorRate: number;
+  timeoutRate: number;
+  requestsPerMinute: number | null;
+  tokensPerMinute: number | null;
+}
+
+/**
+ * Counters since start or the last reset.
+ * Token fields count only answers actually served in full (see README).
+ */
+export interface SimStats {
+  /** Chat + embedding requests received, whatever their outcome. */
+  requests: number;
+  /** Chat completions served in full (200, or stream that reached [DONE]). */
+  completions: number;
+  promptTokens: number;
+  completionTokens: number;
+  totalTokens: number;
+  /** Embedding requests served. */
+  embeddings: number;
+  embeddingTokens: number;
+  /** Answers with a 4xx (other than 429) or 5xx status. */
+  errors: number;
+  /** Answers with a 429. */
+  throttled: number;
+  /** Requests deliberately left hanging. */
+  timeouts: number;
+}
+
+/** A running simulator. */
+export interface Sim {
+  /** Base URL for the openai SDK, e.g. `http://127.0.0.1:12345/v1`. */
+  url: string;
+  port: number;
+  /** A snapshot of the counters. */
+  stats(): SimStats;
+  /** Changes behaviour at run time; `null` clears a rate limit. */
+  setFaults(f: Partial<Faults>): void;
+  /** Zeroes the counters and refills the rate-limit buckets; faults are kept. */
+  reset(): void;
+  /** Stops listening and drops every open connection, hanging ones included. */
+  close(): Promise<void>;
+}
