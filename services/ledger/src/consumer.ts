@@ -1,0 +1,177 @@
+import { nanos } from '@nats-io/transport-node';
+import { AckPolicy, DeliverPolicy, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import type { Bus } from '@sluice/bus';
+import { Subjects, Topology } from '@sluice/contracts';
+import type { Logger } from '@sluice/telemetry';
+import type { Db } from './db.js';
+import type { PriceOf } from './project.js';
+import { applyBatch, readPosition, type BatchResult, type StreamReader } from './store.js';
+
+const STREAM = Topology.stream.name;
+const DURABLE = Topology.consumers.ledger;
+/** Name of the ledger's row in `ledger_position` (the durable's name). */
+export const LEDGER_POSITION = DURABLE;
+/** Unacked messages the server lets the ledger hold: a few batches plus what arrives while one commits. */
+const MAX_ACK_PENDING = 2000;
+
+/**
+ * Creates the ledger's durable consumer (every event, from the start of the stream) if missing.
+ * Given the database's position, it also repairs a consumer that is ahead of the database (its
+ * acks say events were projected that this database never saw: a new or restored database), by
+ * recreating it from the first event the database lacks.
+ */
+export async function ensureLedgerConsumer(jsm: JetStreamManager, position?: number, log?: Logger): Promise<void> {
+  const config = {
+    durable_name: DURABLE,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    filter_subject: Subjects.allEvents,
+    max_ack_pending: MAX_ACK_PENDING,
+    ack_wait: nanos(30_000),
+    max_deliver: -1,
+  };
+  const info = await jsm.consumers.info(STREAM, DURABLE).catch(() => undefined);
+  if (info && position !== undefined && info.ack_floor.stream_seq > position) {
+    log?.warn({ consumerAckFloor: info.ack_floor.stream_seq, position }, 'ledger consumer is ahead of the database; recreating it from the database position');
+    await jsm.consumers.delete(STREAM, DURABLE);
+    await jsm.consumers.add(STREAM, { ...config, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: position + 1 });
+  } else if (!info) {
+    await jsm.consumers.add(STREAM, config);
+  } else if (info.config.max_ack_pending !== MAX_ACK_PENDING) {
+    await jsm.consumers.update(STREAM, DURABLE, { max_ack_pending: MAX_ACK_PENDING });
+  }
+}
+
+/** Deletes and recreates the durable consumer, so it delivers the whole stream again. */
+export async function resetLedgerConsumer(jsm: JetStreamManager): Promise<void> {
+  await jsm.consumers.delete(STREAM, DURABLE).catch(() => undefined);
+  await ensureLedgerConsumer(jsm);
+}
+
+/** Reads the event stream directly (for gaps) through the JetStream API. */
+export function natsStreamReader(jsm: JetStreamManager): StreamReader {
+  return {
+    firstSeq: async () => (await jsm.streams.info(STREAM)).state.first_seq,
+    read: async (seq) => {
+      const m = await jsm.streams.getMessage(STREAM, { seq });
+      return m ? { seq: m.seq, data: m.data } : null;
+    },
+  };
+}
+
+/** The last sequence in the event stream: where the ledger is headed. */
+export async function streamLastSeq(jsm: JetStreamManager): Promise<number> {
+  return (await jsm.streams.info(STREAM)).state.last_seq;
+}
+
+export interface ProjectorOptions {
+  db: Db;
+  priceOf: PriceOf;
+  log: Logger;
+  /** Most events per transaction. */
+  batchSize?: number;
+  /** How long to wait for more events before committing a short batch. */
+  lingerMs?: number;
+  /** First retry delay after a failed commit; doubles up to `retryMaxMs`. */
+  retryBaseMs?: number;
+  retryMaxMs?: number;
+  /** Called after every committed batch. */
+  onBatch?: (result: BatchResult) => void;
+  /** Called when a commit failed and will be retried. */
+  onRetry?: (err: unknown, attempt: number) => void;
+}
+
+export interface Projector {
+  /** Stops consuming, lets the batch in progress commit and be acked, leaves the rest unacked. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Projects every event into the database in ordered batches.
+ *
+ * This uses the consumer directly rather than `consumeEvents` from @sluice/bus: that one runs
+ * handlers concurrently and acks each message on its own, while the ledger needs the messages
+ * in order, grouped, applied in one transaction with the position, and acked only after commit.
+ * Messages are held by sequence (a redelivery replaces its earlier copy) and taken lowest first.
+ * A failed commit is retried with backoff and nothing is acked meanwhile; the stream keeps everything.
+ */
+export async function startProjector(bus: Bus, opts: ProjectorOptions): Promise<Projector> {
+  const batchSize = opts.batchSize ?? 500;
+  const lingerMs = opts.lingerMs ?? 5;
+  const retryBaseMs = opts.retryBaseMs ?? 250;
+  const retryMaxMs = opts.retryMaxMs ?? 30_000;
+  const deps = { name: DURABLE, priceOf: opts.priceOf, stream: natsStreamReader(bus.jsm), log: opts.log };
+
+  await ensureLedgerConsumer(bus.jsm, await readPosition(opts.db, DURABLE), opts.log);
+  const consumer = await bus.js.consumers.get(STREAM, DURABLE);
+  const held = new Map<number, JsMsg>();
+  let stopping = false;
+  let wakeUp: (() => void) | undefined;
+  let stopped!: () => void;
+  const stopSignal = new Promise<void>((r) => (stopped = r));
+
+  /** Resolves on the next wake-up call, on stop, or after `ms`. */
+  const wake = (ms?: number) =>
+    new Promise<void>((resolve) => {
+      const timer = ms === undefined ? undefined : setTimeout(resolve, ms);
+      wakeUp = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    }).finally(() => (wakeUp = undefined));
+  const sleep = (ms: number) => Promise.race([new Promise<void>((r) => setTimeout(r, ms).unref()), stopSignal]);
+
+  const messages = await consumer.consume({
+    max_messages: Math.min(MAX_ACK_PENDING / 2, batchSize * 2),
+    // short pulls: after the consumer is recreated (rebuild), the next pull finds it within seconds
+    expires: 5_000,
+    callback: (m) => {
+      held.set(m.seq, m);
+      if (held.size === 1 || held.size >= batchSize) wakeUp?.();
+    },
+  });
+
+  const commit = async (batch: JsMsg[]): Promise<boolean> => {
+    const raw = batch.map((m) => ({ seq: m.seq, data: m.data }));
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const result = await applyBatch(opts.db, raw, deps);
+        opts.onBatch?.(result);
+        return true;
+      } catch (err) {
+        const delayMs = Math.min(retryMaxMs, retryBaseMs * 2 ** Math.min(attempt, 16));
+        opts.log.warn({ err, attempt, delayMs, firstSeq: raw[0]?.seq, size: raw.length }, 'could not commit batch; retrying');
+        opts.onRetry?.(err, attempt);
+        await sleep(delayMs);
+        if (stopping) return false;
+      }
+    }
+  };
+
+  const loop = async () => {
+    while (!stopping) {
+      if (held.size === 0) {
+        await wake();
+        continue;
+      }
+      if (held.size < batchSize) await wake(lingerMs);
+      if (stopping) return;
+      const seqs = [...held.keys()].sort((a, b) => a - b).slice(0, batchSize);
+      const batch = seqs.map((s) => held.get(s)!);
+      for (const s of seqs) held.delete(s);
+      if (!(await commit(batch))) return;
+      for (const m of batch) m.ack();
+    }
+  };
+  const done = loop().catch((err: unknown) => opts.log.error({ err }, 'ledger projector stopped unexpectedly'));
+
+  return {
+    async stop() {
+      await messages.close();
+      stopping = true;
+      stopped();
+      wakeUp?.();
+      await done;
+    },
+  };
+}

@@ -1,0 +1,16 @@
+import type { ColumnType } from 'kysely';
+
+/** One row per event in the stream: the raw material of request timelines. */
+export interface EventsTable {
+  /** Stream sequence; unique and increasing, so it orders a timeline. */
+  seq: ColumnType<number | string, number, never>;
+  /** Null for events that belong to no request (circuits, degradation). */
+  request_id: string | null;
+  type: string;
+  tenant: string;
+  service: string;
+  at: ColumnType<Date, Date, never>;
+  reason: string;
+  /** The event's data as JSON text on the way in (without the request's messages). */
+  data: ColumnType<unknown, string, never>;
+}

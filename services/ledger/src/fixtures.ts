@@ -1,0 +1,110 @@
+import { makeEvent, type AnyEvent, type RequestContext } from '@sluice/contracts';
+
+// Events of whole requests, for the ledger's tests.
+
+export const T0 = Date.parse('2025-06-01T12:00:00Z');
+
+export function ctx(receivedAt: number, over: Partial<RequestContext['request']> = {}): RequestContext {
+  return {
+    request: {
+      model: 'auto',
+      messages: [{ role: 'user', content: 'hello there, a long prompt' }],
+      user: 'u1',
+      feature: 'chat',
+      priority: 'standard',
+      stream: false,
+      params: {},
+      cache: 'default',
+      ...over,
+    },
+    frontDoor: 'http',
+    receivedAt,
+    deadline: receivedAt + 60_000,
+  };
+}
+
+const answer = (model: string, prompt: number, completion: number) => ({
+  model,
+  message: { role: 'assistant' as const, content: 'hi' },
+  finishReason: 'stop',
+  usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion },
+});
+
+interface Req {
+  id: string;
+  tenant: string;
+  at: number;
+  user?: string;
+  feature?: string;
+}
+
+const f = (r: Req, service: AnyEvent['service'], at: number, reason = 'test') => ({ requestId: r.id, tenant: r.tenant, service, at, reason });
+
+export function requested(r: Req): AnyEvent {
+  return makeEvent('chat.requested', f(r, 'ingress', r.at), { ctx: ctx(r.at, { user: r.user ?? 'u1', feature: r.feature ?? 'chat' }) }) as AnyEvent;
+}
+
+/** requested → admitted → missed → routed → attempted → completed. */
+export function completedRequest(r: Req, model: string, prompt: number, completion: number, latencyMs: number): AnyEvent[] {
+  const c = ctx(r.at, { user: r.user ?? 'u1', feature: r.feature ?? 'chat' });
+  const end = r.at + latencyMs;
+  return [
+    requested(r),
+    makeEvent('chat.admitted', f(r, 'limiter', r.at + 1), { ctx: c, estimatedTokens: prompt }),
+    makeEvent('cache.missed', f(r, 'cache', r.at + 2), { ctx: c, estimatedTokens: prompt }),
+    makeEvent('chat.routed', f(r, 'router', r.at + 3), { ctx: c, tier: 'small', lane: 'standard', candidates: [{ model, deployment: 'sim' }], degradeLevel: 0 }),
+    makeEvent('invoke.attempted', { ...f(r, 'invoker', end - 1), suffix: 1 }, { attempt: 1, model, deployment: 'sim', ok: true, latencyMs: latencyMs - 5 }),
+    makeEvent('chat.completed', f(r, 'invoker', end, 'answered by sim'), { ctx: c, answer: answer(model, prompt, completion), deployment: 'sim', attempts: 1, upstreamLatencyMs: latencyMs - 5 }),
+  ] as AnyEvent[];
+}
+
+export function cachedRequest(r: Req, model: string, prompt: number, completion: number, latencyMs: number): AnyEvent[] {
+  const c = ctx(r.at, { user: r.user ?? 'u1', feature: r.feature ?? 'chat' });
+  return [
+    requested(r),
+    makeEvent('chat.admitted', f(r, 'limiter', r.at + 1), { ctx: c, estimatedTokens: prompt }),
+    makeEvent('cache.hit', f(r, 'cache', r.at + latencyMs, 'exact hit'), { ctx: c, key: 'k', answer: answer(model, prompt, completion), storedAt: r.at - 1000 }),
+  ] as AnyEvent[];
+}
+
+export function throttledRequest(r: Req, latencyMs: number): AnyEvent[] {
+  return [
+    requested(r),
+    makeEvent('chat.throttled', f(r, 'limiter', r.at + latencyMs, 'tenant requests/min'), { layer: 'tenant', limit: 'requests', retryAfterMs: 1000, receivedAt: r.at }),
+  ] as AnyEvent[];
+}
+
+export function failedRequest(r: Req, latencyMs: number): AnyEvent[] {
+  const c = ctx(r.at);
+  return [
+    requested(r),
+    makeEvent('chat.admitted', f(r, 'limiter', r.at + 1), { ctx: c, estimatedTokens: 10 }),
+    makeEvent('invoke.failed', { ...f(r, 'invoker', r.at + 5), suffix: 1 }, { attempt: 1, model: 'gpt-4o-mini', deployment: 'sim', status: 500, error: 'boom', retryable: true, latencyMs: 4 }),
+    makeEvent('chat.failed', f(r, 'invoker', r.at + latencyMs, 'every deployment failed'), { code: 'upstream_failed', status: 502, message: 'Every upstream deployment failed.', attempts: 3, receivedAt: r.at }),
+  ] as AnyEvent[];
+}
+
+export function shedRequest(r: Req, latencyMs: number): AnyEvent[] {
+  return [
+    requested(r),
+    makeEvent('chat.shed', f(r, 'router', r.at + latencyMs, 'degrade level 2'), { code: 'service_busy', retryAfterMs: 5000, degradeLevel: 2, receivedAt: r.at }),
+  ] as AnyEvent[];
+}
+
+/** An ingress rejection: no chat.requested before it. */
+export function rejectedAtIngress(r: Req): AnyEvent[] {
+  return [
+    makeEvent('chat.rejected', f(r, 'ingress', r.at + 1, 'bad key'), { code: 'invalid_api_key', status: 401, message: 'The API key is not valid for this tenant.', stage: 'ingress', model: 'gpt-4o', receivedAt: r.at }),
+  ] as AnyEvent[];
+}
+
+export function circuitOpened(at: number): AnyEvent {
+  return makeEvent('circuit.opened', { requestId: '', tenant: '_system', service: 'invoker', at, reason: '5 failures', suffix: at }, { deployment: 'sim', failures: 5, openForMs: 30_000 }) as AnyEvent;
+}
+
+export const PRICES = {
+  'gpt-4o-mini': { inputPerMTok: 0.15, outputPerMTok: 0.6 },
+  'gpt-4o': { inputPerMTok: 2.5, outputPerMTok: 10 },
+} as const;
+
+export const priceOf = (model: string) => (PRICES as Record<string, { inputPerMTok: number; outputPerMTok: number }>)[model];

@@ -1,0 +1,271 @@
+// The ledger's integration scenario, run against real Postgres and against PGlite.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sql } from 'kysely';
+import { connectBus, ensureTopology, publishEvent, type Bus } from '@sluice/bus';
+import { Topology, type AnyEvent } from '@sluice/contracts';
+import { createLogger } from '@sluice/telemetry';
+import { freePort, startNats, type LocalNats } from '@sluice/scripts/nats';
+import type { FastifyInstance } from 'fastify';
+import type { Db } from './db.js';
+import { migrate } from './migrate.js';
+import { buildApp } from './http.js';
+import { LEDGER_POSITION, natsStreamReader, resetLedgerConsumer, startProjector, streamLastSeq, type Projector } from './consumer.js';
+import { applyBatch, truncateProjections, type BatchResult } from './store.js';
+import { T0, cachedRequest, circuitOpened, completedRequest, failedRequest, priceOf, rejectedAtIngress, shedRequest, throttledRequest } from './fixtures.js';
+
+export interface TestDb {
+  db: Db;
+  /** Closes and removes the database. */
+  drop(): Promise<void>;
+  /** Kills the database's connections, as a Postgres restart does (where there are connections to kill). */
+  disconnect?(): Promise<void>;
+}
+
+const log = createLogger('ledger-test', 'silent');
+const DAY = '?from=2025-06-01T00:00:00Z&to=2025-06-02T00:00:00Z';
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+export function ledgerScenario(label: string, openDb: () => Promise<TestDb>): void {
+  describe(`ledger on ${label}`, () => {
+    let dir: string;
+    let nats: LocalNats;
+    let bus: Bus;
+    let testDb: TestDb;
+    let db: Db;
+    let app: FastifyInstance;
+    let projector: Projector | undefined;
+    const retries: unknown[] = [];
+    const batches: BatchResult[] = [];
+
+    const get = async (url: string) => {
+      const res = await app.inject({ url });
+      return { status: res.statusCode, body: res.json() as any };
+    };
+    const publishAll = async (events: AnyEvent[]) => {
+      for (const e of events) await publishEvent(bus.js, e);
+    };
+    const start = async () => {
+      projector = await startProjector(bus, { db, priceOf, log, batchSize: 4, lingerMs: 2, retryBaseMs: 20, retryMaxMs: 200, onRetry: (e) => retries.push(e), onBatch: (b) => batches.push(b) });
+    };
+    const stop = async () => {
+      await projector?.stop();
+      projector = undefined;
+    };
+    const caughtUp = () =>
+      waitFor('the ledger to reach the end of the stream', async () => {
+        const p = (await get('/v1/ledger/position')).body as { seq: number; lag: number; streamLastSeq: number };
+        return p.lag === 0 && p.seq > 0 && p;
+      });
+    /** Every message delivered and acked: nothing is left for a redelivery. */
+    const allAcked = () =>
+      waitFor('every message to be acked', async () => {
+        const [c, last] = await Promise.all([bus.jsm.consumers.info(Topology.stream.name, Topology.consumers.ledger), streamLastSeq(bus.jsm)]);
+        return c.num_ack_pending === 0 && c.num_pending === 0 && c.ack_floor.stream_seq === last;
+      });
+
+    beforeAll(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'sluice-ledger-'));
+      nats = await startNats(join(dir, 'nats'), await freePort());
+      bus = await connectBus(nats.url, 'ledger-test');
+      await ensureTopology(bus);
+      testDb = await openDb();
+      db = testDb.db;
+      await migrate(db);
+      await migrate(db); // a second start finds nothing to do
+      app = buildApp({ db, positionName: LEDGER_POSITION, streamLastSeq: () => streamLastSeq(bus.jsm), now: () => T0 + 3_600_000 });
+
+      await publishAll([
+        ...completedRequest({ id: 'r1', tenant: 'acme', at: T0 }, 'gpt-4o-mini', 1000, 500, 100),
+        ...completedRequest({ id: 'r2', tenant: 'acme', at: T0 + 10, user: 'u2', feature: 'search' }, 'gpt-4o', 2000, 1000, 300),
+        ...cachedRequest({ id: 'r3', tenant: 'acme', at: T0 + 20 }, 'gpt-4o-mini', 1000, 500, 5),
+        ...completedRequest({ id: 'r4', tenant: 'globex', at: T0 + 30 }, 'gpt-4o-mini', 100, 50, 200),
+        ...throttledRequest({ id: 'r5', tenant: 'globex', at: T0 + 40 }, 2),
+        ...failedRequest({ id: 'r6', tenant: 'globex', at: T0 + 50 }, 90),
+        ...shedRequest({ id: 'r7', tenant: 'globex', at: T0 + 60 }, 3),
+        ...rejectedAtIngress({ id: 'r8', tenant: '_unknown', at: T0 + 70 }),
+        circuitOpened(T0 + 80),
+      ]);
+      await bus.js.publish('sluice.evt.chat.completed.acme', 'not json');
+      await bus.js.publish('sluice.evt.chat.completed.acme', JSON.stringify({ id: 'x', type: 'chat.completed', requestId: 'x', tenant: 'acme', service: 'invoker', at: T0, reason: '', data: {} }));
+      await start();
+      await caughtUp();
+    });
+
+    afterAll(async () => {
+      await stop();
+      await app?.close();
+      await testDb?.drop();
+      await bus?.nc.close();
+      await nats?.stop();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    });
+
+    it('reports costs per tenant and model, with exact sums', async () => {
+      const { status, body } = await get(`/v1/costs${DAY}&groupBy=tenant,model`);
+      expect(status).toBe(200);
+      // the two malformed messages were skipped, and the position moved past them
+      expect(batches.reduce((n, b) => n + b.malformed, 0)).toBe(2);
+      expect(body.totals).toEqual({ requests: 8, completed: 3, cacheHits: 1, inputTokens: 3100, outputTokens: 1550, costUsd: 0.015495, savedUsd: 0.00045 });
+      expect(body.groupBy).toEqual(['tenant', 'model']);
+      expect(body.rows).toEqual([
+        { tenant: '_unknown', model: null, requests: 1, completed: 0, cacheHits: 0, inputTokens: 0, outputTokens: 0, costUsd: 0, savedUsd: 0 },
+        { tenant: 'acme', model: 'gpt-4o', requests: 1, completed: 1, cacheHits: 0, inputTokens: 2000, outputTokens: 1000, costUsd: 0.015, savedUsd: 0 },
+        { tenant: 'acme', model: 'gpt-4o-mini', requests: 2, completed: 1, cacheHits: 1, inputTokens: 1000, outputTokens: 500, costUsd: 0.00045, savedUsd: 0.00045 },
+        { tenant: 'globex', model: 'gpt-4o-mini', requests: 1, completed: 1, cacheHits: 0, inputTokens: 100, outputTokens: 50, costUsd: 0.000045, savedUsd: 0 },
+        { tenant: 'globex', model: null, requests: 3, completed: 0, cacheHits: 0, inputTokens: 0, outputTokens: 0, costUsd: 0, savedUsd: 0 },
+      ]);
+    });
+
+    it('groups by day, user and feature and filters by tenant', async () => {
+      const { body } = await get(`/v1/costs${DAY}&groupBy=day,user&tenant=acme`);
+      expect(body.rows.map((r: any) => [r.day, r.user, r.requests, r.costUsd])).toEqual([
+        ['2025-06-01', 'u1', 2, 0.00045],
+        ['2025-06-01', 'u2', 1, 0.015],
+      ]);
+      const byFeature = (await get(`/v1/costs${DAY}&groupBy=feature&tenant=acme`)).body;
+      expect(byFeature.rows.map((r: any) => [r.feature, r.requests])).toEqual([
+        ['chat', 2],
+        ['search', 1],
+      ]);
+      const outside = (await get('/v1/costs?from=2025-06-02T00:00:00Z&to=2025-06-03T00:00:00Z')).body;
+      expect(outside.rows).toEqual([]);
+      expect(outside.totals.requests).toBe(0);
+    });
+
+    it('reports SLOs: latency percentiles of answered requests and rates by outcome', async () => {
+      const { status, body } = await get('/v1/slo?window=24h');
+      expect(status).toBe(200);
+      expect(body.totals).toMatchObject({
+        requests: 8,
+        answered: 4,
+        // completed 100, 300, 200 and cached 5 ms
+        latencyMs: { p50: 150, p95: 285, p99: 297 },
+        errorRate: 0.25,
+        availability: 0.75,
+        cacheHitRate: 0.25,
+        throttleRate: 0.125,
+        shedRate: 0.125,
+      });
+      const byTenant = (await get('/v1/slo?window=24h&groupBy=tenant')).body;
+      expect(byTenant.rows.map((r: any) => [r.tenant, r.requests, r.errorRate, r.cacheHitRate])).toEqual([
+        ['_unknown', 1, null, null],
+        ['acme', 3, 0, 0.333333],
+        ['globex', 4, 0.5, 0],
+      ]);
+      expect((await get('/v1/slo?window=15m')).body.totals.requests).toBe(0);
+    });
+
+    it("shows a request's timeline in stream order", async () => {
+      const { status, body } = await get('/v1/requests/r1');
+      expect(status).toBe(200);
+      expect(body).toMatchObject({ requestId: 'r1', tenant: 'acme', outcome: 'completed', model: 'gpt-4o-mini', deployment: 'sim', latencyMs: 100, costUsd: 0.00045, inputTokens: 1000 });
+      expect(body.timeline.map((e: any) => e.type)).toEqual(['chat.requested', 'chat.admitted', 'cache.missed', 'chat.routed', 'invoke.attempted', 'chat.completed']);
+      const seqs = body.timeline.map((e: any) => e.seq);
+      expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+      expect(body.timeline[5]).toMatchObject({ service: 'invoker', at: new Date(T0 + 100).toISOString(), reason: 'answered by sim' });
+      expect((await get('/v1/requests/r8')).body).toMatchObject({ outcome: 'rejected', errorCode: 'invalid_api_key', statusCode: 401, timeline: [{ type: 'chat.rejected' }] });
+    });
+
+    it('answers 404 and 400 in the catalogue shape', async () => {
+      const missing = await get('/v1/requests/nope');
+      expect(missing.status).toBe(404);
+      expect(missing.body.error).toMatchObject({ code: 'not_found' });
+      for (const [url, param] of [
+        ['/v1/costs?from=not-a-date', 'from'],
+        ['/v1/costs?groupBy=tenant,colour', 'groupBy'],
+        ['/v1/slo?window=1y', 'window'],
+        ['/v1/slo?groupBy=user', 'groupBy'],
+      ] as const) {
+        const r = await get(url);
+        expect(r.status, url).toBe(400);
+        expect(r.body.error.code).toBe('invalid_request');
+        expect(r.body.error.message).toContain(param);
+      }
+      expect((await get('/healthz')).status).toBe(200);
+    });
+
+    it('counts each event once when every message is delivered again (acks lost in a crash)', async () => {
+      await allAcked();
+      await stop();
+      const before = (await get(`/v1/costs${DAY}`)).body.totals;
+      const eventsBefore = await db.selectFrom('events').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow();
+      // as if the ledger had committed everything and died before a single ack
+      const seen = await streamLastSeq(bus.jsm);
+      await resetLedgerConsumer(bus.jsm);
+      await publishAll(completedRequest({ id: 'r9', tenant: 'acme', at: T0 + 90 }, 'gpt-4o-mini', 1000, 0, 50));
+      batches.length = 0;
+      await start();
+      await caughtUp();
+      await allAcked();
+      // everything was delivered again; only the new request's events were applied
+      expect(batches.reduce((n, b) => n + b.applied, 0)).toBe(6);
+      expect(batches.reduce((n, b) => n + b.skipped, 0)).toBeGreaterThanOrEqual(seen);
+      const after = (await get(`/v1/costs${DAY}`)).body.totals;
+      expect(after).toEqual({ ...before, requests: before.requests + 1, completed: before.completed + 1, inputTokens: before.inputTokens + 1000, costUsd: 0.015645 });
+      const eventsAfter = await db.selectFrom('events').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow();
+      expect(Number(eventsAfter.n)).toBe(Number(eventsBefore.n) + 6);
+    });
+
+    it('applies a batch once, and reads a gap before it from the stream', async () => {
+      const stream = natsStreamReader(bus.jsm);
+      const deps = { name: 'probe', priceOf, stream, log };
+      const msgs = await Promise.all([5, 6, 7].map(async (s) => (await stream.read(s))!));
+      const first = await applyBatch(db, msgs, deps);
+      expect(first).toMatchObject({ position: 7, applied: 7, filled: 4, skipped: 0 });
+      const again = await applyBatch(db, [...msgs, (await stream.read(1))!], deps);
+      expect(again).toMatchObject({ position: 7, applied: 0, skipped: 4 });
+    });
+
+    it('retries a batch the database refused, without acking, and counts it once', async () => {
+      const before = (await get(`/v1/costs${DAY}`)).body.totals;
+      const retriesBefore = retries.length;
+      await sql`alter table requests rename to requests_away`.execute(db);
+      await publishAll(completedRequest({ id: 'r10', tenant: 'globex', at: T0 + 100 }, 'gpt-4o', 1000, 1000, 50));
+      await waitFor('a failed commit', async () => retries.length > retriesBefore + 1);
+      const stuck = (await get('/v1/ledger/position')).body;
+      expect(stuck.lag).toBeGreaterThan(0);
+      await sql`alter table requests_away rename to requests`.execute(db);
+      await caughtUp();
+      await allAcked();
+      const after = (await get(`/v1/costs${DAY}`)).body.totals;
+      expect(after.requests).toBe(before.requests + 1);
+      expect(after.costUsd).toBeCloseTo(before.costUsd + 0.0125, 9);
+      expect((await get('/v1/requests/r10')).body.timeline).toHaveLength(6);
+    });
+
+    it('replays into emptied projections when the consumer is ahead of the database (new or restored database)', async () => {
+      await allAcked();
+      const before = (await get(`/v1/costs${DAY}&groupBy=tenant,model`)).body;
+      await stop();
+      await truncateProjections(db, LEDGER_POSITION);
+      expect((await get(`/v1/costs${DAY}`)).body.totals.requests).toBe(0);
+      await start();
+      await caughtUp();
+      expect((await get(`/v1/costs${DAY}&groupBy=tenant,model`)).body).toEqual(before);
+    });
+
+    it('survives the database dropping its connections', async (t) => {
+      if (!testDb.disconnect) return t.skip();
+      const before = (await get(`/v1/costs${DAY}`)).body.totals;
+      await testDb.disconnect();
+      await publishAll(completedRequest({ id: 'r11', tenant: 'acme', at: T0 + 110 }, 'gpt-4o-mini', 0, 1000, 50));
+      await caughtUp();
+      await allAcked();
+      const after = (await get(`/v1/costs${DAY}`)).body.totals;
+      expect(after.requests).toBe(before.requests + 1);
+      expect(after.costUsd).toBeCloseTo(before.costUsd + 0.0006, 9);
+    });
+  });
+}

@@ -1,0 +1,16 @@
+import { Migrator, type Kysely, type Migration } from 'kysely';
+import * as init from './migrations/20251121000000_init.js';
+
+// Listed in code rather than read from the folder (FileMigrationProvider): dynamic imports of
+// .ts files by path depend on how the process was started (tsx, vitest, a bundle); a list does not.
+const migrations: Record<string, Migration> = {
+  '20251121000000_init': init,
+};
+
+/** Brings the schema to the latest migration; throws with the failing migration's error. */
+export async function migrate(db: Kysely<any>): Promise<void> {
+  const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
+  const { error, results } = await migrator.migrateToLatest();
+  const failed = results?.find((r) => r.status === 'Error');
+  if (error) throw new Error(`ledger migration ${failed?.migrationName ?? ''} failed: ${String((error as Error)?.message ?? error)}`, { cause: error });
+}

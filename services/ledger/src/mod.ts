@@ -1,0 +1,11 @@
+export { createDb, type Db, type Database, type DbOptions } from './db.js';
+export { migrate } from './migrate.js';
+export { buildApp, type AppDeps } from './http.js';
+export { startProjector, ensureLedgerConsumer, resetLedgerConsumer, streamLastSeq, LEDGER_POSITION, type Projector, type ProjectorOptions } from './consumer.js';
+export { applyBatch, readPosition, truncateProjections, type RawEvent, type StreamReader, type BatchResult } from './store.js';
+export { project, mergeUpserts, type Projection, type RequestUpsert, type PriceOf } from './project.js';
+export { costUsd, type Price } from './money.js';
+export type { CostsReport, CostRow, CostFigures } from './costs.js';
+export type { SloReport, SloFigures } from './slo.js';
+export type { RequestReport, TimelineEntry } from './timeline.js';
+export { Outcome } from './requests.table.js';

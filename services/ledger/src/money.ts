@@ -1,0 +1,36 @@
+/** A model's price, USD per million tokens (as in the config). */
+export interface Price {
+  inputPerMTok: number;
+  outputPerMTok: number;
+}
+
+// Exact arithmetic without a decimal library: a price with up to 12 decimals is an integer of
+// 1e-12 USD per million tokens, so tokens × price is an integer of 1e-18 USD. Floats would
+// drift once millions of requests are summed; Postgres `numeric` keeps the sums exact.
+const PRICE_DECIMALS = 12;
+const USD_DECIMALS = 18;
+
+function priceUnits(perMTok: number): bigint {
+  if (!Number.isFinite(perMTok) || perMTok < 0 || perMTok >= 1e9) throw new RangeError(`price ${perMTok} is not a sane USD amount per million tokens`);
+  const [whole, frac = ''] = perMTok.toFixed(PRICE_DECIMALS).split('.');
+  return BigInt(`${whole}${frac}`);
+}
+
+function formatUnits(units: bigint): string {
+  const digits = units.toString().padStart(USD_DECIMALS + 1, '0');
+  const whole = digits.slice(0, -USD_DECIMALS);
+  const frac = digits.slice(-USD_DECIMALS).replace(/0+$/, '');
+  return frac ? `${whole}.${frac}` : whole;
+}
+
+/**
+ * The cost of a request in USD as an exact decimal string (for a `numeric` column);
+ * '0' when the model has no price (e.g. the static fallback).
+ *
+ * @example
+ * costUsd(1000, 500, { inputPerMTok: 0.15, outputPerMTok: 0.6 }) // '0.00045'
+ */
+export function costUsd(inputTokens: number, outputTokens: number, price: Price | undefined): string {
+  if (!price) return '0';
+  return formatUnits(BigInt(inputTokens) * priceUnits(price.inputPerMTok) + BigInt(outputTokens) * priceUnits(price.outputPerMTok));
+}

@@ -1,0 +1,164 @@
+import type { Insertable } from 'kysely';
+import { Errors, type AnyEvent, type RequestContext } from '@sluice/contracts';
+import type { EventsTable } from './events.table.js';
+import { Outcome, type NewRequest, type RequestPatch } from './requests.table.js';
+import { costUsd, type Price } from './money.js';
+
+/** Looks up a model's price in the live config; undefined for models without one. */
+export type PriceOf = (model: string) => Price | undefined;
+
+/**
+ * What one event does to a request's row: create it if the request has none yet, else change
+ * some columns. Upserts keep the projection right whichever event of a request it sees first
+ * (ingress rejections have no chat.requested; a trimmed stream may have lost the start).
+ */
+export interface RequestUpsert {
+  requestId: string;
+  insert: NewRequest;
+  /** Undefined leaves an existing row as it is. */
+  update?: RequestPatch;
+}
+
+export interface Projection {
+  event: Insertable<EventsTable>;
+  request?: RequestUpsert;
+}
+
+/**
+ * The ledger's decision for one event: its timeline row and the change to its request's row.
+ * Pure; `priceOf` supplies the prices the cost is computed with.
+ *
+ * @example
+ * const { event, request } = project(42, completedEvent, (m) => config.models[m]?.price);
+ */
+export function project(seq: number, e: AnyEvent, priceOf: PriceOf): Projection {
+  const event: Insertable<EventsTable> = {
+    seq,
+    request_id: e.requestId || null,
+    type: e.type,
+    tenant: e.tenant,
+    service: e.service,
+    at: new Date(e.at),
+    reason: e.reason,
+    data: JSON.stringify(timelineData(e.data)),
+  };
+  const request = e.requestId ? requestChange(e, priceOf) : undefined;
+  return request ? { event, request } : { event };
+}
+
+function requestChange(e: AnyEvent, priceOf: PriceOf): RequestUpsert | undefined {
+  switch (e.type) {
+    case 'chat.requested':
+      return { requestId: e.requestId, insert: { ...identity(e, e.data.ctx.receivedAt), ...fromContext(e.data.ctx), outcome: Outcome.Pending } };
+    case 'chat.rejected': {
+      const d = e.data;
+      const known = { user_id: d.user ?? null, requested_model: d.model ?? null };
+      return finish(e, d.receivedAt ?? e.at, { outcome: Outcome.Rejected, error_code: d.code, status_code: d.status }, known);
+    }
+    case 'chat.throttled':
+      return finish(e, e.data.receivedAt, { outcome: Outcome.Throttled, error_code: 'rate_limited', status_code: Errors.rate_limited.status });
+    case 'cache.hit': {
+      const { answer, ctx } = e.data;
+      // nothing was served upstream: the request cost nothing, and saved what it would have cost
+      const saved = costUsd(answer.usage.prompt_tokens, answer.usage.completion_tokens, priceOf(answer.model));
+      return finish(
+        e,
+        ctx.receivedAt,
+        { outcome: Outcome.Cached, cache_hit: true, model: answer.model, input_tokens: 0, output_tokens: 0, cost_usd: '0', saved_usd: saved, status_code: 200 },
+        fromContext(ctx),
+      );
+    }
+    case 'chat.shed': {
+      const status = (Errors as Record<string, { status: number }>)[e.data.code]?.status ?? 503;
+      return finish(e, e.data.receivedAt, { outcome: Outcome.Shed, error_code: e.data.code, status_code: status });
+    }
+    case 'chat.completed': {
+      const { answer, ctx } = e.data;
+      const { prompt_tokens, completion_tokens } = answer.usage;
+      return finish(
+        e,
+        ctx.receivedAt,
+        {
+          outcome: Outcome.Completed,
+          model: answer.model,
+          deployment: e.data.deployment,
+          input_tokens: prompt_tokens,
+          output_tokens: completion_tokens,
+          cost_usd: costUsd(prompt_tokens, completion_tokens, priceOf(answer.model)),
+          attempts: e.data.attempts,
+          status_code: 200,
+          cache_hit: false,
+        },
+        fromContext(ctx),
+      );
+    }
+    case 'chat.failed':
+      return finish(e, e.data.receivedAt, { outcome: Outcome.Failed, error_code: e.data.code, status_code: e.data.status, attempts: e.data.attempts });
+    case 'chat.admitted':
+    case 'cache.missed':
+    case 'cache.stored':
+    case 'chat.routed':
+    case 'invoke.attempted':
+    case 'invoke.failed':
+    case 'circuit.opened':
+    case 'circuit.closed':
+    case 'degrade.changed':
+      // on the timeline only
+      return undefined;
+    default: {
+      const _exhaustive: never = e;
+      return _exhaustive;
+    }
+  }
+}
+
+function identity(e: AnyEvent, receivedAt: number) {
+  return { request_id: e.requestId, tenant: e.tenant, received_at: new Date(receivedAt) };
+}
+
+function fromContext(ctx: RequestContext) {
+  const r = ctx.request;
+  return {
+    user_id: r.user ?? null,
+    feature: r.feature ?? null,
+    requested_model: r.model,
+    front_door: ctx.frontDoor,
+    stream: r.stream,
+    priority: r.priority,
+    received_at: new Date(ctx.receivedAt),
+  };
+}
+
+/** A terminal event: sets the outcome and how long the request took, creating the row if needed. */
+function finish(e: AnyEvent, receivedAt: number, patch: RequestPatch, known: Partial<NewRequest> = {}): RequestUpsert {
+  const update: RequestPatch = { ...patch, finished_at: new Date(e.at), latency_ms: Math.max(0, Math.round(e.at - receivedAt)) };
+  return { requestId: e.requestId, insert: { ...identity(e, receivedAt), ...known, outcome: Outcome.Pending, ...update } as NewRequest, update };
+}
+
+/** The event's data for the timeline, without the request's messages (bulky, and not the ledger's business). */
+function timelineData(data: AnyEvent['data']): unknown {
+  if (!('ctx' in data)) return data;
+  const { messages, ...request } = data.ctx.request;
+  return { ...data, ctx: { ...data.ctx, request: { ...request, messageCount: messages.length } } };
+}
+
+/**
+ * Folds several upserts of one batch into one per request, in order, so a batch writes each
+ * request's row once (Postgres refuses to upsert one row twice in a statement, and it saves
+ * round trips).
+ */
+export function mergeUpserts(upserts: RequestUpsert[]): RequestUpsert[] {
+  const byId = new Map<string, RequestUpsert>();
+  for (const u of upserts) {
+    const prev = byId.get(u.requestId);
+    if (!prev) {
+      byId.set(u.requestId, u);
+      continue;
+    }
+    // after `prev` the row exists, so `u` only applies its update
+    const update = prev.update || u.update ? { ...prev.update, ...u.update } : undefined;
+    const merged: RequestUpsert = { requestId: u.requestId, insert: { ...prev.insert, ...u.update } };
+    byId.set(u.requestId, update ? { ...merged, update } : merged);
+  }
+  return [...byId.values()];
+}

@@ -1,0 +1,104 @@
+import { describe, expect, it } from 'vitest';
+import { mergeUpserts, project, type Projection } from './project.js';
+import { T0, cachedRequest, circuitOpened, completedRequest, failedRequest, priceOf, rejectedAtIngress, requested, shedRequest, throttledRequest } from './fixtures.js';
+
+const r = { id: 'r1', tenant: 'acme', at: T0 };
+const projectAll = (events: ReturnType<typeof completedRequest>): Projection[] => events.map((e, i) => project(i + 1, e, priceOf));
+const last = <T>(xs: T[]) => xs[xs.length - 1]!;
+
+describe('project', () => {
+  it('given chat.requested, creates a pending row and leaves an existing one alone', () => {
+    const p = project(1, requested(r), priceOf);
+    expect(p.request?.insert).toMatchObject({ request_id: 'r1', tenant: 'acme', outcome: 'pending', user_id: 'u1', feature: 'chat', requested_model: 'auto', front_door: 'http', priority: 'standard', stream: false });
+    expect(p.request?.insert.received_at).toEqual(new Date(T0));
+    expect(p.request?.update).toBeUndefined();
+  });
+
+  it('keeps the request messages off the timeline row', () => {
+    const p = project(1, requested(r), priceOf);
+    const data = JSON.parse(p.event.data) as { ctx: { request: Record<string, unknown> } };
+    expect(data.ctx.request.messages).toBeUndefined();
+    expect(data.ctx.request.messageCount).toBe(1);
+    expect(p.event).toMatchObject({ seq: 1, request_id: 'r1', type: 'chat.requested', service: 'ingress', tenant: 'acme' });
+  });
+
+  it('given chat.completed, sets model, usage, cost from the price and latency from receipt', () => {
+    const p = last(projectAll(completedRequest(r, 'gpt-4o-mini', 1000, 500, 250)));
+    expect(p.request?.update).toMatchObject({
+      outcome: 'completed',
+      model: 'gpt-4o-mini',
+      deployment: 'sim',
+      input_tokens: 1000,
+      output_tokens: 500,
+      cost_usd: '0.00045',
+      attempts: 1,
+      status_code: 200,
+      latency_ms: 250,
+      cache_hit: false,
+    });
+    expect(p.request?.update?.finished_at).toEqual(new Date(T0 + 250));
+  });
+
+  it('given chat.completed for a model without a price (static fallback), costs 0', () => {
+    const p = last(projectAll(completedRequest(r, 'static-fallback', 10, 10, 5)));
+    expect(p.request?.update?.cost_usd).toBe('0');
+  });
+
+  it('given cache.hit, costs nothing and records the saving', () => {
+    const p = last(projectAll(cachedRequest(r, 'gpt-4o', 1000, 100, 3)));
+    expect(p.request?.update).toMatchObject({ outcome: 'cached', cache_hit: true, model: 'gpt-4o', input_tokens: 0, output_tokens: 0, cost_usd: '0', saved_usd: '0.0035', latency_ms: 3 });
+  });
+
+  it('given terminal refusals, records outcome, code and status', () => {
+    expect(last(projectAll(throttledRequest(r, 2))).request?.update).toMatchObject({ outcome: 'throttled', error_code: 'rate_limited', status_code: 429, latency_ms: 2 });
+    expect(last(projectAll(shedRequest(r, 4))).request?.update).toMatchObject({ outcome: 'shed', error_code: 'service_busy', status_code: 503 });
+    expect(last(projectAll(failedRequest(r, 90))).request?.update).toMatchObject({ outcome: 'failed', error_code: 'upstream_failed', status_code: 502, attempts: 3, latency_ms: 90 });
+  });
+
+  it('given an ingress rejection without chat.requested, creates the row from what the rejection knew', () => {
+    const p = project(1, rejectedAtIngress(r)[0]!, priceOf);
+    expect(p.request?.insert).toMatchObject({ request_id: 'r1', tenant: 'acme', outcome: 'rejected', error_code: 'invalid_api_key', status_code: 401, requested_model: 'gpt-4o', latency_ms: 1 });
+  });
+
+  it('puts events of no request on the timeline only', () => {
+    const p = project(9, circuitOpened(T0), priceOf);
+    expect(p.request).toBeUndefined();
+    expect(p.event).toMatchObject({ seq: 9, request_id: null, type: 'circuit.opened', tenant: '_system' });
+  });
+
+  it('changes no request for intermediate events', () => {
+    const ps = projectAll(completedRequest(r, 'gpt-4o-mini', 1, 1, 10));
+    expect(ps.slice(1, -1).map((p) => p.request)).toEqual([undefined, undefined, undefined, undefined]);
+  });
+});
+
+describe('mergeUpserts', () => {
+  it('folds a request whose whole life is in one batch into one insert', () => {
+    const ups = projectAll(completedRequest(r, 'gpt-4o-mini', 1000, 500, 250)).flatMap((p) => (p.request ? [p.request] : []));
+    const merged = mergeUpserts(ups);
+    expect(merged).toHaveLength(1);
+    expect(merged[0]!.insert).toMatchObject({ request_id: 'r1', user_id: 'u1', outcome: 'completed', cost_usd: '0.00045' });
+    // if the row existed already, only the terminal change applies
+    expect(merged[0]!.update).toMatchObject({ outcome: 'completed' });
+    expect(merged[0]!.update?.user_id).toBeUndefined();
+  });
+
+  it("keeps each insert row carrying its update's values (the batch writer relies on it)", () => {
+    const events = [...completedRequest(r, 'gpt-4o', 10, 10, 5), ...rejectedAtIngress({ ...r, id: 'r2' }), ...cachedRequest({ ...r, id: 'r3' }, 'gpt-4o', 1, 1, 1)];
+    const ups = events.map((e, i) => project(i + 1, e, priceOf)).flatMap((p) => (p.request ? [p.request] : []));
+    for (const u of [...ups, ...mergeUpserts(ups), ...mergeUpserts(ups.slice(2))]) {
+      for (const [k, v] of Object.entries(u.update ?? {})) expect(u.insert[k as keyof typeof u.insert], k).toEqual(v);
+    }
+  });
+
+  it('keeps requests apart and a late chat.requested does not reopen a finished one', () => {
+    const a = projectAll(throttledRequest(r, 2));
+    const b = projectAll(shedRequest({ ...r, id: 'r2' }, 2));
+    const late = project(99, requested(r), priceOf);
+    const merged = mergeUpserts([...a, ...b, late].flatMap((p) => (p.request ? [p.request] : [])));
+    expect(merged.map((u) => [u.requestId, u.insert.outcome, u.update?.outcome])).toEqual([
+      ['r1', 'throttled', 'throttled'],
+      ['r2', 'shed', 'shed'],
+    ]);
+  });
+});

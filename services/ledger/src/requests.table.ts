@@ -1,0 +1,48 @@
+import type { ColumnType, Insertable, Updateable } from 'kysely';
+
+export const Outcome = {
+  Pending: 'pending',
+  Completed: 'completed',
+  Cached: 'cached',
+  Throttled: 'throttled',
+  Rejected: 'rejected',
+  Shed: 'shed',
+  Failed: 'failed',
+} as const;
+export type Outcome = (typeof Outcome)[keyof typeof Outcome];
+
+/** USD amounts are Postgres `numeric`; drivers return them as strings so nothing is rounded on the way. Default 0. */
+type Money = ColumnType<string, string | undefined, string>;
+/** Columns with a database default may be left out of an insert. */
+type Defaulted<T> = ColumnType<T, T | undefined, T>;
+
+/** One row per request: who asked, what happened, what it cost. */
+export interface RequestsTable {
+  request_id: string;
+  tenant: string;
+  user_id: string | null;
+  feature: string | null;
+  requested_model: string | null;
+  /** The model that answered (the cache's or the upstream's); null when nothing answered. */
+  model: string | null;
+  deployment: string | null;
+  front_door: string | null;
+  stream: boolean | null;
+  priority: string | null;
+  received_at: Date;
+  finished_at: Date | null;
+  outcome: Outcome;
+  error_code: string | null;
+  status_code: number | null;
+  latency_ms: number | null;
+  input_tokens: Defaulted<number>;
+  output_tokens: Defaulted<number>;
+  cost_usd: Money;
+  /** What a cache hit would have cost upstream. */
+  saved_usd: Money;
+  attempts: number | null;
+  cache_hit: Defaulted<boolean>;
+}
+
+export type NewRequest = Insertable<RequestsTable>;
+export type RequestPatch = Updateable<RequestsTable>;
