@@ -67,9 +67,9 @@ describe('HTTP rejections', () => {
 });
 
 describe('NATS rejections', () => {
-  const request = async (body: string, key: string | undefined = DEV_KEY, tenant = 'dev') => {
+  const request = async (body: string, key: string, tenant: string) => {
     const h = natsHeaders();
-    if (key) h.set('sluice-key', key);
+    if (key !== '') h.set('sluice-key', key);
     const reply = await stack.nc.request(Subjects.chat(tenant), new TextEncoder().encode(body), { headers: h, timeout: 10_000 });
     return reply.json() as ChatErrorReply;
   };
@@ -77,7 +77,7 @@ describe('NATS rejections', () => {
     ['invalid JSON', '{nope', DEV_KEY, 'dev', 'invalid_json', 400],
     ['no messages', '{}', DEV_KEY, 'dev', 'invalid_request', 400],
     ['wrong types', JSON.stringify({ messages: 'hello' }), DEV_KEY, 'dev', 'invalid_request', 400],
-    ['missing key', JSON.stringify({ messages: [{ role: 'user', content: 'x' }] }), undefined, 'dev', 'missing_api_key', 401],
+    ['missing key', JSON.stringify({ messages: [{ role: 'user', content: 'x' }] }), '', 'dev', 'missing_api_key', 401],
     ['key of another tenant', JSON.stringify({ messages: [{ role: 'user', content: 'x' }] }), DEV_KEY, 'other', 'invalid_api_key', 401],
     ['unknown model', JSON.stringify({ model: 'nope', messages: [{ role: 'user', content: 'x' }] }), DEV_KEY, 'dev', 'model_not_found', 404],
   ] as const)('%s → %s', async (_name, body, key, tenant, code, status) => {

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import { SluiceClient, SluiceRequestError } from '@sluice/client';
+import { startSim } from '@sluice/openai-sim';
 import { DEV_KEY, eventually, startE2eStack, type E2eStack } from './harness.js';
 
 // The whole stack as processes on real NATS and real Postgres, driven through both front doors.
@@ -27,8 +28,11 @@ describe('HTTP front door with the openai SDK', () => {
   });
 
   it('gives the same answer the upstream gives, streamed chunk by chunk ending in [DONE]', async () => {
-    const direct = new OpenAI({ baseURL: stack.sim!.url, apiKey: 'x', maxRetries: 0 });
+    // a second simulator, so the gateway's upstream counts only what the gateway asked for
+    const reference = await startSim({ port: 0 });
+    const direct = new OpenAI({ baseURL: reference.url, apiKey: 'x', maxRetries: 0 });
     const expected = await direct.chat.completions.create(ask('Stream me an answer about queues'));
+    await reference.close();
     const stream = await stack.openai().chat.completions.create({ ...ask('Stream me an answer about queues'), stream: true, stream_options: { include_usage: true } });
     let content = '';
     let chunks = 0;

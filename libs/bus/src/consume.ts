@@ -4,6 +4,9 @@ import { parseEvent, Topology, type AnyEvent } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 import type { Bus } from './connect.js';
 
+/** Redelivery delay of a message whose consumer died without acking it. */
+export const DEFAULT_ACK_WAIT_MS = 5_000;
+
 /** Thrown by a handler for input that can never succeed: the message is terminated, not redelivered. */
 export class PoisonMessage extends Error {}
 
@@ -24,10 +27,12 @@ export interface ConsumeOptions {
   filter: string;
   /** Most messages in flight across all replicas (the consumer's max_ack_pending). */
   concurrency: number;
-  /** How long a message may be in flight before redelivery. */
+  /**
+   * How long an unacked message waits before redelivery. Short, so a message held by a replica
+   * that died comes back within seconds; handlers that run longer are kept alive by a heartbeat
+   * (`working()`), so they are not redelivered while they run.
+   */
   ackWaitMs?: number;
-  /** While a handler runs, tell the server it is still working this often (long upstream calls). */
-  heartbeatMs?: number;
   /** Where a new durable starts; defaults to new messages only. */
   deliverAll?: boolean;
   log: Logger;
@@ -46,7 +51,7 @@ export interface Consumption {
  */
 export async function consumeEvents(bus: Bus, opts: ConsumeOptions): Promise<Consumption> {
   const stream = Topology.stream.name;
-  const ackWaitMs = opts.ackWaitMs ?? 30_000;
+  const ackWaitMs = opts.ackWaitMs ?? DEFAULT_ACK_WAIT_MS;
   const config = {
     durable_name: opts.durable,
     ack_policy: AckPolicy.Explicit,
@@ -69,12 +74,18 @@ export async function consumeEvents(bus: Bus, opts: ConsumeOptions): Promise<Con
     });
   }
   const consumer = await bus.js.consumers.get(stream, opts.durable);
-  let inFlight = 0;
+  // started-at of every message being handled; one timer sends working() for the slow ones
+  const inFlight = new Map<JsMsg, number>();
   let drained: (() => void) | undefined;
+  const beatEveryMs = Math.max(100, Math.floor(ackWaitMs / 3));
+  const heartbeat = setInterval(() => {
+    const due = Date.now() - beatEveryMs;
+    for (const [msg, startedAt] of inFlight) if (startedAt <= due) msg.working();
+  }, beatEveryMs);
+  heartbeat.unref();
 
   const handle = async (msg: JsMsg) => {
-    inFlight++;
-    const beat = opts.heartbeatMs ? setInterval(() => msg.working(), opts.heartbeatMs) : undefined;
+    inFlight.set(msg, Date.now());
     try {
       let event: AnyEvent;
       try {
@@ -105,9 +116,8 @@ export async function consumeEvents(bus: Bus, opts: ConsumeOptions): Promise<Con
         msg.nak(delay);
       }
     } finally {
-      if (beat) clearInterval(beat);
-      inFlight--;
-      if (inFlight === 0) drained?.();
+      inFlight.delete(msg);
+      if (inFlight.size === 0) drained?.();
     }
   };
 
@@ -120,7 +130,8 @@ export async function consumeEvents(bus: Bus, opts: ConsumeOptions): Promise<Con
   return {
     async stop() {
       await messages.close();
-      if (inFlight > 0) await new Promise<void>((r) => (drained = r));
+      if (inFlight.size > 0) await new Promise<void>((r) => (drained = r));
+      clearInterval(heartbeat);
     },
   };
 }

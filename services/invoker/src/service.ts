@@ -4,10 +4,6 @@ import type { Circuit } from './circuit.js';
 import { createInvoker } from './invoke.js';
 import { ClientPool } from './upstream.js';
 
-/** Upstream calls can take a while: the server waits a minute, and hears from us every 15 s. */
-const ACK_WAIT_MS = 60_000;
-const HEARTBEAT_MS = 15_000;
-
 /**
  * Consumes chat.routed and answers each request through the upstream deployments.
  * Emits invoke.attempted / invoke.failed per attempt, circuit.opened / circuit.closed,
@@ -30,8 +26,6 @@ export async function startInvoker(svc: Pick<ServiceContext, 'bus' | 'control' |
     filter: Subjects.eventsOf('chat.routed'),
     // read once: max_ack_pending is a consumer setting, applied when the service starts
     concurrency: control.config().invoker.concurrency,
-    ackWaitMs: ACK_WAIT_MS,
-    heartbeatMs: HEARTBEAT_MS,
     log,
     handler: async (event, delivery) => {
       // the filter only lets chat.routed through; anything else is not ours to judge

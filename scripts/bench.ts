@@ -1,0 +1,120 @@
+/**
+ * `npm run bench`: the gateway's added latency and throughput on this machine.
+ *
+ * Starts the whole stack (every service its own process, a private nats-server, PGlite, the
+ * simulator with zero latency) and, in one run and at each concurrency level, drives:
+ *   direct — the simulator itself over HTTP (the floor),
+ *   http   — the gateway's OpenAI endpoint (cache bypassed, so every request takes the full path),
+ *   nats   — the gateway's NATS front door (cache bypassed),
+ * then prints p50/p95/p99 latency, throughput and errors for each, and the gateway-added latency
+ * (gateway percentile minus direct percentile) with the ratio to direct.
+ * BENCH_SECONDS (default 5) per run, BENCH_LEVELS (default 1,8,32,128).
+ */
+import { Agent, request } from 'node:http';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect } from '@nats-io/transport-node';
+import { SluiceClient } from '@sluice/client';
+import { freePort } from './nats.js';
+import { ROOT, startStack } from './stack.js';
+
+const seconds = Number(process.env.BENCH_SECONDS ?? 5);
+const levels = (process.env.BENCH_LEVELS ?? '1,8,32,128').split(',').map(Number);
+const KEY = 'sk-bench';
+
+interface Run {
+  latencies: number[];
+  errors: number;
+  elapsedMs: number;
+}
+
+const agent = new Agent({ keepAlive: true, maxSockets: 1024 });
+
+function post(url: URL, body: string, headers: Record<string, string>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** Runs `call` from `concurrency` loops for `seconds`; each loop issues one request at a time. */
+async function drive(concurrency: number, call: (i: number) => Promise<boolean>): Promise<Run> {
+  const latencies: number[] = [];
+  let errors = 0;
+  let n = 0;
+  const start = performance.now();
+  const until = start + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < until) {
+        const t0 = performance.now();
+        const ok = await call(n++).catch(() => false);
+        if (ok) latencies.push(performance.now() - t0);
+        else errors++;
+      }
+    }),
+  );
+  return { latencies: latencies.sort((a, b) => a - b), errors, elapsedMs: performance.now() - start };
+}
+
+const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+const fmt = (ms: number) => (Number.isFinite(ms) ? ms.toFixed(2).padStart(7) : '    n/a');
+
+const dataDir = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
+const config = JSON.parse(readFileSync(join(ROOT, 'config', 'sluice.json'), 'utf8'));
+const stack = await startStack({
+  dataDir,
+  privateNatsPort: await freePort(),
+  ingressPort: await freePort(),
+  ledgerPort: await freePort(),
+  devKey: KEY,
+  config,
+  sim: { port: 0, latencyMs: 0 },
+  env: { LOG_LEVEL: 'warn' },
+});
+const nc = await connect({ servers: stack.natsUrl });
+const client = new SluiceClient(nc, { tenant: 'dev', key: KEY, timeoutMs: 30_000 });
+const message = (i: number) => [{ role: 'user' as const, content: `Benchmark request ${i}: summarise the benefits of backpressure in one line.` }];
+const direct = new URL(`${stack.sim!.url}/chat/completions`);
+const gateway = new URL(`${stack.ingressUrl}/v1/chat/completions`);
+const body = (i: number) => JSON.stringify({ model: 'gpt-4o-mini', messages: message(i) });
+
+const paths: Record<string, (i: number) => Promise<boolean>> = {
+  direct: async (i) => (await post(direct, body(i), {})) === 200,
+  http: async (i) => (await post(gateway, body(i), { authorization: `Bearer ${KEY}`, 'x-sluice-cache': 'skip' })) === 200,
+  nats: async (i) => {
+    const r = await client.chat({ model: 'gpt-4o-mini', messages: message(i) }, { skipCache: true });
+    return r.message.content.length > 0;
+  },
+};
+
+// warm up JIT, connections and consumers
+for (const call of Object.values(paths)) await drive(8, call).catch(() => undefined);
+
+const cpus = (await import('node:os')).cpus().length;
+process.stdout.write(`\nSluice benchmark — ${cpus} cores, node ${process.version}, ${seconds}s per run, simulator latency 0 ms\n`);
+process.stdout.write('path    conc   req/s   p50 ms  p95 ms  p99 ms  errors | added p50  p95     p99     (gateway/direct p50)\n');
+const rows: Array<Record<string, unknown>> = [];
+for (const c of levels) {
+  const results: Record<string, Run> = {};
+  for (const [name, call] of Object.entries(paths)) results[name] = await drive(c, call);
+  const d = results.direct!;
+  for (const [name, r] of Object.entries(results)) {
+    const rps = (r.latencies.length / r.elapsedMs) * 1000;
+    const [p50, p95, p99] = [50, 95, 99].map((p) => pct(r.latencies, p)) as [number, number, number];
+    const added = name === 'direct' ? '' : ` | ${fmt(p50 - pct(d.latencies, 50))} ${fmt(p95 - pct(d.latencies, 95))} ${fmt(p99 - pct(d.latencies, 99))} (${(p50 / pct(d.latencies, 50)).toFixed(1)}x)`;
+    process.stdout.write(`${name.padEnd(7)} ${String(c).padStart(4)} ${rps.toFixed(0).padStart(7)} ${fmt(p50)} ${fmt(p95)} ${fmt(p99)} ${String(r.errors).padStart(7)}${added}\n`);
+    rows.push({ path: name, concurrency: c, rps: Math.round(rps), p50, p95, p99, errors: r.errors });
+  }
+}
+if (process.env.BENCH_JSON) process.stdout.write(`${JSON.stringify(rows)}\n`);
+await nc.close();
+await stack.stop();
+agent.destroy();
+rmSync(dataDir, { recursive: true, force: true });
