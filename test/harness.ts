@@ -73,9 +73,9 @@ export async function startE2eStack(opts: Partial<StackOptions> & { postgres?: b
   });
   const nc = await connect({ servers: stack.natsUrl });
   const jsm = await jetstreamManager(nc);
-  const ledger = async (path: string) => {
+  const ledger = async <T = any>(path: string): Promise<T> => {
     const res = await fetch(`${stack.ledgerUrl}${path}`);
-    const body = await res.json();
+    const body = (await res.json()) as T;
     if (!res.ok) throw Object.assign(new Error(`ledger ${path}: ${res.status} ${JSON.stringify(body)}`), { status: res.status, body });
     return body;
   };
@@ -89,7 +89,7 @@ export async function startE2eStack(opts: Partial<StackOptions> & { postgres?: b
       const until = Date.now() + timeoutMs;
       for (;;) {
         const last = (await jsm.streams.info(Topology.stream.name)).state.last_seq;
-        const pos = await ledger('/v1/ledger/position');
+        const pos = await ledger<{ seq: number }>('/v1/ledger/position');
         if (pos.seq >= last) return;
         if (Date.now() > until) throw new Error(`ledger at ${pos.seq}, stream at ${last}`);
         await new Promise((r) => setTimeout(r, 100));

@@ -32,4 +32,4 @@ ledgerScenario('Postgres', async () => {
       await admin(`drop database if exists ${name} with (force)`);
     },
   };
-});
+}, { canDisconnect: true });

@@ -14,4 +14,4 @@ ledgerScenario('PGlite', async () => {
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
-});
+}, { canDisconnect: false });
