@@ -16,7 +16,7 @@ export interface SupervisedOptions {
 
 /**
  * One service process, restarted when it dies (backoff 250 ms doubling to 5 s, reset once it has
- * run for 30 s). Readiness is the service's own "started" log line.
+ * run for 30 s). Readiness is the service's `{sluice: 'ready'}` message over the IPC channel.
  */
 export class Supervised {
   private proc?: ChildProcess;
@@ -32,16 +32,15 @@ export class Supervised {
     const { name, entry, cwd, env } = this.opts;
     const startedAt = Date.now();
     this.ready = false;
-    const proc = spawn(process.execPath, ['--import', 'tsx', entry], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, ['--import', 'tsx', entry], { cwd, env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     this.proc = proc;
+    proc.on('message', (m: { sluice?: string }) => {
+      if (m?.sluice !== 'ready' || this.ready) return;
+      this.ready = true;
+      for (const w of this.readyWaiters.splice(0)) w();
+    });
     for (const stream of [proc.stdout, proc.stderr]) {
-      createInterface({ input: stream! }).on('line', (line) => {
-        if (!this.ready && line.includes('"msg":"started"')) {
-          this.ready = true;
-          for (const w of this.readyWaiters.splice(0)) w();
-        }
-        this.opts.onLine(name, line);
-      });
+      createInterface({ input: stream! }).on('line', (line) => this.opts.onLine(name, line));
     }
     proc.once('exit', (code, signal) => {
       const restarting = this.opts.restart && !this.stopped;

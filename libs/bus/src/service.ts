@@ -38,6 +38,8 @@ export async function runService(name: ServiceName, start: (ctx: ServiceContext)
   const control = await watchControl(buckets.control, log);
   const closers = await start({ name, log, bus, buckets, control, env });
   log.info('started');
+  // a supervisor that spawned us with an IPC channel learns readiness here, whatever LOG_LEVEL says
+  process.send?.({ sluice: 'ready', service: name });
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
