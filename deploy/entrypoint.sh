@@ -16,7 +16,9 @@ cd "$(dirname "$0")/.."
 service="${SLUICE_SERVICE:-}"
 case "$service" in
   ingress | limiter | cache | router | invoker | ledger | degrader)
-    exec node --import tsx "services/$service/src/main.ts" "$@"
+    # the telemetry preload starts tracing before the service imports what it instruments
+    # (a no-op without OTEL_EXPORTER_OTLP_ENDPOINT)
+    exec node --import tsx --import @sluice/telemetry/register "services/$service/src/main.ts" "$@"
     ;;
   sim)
     exec node --import tsx libs/openai-sim/src/main.ts "$@"

@@ -1,9 +1,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 
+/** Node flags every service process starts with (`cwd` must be the repository root to resolve them). */
+const SERVICE_NODE_ARGS = ['--import', 'tsx', '--import', '@sluice/telemetry/register'] as const;
+
 export interface SupervisedOptions {
   name: string;
-  /** Script run with `node --import tsx`. */
+  /**
+   * Script run with `node --import tsx --import @sluice/telemetry/register`: the preload starts
+   * tracing (when OTEL_EXPORTER_OTLP_ENDPOINT is set) before the script imports what it instruments.
+   */
   entry: string;
   cwd: string;
   env: NodeJS.ProcessEnv;
@@ -32,7 +38,7 @@ export class Supervised {
     const { name, entry, cwd, env } = this.opts;
     const startedAt = Date.now();
     this.ready = false;
-    const proc = spawn(process.execPath, ['--import', 'tsx', entry], { cwd, env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    const proc = spawn(process.execPath, [...SERVICE_NODE_ARGS, entry], { cwd, env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     this.proc = proc;
     proc.on('message', (m: { sluice?: string }) => {
       if (m?.sluice !== 'ready' || this.ready) return;

@@ -1,7 +1,7 @@
 import { nanos, type MsgHdrs } from '@nats-io/transport-node';
 import { AckPolicy, DeliverPolicy, type JsMsg } from '@nats-io/jetstream';
-import { parseEvent, Topology, type AnyEvent } from '@sluice/contracts';
-import type { Logger } from '@sluice/telemetry';
+import { Headers, parseEvent, Topology, type AnyEvent } from '@sluice/contracts';
+import { SpanAttributes, traceProcess, tracingOn, type Logger } from '@sluice/telemetry';
 import type { Bus } from './connect.js';
 
 /** Redelivery delay of a message whose consumer died without acking it. */
@@ -96,15 +96,18 @@ export async function consumeEvents(bus: Bus, opts: ConsumeOptions): Promise<Con
         msg.term();
         return;
       }
-      const traceparent = msg.headers?.get('traceparent') || undefined;
-      const tracestate = msg.headers?.get('tracestate') || undefined;
-      await opts.handler(event, {
+      const traceparent = msg.headers?.get(Headers.traceparent) || undefined;
+      const tracestate = msg.headers?.get(Headers.tracestate) || undefined;
+      const delivery: Delivery = {
         seq: msg.seq,
         redelivered: msg.info.deliveryCount,
         ...(msg.headers ? { headers: msg.headers } : {}),
         ...(traceparent ? { traceparent } : {}),
         ...(tracestate ? { tracestate } : {}),
-      });
+      };
+      if (!tracingOn()) await opts.handler(event, delivery);
+      // the handler runs inside the consumer span, so what it publishes, fetches or queries is a child
+      else await traceProcess(processFacts(msg, event, opts.durable), delivery, () => opts.handler(event, delivery));
       msg.ack();
     } catch (e) {
       if (e instanceof PoisonMessage) {
@@ -132,6 +135,22 @@ export async function consumeEvents(bus: Bus, opts: ConsumeOptions): Promise<Con
       await messages.close();
       if (inFlight.size > 0) await new Promise<void>((r) => (drained = r));
       clearInterval(heartbeat);
+    },
+  };
+}
+
+function processFacts(msg: JsMsg, event: AnyEvent, durable: string) {
+  return {
+    name: `process ${event.type}`,
+    destination: msg.subject,
+    messageId: event.id,
+    consumerGroup: durable,
+    attributes: {
+      [SpanAttributes.requestId]: event.requestId,
+      [SpanAttributes.tenant]: event.tenant,
+      [SpanAttributes.eventType]: event.type,
+      [SpanAttributes.streamSeq]: msg.seq,
+      [SpanAttributes.deliveryCount]: msg.info.deliveryCount,
     },
   };
 }

@@ -1,11 +1,16 @@
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
-import { Subjects, type AnyEvent, type SluiceEvent, type EventType } from '@sluice/contracts';
+import { Headers, Subjects, type AnyEvent, type SluiceEvent, type EventType } from '@sluice/contracts';
+import { SpanAttributes, startProducerSpan, tracingOn, type TraceHeaders } from '@sluice/telemetry';
 
 const encoder = new TextEncoder();
 
 export interface PublishOptions {
-  /** W3C trace context to carry to the next hop. */
+  /**
+   * W3C trace context to carry to the next hop. With tracing on, the publish span's own context
+   * travels instead, and this is its parent only when no span is active (a handler run by
+   * `consumeEvents` always has one).
+   */
   traceparent?: string;
   tracestate?: string;
   /** Attempts before giving up (each with the same msg id, so a retry never doubles the event). */
@@ -17,13 +22,34 @@ export interface PublishOptions {
  * repeat within the duplicate window is dropped by the server.
  */
 export async function publishEvent(js: JetStreamClient, event: SluiceEvent<EventType> | AnyEvent, opts: PublishOptions = {}): Promise<PubAck> {
-  let hdrs: MsgHdrs | undefined;
-  if (opts.traceparent) {
-    hdrs = natsHeaders();
-    hdrs.set('traceparent', opts.traceparent);
-    if (opts.tracestate) hdrs.set('tracestate', opts.tracestate);
-  }
   const subject = Subjects.event(event.type, event.tenant);
+  if (!tracingOn()) return send(js, subject, event, opts, opts);
+  const span = startProducerSpan(
+    {
+      name: `publish ${event.type}`,
+      destination: subject,
+      messageId: event.id,
+      attributes: { [SpanAttributes.requestId]: event.requestId, [SpanAttributes.tenant]: event.tenant, [SpanAttributes.eventType]: event.type },
+    },
+    opts,
+  );
+  try {
+    return await send(js, subject, event, span.headers, opts);
+  } catch (e) {
+    span.fail(e);
+    throw e;
+  } finally {
+    span.end();
+  }
+}
+
+async function send(js: JetStreamClient, subject: string, event: SluiceEvent<EventType> | AnyEvent, trace: TraceHeaders, opts: PublishOptions): Promise<PubAck> {
+  let hdrs: MsgHdrs | undefined;
+  if (trace.traceparent) {
+    hdrs = natsHeaders();
+    hdrs.set(Headers.traceparent, trace.traceparent);
+    if (trace.tracestate) hdrs.set(Headers.tracestate, trace.tracestate);
+  }
   const data = encoder.encode(JSON.stringify(event));
   const attempts = opts.attempts ?? 5;
   for (let i = 1; ; i++) {

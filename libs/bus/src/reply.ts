@@ -1,5 +1,6 @@
-import type { NatsConnection } from '@nats-io/transport-node';
-import type { ChatReply } from '@sluice/contracts';
+import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
+import { Headers, isChunk, type ChatReply } from '@sluice/contracts';
+import { SpanAttributes, startProducerSpan, tracingOn } from '@sluice/telemetry';
 
 const encoder = new TextEncoder();
 
@@ -10,8 +11,28 @@ const encoder = new TextEncoder();
  */
 export function sendReply(nc: NatsConnection, replyTo: string | undefined, reply: ChatReply): void {
   if (!replyTo) return;
+  const data = encoder.encode(JSON.stringify(reply));
+  // the final answer gets a span; streamed chunks do not (dozens per answer, each telling nothing new)
+  if (!tracingOn() || isChunk(reply)) {
+    publish(nc, replyTo, data);
+    return;
+  }
+  const span = startProducerSpan({
+    name: 'publish reply',
+    destination: replyTo,
+    temporaryDestination: true,
+    attributes: { [SpanAttributes.requestId]: reply.requestId },
+  });
+  const hdrs = natsHeaders();
+  if (span.headers.traceparent) hdrs.set(Headers.traceparent, span.headers.traceparent);
+  if (span.headers.tracestate) hdrs.set(Headers.tracestate, span.headers.tracestate);
+  publish(nc, replyTo, data, hdrs);
+  span.end();
+}
+
+function publish(nc: NatsConnection, subject: string, data: Uint8Array, headers?: MsgHdrs): void {
   try {
-    nc.publish(replyTo, encoder.encode(JSON.stringify(reply)));
+    nc.publish(subject, data, headers ? { headers } : undefined);
   } catch {
     // connection closing: the answer is in the stream
   }

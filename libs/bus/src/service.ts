@@ -1,4 +1,4 @@
-import { createLogger, type Logger } from '@sluice/telemetry';
+import { createLogger, shutdownTracing, type Logger } from '@sluice/telemetry';
 import type { ServiceName } from '@sluice/contracts';
 import { connectBus, type Bus } from './connect.js';
 import { ensureTopology, type Buckets } from './topology.js';
@@ -19,7 +19,8 @@ export type Closer = () => Promise<void> | void;
 /**
  * The common life of a service process: logger, NATS connection, topology, live config; then
  * `start` wires the service's consumers and returns what to close. SIGTERM/SIGINT stop the
- * consumers (in-flight messages finish and are acked), then drain the connection.
+ * consumers (in-flight messages finish and are acked), then drain the connection, then flush
+ * buffered spans when tracing is on.
  *
  * @example
  * await runService('router', async (ctx) => [await consumeEvents(ctx.bus, {...})]);
@@ -56,6 +57,8 @@ export async function runService(name: ServiceName, start: (ctx: ServiceContext)
     }
     control.stop();
     await bus.nc.drain().catch(() => undefined);
+    // last, so the spans of the messages that finished while draining are exported too
+    await shutdownTracing();
     process.exit(0);
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));

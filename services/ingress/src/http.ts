@@ -2,7 +2,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { openAiErrorBody, SluiceError, type RequestContext, type Tenant } from '@sluice/contracts';
-import { withTrace } from '@sluice/telemetry';
+import { SpanAttributes, tagHttpServerSpan, withTrace } from '@sluice/telemetry';
 import type { IngressDeps } from './deps.js';
 import { rejectedEvent, requestedEvent } from './events.js';
 import { answerStream, answerWhole, sendError } from './http-answer.js';
@@ -59,6 +59,8 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     request.sluice = { receivedAt: deps.now(), traceparent: continueTrace(header(request.headers, 'traceparent')) };
     request.log = withTrace(deps.log, request.sluice.traceparent, { requestId: request.id }) as FastifyBaseLogger;
     reply.header('x-sluice-request-id', request.id);
+    // the HTTP server span is the trace's root: tagged so Jaeger finds it by x-sluice-request-id
+    tagHttpServerSpan(request.method, request.routeOptions.url, { [SpanAttributes.requestId]: request.id });
   });
 
   app.removeAllContentTypeParsers();

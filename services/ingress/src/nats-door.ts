@@ -1,7 +1,7 @@
 import type { Msg, NatsConnection } from '@nats-io/transport-node';
 import { sendReply } from '@sluice/bus';
 import { Headers, SluiceError, Subjects, type RequestContext, type Tenant } from '@sluice/contracts';
-import { withTrace } from '@sluice/telemetry';
+import { SpanAttributes, tagActiveSpan, traceProcess, tracingOn, withTrace, type MessageFacts } from '@sluice/telemetry';
 import type { IngressDeps } from './deps.js';
 import { rejectedEvent, requestedEvent } from './events.js';
 import { continueTrace, newRequestId } from './ids.js';
@@ -30,7 +30,11 @@ export function openNatsDoor(nc: NatsConnection, deps: IngressDeps): { stop(): P
         return;
       }
       // concurrently: awaiting each publish ack before taking the next request caps throughput
-      const p = handle(nc, deps, msg).catch((e: unknown) => deps.log.error({ err: e }, 'front door request failed'));
+      const run = () => handle(nc, deps, msg);
+      // with tracing on the request is the root span (or continues the caller's traceparent)
+      const p = (tracingOn() ? traceProcess(doorSpan(msg), incomingTrace(msg), run) : run()).catch((e: unknown) =>
+        deps.log.error({ err: e }, 'front door request failed'),
+      );
       inFlight.add(p);
       void p.finally(() => inFlight.delete(p));
     },
@@ -46,6 +50,7 @@ export function openNatsDoor(nc: NatsConnection, deps: IngressDeps): { stop(): P
 async function handle(nc: NatsConnection, deps: IngressDeps, msg: Msg): Promise<void> {
   const receivedAt = deps.now();
   const requestId = newRequestId();
+  tagActiveSpan({ [SpanAttributes.requestId]: requestId });
   const traceparent = continueTrace(msg.headers?.get(Headers.traceparent) || undefined);
   const claimed = msg.subject.slice(msg.subject.lastIndexOf('.') + 1);
   const log = withTrace(deps.log, traceparent, { requestId });
@@ -87,6 +92,14 @@ async function handle(nc: NatsConnection, deps: IngressDeps, msg: Msg): Promise<
     }
     sendReply(nc, replyTo, { requestId, error: { code: e.code, message: e.message, status: e.status } });
   }
+}
+
+function doorSpan(msg: Msg): MessageFacts {
+  return { name: 'process chat request', destination: msg.subject };
+}
+
+function incomingTrace(msg: Msg) {
+  return { traceparent: msg.headers?.get(Headers.traceparent) || undefined, tracestate: msg.headers?.get(Headers.tracestate) || undefined };
 }
 
 function hintsFrom(msg: Msg): ChatHints {

@@ -2,10 +2,11 @@ import { nanos } from '@nats-io/transport-node';
 import { AckPolicy, DeliverPolicy, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '@sluice/bus';
 import { Subjects, Topology } from '@sluice/contracts';
-import type { Logger } from '@sluice/telemetry';
+import { tracingOn, type Logger } from '@sluice/telemetry';
 import type { Db } from './db.js';
 import type { PriceOf } from './project.js';
 import { applyBatch, readPosition, type BatchResult, type StreamReader } from './store.js';
+import { traceCommit } from './tracing.js';
 
 const STREAM = Topology.stream.name;
 const DURABLE = Topology.consumers.ledger;
@@ -159,7 +160,8 @@ export async function startProjector(bus: Bus, opts: ProjectorOptions): Promise<
       const seqs = [...held.keys()].sort((a, b) => a - b).slice(0, batchSize);
       const batch = seqs.map((s) => held.get(s)!);
       for (const s of seqs) held.delete(s);
-      if (!(await commit(batch))) return;
+      const committed = tracingOn() ? await traceCommit(DURABLE, batch, () => commit(batch)) : await commit(batch);
+      if (!committed) return;
       for (const m of batch) m.ack();
     }
   };

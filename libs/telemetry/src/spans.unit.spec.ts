@@ -1,0 +1,107 @@
+import { Writable } from 'node:stream';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { context, propagation, trace, SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { SpanAttributes } from './attributes.js';
+import { createLogger, withTrace } from './logger.js';
+import { startBatchSpan, startConsumerSpan, startProducerSpan, tagActiveSpan, traceProcess } from './spans.js';
+import { markTracingStarted, shutdownTracing, tracingOn } from './state.js';
+
+const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
+const PARENT = '00f067aa0ba902b7';
+const incoming = { traceparent: `00-${TRACE}-${PARENT}-01` };
+
+describe('tracing off', () => {
+  it('is off until the preload starts it, and withTrace binds the ids from the traceparent', () => {
+    expect(tracingOn()).toBe(false);
+    const lines: string[] = [];
+    const log = createLogger('unit', 'info', new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }));
+    withTrace(log, incoming.traceparent).info('hi');
+    log.info('plain');
+    expect(JSON.parse(lines[0]!)).toMatchObject({ trace_id: TRACE, span_id: PARENT });
+    expect(JSON.parse(lines[1]!)).not.toHaveProperty('trace_id');
+  });
+});
+
+describe('tracing on', () => {
+  const exporter = new InMemorySpanExporter();
+  let sdk: NodeSDK;
+  beforeAll(() => {
+    sdk = new NodeSDK({ spanProcessors: [new SimpleSpanProcessor(exporter)], instrumentations: [], metricReaders: [], logRecordProcessors: [], autoDetectResources: false });
+    sdk.start();
+    markTracingStarted({ shutdown: () => sdk.shutdown() });
+  });
+  afterEach(() => exporter.reset());
+  afterAll(async () => {
+    await shutdownTracing();
+    trace.disable();
+    context.disable();
+    propagation.disable();
+  });
+  const spans = () => exporter.getFinishedSpans();
+
+  it('continues the fallback traceparent when no span is active, and sends its own context on', () => {
+    const span = startProducerSpan({ name: 'publish chat.requested', destination: 'sluice.evt.chat.requested.dev', messageId: 'r:chat.requested' }, incoming);
+    span.end();
+    const [s] = spans();
+    expect(s!.kind).toBe(SpanKind.PRODUCER);
+    expect(s!.spanContext().traceId).toBe(TRACE);
+    expect(s!.parentSpanContext?.spanId).toBe(PARENT);
+    expect(span.headers.traceparent).toBe(`00-${TRACE}-${s!.spanContext().spanId}-01`);
+    expect(s!.attributes).toMatchObject({
+      [SpanAttributes.messagingSystem]: 'nats',
+      [SpanAttributes.messagingOperationType]: 'send',
+      [SpanAttributes.messagingMessageId]: 'r:chat.requested',
+    });
+  });
+
+  it('runs a handler inside a consumer span whose children are what it publishes', async () => {
+    await traceProcess({ name: 'process chat.requested', destination: 'sluice.evt.chat.requested.dev', consumerGroup: 'limiter' }, incoming, async () => {
+      tagActiveSpan({ [SpanAttributes.requestId]: 'req_1' });
+      // the active consumer span wins over a stale fallback
+      startProducerSpan({ name: 'publish chat.admitted', destination: 'x' }, { traceparent: `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01` }).end();
+    });
+    const consumer = spans().find((s) => s.kind === SpanKind.CONSUMER)!;
+    const producer = spans().find((s) => s.kind === SpanKind.PRODUCER)!;
+    expect(consumer.parentSpanContext?.spanId).toBe(PARENT);
+    expect(consumer.attributes).toMatchObject({ [SpanAttributes.requestId]: 'req_1', [SpanAttributes.messagingConsumerGroup]: 'limiter' });
+    expect(producer.spanContext().traceId).toBe(TRACE);
+    expect(producer.parentSpanContext?.spanId).toBe(consumer.spanContext().spanId);
+  });
+
+  it('marks a failed handler span as an error and rethrows', async () => {
+    await expect(traceProcess({ name: 'process x', destination: 'x' }, undefined, async () => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
+    const [s] = spans();
+    expect(s!.status).toMatchObject({ code: SpanStatusCode.ERROR, message: 'boom' });
+    expect(s!.parentSpanContext).toBeUndefined();
+  });
+
+  it('links a batch span to each message and each message span back to the batch', () => {
+    const other = { traceparent: `00-${'c'.repeat(32)}-${'d'.repeat(16)}-01` };
+    const batch = startBatchSpan({ name: 'process batch', destination: 'sluice.evt.>' }, [incoming, other]);
+    const one = startConsumerSpan({ name: 'process chat.completed', destination: 'y' }, incoming, [batch.headers]);
+    one.end();
+    batch.end();
+    const [perEvent, whole] = spans();
+    expect(whole!.parentSpanContext).toBeUndefined();
+    expect(whole!.links.map((l) => l.context.spanId)).toEqual([PARENT, 'd'.repeat(16)]);
+    expect(whole!.attributes[SpanAttributes.messagingBatchMessageCount]).toBe(2);
+    expect(perEvent!.parentSpanContext?.spanId).toBe(PARENT);
+    expect(perEvent!.links[0]!.context.spanId).toBe(whole!.spanContext().spanId);
+  });
+
+  it('stamps log lines with the active span, and only once', async () => {
+    const out: string[] = [];
+    const log = createLogger('unit', 'info', new Writable({ write: (c, _e, cb) => (out.push(String(c)), cb()) }));
+    await traceProcess({ name: 'process x', destination: 'x' }, incoming, async () => {
+      withTrace(log, `00-${'e'.repeat(32)}-${'f'.repeat(16)}-01`, { requestId: 'req_2' }).info('inside');
+    });
+    log.info('outside');
+    const [inside, outside] = out.map((l) => JSON.parse(l) as Record<string, unknown>);
+    const [s] = spans();
+    expect(inside).toMatchObject({ trace_id: TRACE, span_id: s!.spanContext().spanId, requestId: 'req_2' });
+    expect(out[0]!.match(/"trace_id"/g)).toHaveLength(1);
+    expect(outside).not.toHaveProperty('trace_id');
+  });
+});

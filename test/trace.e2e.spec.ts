@@ -1,0 +1,233 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { gunzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SluiceClient } from '@sluice/client';
+import { DEV_KEY, eventually, startE2eStack, type E2eStack } from './harness.js';
+
+// The whole stack with tracing on, exporting to an OTLP/HTTP receiver in this process: one
+// request must be one trace, hop after hop, with each consumer span the child of the span that
+// published its input.
+
+/** OTLP span kinds as the JSON encoding numbers them. */
+const Kind = { server: 2, client: 3, producer: 4, consumer: 5 } as const;
+
+interface ReceivedSpan {
+  service: string;
+  traceId: string;
+  spanId: string;
+  parentSpanId: string;
+  name: string;
+  kind: number;
+  attributes: Record<string, unknown>;
+  links: Array<{ traceId: string; spanId: string }>;
+}
+
+type OtlpValue = { stringValue?: string; intValue?: string | number; boolValue?: boolean; doubleValue?: number };
+type OtlpAttribute = { key: string; value: OtlpValue };
+interface OtlpExport {
+  resourceSpans?: Array<{
+    resource?: { attributes?: OtlpAttribute[] };
+    scopeSpans?: Array<{ spans?: Array<Omit<ReceivedSpan, 'service' | 'attributes'> & { attributes?: OtlpAttribute[] }> }>;
+  }>;
+}
+
+/** An OTLP/HTTP trace receiver (JSON encoding): POST /v1/traces, spans kept in memory. */
+async function startOtlpReceiver(): Promise<{ url: string; spans: ReceivedSpan[]; close(): Promise<void> }> {
+  const spans: ReceivedSpan[] = [];
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      if (req.method !== 'POST' || req.url !== '/v1/traces') {
+        res.writeHead(404).end();
+        return;
+      }
+      let body = Buffer.concat(chunks);
+      if (req.headers['content-encoding'] === 'gzip') body = gunzipSync(body);
+      const parsed = JSON.parse(body.toString('utf8')) as OtlpExport;
+      for (const rs of parsed.resourceSpans ?? []) {
+        const service = String(valueOf(rs.resource?.attributes?.find((a) => a.key === 'service.name')?.value));
+        for (const ss of rs.scopeSpans ?? []) {
+          for (const s of ss.spans ?? []) {
+            spans.push({
+              service,
+              traceId: s.traceId,
+              spanId: s.spanId,
+              parentSpanId: s.parentSpanId ?? '',
+              name: s.name,
+              kind: s.kind,
+              attributes: Object.fromEntries((s.attributes ?? []).map((a) => [a.key, valueOf(a.value)])),
+              links: (s.links ?? []).map((l) => ({ traceId: l.traceId, spanId: l.spanId })),
+            });
+          }
+        }
+      }
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    spans,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+function valueOf(v: OtlpValue | undefined): unknown {
+  if (!v) return undefined;
+  if (v.intValue !== undefined) return Number(v.intValue);
+  return v.stringValue ?? v.boolValue ?? v.doubleValue;
+}
+
+let receiver: Awaited<ReturnType<typeof startOtlpReceiver>>;
+let stack: E2eStack;
+beforeAll(async () => {
+  receiver = await startOtlpReceiver();
+  stack = await startE2eStack({
+    postgres: true,
+    env: {
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/json',
+      OTEL_BSP_SCHEDULE_DELAY: '200',
+      // ingress logs each accepted request at debug: a line the trace id must show up on
+      LOG_LEVEL: 'debug',
+    },
+  });
+});
+afterAll(async () => {
+  await stack?.close();
+  await receiver?.close();
+});
+
+const ask = (content: string) => ({ model: 'gpt-4o-mini', messages: [{ role: 'user' as const, content: `${content} ${Math.random()}` }] });
+
+/** The spans of the one trace that holds the request's spans. */
+function traceOf(requestId: string): ReceivedSpan[] {
+  const traceIds = new Set(receiver.spans.filter((s) => s.attributes['sluice.request_id'] === requestId).map((s) => s.traceId));
+  expect(traceIds.size).toBe(1);
+  const [traceId] = traceIds;
+  return receiver.spans.filter((s) => s.traceId === traceId);
+}
+
+/**
+ * Retries `check` until it passes: each process exports its spans on its own schedule, so the
+ * last hop's span can arrive before an earlier one.
+ */
+const settled = <T>(check: () => T | Promise<T>) => eventually(async () => check(), 30_000);
+
+function one(spans: ReceivedSpan[], service: string, kind: number, name: string): ReceivedSpan {
+  const found = spans.filter((s) => s.service === service && s.kind === kind && s.name === name);
+  expect(found.map((s) => `${s.service} ${s.name}`)).toEqual([`${service} ${name}`]);
+  return found[0]!;
+}
+
+/** Every hop of a request that missed the cache, each consumer the child of the producer before it. */
+function expectChain(spans: ReceivedSpan[], ingressSpan: ReceivedSpan): void {
+  const hops = [
+    ['sluice-ingress', 'chat.requested', 'sluice-limiter'],
+    ['sluice-limiter', 'chat.admitted', 'sluice-cache'],
+    ['sluice-cache', 'cache.missed', 'sluice-router'],
+    ['sluice-router', 'chat.routed', 'sluice-invoker'],
+    ['sluice-invoker', 'chat.completed', 'sluice-ledger'],
+  ] as const;
+  let upstream = ingressSpan;
+  for (const [from, type, to] of hops) {
+    const producer = one(spans, from, Kind.producer, `publish ${type}`);
+    const consumer = one(spans, to, Kind.consumer, `process ${type}`);
+    expect(producer.parentSpanId, `${from} publishes ${type} inside the span that handles its input`).toBe(upstream.spanId);
+    expect(consumer.parentSpanId, `${to} processes ${type} as a child of ${from}'s publish`).toBe(producer.spanId);
+    expect(producer.attributes).toMatchObject({
+      'messaging.system': 'nats',
+      'messaging.operation.type': 'send',
+      'messaging.destination.name': `sluice.evt.${type}.dev`,
+      'sluice.event_type': type,
+      'sluice.tenant': 'dev',
+    });
+    expect(consumer.attributes).toMatchObject({
+      'messaging.system': 'nats',
+      'messaging.operation.type': 'process',
+      'messaging.message.id': producer.attributes['messaging.message.id'],
+    });
+    expect(typeof consumer.attributes['messaging.consumer.group.name']).toBe('string');
+    if (to !== 'sluice-ledger') upstream = one(spans, to, Kind.consumer, `process ${type}`);
+  }
+
+  const invoking = one(spans, 'sluice-invoker', Kind.consumer, 'process chat.routed');
+  const upstreamCall = spans.find((s) => s.service === 'sluice-invoker' && s.kind === Kind.client && String(s.attributes['url.full']).endsWith('/chat/completions'));
+  expect(upstreamCall, 'the invoker traces its call to the upstream').toBeDefined();
+  expect(isDescendant(spans, upstreamCall!, invoking), 'the upstream call runs inside the chat.routed consumer span').toBe(true);
+
+  const services = new Set(spans.map((s) => s.service));
+  for (const s of ['sluice-ingress', 'sluice-limiter', 'sluice-cache', 'sluice-router', 'sluice-invoker', 'sluice-ledger']) expect(services).toContain(s);
+}
+
+/** A service's output line (`[name] {...}`) as pino's JSON, or {} when it is not JSON. */
+function jsonLine(line: string): { trace_id?: string; span_id?: string } {
+  try {
+    return JSON.parse(line.slice(line.indexOf('{')));
+  } catch {
+    return {};
+  }
+}
+
+function isDescendant(spans: ReceivedSpan[], span: ReceivedSpan, ancestor: ReceivedSpan): boolean {
+  const byId = new Map(spans.map((s) => [s.spanId, s]));
+  for (let s: ReceivedSpan | undefined = span; s; s = byId.get(s.parentSpanId)) if (s.parentSpanId === ancestor.spanId) return true;
+  return false;
+}
+
+describe('tracing across the pipeline', () => {
+  it('makes one HTTP request one trace, rooted at the ingress server span, through every hop', async () => {
+    const { response } = await stack.openai().chat.completions.create(ask('Trace me over HTTP')).withResponse();
+    const requestId = response.headers.get('x-sluice-request-id')!;
+    expect(requestId).toMatch(/^req_/);
+    await settled(() => {
+      const spans = traceOf(requestId);
+      const root = one(spans, 'sluice-ingress', Kind.server, 'POST /v1/chat/completions');
+      expect(root.parentSpanId).toBe('');
+      expect(root.attributes['sluice.request_id']).toBe(requestId);
+      expectChain(spans, root);
+      // every span that names a request names this one
+      expect(new Set(spans.map((s) => s.attributes['sluice.request_id']).filter(Boolean))).toEqual(new Set([requestId]));
+
+      // the ledger commits a batch in one transaction: its span links to the event and holds the queries
+      const completed = one(spans, 'sluice-invoker', Kind.producer, 'publish chat.completed');
+      const batch = receiver.spans.find((s) => s.service === 'sluice-ledger' && s.name === 'process batch' && s.links.some((l) => l.spanId === completed.spanId));
+      expect(batch, 'a ledger batch span links to the chat.completed it projected').toBeDefined();
+      expect(receiver.spans.some((s) => s.parentSpanId === batch!.spanId && s.attributes['db.system.name'] === 'postgresql')).toBe(true);
+
+      // a log line written while handling the request carries its trace id and the span's id
+      const logged = stack.logs.filter((l) => l.includes(root.traceId)).map(jsonLine);
+      expect(logged.some((l) => l.trace_id === root.traceId && spans.some((s) => s.spanId === l.span_id))).toBe(true);
+    });
+  });
+
+  it('makes one NATS front-door request one trace, rooted at the ingress request span', async () => {
+    const client = new SluiceClient(stack.nc, { tenant: 'dev', key: DEV_KEY });
+    const answer = await client.chat(ask('Trace me over NATS'));
+    await settled(() => {
+      const spans = traceOf(answer.requestId);
+      const root = one(spans, 'sluice-ingress', Kind.consumer, 'process chat request');
+      expect(root.parentSpanId).toBe('');
+      expect(root.attributes['sluice.request_id']).toBe(answer.requestId);
+      expectChain(spans, root);
+    });
+  });
+
+  it("continues the HTTP caller's traceparent", async () => {
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const parent = '00f067aa0ba902b7';
+    const { response } = await stack
+      .openai()
+      .chat.completions.create(ask('Trace me under my parent'), { headers: { traceparent: `00-${traceId}-${parent}-01` } })
+      .withResponse();
+    await settled(() => {
+      const spans = traceOf(response.headers.get('x-sluice-request-id')!);
+      const root = one(spans, 'sluice-ingress', Kind.server, 'POST /v1/chat/completions');
+      expect(root.traceId).toBe(traceId);
+      expect(root.parentSpanId).toBe(parent);
+      expectChain(spans, root);
+    });
+  });
+});
