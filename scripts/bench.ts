@@ -8,10 +8,15 @@
  *   nats   — the gateway's NATS front door (cache bypassed),
  * then prints p50/p95/p99 latency, throughput and errors for each, and the gateway-added latency
  * (gateway percentile minus direct percentile) with the ratio to direct.
- * BENCH_SECONDS (default 5) per run, BENCH_LEVELS (default 1,8,32,128).
+ * BENCH_SECONDS (default 5) per run, BENCH_LEVELS (default 1,8,32,128); BENCH_PATHS (default
+ * direct,http,nats) picks paths, BENCH_SERVICES (default all) the services started (e.g. without
+ * the ledger, to see its share of the machine). BENCH_DETAIL=1 adds, per gateway run, the median
+ * time between consecutive events of a request (as the bench sees them arrive on the bus) and the
+ * CPU each process spent per request.
  */
 import { Agent, request } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import type { ServiceName } from '@sluice/contracts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
@@ -22,6 +27,10 @@ import { ROOT, startStack } from './stack.js';
 const seconds = Number(process.env.BENCH_SECONDS ?? 5);
 const levels = (process.env.BENCH_LEVELS ?? '1,8,32,128').split(',').map(Number);
 const KEY = 'sk-bench';
+const only = (list: string | undefined) => (list ? new Set(list.split(',')) : undefined);
+const pathFilter = only(process.env.BENCH_PATHS);
+const serviceList = process.env.BENCH_SERVICES?.split(',') as ServiceName[] | undefined;
+const detail = process.env.BENCH_DETAIL === '1';
 
 interface Run {
   latencies: number[];
@@ -77,6 +86,7 @@ const stack = await startStack({
   config,
   sim: { port: 0, latencyMs: 0 },
   env: { LOG_LEVEL: 'warn' },
+  ...(serviceList ? { services: serviceList } : {}),
 });
 const nc = await connect({ servers: stack.natsUrl });
 const client = new SluiceClient(nc, { tenant: 'dev', key: KEY, timeoutMs: 30_000 });
@@ -85,7 +95,7 @@ const direct = new URL(`${stack.sim!.url}/chat/completions`);
 const gateway = new URL(`${stack.ingressUrl}/v1/chat/completions`);
 const body = (i: number) => JSON.stringify({ model: 'gpt-4o-mini', messages: message(i) });
 
-const paths: Record<string, (i: number) => Promise<boolean>> = {
+const allPaths: Record<string, (i: number) => Promise<boolean>> = {
   direct: async (i) => (await post(direct, body(i), {})) === 200,
   http: async (i) => (await post(gateway, body(i), { authorization: `Bearer ${KEY}`, 'x-sluice-cache': 'skip' })) === 200,
   nats: async (i) => {
@@ -94,8 +104,69 @@ const paths: Record<string, (i: number) => Promise<boolean>> = {
   },
 };
 
+const paths = Object.fromEntries(Object.entries(allPaths).filter(([name]) => name === 'direct' || !pathFilter || pathFilter.has(name)));
+
 // warm up JIT, connections and consumers
 for (const call of Object.values(paths)) await drive(8, call).catch(() => undefined);
+
+// --- BENCH_DETAIL: where a request's time and the machine's CPU go ---
+/** Arrival times (ms, this process's clock) of each request's events on the bus. */
+const hops = new Map<string, Array<[string, number]>>();
+const details: string[] = [];
+if (detail) {
+  nc.subscribe('sluice.evt.>', {
+    callback: (_err, msg) => {
+      const t = performance.now();
+      const e = JSON.parse(new TextDecoder().decode(msg.data)) as { type: string; requestId: string };
+      const list = hops.get(e.requestId) ?? [];
+      list.push([e.type, t]);
+      hops.set(e.requestId, list);
+    },
+  });
+}
+const TICK_MS = 1000 / 100; // USER_HZ
+/** CPU ms so far of every service, nats-server and this process (client + simulator). */
+function cpuSnapshot(): Map<string, number> {
+  const snap = new Map<string, number>();
+  const procs: Array<[string, number | undefined]> = [...stack.services].map(([n, s]) => [n, s.pid]);
+  procs.push(['nats-server', stack.nats?.process.pid]);
+  for (const [name, pid] of procs) {
+    if (!pid) continue;
+    try {
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      snap.set(name, (Number(f[11]) + Number(f[12])) * TICK_MS);
+    } catch {
+      // gone
+    }
+  }
+  const u = process.cpuUsage();
+  snap.set('bench+sim', (u.user + u.system) / 1000);
+  return snap;
+}
+function describeRun(name: string, c: number, requests: number, before: Map<string, number>): string {
+  const after = cpuSnapshot();
+  const cpu = [...after].map(([n, ms]) => `${n} ${((ms - (before.get(n) ?? 0)) / Math.max(1, requests)).toFixed(2)}`).join(', ');
+  const total = [...after].reduce((sum, [n, ms]) => sum + ms - (before.get(n) ?? 0), 0) / Math.max(1, requests);
+  // median gap between consecutive events of a request, by pair of types
+  const gaps = new Map<string, number[]>();
+  for (const list of hops.values()) {
+    for (let i = 1; i < list.length; i++) {
+      const pair = `${list[i - 1]![0]}→${list[i]![0]}`;
+      gaps.set(pair, [...(gaps.get(pair) ?? []), list[i]![1] - list[i - 1]![1]]);
+    }
+  }
+  const common = [...gaps].filter(([, v]) => v.length >= requests / 2).map(([pair, v]) => `${pair} ${pct(v.sort((a, b) => a - b), 50).toFixed(2)}`);
+  return `${name} c=${c}: CPU ms/request ${total.toFixed(2)} (${cpu})\n  event gaps p50 ms: ${common.join(', ')}\n`;
+}
+
+if (detail) {
+  // what the stack burns with no traffic at all (after the warm-up's backlog drained)
+  await new Promise((r) => setTimeout(r, 2000));
+  const before = cpuSnapshot();
+  await new Promise((r) => setTimeout(r, 3000));
+  const idle = [...cpuSnapshot()].map(([n, ms]) => `${n} ${(((ms - (before.get(n) ?? 0)) / 3000) * 100).toFixed(1)}%`);
+  details.push(`idle CPU: ${idle.join(', ')}\n`);
+}
 
 const cpus = (await import('node:os')).cpus().length;
 process.stdout.write(`\nSluice benchmark — ${cpus} cores, node ${process.version}, ${seconds}s per run, simulator latency 0 ms\n`);
@@ -103,7 +174,12 @@ process.stdout.write('path    conc   req/s   p50 ms  p95 ms  p99 ms  errors | ad
 const rows: Array<Record<string, unknown>> = [];
 for (const c of levels) {
   const results: Record<string, Run> = {};
-  for (const [name, call] of Object.entries(paths)) results[name] = await drive(c, call);
+  for (const [name, call] of Object.entries(paths)) {
+    const cpu = detail && name !== 'direct' ? cpuSnapshot() : undefined;
+    hops.clear();
+    results[name] = await drive(c, call);
+    if (cpu) details.push(describeRun(name, c, results[name]!.latencies.length, cpu));
+  }
   const d = results.direct!;
   for (const [name, r] of Object.entries(results)) {
     const rps = (r.latencies.length / r.elapsedMs) * 1000;
@@ -113,6 +189,7 @@ for (const c of levels) {
     rows.push({ path: name, concurrency: c, rps: Math.round(rps), p50, p95, p99, errors: r.errors });
   }
 }
+for (const d of details) process.stdout.write(d);
 if (process.env.BENCH_JSON) process.stdout.write(`${JSON.stringify(rows)}\n`);
 await nc.close();
 await stack.stop();

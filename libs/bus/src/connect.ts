@@ -19,6 +19,8 @@ export async function connectBus(url: string, name: string, log?: Logger): Promi
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
     waitOnFirstConnect: true,
+    // nats-core otherwise builds an Error (for async stack traces) on every request: 3-8% of CPU
+    noAsyncTraces: true,
     // nats.js v3 ignores user:pass in the URL; secured clusters pass them here
     ...(process.env.NATS_USER ? { user: process.env.NATS_USER, pass: process.env.NATS_PASSWORD ?? '' } : {}),
   });

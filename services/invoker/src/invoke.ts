@@ -148,7 +148,6 @@ export function createInvoker(deps: InvokerDeps): (event: SluiceEvent<'chat.rout
         const { answer } = result;
         settleCircuit(candidate.deployment, recordSuccess(circuitOf(candidate.deployment)));
         timeline.fire(stamp('invoke.attempted', `${describe(candidate)} answered ${answer.status} in ${result.latencyMs} ms${headroom(answer.remaining)}`, { ...base, ok: true, status: answer.status }, attempt));
-        await timeline.settle();
         const message = { role: 'assistant' as const, content: answer.content };
         const completed = stamp('chat.completed', `answered by ${describe(candidate)} after ${attempt} attempt${attempt === 1 ? '' : 's'}`, {
           ctx,
@@ -158,7 +157,11 @@ export function createInvoker(deps: InvokerDeps): (event: SluiceEvent<'chat.rout
           upstreamLatencyMs: result.latencyMs,
           ...(event.data.cacheKey !== undefined ? { cacheKey: event.data.cacheKey } : {}),
         });
-        await publish(completed);
+        // sent right behind the attempts on the same connection, so the stream keeps their order,
+        // without waiting a round trip for their acks; the reply (and the ack of the input)
+        // still waits for all of them
+        const terminal = publish(completed);
+        await Promise.all([timeline.settle(), terminal]);
         deps.reply(ctx.replyTo, { requestId, model: candidate.model, message, finishReason: answer.finishReason, usage: answer.usage, cached: false, created: Math.floor(completed.at / 1000) });
         return;
       }

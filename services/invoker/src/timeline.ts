@@ -2,8 +2,10 @@ import type { AnyEvent } from '@sluice/contracts';
 
 /**
  * The events of one request. Attempts and circuit changes are published as they happen,
- * without waiting for each ack on the hot path; `settle` waits for all of them, so the
- * terminal event (and the ack of the input after it) never overtakes one that could be lost.
+ * without waiting for each ack on the hot path; `settle` waits for all of them, so the reply
+ * and the ack of the input never overtake one that could be lost. The terminal event is sent
+ * behind them on the same connection (so the stream keeps the order) and awaited with them; if
+ * one of them fails, the input is redelivered and the retry publishes it under the same id.
  */
 export class Timeline {
   private readonly pending: Array<Promise<void>> = [];

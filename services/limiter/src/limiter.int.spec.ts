@@ -88,6 +88,29 @@ describe('limiter against NATS', () => {
     expect(tenant!.value.requests).toBeLessThan(1);
   });
 
+  it('decides again on what it wrote without reading it back, and re-reads a key someone else wrote', async () => {
+    let reads = 0;
+    const kv = new Proxy(env.buckets.limits, {
+      get(target, prop, receiver) {
+        if (prop === 'get') reads++;
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const store = new LimitStore(kv);
+    const limits = { tenant: { requestsPerMinute: 10, tokensPerMinute: 100_000 }, global: { requestsPerMinute: 100_000, tokensPerMinute: 100_000_000 } };
+    await store.admit(limitKeys('known'), limits, 10);
+    const first = reads;
+    await store.admit(limitKeys('known'), limits, 10);
+    expect(reads).toBe(first);
+    // another replica spends the rest of the tenant's requests
+    const other = new LimitStore(env.buckets.limits);
+    for (let i = 0; i < 8; i++) expect((await other.admit(limitKeys('known'), limits, 10)).admitted).toBe(true);
+    const d = await store.admit(limitKeys('known'), limits, 10);
+    expect(reads).toBeGreaterThan(first);
+    expect(d).toMatchObject({ admitted: false, layer: 'tenant', limit: 'requests' });
+  });
+
   it('limits each user on their own bucket', async () => {
     const store = new LimitStore(env.buckets.limits);
     const limits = { user: { requestsPerMinute: 2, tokensPerMinute: 1_000_000 }, tenant: { requestsPerMinute: 100, tokensPerMinute: 1_000_000 }, global: { requestsPerMinute: 100_000, tokensPerMinute: 100_000_000 } };
