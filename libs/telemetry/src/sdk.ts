@@ -25,6 +25,8 @@ const UNTRACED_PATHS = new Set(['/healthz', '/readyz']);
 export function startTracing(): void {
   process.env.OTEL_NODE_ENABLED_INSTRUMENTATIONS ??= DEFAULT_INSTRUMENTATIONS;
   process.env.OTEL_LOGS_EXPORTER ??= 'none';
+  // stable HTTP semantic conventions (url.full, http.request.method), as undici already emits
+  process.env.OTEL_SEMCONV_STABILITY_OPT_IN ??= 'http';
   const sdk = new NodeSDK({
     spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter())],
     metricReaders: [],

@@ -73,12 +73,13 @@ export function redact(text: string): string {
 }
 
 /**
- * undici's error when a response body breaks off (`TypeError: terminated`, caused by a socket
- * error), which the SDK passes through untouched while a stream is being read.
+ * A response body that broke off: node:http's `Error: aborted` (code ECONNRESET) from our own
+ * fetch, or undici's `TypeError: terminated` (code on its cause); the SDK passes either through
+ * untouched while a stream is being read.
  */
 function isSocketError(e: unknown): boolean {
   if (!(e instanceof Error)) return false;
-  const code = (e.cause as { code?: unknown } | undefined)?.code;
+  const code = (e as { code?: unknown }).code ?? (e.cause as { code?: unknown } | undefined)?.code;
   return e.message === 'terminated' || (typeof code === 'string' && /^(UND_ERR_|ECONN|EPIPE|ETIMEDOUT)/.test(code));
 }
 

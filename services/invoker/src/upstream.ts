@@ -1,6 +1,7 @@
 import OpenAI from 'openai';
 import type { ChatCompletionCreateParamsBase, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import type { ChatRequest, Deployment, SluiceConfig, Usage } from '@sluice/contracts';
+import { createHttpFetch } from './http-fetch.js';
 import { CallAborted, remainingOf, type Remaining } from './retry.js';
 
 /** A placeholder key: the simulator and many self-hosted upstreams ignore it, the SDK insists on one. */
@@ -12,6 +13,7 @@ const NO_KEY = 'sk-none';
  */
 export class ClientPool {
   private readonly clients = new Map<string, { fingerprint: string; client: OpenAI }>();
+  private readonly fetch = createHttpFetch();
 
   constructor(private readonly env: Record<string, string | undefined>) {}
 
@@ -21,7 +23,7 @@ export class ClientPool {
     const fingerprint = JSON.stringify([d.baseUrl, d.timeoutMs, apiKey]);
     const cached = this.clients.get(name);
     if (cached?.fingerprint === fingerprint) return cached.client;
-    const client = new OpenAI({ baseURL: d.baseUrl, apiKey, maxRetries: 0, timeout: d.timeoutMs });
+    const client = new OpenAI({ baseURL: d.baseUrl, apiKey, maxRetries: 0, timeout: d.timeoutMs, fetch: this.fetch });
     this.clients.set(name, { fingerprint, client });
     return client;
   }
