@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { SluiceClient } from '@sluice/client';
-import { freePort } from './nats.js';
+import { freePort } from '@sluice/bus/nats-server';
 import { ROOT, startStack } from './stack.js';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 5);

@@ -2,9 +2,9 @@ import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectBus, ensureTopology, putConfig, putDegrade } from '@sluice/bus';
+import { natsAnswers, natsServerOnPath, startNats, type LocalNats } from '@sluice/bus/nats-server';
 import { hashKey, interpolateEnv, type DegradeState, type ServiceName, type SluiceConfig } from '@sluice/contracts';
 import { startSim, type Sim, type SimOptions } from '@sluice/openai-sim';
-import { natsAnswers, natsServerOnPath, startNats, type LocalNats } from './nats.js';
 import { Supervised } from './supervisor.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');

@@ -6,7 +6,7 @@ import OpenAI from 'openai';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Topology } from '@sluice/contracts';
-import { freePort } from '@sluice/scripts/nats';
+import { freePort } from '@sluice/bus/nats-server';
 import { ROOT, startStack, type Stack, type StackOptions } from '@sluice/scripts/stack';
 
 export const DEV_KEY = 'sk-e2e-dev-key';

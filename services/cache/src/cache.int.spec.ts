@@ -1,12 +1,8 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createInbox, millis, type Subscription } from '@nats-io/transport-node';
-import { connectBus, ensureTopology, getJson, publishEvent, putConfig, watchControl, type Bus, type Buckets, type Control, type Consumption } from '@sluice/bus';
+import { getJson, publishEvent, putConfig, type Bus, type Buckets, type Control, type Consumption } from '@sluice/bus';
+import { startTestBus, type TestBus } from '@sluice/bus/testing';
 import { ServiceName, Topology, type AnyEvent, type ChatReply } from '@sluice/contracts';
-import { createLogger } from '@sluice/telemetry';
-import { freePort, startNats, type LocalNats } from '../../../scripts/nats.js';
 import { admitted, completed, request } from './fixtures.js';
 import { cacheKey } from './key.js';
 import { startCache } from './start.js';
@@ -32,8 +28,7 @@ const config = {
   ingress: {},
 };
 
-let nats: LocalNats;
-let storeDir: string;
+let testBus: TestBus;
 let bus: Bus;
 let buckets: Buckets;
 let control: Control;
@@ -61,24 +56,16 @@ function inbox(): { subject: string; replies: ChatReply[] } {
 }
 
 beforeAll(async () => {
-  storeDir = mkdtempSync(join(tmpdir(), 'sluice-cache-'));
-  nats = await startNats(storeDir, await freePort());
-  const log = createLogger('cache', 'silent');
-  bus = await connectBus(nats.url, 'cache-int', log);
-  buckets = await ensureTopology(bus);
-  await putConfig(buckets.control, config);
-  control = await watchControl(buckets.control, log);
+  testBus = await startTestBus(config, { name: 'cache' });
+  ({ bus, buckets, control } = testBus);
   eventSub = bus.nc.subscribe('sluice.evt.>', { callback: (_, m) => void events.push(m.json<AnyEvent>()) });
-  service = (await startCache({ name: ServiceName.Cache, log, bus, buckets, control, env: {} })) as Consumption[];
+  service = (await startCache({ name: ServiceName.Cache, log: testBus.log, bus, buckets, control, env: {} })) as Consumption[];
 });
 
 afterAll(async () => {
   for (const s of service ?? []) await s.stop();
   eventSub?.unsubscribe();
-  control?.stop();
-  await bus?.nc.close();
-  await nats?.stop();
-  rmSync(storeDir, { recursive: true, force: true });
+  await testBus?.stop();
 });
 
 describe('cache service', () => {

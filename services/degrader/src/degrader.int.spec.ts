@@ -1,12 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Subscription } from '@nats-io/transport-node';
-import { connectBus, ensureTopology, getJson, publishEvent, putConfig, putDegrade, watchControl, type Bus, type Buckets, type Closer, type Control } from '@sluice/bus';
+import { getJson, publishEvent, putDegrade, type Bus, type Buckets, type Closer, type Control } from '@sluice/bus';
+import { startTestBus, type TestBus } from '@sluice/bus/testing';
 import { ControlKeys, makeEvent, ServiceName, Subjects, Topology, type DegradeState, type SluiceEvent } from '@sluice/contracts';
 import { createLogger } from '@sluice/telemetry';
-import { freePort, startNats, type LocalNats } from '../../../scripts/nats.js';
 import { testConfig } from './fixtures.js';
 import { startDegrader } from './start.js';
 
@@ -14,8 +11,7 @@ const log = createLogger('degrader', 'silent');
 // a short window and hold so a recovery takes seconds; decisions every 50 ms
 const config = testConfig({ windowMs: 2000, minSamples: 5, minHoldMs: 200 });
 
-let nats: LocalNats;
-let storeDir: string;
+let testBus: TestBus;
 let bus: Bus;
 let buckets: Buckets;
 let control: Control;
@@ -60,12 +56,8 @@ async function attempts(ok: boolean, n: number) {
 }
 
 beforeAll(async () => {
-  storeDir = mkdtempSync(join(tmpdir(), 'sluice-degrader-'));
-  nats = await startNats(storeDir, await freePort());
-  bus = await connectBus(nats.url, 'degrader-int', log);
-  buckets = await ensureTopology(bus);
-  await putConfig(buckets.control, config);
-  control = await watchControl(buckets.control, log);
+  testBus = await startTestBus(config, { name: 'degrader' });
+  ({ bus, buckets, control } = testBus);
   sub = bus.nc.subscribe(Subjects.eventsOf('degrade.changed'), { callback: (_, m) => void changes.push(m.json()) });
   await start();
 });
@@ -73,10 +65,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await stop();
   sub?.unsubscribe();
-  control?.stop();
-  await bus?.nc.close();
-  await nats?.stop();
-  rmSync(storeDir, { recursive: true, force: true });
+  await testBus?.stop();
 });
 
 describe('degrader service', () => {

@@ -1,14 +1,12 @@
 // Test support for the int specs: a private nats-server, ingress in-process, and a fake terminal
 // stage that speaks the real protocol (consumes chat.requested, answers on ctx.replyTo).
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect } from '@nats-io/transport-node';
-import { connectBus, consumeEvents, ensureTopology, putConfig, sendReply, watchControl, type Bus, type Buckets, type Consumption, type ServiceContext } from '@sluice/bus';
+import { consumeEvents, putConfig, sendReply, type Bus, type Buckets, type Consumption, type ServiceContext } from '@sluice/bus';
+import { freePort, startNats as startLocalNats } from '@sluice/bus/nats-server';
+import { startTestBus } from '@sluice/bus/testing';
 import { parseEvent, Subjects, Topology, type AnyEvent, type ChatReply, type RequestContext, type SluiceConfig } from '@sluice/contracts';
-import { createLogger } from '@sluice/telemetry';
 import { startIngress, type RunningIngress } from './start.js';
 
 export const KEYS = { acme: 'sk-acme-test', beta: 'sk-beta-test' } as const;
@@ -17,47 +15,27 @@ export function fixtureConfig(): SluiceConfig {
   return JSON.parse(readFileSync(new URL('./fixtures/config.json', import.meta.url), 'utf8')) as SluiceConfig;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 export interface PrivateNats {
   url: string;
   stop(): Promise<void>;
 }
 
-/** A nats-server with JetStream on a free port and a temporary store, so no name collides. */
+/** A bare nats-server (no topology) on a free port with a temporary store, so no name collides. */
 export async function startNats(): Promise<PrivateNats> {
-  const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'sluice-ingress-'));
-  const proc: ChildProcess = spawn('/usr/sbin/nats-server', ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dir], { stdio: 'ignore' });
-  const url = `nats://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    try {
-      const nc = await connect({ servers: url });
-      await nc.close();
-      break;
-    } catch (e) {
-      if (i > 100) throw e;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+  try {
+    const nats = await startLocalNats(dir, await freePort());
+    return {
+      url: nats.url,
+      async stop() {
+        await nats.stop();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
   }
-  return {
-    url,
-    async stop() {
-      const exited = new Promise((r) => proc.once('exit', r));
-      proc.kill('SIGTERM');
-      await exited;
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
 }
 
 /** What the fake terminal stage does, chosen by the last message's content. */
@@ -111,12 +89,8 @@ export interface Harness {
 }
 
 export async function startHarness(): Promise<Harness> {
-  const nats = await startNats();
-  const log = createLogger('ingress', process.env.LOG_LEVEL ?? 'silent');
-  const bus = await connectBus(nats.url, 'ingress-test', log);
-  const buckets = await ensureTopology(bus);
-  await putConfig(buckets.control, fixtureConfig());
-  const control = await watchControl(buckets.control, log);
+  const testBus = await startTestBus(fixtureConfig(), { name: 'ingress' });
+  const { nats, log, bus, buckets, control } = testBus;
   const ctx: ServiceContext = { name: 'ingress', log, bus, buckets, control, env: { SLUICE_HOST: '127.0.0.1', SLUICE_INGRESS_PORT: '0' } };
   const ingress = await startIngress(ctx);
 
@@ -155,9 +129,9 @@ export async function startHarness(): Promise<Harness> {
     async stop() {
       for (const close of [...ingress.closers].reverse()) await close();
       await downstream.stop();
-      control.stop();
+      // drain first: replies still in flight reach their inboxes before the connection closes
       await bus.nc.drain();
-      await nats.stop();
+      await testBus.stop();
     },
   };
 }

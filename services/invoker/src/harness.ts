@@ -1,10 +1,5 @@
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { connect } from '@nats-io/transport-node';
-import { connectBus, ensureTopology, publishEvent, putConfig, watchControl } from '@sluice/bus';
+import { publishEvent } from '@sluice/bus';
+import { startTestBus } from '@sluice/bus/testing';
 import {
   isChunk,
   makeEvent,
@@ -19,7 +14,6 @@ import {
   type SluiceEvent,
 } from '@sluice/contracts';
 import { startSim, type Sim, type SimOptions } from '@sluice/openai-sim';
-import { createLogger } from '@sluice/telemetry';
 import { startInvoker } from './service.js';
 
 /**
@@ -59,21 +53,13 @@ export interface Harness {
 }
 
 export async function startHarness(deployments: Record<string, DeploymentSpec>, invoker: Record<string, number>): Promise<Harness> {
-  const port = await freePort();
-  const storeDir = mkdtempSync(join(tmpdir(), 'invoker-int-'));
-  const server = spawn('/usr/sbin/nats-server', ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir], { stdio: 'ignore' });
-  const url = `nats://127.0.0.1:${port}`;
-  await waitForNats(url);
-
   const names = Object.keys(deployments);
   const started = await Promise.all(names.map((n) => startSim(deployments[n]!.sim ?? {})));
   const sims = Object.fromEntries(names.map((n, i) => [n, started[i]!]));
 
-  const log = createLogger('invoker', 'silent');
-  const bus = await connectBus(url, 'invoker-int');
-  const buckets = await ensureTopology(bus);
-  await putConfig(buckets.control, config(Object.fromEntries(names.map((n) => [n, { baseUrl: sims[n]!.url, timeoutMs: deployments[n]!.timeoutMs ?? 5000 }])), invoker));
-  const control = await watchControl(buckets.control, log);
+  // the config names the simulators' URLs, so they start first
+  const testBus = await startTestBus(config(Object.fromEntries(names.map((n) => [n, { baseUrl: sims[n]!.url, timeoutMs: deployments[n]!.timeoutMs ?? 5000 }])), invoker), { name: 'invoker' });
+  const { bus, control, log } = testBus;
   const consumption = await startInvoker({ bus, control, log, env: {} });
   const events: AnyEvent[] = [];
   bus.nc.subscribe('sluice.evt.>', { callback: (_e, m) => void events.push(JSON.parse(decoder.decode(m.data)) as AnyEvent) });
@@ -130,11 +116,8 @@ export async function startHarness(deployments: Record<string, DeploymentSpec>, 
     invoke,
     async stop() {
       await consumption.stop();
-      control.stop();
-      await bus.nc.close();
+      await testBus.stop();
       await Promise.all(Object.values(sims).map((s) => s.close().catch(() => undefined)));
-      server.kill();
-      rmSync(storeDir, { recursive: true, force: true });
     },
   };
 }
@@ -170,27 +153,4 @@ function config(deployments: Record<string, { baseUrl: string; timeoutMs: number
     degrader: {},
     ingress: {},
   };
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitForNats(url: string): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    try {
-      await (await connect({ servers: url, reconnect: false })).close();
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  throw new Error(`nats-server at ${url} did not start`);
 }

@@ -7,7 +7,7 @@ import { sql } from 'kysely';
 import { connectBus, ensureTopology, publishEvent, type Bus } from '@sluice/bus';
 import { Topology, type AnyEvent } from '@sluice/contracts';
 import { createLogger } from '@sluice/telemetry';
-import { freePort, startNats, type LocalNats } from '@sluice/scripts/nats';
+import { freePort, startNats, type LocalNats } from '@sluice/bus/nats-server';
 import type { FastifyInstance } from 'fastify';
 import type { Db } from './db.js';
 import { migrate } from './migrate.js';

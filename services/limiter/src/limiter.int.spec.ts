@@ -1,16 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { consumeEvents, getJson, publishEvent, type Consumption } from '@sluice/bus';
 import { EventType, makeEvent, Subjects, Topology, type ChatErrorReply } from '@sluice/contracts';
-import { chatRequested, collectEvents, startEnv, testConfig, type IntEnv } from './int-env.js';
+import { collectEvents, startTestBus, type TestBus } from '@sluice/bus/testing';
+import { chatRequested, testConfig } from './int-env.js';
 import { onChatCompleted, onChatRequested } from './handlers.js';
 import { estimateTokens } from './estimate.js';
 import type { Bucket } from './limiter.js';
 import { limitKeys, LimitStore } from './store.js';
 
-let env: IntEnv;
+let env: TestBus;
 
 beforeAll(async () => {
-  env = await startEnv(
+  env = await startTestBus(
     testConfig([
       { id: 'tiny', limits: { requestsPerMinute: 3, tokensPerMinute: 1_000_000 } },
       { id: 'shared', limits: { requestsPerMinute: 10, tokensPerMinute: 1_000_000 } },
@@ -18,6 +19,7 @@ beforeAll(async () => {
       { id: 'users', userLimits: { requestsPerMinute: 2, tokensPerMinute: 1_000_000 } },
       { id: 'recon', limits: { requestsPerMinute: 100, tokensPerMinute: 6_000 } },
     ]),
+    { name: 'limiter' },
   );
 });
 afterAll(async () => {

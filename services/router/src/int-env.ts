@@ -1,50 +1,7 @@
-// Test support for *.int.spec.ts: a private nats-server with the Sluice topology and a config.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { connectBus, ensureTopology, putConfig, watchControl, type Bus, type Buckets, type Control } from '@sluice/bus';
+// Test support for the router's int specs: an event collector that also keeps each event's
+// traceparent header (the shared one in @sluice/bus/testing keeps only the events).
+import type { Bus } from '@sluice/bus';
 import { parseEvent, type AnyEvent, type SluiceEvent } from '@sluice/contracts';
-import { createLogger, type Logger } from '@sluice/telemetry';
-import { freePort, startNats, type LocalNats } from '@sluice/scripts/nats';
-
-export interface IntEnv {
-  nats: LocalNats;
-  bus: Bus;
-  buckets: Buckets;
-  control: Control;
-  log: Logger;
-  stop(): Promise<void>;
-}
-
-export async function startEnv(config: unknown): Promise<IntEnv> {
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-router-'));
-  const nats = await startNats(dir, await freePort());
-  try {
-    const log = createLogger('router-test', 'silent');
-    const bus = await connectBus(nats.url, 'router-test');
-    const buckets = await ensureTopology(bus);
-    await putConfig(buckets.control, config);
-    const control = await watchControl(buckets.control, log);
-    return {
-      nats,
-      bus,
-      buckets,
-      control,
-      log,
-      async stop() {
-        control.stop();
-        await bus.nc.close();
-        await nats.stop();
-        rmSync(dir, { recursive: true, force: true });
-      },
-    };
-  } catch (e) {
-    // a bad config must not leave the server running
-    await nats.stop();
-    rmSync(dir, { recursive: true, force: true });
-    throw e;
-  }
-}
 
 /** Collects every event published to the stream's subjects (a core subscription sees them too). */
 export function collectEvents(bus: Bus) {

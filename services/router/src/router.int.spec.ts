@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { consumeEvents, publishEvent, putDegrade, type Consumption } from '@sluice/bus';
 import { EventType, makeEvent, Subjects, Topology, type ChatReply, type ChatRequest } from '@sluice/contracts';
-import { collectEvents, startEnv, type IntEnv } from './int-env.js';
+import { startTestBus, type TestBus } from '@sluice/bus/testing';
+import { collectEvents } from './int-env.js';
 import { onCacheMissed } from './handler.js';
 
 const rate = { requestsPerMinute: 1000, tokensPerMinute: 1_000_000 };
@@ -25,12 +26,12 @@ const config = {
 };
 const TRACEPARENT = `00-${'c'.repeat(32)}-${'d'.repeat(16)}-01`;
 
-let env: IntEnv;
+let env: TestBus;
 let router: Consumption;
 let seq = 0;
 
 beforeAll(async () => {
-  env = await startEnv(config);
+  env = await startTestBus(config, { name: 'router' });
   router = await consumeEvents(env.bus, {
     durable: Topology.consumers.router,
     filter: Subjects.eventsOf(EventType.CacheMissed),

@@ -1,3 +1,4 @@
+// A private nats-server for tests, the local stack and benchmarks (not needed by services at run time).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
