@@ -1,3 +1,4 @@
+import type { PublishOptions } from './publish.js';
 import { nanos, type MsgHdrs } from '@nats-io/transport-node';
 import { AckPolicy, DeliverPolicy, type JsMsg } from '@nats-io/jetstream';
 import { Headers, parseEvent, Topology, type AnyEvent } from '@sluice/contracts';
@@ -18,6 +19,17 @@ export interface Delivery {
   headers?: MsgHdrs;
   traceparent?: string;
   tracestate?: string;
+}
+
+/**
+ * A delivery's trace context as `publishEvent` takes it, so the event a handler publishes
+ * continues the trace of the event it handles (the fallback when no span is active).
+ */
+export function traceOf(delivery: Delivery): PublishOptions {
+  return {
+    ...(delivery.traceparent ? { traceparent: delivery.traceparent } : {}),
+    ...(delivery.tracestate ? { tracestate: delivery.tracestate } : {}),
+  };
 }
 
 export interface ConsumeOptions {

@@ -1,4 +1,4 @@
-import { consumeEvents, encodeJson, getJson, publishEvent, sendReply, PoisonMessage, type Delivery, type ServiceContext } from '@sluice/bus';
+import { consumeEvents, encodeJson, getJson, publishEvent, sendReply, PoisonMessage, traceOf, type ServiceContext } from '@sluice/bus';
 import { Subjects, Topology, type AnyEvent } from '@sluice/contracts';
 import { decideLookup, decideStore } from './cache.js';
 import { asEntry } from './entry.js';
@@ -30,8 +30,6 @@ export async function startCache(ctx: ServiceContext) {
       .catch((err: unknown) => log.error({ err, ttlSeconds: wanted }, 'could not change the cache ttl'));
   });
 
-  const trace = (d: Delivery) => ({ ...(d.traceparent ? { traceparent: d.traceparent } : {}), ...(d.tracestate ? { tracestate: d.tracestate } : {}) });
-
   const lookup = await consumeEvents(bus, {
     durable: Topology.consumers.cacheLookup,
     filter: Subjects.eventsOf('chat.admitted'),
@@ -43,7 +41,7 @@ export async function startCache(ctx: ServiceContext) {
       const key = request.cache === 'skip' ? undefined : cacheKey(event.tenant, request);
       const entry = key ? asEntry((await getJson<unknown>(buckets.cache, key))?.value) : undefined;
       const decision = decideLookup(event, key, entry, Date.now());
-      await publishEvent(bus.js, decision.event, trace(delivery));
+      await publishEvent(bus.js, decision.event, traceOf(delivery));
       for (const reply of decision.replies) sendReply(bus.nc, event.data.ctx.replyTo, reply);
     },
   });
@@ -58,7 +56,7 @@ export async function startCache(ctx: ServiceContext) {
       const decision = decideStore(event, ttlSeconds, Date.now());
       if (!decision) return;
       await buckets.cache.put(decision.key, encodeJson(decision.entry));
-      await publishEvent(bus.js, decision.event, trace(delivery));
+      await publishEvent(bus.js, decision.event, traceOf(delivery));
     },
   });
 

@@ -1,4 +1,4 @@
-import { publishEvent, PoisonMessage, sendReply, type Bus, type Control, type Delivery, type PublishOptions } from '@sluice/bus';
+import { publishEvent, PoisonMessage, sendReply, traceOf, type Bus, type Control, type Delivery } from '@sluice/bus';
 import { EventType, makeEvent, ServiceName, type AnyEvent, type SluiceConfig, type Tenant } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 import { estimateTokens } from './estimate.js';
@@ -23,13 +23,6 @@ export function limitsFor(config: SluiceConfig, tenantId: string, user: string |
   const limits: Limits = { tenant: tenant?.limits ?? config.limits.tenantDefault, global: config.limits.global };
   if (user !== undefined) limits.user = tenant?.userLimits ?? config.limits.userDefault;
   return limits;
-}
-
-function traceOf(delivery: Delivery): PublishOptions {
-  return {
-    ...(delivery.traceparent ? { traceparent: delivery.traceparent } : {}),
-    ...(delivery.tracestate ? { tracestate: delivery.tracestate } : {}),
-  };
 }
 
 /**

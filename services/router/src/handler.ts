@@ -1,4 +1,4 @@
-import { publishEvent, PoisonMessage, sendReply, type Bus, type Control, type Delivery, type PublishOptions } from '@sluice/bus';
+import { publishEvent, PoisonMessage, sendReply, traceOf, type Bus, type Control, type Delivery } from '@sluice/bus';
 import { EventType, makeEvent, ServiceName, type AnyEvent, type ChatResult, type SluiceEvent } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 import { route } from './router.js';
@@ -12,13 +12,6 @@ export interface RouterDeps {
 
 /** Model and deployment named on a static answer, so the ledger can tell it from upstream answers. */
 export const STATIC_FALLBACK = 'static-fallback';
-
-function traceOf(delivery: Delivery): PublishOptions {
-  return {
-    ...(delivery.traceparent ? { traceparent: delivery.traceparent } : {}),
-    ...(delivery.tracestate ? { tracestate: delivery.tracestate } : {}),
-  };
-}
 
 /**
  * cache.missed -> chat.routed | chat.shed (terminal) | chat.completed from the static fallback
