@@ -1,9 +1,11 @@
-import { publishEvent } from '@sluice/bus';
+import { publishEvent, type Bus } from '@sluice/bus';
 import { startTestBus } from '@sluice/bus/testing';
 import {
   isChunk,
   makeEvent,
+  parseEvent,
   ServiceName,
+  Topology,
   type AnyEvent,
   type Candidate,
   type ChatChunk,
@@ -14,7 +16,10 @@ import {
   type SluiceEvent,
 } from '@sluice/contracts';
 import { startSim, type Sim, type SimOptions } from '@sluice/openai-sim';
-import { startInvoker } from './service.js';
+import type { Arrival } from './invoke.js';
+import type { StoredAnswer } from './replay.js';
+import { kvResultStore } from './results.js';
+import { startInvoker, wireInvoker } from './service.js';
 
 /**
  * Test harness for the invoker's integration tests: a private nats-server, one simulator per
@@ -30,6 +35,8 @@ export interface DeploymentSpec {
 
 export interface Outcome {
   requestId: string;
+  /** The input, for handing it to the invoker again. */
+  routed: SluiceEvent<'chat.routed'>;
   chunks: ChatChunk[];
   final: ChatResult | ChatErrorReply;
   /** Events of this request (circuit events have their own ids; see `events`). */
@@ -45,10 +52,22 @@ export interface InvokeOptions {
 
 export interface Harness {
   sims: Record<string, Sim>;
+  bus: Bus;
   /** Every event seen on the stream's subjects, in order. */
   events: AnyEvent[];
   /** Publishes a chat.routed event as the router would; resolves with the final reply and the terminal event. */
   invoke(candidates: Candidate[], opts?: InvokeOptions): Promise<Outcome>;
+  /** A chat.routed event as the router would publish it, not published. */
+  routed(candidates: Candidate[], opts?: InvokeOptions): SluiceEvent<'chat.routed'>;
+  /**
+   * Hands a chat.routed to an invoker handler (wired like the service, its own circuits) as
+   * consumeEvents would with this delivery; resolves with the reply and the events it published.
+   */
+  deliver(routed: SluiceEvent<'chat.routed'>, delivery: Arrival): Promise<Outcome>;
+  /** What the results bucket holds for a request. */
+  stored(requestId: string): Promise<StoredAnswer | undefined>;
+  /** The events of a request that the stream kept (duplicates dropped), in stream order. */
+  streamed(requestId: string): Promise<AnyEvent[]>;
   stop(): Promise<void>;
 }
 
@@ -59,39 +78,25 @@ export async function startHarness(deployments: Record<string, DeploymentSpec>, 
 
   // the config names the simulators' URLs, so they start first
   const testBus = await startTestBus(config(Object.fromEntries(names.map((n) => [n, { baseUrl: sims[n]!.url, timeoutMs: deployments[n]!.timeoutMs ?? 5000 }])), invoker), { name: 'invoker' });
-  const { bus, control, log } = testBus;
-  const consumption = await startInvoker({ bus, control, log, env: {} });
+  const { bus, buckets, control, log } = testBus;
+  const consumption = await startInvoker({ bus, buckets, control, log, env: {} });
+  const handler = wireInvoker({ bus, buckets, control, log, env: {} });
+  const results = kvResultStore(buckets.results);
   const events: AnyEvent[] = [];
   bus.nc.subscribe('sluice.evt.>', { callback: (_e, m) => void events.push(JSON.parse(decoder.decode(m.data)) as AnyEvent) });
 
   let seq = 0;
-  const invoke = async (candidates: Candidate[], opts: InvokeOptions = {}): Promise<Outcome> => {
+  const routed = (candidates: Candidate[], opts: InvokeOptions = {}): SluiceEvent<'chat.routed'> => {
     const n = ++seq;
     const requestId = `req-${process.pid}-${n}`;
-    const replyTo = `_INBOX.test.${requestId}`;
-    const chunks: ChatChunk[] = [];
-    const final = new Promise<ChatResult | ChatErrorReply>((resolve) => {
-      const sub = bus.nc.subscribe(replyTo, {
-        callback: (_e, m) => {
-          const reply = JSON.parse(decoder.decode(m.data)) as ChatReply;
-          if (isChunk(reply)) {
-            chunks.push(reply);
-            opts.onChunk?.();
-          } else {
-            sub.unsubscribe();
-            resolve(reply);
-          }
-        },
-      });
-    });
     const now = Date.now();
-    const routed = makeEvent(
+    return makeEvent(
       'chat.routed',
       { requestId, tenant: TENANT, service: ServiceName.Router, at: now, reason: 'test' },
       {
         ctx: {
           request: { model: candidates[0]!.model, messages: [{ role: 'user', content: opts.prompt ?? `Say hello number ${n}` }], priority: 'standard', stream: opts.stream ?? false, params: {}, cache: 'default' },
-          replyTo,
+          replyTo: `_INBOX.test.${requestId}`,
           frontDoor: 'nats',
           receivedAt: now,
           deadline: now + (opts.deadlineMs ?? 30_000),
@@ -103,17 +108,60 @@ export async function startHarness(deployments: Record<string, DeploymentSpec>, 
         cacheKey: `${TENANT}.key-${n}`,
       },
     );
-    await publishEvent(bus.js, routed);
+  };
+
+  /** Listens on the request's inbox, runs `send`, and waits for the final reply and a terminal event after it. */
+  const answerOf = async (event: SluiceEvent<'chat.routed'>, send: () => Promise<unknown>, onChunk?: () => void): Promise<Outcome> => {
+    const { requestId } = event;
+    const chunks: ChatChunk[] = [];
+    const from = events.length;
+    const final = new Promise<ChatResult | ChatErrorReply>((resolve) => {
+      const sub = bus.nc.subscribe(event.data.ctx.replyTo!, {
+        callback: (_e, m) => {
+          const reply = JSON.parse(decoder.decode(m.data)) as ChatReply;
+          if (isChunk(reply)) {
+            chunks.push(reply);
+            onChunk?.();
+          } else {
+            sub.unsubscribe();
+            resolve(reply);
+          }
+        },
+      });
+    });
+    await send();
     const reply = await final;
-    const terminal = await waitFor(() => events.find((e) => e.requestId === requestId && (e.type === 'chat.completed' || e.type === 'chat.failed')));
+    const mine = () => events.slice(from).filter((e) => e.requestId === requestId);
+    const terminal = await waitFor(() => mine().find((e) => e.type === 'chat.completed' || e.type === 'chat.failed'));
     if (!terminal) throw new Error(`no terminal event for ${requestId}`);
-    return { requestId, chunks, final: reply, events: events.filter((e) => e.requestId === requestId) };
+    return { requestId, routed: event, chunks, final: reply, events: mine() };
   };
 
   return {
     sims,
+    bus,
     events,
-    invoke,
+    routed,
+    invoke(candidates, opts = {}) {
+      const event = routed(candidates, opts);
+      return answerOf(event, () => publishEvent(bus.js, event), opts.onChunk);
+    },
+    deliver: (event, delivery) => answerOf(event, () => handler(event, delivery)),
+    stored: (requestId) => results.get(requestId),
+    async streamed(requestId) {
+      const stream = Topology.stream.name;
+      let left = (await bus.jsm.streams.info(stream)).state.messages;
+      const kept: AnyEvent[] = [];
+      if (left === 0) return kept;
+      const consumer = await bus.js.consumers.get(stream, { filter_subjects: 'sluice.evt.>' });
+      const batch = await consumer.fetch({ max_messages: left, expires: 5_000 });
+      for await (const m of batch) {
+        const e = parseEvent(m.data);
+        if (e.requestId === requestId) kept.push(e);
+        if (--left === 0) break;
+      }
+      return kept;
+    },
     async stop() {
       await consumption.stop();
       await testBus.stop();

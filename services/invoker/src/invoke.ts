@@ -6,7 +6,9 @@ import {
   SYSTEM_TENANT,
   type AnyEvent,
   type Candidate,
+  type ChatErrorReply,
   type ChatReply,
+  type ChatResult,
   type ErrorCode,
   type EventDataOf,
   type EventType,
@@ -17,6 +19,8 @@ import type { Delivery } from '@sluice/bus';
 import { withTrace, type Logger } from '@sluice/telemetry';
 import { closedCircuit, recordFailure, recordNeutral, recordSuccess, type Circuit, type Outcome } from './circuit.js';
 import { afterFailure, countsAgainstDeployment, describe, exhaustedCode, pickCandidate } from './plan.js';
+import { attemptSuffix, decideDelivery, mayHaveAnswer, type DeliveryCount, type StoredAnswer } from './replay.js';
+import type { ResultStore } from './results.js';
 import { classifyError, type Failure, type Remaining } from './retry.js';
 import { Timeline } from './timeline.js';
 import { callUpstream, type ClientPool, type UpstreamAnswer } from './upstream.js';
@@ -33,6 +37,8 @@ export interface InvokerDeps {
   publish: (event: AnyEvent, trace: Trace) => Promise<unknown>;
   /** Sends a message to a client's reply inbox (fire and forget). */
   reply: (replyTo: string | undefined, reply: ChatReply) => void;
+  /** Terminal answers by request id: written after every terminal event, read on redeliveries. */
+  results: ResultStore;
   log: Logger;
   now?: () => number;
   random?: () => number;
@@ -42,27 +48,47 @@ export interface InvokerDeps {
 /** W3C trace context of the input, carried to every event it causes. */
 export type Trace = Pick<Delivery, 'traceparent' | 'tracestate'>;
 
+/** What the handler reads of its delivery (consumeEvents' `Delivery` fits): trace context and delivery count. */
+export type Arrival = Trace & DeliveryCount;
+
+/** The chat.routed handler; resolves once the request is answered, or throws to have it redelivered. */
+export type Invoke = (event: SluiceEvent<'chat.routed'>, delivery?: Arrival) => Promise<void>;
+
 type Attempt = { ok: true; answer: UpstreamAnswer; latencyMs: number } | { ok: false; failure: Failure; latencyMs: number };
 
 /**
  * Handles one chat.routed event: calls the candidates in order with retries, backoff and
  * circuit breakers, publishes every attempt, then ends the request with chat.completed or
- * chat.failed and answers the client. Resolves once the terminal event is in the stream.
+ * chat.failed, answers the client and stores the answer. Resolves once the terminal event is in
+ * the stream and the answer is stored. A redelivery whose request already has a stored answer
+ * re-publishes its terminal event and re-sends the answer without calling the upstream.
  */
-export function createInvoker(deps: InvokerDeps): (event: SluiceEvent<'chat.routed'>, trace?: Trace) => Promise<void> {
+export function createInvoker(deps: InvokerDeps): Invoke {
   const now = deps.now ?? Date.now;
   const random = deps.random ?? Math.random;
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
 
-  return async function invoke(event, trace = {}) {
+  return async function invoke(event, delivery = {}) {
     const { ctx, candidates } = event.data;
     const { requestId, tenant } = event;
+    const log = withTrace(deps.log, delivery.traceparent, { requestId });
+    const publish = (e: AnyEvent) => deps.publish(e, delivery);
+
+    const stored = mayHaveAnswer(delivery) ? await lookup(deps.results, requestId, log) : undefined;
+    if (decideDelivery(stored, delivery) === 'replay' && stored) {
+      log.info({ delivery: delivery.redelivered, terminal: stored.event.type }, 'redelivered request was already answered; replaying the stored answer');
+      // same id: the stream drops it inside the duplicate window and restores it after
+      await publish(stored.event);
+      // a client still waiting gets its answer; one that already has it ignores the inbox
+      deps.reply(ctx.replyTo, stored.result);
+      return;
+    }
+
     const config = deps.config();
     const settings = config.invoker;
-    const log = withTrace(deps.log, trace.traceparent, { requestId });
-    const publish = (e: AnyEvent) => deps.publish(e, trace);
     const timeline = new Timeline(publish);
-    const stamp = <T extends EventType>(type: T, reason: string, data: EventDataOf<T>, suffix?: number) =>
+    if (mayHaveAnswer(delivery)) timeline.note(`delivery ${delivery.redelivered}: no stored answer, calling the upstream again`);
+    const stamp = <T extends EventType>(type: T, reason: string, data: EventDataOf<T>, suffix?: string | number) =>
       makeEvent(type, { requestId, tenant, service: ServiceName.Invoker, at: now(), reason: timeline.reason(reason), ...(suffix !== undefined ? { suffix } : {}) }, data);
 
     const circuitOf = (deployment: string) => deps.circuits.get(deployment) ?? closedCircuit;
@@ -82,13 +108,28 @@ export function createInvoker(deps: InvokerDeps): (event: SluiceEvent<'chat.rout
       }
     };
 
+    /**
+     * Answers the client and stores the answer once its terminal event is in the stream. The
+     * store is awaited before the input is acked, so a redelivery after this point replays
+     * instead of calling the upstream. A failed write is only logged: throwing would nak the
+     * input, and the redelivery would call the upstream again, the very thing the store prevents.
+     */
+    const conclude = async (terminal: StoredAnswer['event'], result: ChatResult | ChatErrorReply) => {
+      const storing = deps.results
+        .put({ requestId, tenant, result, completedAt: terminal.at, event: terminal })
+        .catch((e: unknown) => log.warn({ err: e }, 'could not store the answer; a redelivery would call the upstream again'));
+      deps.reply(ctx.replyTo, result);
+      await storing;
+    };
+
     let attempts = 0;
     const fail = async (code: ErrorCode, message: string, reason: string) => {
       await timeline.settle();
       const status = Errors[code].status;
       const data = { code, status, message, attempts, receivedAt: ctx.receivedAt, ...(ctx.replyTo !== undefined ? { replyTo: ctx.replyTo } : {}) };
-      await publish(stamp('chat.failed', reason, data));
-      deps.reply(ctx.replyTo, { requestId, error: { code, message, status } });
+      const failed = stamp('chat.failed', reason, data);
+      await publish(failed);
+      await conclude(failed, { requestId, error: { code, message, status } });
     };
 
     const attemptOn = async (candidate: Candidate): Promise<Attempt> => {
@@ -141,13 +182,14 @@ export function createInvoker(deps: InvokerDeps): (event: SluiceEvent<'chat.rout
       onCandidate++;
       attempts++;
       const attempt = attempts;
+      const suffix = attemptSuffix(delivery, attempt);
       const result = await attemptOn(candidate);
       const base = { attempt, model: candidate.model, deployment: candidate.deployment, latencyMs: result.latencyMs };
 
       if (result.ok) {
         const { answer } = result;
         settleCircuit(candidate.deployment, recordSuccess(circuitOf(candidate.deployment)));
-        timeline.fire(stamp('invoke.attempted', `${describe(candidate)} answered ${answer.status} in ${result.latencyMs} ms${headroom(answer.remaining)}`, { ...base, ok: true, status: answer.status }, attempt));
+        timeline.fire(stamp('invoke.attempted', `${describe(candidate)} answered ${answer.status} in ${result.latencyMs} ms${headroom(answer.remaining)}`, { ...base, ok: true, status: answer.status }, suffix));
         const message = { role: 'assistant' as const, content: answer.content };
         const completed = stamp('chat.completed', `answered by ${describe(candidate)} after ${attempt} attempt${attempt === 1 ? '' : 's'}`, {
           ctx,
@@ -162,7 +204,7 @@ export function createInvoker(deps: InvokerDeps): (event: SluiceEvent<'chat.rout
         // still waits for all of them
         const terminal = publish(completed);
         await Promise.all([timeline.settle(), terminal]);
-        deps.reply(ctx.replyTo, { requestId, model: candidate.model, message, finishReason: answer.finishReason, usage: answer.usage, cached: false, created: Math.floor(completed.at / 1000) });
+        await conclude(completed, { requestId, model: candidate.model, message, finishReason: answer.finishReason, usage: answer.usage, cached: false, created: Math.floor(completed.at / 1000) });
         return;
       }
 
@@ -173,7 +215,7 @@ export function createInvoker(deps: InvokerDeps): (event: SluiceEvent<'chat.rout
       const later = pickCandidate(candidates, index + 1, circuitOf, config.deployments, now(), settings);
       const step = afterFailure(failure, { attemptOnCandidate: onCandidate, hasFallback: later.index >= 0, now: now(), deadline: ctx.deadline, settings, random });
       const what = `${describe(candidate)} failed${failure.status !== undefined ? ` with ${failure.status}` : ` (${failure.kind})`} after ${result.latencyMs} ms${headroom(failure.remaining)}`;
-      timeline.fire(stamp('invoke.attempted', what, { ...base, ok: false, ...(failure.status !== undefined ? { status: failure.status } : {}) }, attempt));
+      timeline.fire(stamp('invoke.attempted', what, { ...base, ok: false, ...(failure.status !== undefined ? { status: failure.status } : {}) }, suffix));
       timeline.fire(
         stamp('invoke.failed', `${failure.message}; next: ${step.kind} (${step.reason})`, {
           ...base,
@@ -181,7 +223,7 @@ export function createInvoker(deps: InvokerDeps): (event: SluiceEvent<'chat.rout
           error: failure.message,
           retryable: failure.retryable,
           ...(failure.retryAfterMs !== undefined ? { retryAfterMs: failure.retryAfterMs } : {}),
-        }, attempt),
+        }, suffix),
       );
       switch (step.kind) {
         case 'retry':
@@ -201,6 +243,20 @@ export function createInvoker(deps: InvokerDeps): (event: SluiceEvent<'chat.rout
       }
     }
   };
+}
+
+/**
+ * The stored answer of a request, if any. A failed read counts as none: the redelivery then
+ * calls the upstream as it did before answers were stored, rather than naking the input until
+ * the bucket is back.
+ */
+async function lookup(results: ResultStore, requestId: string, log: Logger): Promise<StoredAnswer | undefined> {
+  try {
+    return await results.get(requestId);
+  } catch (e) {
+    log.warn({ err: e }, 'could not read the stored answer; calling the upstream');
+    return undefined;
+  }
 }
 
 /** The upstream's rate-limit headroom, for the timeline (a proper event for it is a later step). */

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isError, SYSTEM_TENANT, type ChatErrorReply, type ChatResult } from '@sluice/contracts';
+import { publishEvent } from '@sluice/bus';
+import { isError, makeEvent, ServiceName, SYSTEM_TENANT, type ChatErrorReply, type ChatResult } from '@sluice/contracts';
 import type { Sim } from '@sluice/openai-sim';
 import { only, startHarness, TENANT, waitFor, type Harness } from './harness.js';
 
@@ -14,6 +15,7 @@ beforeAll(async () => {
       broken: { sim: { errorRate: 1 } },
       down1: { sim: { errorRate: 1 } },
       down2: { sim: { errorRate: 1 } },
+      failing: { sim: { errorRate: 1 } },
       limited: {},
       hanging: { sim: { timeoutRate: 1 }, timeoutMs: 300 },
       cut: { sim: { tokenLatencyMs: 100 } },
@@ -181,5 +183,57 @@ describe('invoker against the simulator', () => {
     expect(out.final).toMatchObject({ error: { code: 'deadline_exceeded', status: 504 } });
     expect(only(out.events, 'chat.failed')[0]!.data.attempts).toBe(0);
     expect(sims.primary!.stats().requests).toBe(before);
+  });
+});
+
+describe('a redelivered chat.routed', () => {
+  it('is answered from the stored answer without calling the upstream again', async () => {
+    const out = await invoke([{ model: 'gpt-4o-mini', deployment: 'primary' }]);
+    const [completed] = only(out.events, 'chat.completed');
+    expect(await h.stored(out.requestId)).toEqual({ requestId: out.requestId, tenant: TENANT, result: out.final, completedAt: completed!.at, event: completed });
+    const served = sims.primary!.stats();
+
+    // what JetStream does when the invoker died after answering but before acking its input
+    const again = await h.deliver(out.routed, { redelivered: 2 });
+    expect(sims.primary!.stats()).toEqual(served);
+    expect(again.final).toEqual(out.final);
+    expect(only(again.events, 'invoke.attempted')).toEqual([]);
+    expect(only(again.events, 'chat.completed').map((e) => e.id)).toEqual([completed!.id]);
+    expect((await h.streamed(out.requestId)).map((e) => e.type)).toEqual(['chat.routed', 'invoke.attempted', 'chat.completed']);
+  });
+
+  it('replays a stored failure too, without calling the upstream again', async () => {
+    const out = await invoke([{ model: 'gpt-4o-mini', deployment: 'failing' }]);
+    expect(out.final).toMatchObject({ error: { code: 'upstream_failed' } });
+    const [failed] = only(out.events, 'chat.failed');
+    expect(await h.stored(out.requestId)).toEqual({ requestId: out.requestId, tenant: TENANT, result: out.final, completedAt: failed!.at, event: failed });
+    const calls = sims.failing!.stats().requests;
+
+    const again = await h.deliver(out.routed, { redelivered: 3 });
+    expect(sims.failing!.stats().requests).toBe(calls);
+    expect(again.final).toEqual(out.final);
+    expect(again.events).toEqual([failed]);
+  });
+
+  it('calls the upstream when nothing was stored, with attempt ids apart from the first delivery\'s', async () => {
+    const routed = h.routed([{ model: 'gpt-4o-mini', deployment: 'primary' }]);
+    const { requestId } = routed;
+    // the first delivery recorded a failed attempt, then died during its retry
+    const died = { requestId, tenant: TENANT, service: ServiceName.Invoker, at: Date.now(), reason: 'failed with 500', suffix: 1 };
+    await publishEvent(h.bus.js, makeEvent('invoke.attempted', died, { attempt: 1, model: 'gpt-4o-mini', deployment: 'primary', ok: false, status: 500, latencyMs: 3 }));
+    const completions = sims.primary!.stats().completions;
+
+    const out = await h.deliver(routed, { redelivered: 2 });
+    expect(isError(out.final)).toBe(false);
+    expect(sims.primary!.stats().completions).toBe(completions + 1);
+    const [attempted] = only(out.events, 'invoke.attempted');
+    expect(attempted).toMatchObject({ id: `${requestId}:invoke.attempted:2.1`, data: { attempt: 1, ok: true } });
+    expect(attempted!.reason).toContain('delivery 2: no stored answer');
+    const kept = only(await h.streamed(requestId), 'invoke.attempted');
+    expect(kept.map((e) => [e.id, e.data.ok])).toEqual([
+      [`${requestId}:invoke.attempted:1`, false],
+      [`${requestId}:invoke.attempted:2.1`, true],
+    ]);
+    expect((await h.stored(requestId))?.result).toEqual(out.final);
   });
 });

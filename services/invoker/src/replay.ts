@@ -1,0 +1,48 @@
+import type { ChatErrorReply, ChatResult, SluiceEvent } from '@sluice/contracts';
+
+/**
+ * The terminal answer of a request, kept in `sluice_results` under `<requestId>` (bucket TTL 1 h)
+ * once its terminal event is in the stream, so a redelivered chat.routed is answered from here
+ * instead of calling the upstream again. `event` is the terminal event as published, so a replay
+ * re-publishes it under the same id.
+ */
+export interface StoredAnswer {
+  requestId: string;
+  tenant: string;
+  result: ChatResult | ChatErrorReply;
+  /** Epoch ms: the terminal event's `at`. */
+  completedAt: number;
+  event: SluiceEvent<'chat.completed'> | SluiceEvent<'chat.failed'>;
+}
+
+/** The part of a delivery these decisions read (consumeEvents' `Delivery` has it). */
+export interface DeliveryCount {
+  /** 1 on the first delivery. */
+  redelivered?: number;
+}
+
+/**
+ * Only a redelivery can find a stored answer: the first delivery of a request must not pay a
+ * KV read on the hot path.
+ */
+export function mayHaveAnswer(delivery: DeliveryCount): boolean {
+  return (delivery.redelivered ?? 1) > 1;
+}
+
+/**
+ * What to do with a chat.routed given what the results bucket holds for it: replay a stored
+ * answer (no upstream call), or invoke the upstream. A stored answer is only trusted on a
+ * redelivery, the one case where this invoker may already have answered.
+ */
+export function decideDelivery(stored: StoredAnswer | undefined, delivery: DeliveryCount): 'replay' | 'invoke' {
+  return stored !== undefined && mayHaveAnswer(delivery) ? 'replay' : 'invoke';
+}
+
+/**
+ * The id suffix of attempt events. A redelivery that calls the upstream again numbers its
+ * attempts `<delivery>.<attempt>`, so they do not share ids with the attempts of a delivery that
+ * died mid-call (the stream would drop them as duplicates); the first delivery keeps `1`, `2`...
+ */
+export function attemptSuffix(delivery: DeliveryCount, attempt: number): string | number {
+  return mayHaveAnswer(delivery) ? `${delivery.redelivered}.${attempt}` : attempt;
+}

@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import { makeEvent, ServiceName } from '@sluice/contracts';
+import { attemptSuffix, decideDelivery, mayHaveAnswer, type StoredAnswer } from './replay.js';
+
+const failed = makeEvent(
+  'chat.failed',
+  { requestId: 'r1', tenant: 'acme', service: ServiceName.Invoker, at: 1_000, reason: 'test' },
+  { code: 'upstream_failed', status: 502, message: 'down', attempts: 2, receivedAt: 900 },
+);
+const stored: StoredAnswer = { requestId: 'r1', tenant: 'acme', result: { requestId: 'r1', error: { code: 'upstream_failed', message: 'down', status: 502 } }, completedAt: 1_000, event: failed };
+
+describe('decideDelivery', () => {
+  it('replays a stored answer on a redelivery', () => {
+    expect(decideDelivery(stored, { redelivered: 2 })).toBe('replay');
+    expect(decideDelivery(stored, { redelivered: 7 })).toBe('replay');
+  });
+  it('invokes on a redelivery when nothing was stored (the first delivery died before answering)', () => {
+    expect(decideDelivery(undefined, { redelivered: 2 })).toBe('invoke');
+  });
+  it('invokes on a first delivery, stored answer or not', () => {
+    expect(decideDelivery(stored, { redelivered: 1 })).toBe('invoke');
+    expect(decideDelivery(stored, {})).toBe('invoke');
+    expect(decideDelivery(undefined, { redelivered: 1 })).toBe('invoke');
+  });
+});
+
+describe('mayHaveAnswer', () => {
+  it('asks the results bucket only on a redelivery', () => {
+    expect(mayHaveAnswer({ redelivered: 1 })).toBe(false);
+    expect(mayHaveAnswer({})).toBe(false);
+    expect(mayHaveAnswer({ redelivered: 2 })).toBe(true);
+  });
+});
+
+describe('attemptSuffix', () => {
+  it('keeps plain attempt numbers on the first delivery', () => {
+    expect(attemptSuffix({ redelivered: 1 }, 1)).toBe(1);
+    expect(attemptSuffix({}, 3)).toBe(3);
+  });
+  it('prefixes the delivery count afterwards, so ids differ from the first delivery\'s', () => {
+    expect(attemptSuffix({ redelivered: 2 }, 1)).toBe('2.1');
+    expect(attemptSuffix({ redelivered: 2 }, 2)).toBe('2.2');
+    expect(attemptSuffix({ redelivered: 3 }, 1)).toBe('3.1');
+  });
+  it('gives event ids that makeEvent keeps apart', () => {
+    const id = (suffix: string | number) => makeEvent('invoke.attempted', { requestId: 'r1', tenant: 'acme', service: ServiceName.Invoker, at: 0, reason: '', suffix }, { attempt: 1, model: 'm', deployment: 'd', ok: true, latencyMs: 1 }).id;
+    expect(id(attemptSuffix({ redelivered: 1 }, 1))).toBe('r1:invoke.attempted:1');
+    expect(id(attemptSuffix({ redelivered: 2 }, 1))).toBe('r1:invoke.attempted:2.1');
+  });
+});
