@@ -5,6 +5,9 @@ import { SpanAttributes, startProducerSpan, tracingOn, type TraceHeaders } from 
 
 const encoder = new TextEncoder();
 
+/** Default for `PublishOptions.retryForMs`. */
+export const DEFAULT_PUBLISH_RETRY_MS = 30_000;
+
 export interface PublishOptions {
   /**
    * W3C trace context to carry to the next hop. With tracing on, the publish span's own context
@@ -13,8 +16,12 @@ export interface PublishOptions {
    */
   traceparent?: string;
   tracestate?: string;
-  /** Attempts before giving up (each with the same msg id, so a retry never doubles the event). */
-  attempts?: number;
+  /**
+   * How long to keep retrying (each try with the same msg id, so a retry never doubles the
+   * event). The default outlasts a nats-server restart: a handler that already has an upstream
+   * answer in hand should wait for the server, not throw and have its input redelivered.
+   */
+  retryForMs?: number;
 }
 
 /**
@@ -51,12 +58,12 @@ async function send(js: JetStreamClient, subject: string, event: SluiceEvent<Eve
     if (trace.tracestate) hdrs.set(Headers.tracestate, trace.tracestate);
   }
   const data = encoder.encode(JSON.stringify(event));
-  const attempts = opts.attempts ?? 5;
+  const giveUpAt = Date.now() + (opts.retryForMs ?? DEFAULT_PUBLISH_RETRY_MS);
   for (let i = 1; ; i++) {
     try {
       return await js.publish(subject, data, { msgID: event.id, ...(hdrs ? { headers: hdrs } : {}) });
     } catch (e) {
-      if (i >= attempts) throw e;
+      if (Date.now() >= giveUpAt) throw e;
       await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** i)));
     }
   }
