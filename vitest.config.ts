@@ -1,7 +1,10 @@
 import { defineConfig } from 'vitest/config';
 
-// Three tiers, told apart by file name: *.unit.spec.ts (pure, no I/O), *.int.spec.ts (one
-// package against real NATS/Postgres), test/**/*.e2e.spec.ts (the whole stack as processes).
+// Tiers, told apart by file name: *.unit.spec.ts (pure, no I/O), *.int.spec.ts (one package
+// against real NATS/Postgres), test/**/*.e2e.spec.ts (the whole stack as processes), and
+// test/**/*.chaos.spec.ts (the whole stack for minutes while processes are killed), which
+// `npm test` leaves out (it names its projects) and `npm run chaos` runs.
+
 export default defineConfig({
   test: {
     projects: [
@@ -26,6 +29,16 @@ export default defineConfig({
           testTimeout: 120_000,
           hookTimeout: 180_000,
           // each e2e file runs a whole stack of processes; two at once would starve two cores
+          fileParallelism: false,
+        },
+      },
+      {
+        // e2e files that kill processes for minutes: `npm run chaos`, not `npm test`
+        test: {
+          name: 'chaos',
+          include: ['test/**/*.chaos.spec.ts'],
+          testTimeout: 400_000,
+          hookTimeout: 180_000,
           fileParallelism: false,
         },
       },

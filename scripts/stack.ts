@@ -49,6 +49,12 @@ export interface Stack {
   applyConfig(raw: unknown): Promise<SluiceConfig>;
   /** Writes the degrade state (an operator override) to the control bucket. */
   applyDegrade(state: DegradeState): Promise<void>;
+  /**
+   * Stops the stack's own nats-server (SIGTERM, waits for it to exit) and starts it again on the
+   * same port and store, keeping `nats` current; services reconnect by themselves. Throws when
+   * the stack uses a NATS it did not start.
+   */
+  restartNats(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -115,7 +121,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     await nats?.stop();
     throw e;
   }
-  return {
+  const natsStore = join(opts.dataDir, 'nats');
+  const stack: Stack = {
     natsUrl,
     ingressUrl: `http://${host}:${opts.ingressPort}`,
     ledgerUrl: `http://${host}:${opts.ledgerPort}`,
@@ -125,6 +132,12 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     services,
     applyConfig,
     applyDegrade: (state) => putDegrade(buckets.control, state),
+    async restartNats() {
+      if (!nats) throw new Error(`the stack did not start its own nats-server (it uses ${natsUrl}); restart that one yourself`);
+      await nats.stop();
+      nats = await startNats(natsStore, nats.port);
+      stack.nats = nats;
+    },
     async stop() {
       await Promise.all([...services.values()].map((s) => s.stop()));
       await bus.nc.close().catch(() => undefined);
@@ -132,4 +145,5 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       await nats?.stop();
     },
   };
+  return stack;
 }

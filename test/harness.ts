@@ -81,6 +81,10 @@ export async function startE2eStack(opts: Partial<StackOptions> & { postgres?: b
   };
   return {
     ...stack,
+    // restartNats() replaces the stack's handle; a spread copy would keep the dead one
+    get nats() {
+      return stack.nats;
+    },
     nc,
     logs,
     ledger,

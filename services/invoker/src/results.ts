@@ -1,5 +1,5 @@
 import type { KV } from '@nats-io/kv';
-import { encodeJson, getJson } from '@sluice/bus';
+import { DEFAULT_PUBLISH_RETRY_MS, encodeJson, getJson } from '@sluice/bus';
 import type { StoredAnswer } from './replay.js';
 
 /** Terminal answers by request id, for redeliveries (see `StoredAnswer`). */
@@ -9,11 +9,22 @@ export interface ResultStore {
 }
 
 /** The store on the `sluice_results` bucket; its TTL (1 h) is the bucket's. */
-export function kvResultStore(kv: KV): ResultStore {
+export function kvResultStore(kv: KV, retryForMs = DEFAULT_PUBLISH_RETRY_MS): ResultStore {
   return {
     get: async (requestId) => (await getJson<StoredAnswer>(kv, requestId))?.value,
+    // retried like publishEvent: through a nats-server restart the write failed fast ("no
+    // responders"), the input was redelivered without a stored answer, and the upstream served twice
     put: async (answer) => {
-      await kv.put(answer.requestId, encodeJson(answer));
+      const giveUpAt = Date.now() + retryForMs;
+      for (let i = 1; ; i++) {
+        try {
+          await kv.put(answer.requestId, encodeJson(answer));
+          return;
+        } catch (e) {
+          if (Date.now() >= giveUpAt) throw e;
+          await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** i)));
+        }
+      }
     },
   };
 }
