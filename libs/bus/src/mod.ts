@@ -1,6 +1,7 @@
 export * from './connect.js';
 export * from './topology.js';
 export * from './publish.js';
+export * from './retry.js';
 export * from './consume.js';
 export * from './kv.js';
 export * from './control.js';

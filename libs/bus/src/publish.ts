@@ -1,6 +1,7 @@
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
 import { Headers, Subjects, type AnyEvent, type SluiceEvent, type EventType } from '@sluice/contracts';
+import { retryFor } from './retry.js';
 import { SpanAttributes, startProducerSpan, tracingOn, type TraceHeaders } from '@sluice/telemetry';
 
 const encoder = new TextEncoder();
@@ -58,13 +59,5 @@ async function send(js: JetStreamClient, subject: string, event: SluiceEvent<Eve
     if (trace.tracestate) hdrs.set(Headers.tracestate, trace.tracestate);
   }
   const data = encoder.encode(JSON.stringify(event));
-  const giveUpAt = Date.now() + (opts.retryForMs ?? DEFAULT_PUBLISH_RETRY_MS);
-  for (let i = 1; ; i++) {
-    try {
-      return await js.publish(subject, data, { msgID: event.id, ...(hdrs ? { headers: hdrs } : {}) });
-    } catch (e) {
-      if (Date.now() >= giveUpAt) throw e;
-      await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** i)));
-    }
-  }
+  return retryFor(opts.retryForMs ?? DEFAULT_PUBLISH_RETRY_MS, () => js.publish(subject, data, { msgID: event.id, ...(hdrs ? { headers: hdrs } : {}) }));
 }

@@ -1,5 +1,5 @@
 import type { KV } from '@nats-io/kv';
-import { DEFAULT_PUBLISH_RETRY_MS, encodeJson, getJson } from '@sluice/bus';
+import { DEFAULT_PUBLISH_RETRY_MS, encodeJson, getJson, retryFor } from '@sluice/bus';
 import type { StoredAnswer } from './replay.js';
 
 /** Terminal answers by request id, for redeliveries (see `StoredAnswer`). */
@@ -15,16 +15,7 @@ export function kvResultStore(kv: KV, retryForMs = DEFAULT_PUBLISH_RETRY_MS): Re
     // retried like publishEvent: through a nats-server restart the write failed fast ("no
     // responders"), the input was redelivered without a stored answer, and the upstream served twice
     put: async (answer) => {
-      const giveUpAt = Date.now() + retryForMs;
-      for (let i = 1; ; i++) {
-        try {
-          await kv.put(answer.requestId, encodeJson(answer));
-          return;
-        } catch (e) {
-          if (Date.now() >= giveUpAt) throw e;
-          await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** i)));
-        }
-      }
+      await retryFor(retryForMs, () => kv.put(answer.requestId, encodeJson(answer)));
     },
   };
 }
