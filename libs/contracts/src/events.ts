@@ -38,6 +38,12 @@ export const ServiceName = {
 } as const;
 export type ServiceName = (typeof ServiceName)[keyof typeof ServiceName];
 
+/**
+ * Model and deployment name of the router's static answer (degrade level 3). The cache never
+ * stores it and the ledger prices it at zero.
+ */
+export const STATIC_FALLBACK = 'static-fallback';
+
 /** Tenant token used in subjects for events that belong to no tenant (circuits, degradation). */
 export const SYSTEM_TENANT = '_system';
 /** Tenant token for rejections before a tenant is known (missing or wrong key). */

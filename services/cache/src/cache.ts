@@ -1,11 +1,10 @@
-import { makeEvent, ServiceName, type ChatChunk, type ChatResult, type ChatReply, type SluiceEvent } from '@sluice/contracts';
+import { makeEvent, ServiceName, STATIC_FALLBACK, type ChatChunk, type ChatResult, type ChatReply, type SluiceEvent } from '@sluice/contracts';
 import type { CacheEntry } from './entry.js';
 
 /**
  * Deployment name the router gives answers it made up at degrade level 3. They say "try again
  * later" and must never be served from the cache once the upstream is back.
  */
-export const STATIC_FALLBACK_DEPLOYMENT = 'static-fallback';
 
 export interface LookupDecision {
   event: SluiceEvent<'cache.hit'> | SluiceEvent<'cache.missed'>;
@@ -71,7 +70,7 @@ export function decideStore(completed: SluiceEvent<'chat.completed'>, ttlSeconds
   if (!cacheKey || ctx.request.cache === 'skip') return undefined;
   // a key outside the tenant's prefix would let one tenant's answer reach another
   if (!cacheKey.startsWith(`${completed.tenant}.`)) return undefined;
-  if (answer.finishReason !== 'stop' || deployment === STATIC_FALLBACK_DEPLOYMENT) return undefined;
+  if (answer.finishReason !== 'stop' || deployment === STATIC_FALLBACK) return undefined;
   return {
     key: cacheKey,
     entry: { answer, storedAt: now, requestId: completed.requestId },

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { ChatChunk, ChatResult } from '@sluice/contracts';
-import { decideLookup, decideStore, STATIC_FALLBACK_DEPLOYMENT } from './cache.js';
+import { STATIC_FALLBACK, type ChatChunk, type ChatResult } from '@sluice/contracts';
+import { decideLookup, decideStore } from './cache.js';
 import { asEntry, type CacheEntry } from './entry.js';
 import { cacheKey } from './key.js';
 import { admitted, completed, request } from './fixtures.js';
@@ -64,7 +64,7 @@ describe('decideStore', () => {
   it.each([
     ['no cache key', completed('r1', 'acme', request(), undefined)],
     ['a truncated answer', completed('r1', 'acme', request(), key, { finishReason: 'length' })],
-    ['a static fallback', completed('r1', 'acme', request(), key, { deployment: STATIC_FALLBACK_DEPLOYMENT })],
+    ['a static fallback', completed('r1', 'acme', request(), key, { deployment: STATIC_FALLBACK })],
     ['a bypassing request', completed('r1', 'acme', request({ cache: 'skip' }), key)],
     ["another tenant's key", completed('r1', 'globex', request(), key)],
   ])('does not store %s', (_, event) => {

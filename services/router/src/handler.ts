@@ -1,5 +1,5 @@
 import { publishEvent, PoisonMessage, sendReply, traceOf, type Bus, type Control, type Delivery } from '@sluice/bus';
-import { EventType, makeEvent, ServiceName, type AnyEvent, type ChatResult, type SluiceEvent } from '@sluice/contracts';
+import { EventType, makeEvent, ServiceName, STATIC_FALLBACK, type AnyEvent, type ChatResult, type SluiceEvent } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 import { route } from './router.js';
 
@@ -11,7 +11,6 @@ export interface RouterDeps {
 }
 
 /** Model and deployment named on a static answer, so the ledger can tell it from upstream answers. */
-export const STATIC_FALLBACK = 'static-fallback';
 
 /**
  * cache.missed -> chat.routed | chat.shed (terminal) | chat.completed from the static fallback
