@@ -1,5 +1,5 @@
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import { Errors, type ErrorCode } from '@sluice/contracts';
+import { Errors, openAiErrorBody, type ErrorCode } from '@sluice/contracts';
 import type { Db } from './db.js';
 import { BadParam, parseCostsQuery, parseSloQuery } from './params.js';
 import { costs } from './costs.js';
@@ -17,9 +17,9 @@ export interface AppDeps {
   logger?: FastifyServerOptions['loggerInstance'];
 }
 
-/** The catalogue's error body, with the offending parameter when there is one. */
+/** The catalogue's OpenAI-shaped error body, with the offending parameter when there is one. */
 function errorBody(code: ErrorCode, message: string, param?: string) {
-  return { error: { code, message, type: Errors[code].type, ...(param ? { param } : {}) } };
+  return openAiErrorBody(code, message, undefined, param ?? null);
 }
 
 /**
