@@ -1,8 +1,9 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, onRequestHookHandler } from 'fastify';
 import { completionBody, planChat, type ChatPlan } from './completion.js';
 import { embeddingsBody, planEmbeddings } from './embeddings.js';
-import { type ApiError, apiError, isApiError, rateLimited, serverError } from './errors.js';
+import { type ApiError, apiError, invalidRequest, isApiError, rateLimited, serverError } from './errors.js';
+import { MAX_IDEMPOTENCY_KEY } from './idempotency.js';
 import { type Admission, formatDuration } from './limits.js';
 import type { SimState } from './state.js';
 import { streamFrames, waitUnlessClosed, writeStream } from './stream.js';
@@ -21,7 +22,7 @@ export function registerApi(app: FastifyInstance, state: SimState): void {
     state.stats.requests++;
     done();
   };
-  app.post('/v1/chat/completions', { onRequest: countRequest }, (req, reply) => chat(state, req.body, reply));
+  app.post('/v1/chat/completions', { onRequest: countRequest }, (req, reply) => chatOnce(state, req.body, req.headers['idempotency-key'], reply));
   app.post('/v1/embeddings', { onRequest: countRequest }, (req, reply) => embeddings(state, req.body, reply));
 
   const models = state.models.map((id) => ({ id, object: 'model', created: MODEL_CREATED, owned_by: 'system' }));
@@ -35,7 +36,57 @@ export function registerApi(app: FastifyInstance, state: SimState): void {
   });
 }
 
-async function chat(state: SimState, body: unknown, reply: FastifyReply): Promise<FastifyReply> {
+/** What a repeat under the same Idempotency-Key is answered with. */
+export interface ServedChat {
+  plan: ChatPlan;
+  id: string;
+  created: number;
+  requestId: string;
+}
+
+/** `chat`, honouring an Idempotency-Key (see idempotency.ts). */
+async function chatOnce(state: SimState, body: unknown, key: string | string[] | undefined, reply: FastifyReply): Promise<FastifyReply> {
+  if (key === undefined) return chat(state, body, reply);
+  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_IDEMPOTENCY_KEY) {
+    const err = invalidRequest(`Idempotency-Key must be one header of 1 to ${MAX_IDEMPOTENCY_KEY} characters.`, null, 'invalid_idempotency_key');
+    return fail(state, reply, err, newRequestId());
+  }
+  const fingerprint = createHash('sha256').update(JSON.stringify(body) ?? '').digest('base64url');
+  const claim = await state.idempotency.claim(key, fingerprint, Date.now);
+  switch (claim.kind) {
+    case 'replay':
+      return replay(state, reply, claim.answer);
+    case 'mismatch': {
+      const err = apiError(422, 'This Idempotency-Key was already used with a different request body.', 'invalid_request_error', null, 'idempotency_key_reused');
+      return fail(state, reply, err, newRequestId());
+    }
+    case 'fresh':
+      try {
+        return await chat(state, body, reply, claim.complete);
+      } finally {
+        // no-op after complete: only answers served in full are kept
+        claim.release();
+      }
+    default: {
+      const _exhaustive: never = claim;
+      return _exhaustive;
+    }
+  }
+}
+
+/** Answers again exactly as the first time, without serving, charging or rate-limiting anything. */
+async function replay(state: SimState, reply: FastifyReply, served: ServedChat): Promise<FastifyReply> {
+  state.stats.replays++;
+  const { plan, id, created, requestId } = served;
+  const headers = { ...state.limitHeaders(), 'x-request-id': requestId, 'idempotent-replayed': 'true' };
+  if (!plan.stream) return reply.headers(headers).type('application/json').send(JSON.stringify(completionBody(plan, id, created)));
+  reply.hijack();
+  reply.raw.writeHead(200, { ...headers, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
+  await writeStream(reply.raw, streamFrames(plan, id, created), 0);
+  return reply;
+}
+
+async function chat(state: SimState, body: unknown, reply: FastifyReply, served?: (answer: ServedChat) => void): Promise<FastifyReply> {
   const requestId = newRequestId();
   const plan = planChat(body, state.modelSet);
   if (isApiError(plan)) return fail(state, reply, plan, requestId);
@@ -53,6 +104,7 @@ async function chat(state: SimState, body: unknown, reply: FastifyReply): Promis
   const created = Math.floor(Date.now() / 1000);
   if (!plan.stream) {
     countCompletion(state, plan);
+    served?.({ plan, id, created, requestId });
     return reply
       .headers(admission.headers)
       .header('x-request-id', requestId)
@@ -70,7 +122,10 @@ async function chat(state: SimState, body: unknown, reply: FastifyReply): Promis
   });
   // A stream cut off by the client is not counted: it was not served in full,
   // and the caller cannot know how much of it to bill either.
-  if (await writeStream(res, streamFrames(plan, id, created), tokenLatencyMs)) countCompletion(state, plan);
+  if (await writeStream(res, streamFrames(plan, id, created), tokenLatencyMs)) {
+    countCompletion(state, plan);
+    served?.({ plan, id, created, requestId });
+  }
   return reply;
 }
 

@@ -114,7 +114,7 @@ describe('accounting', () => {
   it('is exact after a mix of successes, failures, throttles and timeouts', async () => {
     // The client timeout must exceed any honest answer time even on a loaded machine.
     const { sim, client, admin } = await start({ errorRate: 0.4 }, { timeout: 1_000 });
-    const expected: SimStats = { requests: 0, completions: 0, promptTokens: 0, completionTokens: 0, totalTokens: 0, embeddings: 0, embeddingTokens: 0, errors: 0, throttled: 0, timeouts: 0 };
+    const expected: SimStats = { requests: 0, completions: 0, promptTokens: 0, completionTokens: 0, totalTokens: 0, embeddings: 0, embeddingTokens: 0, errors: 0, throttled: 0, timeouts: 0, replays: 0 };
     const ask = async (content: string, stream: boolean): Promise<void> => {
       expected.requests++;
       const msgs = [{ role: 'user' as const, content }];

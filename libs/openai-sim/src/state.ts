@@ -1,7 +1,9 @@
 import type { ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { applyFaultPatch, decideFault, type FaultOutcome, faultsFromOptions, seededRandom } from './faults.js';
+import { IdempotencyStore } from './idempotency.js';
 import { RateLimiter } from './limits.js';
+import type { ServedChat } from './api.js';
 import type { Faults, SimOptions, SimStats } from './types.js';
 
 /** Models served when none are configured. */
@@ -23,6 +25,7 @@ export function emptyStats(): SimStats {
     errors: 0,
     throttled: 0,
     timeouts: 0,
+    replays: 0,
   };
 }
 
@@ -32,6 +35,8 @@ export class SimState {
   readonly modelSet: ReadonlySet<string>;
   /** Responses deliberately left hanging, destroyed on close. */
   readonly held = new Set<ServerResponse>();
+  /** Chat answers served in full, by Idempotency-Key. */
+  readonly idempotency = new IdempotencyStore<ServedChat>();
   stats: SimStats = emptyStats();
   private current: Faults;
   private readonly limiter: RateLimiter;
@@ -60,6 +65,7 @@ export class SimState {
   /** Zeroes the counters and refills the buckets. */
   reset(): void {
     this.stats = emptyStats();
+    this.idempotency.clear();
     this.limiter.fill(now());
   }
 

@@ -51,6 +51,8 @@ export interface SimStats {
   throttled: number;
   /** Requests deliberately left hanging. */
   timeouts: number;
+  /** Repeats answered from a stored answer under their Idempotency-Key (not counted as completions). */
+  replays: number;
 }
 
 /** A running simulator. */
