@@ -66,6 +66,8 @@ export interface Harness {
   deliver(routed: SluiceEvent<'chat.routed'>, delivery: Arrival): Promise<Outcome>;
   /** What the results bucket holds for a request. */
   stored(requestId: string): Promise<StoredAnswer | undefined>;
+  /** Deletes a request's stored answer: what an invoker that died before storing it leaves behind. */
+  forget(requestId: string): Promise<void>;
   /** The events of a request that the stream kept (duplicates dropped), in stream order. */
   streamed(requestId: string): Promise<AnyEvent[]>;
   stop(): Promise<void>;
@@ -148,6 +150,7 @@ export async function startHarness(deployments: Record<string, DeploymentSpec>, 
     },
     deliver: (event, delivery) => answerOf(event, () => handler(event, delivery)),
     stored: (requestId) => results.get(requestId),
+    forget: async (requestId) => void (await buckets.results.purge(requestId)),
     async streamed(requestId) {
       const stream = Topology.stream.name;
       let left = (await bus.jsm.streams.info(stream)).state.messages;

@@ -137,10 +137,12 @@ export function createInvoker(deps: InvokerDeps): Invoke {
       let forwarded = false;
       const started = performance.now();
       const latency = () => Math.round((performance.now() - started) * 10) / 10;
+      const model = deployment.upstreamModel ?? candidate.model;
       try {
         const answer = await callUpstream({
           client: deps.clients.get(candidate.deployment, deployment),
-          model: deployment.upstreamModel ?? candidate.model,
+          model,
+          idempotencyKey: idempotencyKey(requestId, candidate.deployment, model),
           request: ctx.request,
           ...(event.data.maxTokens !== undefined ? { maxTokens: event.data.maxTokens } : {}),
           idleTimeoutMs: deployment.timeoutMs,
@@ -243,6 +245,15 @@ export function createInvoker(deps: InvokerDeps): Invoke {
       }
     }
   };
+}
+
+/**
+ * One key per request, deployment and model: the body sent for them is the same on every
+ * delivery (it comes from the chat.routed event), as an idempotency key requires. Retries after a
+ * failure reuse it, which is right: upstreams keep only answers served in full.
+ */
+export function idempotencyKey(requestId: string, deployment: string, model: string): string {
+  return `sluice:${requestId}:${deployment}:${model}`;
 }
 
 /**

@@ -215,6 +215,21 @@ describe('a redelivered chat.routed', () => {
     expect(again.events).toEqual([failed]);
   });
 
+  it('repeats the upstream call under the same Idempotency-Key when the answer was served but not stored', async () => {
+    const out = await invoke([{ model: 'gpt-4o-mini', deployment: 'primary' }]);
+    // the invoker died after the upstream answered and before the answer reached the bucket
+    await h.forget(out.requestId);
+    expect(await h.stored(out.requestId)).toBeUndefined();
+    const served = sims.primary!.stats();
+
+    const again = await h.deliver(out.routed, { redelivered: 2 });
+    // the upstream recognised the repeat: nothing served or charged twice, same answer
+    expect(sims.primary!.stats()).toMatchObject({ completions: served.completions, promptTokens: served.promptTokens, replays: served.replays + 1 });
+    expect(again.final).toMatchObject({ message: (out.final as ChatResult).message, usage: (out.final as ChatResult).usage });
+    expect(only(again.events, 'invoke.attempted')[0]?.id).toBe(`${out.requestId}:invoke.attempted:2.1`);
+    expect((await h.stored(out.requestId))?.result).toEqual(again.final);
+  });
+
   it('calls the upstream when nothing was stored, with attempt ids apart from the first delivery\'s', async () => {
     const routed = h.routed([{ model: 'gpt-4o-mini', deployment: 'primary' }]);
     const { requestId } = routed;

@@ -40,6 +40,12 @@ export interface UpstreamCall {
   model: string;
   request: ChatRequest;
   maxTokens?: number;
+  /**
+   * Sent as the Idempotency-Key header: the same for every delivery of the same call (request,
+   * deployment, model), so an upstream that honours it answers a call repeated after our crash
+   * from its record instead of serving (and charging) it twice.
+   */
+  idempotencyKey?: string;
   /** Abort after this long without progress (headers, or the next streamed chunk). */
   idleTimeoutMs: number;
   deadline: number;
@@ -67,7 +73,11 @@ export async function callUpstream(call: UpstreamCall): Promise<UpstreamAnswer> 
   try {
     const body = params(call);
     // the SDK's header timeout a little later than ours, so ours wins and names the reason
-    const options = { signal: timer.signal, timeout: timer.arm() + 50 };
+    const options = {
+      signal: timer.signal,
+      timeout: timer.arm() + 50,
+      ...(call.idempotencyKey !== undefined ? { headers: { 'Idempotency-Key': call.idempotencyKey } } : {}),
+    };
     if (!call.request.stream) {
       const { data, response } = await call.client.chat.completions.create({ ...body, stream: false }, options).withResponse();
       const choice = data.choices[0];
