@@ -27,9 +27,9 @@ export type Claim<T> =
   | { kind: 'replay'; answer: T }
   | { kind: 'mismatch' };
 
-/** How long a served answer is kept, and how many at most (oldest dropped first). */
+/** How long a served answer is kept, and how many at most (oldest dropped first; a few KB each). */
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
-export const IDEMPOTENCY_CAPACITY = 100_000;
+export const IDEMPOTENCY_CAPACITY = 20_000;
 /** Longest key accepted, as Stripe's. */
 export const MAX_IDEMPOTENCY_KEY = 255;
 

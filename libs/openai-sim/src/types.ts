@@ -64,7 +64,7 @@ export interface Sim {
   stats(): SimStats;
   /** Changes behaviour at run time; `null` clears a rate limit. */
   setFaults(f: Partial<Faults>): void;
-  /** Zeroes the counters and refills the rate-limit buckets; faults are kept. */
+  /** Zeroes the counters, refills the rate-limit buckets and forgets idempotency keys; faults are kept. */
   reset(): void;
   /** Stops listening and drops every open connection, hanging ones included. */
   close(): Promise<void>;
