@@ -2,8 +2,9 @@ import { defineConfig } from 'vitest/config';
 
 // Tiers, told apart by file name: *.unit.spec.ts (pure, no I/O), *.int.spec.ts (one package
 // against real NATS/Postgres), test/**/*.e2e.spec.ts (the whole stack as processes), and
-// test/**/*.chaos.spec.ts (the whole stack for minutes while processes are killed), which
-// `npm test` leaves out (it names its projects) and `npm run chaos` runs.
+// test/**/*.chaos.spec.ts (the whole stack for two minutes while processes are killed; also
+// alone as `npm run chaos`). Groups run one after another (unit and int together, then e2e,
+// then chaos), so a stack of processes never shares the two cores with another.
 
 export default defineConfig({
   test: {
@@ -26,6 +27,7 @@ export default defineConfig({
         test: {
           name: 'e2e',
           include: ['test/**/*.e2e.spec.ts'],
+          sequence: { groupOrder: 1 },
           testTimeout: 120_000,
           hookTimeout: 180_000,
           // each e2e file runs a whole stack of processes; two at once would starve two cores
@@ -33,10 +35,10 @@ export default defineConfig({
         },
       },
       {
-        // e2e files that kill processes for minutes: `npm run chaos`, not `npm test`
         test: {
           name: 'chaos',
           include: ['test/**/*.chaos.spec.ts'],
+          sequence: { groupOrder: 2 },
           testTimeout: 400_000,
           hookTimeout: 180_000,
           fileParallelism: false,

@@ -216,7 +216,7 @@ describe('crash safety', () => {
           recalled,
           // a handler that failed after the upstream answered (e.g. publish during the NATS restart) is redelivered
           invokerRedeliveries: stack.logs.filter((l) => l.startsWith('[invoker]') && /redeliver|delivery/.test(l)).map((l) => l.slice(0, 1500)),
-          sim: { completions: sim.completions, promptTokens: sim.promptTokens, completionTokens: sim.completionTokens },
+          sim: { completions: sim.completions, replays: sim.replays, promptTokens: sim.promptTokens, completionTokens: sim.completionTokens },
           ledger: costs.totals,
         },
         null,
@@ -236,6 +236,9 @@ describe('crash safety', () => {
 
     // not charged twice: one completion per request, one charged row per completion
     expect(costs.totals.completed).toBe(completedIds.size);
+    // every call repeated on a redelivery (after a crash, or a handler slower than the ack wait)
+    // carried the first call's Idempotency-Key: the upstream served each completion once
+    expect(sim.completions).toBe(completedIds.size);
     // exact: the ledger bills what the upstream served, token for token
     expect(costs.totals.inputTokens).toBe(sim.promptTokens);
     expect(costs.totals.outputTokens).toBe(sim.completionTokens);
