@@ -12,7 +12,7 @@
  * direct,http,nats) picks paths, BENCH_SERVICES (default all) the services started (e.g. without
  * the ledger, to see its share of the machine). BENCH_DETAIL=1 adds, per gateway run, the median
  * time between consecutive events of a request (as the bench sees them arrive on the bus) and the
- * CPU each process spent per request.
+ * CPU each process spent per request. Every run ends with each process's resident memory.
  */
 import { Agent, request } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -143,6 +143,24 @@ function cpuSnapshot(): Map<string, number> {
   snap.set('bench+sim', (u.user + u.system) / 1000);
   return snap;
 }
+/** Resident memory (MB) of every service and nats-server: now, and the peak since start (VmHWM). */
+function memoryLine(): string {
+  const procs: Array<[string, number | undefined]> = [...stack.services].map(([n, s]) => [n, s.pid]);
+  procs.push(['nats-server', stack.nats?.process.pid]);
+  const parts: string[] = [];
+  for (const [name, pid] of procs) {
+    if (!pid) continue;
+    try {
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      const kb = (field: string) => Number(/\s(\d+) kB/.exec(status.split('\n').find((l) => l.startsWith(field)) ?? '')?.[1] ?? NaN);
+      parts.push(`${name} ${(kb('VmRSS:') / 1024).toFixed(0)}/${(kb('VmHWM:') / 1024).toFixed(0)}`);
+    } catch {
+      // gone
+    }
+  }
+  return `memory MB (resident now/peak): ${parts.join(', ')}\n`;
+}
+
 function describeRun(name: string, c: number, requests: number, before: Map<string, number>): string {
   const after = cpuSnapshot();
   const cpu = [...after].map(([n, ms]) => `${n} ${((ms - (before.get(n) ?? 0)) / Math.max(1, requests)).toFixed(2)}`).join(', ');
@@ -190,6 +208,7 @@ for (const c of levels) {
   }
 }
 for (const d of details) process.stdout.write(d);
+process.stdout.write(memoryLine());
 if (process.env.BENCH_JSON) process.stdout.write(`${JSON.stringify(rows)}\n`);
 await nc.close();
 await stack.stop();
