@@ -11,6 +11,6 @@ export interface EventsTable {
   service: string;
   at: ColumnType<Date, Date, never>;
   reason: string;
-  /** The event's data as JSON text on the way in (without the request's messages). */
+  /** The event's data (without the request's messages); inserted by writes.ts inside one JSON document per batch. */
   data: ColumnType<unknown, string, never>;
 }

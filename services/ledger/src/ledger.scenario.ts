@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import { connectBus, ensureTopology, publishEvent, type Bus } from '@sluice/bus';
-import { Topology, type AnyEvent } from '@sluice/contracts';
+import { AckPolicy, DeliverPolicy } from '@nats-io/jetstream';
+import { Subjects, Topology, makeEvent, type AnyEvent } from '@sluice/contracts';
 import { createLogger } from '@sluice/telemetry';
 import { freePort, startNats, type LocalNats } from '@sluice/bus/nats-server';
 import type { FastifyInstance } from 'fastify';
@@ -255,6 +256,47 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
       await start();
       await caughtUp();
       expect((await get(`/v1/costs${DAY}&groupBy=tenant,model`)).body).toEqual(before);
+    });
+
+    it('moves a consumer that acks each message to ack-all, starting after the database position', async () => {
+      await allAcked();
+      await stop();
+      const before = (await get(`/v1/costs${DAY}`)).body.totals;
+      // the consumer as a ledger before ack-all created it: explicit acks, from the start of the stream
+      await bus.jsm.consumers.delete(Topology.stream.name, Topology.consumers.ledger);
+      await bus.jsm.consumers.add(Topology.stream.name, {
+        durable_name: Topology.consumers.ledger,
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        filter_subject: Subjects.allEvents,
+        max_ack_pending: 2000,
+      });
+      await publishAll(completedRequest({ id: 'r12', tenant: 'acme', at: T0 + 120 }, 'gpt-4o-mini', 1000, 0, 50));
+      batches.length = 0;
+      await start();
+      await caughtUp();
+      await allAcked();
+      expect((await bus.jsm.consumers.info(Topology.stream.name, Topology.consumers.ledger)).config.ack_policy).toBe(AckPolicy.All);
+      // recreated after the position, so nothing already projected was delivered again
+      expect(batches.reduce((n, b) => n + b.skipped, 0)).toBe(0);
+      expect(batches.reduce((n, b) => n + b.applied, 0)).toBe(6);
+      const after = (await get(`/v1/costs${DAY}`)).body.totals;
+      expect(after.requests).toBe(before.requests + 1);
+      expect(after.costUsd).toBeCloseTo(before.costUsd + 0.00015, 9);
+    });
+
+    it('stores text exactly as the event carried it (rows travel to the database as JSON)', async () => {
+      const odd = `it's "quoted" \\ back\\slash, tab\t, ünïcødé 🚀, {"json": [1]}`;
+      const rejected = makeEvent(
+        'chat.rejected',
+        { requestId: 'r13', tenant: 'acme', service: 'ingress', at: T0 + 131, reason: odd },
+        { code: 'invalid_api_key', status: 401, message: 'The API key is not valid for this tenant.', stage: 'ingress', model: odd, user: odd, receivedAt: T0 + 130 },
+      ) as AnyEvent;
+      await publishAll([rejected]);
+      await caughtUp();
+      const { body } = await get('/v1/requests/r13');
+      expect(body).toMatchObject({ outcome: 'rejected', userId: odd, requestedModel: odd, latencyMs: 1, receivedAt: new Date(T0 + 130).toISOString() });
+      expect(body.timeline).toMatchObject([{ type: 'chat.rejected', reason: odd, at: new Date(T0 + 131).toISOString(), data: { model: odd, user: odd } }]);
     });
 
     // only Postgres has connections to drop; the PGlite suite does not declare this test

@@ -3,7 +3,7 @@ export { migrate } from './migrate.js';
 export { buildApp, type AppDeps } from './http.js';
 export { startProjector, ensureLedgerConsumer, resetLedgerConsumer, streamLastSeq, LEDGER_POSITION, type Projector, type ProjectorOptions } from './consumer.js';
 export { applyBatch, readPosition, truncateProjections, type RawEvent, type StreamReader, type BatchResult } from './store.js';
-export { project, mergeUpserts, type Projection, type RequestUpsert, type PriceOf } from './project.js';
+export { project, mergeUpserts, type Projection, type RequestUpsert, type PriceOf, type TimelineRow } from './project.js';
 export { costUsd, type Price } from './money.js';
 export type { CostsReport, CostRow, CostFigures } from './costs.js';
 export type { SloReport, SloFigures } from './slo.js';

@@ -1,6 +1,4 @@
-import type { Insertable } from 'kysely';
 import { Errors, type AnyEvent, type RequestContext } from '@sluice/contracts';
-import type { EventsTable } from './events.table.js';
 import { Outcome, type NewRequest, type RequestPatch } from './requests.table.js';
 import { costUsd, type Price } from './money.js';
 
@@ -19,8 +17,23 @@ export interface RequestUpsert {
   update?: RequestPatch;
 }
 
+/**
+ * An event's row in `events`, as it is sent: the batch's rows travel as one JSON document (see
+ * store.ts), so `data` stays an object here and is serialized once with the rest.
+ */
+export interface TimelineRow {
+  seq: number;
+  request_id: string | null;
+  type: string;
+  tenant: string;
+  service: string;
+  at: Date;
+  reason: string;
+  data: unknown;
+}
+
 export interface Projection {
-  event: Insertable<EventsTable>;
+  event: TimelineRow;
   request?: RequestUpsert;
 }
 
@@ -32,7 +45,7 @@ export interface Projection {
  * const { event, request } = project(42, completedEvent, (m) => config.models[m]?.price);
  */
 export function project(seq: number, e: AnyEvent, priceOf: PriceOf): Projection {
-  const event: Insertable<EventsTable> = {
+  const event: TimelineRow = {
     seq,
     request_id: e.requestId || null,
     type: e.type,
@@ -40,7 +53,7 @@ export function project(seq: number, e: AnyEvent, priceOf: PriceOf): Projection 
     service: e.service,
     at: new Date(e.at),
     reason: e.reason,
-    data: JSON.stringify(timelineData(e.data)),
+    data: timelineData(e.data),
   };
   const request = e.requestId ? requestChange(e, priceOf) : undefined;
   return request ? { event, request } : { event };

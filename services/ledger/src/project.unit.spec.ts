@@ -16,7 +16,7 @@ describe('project', () => {
 
   it('keeps the request messages off the timeline row', () => {
     const p = project(1, requested(r), priceOf);
-    const data = JSON.parse(p.event.data) as { ctx: { request: Record<string, unknown> } };
+    const data = p.event.data as { ctx: { request: Record<string, unknown> } };
     expect(data.ctx.request.messages).toBeUndefined();
     expect(data.ctx.request.messageCount).toBe(1);
     expect(p.event).toMatchObject({ seq: 1, request_id: 'r1', type: 'chat.requested', service: 'ingress', tenant: 'acme' });

@@ -2,8 +2,8 @@ import { sql } from 'kysely';
 import type { Logger } from '@sluice/telemetry';
 import { parseEvent } from '@sluice/contracts';
 import type { Db } from './db.js';
-import { mergeUpserts, project, type PriceOf, type Projection, type RequestUpsert } from './project.js';
-import type { RequestPatch } from './requests.table.js';
+import { mergeUpserts, project, type PriceOf, type Projection } from './project.js';
+import { insertTimeline, lockPosition, savePosition, upsertRequests } from './writes.js';
 
 /** A message of the event stream: its sequence and its bytes. */
 export interface RawEvent {
@@ -38,8 +38,6 @@ export interface BatchResult {
   filled: number;
 }
 
-const INSERT_CHUNK = 500;
-
 /**
  * Applies a batch in one transaction: every event past the stored position, in sequence order,
  * then the new position. A replay counts nothing twice because the position moves with the rows.
@@ -55,9 +53,7 @@ const INSERT_CHUNK = 500;
  */
 export async function applyBatch(db: Db, messages: RawEvent[], deps: BatchDeps): Promise<BatchResult> {
   return db.transaction().execute(async (trx) => {
-    await trx.insertInto('ledger_position').values({ name: deps.name, seq: 0 }).onConflict((oc) => oc.column('name').doNothing()).execute();
-    const row = await trx.selectFrom('ledger_position').select('seq').where('name', '=', deps.name).forUpdate().executeTakeFirstOrThrow();
-    const from = Number(row.seq);
+    const from = await lockPosition(trx, deps.name);
 
     const fresh = [...new Map(messages.filter((m) => m.seq > from).map((m) => [m.seq, m])).values()].sort((a, b) => a.seq - b.seq);
     const ordered: RawEvent[] = [];
@@ -84,45 +80,13 @@ export async function applyBatch(db: Db, messages: RawEvent[], deps: BatchDeps):
         deps.log.error({ err, seq: m.seq }, 'skipping malformed event');
       }
     }
-    for (let i = 0; i < projections.length; i += INSERT_CHUNK) {
-      const rows = projections.slice(i, i + INSERT_CHUNK).map((p) => p.event);
-      await trx.insertInto('events').values(rows).onConflict((oc) => oc.column('seq').doNothing()).execute();
-    }
-    for (const [columns, group] of byShape(mergeUpserts(projections.flatMap((p) => (p.request ? [p.request] : []))))) {
-      for (let i = 0; i < group.length; i += INSERT_CHUNK) {
-        // an upsert's insert row carries its update's values, so `excluded` holds them
-        await trx
-          .insertInto('requests')
-          .values(group.slice(i, i + INSERT_CHUNK).map((u) => u.insert))
-          .onConflict((oc) =>
-            columns.length
-              ? oc.column('request_id').doUpdateSet((eb) => Object.fromEntries(columns.map((c) => [c, eb.ref(`excluded.${c}`)])))
-              : oc.column('request_id').doNothing(),
-          )
-          .execute();
-      }
-    }
+    // rows travel as one JSON document a statement (writes.ts), so no parameter limit splits a batch
+    if (projections.length) await insertTimeline(trx, projections.map((p) => p.event));
+    await upsertRequests(trx, mergeUpserts(projections.flatMap((p) => (p.request ? [p.request] : []))));
     const position = ordered.length ? ordered[ordered.length - 1]!.seq : from;
-    if (position !== from) await trx.updateTable('ledger_position').set({ seq: position }).where('name', '=', deps.name).execute();
+    if (position !== from) await savePosition(trx, deps.name, position);
     return { position, applied: projections.length, skipped: messages.length - fresh.length, malformed, filled };
   });
-}
-
-type RequestColumn = keyof RequestPatch & string;
-
-/**
- * Groups upserts by the columns they update, so each group is one multi-row statement: a batch
- * writes its requests in a handful of statements instead of one round trip per request.
- */
-function byShape(upserts: RequestUpsert[]): Map<RequestColumn[], RequestUpsert[]> {
-  const groups = new Map<string, { columns: RequestColumn[]; upserts: RequestUpsert[] }>();
-  for (const u of upserts) {
-    const columns = Object.keys(u.update ?? {}).sort() as RequestColumn[];
-    const key = columns.join(',');
-    const g = groups.get(key) ?? groups.set(key, { columns, upserts: [] }).get(key)!;
-    g.upserts.push(u);
-  }
-  return new Map([...groups.values()].map((g) => [g.columns, g.upserts]));
 }
 
 async function readGap(deps: BatchDeps, from: number, to: number): Promise<RawEvent[]> {
