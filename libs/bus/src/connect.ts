@@ -1,6 +1,7 @@
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import type { Logger } from '@sluice/telemetry';
+import './request-patch.js';
 
 export interface Bus {
   nc: NatsConnection;
