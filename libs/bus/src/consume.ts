@@ -4,9 +4,14 @@ import { AckPolicy, DeliverPolicy, type JsMsg } from '@nats-io/jetstream';
 import { Headers, parseEvent, Topology, type AnyEvent } from '@sluice/contracts';
 import { SpanAttributes, traceProcess, tracingOn, type Logger } from '@sluice/telemetry';
 import type { Bus } from './connect.js';
+import { ackSoon, flushAcks } from './acks.js';
+import { pullInBatches } from './linger.js';
 
 /** Redelivery delay of a message whose consumer died without acking it. */
 export const DEFAULT_ACK_WAIT_MS = 5_000;
+
+/** Below this many messages in flight, acks go out at once rather than waiting to share a write. */
+const MIN_CONCURRENCY_TO_HOLD_ACKS = 32;
 
 /** Thrown by a handler for input that can never succeed: the message is terminated, not redelivered. */
 export class PoisonMessage extends Error {}
@@ -45,6 +50,11 @@ export interface ConsumeOptions {
    * (`working()`), so they are not redelivered while they run.
    */
   ackWaitMs?: number;
+  /**
+   * For consumers that need not react at once: gather messages for this long and pull them in
+   * one batch instead of one delivery per message (see linger.ts). Unset: a standing pull.
+   */
+  lingerMs?: number;
   /** Where a new durable starts; defaults to new messages only. */
   deliverAll?: boolean;
   log: Logger;
@@ -58,8 +68,9 @@ export interface Consumption {
 /**
  * Consumes events with a durable pull consumer and runs handlers concurrently (a consume loop
  * that awaits each message caps at ~1,000 msg/s). A message is acked when its handler resolves,
- * which by convention is after the handler's output event was acked by the stream; a throw naks
- * it with a delay, a PoisonMessage or a malformed event terminates it.
+ * which by convention is after the handler's output event was acked by the stream (the ack itself
+ * may wait up to ACK_LINGER_MS to share a write, see acks.ts); a throw naks it with a delay, a
+ * PoisonMessage or a malformed event terminates it.
  */
 export async function consumeEvents(bus: Bus, opts: ConsumeOptions): Promise<Consumption> {
   const stream = Topology.stream.name;
@@ -120,7 +131,11 @@ export async function consumeEvents(bus: Bus, opts: ConsumeOptions): Promise<Con
       if (!tracingOn()) await opts.handler(event, delivery);
       // the handler runs inside the consumer span, so what it publishes, fetches or queries is a child
       else await traceProcess(processFacts(msg, event, opts.durable), delivery, () => opts.handler(event, delivery));
-      msg.ack();
+      // held briefly to share a write with the next publish (acks.ts): a write per ack was a
+      // large part of each service's CPU at low rates. A held ack keeps its max_ack_pending slot
+      // for up to ACK_LINGER_MS, which only a consumer with few slots would feel.
+      if (opts.concurrency >= MIN_CONCURRENCY_TO_HOLD_ACKS) ackSoon(msg);
+      else msg.ack();
     } catch (e) {
       if (e instanceof PoisonMessage) {
         opts.log.error({ err: e, seq: msg.seq }, 'terminating poison message');
@@ -136,16 +151,21 @@ export async function consumeEvents(bus: Bus, opts: ConsumeOptions): Promise<Con
     }
   };
 
-  const messages = await consumer.consume({
-    max_messages: Math.max(1, Math.min(opts.concurrency, 1000)),
-    callback: (msg) => {
-      void handle(msg);
-    },
-  });
+  const maxMessages = Math.max(1, Math.min(opts.concurrency, 1000));
+  const messages =
+    opts.lingerMs !== undefined
+      ? pullInBatches(consumer, { lingerMs: opts.lingerMs, maxBatch: maxMessages, log: opts.log }, handle)
+      : await consumer.consume({
+          max_messages: maxMessages,
+          callback: (msg) => {
+            void handle(msg);
+          },
+        });
   return {
     async stop() {
       await messages.close();
       if (inFlight.size > 0) await new Promise<void>((r) => (drained = r));
+      flushAcks();
       clearInterval(heartbeat);
     },
   };

@@ -3,6 +3,7 @@ export * from './topology.js';
 export * from './publish.js';
 export * from './retry.js';
 export * from './consume.js';
+export { ACK_LINGER_MS, flushAcks } from './acks.js';
 export * from './kv.js';
 export * from './control.js';
 export * from './reply.js';

@@ -2,6 +2,7 @@ import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
 import { Headers, Subjects, type AnyEvent, type SluiceEvent, type EventType } from '@sluice/contracts';
 import { retryFor } from './retry.js';
+import { flushAcks } from './acks.js';
 import { SpanAttributes, startProducerSpan, tracingOn, type TraceHeaders } from '@sluice/telemetry';
 
 const encoder = new TextEncoder();
@@ -59,5 +60,7 @@ async function send(js: JetStreamClient, subject: string, event: SluiceEvent<Eve
     if (trace.tracestate) hdrs.set(Headers.tracestate, trace.tracestate);
   }
   const data = encoder.encode(JSON.stringify(event));
+  // held acks go out in the same socket write as this publish
+  flushAcks();
   return retryFor(opts.retryForMs ?? DEFAULT_PUBLISH_RETRY_MS, () => js.publish(subject, data, { msgID: event.id, ...(hdrs ? { headers: hdrs } : {}) }));
 }

@@ -39,6 +39,8 @@ export async function startDegrader(ctx: ServiceContext, opts: DegraderOptions =
     durable: Topology.consumers.degraderInvoke,
     filter: Subjects.eventsOf('invoke.attempted'),
     concurrency: 1000,
+    // attempts are folded in once a tick anyway: batched pulls instead of a wake-up per attempt
+    lingerMs: 250,
     log,
     handler: async (event: AnyEvent) => {
       if (event.type !== 'invoke.attempted') throw new PoisonMessage(`degrader got ${event.type} on the attempts consumer`);
