@@ -6,7 +6,9 @@ import { LimitStore } from './store.js';
 // limiter: chat.requested -> chat.admitted | chat.throttled (terminal, 429 with retry-after);
 // chat.completed -> token buckets charged the actual usage minus the estimate.
 await runService(ServiceName.Limiter, async ({ bus, buckets, control, log }) => {
-  const store = new LimitStore(buckets.limits, { log });
+  // leased blocks of 1% of a bucket's per-minute requests, unused remainders given back after 2 s:
+  // most admissions need no KV round trip (a burst may exceed a full bucket by 1% per replica)
+  const store = new LimitStore(buckets.limits, { log, lease: { fraction: 0.01, ttlMs: 2000 } });
   const deps = { bus, store, control, log };
   const admission = await consumeEvents(bus, {
     durable: Topology.consumers.limiter,
@@ -19,8 +21,11 @@ await runService(ServiceName.Limiter, async ({ bus, buckets, control, log }) => 
     durable: Topology.consumers.limiterReconcile,
     filter: Subjects.eventsOf(EventType.ChatCompleted),
     concurrency: 128,
+    // a completion's charge can wait: batched pulls instead of a wake-up per completed request
+    lingerMs: 200,
     log,
     handler: onChatCompleted(deps),
   });
-  return [admission, reconcile];
+  // closed last: consumers stop first, then the leases go back to their buckets
+  return [() => store.close(), admission, reconcile];
 });

@@ -1,0 +1,71 @@
+import { describe, expect, it } from 'vitest';
+import { leaseBlock, Leases, planWrite } from './leases.js';
+
+const rate = { requestsPerMinute: 1000, tokensPerMinute: 1_000_000 };
+const keys = { tenant: 't.a', global: 'g' };
+
+describe('leaseBlock', () => {
+  it('takes a share of the request limit and twice the tokens those requests need', () => {
+    expect(leaseBlock({ requests: 500, tokens: 500_000, at: 0 }, rate, 100, 0.01)).toEqual({ requests: 10, tokens: 2000 });
+  });
+
+  it('never takes more than the bucket holds', () => {
+    expect(leaseBlock({ requests: 3.7, tokens: 250, at: 0 }, rate, 100, 0.01)).toEqual({ requests: 3, tokens: 250 });
+  });
+
+  it('takes nothing when the block would not cover one request', () => {
+    // 60/min at 1%: less than one request per block, so such buckets are always decided in KV
+    expect(leaseBlock({ requests: 60, tokens: 1e6, at: 0 }, { requestsPerMinute: 60, tokensPerMinute: 1e6 }, 10, 0.01)).toBeUndefined();
+    expect(leaseBlock({ requests: 0.5, tokens: 1e6, at: 0 }, rate, 10, 0.01)).toBeUndefined();
+    expect(leaseBlock({ requests: 500, tokens: 50, at: 0 }, rate, 100, 0.01)).toBeUndefined();
+  });
+});
+
+describe('Leases', () => {
+  it('covers only the layers whose lease has a request and the tokens, and debits them', () => {
+    const leases = new Leases({ fraction: 0.01, ttlMs: 1000 });
+    leases.replace('t.a', 'tenant', rate, { requests: 0, tokens: 0 }, { requests: 2, tokens: 300 }, 0);
+    expect(leases.cover(keys, ['tenant', 'global'], 100)).toEqual(['tenant']);
+    expect(leases.cover(keys, ['tenant', 'global'], 250)).toEqual([]);
+    expect(leases.get('t.a')).toMatchObject({ requests: 1, tokens: 200 });
+    leases.credit('t.a', 1, 100);
+    expect(leases.get('t.a')).toMatchObject({ requests: 2, tokens: 300 });
+  });
+
+  it('on a top-up keeps what was used of the folded remainder while the write was in flight', () => {
+    const leases = new Leases({ fraction: 0.01, ttlMs: 1000 });
+    leases.replace('t.a', 'tenant', rate, { requests: 0, tokens: 0 }, { requests: 3, tokens: 300 }, 0);
+    const folded = leases.remainder('t.a');
+    // an admission takes one request from the lease while the bucket write is awaited
+    leases.cover(keys, ['tenant'], 100);
+    leases.replace('t.a', 'tenant', rate, folded, { requests: 10, tokens: 2000 }, 5);
+    // the folded 3 went back to the bucket, but one of them was used: the new block is one short
+    expect(leases.get('t.a')).toMatchObject({ requests: 9, tokens: 1900, takenAt: 5 });
+  });
+
+  it('hands back leases not topped up within the ttl, or all of them', () => {
+    const leases = new Leases({ fraction: 0.01, ttlMs: 1000 });
+    leases.replace('t.a', 'tenant', rate, { requests: 0, tokens: 0 }, { requests: 3, tokens: 300 }, 0);
+    leases.replace('g', 'global', rate, { requests: 0, tokens: 0 }, { requests: 3, tokens: 300 }, 900);
+    expect(leases.takeExpired(1000).map(([k]) => k)).toEqual(['t.a']);
+    expect(leases.takeExpired(1000, true).map(([k]) => k)).toEqual(['g']);
+    expect(leases.size).toBe(0);
+  });
+});
+
+describe('planWrite', () => {
+  const bucket = { requests: 500, tokens: 500_000, at: 7 };
+
+  it('takes a block out of the write for admissions, sized for the largest estimate', () => {
+    expect(planWrite(bucket, 'tenant', rate, [100, 300], undefined, 0.01)).toMatchObject({
+      block: { requests: 10, tokens: 6000 },
+      value: { requests: 490, tokens: 494_000, at: 7 },
+    });
+  });
+
+  it('with only changes, writes the folded remainder back and takes nothing', () => {
+    const plan = planWrite(bucket, 'tenant', rate, [], { requests: 2, tokens: 50 }, 0.01);
+    expect(plan).toMatchObject({ folded: { requests: 2, tokens: 50 }, block: { requests: 0, tokens: 0 }, value: bucket });
+    expect(planWrite(bucket, 'tenant', rate, [], undefined, 0.01)).toBeUndefined();
+  });
+});
