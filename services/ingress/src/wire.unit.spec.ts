@@ -51,6 +51,14 @@ describe('ids', () => {
     expect(newRequestId()).not.toBe(a);
   });
 
+  it('stay unique across refills of the random pool', () => {
+    // ~90 requests' worth of bytes per fill: 1,000 ids and traces span about ten refills
+    const ids = new Set(Array.from({ length: 1000 }, () => newRequestId()));
+    const traces = new Set(Array.from({ length: 1000 }, () => continueTrace(undefined)));
+    expect(ids.size).toBe(1000);
+    expect(traces.size).toBe(1000);
+  });
+
   it('continues a caller trace with a new span, or starts one', () => {
     const incoming = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
     const next = continueTrace(incoming);
