@@ -12,14 +12,17 @@
  * direct,http,nats) picks paths, BENCH_SERVICES (default all) the services started (e.g. without
  * the ledger, to see its share of the machine). BENCH_DETAIL=1 adds, per gateway run, the median
  * time between consecutive events of a request (as the bench sees them arrive on the bus) and the
- * CPU each process spent per request. Every run ends with each process's resident memory.
+ * CPU each process spent per request. After each gateway run the bench waits for the ledger to
+ * catch up (its lag is printed, and keeps the next run from paying for this one's backlog); the
+ * end prints each process's resident memory.
  */
 import { Agent, request } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import type { ServiceName } from '@sluice/contracts';
+import { Topology, type ServiceName } from '@sluice/contracts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { SluiceClient } from '@sluice/client';
 import { freePort } from '@sluice/bus/nats-server';
 import { ROOT, startStack } from './stack.js';
@@ -186,10 +189,26 @@ if (detail) {
   details.push(`idle CPU: ${idle.join(', ')}\n`);
 }
 
+/**
+ * How far the ledger trails the stream when a run ends, and how long it takes to catch up. The
+ * ledger is off the request path, so a run can outpace it; a throughput it cannot sustain shows
+ * here as a backlog that keeps growing with the run's length.
+ */
+async function ledgerLag(): Promise<string> {
+  const jsm = await jetstreamManager(nc);
+  const last = (await jsm.streams.info(Topology.stream.name)).state.last_seq;
+  const position = async () => ((await (await fetch(`${stack.ledgerUrl}/v1/ledger/position`)).json()) as { seq: number }).seq;
+  const behind = last - (await position());
+  const t0 = performance.now();
+  while ((await position()) < last && performance.now() - t0 < 60_000) await new Promise((r) => setTimeout(r, 20));
+  return `ledger ${behind} events behind at the end, caught up in ${Math.round(performance.now() - t0)} ms`;
+}
+
 const cpus = (await import('node:os')).cpus().length;
 process.stdout.write(`\nSluice benchmark — ${cpus} cores, node ${process.version}, ${seconds}s per run, simulator latency 0 ms\n`);
 process.stdout.write('path    conc   req/s   p50 ms  p95 ms  p99 ms  errors | added p50  p95     p99     (gateway/direct p50)\n');
 const rows: Array<Record<string, unknown>> = [];
+const lags: string[] = [];
 for (const c of levels) {
   const results: Record<string, Run> = {};
   for (const [name, call] of Object.entries(paths)) {
@@ -197,6 +216,7 @@ for (const c of levels) {
     hops.clear();
     results[name] = await drive(c, call);
     if (cpu) details.push(describeRun(name, c, results[name]!.latencies.length, cpu));
+    if (name !== 'direct') lags.push(`${name} c=${c}: ${await ledgerLag()}\n`);
   }
   const d = results.direct!;
   for (const [name, r] of Object.entries(results)) {
@@ -207,6 +227,7 @@ for (const c of levels) {
     rows.push({ path: name, concurrency: c, rps: Math.round(rps), p50, p95, p99, errors: r.errors });
   }
 }
+for (const l of lags) process.stdout.write(l);
 for (const d of details) process.stdout.write(d);
 process.stdout.write(memoryLine());
 if (process.env.BENCH_JSON) process.stdout.write(`${JSON.stringify(rows)}\n`);
