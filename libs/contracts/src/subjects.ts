@@ -13,6 +13,8 @@ export const Subjects = {
   eventsOf: (type: EventType) => `sluice.evt.${type}.*`,
   /** Filter for one event family (`invoke`, `circuit`, ...), every tenant. */
   family: (family: string) => `sluice.evt.${family}.>`,
+  /** Filter for one event family (`chat`, ...) of one tenant. */
+  familyOf: (family: string, tenant: string) => `sluice.evt.${family}.*.${tenant}`,
   allEvents: 'sluice.evt.>',
 } as const;
 

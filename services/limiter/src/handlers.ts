@@ -1,15 +1,18 @@
 import { publishEvent, PoisonMessage, sendReply, traceOf, type Bus, type Control, type Delivery } from '@sluice/bus';
-import { EventType, makeEvent, ServiceName, type AnyEvent, type SluiceConfig, type Tenant } from '@sluice/contracts';
+import { EventType, makeEvent, ServiceName, type AnyEvent, type ChatErrorReply, type SluiceConfig, type SluiceEvent, type Tenant } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 import { estimateTokens } from './estimate.js';
 import { admitReason, throttleReason, type Layer, type Limits } from './limiter.js';
 import { limitKeys, type LimitStore } from './store.js';
+import type { FindDecision } from './decided.js';
 
 export interface LimiterDeps {
   bus: Bus;
   store: LimitStore;
   control: Control;
   log: Logger;
+  /** The decision a redelivered request already has in the stream (decided.ts); unset: none looked for. */
+  decided?: FindDecision;
   now?: () => number;
 }
 
@@ -34,6 +37,15 @@ export function onChatRequested(deps: LimiterDeps) {
   return async (event: AnyEvent, delivery: Delivery): Promise<void> => {
     if (event.type !== EventType.ChatRequested) throw new PoisonMessage(`limiter cannot handle ${event.type}`);
     const { ctx } = event.data;
+    // a redelivery after a crash between the decision and the ack: the decision stands, and the
+    // buckets were debited for it once already (a crash before the decision was published still
+    // debits twice: nothing recorded says the first debit happened)
+    const earlier = delivery.redelivered > 1 ? await deps.decided?.(event, delivery.seq) : undefined;
+    if (earlier) {
+      deps.log.info({ requestId: event.requestId, decision: earlier.type, delivery: delivery.redelivered }, 'redelivered request was already decided; not debiting it again');
+      if (earlier.type === EventType.ChatThrottled) sendReply(deps.bus.nc, ctx.replyTo, throttledReply(earlier));
+      return;
+    }
     const user = ctx.request.user;
     const limits = limitsFor(deps.control.config(), event.tenant, user);
     const estimatedTokens = estimateTokens(ctx.request);
@@ -49,11 +61,14 @@ export function onChatRequested(deps: LimiterDeps) {
     const reason = throttleReason(decision);
     const throttled = makeEvent(EventType.ChatThrottled, { ...fields, reason }, { layer, limit, retryAfterMs, replyTo: ctx.replyTo, receivedAt: ctx.receivedAt });
     await publishEvent(deps.bus.js, throttled, traceOf(delivery));
-    sendReply(deps.bus.nc, ctx.replyTo, {
-      requestId: event.requestId,
-      error: { code: 'rate_limited', message: `Rate limit reached: ${reason}.`, status: 429, retryAfterMs },
-    });
+    sendReply(deps.bus.nc, ctx.replyTo, throttledReply(throttled));
   };
+}
+
+/** The 429 a throttled request's client gets. */
+function throttledReply(e: SluiceEvent<'chat.throttled'>): ChatErrorReply {
+  const { retryAfterMs } = e.data;
+  return { requestId: e.requestId, error: { code: 'rate_limited', message: `Rate limit reached: ${e.reason}.`, status: 429, retryAfterMs } };
 }
 
 /**

@@ -7,6 +7,7 @@ import { onChatCompleted, onChatRequested } from './handlers.js';
 import { estimateTokens } from './estimate.js';
 import type { Bucket } from './limiter.js';
 import { limitKeys, LimitStore } from './store.js';
+import { streamDecisions } from './decided.js';
 
 let env: TestBus;
 
@@ -18,6 +19,7 @@ beforeAll(async () => {
       { id: 'direct', limits: { requestsPerMinute: 20, tokensPerMinute: 1_000_000 } },
       { id: 'users', userLimits: { requestsPerMinute: 2, tokensPerMinute: 1_000_000 } },
       { id: 'recon', limits: { requestsPerMinute: 100, tokensPerMinute: 6_000 } },
+      { id: 'redo', limits: { requestsPerMinute: 2, tokensPerMinute: 1_000_000 } },
     ]),
     { name: 'limiter' },
   );
@@ -78,6 +80,47 @@ describe('limiter against NATS', () => {
     } finally {
       seen.stop();
       await Promise.all([a.stop(), b.stop()]);
+    }
+  });
+
+  // after the tests that start the durable limiter: the events it publishes are left unconsumed
+  it('neither debits nor decides again a redelivered request whose decision is in the stream', async () => {
+    const store = new LimitStore(env.buckets.limits, { log: env.log });
+    const handle = onChatRequested({ bus: env.bus, store, control: env.control, log: env.log, decided: streamDecisions(env.bus.js) });
+    const seen = collectEvents(env.bus);
+    const inbox = 'test.reply.redo';
+    const replies: ChatErrorReply[] = [];
+    const sub = env.bus.nc.subscribe(inbox, { callback: (_e, m) => void replies.push(m.json<ChatErrorReply>()) });
+    // what JetStream hands the limiter: the event, its stream sequence and its delivery count
+    const arrive = async (requestId: string) => {
+      const event = chatRequested('redo', requestId, {}, inbox);
+      const { seq } = await publishEvent(env.bus.js, event);
+      return { event, seq };
+    };
+    try {
+      const first = await arrive('redo-1');
+      await handle(first.event, { seq: first.seq, redelivered: 1 });
+      // the limiter died before acking: twice more, as after two crashes
+      await handle(first.event, { seq: first.seq, redelivered: 2 });
+      await handle(first.event, { seq: first.seq, redelivered: 3 });
+      // 2 requests/min: one is left, unless the redeliveries were debited
+      const second = await arrive('redo-2');
+      await handle(second.event, { seq: second.seq, redelivered: 1 });
+      const third = await arrive('redo-3');
+      await handle(third.event, { seq: third.seq, redelivered: 1 });
+      await handle(third.event, { seq: third.seq, redelivered: 2 });
+      await seen.until(() => seen.of('chat.throttled').length === 1 && seen.of('chat.admitted').length === 2);
+
+      expect(seen.of('chat.admitted').map((e) => e.requestId)).toEqual(['redo-1', 'redo-2']);
+      expect(seen.of('chat.throttled').map((e) => e.requestId)).toEqual(['redo-3']);
+      // the throttled client hears its 429 again on the redelivery, with the same retry-after
+      await seen.until(() => replies.length === 2);
+      expect(replies.map((r) => r.requestId)).toEqual(['redo-3', 'redo-3']);
+      expect(replies[1]).toEqual(replies[0]);
+    } finally {
+      sub.unsubscribe();
+      seen.stop();
+      await store.close();
     }
   });
 

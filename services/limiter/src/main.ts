@@ -2,6 +2,7 @@ import { consumeEvents, runService } from '@sluice/bus';
 import { EventType, ServiceName, Subjects, Topology } from '@sluice/contracts';
 import { onChatCompleted, onChatRequested } from './handlers.js';
 import { LimitStore } from './store.js';
+import { streamDecisions } from './decided.js';
 
 // limiter: chat.requested -> chat.admitted | chat.throttled (terminal, 429 with retry-after);
 // chat.completed -> token buckets charged the actual usage minus the estimate.
@@ -9,7 +10,7 @@ await runService(ServiceName.Limiter, async ({ bus, buckets, control, log }) => 
   // leased blocks of 1% of a bucket's per-minute requests, unused remainders given back after 2 s:
   // most admissions need no KV round trip (a burst may exceed a full bucket by 1% per replica)
   const store = new LimitStore(buckets.limits, { log, lease: { fraction: 0.01, ttlMs: 2000 } });
-  const deps = { bus, store, control, log };
+  const deps = { bus, store, control, log, decided: streamDecisions(bus.js) };
   const admission = await consumeEvents(bus, {
     durable: Topology.consumers.limiter,
     filter: Subjects.eventsOf(EventType.ChatRequested),

@@ -1,0 +1,35 @@
+import { DeliverPolicy, type JetStreamClient } from '@nats-io/jetstream';
+import { EventType, parseEvent, Subjects, Topology, type SluiceEvent } from '@sluice/contracts';
+
+export type Decision = SluiceEvent<'chat.admitted'> | SluiceEvent<'chat.throttled'>;
+
+/** Finds the decision already published for a redelivered chat.requested, if there is one. */
+export type FindDecision = (requested: SluiceEvent<'chat.requested'>, seq: number) => Promise<Decision | undefined>;
+
+/**
+ * Reads the stream after the request (its sequence) for a chat.admitted or chat.throttled of the
+ * same request: the tenant's `chat.*` events only, with an ordered consumer, stopping at the first
+ * match or the end of the stream. Only redeliveries ask, so the scan (the tenant's traffic since
+ * the request, seconds of it) is paid only after a crash between the decision and the ack.
+ */
+export function streamDecisions(js: JetStreamClient): FindDecision {
+  return async (requested, seq) => {
+    const consumer = await js.consumers.get(Topology.stream.name, {
+      filter_subjects: Subjects.familyOf('chat', requested.tenant),
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: seq + 1,
+    });
+    if ((await consumer.info(true)).num_pending === 0) return undefined;
+    const messages = await consumer.consume();
+    try {
+      for await (const m of messages) {
+        const e = parseEvent(m.data);
+        if (e.requestId === requested.requestId && (e.type === EventType.ChatAdmitted || e.type === EventType.ChatThrottled)) return e;
+        if (m.info.pending === 0) return undefined;
+      }
+    } finally {
+      await messages.close();
+    }
+    return undefined;
+  };
+}
