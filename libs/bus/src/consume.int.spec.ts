@@ -2,21 +2,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeEvent, Subjects, Topology, type AnyEvent, type ChatRequest } from '@sluice/contracts';
 import { consumeEvents, type Consumption } from './consume.js';
 import { publishEvent } from './publish.js';
-import { startTestBus, type TestBus } from './testing.js';
+import { minimalConfig, startTestBus, type TestBus } from './testing.js';
 
 const rate = { requestsPerMinute: 1000, tokensPerMinute: 1_000_000 };
-const config = {
-  tenants: [{ id: 'acme', name: 'Acme', keySha256: ['0'.repeat(64)] }],
-  limits: { global: rate, tenantDefault: rate, userDefault: rate },
-  deployments: { d1: { baseUrl: 'http://127.0.0.1:1/v1', timeoutMs: 1000 } },
-  models: { m1: { deployments: ['d1'], fallback: [], price: { inputPerMTok: 1, outputPerMTok: 1 } } },
-  tiers: [{ name: 'only', model: 'm1', maxComplexity: 1 }],
-  router: {},
-  invoker: {},
-  cache: {},
-  degrader: {},
-  ingress: {},
-};
+const config = minimalConfig([{ id: 'acme', name: 'Acme' }], { global: rate, tenantDefault: rate, userDefault: rate });
 
 function requested(requestId: string) {
   const now = Date.now();

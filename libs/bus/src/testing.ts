@@ -20,6 +20,26 @@ export interface TestBus {
   stop(): Promise<void>;
 }
 
+/**
+ * The smallest valid config: tenants as given (each gets a placeholder key hash), one unreachable
+ * deployment, one model, one tier, generous limits unless `limits` overrides them.
+ */
+export function minimalConfig(tenants: Array<Record<string, unknown>>, limits?: Record<string, unknown>) {
+  const rate = { requestsPerMinute: 100_000, tokensPerMinute: 100_000_000 };
+  return {
+    tenants: tenants.map((t) => ({ keySha256: ['0'.repeat(64)], ...t })),
+    limits: { global: rate, tenantDefault: rate, userDefault: rate, ...limits },
+    deployments: { d1: { baseUrl: 'http://127.0.0.1:1/v1', timeoutMs: 1000 } },
+    models: { m1: { deployments: ['d1'], fallback: [], price: { inputPerMTok: 1, outputPerMTok: 1 } } },
+    tiers: [{ name: 'only', model: 'm1', maxComplexity: 1 }],
+    router: {},
+    invoker: {},
+    cache: {},
+    degrader: {},
+    ingress: {},
+  };
+}
+
 /** `name` labels the logger, the connection and the temp store (default "test"). */
 export async function startTestBus(config: unknown, opts: { name?: string } = {}): Promise<TestBus> {
   const name = opts.name ?? 'test';
