@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
 /** Node flags every service process starts with (`cwd` must be the repository root to resolve them). */
@@ -38,7 +39,11 @@ export class Supervised {
     const { name, entry, cwd, env } = this.opts;
     const startedAt = Date.now();
     this.ready = false;
-    const proc = spawn(process.execPath, [...SERVICE_NODE_ARGS, entry], { cwd, env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    // SLUICE_CPU_PROFILE_DIR: each service writes V8 CPU profiles under <dir>/<service> when it
+    // exits, one per thread (tsx's loader has one too; the largest is the main thread's). Node
+    // refuses --cpu-prof in NODE_OPTIONS, so it has to be an argument.
+    const profile = env.SLUICE_CPU_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${join(env.SLUICE_CPU_PROFILE_DIR, name)}`] : [];
+    const proc = spawn(process.execPath, [...profile, ...SERVICE_NODE_ARGS, entry], { cwd, env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     this.proc = proc;
     proc.on('message', (m: { sluice?: string }) => {
       if (m?.sluice !== 'ready' || this.ready) return;
