@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { NodeSDK } from '@opentelemetry/sdk-node';
+import { FastifyOtelInstrumentation } from '@fastify/otel';
 import { getNodeAutoInstrumentations } from '@opentelemetry/auto-instrumentations-node';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
@@ -7,9 +8,12 @@ import { markTracingStarted } from './state.js';
 
 /**
  * Instrumentations on unless OTEL_NODE_ENABLED_INSTRUMENTATIONS says otherwise: the HTTP server
- * and client (ingress, ledger API), undici (global fetch: the openai SDK's upstream calls) and
- * pg (the ledger). The rest (fs, dns, net, and pino, whose job the logger's mixin does) would
- * add spans or cost on every request without telling anything the message spans do not.
+ * and client (ingress, ledger API, and the invoker's upstream calls, which go through node:http),
+ * undici (global fetch, where the SDK still uses it: file uploads) and pg (the ledger). Fastify
+ * comes from @fastify/otel (the auto-instrumentations no longer carry one): a request span per
+ * route under the HTTP server span, with its hooks and handler. The rest (fs, dns, net, and
+ * pino, whose job the logger's mixin does) would add spans or cost on every request without
+ * telling anything the message spans do not.
  */
 const DEFAULT_INSTRUMENTATIONS = 'http,undici,pg';
 
@@ -38,6 +42,8 @@ export function startTracing(): void {
         // a query outside any span is start-up work (migrations), not a request's
         '@opentelemetry/instrumentation-pg': { requireParentSpan: true },
       }),
+      // registers itself on every Fastify instance as it is created (diagnostics channel)
+      new FastifyOtelInstrumentation({ registerOnInitialization: true, ignorePaths: ({ url }) => UNTRACED_PATHS.has(url) }),
     ],
   });
   sdk.start();

@@ -1,6 +1,7 @@
 import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type AttributeValue, type Context, type Link, type Span, type Tracer } from '@opentelemetry/api';
 import { MessagingOperation, MessagingSystem, SpanAttributes, type SpanAttribute } from './attributes.js';
 import { tracingOn } from './state.js';
+import { getRPCMetadata } from '@opentelemetry/core';
 
 /** W3C trace context as it travels in message headers. */
 export interface TraceHeaders {
@@ -97,12 +98,14 @@ export function tagActiveSpan(attributes: SpanAttrs): void {
 }
 
 /**
- * Names the active HTTP server span after its route (`POST /v1/chat/completions`) and tags it:
- * the http instrumentation knows only the method, and no fastify instrumentation is installed.
+ * Names the HTTP server span after its route (`POST /v1/chat/completions`) and tags it: the http
+ * instrumentation knows only the method. The server span is the one the http instrumentation
+ * left in the context's RPC metadata; the active span is fastify's own request or hook span
+ * (@fastify/otel) nested under it.
  */
 export function tagHttpServerSpan(method: string, route: string | undefined, attributes: SpanAttrs = {}): void {
   if (!tracingOn()) return;
-  const span = trace.getActiveSpan();
+  const span = getRPCMetadata(context.active())?.span ?? trace.getActiveSpan();
   if (!span) return;
   if (route) span.updateName(`${method} ${route}`).setAttribute(SpanAttributes.httpRoute, route);
   span.setAttributes(clean(attributes));
