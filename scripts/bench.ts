@@ -18,11 +18,10 @@
  */
 import { Agent, request } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { Topology, type ServiceName } from '@sluice/contracts';
+import type { ServiceName } from '@sluice/contracts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
-import { jetstreamManager } from '@nats-io/jetstream';
 import { SluiceClient } from '@sluice/client';
 import { freePort } from '@sluice/bus/nats-server';
 import { ROOT, startStack } from './stack.js';
@@ -129,11 +128,14 @@ if (detail) {
 }
 const TICK_MS = 1000 / 100; // USER_HZ
 /** CPU ms so far of every service, nats-server and this process (client + simulator). */
+/** Every service's and nats-server's pid, by name (a service between restarts has none). */
+function stackPids(): Array<[string, number | undefined]> {
+  return [...[...stack.services].map(([n, s]): [string, number | undefined] => [n, s.pid]), ['nats-server', stack.nats?.process.pid]];
+}
+
 function cpuSnapshot(): Map<string, number> {
   const snap = new Map<string, number>();
-  const procs: Array<[string, number | undefined]> = [...stack.services].map(([n, s]) => [n, s.pid]);
-  procs.push(['nats-server', stack.nats?.process.pid]);
-  for (const [name, pid] of procs) {
+  for (const [name, pid] of stackPids()) {
     if (!pid) continue;
     try {
       const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
@@ -148,10 +150,8 @@ function cpuSnapshot(): Map<string, number> {
 }
 /** Resident memory (MB) of every service and nats-server: now, and the peak since start (VmHWM). */
 function memoryLine(): string {
-  const procs: Array<[string, number | undefined]> = [...stack.services].map(([n, s]) => [n, s.pid]);
-  procs.push(['nats-server', stack.nats?.process.pid]);
   const parts: string[] = [];
-  for (const [name, pid] of procs) {
+  for (const [name, pid] of stackPids()) {
     if (!pid) continue;
     try {
       const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -195,12 +195,13 @@ if (detail) {
  * here as a backlog that keeps growing with the run's length.
  */
 async function ledgerLag(): Promise<string> {
-  const jsm = await jetstreamManager(nc);
-  const last = (await jsm.streams.info(Topology.stream.name)).state.last_seq;
-  const position = async () => ((await (await fetch(`${stack.ledgerUrl}/v1/ledger/position`)).json()) as { seq: number }).seq;
-  const behind = last - (await position());
+  // the ledger's own position endpoint also reports the stream's last sequence
+  const position = async () => (await (await fetch(`${stack.ledgerUrl}/v1/ledger/position`)).json()) as { seq: number; streamLastSeq: number };
+  const end = await position();
+  const last = end.streamLastSeq;
+  const behind = last - end.seq;
   const t0 = performance.now();
-  while ((await position()) < last && performance.now() - t0 < 60_000) await new Promise((r) => setTimeout(r, 20));
+  while ((await position()).seq < last && performance.now() - t0 < 60_000) await new Promise((r) => setTimeout(r, 20));
   return `ledger ${behind} events behind at the end, caught up in ${Math.round(performance.now() - t0)} ms`;
 }
 
