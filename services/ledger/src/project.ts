@@ -1,4 +1,6 @@
+import type { Insertable } from 'kysely';
 import { Errors, type AnyEvent, type RequestContext } from '@sluice/contracts';
+import type { EventsTable } from './events.table.js';
 import { Outcome, type NewRequest, type RequestPatch } from './requests.table.js';
 import { costUsd, type Price } from './money.js';
 
@@ -19,18 +21,9 @@ export interface RequestUpsert {
 
 /**
  * An event's row in `events`, as it is sent: the batch's rows travel as one JSON document (see
- * store.ts), so `data` stays an object here and is serialized once with the rest.
+ * writes.ts), so `data` stays an object here and is serialized once with the rest.
  */
-export interface TimelineRow {
-  seq: number;
-  request_id: string | null;
-  type: string;
-  tenant: string;
-  service: string;
-  at: Date;
-  reason: string;
-  data: unknown;
-}
+export type TimelineRow = Omit<Insertable<EventsTable>, 'data'> & { data: unknown };
 
 export interface Projection {
   event: TimelineRow;
