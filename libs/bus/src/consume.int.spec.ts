@@ -1,8 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeEvent, Subjects, Topology, type AnyEvent, type ChatRequest } from '@sluice/contracts';
-import { consumeEvents, type Consumption } from './consume.js';
+import { errors } from '@nats-io/transport-node';
+import { consumeEvents, PoisonMessage, type Consumption } from './consume.js';
+import { listParked, replayParked } from './dead-letter.js';
 import { publishEvent } from './publish.js';
-import { minimalConfig, startTestBus, type TestBus } from './testing.js';
+import { collectEvents, minimalConfig, startTestBus, type TestBus } from './testing.js';
 
 const rate = { requestsPerMinute: 1000, tokensPerMinute: 1_000_000 };
 const config = minimalConfig([{ id: 'acme', name: 'Acme' }], { global: rate, tenantDefault: rate, userDefault: rate });
@@ -73,5 +75,127 @@ describe('consumeEvents against a real nats-server', () => {
     await expect(nc.request('echo', new Uint8Array(), { timeout: 2000 })).rejects.toThrow();
     const put = await env.buckets.limits.put('probe', new TextEncoder().encode('1'));
     expect((await env.buckets.limits.get('probe'))?.revision).toBe(put);
+  });
+});
+
+describe('consumeEvents parks what it cannot handle', () => {
+  let env: TestBus;
+  beforeAll(async () => {
+    env = await startTestBus(config, { name: 'parking' });
+  });
+  afterAll(async () => {
+    await env?.stop();
+  });
+
+  it('parks an event after maxDeliveries failed tries, then handles it when replayed', async () => {
+    const durable = 'router-parktest';
+    const events = collectEvents(env.bus);
+    let broken = true;
+    const tries = new Map<string, number>();
+    const handled: Array<{ id: string; seq: number; redelivered: number; replayed: boolean }> = [];
+    const consumption = await consumeEvents(env.bus, {
+      durable,
+      filter: Subjects.eventsOf('chat.requested'),
+      concurrency: 8,
+      maxDeliveries: 3,
+      log: env.log,
+      handler: async (event, delivery) => {
+        tries.set(event.requestId, (tries.get(event.requestId) ?? 0) + 1);
+        if (broken && event.requestId === 'bad') throw new Error('cannot handle\u0000this');
+        handled.push({ id: event.requestId, seq: delivery.seq, redelivered: delivery.redelivered, replayed: delivery.replayed === true });
+      },
+    });
+    const bad = await publishEvent(env.bus.js, requested('bad'));
+    await publishEvent(env.bus.js, requested('good'));
+    await events.until(() => events.of('event.parked').length === 1);
+    // the good one behind it was not held up, and the bad one was tried exactly maxDeliveries times
+    expect(handled.map((h) => h.id)).toEqual(['good']);
+    expect(tries.get('bad')).toBe(3);
+    const note = events.of('event.parked')[0]!;
+    expect(note).toMatchObject({ requestId: 'bad', tenant: 'acme', service: 'router', data: { durable, streamSeq: bad.seq, eventType: 'chat.requested', deliveries: 3 } });
+    // one printable line, whatever the error said
+    expect(note.data.error).toBe('Error: cannot handle this');
+    const dead = await listParked(env.bus, durable);
+    expect(dead.map((d) => [d.seq, d.deliveries])).toEqual([[bad.seq, 3]]);
+    await until(async () => (await env.bus.jsm.consumers.info(Topology.stream.name, durable)).num_ack_pending === 0);
+
+    broken = false;
+    await replayParked(env.bus, durable);
+    await until(() => handled.length === 2);
+    expect(handled[1]).toEqual({ id: 'bad', seq: bad.seq, redelivered: 4, replayed: true });
+    expect(await listParked(env.bus, durable)).toEqual([]);
+    await consumption.stop();
+    events.stop();
+  });
+
+  it('parks a malformed event at once and a PoisonMessage at once', async () => {
+    const durable = 'cache-parktest';
+    const consumption = await consumeEvents(env.bus, {
+      durable,
+      filter: Subjects.eventsOf('chat.admitted'),
+      concurrency: 8,
+      log: env.log,
+      handler: async () => {
+        throw new PoisonMessage('never');
+      },
+    });
+    await env.bus.js.publish(Subjects.event('chat.admitted', 'acme'), 'not json');
+    const now = Date.now();
+    const admitted = makeEvent('chat.admitted', { requestId: 'p1', tenant: 'acme', service: 'limiter', at: now, reason: 't' }, { ctx: requested('p1').data.ctx, estimatedTokens: 1 });
+    await publishEvent(env.bus.js, admitted);
+    await until(async () => (await listParked(env.bus, durable)).length === 2);
+    const dead = await listParked(env.bus, durable);
+    expect(dead.map((d) => d.deliveries)).toEqual([1, 1]);
+    expect(dead[0]!.error).toContain('JSON');
+    expect(dead[1]!.error).toContain('never');
+    await consumption.stop();
+  });
+
+  it('does not count transient faults towards parking', async () => {
+    const durable = 'invoker-parktest';
+    let calls = 0;
+    const consumption = await consumeEvents(env.bus, {
+      durable,
+      filter: Subjects.eventsOf('chat.routed'),
+      concurrency: 8,
+      maxDeliveries: 2,
+      log: env.log,
+      handler: async () => {
+        calls++;
+        if (calls <= 3) throw new errors.TimeoutError();
+      },
+    });
+    const r = requested('t1');
+    await publishEvent(env.bus.js, makeEvent('chat.routed', { requestId: 't1', tenant: 'acme', service: 'router', at: Date.now(), reason: 't' }, { ctx: r.data.ctx, tier: 'only', lane: 'standard', candidates: [{ model: 'm1', deployment: 'd1' }], degradeLevel: 0 }));
+    await until(() => calls === 4, 20_000);
+    await until(async () => (await env.bus.jsm.consumers.info(Topology.stream.name, durable)).num_ack_pending === 0);
+    expect(await listParked(env.bus, durable)).toEqual([]);
+    await consumption.stop();
+  });
+
+  it('ends a request that is past its deadline with chat.failed instead of handling it', async () => {
+    const durable = 'limiter-deadlinetest';
+    const events = collectEvents(env.bus);
+    const handled: string[] = [];
+    const consumption = await consumeEvents(env.bus, {
+      durable,
+      filter: Subjects.eventsOf('chat.requested'),
+      concurrency: 8,
+      failPastDeadline: true,
+      log: env.log,
+      handler: async (e) => void handled.push(e.requestId),
+    });
+    const inbox = env.bus.nc.subscribe('_INBOX.deadline-test', { max: 1 });
+    const late = requested('late');
+    late.data.ctx.deadline = Date.now() - 1;
+    late.data.ctx.replyTo = '_INBOX.deadline-test';
+    await publishEvent(env.bus.js, late);
+    await publishEvent(env.bus.js, requested('on-time'));
+    await events.until(() => events.of('chat.failed').length === 1 && handled.length === 1);
+    expect(handled).toEqual(['on-time']);
+    expect(events.of('chat.failed')[0]).toMatchObject({ requestId: 'late', service: 'limiter', data: { code: 'deadline_exceeded', status: 504 } });
+    for await (const m of inbox) expect(JSON.parse(new TextDecoder().decode(m.data))).toMatchObject({ requestId: 'late', error: { code: 'deadline_exceeded', status: 504 } });
+    await consumption.stop();
+    events.stop();
   });
 });

@@ -1,11 +1,16 @@
 import type { PublishOptions } from './publish.js';
 import { nanos, type MsgHdrs } from '@nats-io/transport-node';
 import { AckPolicy, DeliverPolicy, type JsMsg } from '@nats-io/jetstream';
-import { Headers, parseEvent, Topology, type AnyEvent } from '@sluice/contracts';
+import { Headers, parseEvent, serviceOfDurable, Topology, type AnyEvent } from '@sluice/contracts';
 import { SpanAttributes, traceProcess, tracingOn, type Logger } from '@sluice/telemetry';
 import type { Bus } from './connect.js';
 import { ackSoon, flushAcks } from './acks.js';
 import { pullInBatches } from './linger.js';
+import { consumeReplays } from './replay.js';
+import { DEFAULT_MAX_DELIVERIES, isTransient, park } from './dead-letter.js';
+import { pastDeadline } from './deadline.js';
+import { publishEvent } from './publish.js';
+import { sendReply } from './reply.js';
 
 /** Redelivery delay of a message whose consumer died without acking it. */
 export const DEFAULT_ACK_WAIT_MS = 5_000;
@@ -13,14 +18,16 @@ export const DEFAULT_ACK_WAIT_MS = 5_000;
 /** Below this many messages in flight, acks go out at once rather than waiting to share a write. */
 const MIN_CONCURRENCY_TO_HOLD_ACKS = 32;
 
-/** Thrown by a handler for input that can never succeed: the message is terminated, not redelivered. */
+/** Thrown by a handler for input that can never succeed: the message is parked at once, not redelivered. */
 export class PoisonMessage extends Error {}
 
 export interface Delivery {
   /** Stream sequence of the message. */
   seq: number;
-  /** How many times it has been delivered (1 on the first). */
+  /** How many times it has been delivered (1 on the first; a replayed dead letter counts its earlier tries). */
   redelivered: number;
+  /** True when an operator sent the event back from the dead-letter stream. */
+  replayed?: boolean;
   headers?: MsgHdrs;
   traceparent?: string;
   tracestate?: string;
@@ -57,6 +64,17 @@ export interface ConsumeOptions {
   lingerMs?: number;
   /** Where a new durable starts; defaults to new messages only. */
   deliverAll?: boolean;
+  /**
+   * Tries before an event whose handler keeps failing is parked in the dead-letter stream
+   * (default 5). Transient faults (NATS connection, timeouts) do not count: through an outage
+   * a message is retried for as long as it takes.
+   */
+  maxDeliveries?: number;
+  /**
+   * For stages before the terminal one: an event whose request is past its deadline is ended
+   * with `chat.failed` (`deadline_exceeded`) instead of being handled (see deadline.ts).
+   */
+  failPastDeadline?: boolean;
   log: Logger;
   handler: (event: AnyEvent, delivery: Delivery) => Promise<void>;
 }
@@ -69,8 +87,10 @@ export interface Consumption {
  * Consumes events with a durable pull consumer and runs handlers concurrently (a consume loop
  * that awaits each message caps at ~1,000 msg/s). A message is acked when its handler resolves,
  * which by convention is after the handler's output event was acked by the stream (the ack itself
- * may wait up to ACK_LINGER_MS to share a write, see acks.ts); a throw naks it with a delay, a
- * PoisonMessage or a malformed event terminates it.
+ * may wait up to ACK_LINGER_MS to share a write, see acks.ts); a throw naks it with a delay. A
+ * malformed event, a PoisonMessage, or an event whose handler failed `maxDeliveries` times for
+ * reasons other than a transient fault is parked in the dead-letter stream (dead-letter.ts) and
+ * terminated, so one bad event never stops a consumer.
  */
 export async function consumeEvents(bus: Bus, opts: ConsumeOptions): Promise<Consumption> {
   const stream = Topology.stream.name;
@@ -107,44 +127,60 @@ export async function consumeEvents(bus: Bus, opts: ConsumeOptions): Promise<Con
   }, beatEveryMs);
   heartbeat.unref();
 
-  const handle = async (msg: JsMsg) => {
+  const maxDeliveries = opts.maxDeliveries ?? DEFAULT_MAX_DELIVERIES;
+
+  /**
+   * Handles one message of the stream, or a dead letter sent back by replay (`replayed`: its
+   * sequence, subject and earlier tries come from the dead letter's headers).
+   */
+  const handle = async (msg: JsMsg, replayed?: { seq: number; subject: string; deliveries: number }) => {
     inFlight.set(msg, Date.now());
+    const seq = replayed?.seq ?? msg.seq;
+    const deliveries = (replayed?.deliveries ?? 0) + msg.info.deliveryCount;
+    let event: AnyEvent | undefined;
+    // a failed replay parks again under its own id, so it is not taken for the first parking
+    const parkNow = async (error: unknown) => {
+      await park(bus, { durable: opts.durable, seq, subject: replayed?.subject ?? msg.subject, data: msg.data, headers: msg.headers, deliveries, error, event, attempt: replayed ? `replay-${msg.seq}` : undefined });
+      opts.log.error({ err: error, seq, deliveries, type: event?.type, requestId: event?.requestId }, 'parked an event in the dead-letter stream');
+      msg.term();
+    };
     try {
-      let event: AnyEvent;
       try {
         event = parseEvent(msg.data);
       } catch (e) {
-        opts.log.error({ err: e, subject: msg.subject, seq: msg.seq }, 'terminating malformed event');
-        // term() with a reason is ignored by nats-server 2.9.10 (the message comes back forever)
-        msg.term();
+        // it will not parse next time either
+        await parkNow(e);
         return;
       }
-      const traceparent = msg.headers?.get(Headers.traceparent) || undefined;
-      const tracestate = msg.headers?.get(Headers.tracestate) || undefined;
-      const delivery: Delivery = {
-        seq: msg.seq,
-        redelivered: msg.info.deliveryCount,
-        ...(msg.headers ? { headers: msg.headers } : {}),
-        ...(traceparent ? { traceparent } : {}),
-        ...(tracestate ? { tracestate } : {}),
-      };
-      if (!tracingOn()) await opts.handler(event, delivery);
-      // the handler runs inside the consumer span, so what it publishes, fetches or queries is a child
-      else await traceProcess(processFacts(msg, event, opts.durable), delivery, () => opts.handler(event, delivery));
+      const expired = opts.failPastDeadline ? pastDeadline(event, serviceOfDurable(opts.durable), Date.now()) : undefined;
+      if (expired) {
+        await publishEvent(bus.js, expired.event, traceOf(deliveryOf(msg, seq, deliveries, replayed !== undefined)));
+        sendReply(bus.nc, expired.replyTo, expired.reply);
+        opts.log.warn({ seq, type: event.type, requestId: event.requestId }, 'request past its deadline; ended it');
+      } else {
+        const delivery = deliveryOf(msg, seq, deliveries, replayed !== undefined);
+        if (!tracingOn()) await opts.handler(event, delivery);
+        // the handler runs inside the consumer span, so what it publishes, fetches or queries is a child
+        else await traceProcess(processFacts(msg, event, opts.durable), delivery, () => opts.handler(event!, delivery));
+      }
       // held briefly to share a write with the next publish (acks.ts): a write per ack was a
       // large part of each service's CPU at low rates. A held ack keeps its max_ack_pending slot
       // for up to ACK_LINGER_MS, which only a consumer with few slots would feel.
       if (opts.concurrency >= MIN_CONCURRENCY_TO_HOLD_ACKS) ackSoon(msg);
       else msg.ack();
     } catch (e) {
-      if (e instanceof PoisonMessage) {
-        opts.log.error({ err: e, seq: msg.seq }, 'terminating poison message');
-        msg.term();
-      } else {
-        const delay = Math.min(30_000, 250 * 2 ** Math.min(msg.info.deliveryCount, 7));
-        opts.log.warn({ err: e, seq: msg.seq, delivery: msg.info.deliveryCount, delayMs: delay }, 'handler failed; redelivering');
-        msg.nak(delay);
+      const poison = e instanceof PoisonMessage || (deliveries >= maxDeliveries && !isTransient(e));
+      try {
+        if (poison) {
+          await parkNow(e);
+          return;
+        }
+      } catch (parkErr) {
+        opts.log.error({ err: parkErr, seq }, 'could not park an event; redelivering it');
       }
+      const delay = Math.min(30_000, 250 * 2 ** Math.min(msg.info.deliveryCount, 7));
+      opts.log.warn({ err: e, seq, delivery: deliveries, delayMs: delay }, 'handler failed; redelivering');
+      msg.nak(delay);
     } finally {
       inFlight.delete(msg);
       if (inFlight.size === 0) drained?.();
@@ -161,13 +197,28 @@ export async function consumeEvents(bus: Bus, opts: ConsumeOptions): Promise<Con
             void handle(msg);
           },
         });
+  const replays = await consumeReplays(bus, opts, handle);
   return {
     async stop() {
       await messages.close();
+      await replays.close();
       if (inFlight.size > 0) await new Promise<void>((r) => (drained = r));
       flushAcks();
       clearInterval(heartbeat);
     },
+  };
+}
+
+function deliveryOf(msg: JsMsg, seq: number, deliveries: number, replayed: boolean): Delivery {
+  const traceparent = msg.headers?.get(Headers.traceparent) || undefined;
+  const tracestate = msg.headers?.get(Headers.tracestate) || undefined;
+  return {
+    seq,
+    redelivered: deliveries,
+    ...(replayed ? { replayed } : {}),
+    ...(msg.headers ? { headers: msg.headers } : {}),
+    ...(traceparent ? { traceparent } : {}),
+    ...(tracestate ? { tracestate } : {}),
   };
 }
 

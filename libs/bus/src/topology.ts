@@ -1,5 +1,5 @@
 import { nanos } from '@nats-io/transport-node';
-import { DiscardPolicy, RetentionPolicy, StorageType } from '@nats-io/jetstream';
+import { DiscardPolicy, RetentionPolicy, StorageType, type StreamConfig } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { Topology } from '@sluice/contracts';
 import type { Bus } from './connect.js';
@@ -18,7 +18,7 @@ export interface TopologyOptions {
   cacheTtlSeconds?: number;
 }
 
-/** Creates the event stream and the KV buckets if missing; safe to call from every replica at start. */
+/** Creates the event stream, the dead-letter stream and the KV buckets if missing; safe to call from every replica at start. */
 export async function ensureTopology(bus: Bus, opts: TopologyOptions = {}): Promise<Buckets> {
   const replicas = opts.replicas ?? 1;
   const s = Topology.stream;
@@ -32,16 +32,17 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions = {}): Prom
     duplicate_window: nanos(s.duplicateWindowMs),
     num_replicas: replicas,
   };
-  try {
-    await bus.jsm.streams.info(s.name);
-  } catch {
-    await bus.jsm.streams.add(config).catch(async (e: unknown) => {
-      // another replica won the race
-      await bus.jsm.streams.info(s.name).catch(() => {
-        throw e;
-      });
-    });
-  }
+  const d = Topology.deadLetters;
+  await Promise.all([
+    ensureStream(bus, config),
+    ensureStream(bus, {
+      ...config,
+      name: d.name,
+      subjects: [...d.subjects],
+      max_age: nanos(d.maxAgeHours * 3_600_000),
+      duplicate_window: nanos(d.duplicateWindowMs),
+    }),
+  ]);
   const kvm = new Kvm(bus.js);
   const b = Topology.buckets;
   const open = (name: string, ttlSeconds: number, history: number) =>
@@ -54,4 +55,17 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions = {}): Prom
     open(b.results.name, b.results.ttlSeconds, b.results.history),
   ]);
   return { limits: limits!, cache: cache!, control: control!, budgets: budgets!, results: results! };
+}
+
+async function ensureStream(bus: Bus, config: Partial<StreamConfig> & { name: string }): Promise<void> {
+  try {
+    await bus.jsm.streams.info(config.name);
+  } catch {
+    await bus.jsm.streams.add(config).catch(async (e: unknown) => {
+      // another replica won the race
+      await bus.jsm.streams.info(config.name).catch(() => {
+        throw e;
+      });
+    });
+  }
 }

@@ -24,6 +24,7 @@ export const EventType = {
   ChatCompleted: 'chat.completed',
   ChatFailed: 'chat.failed',
   DegradeChanged: 'degrade.changed',
+  EventParked: 'event.parked',
 } as const;
 export type EventType = (typeof EventType)[keyof typeof EventType];
 
@@ -149,6 +150,23 @@ export const EventData = {
     to: Type.Integer({ minimum: 0, maximum: 4 }),
     signals: Type.Record(Type.String(), Type.Number()),
     manual: Type.Boolean(),
+  }),
+  /**
+   * A consumer gave up on an event after a bounded number of tries and parked it in the
+   * dead-letter stream (SLUICE_DLQ) instead of blocking on it. The event keeps the parked
+   * event's request id and tenant, so it shows on that request's timeline.
+   */
+  'event.parked': Type.Object({
+    /** The durable consumer that gave up (its replay subject is `Subjects.replay(durable)`). */
+    durable: Type.String(),
+    /** Sequence of the parked event in SLUICE_EVENTS (or in SLUICE_DLQ for a failed replay). */
+    streamSeq: Type.Integer({ minimum: 0 }),
+    subject: Type.String(),
+    /** The parked event's type, when it could be read. */
+    eventType: Type.Optional(Type.String()),
+    /** The last error, one line, at most 500 characters. */
+    error: Type.String(),
+    deliveries: Type.Integer({ minimum: 0 }),
   }),
 } satisfies Record<EventType, TSchema>;
 

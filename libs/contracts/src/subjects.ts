@@ -16,6 +16,11 @@ export const Subjects = {
   /** Filter for one event family (`chat`, ...) of one tenant. */
   familyOf: (family: string, tenant: string) => `sluice.evt.${family}.*.${tenant}`,
   allEvents: 'sluice.evt.>',
+  /** Dead letters: events a consumer parked after a bounded number of tries (SLUICE_DLQ). */
+  parked: (durable: string) => `sluice.dlq.parked.${durable}`,
+  parkedAll: 'sluice.dlq.parked.>',
+  /** Parked events sent back to the one consumer that parked them (`npm run config -- replay`). */
+  replay: (durable: string) => `sluice.dlq.replay.${durable}`,
 } as const;
 
 /** Headers on front-door requests and on events. */
@@ -24,6 +29,12 @@ export const Headers = {
   cache: 'sluice-cache',
   traceparent: 'traceparent',
   tracestate: 'tracestate',
+  /** On a dead letter: the durable that parked it, where it came from, why, after how many tries. */
+  parkedDurable: 'Sluice-Parked-Durable',
+  parkedSeq: 'Sluice-Parked-Seq',
+  parkedSubject: 'Sluice-Parked-Subject',
+  parkedError: 'Sluice-Parked-Error',
+  parkedDeliveries: 'Sluice-Parked-Deliveries',
 } as const;
 
 /** Tenant ids are subject tokens and KV key parts. */

@@ -1,3 +1,5 @@
+import { ServiceName } from './events.js';
+
 /** Stream and bucket names and their shapes. Ensured at start by every service (idempotent). */
 export const Topology = {
   stream: {
@@ -7,6 +9,25 @@ export const Topology = {
     maxAgeHours: 24 * 7,
     duplicateWindowMs: 2 * 60_000,
   },
+  /**
+   * Dead letters: what a consumer parked (`sluice.dlq.parked.<durable>`) and what an operator
+   * sent back to it (`sluice.dlq.replay.<durable>`). Kept longer than the events, so a parked
+   * event outlives its original while someone fixes the cause.
+   */
+  deadLetters: {
+    name: 'SLUICE_DLQ',
+    subjects: ['sluice.dlq.>'],
+    maxAgeHours: 24 * 30,
+    duplicateWindowMs: 2 * 60_000,
+  },
+  /**
+   * The largest message the shipped NATS configs accept (`max_payload`): the stack's own
+   * nats-server, docker-compose and the cluster config all set exactly this. NATS's default is
+   * 1 MB, too small for a 1 MiB request body plus its envelope and answer; 8 MiB is the most
+   * NATS recommends. Ingress reads the limit of the server it is connected to and sizes
+   * requests by that, so a server configured otherwise is still safe.
+   */
+  maxPayloadBytes: 8 * 1024 * 1024,
   buckets: {
     limits: { name: 'sluice_limits', ttlSeconds: 0, history: 1 },
     cache: { name: 'sluice_cache', ttlSeconds: 3600, history: 1 },
@@ -28,6 +49,19 @@ export const Topology = {
     degraderCircuit: 'degrader-circuit',
   },
 } as const;
+
+/**
+ * The service a durable belongs to: its name up to the first `-` (`limiter-reconcile` is the
+ * limiter's; a durable that starts with no service's name throws). Events a consumer publishes on its own behalf (`event.parked`) are signed with it.
+ */
+export function serviceOfDurable(durable: string): ServiceName {
+  const name = durable.split('-')[0] ?? '';
+  if (!(Object.values(ServiceName) as string[]).includes(name)) throw new Error(`durable ${durable} does not start with a service name`);
+  return name as ServiceName;
+}
+
+/** Durable name of the consumer that takes replayed dead letters back to `durable` (on SLUICE_DLQ). */
+export const replayDurable = (durable: string) => `${durable}-replay`;
 
 /** Keys in the control bucket. */
 export const ControlKeys = {

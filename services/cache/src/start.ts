@@ -34,6 +34,8 @@ export async function startCache(ctx: ServiceContext) {
     durable: Topology.consumers.cacheLookup,
     filter: Subjects.eventsOf('chat.admitted'),
     concurrency: LOOKUP_CONCURRENCY,
+    // a request nobody waits for any more ends here (chat.failed) instead of going on
+    failPastDeadline: true,
     log,
     handler: async (event: AnyEvent, delivery) => {
       if (event.type !== 'chat.admitted') throw new PoisonMessage(`cache lookup got ${event.type}`);

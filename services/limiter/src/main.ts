@@ -15,6 +15,8 @@ await runService(ServiceName.Limiter, async ({ bus, buckets, control, log }) => 
     durable: Topology.consumers.limiter,
     filter: Subjects.eventsOf(EventType.ChatRequested),
     concurrency: 256,
+    // a request nobody waits for any more ends here (chat.failed) instead of going on
+    failPastDeadline: true,
     log,
     handler: onChatRequested(deps),
   });

@@ -9,6 +9,8 @@ await runService(ServiceName.Router, async ({ bus, control, log }) => [
     durable: Topology.consumers.router,
     filter: Subjects.eventsOf(EventType.CacheMissed),
     concurrency: 256,
+    // a request nobody waits for any more ends here (chat.failed) instead of going on
+    failPastDeadline: true,
     log,
     handler: onCacheMissed({ bus, control, log }),
   }),
