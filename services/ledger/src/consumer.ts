@@ -1,11 +1,11 @@
 import { nanos } from '@nats-io/transport-node';
 import { AckPolicy, DeliverPolicy, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
-import type { Bus } from '@sluice/bus';
-import { Subjects, Topology } from '@sluice/contracts';
+import { consumeReplays, park, type Bus } from '@sluice/bus';
+import { parseEvent, Subjects, Topology, type AnyEvent } from '@sluice/contracts';
 import { tracingOn, type Logger } from '@sluice/telemetry';
 import type { Db } from './db.js';
 import type { PriceOf } from './project.js';
-import { applyBatch, readPosition, type BatchResult, type StreamReader } from './store.js';
+import { applyBatch, applyReplayed, projectionWorks, readPosition, skipParked, type BatchResult, type RawEvent, type StreamReader } from './store.js';
 import { traceCommit } from './tracing.js';
 
 const STREAM = Topology.stream.name;
@@ -14,6 +14,12 @@ const DURABLE = Topology.consumers.ledger;
 export const LEDGER_POSITION = DURABLE;
 /** Unacked messages the server lets the ledger hold: a few batches plus what arrives while one commits. */
 const MAX_ACK_PENDING = 2000;
+/**
+ * Failed commits of a batch, while a probe event still projects, before the ledger looks for
+ * the event that fails it; then as many tries of that event alone before it is parked. Through
+ * an outage (the probe fails too) it retries for as long as it takes.
+ */
+const TRIES_BEFORE_PARKING = 3;
 
 /**
  * Creates the ledger's durable consumer (every event, from the start of the stream) if missing.
@@ -63,7 +69,7 @@ export function natsStreamReader(jsm: JetStreamManager): StreamReader {
     firstSeq: async () => (await jsm.streams.info(STREAM)).state.first_seq,
     read: async (seq) => {
       const m = await jsm.streams.getMessage(STREAM, { seq });
-      return m ? { seq: m.seq, data: m.data } : null;
+      return m ? { seq: m.seq, data: m.data, subject: m.subject } : null;
     },
   };
 }
@@ -88,6 +94,8 @@ export interface ProjectorOptions {
   onBatch?: (result: BatchResult) => void;
   /** Called when a commit failed and will be retried. */
   onRetry?: (err: unknown, attempt: number) => void;
+  /** Called after an event was parked in the dead-letter stream. */
+  onParked?: (seq: number, err: unknown) => void;
 }
 
 export interface Projector {
@@ -103,13 +111,23 @@ export interface Projector {
  * in order, grouped, applied in one transaction with the position, and acked only after commit.
  * Messages are held by sequence (a redelivery replaces its earlier copy) and taken lowest first.
  * A failed commit is retried with backoff and nothing is acked meanwhile; the stream keeps everything.
+ * A batch that keeps failing while a probe event still projects holds an event that cannot be projected:
+ * the events are then applied one at a time, and the one that still fails is parked in the
+ * dead-letter stream (with `event.parked` on its request's timeline) and passed, so one bad
+ * event never stops the ledger. `npm run config -- replay ledger` sends it back after a fix.
  */
 export async function startProjector(bus: Bus, opts: ProjectorOptions): Promise<Projector> {
   const batchSize = opts.batchSize ?? 1000;
   const lingerMs = opts.lingerMs ?? 5;
   const retryBaseMs = opts.retryBaseMs ?? 250;
   const retryMaxMs = opts.retryMaxMs ?? 30_000;
-  const deps = { name: DURABLE, priceOf: opts.priceOf, stream: natsStreamReader(bus.jsm), log: opts.log };
+  const stream = natsStreamReader(bus.jsm);
+  const parkRaw = async (m: RawEvent, error: unknown, deliveries: number, attempt?: string) => {
+    await park(bus, { durable: DURABLE, seq: m.seq, subject: m.subject ?? Subjects.allEvents, data: m.data, deliveries, error, event: parsed(m), attempt });
+    opts.log.error({ err: error, seq: m.seq }, 'parked an event the ledger cannot project');
+    opts.onParked?.(m.seq, error);
+  };
+  const deps = { name: DURABLE, priceOf: opts.priceOf, stream, log: opts.log, park: (m: RawEvent, err: unknown) => parkRaw(m, err, 1) };
 
   await ensureLedgerConsumer(bus.jsm, await readPosition(opts.db, DURABLE), opts.log);
   const consumer = await bus.js.consumers.get(STREAM, DURABLE);
@@ -140,22 +158,72 @@ export async function startProjector(bus: Bus, opts: ProjectorOptions): Promise<
     },
   });
 
+  /** Backs off after a failed try; false when the projector stops meanwhile. */
+  const backOff = async (err: unknown, attempt: number, firstSeq: number | undefined, size: number) => {
+    const delayMs = Math.min(retryMaxMs, retryBaseMs * 2 ** Math.min(attempt, 16));
+    opts.log.warn({ err, attempt, delayMs, firstSeq, size }, 'could not commit batch; retrying');
+    opts.onRetry?.(err, attempt);
+    await sleep(delayMs);
+    return !stopping;
+  };
+
   const commit = async (batch: JsMsg[]): Promise<boolean> => {
-    const raw = batch.map((m) => ({ seq: m.seq, data: m.data }));
+    const raw = batch.map((m) => ({ seq: m.seq, data: m.data, subject: m.subject }));
     for (let attempt = 0; ; attempt++) {
       try {
         const result = await applyBatch(opts.db, raw, deps);
         opts.onBatch?.(result);
         return true;
       } catch (err) {
-        const delayMs = Math.min(retryMaxMs, retryBaseMs * 2 ** Math.min(attempt, 16));
-        opts.log.warn({ err, attempt, delayMs, firstSeq: raw[0]?.seq, size: raw.length }, 'could not commit batch; retrying');
-        opts.onRetry?.(err, attempt);
-        await sleep(delayMs);
-        if (stopping) return false;
+        // a probe event projects and the batch still fails: something in it cannot be projected
+        if (attempt + 1 >= TRIES_BEFORE_PARKING && (await projectionWorks(opts.db, opts.priceOf))) return isolate(raw);
+        if (!(await backOff(err, attempt, raw[0]?.seq, raw.length))) return false;
       }
     }
   };
+
+  /**
+   * Applies a failing batch one event at a time, in sequence order from the stored position
+   * (events the batch lacks are read from the stream), and parks each event that fails alone.
+   */
+  const isolate = async (raw: RawEvent[]): Promise<boolean> => {
+    const bySeq = new Map(raw.map((m) => [m.seq, m]));
+    const last = Math.max(...bySeq.keys());
+    for (let seq = (await readPosition(opts.db, DURABLE)) + 1; seq <= last; seq++) {
+      const m = bySeq.get(seq) ?? (await stream.read(seq));
+      if (!m) continue;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          opts.onBatch?.(await applyBatch(opts.db, [m], deps));
+          break;
+        } catch (err) {
+          if (attempt + 1 >= TRIES_BEFORE_PARKING && (await projectionWorks(opts.db, opts.priceOf))) {
+            await parkRaw(m, err, attempt + 1);
+            await skipParked(opts.db, DURABLE, m.seq);
+            break;
+          }
+          if (!(await backOff(err, attempt, m.seq, 1))) return false;
+        }
+      }
+    }
+    return true;
+  };
+
+  // dead letters sent back by an operator: projected without moving the position
+  const replays = await consumeReplays(bus, { durable: DURABLE, log: opts.log }, async (msg, r) => {
+    const m = { seq: r.seq, data: msg.data, subject: r.subject };
+    try {
+      await applyReplayed(opts.db, m, opts.priceOf);
+      msg.ack();
+    } catch (err) {
+      if (msg.info.deliveryCount >= TRIES_BEFORE_PARKING && (await projectionWorks(opts.db, opts.priceOf))) {
+        await parkRaw(m, err, r.deliveries + msg.info.deliveryCount, `replay-${msg.seq}`).then(
+          () => msg.term(),
+          () => msg.nak(1000),
+        );
+      } else msg.nak(1000);
+    }
+  });
 
   const loop = async () => {
     while (!stopping) {
@@ -179,10 +247,19 @@ export async function startProjector(bus: Bus, opts: ProjectorOptions): Promise<
   return {
     async stop() {
       await messages.close();
+      await replays.close();
       stopping = true;
       stopped();
       wakeUp?.();
       await done;
     },
   };
+}
+
+function parsed(m: RawEvent): AnyEvent | undefined {
+  try {
+    return parseEvent(m.data);
+  } catch {
+    return undefined;
+  }
 }

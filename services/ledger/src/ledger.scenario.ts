@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
-import { connectBus, ensureTopology, publishEvent, type Bus } from '@sluice/bus';
+import { connectBus, ensureTopology, listParked, publishEvent, replayParked, type Bus } from '@sluice/bus';
 import { AckPolicy, DeliverPolicy } from '@nats-io/jetstream';
 import { Subjects, Topology, makeEvent, type AnyEvent } from '@sluice/contracts';
 import { createLogger } from '@sluice/telemetry';
@@ -49,6 +49,7 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
     let app: FastifyInstance;
     let projector: Projector | undefined;
     const retries: unknown[] = [];
+    const parked: number[] = [];
     const batches: BatchResult[] = [];
 
     const get = async (url: string) => {
@@ -59,7 +60,7 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
       for (const e of events) await publishEvent(bus.js, e);
     };
     const start = async () => {
-      projector = await startProjector(bus, { db, priceOf, log, batchSize: 4, lingerMs: 2, retryBaseMs: 20, retryMaxMs: 200, onRetry: (e) => retries.push(e), onBatch: (b) => batches.push(b) });
+      projector = await startProjector(bus, { db, priceOf, log, batchSize: 4, lingerMs: 2, retryBaseMs: 20, retryMaxMs: 200, onRetry: (e) => retries.push(e), onBatch: (b) => batches.push(b), onParked: (seq) => parked.push(seq) });
     };
     const stop = async () => {
       await projector?.stop();
@@ -297,6 +298,65 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
       const { body } = await get('/v1/requests/r13');
       expect(body).toMatchObject({ outcome: 'rejected', userId: odd, requestedModel: odd, latencyMs: 1, receivedAt: new Date(T0 + 130).toISOString() });
       expect(body.timeline).toMatchObject([{ type: 'chat.rejected', reason: odd, at: new Date(T0 + 131).toISOString(), data: { model: odd, user: odd } }]);
+    });
+
+    it('stores strings Postgres refuses (NUL, lone surrogates) as U+FFFD; the stream keeps them as sent', async () => {
+      const hostile = 'a\u0000b\ud800c\udc00';
+      const stored = 'a\uFFFDb\uFFFDc\uFFFD';
+      const events = completedRequest({ id: 'r14', tenant: 'acme', at: T0 + 140, user: hostile, feature: `f${hostile}` }, 'gpt-4o-mini', 10, 10, 5);
+      const rejected = makeEvent(
+        'chat.rejected',
+        { requestId: 'r15', tenant: 'acme', service: 'ingress', at: T0 + 151, reason: hostile },
+        { code: 'invalid_request', status: 400, message: hostile, stage: 'ingress', model: hostile, user: hostile, receivedAt: T0 + 150 },
+      ) as AnyEvent;
+      await publishAll([...events, rejected]);
+      await caughtUp();
+      const r14 = (await get('/v1/requests/r14')).body;
+      expect(r14).toMatchObject({ outcome: 'completed', userId: stored, feature: `f${stored}`, inputTokens: 10 });
+      const r15 = (await get('/v1/requests/r15')).body;
+      expect(r15).toMatchObject({ outcome: 'rejected', userId: stored, requestedModel: stored });
+      expect(r15.timeline[0]).toMatchObject({ reason: stored, data: { message: stored } });
+      // the stream still has the request as it was sent
+      const stream = natsStreamReader(bus.jsm);
+      const last = await streamLastSeq(bus.jsm);
+      const raw = JSON.parse(new TextDecoder().decode((await stream.read(last))!.data));
+      expect(raw.data.user).toBe(hostile);
+    });
+
+    it('parks an event it cannot project, moves on, and projects it when replayed after a fix', async () => {
+      const before = (await get(`/v1/costs${DAY}`)).body.totals;
+      const earlier = new Set((await listParked(bus, 'ledger')).map((d) => d.dlqSeq));
+      parked.length = 0;
+      // a rule the database enforces and the event breaks: the probe event still projects, so
+      // the ledger can tell this event from a database that takes none
+      await sql`alter table requests add constraint no_zed check (user_id is distinct from 'zed')`.execute(db);
+      await publishAll([
+        ...completedRequest({ id: 'r16', tenant: 'acme', at: T0 + 160, user: 'zed' }, 'gpt-4o-mini', 1000, 0, 5),
+        ...completedRequest({ id: 'r17', tenant: 'acme', at: T0 + 170 }, 'gpt-4o-mini', 1000, 0, 5),
+      ]);
+      await waitFor('the ledger to park r16', async () => parked.length >= 2);
+      await caughtUp();
+      await allAcked();
+      // r17 came after the bad event and was projected all the same
+      expect((await get('/v1/requests/r17')).body).toMatchObject({ outcome: 'completed', inputTokens: 1000 });
+      const dead = (await listParked(bus, 'ledger')).filter((d) => !earlier.has(d.dlqSeq));
+      // both of r16's events that touch its row: the request and its completion
+      expect(dead.map((d) => d.seq)).toEqual(parked);
+      expect(dead[0]!.error).toContain('no_zed');
+      const parkedTypes = dead.map((d) => JSON.parse(new TextDecoder().decode(d.data)).type);
+      expect(parkedTypes).toEqual(['chat.requested', 'chat.completed']);
+      // the request's timeline says so
+      const r16 = (await get('/v1/requests/r16')).body;
+      expect(r16.timeline.map((e: any) => e.type)).toContain('event.parked');
+
+      await sql`alter table requests drop constraint no_zed`.execute(db);
+      const replayed = await replayParked(bus, 'ledger', dead.map((d) => d.dlqSeq));
+      expect(replayed.map((d) => d.seq)).toEqual(parked);
+      await waitFor('r16 to be projected', async () => (await get('/v1/requests/r16')).body.outcome === 'completed');
+      expect((await listParked(bus, 'ledger')).map((d) => d.dlqSeq).sort()).toEqual([...earlier].sort());
+      const after = (await get(`/v1/costs${DAY}`)).body.totals;
+      expect(after.requests).toBe(before.requests + 2);
+      expect(after.inputTokens).toBe(before.inputTokens + 2000);
     });
 
     // only Postgres has connections to drop; the PGlite suite does not declare this test

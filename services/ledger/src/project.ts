@@ -109,6 +109,7 @@ function requestChange(e: AnyEvent, priceOf: PriceOf): RequestUpsert | undefined
     case 'circuit.opened':
     case 'circuit.closed':
     case 'degrade.changed':
+    case 'event.parked':
       // on the timeline only
       return undefined;
     default: {

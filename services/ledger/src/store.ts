@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Logger } from '@sluice/telemetry';
-import { parseEvent } from '@sluice/contracts';
+import { makeEvent, parseEvent, SYSTEM_TENANT } from '@sluice/contracts';
 import type { Db } from './db.js';
 import { mergeUpserts, project, type PriceOf, type Projection } from './project.js';
 import { insertTimeline, lockPosition, savePosition, upsertRequests } from './writes.js';
@@ -9,6 +9,8 @@ import { insertTimeline, lockPosition, savePosition, upsertRequests } from './wr
 export interface RawEvent {
   seq: number;
   data: Uint8Array;
+  /** Where it was published, when known (it labels a parked event). */
+  subject?: string;
 }
 
 /** Direct reads from the event stream, to fill sequences the consumer has not delivered (yet). */
@@ -25,6 +27,12 @@ export interface BatchDeps {
   priceOf: PriceOf;
   stream: StreamReader;
   log: Logger;
+  /**
+   * Parks an event that will never parse (dead-letter stream + `event.parked`), inside the
+   * batch's transaction, so the position passes it only once it is parked. Without it a
+   * malformed event is only logged.
+   */
+  park?: (m: RawEvent, err: unknown) => Promise<void>;
 }
 
 export interface BatchResult {
@@ -77,7 +85,8 @@ export async function applyBatch(db: Db, messages: RawEvent[], deps: BatchDeps):
       } catch (err) {
         // counted as seen, so it is never retried: a malformed event will not parse next time either
         malformed++;
-        deps.log.error({ err, seq: m.seq }, 'skipping malformed event');
+        deps.log.error({ err, seq: m.seq }, 'parking malformed event');
+        await deps.park?.(m, err);
       }
     }
     // rows travel as one JSON document a statement (writes.ts), so no parameter limit splits a batch
@@ -102,6 +111,64 @@ async function readGap(deps: BatchDeps, from: number, to: number): Promise<RawEv
   }
   if (to >= from) deps.log.info({ from, to, read: out.length }, 'filled a gap from the stream');
   return out;
+}
+
+/**
+ * Moves the position past one event that cannot be projected (it was parked), in a transaction
+ * of its own; a no-op unless the position stands just before it.
+ */
+export async function skipParked(db: Db, name: string, seq: number): Promise<void> {
+  await db.transaction().execute(async (trx) => {
+    if ((await lockPosition(trx, name)) === seq - 1) await savePosition(trx, name, seq);
+  });
+}
+
+/**
+ * Projects an event an operator sent back from the dead-letter stream, without moving the
+ * position (it passed the event when it was parked). Projections set columns rather than add
+ * to them, and timeline rows are keyed by sequence, so a replay applied twice counts once.
+ */
+export async function applyReplayed(db: Db, m: RawEvent, priceOf: PriceOf): Promise<void> {
+  const p = project(m.seq, parseEvent(m.data), priceOf);
+  await db.transaction().execute(async (trx) => {
+    await insertTimeline(trx, [p.event]);
+    if (p.request) await upsertRequests(trx, [p.request]);
+  });
+}
+
+const ROLLBACK = new Error('probe rolled back');
+
+/**
+ * Whether the ledger can project a well-formed event right now: a made-up completion goes
+ * through the same statements as a batch, in a transaction that is rolled back. When a batch
+ * keeps failing, this tells an event that cannot be projected (the probe works) from a database
+ * that cannot take any (down, a table missing, a disk full: the probe fails too, and the ledger
+ * waits instead of parking good events).
+ */
+export async function projectionWorks(db: Db, priceOf: PriceOf): Promise<boolean> {
+  const at = Date.now();
+  const probe = makeEvent(
+    'chat.completed',
+    { requestId: '_probe', tenant: SYSTEM_TENANT, service: 'ledger', at, reason: 'probe' },
+    {
+      ctx: { request: { model: 'probe', messages: [{ role: 'user', content: 'probe' }], priority: 'standard', stream: false, params: {}, cache: 'skip' }, frontDoor: 'nats', receivedAt: at, deadline: at },
+      answer: { model: 'probe', message: { role: 'assistant', content: '' }, finishReason: 'stop', usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 } },
+      deployment: 'probe',
+      attempts: 1,
+      upstreamLatencyMs: 0,
+    },
+  );
+  const p = project(-1, probe, priceOf);
+  try {
+    await db.transaction().execute(async (trx) => {
+      await insertTimeline(trx, [p.event]);
+      if (p.request) await upsertRequests(trx, [p.request]);
+      throw ROLLBACK;
+    });
+    return false;
+  } catch (e) {
+    return e === ROLLBACK;
+  }
 }
 
 /** The sequence the projections reached (0 before the first batch). */

@@ -2,6 +2,7 @@ import { sql, type Transaction } from 'kysely';
 import type { Database } from './db.js';
 import type { RequestUpsert, TimelineRow } from './project.js';
 import type { NewRequest } from './requests.table.js';
+import { pgJson } from './pg-json.js';
 
 // The statements of a batch's transaction. On PGlite every statement costs a fixed ~0.5-1.5 ms
 // of CPU (six protocol round trips into WebAssembly), and each parameter is serialized in
@@ -37,7 +38,7 @@ export async function insertTimeline(trx: Trx, rows: TimelineRow[]): Promise<voi
   await sql`
     insert into events (seq, request_id, type, tenant, service, at, reason, data)
     select seq, request_id, type, tenant, service, at, reason, data
-    from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
+    from jsonb_to_recordset(${pgJson(rows)}::jsonb)
       as x(seq bigint, request_id text, type text, tenant text, service text, at timestamptz, reason text, data jsonb)
     on conflict (seq) do nothing`.execute(trx);
 }
@@ -56,7 +57,7 @@ export async function upsertRequests(trx: Trx, upserts: RequestUpsert[]): Promis
       : sql`do nothing`;
     await sql`
       insert into requests (${cols})
-      select ${cols} from jsonb_populate_recordset(null::requests, ${JSON.stringify(rows)}::jsonb)
+      select ${cols} from jsonb_populate_recordset(null::requests, ${pgJson(rows)}::jsonb)
       on conflict (request_id) ${onConflict}`.execute(trx);
   }
 }
