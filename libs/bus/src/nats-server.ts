@@ -1,6 +1,8 @@
 // A private nats-server for tests, the local stack and benchmarks (not needed by services at run time).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Topology } from '@sluice/contracts';
 import { createServer } from 'node:net';
 import { connect } from '@nats-io/transport-node';
 
@@ -40,12 +42,18 @@ export interface LocalNats {
   stop(): Promise<void>;
 }
 
-/** Starts a nats-server with JetStream, its store under `storeDir`, and waits until it answers. */
+/**
+ * Starts a nats-server with JetStream, its store under `storeDir`, and waits until it answers.
+ * Its `max_payload` is the one the shipped configs set (`Topology.maxPayloadBytes`), written to
+ * `<storeDir>/sluice.conf`: the command line has no flag for it.
+ */
 export async function startNats(storeDir: string, port: number): Promise<LocalNats> {
   const bin = natsServerOnPath();
   if (!bin) throw new Error('nats-server is not on PATH; install it (apt-get install nats-server) or set NATS_URL');
   mkdirSync(storeDir, { recursive: true });
-  const proc = spawn(bin, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const conf = join(storeDir, 'sluice.conf');
+  writeFileSync(conf, `# written by Sluice's startNats; see deploy/nats/standalone.conf\nmax_payload: ${Topology.maxPayloadBytes}\n`);
+  const proc = spawn(bin, ['-c', conf, '-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   proc.stderr?.on('data', (d: Buffer) => void (stderr = (stderr + d.toString()).slice(-4000)));
   const url = `nats://127.0.0.1:${port}`;
