@@ -1,4 +1,5 @@
 import { errors, headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
+import { JetStreamApiError, JetStreamError } from '@nats-io/jetstream';
 import {
   Headers,
   makeEvent,
@@ -98,10 +99,15 @@ export function isTransient(err: unknown): boolean {
     err instanceof errors.DrainingConnectionError ||
     err instanceof errors.TimeoutError ||
     err instanceof errors.NoRespondersError ||
-    err instanceof errors.RequestError
+    err instanceof errors.RequestError ||
+    // pull and status faults of a consumer (the server restarting, a leader moving)
+    err instanceof JetStreamError ||
+    (err instanceof Error && err.name === 'JetStreamNotEnabled')
   ) {
     return true;
   }
+  // a server error of JetStream's (503: no leader yet, the store not ready after a restart)
+  if (err instanceof JetStreamApiError && err.status >= 500) return true;
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' && ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN'].includes(code);
 }
