@@ -4,16 +4,19 @@
  *   npm run config -- show              print the current config
  *   npm run config -- degrade <0-4|auto> force a degrade level, or hand it back to the degrader
  *   npm run config -- hash-key <key>    the SHA-256 to put in a tenant's keySha256
+ *   npm run config -- parked [durable]  list dead letters: events a consumer parked, and why
+ *   npm run config -- replay <durable> [dlqSeq ...]
+ *                                       send them back to that consumer (all, or the ones named)
  * `${ENV}` references in the file are filled from the environment; SLUICE_DEV_KEY (default
  * sk-sluice-dev) is hashed into SLUICE_DEV_KEY_SHA256.
  */
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { connectBus, ensureTopology, getJson, putConfig, putDegrade } from '@sluice/bus';
+import { connectBus, ensureTopology, getJson, listParked, putConfig, putDegrade, replayParked, type ParkedEvent } from '@sluice/bus';
 import { ControlKeys, hashKey, interpolateEnv, type DegradeState } from '@sluice/contracts';
 import { ROOT } from './stack.js';
 
-const [command, arg] = process.argv.slice(2);
+const [command, arg, ...rest] = process.argv.slice(2);
 const env = { ...process.env };
 if (command === 'hash-key') {
   if (!arg) throw new Error('usage: hash-key <key>');
@@ -46,8 +49,35 @@ switch (command) {
     process.stdout.write(`degrade: ${JSON.stringify(next)}\n`);
     break;
   }
+  case 'parked': {
+    const parked = await listParked(bus, arg);
+    for (const p of parked) process.stdout.write(`${describeParked(p)}\n`);
+    process.stdout.write(`${parked.length} parked${arg ? ` by ${arg}` : ''}\n`);
+    break;
+  }
+  case 'replay': {
+    if (!arg) throw new Error('usage: replay <durable> [dlqSeq ...]');
+    const seqs = rest.map(Number);
+    if (seqs.some((n) => !Number.isInteger(n) || n <= 0)) throw new Error('usage: replay <durable> [dlqSeq ...] (sequences as `parked` lists them)');
+    const replayed = await replayParked(bus, arg, seqs.length ? seqs : undefined);
+    for (const p of replayed) process.stdout.write(`replayed ${describeParked(p)}\n`);
+    process.stdout.write(`${replayed.length} sent back to ${arg}; one that fails again is parked again\n`);
+    break;
+  }
   default:
-    process.stderr.write('usage: config apply [file] | show | degrade <0-4|auto> | hash-key <key>\n');
+    process.stderr.write('usage: config apply [file] | show | degrade <0-4|auto> | hash-key <key> | parked [durable] | replay <durable> [dlqSeq ...]\n');
     process.exitCode = 2;
 }
 await bus.nc.close();
+
+/** "dlq 12  ledger  seq 4711  chat.completed  req-abc  5 tries  2026-11-30T15:00:00.000Z  <error>" */
+function describeParked(p: ParkedEvent): string {
+  let event: { type?: string; requestId?: string } = {};
+  try {
+    event = JSON.parse(new TextDecoder().decode(p.data)) as typeof event;
+  } catch {
+    // an unreadable event is listed by its place alone
+  }
+  const fields = [`dlq ${p.dlqSeq}`, p.durable, `seq ${p.seq}`, event.type ?? '(unreadable)', event.requestId || '-', `${p.deliveries} tries`, p.parkedAt.toISOString(), p.error];
+  return fields.join('  ');
+}
