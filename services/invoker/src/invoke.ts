@@ -23,6 +23,7 @@ import { attemptSuffix, decideDelivery, mayHaveAnswer, type DeliveryCount, type 
 import type { ResultStore } from './results.js';
 import { classifyError, type Failure, type Remaining } from './retry.js';
 import { Timeline } from './timeline.js';
+import { fitContent } from './fit.js';
 import { callUpstream, type ClientPool, type UpstreamAnswer } from './upstream.js';
 
 export interface InvokerDeps {
@@ -39,6 +40,8 @@ export interface InvokerDeps {
   reply: (replyTo: string | undefined, reply: ChatReply) => void;
   /** Terminal answers by request id: written after every terminal event, read on redeliveries. */
   results: ResultStore;
+  /** The NATS server's max_payload in bytes: an answer is cut to fit the messages that carry it (fit.ts). */
+  maxPayload: () => number;
   log: Logger;
   now?: () => number;
   random?: () => number;
@@ -192,10 +195,14 @@ export function createInvoker(deps: InvokerDeps): Invoke {
         const { answer } = result;
         settleCircuit(candidate.deployment, recordSuccess(circuitOf(candidate.deployment)));
         timeline.fire(stamp('invoke.attempted', `${describe(candidate)} answered ${answer.status} in ${result.latencyMs} ms${headroom(answer.remaining)}`, { ...base, ok: true, status: answer.status }, suffix));
-        const message = { role: 'assistant' as const, content: answer.content };
+        // billed in full whatever its size: an answer too large to carry is cut, never dropped
+        const fitted = fitContent(answer.content, ctx, deps.maxPayload());
+        const message = { role: 'assistant' as const, content: fitted.content };
+        const finishReason = fitted.truncatedFrom === undefined ? answer.finishReason : 'length';
+        if (fitted.truncatedFrom !== undefined) timeline.note(`answer of ${fitted.truncatedFrom} characters cut to ${fitted.content.length} to fit NATS max_payload`);
         const completed = stamp('chat.completed', `answered by ${describe(candidate)} after ${attempt} attempt${attempt === 1 ? '' : 's'}`, {
           ctx,
-          answer: { model: candidate.model, message, finishReason: answer.finishReason, usage: answer.usage },
+          answer: { model: candidate.model, message, finishReason, usage: answer.usage },
           deployment: candidate.deployment,
           attempts: attempt,
           upstreamLatencyMs: result.latencyMs,
@@ -206,7 +213,7 @@ export function createInvoker(deps: InvokerDeps): Invoke {
         // still waits for all of them
         const terminal = publish(completed);
         await Promise.all([timeline.settle(), terminal]);
-        await conclude(completed, { requestId, model: candidate.model, message, finishReason: answer.finishReason, usage: answer.usage, cached: false, created: Math.floor(completed.at / 1000) });
+        await conclude(completed, { requestId, model: candidate.model, message, finishReason, usage: answer.usage, cached: false, created: Math.floor(completed.at / 1000) });
         return;
       }
 

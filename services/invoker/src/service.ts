@@ -41,6 +41,7 @@ export function wireInvoker(svc: Wiring): Invoke {
     publish: (event, trace) => publishEvent(bus.js, event, trace),
     reply: (replyTo, reply) => sendReply(bus.nc, replyTo, reply),
     results: kvResultStore(buckets.results),
+    maxPayload: () => bus.nc.info?.max_payload ?? Topology.maxPayloadBytes,
     log,
   });
 }
