@@ -90,6 +90,25 @@ export const SluiceConfig = Type.Object({
     maxBodyBytes: Type.Integer({ minimum: 1024, default: 1_048_576 }),
     maxMessages: Type.Integer({ minimum: 1, default: 256 }),
     defaultDeadlineMs: Type.Integer({ minimum: 100, default: 60_000 }),
+    /**
+     * The HTTP server's edges, applied live (README, "Ingress HTTP"). The idle timeout is never
+     * shorter than `defaultDeadlineMs` + 1 s: a request waiting for its answer moves no bytes.
+     */
+    http: Type.Object(
+      {
+        /** Receiving the whole request, body included (not the answer). Past it: 408 request_timeout. */
+        requestTimeoutMs: Type.Integer({ minimum: 100, default: 30_000 }),
+        /** Receiving the request line and headers; capped by requestTimeoutMs. Past it: 408. */
+        headersTimeoutMs: Type.Integer({ minimum: 100, default: 10_000 }),
+        /** Longer than a load balancer's idle timeout (60 s on AWS's), so the balancer closes first. */
+        keepAliveTimeoutMs: Type.Integer({ minimum: 1000, default: 72_000 }),
+        /** No byte either way for this long (e.g. a client that stopped reading): destroyed. */
+        idleTimeoutMs: Type.Integer({ minimum: 1000, default: 120_000 }),
+        /** Keep under the process's open-file limit, with room for NATS. */
+        maxConnections: Type.Integer({ minimum: 1, default: 4096 }),
+      },
+      { default: {} },
+    ),
   }),
 });
 export type SluiceConfig = Static<typeof SluiceConfig>;

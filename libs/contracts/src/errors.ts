@@ -18,6 +18,8 @@ export const Errors = {
   deadline_exceeded: { status: 504, type: 'timeout_error', message: 'The request was not answered before its deadline.' },
   not_found: { status: 404, type: 'invalid_request_error', message: 'Not found.' },
   internal_error: { status: 500, type: 'server_error', message: 'Internal error.' },
+  request_timeout: { status: 408, type: 'invalid_request_error', message: 'The request was not received in time; send it again, faster.' },
+  headers_too_large: { status: 431, type: 'invalid_request_error', message: 'The request line and headers are too large.' },
 } as const;
 export type ErrorCode = keyof typeof Errors;
 
@@ -41,3 +43,7 @@ export function openAiErrorBody(code: string, message: string, type?: string, pa
   const known = (Errors as Record<string, { type: string }>)[code];
   return { error: { message, type: type ?? known?.type ?? 'server_error', param: param ?? null, code } };
 }
+
+// What an HTTP server says when the request never reached a route (malformed HTTP, a timeout,
+// fastify's router), shared by both HTTP ports. It uses this file's catalogue.
+export { answerClientError, applyHttpLimits, frameworkRefusal, HTTP_SERVER_OPTIONS, type HttpLimits, type Refusal } from './http-edge.js';

@@ -3,14 +3,26 @@ import { RequestRejected } from './rejection.js';
 import { parseJsonBody } from './validate.js';
 
 /**
+ * How far past the limit a body is still read (and dropped) so that its sender can read the 413.
+ * Answering while the client is still sending does not work: fastify closes the connection after
+ * a refused body, and closing a socket with unread bytes makes the kernel send a reset, which
+ * reaches a client that writes its whole body before reading (node's http.request, most non-JS
+ * clients) as EPIPE/ECONNRESET instead of the 413. A body larger than this is cut after the 413,
+ * and such a client may see the reset; the request timeout bounds the time spent either way.
+ */
+export const DRAIN_PAST_LIMIT_BYTES = 16 * 1024 * 1024;
+
+/**
  * Reads a JSON body, refusing it past `limit` bytes. Fastify's own `bodyLimit` is fixed when the
  * app is built; this reads `ingress.maxBodyBytes` per request, so a config change applies live.
- * A declared Content-Length over the limit is refused before reading.
+ * A body over the limit is read to its end and dropped before the 413 goes out (see
+ * DRAIN_PAST_LIMIT_BYTES); a declared Content-Length beyond what would be drained is refused
+ * before reading.
  */
 export function readJsonBody(payload: IncomingMessage, limit: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const declared = Number(payload.headers['content-length']);
-    if (declared > limit) {
+    if (declared > limit + DRAIN_PAST_LIMIT_BYTES) {
       reject(tooLarge(limit));
       return;
     }
@@ -20,24 +32,33 @@ export function readJsonBody(payload: IncomingMessage, limit: number): Promise<u
       payload.removeListener('data', onData);
       payload.removeListener('end', onEnd);
       payload.removeListener('error', onError);
+      payload.removeListener('close', onClose);
     };
     const onData = (chunk: Buffer) => {
       received += chunk.length;
-      if (received > limit) {
+      if (received > limit + DRAIN_PAST_LIMIT_BYTES) {
         cleanup();
-        // keep draining so the socket can carry the 413 back
-        payload.resume();
         reject(tooLarge(limit));
         return;
       }
-      chunks.push(chunk);
+      // over the limit: keep reading to the end, keep nothing
+      if (received > limit) chunks.length = 0;
+      else chunks.push(chunk);
     };
     const onError = (err: Error) => {
       cleanup();
-      reject(new RequestRejected('invalid_request', `The request body could not be read: ${err.message}`, 'body'));
+      reject(unreadable(payload, err.message));
+    };
+    const onClose = () => {
+      cleanup();
+      reject(unreadable(payload, 'the connection closed'));
     };
     const onEnd = () => {
       cleanup();
+      if (received > limit) {
+        reject(tooLarge(limit));
+        return;
+      }
       try {
         resolve(parseJsonBody(Buffer.concat(chunks, received).toString('utf8')));
       } catch (e) {
@@ -47,9 +68,17 @@ export function readJsonBody(payload: IncomingMessage, limit: number): Promise<u
     payload.on('data', onData);
     payload.on('end', onEnd);
     payload.on('error', onError);
+    payload.on('close', onClose);
   });
 }
 
 function tooLarge(limit: number): RequestRejected {
   return new RequestRejected('body_too_large', `The request body is larger than ${limit} bytes.`, 'body');
+}
+
+/** The body stopped coming: node's request timeout (the client was answered 408 on the socket) or the client left. */
+function unreadable(payload: IncomingMessage, why: string): RequestRejected {
+  const cause = (payload.socket as { errored?: { code?: string } | null } | null)?.errored;
+  if (cause?.code === 'ERR_HTTP_REQUEST_TIMEOUT') return new RequestRejected('request_timeout', undefined, 'body');
+  return new RequestRejected('invalid_request', `The request body could not be read: ${why}`, 'body');
 }

@@ -1,7 +1,17 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
-import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
-import type { Socket } from 'node:net';
-import { openAiErrorBody, SluiceError, type RequestContext, type Tenant } from '@sluice/contracts';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import {
+  answerClientError,
+  applyHttpLimits,
+  Errors,
+  frameworkRefusal,
+  HTTP_SERVER_OPTIONS,
+  SluiceError,
+  type HttpLimits,
+  type RequestContext,
+  type SluiceConfig,
+  type Tenant,
+} from '@sluice/contracts';
 import { SpanAttributes, tagHttpServerSpan, withTrace } from '@sluice/telemetry';
 import type { IngressDeps } from './deps.js';
 import { rejectedEvent, requestedEvent } from './events.js';
@@ -31,9 +41,19 @@ declare module 'fastify' {
 }
 
 /**
+ * The server limits from `ingress.http` (README, "Ingress HTTP"). The idle cut must come after
+ * the deadline's 504: a request waiting for its answer moves no bytes until then.
+ */
+export function ingressHttpLimits(ingress: SluiceConfig['ingress']): HttpLimits {
+  return { ...ingress.http, idleTimeoutMs: Math.max(ingress.http.idleTimeoutMs, ingress.defaultDeadlineMs + 1000) };
+}
+
+/**
  * The OpenAI-compatible HTTP front door. Every answer is OpenAI-shaped, errors included: fastify's
  * own error format never reaches a client. Every refusal of a chat request is published as
- * `chat.rejected` before the client hears of it.
+ * `chat.rejected` before the client hears of it (a request that timed out while its body was
+ * arriving is answered 408 on the socket first). The server's limits come from `ingress.http`;
+ * `startIngress` re-applies them when the config changes.
  *
  * @example
  * const app = buildApp(deps);
@@ -49,10 +69,16 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     // fastify's own answers for these would not be OpenAI-shaped
     return503OnClosing: false,
     frameworkErrors: (error, _request, reply) => {
-      void sendError(reply, 'invalid_request', `The request URL could not be read: ${error.message}`, 400);
+      const { code, message } = frameworkRefusal(error);
+      void sendError(reply, code, message, Errors[code].status);
     },
-    clientErrorHandler: rawClientError,
+    clientErrorHandler: answerClientError,
+    // set once here, the rest by applyHttpLimits (node reads those live)
+    http: HTTP_SERVER_OPTIONS,
+    // no bodyLimit: fastify's is fixed at build and its parsers are removed; the one body parser
+    // below enforces ingress.maxBodyBytes itself, read per request
   });
+  applyHttpLimits(app.server, ingressHttpLimits(deps.config().ingress));
 
   app.decorateRequest('sluice', null as unknown as RequestState);
   app.addHook('onRequest', async (request, reply) => {
@@ -150,22 +176,6 @@ function asRejection(error: FastifyError): RequestRejected | undefined {
     return new RequestRejected('invalid_request', 'The request could not be read as an HTTP request Sluice serves.');
   }
   return undefined;
-}
-
-/** Malformed HTTP (before fastify has a request): answered on the socket, as OpenAI's shape. */
-function rawClientError(err: Error & { code?: string }, socket: Socket): void {
-  if (err.code === 'ECONNRESET' || socket.destroyed) return;
-  const [status, code, message] =
-    err.code === 'HPE_HEADER_OVERFLOW'
-      ? [431, 'invalid_request', 'The request headers are too large.']
-      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? [408, 'invalid_request', 'The request was not received in time.']
-        : [400, 'invalid_request', 'The request is not valid HTTP.'];
-  const body = JSON.stringify(openAiErrorBody(code, message));
-  if (socket.writable) {
-    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`);
-  }
-  socket.destroy(err);
 }
 
 function hintsFrom(headers: IncomingHttpHeaders): ChatHints {

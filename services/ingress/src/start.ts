@@ -1,7 +1,8 @@
 import type { AddressInfo } from 'node:net';
 import { publishEvent, type Closer, type ServiceContext } from '@sluice/bus';
+import { applyHttpLimits } from '@sluice/contracts';
 import type { IngressDeps } from './deps.js';
-import { buildApp } from './http.js';
+import { buildApp, ingressHttpLimits } from './http.js';
 import { openReplyInbox } from './inbox.js';
 import { openNatsDoor } from './nats-door.js';
 import { indexTenants } from './tenants.js';
@@ -44,6 +45,8 @@ export async function startIngress(ctx: ServiceContext): Promise<RunningIngress>
   };
   const door = openNatsDoor(bus.nc, deps);
   const app = buildApp(deps);
+  // node reads its timeouts and connection limit live: a config change applies without a restart
+  control.onChange(() => applyHttpLimits(app.server, ingressHttpLimits(config.ingress)));
   await app.listen({ host: env.SLUICE_HOST || '127.0.0.1', port: Number(env.SLUICE_INGRESS_PORT ?? 8080) });
   const port = (app.server.address() as AddressInfo).port;
   log.info({ port }, 'http front door listening');
