@@ -1,5 +1,5 @@
-import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import { Errors, openAiErrorBody, type ErrorCode } from '@sluice/contracts';
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyServerOptions } from 'fastify';
+import { answerClientError, applyHttpLimits, Errors, frameworkRefusal, HTTP_SERVER_OPTIONS, openAiErrorBody, type ErrorCode, type HttpLimits } from '@sluice/contracts';
 import type { Db } from './db.js';
 import { BadParam, parseCostsQuery, parseSloQuery } from './params.js';
 import { costs } from './costs.js';
@@ -15,7 +15,29 @@ export interface AppDeps {
   streamLastSeq?: () => Promise<number>;
   now?: () => number;
   logger?: FastifyServerOptions['loggerInstance'];
+  /** Overrides of LEDGER_HTTP (tests use short timeouts). */
+  http?: Partial<HttpLimits>;
 }
+
+/**
+ * The ledger's HTTP edges: a GET-only read API for dashboards and scripts, so a request is its
+ * headers, and a second-long wait for them is already a broken client. The keep-alive outlasts a
+ * load balancer's 60 s idle timeout, so the balancer closes first. The idle cut comes after
+ * HANDLER_TIMEOUT_MS, so a slow query is answered 504 before its socket goes.
+ */
+export const LEDGER_HTTP: HttpLimits = {
+  requestTimeoutMs: 10_000,
+  headersTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 72_000,
+  idleTimeoutMs: 60_000,
+  maxConnections: 256,
+};
+
+/** A query still running after this is answered 504 `deadline_exceeded` (the query runs on). */
+export const HANDLER_TIMEOUT_MS = 30_000;
+
+/** Request ids are 24 characters (`req_` + 20); a longer path segment is answered 404 unread. */
+export const MAX_ID_LENGTH = 128;
 
 /** The catalogue's OpenAI-shaped error body, with the offending parameter when there is one. */
 function errorBody(code: ErrorCode, message: string, param?: string) {
@@ -31,11 +53,39 @@ function errorBody(code: ErrorCode, message: string, param?: string) {
  */
 export function buildApp(deps: AppDeps): FastifyInstance {
   const now = deps.now ?? Date.now;
-  // a line per request would drown the log: tests and dashboards poll these endpoints
-  const app = Fastify(deps.logger ? { loggerInstance: deps.logger, logController: new LogController({ disableRequestLogging: true }) } : { logger: false });
+  const app = Fastify({
+    // a line per request would drown the log: tests and dashboards poll these endpoints
+    ...(deps.logger ? { loggerInstance: deps.logger, logController: new LogController({ disableRequestLogging: true }) } : { logger: false }),
+    // every answer is in the catalogue's shape, fastify's own included
+    clientErrorHandler: answerClientError,
+    frameworkErrors: (error, _request, reply) => {
+      const refusal =
+        error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+          ? { code: 'not_found' as const, message: `The ledger has no request with an id that long (ids are at most ${MAX_ID_LENGTH} characters).` }
+          : frameworkRefusal(error);
+      void (reply as FastifyReply).status(Errors[refusal.code].status).send(errorBody(refusal.code, refusal.message));
+    },
+    // served while closing: the database closes only after the server has
+    return503OnClosing: false,
+    http: HTTP_SERVER_OPTIONS,
+    routerOptions: { maxParamLength: MAX_ID_LENGTH },
+    handlerTimeout: HANDLER_TIMEOUT_MS,
+  });
+  applyHttpLimits(app.server, { ...LEDGER_HTTP, ...deps.http });
+  // no route takes a body, so no body is parsed (bodyLimit never applies): a POST is a 404 and
+  // node reads its body off the wire and drops it
+  app.removeAllContentTypeParsers();
 
-  app.setErrorHandler((err, request, reply) => {
+  app.setErrorHandler((err: FastifyError, request, reply) => {
     if (err instanceof BadParam) return reply.status(400).send(errorBody('invalid_request', err.message, err.param));
+    if (err.code === 'FST_ERR_HANDLER_TIMEOUT') {
+      request.log.warn({ url: request.url }, 'ledger query timed out');
+      return reply.status(504).send(errorBody('deadline_exceeded', `The ledger did not answer within ${HANDLER_TIMEOUT_MS / 1000} s; narrow the range or retry.`));
+    }
+    // fastify's own refusals of a request (a malformed header it checks, an unsupported body)
+    if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+      return reply.status(400).send(errorBody('invalid_request', `The request could not be served: ${err.message}`));
+    }
     request.log.error({ err }, 'ledger request failed');
     return reply.status(500).send(errorBody('internal_error', Errors.internal_error.message));
   });
