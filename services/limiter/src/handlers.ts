@@ -1,7 +1,7 @@
 import { publishEvent, PoisonMessage, sendReply, traceOf, type Bus, type Control, type Delivery } from '@sluice/bus';
 import { EventType, makeEvent, ServiceName, type AnyEvent, type ChatErrorReply, type SluiceConfig, type SluiceEvent, type Tenant } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
-import { estimateTokens } from './estimate.js';
+import { estimateTokensAsync } from './estimate.js';
 import { admitReason, throttleReason, type Layer, type Limits } from './limiter.js';
 import { limitKeys, type LimitStore } from './store.js';
 import type { FindDecision } from './decided.js';
@@ -48,7 +48,8 @@ export function onChatRequested(deps: LimiterDeps) {
     }
     const user = ctx.request.user;
     const limits = limitsFor(deps.control.config(), event.tenant, user);
-    const estimatedTokens = estimateTokens(ctx.request);
+    // a long prompt is counted on a worker thread: hostile text must not stall other tenants
+    const estimatedTokens = await estimateTokensAsync(ctx.request);
     const decision = await deps.store.admit(limitKeys(event.tenant, user), limits, estimatedTokens);
     const fields = { requestId: event.requestId, tenant: event.tenant, service: ServiceName.Limiter, at: now() };
 
@@ -83,7 +84,7 @@ export function onChatCompleted(deps: LimiterDeps) {
   return async (event: AnyEvent): Promise<void> => {
     if (event.type !== EventType.ChatCompleted) throw new PoisonMessage(`limiter reconcile cannot handle ${event.type}`);
     const { ctx, answer } = event.data;
-    const difference = answer.usage.total_tokens - estimateTokens(ctx.request);
+    const difference = answer.usage.total_tokens - (await estimateTokensAsync(ctx.request));
     if (difference === 0) return;
     const user = ctx.request.user;
     const limits = limitsFor(deps.control.config(), event.tenant, user);

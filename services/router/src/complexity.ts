@@ -1,4 +1,4 @@
-import { countTokens } from 'gpt-tokenizer/encoding/o200k_base';
+import { countMessages } from '@sluice/tokens';
 import type { ChatRequest } from '@sluice/contracts';
 
 /** How hard a request looks, in [0, 1], and the signals that made the score (for the reason). */
@@ -29,12 +29,11 @@ const LENGTH_SATURATION = 2_000;
 const TURN_SATURATION = 8;
 const KEYWORD_SATURATION = 3;
 
-const asText = { disallowedSpecial: new Set<string>() };
-
 /**
  * A cheap, explainable heuristic: prompt length in tokens, number of user turns, code
  * fences, and words that ask for analysis. Deterministic, so the same request always lands
- * in the same tier.
+ * in the same tier. Linear in the prompt's length; the prompt is counted with @sluice/tokens,
+ * which remembers a count the handler already made off the event loop (`countMessagesAsync`).
  *
  * @example
  * complexity({ messages: [{ role: 'user', content: 'Refactor this:\n```ts\n...\n```' }] }).score // ≈ 0.3
@@ -44,8 +43,9 @@ export function complexity(request: Pick<ChatRequest, 'messages'>): Complexity {
   let turns = 0;
   let code = false;
   const found = new Set<string>();
-  for (const m of request.messages) {
-    promptTokens += countTokens(m.content, asText);
+  const counts = countMessages(request.messages);
+  for (const [i, m] of request.messages.entries()) {
+    promptTokens += counts[i]!.content;
     if (m.role !== 'user') continue;
     turns++;
     if (m.content.includes('```')) code = true;

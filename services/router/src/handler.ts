@@ -1,6 +1,7 @@
 import { publishEvent, PoisonMessage, sendReply, traceOf, type Bus, type Control, type Delivery } from '@sluice/bus';
 import { EventType, makeEvent, ServiceName, STATIC_FALLBACK, type AnyEvent, type ChatResult, type SluiceEvent } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
+import { countMessagesAsync } from '@sluice/tokens';
 import { route } from './router.js';
 
 export interface RouterDeps {
@@ -22,6 +23,9 @@ export function onCacheMissed(deps: RouterDeps) {
   return async (event: AnyEvent, delivery: Delivery): Promise<void> => {
     if (event.type !== EventType.CacheMissed) throw new PoisonMessage(`router cannot handle ${event.type}`);
     const { ctx, key } = event.data;
+    // route() scores an `auto` request by its prompt's tokens (at degrade level 0): counted here
+    // first, a long prompt on a worker thread, and remembered for route()'s own count
+    if (ctx.request.model === 'auto' && deps.control.degrade().level === 0) await countMessagesAsync(ctx.request.messages);
     const decision = route({ tenant: event.tenant, request: ctx.request }, deps.control.config(), deps.control.degrade());
     const at = now();
     const fields = { requestId: event.requestId, tenant: event.tenant, service: ServiceName.Router, at, reason: decision.reason };
