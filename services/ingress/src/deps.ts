@@ -11,6 +11,8 @@ export interface IngressDeps {
   tenants(): TenantIndex;
   /** Publishes an event to the stream and resolves on its ack. */
   publish(event: SluiceEvent<EventType>, traceparent: string): Promise<void>;
+  /** The connected NATS server's max_payload in bytes: every event of a request must fit it (fits.ts). */
+  maxPayload(): number;
   /** Where HTTP requests wait for their answers. */
   inbox: ReplyInbox;
   log: Logger;

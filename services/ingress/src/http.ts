@@ -20,6 +20,7 @@ import { readJsonBody } from './http-body.js';
 import { continueTrace, newRequestId } from './ids.js';
 import { toModelList } from './openai-wire.js';
 import { RequestRejected } from './rejection.js';
+import { checkFits } from './fits.js';
 import { authenticate, bearerKey } from './tenants.js';
 import { validateChat, type ChatHints } from './validate.js';
 
@@ -110,6 +111,9 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     const { request: chat, includeUsage } = validateChat(request.body, hintsFrom(request.headers), tenant, config);
     state.model = chat.model;
     if (chat.user !== undefined) state.user = chat.user;
+    // a chunked body has no Content-Length: checkFits then measures the request itself
+    const declared = Number(request.headers['content-length']);
+    checkFits(chat, Number.isFinite(declared) ? declared : undefined, deps.maxPayload());
 
     const deadline = state.receivedAt + config.ingress.defaultDeadlineMs;
     // listen before publishing: the answer can come back before the publish ack does

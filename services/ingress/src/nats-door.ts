@@ -6,6 +6,7 @@ import type { IngressDeps } from './deps.js';
 import { rejectedEvent, requestedEvent } from './events.js';
 import { continueTrace, newRequestId } from './ids.js';
 import { RequestRejected } from './rejection.js';
+import { checkFits } from './fits.js';
 import { authenticate } from './tenants.js';
 import { parseJsonBody, validateChat, type ChatHints } from './validate.js';
 
@@ -70,6 +71,7 @@ async function handle(nc: NatsConnection, deps: IngressDeps, msg: Msg): Promise<
     const { request } = validateChat(parseJsonBody(decoder.decode(msg.data)), hintsFrom(msg), tenant, config);
     known.model = request.model;
     if (request.user !== undefined) known.user = request.user;
+    checkFits(request, msg.data.length, deps.maxPayload());
     const ctx: RequestContext = { request, replyTo, frontDoor: 'nats', receivedAt, deadline: receivedAt + config.ingress.defaultDeadlineMs };
     try {
       await deps.publish(requestedEvent(requestId, tenant.id, ctx), traceparent);

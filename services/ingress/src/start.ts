@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { publishEvent, type Closer, type ServiceContext } from '@sluice/bus';
 import { applyHttpLimits } from '@sluice/contracts';
+import { Topology } from '@sluice/contracts';
 import type { IngressDeps } from './deps.js';
 import { buildApp, ingressHttpLimits } from './http.js';
 import { openReplyInbox } from './inbox.js';
@@ -39,6 +40,8 @@ export async function startIngress(ctx: ServiceContext): Promise<RunningIngress>
     publish: async (event, traceparent) => {
       await publishEvent(bus.js, event, { traceparent });
     },
+    // the server's own limit, read again after a reconnect (another server may have another)
+    maxPayload: () => bus.nc.info?.max_payload ?? Topology.maxPayloadBytes,
     inbox,
     log,
     now: Date.now,
