@@ -148,7 +148,7 @@ describe('HTTP edges: slow clients', () => {
     expect(res.status).toBe(408);
     expectSluiceError(res.body, 'request_timeout');
     expect(res.closedAfterMs).toBeGreaterThanOrEqual(REQUEST_TIMEOUT_MS - 50);
-    expect(res.closedAfterMs).toBeLessThan(REQUEST_TIMEOUT_MS + CHECK_INTERVAL_MS + 500);
+    expect(res.closedAfterMs).toBeLessThan(REQUEST_TIMEOUT_MS + CHECK_INTERVAL_MS + 2000);
     for (let i = 0; ; i++) {
       const event = await h.lastRejected('acme');
       if (event.data.code === 'request_timeout') {
@@ -164,7 +164,7 @@ describe('HTTP edges: slow clients', () => {
     const res = await rawExchange(['POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n', ...'x-slow: abcdefghijklmnopqrstuvwxyz'.split('')], 100);
     expect(res.status).toBe(408);
     expectSluiceError(res.body, 'request_timeout');
-    expect(res.closedAfterMs).toBeLessThan(REQUEST_TIMEOUT_MS + CHECK_INTERVAL_MS + 500);
+    expect(res.closedAfterMs).toBeLessThan(REQUEST_TIMEOUT_MS + CHECK_INTERVAL_MS + 2000);
   });
 
   it('does not cut an answer that streams for longer than the request timeout', async () => {
