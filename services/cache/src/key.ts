@@ -17,17 +17,16 @@ import type { ChatMessage, ChatRequest } from '@sluice/contracts';
  * cacheKey('acme', request) // 'acme.3f9c…'
  */
 export function cacheKey(tenant: string, request: ChatRequest): string {
-  const material = {
-    tenant,
-    model: request.model,
-    messages: request.messages.map(normalizeMessage),
-    params: request.params,
-  };
-  return `${tenant}.${createHash('sha256').update(canonicalJson(material), 'utf8').digest('hex')}`;
+  // canonicalJson({ tenant, model, messages, params }), with the messages written directly: the
+  // generic walk costs ~2 µs a message (keys listed, sorted, filtered), 60 ms for 30,000 tiny ones
+  const material = `{"messages":[${request.messages.map(messageJson).join(',')}],"model":${JSON.stringify(request.model)},"params":${canonicalJson(request.params)},"tenant":${JSON.stringify(tenant)}}`;
+  return `${tenant}.${createHash('sha256').update(material, 'utf8').digest('hex')}`;
 }
 
-function normalizeMessage(m: ChatMessage) {
-  return { role: m.role, content: m.content.trim().replace(/\s+/g, ' '), name: m.name };
+/** canonicalJson of the normalized message { role, content, name }: keys sorted, no name when unset. */
+function messageJson(m: ChatMessage): string {
+  const name = m.name === undefined ? '' : `"name":${JSON.stringify(m.name)},`;
+  return `{"content":${JSON.stringify(m.content.trim().replace(/\s+/g, ' '))},${name}"role":${JSON.stringify(m.role)}}`;
 }
 
 /** JSON with object keys sorted at every depth and undefined members dropped. */
