@@ -16,8 +16,9 @@ export function request(overrides: Partial<ChatRequest> = {}): ChatRequest {
   };
 }
 
+/** Received long ago (at 1 s), but with a deadline a minute from now: the lookup consumer ends requests past theirs. */
 export function context(req: ChatRequest, replyTo?: string): RequestContext {
-  return { request: req, frontDoor: 'nats', receivedAt: 1_000, deadline: 61_000, ...(replyTo ? { replyTo } : {}) };
+  return { request: req, frontDoor: 'nats', receivedAt: 1_000, deadline: Date.now() + 60_000, ...(replyTo ? { replyTo } : {}) };
 }
 
 export function admitted(requestId: string, tenant: string, req: ChatRequest, replyTo?: string): SluiceEvent<'chat.admitted'> {
