@@ -1,8 +1,4 @@
-import { countTokens } from 'gpt-tokenizer';
-
-// User text such as "<|endoftext|>" must count as plain text, as the real API
-// does, instead of making the tokenizer throw.
-const PLAIN_TEXT = { disallowedSpecial: new Set<string>() };
+import { countText as countLinear } from '@sluice/tokens';
 
 /** Fixed overhead per message and per request in the prompt-token formula. */
 export const TOKENS_PER_MESSAGE = 4;
@@ -15,13 +11,18 @@ const CACHE_ENTRIES = 8192;
 const CACHE_MAX_CHARS = 16_384;
 const cache = new Map<string, number>();
 
-/** Exact o200k_base (gpt-4o family) token count of a text. */
+/**
+ * o200k_base (gpt-4o family) token count of a text, as the gateway counts it (@sluice/tokens):
+ * exact for ordinary text, linear in the text's length whatever its shape, so a hostile prompt
+ * (one 900 KB word) costs the simulator milliseconds, not minutes. Special tokens such as
+ * "<|endoftext|>" count as the plain text they are, as the real API counts user text.
+ */
 export function countText(text: string): number {
   if (text.length === 0) return 0;
-  if (text.length > CACHE_MAX_CHARS) return countTokens(text, PLAIN_TEXT);
+  if (text.length > CACHE_MAX_CHARS) return countLinear(text);
   let n = cache.get(text);
   if (n === undefined) {
-    n = countTokens(text, PLAIN_TEXT);
+    n = countLinear(text);
     if (cache.size >= CACHE_ENTRIES) cache.clear();
     cache.set(text, n);
   }
