@@ -57,7 +57,9 @@ export async function countMessagesAsync(messages: readonly TextMessage[]): Prom
     result = countMessages(messages);
   } else {
     const texts = messages.flatMap((m) => [m.content, m.name ?? '']);
-    const counts = await countOffThread(texts);
+    // a worker that cannot start or died mid-count: count here, as before there was one,
+    // rather than fail the request
+    const counts = await countOffThread(texts).catch(() => texts.map(countText));
     result = messages.map((_, i) => ({ content: counts[2 * i]!, name: counts[2 * i + 1]! }));
   }
   counted.set(messages, result);
