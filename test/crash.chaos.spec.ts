@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { jetstream } from '@nats-io/jetstream';
 import { SluiceClient, SluiceRequestError } from '@sluice/client';
 import { Subjects, Topology, type EventType, type ServiceName } from '@sluice/contracts';
 import { DEV_KEY, defaultConfig, eventually, sleep, startE2eStack, type E2eStack } from './harness.js';
@@ -167,14 +167,7 @@ describe('crash safety', () => {
     await stack.ledgerCaughtUp(90_000);
 
     // every service resumed consuming after the nats-server restart: each durable is drained
-    const jsm = await jetstreamManager(nc);
-    await eventually(async () => {
-      const behind: string[] = [];
-      for await (const c of jsm.consumers.list(Topology.stream.name)) {
-        if (c.config.durable_name && (c.num_pending > 0 || c.num_ack_pending > 0)) behind.push(`${c.name}: ${c.num_pending}+${c.num_ack_pending}`);
-      }
-      expect(behind).toEqual([]);
-    }, 30_000);
+    await stack.consumersDrained();
 
     // every client call settled
     expect(natsLoad.outcomes).toHaveLength(natsLoad.started());

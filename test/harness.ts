@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { expect } from 'vitest';
 import OpenAI from 'openai';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -22,6 +23,8 @@ export interface E2eStack extends Stack {
   openai(key?: string): OpenAI;
   /** Waits until the ledger has projected every event in the stream. */
   ledgerCaughtUp(timeoutMs?: number): Promise<void>;
+  /** Waits until every durable consumer of the event stream has nothing pending or unacked. */
+  consumersDrained(timeoutMs?: number): Promise<void>;
   ledger<T = any>(path: string): Promise<T>;
   logs: string[];
   close(): Promise<void>;
@@ -98,6 +101,15 @@ export async function startE2eStack(opts: Partial<StackOptions> & { postgres?: b
         if (Date.now() > until) throw new Error(`ledger at ${pos.seq}, stream at ${last}`);
         await new Promise((r) => setTimeout(r, 100));
       }
+    },
+    async consumersDrained(timeoutMs = 30_000) {
+      await eventually(async () => {
+        const behind: string[] = [];
+        for await (const c of jsm.consumers.list(Topology.stream.name)) {
+          if (c.config.durable_name && (c.num_pending > 0 || c.num_ack_pending > 0)) behind.push(`${c.name}: ${c.num_pending}+${c.num_ack_pending}`);
+        }
+        expect(behind).toEqual([]);
+      }, timeoutMs);
     },
     async close() {
       await nc.close();

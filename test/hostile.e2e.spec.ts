@@ -2,7 +2,6 @@ import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { headers as natsHeaders } from '@nats-io/transport-node';
-import { jetstreamManager } from '@nats-io/jetstream';
 import { SluiceClient, SluiceRequestError } from '@sluice/client';
 import { connectBus, listParked, type Bus } from '@sluice/bus';
 import { hashKey, Headers, Subjects, Topology, type ChatReply } from '@sluice/contracts';
@@ -213,14 +212,7 @@ describe('any string in any field', () => {
 describe('afterwards', () => {
   it('every consumer is back at zero lag, in the same processes, nothing parked, and the ledger bills what the upstream served', async () => {
     await stack.ledgerCaughtUp(60_000);
-    const jsm = await jetstreamManager(stack.nc);
-    await eventually(async () => {
-      const behind: string[] = [];
-      for await (const c of jsm.consumers.list(Topology.stream.name)) {
-        if (c.config.durable_name && (c.num_pending > 0 || c.num_ack_pending > 0)) behind.push(`${c.name}: ${c.num_pending}+${c.num_ack_pending}`);
-      }
-      expect(behind).toEqual([]);
-    }, 30_000);
+    await stack.consumersDrained();
     expect(new Map([...stack.services].map(([name, s]) => [name, s.pid]))).toEqual(pids);
     expect(await listParked(bus)).toEqual([]);
     const sim = stack.sim!.stats();

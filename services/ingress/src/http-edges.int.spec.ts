@@ -8,6 +8,7 @@ import OpenAI, { APIError } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendReply } from '@sluice/bus';
 import { KEYS, startHarness, type Harness } from './testing.js';
+import { expectErrorShape, type ErrorBody } from '@sluice/contracts/testing';
 
 /** Short enough for a test, long enough that the streaming answers below outlast it several times. */
 const REQUEST_TIMEOUT_MS = 600;
@@ -40,18 +41,6 @@ function edges(c: Parameters<Parameters<Harness['applyConfig']>[0]>[0]) {
   };
 }
 
-interface ErrorBody {
-  error: { message: string; type: string; param: string | null; code: string };
-}
-
-function expectSluiceError(body: unknown, code: string): ErrorBody['error'] {
-  expect(Object.keys(body as object)).toEqual(['error']);
-  const error = (body as ErrorBody).error;
-  expect(Object.keys(error).sort()).toEqual(['code', 'message', 'param', 'type']);
-  expect(error.code).toBe(code);
-  return error;
-}
-
 const authorized = { authorization: `Bearer ${KEYS.acme}`, 'content-type': 'application/json' };
 
 type UploadMode = 'http-chunked' | 'http-one-write' | 'http-length' | 'fetch-stream';
@@ -71,7 +60,7 @@ async function uploadFromAnotherProcess(mode: UploadMode, count: number): Promis
 function expectAll413(uploads: Upload[]): void {
   const outcomes = uploads.map((u) => ('error' in u ? u.error : `${u.status} ${(JSON.parse(u.body) as ErrorBody).error.code}`));
   expect(outcomes).toEqual(uploads.map(() => '413 body_too_large'));
-  for (const u of uploads) expectSluiceError(JSON.parse((u as { body: string }).body), 'body_too_large');
+  for (const u of uploads) expectErrorShape(JSON.parse((u as { body: string }).body), 'body_too_large');
 }
 
 /** What came back on a raw socket: the status, the parsed body, when the server closed. */
@@ -146,7 +135,7 @@ describe('HTTP edges: slow clients', () => {
     const trickle = [head, ...'{"messages":[{"role":"user","content":"slow'.match(/.{1,3}/g)!];
     const res = await rawExchange(trickle, 200);
     expect(res.status).toBe(408);
-    expectSluiceError(res.body, 'request_timeout');
+    expectErrorShape(res.body, 'request_timeout');
     expect(res.closedAfterMs).toBeGreaterThanOrEqual(REQUEST_TIMEOUT_MS - 50);
     expect(res.closedAfterMs).toBeLessThan(REQUEST_TIMEOUT_MS + CHECK_INTERVAL_MS + 2000);
     for (let i = 0; ; i++) {
@@ -163,7 +152,7 @@ describe('HTTP edges: slow clients', () => {
   it('cuts headers trickled a few bytes at a time with 408 request_timeout', async () => {
     const res = await rawExchange(['POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n', ...'x-slow: abcdefghijklmnopqrstuvwxyz'.split('')], 100);
     expect(res.status).toBe(408);
-    expectSluiceError(res.body, 'request_timeout');
+    expectErrorShape(res.body, 'request_timeout');
     expect(res.closedAfterMs).toBeLessThan(REQUEST_TIMEOUT_MS + CHECK_INTERVAL_MS + 2000);
   });
 
@@ -233,7 +222,7 @@ describe('HTTP edges: framework-level answers', () => {
   it('answers headers over 16 KiB 431 headers_too_large', async () => {
     const res = await fetch(`${h.baseURL}/models`, { headers: { authorization: `Bearer ${KEYS.acme}`, 'x-padding': 'p'.repeat(20_000) } });
     expect(res.status).toBe(431);
-    expectSluiceError(await res.json(), 'headers_too_large');
+    expectErrorShape(await res.json(), 'headers_too_large');
   });
 
   it('answers unknown methods and paths 404 not_found', async () => {
@@ -244,7 +233,7 @@ describe('HTTP edges: framework-level answers', () => {
     ] as const) {
       const res = await fetch(`${h.baseURL.replace('/v1', '')}${path}`, { method });
       expect([method, res.status]).toEqual([method, 404]);
-      expectSluiceError(await res.json(), 'not_found');
+      expectErrorShape(await res.json(), 'not_found');
     }
   });
 

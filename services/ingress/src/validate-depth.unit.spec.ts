@@ -1,20 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { RequestRejected } from './rejection.js';
 import { MAX_JSON_DEPTH, normaliseChat, parseJsonBody } from './validate.js';
+import { thrown } from '@sluice/contracts/testing';
+
+const rejected = (fn: () => unknown) => thrown(fn, RequestRejected);
 
 const MB = 1_048_576;
 const chat = (extra: string) => `{"messages":[{"role":"user","content":"hi"}]${extra}}`;
 const nested = (levels: number) => `${'['.repeat(levels)}${']'.repeat(levels)}`;
-
-function rejection(fn: () => unknown): RequestRejected {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof RequestRejected) return e;
-    throw e;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('parseJsonBody on deep JSON', () => {
   it('given nesting of exactly MAX_JSON_DEPTH levels, then the value', () => {
@@ -23,7 +16,7 @@ describe('parseJsonBody on deep JSON', () => {
   });
 
   it('given one level more, then a coded 400 naming the body', () => {
-    const r = rejection(() => parseJsonBody(chat(`,"x":${nested(MAX_JSON_DEPTH)}`)));
+    const r = rejected(() => parseJsonBody(chat(`,"x":${nested(MAX_JSON_DEPTH)}`)));
     expect([r.code, r.status, r.param]).toEqual(['invalid_request', 400, 'body']);
   });
 
@@ -34,9 +27,9 @@ describe('parseJsonBody on deep JSON', () => {
   ])('given 1 MB nested in %s, then a coded 400 before parsing', (_where, body) => {
     const text = body(nested(MB / 2 - 64));
     expect(text.length).toBeLessThanOrEqual(MB);
-    expect(rejection(() => parseJsonBody(text)).code).toBe('invalid_request');
+    expect(rejected(() => parseJsonBody(text)).code).toBe('invalid_request');
     const objects = body(`${'{"a":'.repeat(MB / 6 - 20)}1${'}'.repeat(MB / 6 - 20)}`);
-    expect(rejection(() => parseJsonBody(objects)).code).toBe('invalid_request');
+    expect(rejected(() => parseJsonBody(objects)).code).toBe('invalid_request');
   });
 
   it('counts no bracket inside a string, escaped quotes and backslashes included', () => {
@@ -46,6 +39,6 @@ describe('parseJsonBody on deep JSON', () => {
   });
 
   it('leaves malformed text to JSON.parse: invalid_json', () => {
-    for (const text of ['{"a":"unterminated', '{"a":[1,2', `{"a":"\\"}`]) expect(rejection(() => parseJsonBody(text)).code).toBe('invalid_json');
+    for (const text of ['{"a":"unterminated', '{"a":[1,2', `{"a":"\\"}`]) expect(rejected(() => parseJsonBody(text)).code).toBe('invalid_json');
   });
 });

@@ -3,22 +3,15 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig } from '@sluice/contracts';
 import { RequestRejected } from './rejection.js';
 import { checkModel, normaliseChat, parseJsonBody, validateChat, type ChatHints } from './validate.js';
+import { thrown } from '@sluice/contracts/testing';
+
+const rejected = (fn: () => unknown) => thrown(fn, RequestRejected);
 
 const config = parseConfig(JSON.parse(readFileSync(new URL('./fixtures/config.json', import.meta.url), 'utf8')));
 const acme = config.tenants.find((t) => t.id === 'acme')!;
 const beta = config.tenants.find((t) => t.id === 'beta')!;
 const limits = { maxMessages: 3 };
 const hi = [{ role: 'user', content: 'hi' }];
-
-function rejection(fn: () => unknown): RequestRejected {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof RequestRejected) return e;
-    throw e;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('normaliseChat', () => {
   it('given a minimal body, then it fills the defaults', () => {
@@ -151,7 +144,7 @@ describe('normaliseChat', () => {
     ['metadata key too long', { messages: hi, metadata: { ['k'.repeat(65)]: 'v' } }, 'metadata'],
   ];
   it.each(bad)('given %s, then invalid_request naming %s', (_name, body, param, hints) => {
-    const r = rejection(() => normaliseChat(body, hints ?? {}, limits));
+    const r = rejected(() => normaliseChat(body, hints ?? {}, limits));
     expect(r.code).toBe('invalid_request');
     expect(r.status).toBe(400);
     expect(r.param).toBe(param);
@@ -169,29 +162,29 @@ describe('checkModel', () => {
   });
 
   it('given an unknown model, then model_not_found with what was known', () => {
-    const r = rejection(() => checkModel(request('gpt-9'), acme, config));
+    const r = rejected(() => checkModel(request('gpt-9'), acme, config));
     expect([r.code, r.status, r.param]).toEqual(['model_not_found', 404, 'model']);
     expect(r.known).toEqual({ model: 'gpt-9', user: 'u-9' });
   });
 
   it('given a model outside the tenant list, then model_not_allowed', () => {
-    const r = rejection(() => checkModel(request('large'), beta, config));
+    const r = rejected(() => checkModel(request('large'), beta, config));
     expect([r.code, r.status]).toEqual(['model_not_allowed', 403]);
   });
 
   it('given an inherited property name as the model, then model_not_found', () => {
-    expect(rejection(() => checkModel(request('constructor'), acme, config)).code).toBe('model_not_found');
+    expect(rejected(() => checkModel(request('constructor'), acme, config)).code).toBe('model_not_found');
   });
 
   it('validateChat applies the configured message limit', () => {
     const messages = Array.from({ length: config.ingress.maxMessages + 1 }, () => hi[0]);
-    expect(rejection(() => validateChat({ messages }, {}, acme, config)).param).toBe('messages');
+    expect(rejected(() => validateChat({ messages }, {}, acme, config)).param).toBe('messages');
   });
 });
 
 describe('parseJsonBody', () => {
   it.each(['', '   ', '{', '{"messages":', 'nope'])('given %j, then invalid_json', (text) => {
-    const r = rejection(() => parseJsonBody(text));
+    const r = rejected(() => parseJsonBody(text));
     expect([r.code, r.status]).toEqual(['invalid_json', 400]);
   });
 

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDb, type Db } from './db.js';
 import { buildApp, MAX_ID_LENGTH } from './http.js';
 import { migrate } from './migrate.js';
+import { expectErrorShape } from '@sluice/contracts/testing';
 
 const SHORT_TIMEOUT_MS = 600;
 
@@ -33,20 +34,6 @@ afterAll(async () => {
   await db?.destroy();
   rmSync(dataDir, { recursive: true, force: true });
 });
-
-interface ErrorBody {
-  error: { message: string; type: string; param: string | null; code: string };
-}
-
-/** Asserts the catalogue's shape: only `error`, with all four fields. */
-function expectSluiceError(body: unknown, code: string): ErrorBody['error'] {
-  expect(Object.keys(body as object)).toEqual(['error']);
-  const error = (body as ErrorBody).error;
-  expect(Object.keys(error).sort()).toEqual(['code', 'message', 'param', 'type']);
-  expect(error.code).toBe(code);
-  expect(error.message.length).toBeGreaterThan(0);
-  return error;
-}
 
 /** What came back on a raw socket, the status line and the parsed body. */
 interface RawAnswer {
@@ -97,7 +84,7 @@ describe('ledger HTTP: framework-level errors are in the catalogue shape', () =>
     const res = await fetch(`${base}/v1/requests/${'r'.repeat(5000)}`);
     expect(res.status).toBe(404);
     expect(res.headers.get('content-type')).toContain('application/json');
-    const error = expectSluiceError(await res.json(), 'not_found');
+    const error = expectErrorShape(await res.json(), 'not_found');
     expect(error.message).toContain(`at most ${MAX_ID_LENGTH} characters`);
     expect(error.type).toBe('invalid_request_error');
   });
@@ -105,7 +92,7 @@ describe('ledger HTTP: framework-level errors are in the catalogue shape', () =>
   it('answers an unknown id at the length limit 404 not_found from the route', async () => {
     const res = await fetch(`${base}/v1/requests/${'r'.repeat(MAX_ID_LENGTH)}`);
     expect(res.status).toBe(404);
-    expect(expectSluiceError(await res.json(), 'not_found').message).toContain('has no request');
+    expect(expectErrorShape(await res.json(), 'not_found').message).toContain('has no request');
   });
 
   it('answers unknown routes and methods 404 not_found', async () => {
@@ -117,26 +104,26 @@ describe('ledger HTTP: framework-level errors are in the catalogue shape', () =>
     ] as const) {
       const res = await fetch(`${base}${path}`, { method, ...(method === 'POST' ? { body: '{"x":', headers: { 'content-type': 'application/json' } } : {}) });
       expect([method, res.status]).toEqual([method, 404]);
-      expectSluiceError(await res.json(), 'not_found');
+      expectErrorShape(await res.json(), 'not_found');
     }
   });
 
   it('answers a URL that does not decode 400 invalid_request', async () => {
     const res = await rawExchange([`GET /v1/requests/%zz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`]);
     expect(res.status).toBe(400);
-    expectSluiceError(res.body, 'invalid_request');
+    expectErrorShape(res.body, 'invalid_request');
   });
 
   it('answers malformed HTTP 400 invalid_request', async () => {
     const res = await rawExchange([`GET /v1/costs HTTP/1.1\r\nHost: x\r\nthis is not a header\r\n\r\n`]);
     expect(res.status).toBe(400);
-    expectSluiceError(res.body, 'invalid_request');
+    expectErrorShape(res.body, 'invalid_request');
   });
 
   it('answers headers over 16 KiB 431 headers_too_large', async () => {
     const res = await fetch(`${base}/v1/costs`, { headers: { 'x-padding': 'p'.repeat(20_000) } });
     expect(res.status).toBe(431);
-    expectSluiceError(await res.json(), 'headers_too_large');
+    expectErrorShape(await res.json(), 'headers_too_large');
   });
 });
 
@@ -145,7 +132,7 @@ describe('ledger HTTP: timeouts and limits', () => {
     const trickle = ['GET /v1/costs HTTP/1.1\r\nHost: x\r\n', ...'x-slow: abcdefghijklmnopqrstuvwxyz'.split('')];
     const res = await rawExchange(trickle, 100);
     expect(res.status).toBe(408);
-    expectSluiceError(res.body, 'request_timeout');
+    expectErrorShape(res.body, 'request_timeout');
     expect(res.closedAfterMs).toBeGreaterThanOrEqual(SHORT_TIMEOUT_MS - 50);
     expect(res.closedAfterMs).toBeLessThan(SHORT_TIMEOUT_MS + 1000 + 2000);
   });
