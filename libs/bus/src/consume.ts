@@ -6,7 +6,7 @@ import { SpanAttributes, traceProcess, tracingOn, type Logger } from '@sluice/te
 import type { Bus } from './connect.js';
 import { ackSoon, flushAcks } from './acks.js';
 import { pullInBatches } from './linger.js';
-import { consumeReplays } from './replay.js';
+import { consumeReplays, type Replayed } from './replay.js';
 import { DEFAULT_MAX_DELIVERIES, isTransient, park } from './dead-letter.js';
 import { pastDeadline } from './deadline.js';
 import { publishEvent } from './publish.js';
@@ -133,7 +133,7 @@ export async function consumeEvents(bus: Bus, opts: ConsumeOptions): Promise<Con
    * Handles one message of the stream, or a dead letter sent back by replay (`replayed`: its
    * sequence, subject and earlier tries come from the dead letter's headers).
    */
-  const handle = async (msg: JsMsg, replayed?: { seq: number; subject: string; deliveries: number }) => {
+  const handle = async (msg: JsMsg, replayed?: Replayed) => {
     inFlight.set(msg, Date.now());
     const seq = replayed?.seq ?? msg.seq;
     const deliveries = (replayed?.deliveries ?? 0) + msg.info.deliveryCount;
@@ -152,13 +152,13 @@ export async function consumeEvents(bus: Bus, opts: ConsumeOptions): Promise<Con
         await parkNow(e);
         return;
       }
+      const delivery = deliveryOf(msg, seq, deliveries, replayed !== undefined);
       const expired = opts.failPastDeadline ? pastDeadline(event, serviceOfDurable(opts.durable), Date.now()) : undefined;
       if (expired) {
-        await publishEvent(bus.js, expired.event, traceOf(deliveryOf(msg, seq, deliveries, replayed !== undefined)));
+        await publishEvent(bus.js, expired.event, traceOf(delivery));
         sendReply(bus.nc, expired.replyTo, expired.reply);
         opts.log.warn({ seq, type: event.type, requestId: event.requestId }, 'request past its deadline; ended it');
       } else {
-        const delivery = deliveryOf(msg, seq, deliveries, replayed !== undefined);
         if (!tracingOn()) await opts.handler(event, delivery);
         // the handler runs inside the consumer span, so what it publishes, fetches or queries is a child
         else await traceProcess(processFacts(msg, event, opts.durable), delivery, () => opts.handler(event!, delivery));
