@@ -1,4 +1,5 @@
 export * from './connect.js';
+export { requestPatchActive } from './request-patch.js';
 export * from './topology.js';
 export * from './publish.js';
 export * from './retry.js';
