@@ -1,30 +1,16 @@
-import { performance } from 'node:perf_hooks';
-import {
-  Errors,
-  makeEvent,
-  ServiceName,
-  SYSTEM_TENANT,
-  type AnyEvent,
-  type Candidate,
-  type ChatErrorReply,
-  type ChatReply,
-  type ChatResult,
-  type ErrorCode,
-  type EventDataOf,
-  type EventType,
-  type SluiceConfig,
-  type SluiceEvent,
-} from '@sluice/contracts';
+import type { AnyEvent, Candidate, ChatReply, SluiceConfig, SluiceEvent } from '@sluice/contracts';
 import type { Delivery } from '@sluice/bus';
 import { withTrace, type Logger } from '@sluice/telemetry';
-import { closedCircuit, recordFailure, recordNeutral, recordSuccess, type Circuit, type Outcome } from './circuit.js';
-import { afterFailure, countsAgainstDeployment, describe, exhaustedCode, pickCandidate } from './plan.js';
-import { attemptSuffix, decideDelivery, mayHaveAnswer, type DeliveryCount, type StoredAnswer } from './replay.js';
+import { startAttempts, type AttemptOutcome, type Invocation } from './attempts.js';
+import { attemptCall } from './call.js';
+import type { Circuit } from './circuit.js';
+import { decideDelivery, mayHaveAnswer, type DeliveryCount, type StoredAnswer } from './replay.js';
 import type { ResultStore } from './results.js';
-import { classifyError, type Failure, type Remaining } from './retry.js';
+import { step } from './step.js';
 import { Timeline } from './timeline.js';
-import { fitContent } from './fit.js';
-import { callUpstream, type ClientPool, type UpstreamAnswer } from './upstream.js';
+import type { ClientPool } from './upstream.js';
+
+export { idempotencyKey } from './call.js';
 
 export interface InvokerDeps {
   config: () => SluiceConfig;
@@ -57,19 +43,21 @@ export type Arrival = Trace & DeliveryCount;
 /** The chat.routed handler; resolves once the request is answered, or throws to have it redelivered. */
 export type Invoke = (event: SluiceEvent<'chat.routed'>, delivery?: Arrival) => Promise<void>;
 
-type Attempt = { ok: true; answer: UpstreamAnswer; latencyMs: number } | { ok: false; failure: Failure; latencyMs: number };
-
 /**
  * Handles one chat.routed event: calls the candidates in order with retries, backoff and
  * circuit breakers, publishes every attempt, then ends the request with chat.completed or
  * chat.failed, answers the client and stores the answer. Resolves once the terminal event is in
  * the stream and the answer is stored. A redelivery whose request already has a stored answer
  * re-publishes its terminal event and re-sends the answer without calling the upstream.
+ *
+ * What to do is decided by `step` (pure, step.ts); this loop only does it: the upstream call, the
+ * sleep, the publishes and the writes to the shared circuit map.
  */
 export function createInvoker(deps: InvokerDeps): Invoke {
   const now = deps.now ?? Date.now;
   const random = deps.random ?? Math.random;
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const calls = { clients: deps.clients, reply: deps.reply, now };
 
   return async function invoke(event, delivery = {}) {
     const { ctx, candidates } = event.data;
@@ -88,165 +76,39 @@ export function createInvoker(deps: InvokerDeps): Invoke {
     }
 
     const config = deps.config();
-    const settings = config.invoker;
+    const inv: Invocation = { event, delivery, settings: config.invoker, deployments: config.deployments, maxPayload: deps.maxPayload(), random };
     const timeline = new Timeline(publish);
-    if (mayHaveAnswer(delivery)) timeline.note(`delivery ${delivery.redelivered}: no stored answer, calling the upstream again`);
-    const stamp = <T extends EventType>(type: T, reason: string, data: EventDataOf<T>, suffix?: string | number) =>
-      makeEvent(type, { requestId, tenant, service: ServiceName.Invoker, at: now(), reason: timeline.reason(reason), ...(suffix !== undefined ? { suffix } : {}) }, data);
-
-    const circuitOf = (deployment: string) => deps.circuits.get(deployment) ?? closedCircuit;
-    const settleCircuit = (deployment: string, outcome: Outcome) => {
-      deps.circuits.set(deployment, outcome.circuit);
-      const t = outcome.transition;
-      if (!t) return;
-      const at = now();
-      const id = `circuit-${deployment}-${outcome.circuit.transitions}-${at}`;
-      const fields = { requestId: id, tenant: SYSTEM_TENANT, service: ServiceName.Invoker, at };
-      if (t.to === 'opened') {
-        log.warn({ deployment, failures: t.failures }, 'circuit opened');
-        timeline.fire(makeEvent('circuit.opened', { ...fields, reason: `${t.failures} consecutive failures (last in request ${requestId}); calls skip ${deployment} for ${t.openForMs} ms` }, { deployment, failures: t.failures, openForMs: t.openForMs }));
-      } else {
-        log.info({ deployment }, 'circuit closed');
-        timeline.fire(makeEvent('circuit.closed', { ...fields, reason: `trial call in request ${requestId} succeeded` }, { deployment }));
-      }
-    };
-
-    /**
-     * Answers the client and stores the answer once its terminal event is in the stream. The
-     * store is awaited before the input is acked, so a redelivery after this point replays
-     * instead of calling the upstream. A failed write is only logged: throwing would nak the
-     * input, and the redelivery would call the upstream again, the very thing the store prevents.
-     */
-    const conclude = async (terminal: StoredAnswer['event'], result: ChatResult | ChatErrorReply) => {
-      const storing = deps.results
-        .put({ requestId, tenant, result, completedAt: terminal.at, event: terminal })
-        .catch((e: unknown) => log.warn({ err: e }, 'could not store the answer; a redelivery would call the upstream again'));
-      deps.reply(ctx.replyTo, result);
-      await storing;
-    };
-
-    let attempts = 0;
-    const fail = async (code: ErrorCode, message: string, reason: string) => {
-      await timeline.settle();
-      const status = Errors[code].status;
-      const data = { code, status, message, attempts, receivedAt: ctx.receivedAt, ...(ctx.replyTo !== undefined ? { replyTo: ctx.replyTo } : {}) };
-      const failed = stamp('chat.failed', reason, data);
-      await publish(failed);
-      await conclude(failed, { requestId, error: { code, message, status } });
-    };
-
-    const attemptOn = async (candidate: Candidate): Promise<Attempt> => {
-      const deployment = config.deployments[candidate.deployment]!;
-      let forwarded = false;
-      const started = performance.now();
-      const latency = () => Math.round((performance.now() - started) * 10) / 10;
-      const model = deployment.upstreamModel ?? candidate.model;
-      try {
-        const answer = await callUpstream({
-          client: deps.clients.get(candidate.deployment, deployment),
-          model,
-          idempotencyKey: idempotencyKey(requestId, candidate.deployment, model),
-          request: ctx.request,
-          ...(event.data.maxTokens !== undefined ? { maxTokens: event.data.maxTokens } : {}),
-          idleTimeoutMs: deployment.timeoutMs,
-          deadline: ctx.deadline,
-          now,
-          onDelta: (content) => {
-            deps.reply(ctx.replyTo, { requestId, model: candidate.model, chunk: forwarded ? { content } : { content, role: 'assistant' } });
-            forwarded = true;
-          },
-        });
-        return { ok: true, answer, latencyMs: latency() };
-      } catch (e) {
-        const failure = classifyError(e, now());
-        return { ok: false, failure: forwarded ? { ...failure, partial: true } : failure, latencyMs: latency() };
-      }
-    };
-
-    let index = 0;
-    let onCandidate = 0;
-    let last: Failure | undefined;
+    let state = startAttempts(inv);
+    let outcome: AttemptOutcome = { kind: 'start' };
     for (;;) {
-      const t = now();
-      if (t >= ctx.deadline) {
-        return fail('deadline_exceeded', Errors.deadline_exceeded.message, `deadline passed after ${attempts} attempts`);
+      // read and written back with no await between, so no other request's change is lost
+      const s = step(inv, { ...state, circuits: circuitsOf(deps.circuits, candidates) }, outcome, now());
+      for (const [deployment, circuit] of Object.entries(s.circuits)) deps.circuits.set(deployment, circuit);
+      for (const e of s.events) {
+        logTransition(log, e);
+        timeline.fire(e);
       }
-      const pick = pickCandidate(candidates, index, circuitOf, config.deployments, t, settings);
-      for (const s of pick.skipped) timeline.note(s);
-      if (pick.index < 0) {
-        const code = exhaustedCode(t, ctx.deadline);
-        const message = last
-          ? `${Errors[code].message} Last error (${attempts} attempts): ${last.message}`
-          : 'No upstream deployment is available for this request right now (circuits open); retry later.';
-        return fail(code, message, `no candidate left after ${attempts} attempts`);
-      }
-      if (pick.index !== index) onCandidate = 0;
-      index = pick.index;
-      const candidate = candidates[index]!;
-      deps.circuits.set(candidate.deployment, pick.circuit!);
-      onCandidate++;
-      attempts++;
-      const attempt = attempts;
-      const suffix = attemptSuffix(delivery, attempt);
-      const result = await attemptOn(candidate);
-      const base = { attempt, model: candidate.model, deployment: candidate.deployment, latencyMs: result.latencyMs };
-
-      if (result.ok) {
-        const { answer } = result;
-        settleCircuit(candidate.deployment, recordSuccess(circuitOf(candidate.deployment)));
-        timeline.fire(stamp('invoke.attempted', `${describe(candidate)} answered ${answer.status} in ${result.latencyMs} ms${headroom(answer.remaining)}`, { ...base, ok: true, status: answer.status }, suffix));
-        // billed in full whatever its size: an answer too large to carry is cut, never dropped
-        const fitted = fitContent(answer.content, ctx, deps.maxPayload());
-        const message = { role: 'assistant' as const, content: fitted.content };
-        const finishReason = fitted.truncatedFrom === undefined ? answer.finishReason : 'length';
-        if (fitted.truncatedFrom !== undefined) timeline.note(`answer of ${fitted.truncatedFrom} characters cut to ${fitted.content.length} to fit NATS max_payload`);
-        const completed = stamp('chat.completed', `answered by ${describe(candidate)} after ${attempt} attempt${attempt === 1 ? '' : 's'}`, {
-          ctx,
-          answer: { model: candidate.model, message, finishReason, usage: answer.usage },
-          deployment: candidate.deployment,
-          attempts: attempt,
-          upstreamLatencyMs: result.latencyMs,
-          ...(event.data.cacheKey !== undefined ? { cacheKey: event.data.cacheKey } : {}),
-        });
-        // sent right behind the attempts on the same connection, so the stream keeps their order,
-        // without waiting a round trip for their acks; the reply (and the ack of the input)
-        // still waits for all of them
-        const terminal = publish(completed);
-        await Promise.all([timeline.settle(), terminal]);
-        await conclude(completed, { requestId, model: candidate.model, message, finishReason, usage: answer.usage, cached: false, created: Math.floor(completed.at / 1000) });
-        return;
-      }
-
-      const { failure } = result;
-      last = failure;
-      const circuit = circuitOf(candidate.deployment);
-      settleCircuit(candidate.deployment, countsAgainstDeployment(failure) ? recordFailure(circuit, now(), settings) : recordNeutral(circuit));
-      const later = pickCandidate(candidates, index + 1, circuitOf, config.deployments, now(), settings);
-      const step = afterFailure(failure, { attemptOnCandidate: onCandidate, hasFallback: later.index >= 0, now: now(), deadline: ctx.deadline, settings, random });
-      const what = `${describe(candidate)} failed${failure.status !== undefined ? ` with ${failure.status}` : ` (${failure.kind})`} after ${result.latencyMs} ms${headroom(failure.remaining)}`;
-      timeline.fire(stamp('invoke.attempted', what, { ...base, ok: false, ...(failure.status !== undefined ? { status: failure.status } : {}) }, suffix));
-      timeline.fire(
-        stamp('invoke.failed', `${failure.message}; next: ${step.kind} (${step.reason})`, {
-          ...base,
-          ...(failure.status !== undefined ? { status: failure.status } : {}),
-          error: failure.message,
-          retryable: failure.retryable,
-          ...(failure.retryAfterMs !== undefined ? { retryAfterMs: failure.retryAfterMs } : {}),
-        }, suffix),
-      );
-      switch (step.kind) {
-        case 'retry':
-          await sleep(step.delayMs);
+      state = s.state;
+      const next = s.next;
+      switch (next.kind) {
+        case 'call':
+          outcome = await attemptCall(calls, event, next.candidate, config.deployments[next.candidate.deployment]!);
           break;
-        case 'next-candidate':
-          timeline.note(`left ${describe(candidate)}: ${step.reason}`);
-          index++;
-          onCandidate = 0;
+        case 'wait':
+          await sleep(next.ms);
+          outcome = { kind: 'waited' };
           break;
-        case 'fail':
-          return fail(step.code, step.message, step.reason);
+        case 'conclude': {
+          const { terminal, reply } = next;
+          await publishTerminal(timeline, publish, terminal);
+          // stored alongside the reply, and awaited before the input is acked, so a redelivery
+          // after this point replays instead of calling the upstream
+          const storing = store(deps.results, { requestId, tenant, result: reply, completedAt: terminal.at, event: terminal }, log);
+          deps.reply(ctx.replyTo, reply);
+          return storing;
+        }
         default: {
-          const _exhaustive: never = step;
+          const _exhaustive: never = next;
           return _exhaustive;
         }
       }
@@ -255,12 +117,18 @@ export function createInvoker(deps: InvokerDeps): Invoke {
 }
 
 /**
- * One key per request, deployment and model: the body sent for them is the same on every
- * delivery (it comes from the chat.routed event), as an idempotency key requires. Retries after a
- * failure reuse it, which is right: upstreams keep only answers served in full.
+ * Publishes the terminal event once every event of the timeline is in the stream. chat.completed
+ * is sent right behind the attempts on the same connection, so the stream keeps their order,
+ * without waiting a round trip for their acks; the reply (and the ack of the input) still waits
+ * for all of them. chat.failed goes out only after them.
  */
-export function idempotencyKey(requestId: string, deployment: string, model: string): string {
-  return `sluice:${requestId}:${deployment}:${model}`;
+async function publishTerminal(timeline: Timeline, publish: (e: AnyEvent) => Promise<unknown>, terminal: StoredAnswer['event']): Promise<void> {
+  if (terminal.type === 'chat.completed') {
+    await Promise.all([timeline.settle(), publish(terminal)]);
+  } else {
+    await timeline.settle();
+    await publish(terminal);
+  }
 }
 
 /**
@@ -277,8 +145,29 @@ async function lookup(results: ResultStore, requestId: string, log: Logger): Pro
   }
 }
 
-/** The upstream's rate-limit headroom, for the timeline (a proper event for it is a later step). */
-function headroom(r: Remaining | undefined): string {
-  const parts = [r?.requests !== undefined && `requests ${r.requests}`, r?.tokens !== undefined && `tokens ${r.tokens}`].filter(Boolean);
-  return parts.length ? `; upstream remaining: ${parts.join(', ')}` : '';
+/**
+ * Stores a terminal answer. A failed write is only logged: throwing would nak the input, and the
+ * redelivery would call the upstream again, the very thing the store prevents.
+ */
+async function store(results: ResultStore, answer: StoredAnswer, log: Logger): Promise<void> {
+  try {
+    await results.put(answer);
+  } catch (e) {
+    log.warn({ err: e }, 'could not store the answer; a redelivery would call the upstream again');
+  }
+}
+
+/** This replica's circuits of a request's deployments, as the step reads them (missing = closed). */
+function circuitsOf(circuits: ReadonlyMap<string, Circuit>, candidates: readonly Candidate[]): Record<string, Circuit> {
+  const view: Record<string, Circuit> = {};
+  for (const { deployment } of candidates) {
+    const c = circuits.get(deployment);
+    if (c) view[deployment] = c;
+  }
+  return view;
+}
+
+function logTransition(log: Logger, e: AnyEvent): void {
+  if (e.type === 'circuit.opened') log.warn({ deployment: e.data.deployment, failures: e.data.failures }, 'circuit opened');
+  else if (e.type === 'circuit.closed') log.info({ deployment: e.data.deployment }, 'circuit closed');
 }

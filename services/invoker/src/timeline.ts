@@ -10,7 +10,6 @@ import type { AnyEvent } from '@sluice/contracts';
 export class Timeline {
   private readonly pending: Array<Promise<void>> = [];
   private failure: unknown;
-  private notes: string[] = [];
 
   constructor(private readonly publish: (event: AnyEvent) => Promise<unknown>) {}
 
@@ -30,17 +29,5 @@ export class Timeline {
   async settle(): Promise<void> {
     await Promise.all(this.pending);
     if (this.failure !== undefined) throw this.failure;
-  }
-
-  /** Remembers something that has no event of its own (a skipped candidate, a fallback). */
-  note(text: string): void {
-    this.notes.push(text);
-  }
-
-  /** Prefixes the notes gathered since the last event to a reason, and forgets them. */
-  reason(text: string): string {
-    const notes = this.notes;
-    this.notes = [];
-    return notes.length ? `${notes.join('; ')}; ${text}` : text;
   }
 }

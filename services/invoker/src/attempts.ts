@@ -1,0 +1,71 @@
+import type { AnyEvent, Candidate, SluiceConfig, SluiceEvent } from '@sluice/contracts';
+import type { Circuit } from './circuit.js';
+import type { InvokerSettings } from './plan.js';
+import { mayHaveAnswer, type DeliveryCount, type StoredAnswer } from './replay.js';
+import type { Failure } from './retry.js';
+import type { UpstreamAnswer } from './upstream.js';
+
+/** What stays fixed while one chat.routed is invoked: the input and what was read at its start. */
+export interface Invocation {
+  event: SluiceEvent<'chat.routed'>;
+  delivery: DeliveryCount;
+  settings: InvokerSettings;
+  deployments: SluiceConfig['deployments'];
+  /** The NATS server's max_payload in bytes: the answer is cut to fit it (fit.ts). */
+  maxPayload: number;
+  /** Backoff jitter in [0, 1) (Math.random in production, fixed in tests). */
+  random: () => number;
+}
+
+/** Where the attempt loop of one request stands between two steps. */
+export interface AttemptState {
+  /** The candidate being tried (index into `candidates`). */
+  index: number;
+  /** Attempts made on that candidate. */
+  onCandidate: number;
+  /** Attempts made in all, which is also the number of the last one. */
+  attempts: number;
+  /** The last failure, quoted when the request fails for want of candidates. */
+  last?: Failure;
+  /** What has no event of its own (a skipped candidate, a fallback): prefixed to the next event's reason. */
+  notes: readonly string[];
+  /**
+   * This replica's circuits of the request's deployments when the step runs (missing = closed).
+   * The interpreter refreshes it from the shared map before every step, since other requests
+   * change the circuits while a call runs.
+   */
+  circuits: Readonly<Record<string, Circuit>>;
+}
+
+/** What happened since the last step: nothing yet, a wait, or the upstream call's result. */
+export type AttemptOutcome =
+  | { kind: 'start' }
+  | { kind: 'waited' }
+  | { kind: 'answered'; answer: UpstreamAnswer; latencyMs: number }
+  | { kind: 'failed'; failure: Failure; latencyMs: number };
+
+/** What the interpreter does next. */
+export type Next =
+  /** Call this candidate; the attempt's events carry `suffix` in their ids. */
+  | { kind: 'call'; candidate: Candidate; attempt: number; suffix: string | number }
+  /** Sleep, then step again with `{ kind: 'waited' }`. */
+  | { kind: 'wait'; ms: number }
+  /** Publish the terminal event once the step events are in the stream, then reply and store. */
+  | { kind: 'conclude'; terminal: StoredAnswer['event']; reply: StoredAnswer['result'] };
+
+/** One step of the attempt loop. */
+export interface Step {
+  state: AttemptState;
+  /** Attempt and circuit events to publish in this order (the terminal event is in `next`). */
+  events: AnyEvent[];
+  /** Circuits to write to the shared map: a half-open trial taken, a result recorded. */
+  circuits: Record<string, Circuit>;
+  next: Next;
+}
+
+/** The state before the first attempt; a redelivery says so on the first event. */
+export function startAttempts(inv: Invocation): AttemptState {
+  const { delivery } = inv;
+  const notes = mayHaveAnswer(delivery) ? [`delivery ${delivery.redelivered}: no stored answer, calling the upstream again`] : [];
+  return { index: 0, onCandidate: 0, attempts: 0, notes, circuits: {} };
+}

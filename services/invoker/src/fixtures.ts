@@ -1,0 +1,62 @@
+import { makeEvent, ServiceName, type Candidate, type SluiceEvent } from '@sluice/contracts';
+import { startAttempts, type AttemptOutcome, type AttemptState, type Invocation, type Step } from './attempts.js';
+import type { Circuit } from './circuit.js';
+import type { InvokerSettings } from './plan.js';
+import type { DeliveryCount } from './replay.js';
+import type { Failure } from './retry.js';
+import { step } from './step.js';
+import type { UpstreamAnswer } from './upstream.js';
+
+/** Test fixtures for the unit specs of the attempt loop. */
+export const T0 = 1_700_000_000_000;
+export const DEADLINE = T0 + 60_000;
+export const settings: InvokerSettings = { maxAttemptsPerDeployment: 2, baseBackoffMs: 100, maxBackoffMs: 2000, circuitFailureThreshold: 3, circuitOpenMs: 30_000, concurrency: 8 };
+export const A: Candidate = { model: 'gpt-4o-mini', deployment: 'a' };
+export const B: Candidate = { model: 'gpt-4o', deployment: 'b' };
+
+export function routed(candidates: Candidate[], content = 'What is the capital of France?'): SluiceEvent<'chat.routed'> {
+  const ctx = {
+    request: { model: 'auto', messages: [{ role: 'user' as const, content }], priority: 'standard' as const, stream: false, params: {}, cache: 'default' as const },
+    replyTo: '_INBOX.r1',
+    frontDoor: 'nats' as const,
+    receivedAt: T0 - 100,
+    deadline: DEADLINE,
+  };
+  return makeEvent('chat.routed', { requestId: 'r1', tenant: 'acme', service: ServiceName.Router, at: T0 - 50, reason: 'routed' }, { ctx, tier: 'small', lane: 'standard', candidates, degradeLevel: 0, cacheKey: 'acme.k' });
+}
+
+/** A request for these candidates on deployments `a` and `b`; random 1 makes backoff its ceiling. */
+export function invocation(candidates: Candidate[] = [A, B], over: Partial<Invocation> & { delivery?: DeliveryCount } = {}): Invocation {
+  const deployments = { a: { baseUrl: 'http://a', timeoutMs: 1000 }, b: { baseUrl: 'http://b', timeoutMs: 1000 } };
+  return { event: routed(candidates), delivery: {}, settings, deployments, maxPayload: 8 * 1024 * 1024, random: () => 1, ...over };
+}
+
+export const answered = (content = 'Paris.', latencyMs = 120): AttemptOutcome => ({ kind: 'answered', answer: answer(content), latencyMs });
+export const failed = (failure: Partial<Failure> = {}, latencyMs = 80): AttemptOutcome => ({
+  kind: 'failed',
+  failure: { kind: 'status', status: 500, message: 'boom', retryable: true, ...failure },
+  latencyMs,
+});
+
+export function answer(content: string): UpstreamAnswer {
+  return { status: 200, content, finishReason: 'stop', usage: { prompt_tokens: 12, completion_tokens: 3, total_tokens: 15 }, remaining: { requests: '99', tokens: '9000' } };
+}
+
+export function openCircuit(openedAt: number, failures = 3): Circuit {
+  return { state: 'open', failures, openedAt, trialInFlight: false, transitions: 1 };
+}
+
+/**
+ * Steps through outcomes as the interpreter does: each step at its time, the circuits it wrote
+ * carried over to the next. Returns every step; the last one is what the test looks at.
+ */
+export function run(inv: Invocation, outcomes: Array<[AttemptOutcome, number]>, circuits: Record<string, Circuit> = {}): Step[] {
+  let state: AttemptState = { ...startAttempts(inv), circuits };
+  const steps: Step[] = [];
+  for (const [outcome, now] of outcomes) {
+    const s = step(inv, state, outcome, now);
+    steps.push(s);
+    state = { ...s.state, circuits: { ...state.circuits, ...s.circuits } };
+  }
+  return steps;
+}
