@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeEvent, Subjects, Topology, type AnyEvent, type ChatRequest } from '@sluice/contracts';
+import { makeEvent, serviceOfDurable, Subjects, Topology, type ChatRequest, type ConsumerSpec, type EventType } from '@sluice/contracts';
 import { errors } from '@nats-io/transport-node';
 import { consumeEvents, PoisonMessage, type Consumption } from './consume.js';
+import { NOTHING } from './decided.js';
 import { listParked, replayParked } from './dead-letter.js';
 import { publishEvent } from './publish.js';
 import { collectEvents, minimalConfig, startTestBus, type TestBus } from './testing.js';
@@ -13,6 +14,11 @@ function requested(requestId: string) {
   const now = Date.now();
   const request: ChatRequest = { model: 'm1', messages: [{ role: 'user', content: 'hi' }], priority: 'standard', stream: false, params: {}, cache: 'default' };
   return makeEvent('chat.requested', { requestId, tenant: 'acme', service: 'ingress', at: now, reason: 'test' }, { ctx: { request, frontDoor: 'nats', receivedAt: now, deadline: now + 60_000 } });
+}
+
+/** A consumer of one event type that emits nothing, named after a service (test durables). */
+function testConsumer(durable: string, type: EventType): ConsumerSpec {
+  return { durable, service: serviceOfDurable(durable), filter: Subjects.eventsOf(type), receives: [type], emits: [] };
 }
 
 async function until(predicate: () => boolean | Promise<boolean>, timeoutMs = 10_000) {
@@ -35,15 +41,17 @@ describe('consumeEvents against a real nats-server', () => {
   // each case its own durable; both see every chat.requested published after they start
   for (const lingerMs of [undefined, 50]) {
     it(`handles every message once and acks them all (${lingerMs === undefined ? 'standing pull' : `batched pulls, linger ${lingerMs} ms`})`, async () => {
-      const durable = `t_${lingerMs ?? 'standing'}`;
+      const durable = `router-t_${lingerMs ?? 'standing'}`;
       const seen = new Map<string, number>();
       const consumption: Consumption = await consumeEvents(env.bus, {
-        durable,
-        filter: Subjects.eventsOf('chat.requested'),
+        consumer: testConsumer(durable, 'chat.requested'),
         concurrency: 64,
         ...(lingerMs !== undefined ? { lingerMs } : {}),
         log: env.log,
-        handler: async (event: AnyEvent) => void seen.set(event.requestId, (seen.get(event.requestId) ?? 0) + 1),
+        handler: async (event) => {
+          seen.set(event.requestId, (seen.get(event.requestId) ?? 0) + 1);
+          return NOTHING;
+        },
       });
       const ids = Array.from({ length: 150 }, (_, i) => `${durable}_${i}`);
       // a trickle, then a burst larger than one pull's batch would be if it were fixed
@@ -94,8 +102,7 @@ describe('consumeEvents parks what it cannot handle', () => {
     const tries = new Map<string, number>();
     const handled: Array<{ id: string; seq: number; redelivered: number; replayed: boolean }> = [];
     const consumption = await consumeEvents(env.bus, {
-      durable,
-      filter: Subjects.eventsOf('chat.requested'),
+      consumer: testConsumer(durable, 'chat.requested'),
       concurrency: 8,
       maxDeliveries: 3,
       log: env.log,
@@ -103,6 +110,7 @@ describe('consumeEvents parks what it cannot handle', () => {
         tries.set(event.requestId, (tries.get(event.requestId) ?? 0) + 1);
         if (broken && event.requestId === 'bad') throw new Error('cannot handle\u0000this');
         handled.push({ id: event.requestId, seq: delivery.seq, redelivered: delivery.redelivered, replayed: delivery.replayed === true });
+        return NOTHING;
       },
     });
     const bad = await publishEvent(env.bus.js, requested('bad'));
@@ -131,8 +139,7 @@ describe('consumeEvents parks what it cannot handle', () => {
   it('parks a malformed event at once and a PoisonMessage at once', async () => {
     const durable = 'cache-parktest';
     const consumption = await consumeEvents(env.bus, {
-      durable,
-      filter: Subjects.eventsOf('chat.admitted'),
+      consumer: testConsumer(durable, 'chat.admitted'),
       concurrency: 8,
       log: env.log,
       handler: async () => {
@@ -155,14 +162,14 @@ describe('consumeEvents parks what it cannot handle', () => {
     const durable = 'invoker-parktest';
     let calls = 0;
     const consumption = await consumeEvents(env.bus, {
-      durable,
-      filter: Subjects.eventsOf('chat.routed'),
+      consumer: testConsumer(durable, 'chat.routed'),
       concurrency: 8,
       maxDeliveries: 2,
       log: env.log,
       handler: async () => {
         calls++;
         if (calls <= 3) throw new errors.TimeoutError();
+        return NOTHING;
       },
     });
     const r = requested('t1');
@@ -178,12 +185,14 @@ describe('consumeEvents parks what it cannot handle', () => {
     const events = collectEvents(env.bus);
     const handled: string[] = [];
     const consumption = await consumeEvents(env.bus, {
-      durable,
-      filter: Subjects.eventsOf('chat.requested'),
+      consumer: testConsumer(durable, 'chat.requested'),
       concurrency: 8,
       failPastDeadline: true,
       log: env.log,
-      handler: async (e) => void handled.push(e.requestId),
+      handler: async (e) => {
+        handled.push(e.requestId);
+        return NOTHING;
+      },
     });
     const inbox = env.bus.nc.subscribe('_INBOX.deadline-test', { max: 1 });
     const late = requested('late');

@@ -1,7 +1,7 @@
 import type { PublishOptions } from './publish.js';
 import { nanos, type MsgHdrs } from '@nats-io/transport-node';
 import { AckPolicy, DeliverPolicy, type JsMsg } from '@nats-io/jetstream';
-import { Headers, parseEvent, serviceOfDurable, Topology, type AnyEvent } from '@sluice/contracts';
+import { Headers, parseEvent, Topology, type AnyEvent, type ConsumerSpec } from '@sluice/contracts';
 import { SpanAttributes, traceProcess, tracingOn, type Logger } from '@sluice/telemetry';
 import type { Bus } from './connect.js';
 import { ackSoon, flushAcks } from './acks.js';
@@ -9,8 +9,7 @@ import { pullInBatches } from './linger.js';
 import { consumeReplays, type Replayed } from './replay.js';
 import { DEFAULT_MAX_DELIVERIES, isTransient, park } from './dead-letter.js';
 import { pastDeadline } from './deadline.js';
-import { publishEvent } from './publish.js';
-import { sendReply } from './reply.js';
+import { carryOut, type Decided, type Emitted, type Received } from './decided.js';
 
 /** Redelivery delay of a message whose consumer died without acking it. */
 export const DEFAULT_ACK_WAIT_MS = 5_000;
@@ -44,11 +43,12 @@ export function traceOf(delivery: Delivery): PublishOptions {
   };
 }
 
-export interface ConsumeOptions {
-  /** Durable name, shared by every replica of the service. */
-  durable: string;
-  /** One filter subject (nats-server 2.9 has one per consumer). */
-  filter: string;
+export interface ConsumeOptions<C extends ConsumerSpec = ConsumerSpec> {
+  /**
+   * Which durable (shared by every replica of the service), through which filter subject, what
+   * its handler receives and may emit: an entry of `Consumers` in @sluice/contracts.
+   */
+  consumer: C;
   /** Most messages in flight across all replicas (the consumer's max_ack_pending). */
   concurrency: number;
   /**
@@ -76,7 +76,8 @@ export interface ConsumeOptions {
    */
   failPastDeadline?: boolean;
   log: Logger;
-  handler: (event: AnyEvent, delivery: Delivery) => Promise<void>;
+  /** Decides what an event leads to; the bus publishes it, answers, then acks (decided.ts). */
+  handler: (event: Received<C>, delivery: Delivery) => Promise<Decided<Emitted<C>>>;
 }
 
 export interface Consumption {
@@ -85,38 +86,44 @@ export interface Consumption {
 
 /**
  * Consumes events with a durable pull consumer and runs handlers concurrently (a consume loop
- * that awaits each message caps at ~1,000 msg/s). A message is acked when its handler resolves,
- * which by convention is after the handler's output event was acked by the stream (the ack itself
- * may wait up to ACK_LINGER_MS to share a write, see acks.ts); a throw naks it with a delay. A
+ * that awaits each message caps at ~1,000 msg/s). The delivery rule lives here: the handler
+ * returns what it decided, the bus publishes those events and awaits the stream's acks, sends the
+ * replies, and only then acks the input (the ack itself may wait up to ACK_LINGER_MS to share a
+ * write, see acks.ts). A handler is given only the event types its consumer receives, and may
+ * decide only those it emits (else it is a bug: thrown, and parked after its tries). A throw
+ * naks the input with a delay. A
  * malformed event, a PoisonMessage, or an event whose handler failed `maxDeliveries` times for
  * reasons other than a transient fault is parked in the dead-letter stream (dead-letter.ts) and
  * terminated, so one bad event never stops a consumer.
  */
-export async function consumeEvents(bus: Bus, opts: ConsumeOptions): Promise<Consumption> {
+export async function consumeEvents<C extends ConsumerSpec>(bus: Bus, opts: ConsumeOptions<C>): Promise<Consumption> {
   const stream = Topology.stream.name;
+  const { durable, filter, service } = opts.consumer;
   const ackWaitMs = opts.ackWaitMs ?? DEFAULT_ACK_WAIT_MS;
   const config = {
-    durable_name: opts.durable,
+    durable_name: durable,
     ack_policy: AckPolicy.Explicit,
     deliver_policy: opts.deliverAll ? DeliverPolicy.All : DeliverPolicy.New,
-    filter_subject: opts.filter,
+    filter_subject: filter,
     max_ack_pending: opts.concurrency,
     ack_wait: nanos(ackWaitMs),
     max_deliver: -1,
   };
   try {
-    const info = await bus.jsm.consumers.info(stream, opts.durable);
+    const info = await bus.jsm.consumers.info(stream, durable);
     if (info.config.max_ack_pending !== opts.concurrency || info.config.ack_wait !== config.ack_wait) {
-      await bus.jsm.consumers.update(stream, opts.durable, { max_ack_pending: opts.concurrency, ack_wait: config.ack_wait });
+      await bus.jsm.consumers.update(stream, durable, { max_ack_pending: opts.concurrency, ack_wait: config.ack_wait });
     }
   } catch {
     await bus.jsm.consumers.add(stream, config).catch(async (e: unknown) => {
-      await bus.jsm.consumers.info(stream, opts.durable).catch(() => {
+      await bus.jsm.consumers.info(stream, durable).catch(() => {
         throw e;
       });
     });
   }
-  const consumer = await bus.js.consumers.get(stream, opts.durable);
+  const consumer = await bus.js.consumers.get(stream, durable);
+  const receives = new Set<string>(opts.consumer.receives);
+  const emits = new Set<string>(opts.consumer.emits);
   // started-at of every message being handled; one timer sends working() for the slow ones
   const inFlight = new Map<JsMsg, number>();
   let drained: (() => void) | undefined;
@@ -140,7 +147,7 @@ export async function consumeEvents(bus: Bus, opts: ConsumeOptions): Promise<Con
     let event: AnyEvent | undefined;
     // a failed replay parks again under its own id, so it is not taken for the first parking
     const parkNow = async (error: unknown) => {
-      await park(bus, { durable: opts.durable, seq, subject: replayed?.subject ?? msg.subject, data: msg.data, headers: msg.headers, deliveries, error, event, attempt: replayed ? `replay-${msg.seq}` : undefined });
+      await park(bus, { durable, seq, subject: replayed?.subject ?? msg.subject, data: msg.data, headers: msg.headers, deliveries, error, event, attempt: replayed ? `replay-${msg.seq}` : undefined });
       opts.log.error({ err: error, seq, deliveries, type: event?.type, requestId: event?.requestId }, 'parked an event in the dead-letter stream');
       msg.term();
     };
@@ -152,17 +159,22 @@ export async function consumeEvents(bus: Bus, opts: ConsumeOptions): Promise<Con
         await parkNow(e);
         return;
       }
+      // the filter lets only these through; anything else was published under a wrong subject
+      if (!receives.has(event.type)) throw new PoisonMessage(`${durable} receives ${[...receives].join(', ')}, not ${event.type}`);
       const delivery = deliveryOf(msg, seq, deliveries, replayed !== undefined);
-      const expired = opts.failPastDeadline ? pastDeadline(event, serviceOfDurable(opts.durable), Date.now()) : undefined;
-      if (expired) {
-        await publishEvent(bus.js, expired.event, traceOf(delivery));
-        sendReply(bus.nc, expired.replyTo, expired.reply);
-        opts.log.warn({ seq, type: event.type, requestId: event.requestId }, 'request past its deadline; ended it');
-      } else {
-        if (!tracingOn()) await opts.handler(event, delivery);
-        // the handler runs inside the consumer span, so what it publishes, fetches or queries is a child
-        else await traceProcess(processFacts(msg, event, opts.durable), delivery, () => opts.handler(event!, delivery));
-      }
+      const expired = opts.failPastDeadline ? pastDeadline(event, service, Date.now()) : undefined;
+      // decide, publish the decision and await its acks, then answer: all inside the consumer
+      // span, so the publish spans are its children
+      const run = async () => {
+        const decision: Decided = expired
+          ? { events: [expired.event], replies: [{ to: expired.replyTo, reply: expired.reply }] }
+          : await opts.handler(event as Received<C>, delivery);
+        for (const e of decision.events) if (!expired && !emits.has(e.type)) throw new Error(`${durable} may not emit ${e.type}`);
+        await carryOut(bus, decision, traceOf(delivery));
+      };
+      if (tracingOn()) await traceProcess(processFacts(msg, event, durable), delivery, run);
+      else await run();
+      if (expired) opts.log.warn({ seq, type: event.type, requestId: event.requestId }, 'request past its deadline; ended it');
       // held briefly to share a write with the next publish (acks.ts): a write per ack was a
       // large part of each service's CPU at low rates. A held ack keeps its max_ack_pending slot
       // for up to ACK_LINGER_MS, which only a consumer with few slots would feel.
@@ -197,7 +209,7 @@ export async function consumeEvents(bus: Bus, opts: ConsumeOptions): Promise<Con
             void handle(msg);
           },
         });
-  const replays = await consumeReplays(bus, opts, handle);
+  const replays = await consumeReplays(bus, { durable, log: opts.log, ...(opts.ackWaitMs !== undefined ? { ackWaitMs: opts.ackWaitMs } : {}) }, handle);
   return {
     async stop() {
       await messages.close();

@@ -4,6 +4,7 @@ export * from './topology.js';
 export * from './publish.js';
 export * from './retry.js';
 export * from './consume.js';
+export * from './decided.js';
 export * from './dead-letter.js';
 export * from './deadline.js';
 export * from './replay.js';

@@ -4,5 +4,6 @@ export * from './reply.js';
 export * from './errors.js';
 export * from './subjects.js';
 export * from './topology.js';
+export * from './consumers.js';
 export * from './config.js';
 export * from './hash.js';

@@ -35,19 +35,6 @@ export const Topology = {
     budgets: { name: 'sluice_budgets', ttlSeconds: 0, history: 1 },
     results: { name: 'sluice_results', ttlSeconds: 3600, history: 1 },
   },
-  /** Durable consumer names, one per (service, input). Replicas share them. */
-  consumers: {
-    limiter: 'limiter',
-    /** chat.completed -> token buckets charged the actual usage minus the estimate. */
-    limiterReconcile: 'limiter-reconcile',
-    cacheLookup: 'cache-lookup',
-    cacheStore: 'cache-store',
-    router: 'router',
-    invoker: 'invoker',
-    ledger: 'ledger',
-    degraderInvoke: 'degrader-invoke',
-    degraderCircuit: 'degrader-circuit',
-  },
 } as const;
 
 /**

@@ -1,5 +1,5 @@
-import { consumeEvents, encodeJson, getJson, publishEvent, sendReply, PoisonMessage, traceOf, type ServiceContext } from '@sluice/bus';
-import { Subjects, Topology, type AnyEvent } from '@sluice/contracts';
+import { consumeEvents, decided, encodeJson, getJson, NOTHING, type ServiceContext } from '@sluice/bus';
+import { Consumers } from '@sluice/contracts';
 import { decideLookup, decideStore } from './cache.js';
 import { asEntry } from './entry.js';
 import { cacheKey } from './key.js';
@@ -31,34 +31,30 @@ export async function startCache(ctx: ServiceContext) {
   });
 
   const lookup = await consumeEvents(bus, {
-    durable: Topology.consumers.cacheLookup,
-    filter: Subjects.eventsOf('chat.admitted'),
+    consumer: Consumers.cacheLookup,
     concurrency: LOOKUP_CONCURRENCY,
     // a request nobody waits for any more ends here (chat.failed) instead of going on
     failPastDeadline: true,
     log,
-    handler: async (event: AnyEvent, delivery) => {
-      if (event.type !== 'chat.admitted') throw new PoisonMessage(`cache lookup got ${event.type}`);
+    handler: async (event) => {
       const request = event.data.ctx.request;
       const key = request.cache === 'skip' ? undefined : cacheKey(event.tenant, request);
       const entry = key ? asEntry((await getJson<unknown>(buckets.cache, key))?.value) : undefined;
       const decision = decideLookup(event, key, entry, Date.now());
-      await publishEvent(bus.js, decision.event, traceOf(delivery));
-      for (const reply of decision.replies) sendReply(bus.nc, event.data.ctx.replyTo, reply);
+      return decided([decision.event], decision.replies.map((reply) => ({ to: event.data.ctx.replyTo, reply })));
     },
   });
 
   const store = await consumeEvents(bus, {
-    durable: Topology.consumers.cacheStore,
-    filter: Subjects.eventsOf('chat.completed'),
+    consumer: Consumers.cacheStore,
     concurrency: STORE_CONCURRENCY,
     log,
-    handler: async (event: AnyEvent, delivery) => {
-      if (event.type !== 'chat.completed') throw new PoisonMessage(`cache store got ${event.type}`);
+    handler: async (event) => {
       const decision = decideStore(event, ttlSeconds, Date.now());
-      if (!decision) return;
+      if (!decision) return NOTHING;
+      // the entry is the cache's own state, written before the event that says it was stored
       await buckets.cache.put(decision.key, encodeJson(decision.entry));
-      await publishEvent(bus.js, decision.event, traceOf(delivery));
+      return decided([decision.event]);
     },
   });
 

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Subscription } from '@nats-io/transport-node';
 import { getJson, publishEvent, putDegrade, type Bus, type Buckets, type Closer, type Control } from '@sluice/bus';
 import { startTestBus, type TestBus } from '@sluice/bus/testing';
-import { ControlKeys, makeEvent, ServiceName, Subjects, Topology, type DegradeState, type SluiceEvent } from '@sluice/contracts';
+import { Consumers, ControlKeys, makeEvent, ServiceName, Subjects, Topology, type DegradeState, type SluiceEvent } from '@sluice/contracts';
 import { createLogger } from '@sluice/telemetry';
 import { testConfig } from './fixtures.js';
 import { startDegrader } from './start.js';
@@ -102,7 +102,7 @@ describe('degrader service', () => {
     await attempts(false, 10);
     // the new instance has taken every failure in; without the restored override it would now raise 0 -> 3
     await waitFor('failures consumed', async () => {
-      const info = await bus.jsm.consumers.info(Topology.stream.name, Topology.consumers.degraderInvoke);
+      const info = await bus.jsm.consumers.info(Topology.stream.name, Consumers.degraderInvoke.durable);
       return info.num_pending === 0 && info.num_ack_pending === 0 ? true : undefined;
     });
     await new Promise((r) => setTimeout(r, 200));

@@ -1,5 +1,5 @@
-import { casUpdate, consumeEvents, publishEvent, PoisonMessage, type ServiceContext } from '@sluice/bus';
-import { ControlKeys, Subjects, Topology, type AnyEvent } from '@sluice/contracts';
+import { casUpdate, consumeEvents, NOTHING, publishEvent, type ServiceContext } from '@sluice/bus';
+import { Consumers, ControlKeys } from '@sluice/contracts';
 import { degradeRecord, evolve, initialState } from './degrader.js';
 import { createLoop } from './loop.js';
 import { asDegradeState, readDegrade, watchOverride } from './record.js';
@@ -36,26 +36,24 @@ export async function startDegrader(ctx: ServiceContext, opts: DegraderOptions =
   });
 
   const attempts = await consumeEvents(bus, {
-    durable: Topology.consumers.degraderInvoke,
-    filter: Subjects.eventsOf('invoke.attempted'),
+    consumer: Consumers.degraderInvoke,
     concurrency: 1000,
     // attempts are folded in once a tick anyway: batched pulls instead of a wake-up per attempt
     lingerMs: 250,
     log,
-    handler: async (event: AnyEvent) => {
-      if (event.type !== 'invoke.attempted') throw new PoisonMessage(`degrader got ${event.type} on the attempts consumer`);
+    handler: async (event) => {
       loop.attempt({ at: event.at, ok: event.data.ok, latencyMs: event.data.latencyMs });
+      return NOTHING;
     },
   });
   const circuits = await consumeEvents(bus, {
-    durable: Topology.consumers.degraderCircuit,
-    filter: Subjects.family('circuit'),
+    consumer: Consumers.degraderCircuit,
     concurrency: 64,
     log,
-    handler: async (event: AnyEvent) => {
+    handler: async (event) => {
       if (event.type === 'circuit.opened') loop.signal({ kind: 'circuitOpened', deployment: event.data.deployment, at: event.at, openForMs: event.data.openForMs });
-      else if (event.type === 'circuit.closed') loop.signal({ kind: 'circuitClosed', deployment: event.data.deployment, at: event.at });
-      else throw new PoisonMessage(`degrader got ${event.type} on the circuit consumer`);
+      else loop.signal({ kind: 'circuitClosed', deployment: event.data.deployment, at: event.at });
+      return NOTHING;
     },
   });
   const override = await watchOverride(buckets.control, (value) => {

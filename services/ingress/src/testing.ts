@@ -3,10 +3,10 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { consumeEvents, putConfig, sendReply, type Bus, type Buckets, type Consumption, type ServiceContext } from '@sluice/bus';
+import { consumeEvents, putConfig, type Bus, type Buckets, type Consumption, type ServiceContext } from '@sluice/bus';
 import { freePort, startNats as startLocalNats } from '@sluice/bus/nats-server';
 import { startTestBus } from '@sluice/bus/testing';
-import { parseEvent, Subjects, Topology, type AnyEvent, type ChatReply, type RequestContext, type SluiceConfig } from '@sluice/contracts';
+import { Consumers, parseEvent, Subjects, Topology, type AnyEvent, type ChatReply, type RequestContext, type SluiceConfig } from '@sluice/contracts';
 import { startIngress, type RunningIngress } from './start.js';
 
 export const KEYS = { acme: 'sk-acme-test', beta: 'sk-beta-test' } as const;
@@ -95,15 +95,14 @@ export async function startHarness(): Promise<Harness> {
   const ingress = await startIngress(ctx);
 
   const requested: Harness['requested'] = [];
+  // a stand-in for the limiter's durable: what ingress publishes, answered as a terminal stage would
   const downstream: Consumption = await consumeEvents(bus, {
-    durable: 'fake-terminal-stage',
-    filter: Subjects.eventsOf('chat.requested'),
+    consumer: { ...Consumers.limiter, durable: 'limiter-fake-terminal-stage', emits: [] },
     concurrency: 64,
     log,
     handler: async (event) => {
-      if (event.type !== 'chat.requested') return;
       requested.push(event);
-      for (const reply of answer(event.data.ctx, event.requestId)) sendReply(bus.nc, event.data.ctx.replyTo, reply);
+      return { events: [], replies: answer(event.data.ctx, event.requestId).map((reply) => ({ to: event.data.ctx.replyTo, reply })) };
     },
   });
 

@@ -1,5 +1,5 @@
-import { consumeEvents, publishEvent, sendReply, type Consumption, type ServiceContext } from '@sluice/bus';
-import { Subjects, Topology } from '@sluice/contracts';
+import { consumeEvents, NOTHING, publishEvent, sendReply, type Consumption, type ServiceContext } from '@sluice/bus';
+import { Consumers, Topology } from '@sluice/contracts';
 import type { Circuit } from './circuit.js';
 import { createInvoker, type Invoke } from './invoke.js';
 import { kvResultStore } from './results.js';
@@ -16,15 +16,16 @@ export async function startInvoker(svc: Wiring): Promise<Consumption> {
   const { bus, control, log } = svc;
   const invoke = wireInvoker(svc);
   return consumeEvents(bus, {
-    durable: Topology.consumers.invoker,
-    filter: Subjects.eventsOf('chat.routed'),
+    consumer: Consumers.invoker,
     // read once: max_ack_pending is a consumer setting, applied when the service starts
     concurrency: control.config().invoker.concurrency,
     log,
+    // the one handler that publishes by itself: attempts and circuit changes go out as they
+    // happen, and streamed chunks as they arrive (see Consumers.invoker); it resolves once the
+    // terminal event is stored, so the input is still acked only after it
     handler: async (event, delivery) => {
-      // the filter only lets chat.routed through; anything else is not ours to judge
-      if (event.type !== 'chat.routed') return;
       await invoke(event, delivery);
+      return NOTHING;
     },
   });
 }

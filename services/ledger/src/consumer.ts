@@ -1,7 +1,7 @@
 import { nanos } from '@nats-io/transport-node';
 import { AckPolicy, DeliverPolicy, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { consumeReplays, park, type Bus } from '@sluice/bus';
-import { parseEvent, Subjects, Topology, type AnyEvent } from '@sluice/contracts';
+import { Consumers, parseEvent, Subjects, Topology, type AnyEvent } from '@sluice/contracts';
 import { tracingOn, type Logger } from '@sluice/telemetry';
 import type { Db } from './db.js';
 import type { PriceOf } from './project.js';
@@ -9,7 +9,7 @@ import { applyBatch, applyReplayed, projectionWorks, readPosition, skipParked, t
 import { traceCommit } from './tracing.js';
 
 const STREAM = Topology.stream.name;
-const DURABLE = Topology.consumers.ledger;
+const DURABLE = Consumers.ledger.durable;
 /** Name of the ledger's row in `ledger_position` (the durable's name). */
 export const LEDGER_POSITION = DURABLE;
 /** Unacked messages the server lets the ledger hold: a few batches plus what arrives while one commits. */

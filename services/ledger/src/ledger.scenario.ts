@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import { connectBus, ensureTopology, listParked, publishEvent, replayParked, type Bus } from '@sluice/bus';
 import { AckPolicy, DeliverPolicy } from '@nats-io/jetstream';
-import { Subjects, Topology, makeEvent, type AnyEvent } from '@sluice/contracts';
+import { Consumers, Subjects, Topology, makeEvent, type AnyEvent } from '@sluice/contracts';
 import { createLogger } from '@sluice/telemetry';
 import { freePort, startNats, type LocalNats } from '@sluice/bus/nats-server';
 import type { FastifyInstance } from 'fastify';
@@ -74,7 +74,7 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
     /** Every message delivered and acked: nothing is left for a redelivery. */
     const allAcked = () =>
       waitFor('every message to be acked', async () => {
-        const [c, last] = await Promise.all([bus.jsm.consumers.info(Topology.stream.name, Topology.consumers.ledger), streamLastSeq(bus.jsm)]);
+        const [c, last] = await Promise.all([bus.jsm.consumers.info(Topology.stream.name, Consumers.ledger.durable), streamLastSeq(bus.jsm)]);
         return c.num_ack_pending === 0 && c.num_pending === 0 && c.ack_floor.stream_seq === last;
       });
 
@@ -264,9 +264,9 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
       await stop();
       const before = (await get(`/v1/costs${DAY}`)).body.totals;
       // the consumer as a ledger before ack-all created it: explicit acks, from the start of the stream
-      await bus.jsm.consumers.delete(Topology.stream.name, Topology.consumers.ledger);
+      await bus.jsm.consumers.delete(Topology.stream.name, Consumers.ledger.durable);
       await bus.jsm.consumers.add(Topology.stream.name, {
-        durable_name: Topology.consumers.ledger,
+        durable_name: Consumers.ledger.durable,
         ack_policy: AckPolicy.Explicit,
         deliver_policy: DeliverPolicy.All,
         filter_subject: Subjects.allEvents,
@@ -277,7 +277,7 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
       await start();
       await caughtUp();
       await allAcked();
-      expect((await bus.jsm.consumers.info(Topology.stream.name, Topology.consumers.ledger)).config.ack_policy).toBe(AckPolicy.All);
+      expect((await bus.jsm.consumers.info(Topology.stream.name, Consumers.ledger.durable)).config.ack_policy).toBe(AckPolicy.All);
       // recreated after the position, so nothing already projected was delivered again
       expect(batches.reduce((n, b) => n + b.skipped, 0)).toBe(0);
       expect(batches.reduce((n, b) => n + b.applied, 0)).toBe(6);

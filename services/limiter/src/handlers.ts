@@ -1,13 +1,15 @@
-import { publishEvent, PoisonMessage, sendReply, traceOf, type Bus, type Control, type Delivery } from '@sluice/bus';
-import { EventType, makeEvent, ServiceName, type AnyEvent, type ChatErrorReply, type SluiceConfig, type SluiceEvent, type Tenant } from '@sluice/contracts';
+import { decided, NOTHING, type Control, type Decided, type Delivery, type Emitted, type Received } from '@sluice/bus';
+import { Consumers, EventType, makeEvent, ServiceName, type ChatErrorReply, type SluiceConfig, type SluiceEvent, type Tenant } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 import { estimateTokensAsync } from './estimate.js';
 import { admitReason, throttleReason, type Layer, type Limits } from './limiter.js';
 import { limitKeys, type LimitStore } from './store.js';
 import type { FindDecision } from './decided.js';
 
+type Admission = typeof Consumers.limiter;
+type Reconcile = typeof Consumers.limiterReconcile;
+
 export interface LimiterDeps {
-  bus: Bus;
   store: LimitStore;
   control: Control;
   log: Logger;
@@ -29,13 +31,12 @@ export function limitsFor(config: SluiceConfig, tenantId: string, user: string |
 }
 
 /**
- * chat.requested -> chat.admitted | chat.throttled. A throttle ends the request: the event is
- * published first, then the client gets a 429 with the retry-after.
+ * chat.requested -> chat.admitted | chat.throttled. A throttle ends the request: the event comes
+ * with the client's 429 (with the retry-after), sent once the event is stored.
  */
 export function onChatRequested(deps: LimiterDeps) {
   const now = deps.now ?? Date.now;
-  return async (event: AnyEvent, delivery: Delivery): Promise<void> => {
-    if (event.type !== EventType.ChatRequested) throw new PoisonMessage(`limiter cannot handle ${event.type}`);
+  return async (event: Received<Admission>, delivery: Delivery): Promise<Decided<Emitted<Admission>>> => {
     const { ctx } = event.data;
     // a redelivery after a crash between the decision and the ack: the decision stands, and the
     // buckets were debited for it once already (a crash before the decision was published still
@@ -43,8 +44,7 @@ export function onChatRequested(deps: LimiterDeps) {
     const earlier = delivery.redelivered > 1 ? await deps.decided?.(event, delivery.seq) : undefined;
     if (earlier) {
       deps.log.info({ requestId: event.requestId, decision: earlier.type, delivery: delivery.redelivered }, 'redelivered request was already decided; not debiting it again');
-      if (earlier.type === EventType.ChatThrottled) sendReply(deps.bus.nc, ctx.replyTo, throttledReply(earlier));
-      return;
+      return earlier.type === EventType.ChatThrottled ? decided([], [{ to: ctx.replyTo, reply: throttledReply(earlier) }]) : NOTHING;
     }
     const user = ctx.request.user;
     const limits = limitsFor(deps.control.config(), event.tenant, user);
@@ -55,14 +55,12 @@ export function onChatRequested(deps: LimiterDeps) {
 
     if (decision.admitted) {
       const reason = admitReason(estimatedTokens, decision.buckets, limits);
-      await publishEvent(deps.bus.js, makeEvent(EventType.ChatAdmitted, { ...fields, reason }, { ctx, estimatedTokens }), traceOf(delivery));
-      return;
+      return decided([makeEvent(EventType.ChatAdmitted, { ...fields, reason }, { ctx, estimatedTokens })]);
     }
     const { layer, limit, retryAfterMs } = decision;
     const reason = throttleReason(decision);
     const throttled = makeEvent(EventType.ChatThrottled, { ...fields, reason }, { layer, limit, retryAfterMs, replyTo: ctx.replyTo, receivedAt: ctx.receivedAt });
-    await publishEvent(deps.bus.js, throttled, traceOf(delivery));
-    sendReply(deps.bus.nc, ctx.replyTo, throttledReply(throttled));
+    return decided([throttled], [{ to: ctx.replyTo, reply: throttledReply(throttled) }]);
   };
 }
 
@@ -81,16 +79,16 @@ function throttledReply(e: SluiceEvent<'chat.throttled'>): ChatErrorReply {
  * the write and the ack, and the error is one request's difference.
  */
 export function onChatCompleted(deps: LimiterDeps) {
-  return async (event: AnyEvent): Promise<void> => {
-    if (event.type !== EventType.ChatCompleted) throw new PoisonMessage(`limiter reconcile cannot handle ${event.type}`);
+  return async (event: Received<Reconcile>): Promise<Decided<Emitted<Reconcile>>> => {
     const { ctx, answer } = event.data;
     const difference = answer.usage.total_tokens - (await estimateTokensAsync(ctx.request));
-    if (difference === 0) return;
+    if (difference === 0) return NOTHING;
     const user = ctx.request.user;
     const limits = limitsFor(deps.control.config(), event.tenant, user);
     // the global layer models the upstream's own limit and is the hot key: left to refill
     const layers: Layer[] = limits.user ? ['user', 'tenant'] : ['tenant'];
     await deps.store.adjust(limitKeys(event.tenant, user), limits, layers, { tokens: -difference });
     deps.log.debug({ requestId: event.requestId, difference }, 'usage reconciled');
+    return NOTHING;
   };
 }

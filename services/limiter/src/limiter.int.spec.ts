@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { consumeEvents, getJson, publishEvent, type Consumption } from '@sluice/bus';
-import { EventType, makeEvent, Subjects, Topology, type ChatErrorReply } from '@sluice/contracts';
+import { carryOut, consumeEvents, getJson, publishEvent, type Consumption } from '@sluice/bus';
+import { Consumers, EventType, makeEvent, Subjects, Topology, type ChatErrorReply } from '@sluice/contracts';
 import { collectEvents, startTestBus, type TestBus } from '@sluice/bus/testing';
 import { chatRequested, testConfig } from './int-env.js';
 import { onChatCompleted, onChatRequested } from './handlers.js';
@@ -31,11 +31,10 @@ afterAll(async () => {
 async function startLimiter(): Promise<Consumption> {
   const store = new LimitStore(env.buckets.limits, { log: env.log });
   return consumeEvents(env.bus, {
-    durable: Topology.consumers.limiter,
-    filter: Subjects.eventsOf(EventType.ChatRequested),
+    consumer: Consumers.limiter,
     concurrency: 256,
     log: env.log,
-    handler: onChatRequested({ bus: env.bus, store, control: env.control, log: env.log }),
+    handler: onChatRequested({ store, control: env.control, log: env.log }),
   });
 }
 
@@ -86,7 +85,9 @@ describe('limiter against NATS', () => {
   // after the tests that start the durable limiter: the events it publishes are left unconsumed
   it('neither debits nor decides again a redelivered request whose decision is in the stream', async () => {
     const store = new LimitStore(env.buckets.limits, { log: env.log });
-    const handle = onChatRequested({ bus: env.bus, store, control: env.control, log: env.log, decided: streamDecisions(env.bus.js) });
+    const decide = onChatRequested({ store, control: env.control, log: env.log, decided: streamDecisions(env.bus.js) });
+    // as consumeEvents would: the decision carried out before the next delivery
+    const handle = async (event: Parameters<typeof decide>[0], delivery: Parameters<typeof decide>[1]) => carryOut(env.bus, await decide(event, delivery));
     const seen = collectEvents(env.bus);
     const inbox = 'test.reply.redo';
     const replies: ChatErrorReply[] = [];
@@ -197,11 +198,10 @@ describe('limiter against NATS', () => {
   it('charges the tenant the actual usage minus the estimate after completion', async () => {
     const store = new LimitStore(env.buckets.limits);
     const reconcile = await consumeEvents(env.bus, {
-      durable: Topology.consumers.limiterReconcile,
-      filter: Subjects.eventsOf(EventType.ChatCompleted),
+      consumer: Consumers.limiterReconcile,
       concurrency: 16,
       log: env.log,
-      handler: onChatCompleted({ bus: env.bus, store, control: env.control, log: env.log }),
+      handler: onChatCompleted({ store, control: env.control, log: env.log }),
     });
     try {
       const requested = chatRequested('recon', 'recon-1', { params: { max_tokens: 100 } });

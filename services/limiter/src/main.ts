@@ -1,5 +1,5 @@
 import { consumeEvents, runService } from '@sluice/bus';
-import { EventType, ServiceName, Subjects, Topology } from '@sluice/contracts';
+import { Consumers, ServiceName } from '@sluice/contracts';
 import { onChatCompleted, onChatRequested } from './handlers.js';
 import { LimitStore } from './store.js';
 import { streamDecisions } from './decided.js';
@@ -10,10 +10,9 @@ await runService(ServiceName.Limiter, async ({ bus, buckets, control, log }) => 
   // leased blocks of 1% of a bucket's per-minute requests, unused remainders given back after 2 s:
   // most admissions need no KV round trip (a burst may exceed a full bucket by 1% per replica)
   const store = new LimitStore(buckets.limits, { log, lease: { fraction: 0.01, ttlMs: 2000 } });
-  const deps = { bus, store, control, log, decided: streamDecisions(bus.js) };
+  const deps = { store, control, log, decided: streamDecisions(bus.js) };
   const admission = await consumeEvents(bus, {
-    durable: Topology.consumers.limiter,
-    filter: Subjects.eventsOf(EventType.ChatRequested),
+    consumer: Consumers.limiter,
     concurrency: 256,
     // a request nobody waits for any more ends here (chat.failed) instead of going on
     failPastDeadline: true,
@@ -21,8 +20,7 @@ await runService(ServiceName.Limiter, async ({ bus, buckets, control, log }) => 
     handler: onChatRequested(deps),
   });
   const reconcile = await consumeEvents(bus, {
-    durable: Topology.consumers.limiterReconcile,
-    filter: Subjects.eventsOf(EventType.ChatCompleted),
+    consumer: Consumers.limiterReconcile,
     concurrency: 128,
     // a completion's charge can wait: batched pulls instead of a wake-up per completed request
     lingerMs: 200,

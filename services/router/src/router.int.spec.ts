@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { consumeEvents, publishEvent, putDegrade, type Consumption } from '@sluice/bus';
-import { EventType, makeEvent, Subjects, Topology, type ChatReply, type ChatRequest } from '@sluice/contracts';
+import { Consumers, EventType, makeEvent, type ChatReply, type ChatRequest } from '@sluice/contracts';
 import { startTestBus, type TestBus } from '@sluice/bus/testing';
 import { collectEvents } from './int-env.js';
 import { onCacheMissed } from './handler.js';
@@ -33,11 +33,10 @@ let seq = 0;
 beforeAll(async () => {
   env = await startTestBus(config, { name: 'router' });
   router = await consumeEvents(env.bus, {
-    durable: Topology.consumers.router,
-    filter: Subjects.eventsOf(EventType.CacheMissed),
+    consumer: Consumers.router,
     concurrency: 64,
     log: env.log,
-    handler: onCacheMissed({ bus: env.bus, control: env.control, log: env.log }),
+    handler: onCacheMissed({ control: env.control, log: env.log }),
   });
 });
 afterAll(async () => {
