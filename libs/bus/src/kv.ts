@@ -1,3 +1,4 @@
+import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 
 const encoder = new TextEncoder();
@@ -38,8 +39,12 @@ export async function casUpdate<T>(kv: KV, key: string, change: (current: T | un
   throw new Error(`casUpdate(${key}): too much contention`);
 }
 
-/** True for the errors a lost compare-and-set race produces (wrong last sequence, key exists). */
+/**
+ * True for the errors a lost compare-and-set race produces: JetStream refusing the write's
+ * expected last sequence. `kv.update` and `kv.create` (on a key that exists) both reject with
+ * it; a clustered stream answers 10164 instead of 10071 while an earlier write of the subject is
+ * still being proposed. Matched on the API code, not the message text, which servers may reword.
+ */
 export function isWrongRevision(e: unknown): boolean {
-  const text = String((e as Error)?.message ?? e);
-  return /wrong last sequence|key exists|10071/i.test(text);
+  return e instanceof JetStreamApiError && (e.code === JetStreamApiCodes.StreamWrongLastSequence || e.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown);
 }

@@ -1,0 +1,14 @@
+import { createHash } from 'node:crypto';
+
+/** KV keys of a request's buckets in `sluice_limits`. */
+export type LimitKeys = { user?: string; tenant: string; global: string };
+
+/**
+ * `g`, `t.<tenant>`, `u.<tenant>.<sha1(user), 16 hex>`: user ids are arbitrary strings and
+ * KV keys are not; 64 bits of hash make a collision between two users of one tenant negligible.
+ */
+export function limitKeys(tenant: string, user?: string): LimitKeys {
+  const keys: LimitKeys = { tenant: `t.${tenant}`, global: 'g' };
+  if (user !== undefined) keys.user = `u.${tenant}.${createHash('sha1').update(user, 'utf8').digest('hex').slice(0, 16)}`;
+  return keys;
+}
