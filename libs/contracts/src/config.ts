@@ -1,3 +1,4 @@
+import { TENANT_ID_PATTERN } from './subjects.js';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 
@@ -8,7 +9,7 @@ const Rate = Type.Object({
 export type Rate = Static<typeof Rate>;
 
 const Tenant = Type.Object({
-  id: Type.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,62}$' }),
+  id: Type.String({ pattern: TENANT_ID_PATTERN.source }),
   /** SHA-256 hex digests of the tenant's API keys; the keys themselves are never stored. */
   keySha256: Type.Array(Type.String({ pattern: '^[0-9a-f]{64}$' }), { minItems: 1 }),
   /** Models the tenant may name explicitly; absent means every configured model. */

@@ -2,6 +2,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { ChatRequest, RequestContext } from './request.js';
 import { ChatMessage, Usage } from './reply.js';
+import { Errors, type ErrorCode } from './errors.js';
 
 /**
  * The event vocabulary. Every decision a service takes is one of these, published to
@@ -51,6 +52,8 @@ export const SYSTEM_TENANT = '_system';
 export const UNKNOWN_TENANT = '_unknown';
 
 const Layer = Type.Union([Type.Literal('user'), Type.Literal('tenant'), Type.Literal('global')]);
+/** A code of the error catalogue: what a refused, shed or failed request's client was told. */
+const Code = Type.Union((Object.keys(Errors) as ErrorCode[]).map((code) => Type.Literal(code)));
 const LimitKind = Type.Union([Type.Literal('requests'), Type.Literal('tokens')]);
 const Candidate = Type.Object({ model: Type.String(), deployment: Type.String() });
 export type Candidate = Static<typeof Candidate>;
@@ -67,7 +70,7 @@ const Answer = Type.Object({
 export const EventData = {
   'chat.requested': Type.Object({ ctx: RequestContext }),
   'chat.rejected': Type.Object({
-    code: Type.String(),
+    code: Code,
     status: Type.Integer(),
     message: Type.String(),
     stage: Type.String(),
@@ -103,7 +106,7 @@ export const EventData = {
     cacheKey: Type.Optional(Type.String()),
   }),
   'chat.shed': Type.Object({
-    code: Type.String(),
+    code: Code,
     retryAfterMs: Type.Integer(),
     degradeLevel: Type.Integer(),
     replyTo: Type.Optional(Type.String()),
@@ -138,7 +141,7 @@ export const EventData = {
     cacheKey: Type.Optional(Type.String()),
   }),
   'chat.failed': Type.Object({
-    code: Type.String(),
+    code: Code,
     status: Type.Integer(),
     message: Type.String(),
     attempts: Type.Integer(),

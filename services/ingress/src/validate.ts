@@ -1,4 +1,4 @@
-import type { ChatMessage, ChatRequest, Priority, SamplingParams, SluiceConfig, Tenant } from '@sluice/contracts';
+import { ChatMessage, Priority, type ChatRequest, type SamplingParams, type SluiceConfig, type Tenant } from '@sluice/contracts';
 import { invalid, RequestRejected } from './rejection.js';
 
 /**
@@ -17,8 +17,9 @@ export interface NormalisedChat {
   includeUsage: boolean;
 }
 
-const ROLES: ReadonlySet<string> = new Set(['system', 'user', 'assistant', 'developer', 'tool']);
-const PRIORITIES: ReadonlySet<string> = new Set(['critical', 'realtime', 'standard', 'batch', 'low']);
+// the contracts' own unions, so a role or priority added there is accepted here
+const ROLES: ReadonlySet<string> = new Set(ChatMessage.properties.role.anyOf.map((r) => r.const));
+const PRIORITIES: ReadonlySet<string> = new Set(Priority.anyOf.map((p) => p.const));
 const MAX_ID_CHARS = 256;
 // OpenAI's own metadata limits, so a request valid here is valid upstream
 const MAX_METADATA_KEYS = 16;

@@ -75,7 +75,7 @@ function requestChange(e: AnyEvent, priceOf: PriceOf): RequestUpsert | undefined
       );
     }
     case 'chat.shed': {
-      const status = (Errors as Record<string, { status: number }>)[e.data.code]?.status ?? 503;
+      const status = Errors[e.data.code].status;
       return finish(e, e.data.receivedAt, { outcome: Outcome.Shed, error_code: e.data.code, status_code: status });
     }
     case 'chat.completed': {
