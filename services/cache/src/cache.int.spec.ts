@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createInbox, millis, type Subscription } from '@nats-io/transport-node';
-import { getJson, publishEvent, putConfig, type Bus, type Buckets, type Control, type Consumption } from '@sluice/bus';
+import { consumeEvents, getJson, publishEvent, putConfig, type Bus, type Buckets, type Control, type Consumption } from '@sluice/bus';
 import { startTestBus, type TestBus } from '@sluice/bus/testing';
-import { ServiceName, Topology, type AnyEvent, type ChatReply } from '@sluice/contracts';
+import { Consumers, Topology, type AnyEvent, type ChatReply } from '@sluice/contracts';
 import { admitted, completed, request } from './fixtures.js';
+import { onChatAdmitted, onChatCompleted } from './handlers.js';
 import { cacheKey } from './key.js';
-import { startCache } from './start.js';
-import { ensureCacheTtl } from './ttl.js';
+import { ensureCacheTtl, followCacheTtl } from './ttl.js';
 
 const config = {
   tenants: [
@@ -59,7 +59,13 @@ beforeAll(async () => {
   testBus = await startTestBus(config, { name: 'cache' });
   ({ bus, buckets, control } = testBus);
   eventSub = bus.nc.subscribe('sluice.evt.>', { callback: (_, m) => void events.push(m.json<AnyEvent>()) });
-  service = (await startCache({ name: ServiceName.Cache, log: testBus.log, bus, buckets, control, env: {} })) as Consumption[];
+  // wired as main.ts wires it
+  const log = testBus.log;
+  const deps = { cache: buckets.cache, ttlSeconds: await followCacheTtl(bus.jsm, control, log) };
+  service = [
+    await consumeEvents(bus, { consumer: Consumers.cacheLookup, concurrency: 256, failPastDeadline: true, log, handler: onChatAdmitted(deps) }),
+    await consumeEvents(bus, { consumer: Consumers.cacheStore, concurrency: 64, log, handler: onChatCompleted(deps) }),
+  ];
 });
 
 afterAll(async () => {

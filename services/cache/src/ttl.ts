@@ -1,6 +1,8 @@
 import { nanos, millis } from '@nats-io/transport-node';
 import type { JetStreamManager } from '@nats-io/jetstream';
+import type { Control } from '@sluice/bus';
 import { Topology } from '@sluice/contracts';
+import type { Logger } from '@sluice/telemetry';
 
 /** The stream behind a KV bucket. */
 const CACHE_STREAM = `KV_${Topology.buckets.cache.name}`;
@@ -23,4 +25,26 @@ export async function ensureCacheTtl(jsm: JetStreamManager, seconds: number): Pr
   const duplicateWindow = Math.min(info.config.duplicate_window, maxAge);
   const updated = await jsm.streams.update(CACHE_STREAM, { max_age: maxAge, duplicate_window: duplicateWindow });
   return Math.round(millis(updated.config.max_age) / 1000);
+}
+
+/**
+ * Applies `config.cache.ttlSeconds` now and again after every config change, and returns the TTL
+ * in force. A change that fails is logged and the old TTL stays (entries keep their old life).
+ *
+ * @example
+ * const ttlSeconds = await followCacheTtl(bus.jsm, control, log);
+ */
+export async function followCacheTtl(jsm: JetStreamManager, control: Control, log: Logger): Promise<() => number> {
+  let ttlSeconds = await ensureCacheTtl(jsm, control.config().cache.ttlSeconds);
+  control.onChange(() => {
+    const wanted = control.config().cache.ttlSeconds;
+    if (wanted === ttlSeconds) return;
+    ensureCacheTtl(jsm, wanted)
+      .then((applied) => {
+        ttlSeconds = applied;
+        log.info({ ttlSeconds }, 'cache ttl applied');
+      })
+      .catch((err: unknown) => log.error({ err, ttlSeconds: wanted }, 'could not change the cache ttl'));
+  });
+  return () => ttlSeconds;
 }
