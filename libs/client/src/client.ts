@@ -1,5 +1,5 @@
 import { createInbox, headers as natsHeaders, errors, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
-import { Headers, Subjects, isChunk, isError, type ChatChunk, type ChatReply, type ChatResult, type Priority } from '@sluice/contracts';
+import { Headers, Subjects, isChunk, isError, parseReply, type ChatChunk, type ChatReply, type ChatResult, type Priority } from '@sluice/contracts';
 import { SluiceRequestError } from './errors.js';
 
 /** A chat request as the NATS front door takes it (OpenAI's field names, plus Sluice's). */
@@ -36,7 +36,6 @@ export interface RequestOptions {
 }
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 /**
  * The TypeScript client for Sluice's NATS front door (`sluice.chat.<tenant>`).
@@ -138,8 +137,8 @@ export class SluiceClient {
 
 function parse(data: Uint8Array): ChatReply {
   try {
-    return JSON.parse(decoder.decode(data)) as ChatReply;
-  } catch {
-    throw new SluiceRequestError('internal_error', 'Sluice sent a reply that is not JSON.', 502);
+    return parseReply(data);
+  } catch (e) {
+    throw new SluiceRequestError('internal_error', `Sluice sent a reply this client cannot read (${(e as Error).message}).`, 502);
   }
 }

@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
 
 export const ChatMessage = Type.Object({
   role: Type.Union([Type.Literal('system'), Type.Literal('user'), Type.Literal('assistant'), Type.Literal('developer'), Type.Literal('tool')]),
@@ -15,37 +16,67 @@ export const Usage = Type.Object({
 export type Usage = Static<typeof Usage>;
 
 /**
- * What a client receives on its reply inbox. Exactly one final message (a result or an error)
- * ends every request; with `stream: true` chunk messages come before it.
+ * What a client receives on its reply inbox: the public contract of the NATS door. Exactly one
+ * final message (a result or an error) ends every request; with `stream: true` chunk messages
+ * come before it. Each shape is a runtime schema (`parseReply` checks a message against them).
  */
-export interface ChatResult {
-  requestId: string;
-  model: string;
-  message: ChatMessage;
-  finishReason: string;
-  usage: Usage;
-  cached: boolean;
+export const ChatResult = Type.Object({
+  requestId: Type.String(),
+  model: Type.String(),
+  message: ChatMessage,
+  finishReason: Type.String(),
+  usage: Usage,
+  cached: Type.Boolean(),
   /** Unix seconds. */
-  created: number;
-}
+  created: Type.Integer(),
+});
+export type ChatResult = Static<typeof ChatResult>;
 
-export interface ChatChunk {
-  requestId: string;
-  model: string;
-  chunk: { content: string; role?: 'assistant' };
+export const ChatChunk = Type.Object({
+  requestId: Type.String(),
+  model: Type.String(),
+  chunk: Type.Object({ content: Type.String(), role: Type.Optional(Type.Literal('assistant')) }),
   /**
    * True on chunks of an answer served from the cache. HTTP ingress sends its `x-sluice-cache`
    * header with the first chunk, before the final result says whether the answer was cached.
    */
-  cached?: boolean;
-}
+  cached: Type.Optional(Type.Boolean()),
+});
+export type ChatChunk = Static<typeof ChatChunk>;
 
-export interface ChatErrorReply {
-  requestId?: string;
-  error: { code: string; message: string; status: number; retryAfterMs?: number };
-}
+export const ChatErrorReply = Type.Object({
+  requestId: Type.Optional(Type.String()),
+  error: Type.Object({
+    /** A code of the error catalogue (`Errors`). */
+    code: Type.String(),
+    message: Type.String(),
+    /** The HTTP status the code carries. */
+    status: Type.Integer(),
+    retryAfterMs: Type.Optional(Type.Integer({ minimum: 0 })),
+  }),
+});
+export type ChatErrorReply = Static<typeof ChatErrorReply>;
 
+export const ChatReply = Type.Union([ChatResult, ChatChunk, ChatErrorReply]);
 export type ChatReply = ChatResult | ChatChunk | ChatErrorReply;
+
+const replyCheck = TypeCompiler.Compile(ChatReply);
+
+/**
+ * Parses a message from a reply inbox and checks it against the reply schemas.
+ *
+ * @throws Error naming the first problem, for JSON that is not a reply.
+ * @example
+ * const reply = parseReply(msg.data); if (isError(reply)) throw ...
+ */
+export function parseReply(bytes: Uint8Array | string): ChatReply {
+  const value: unknown = JSON.parse(typeof bytes === 'string' ? bytes : new TextDecoder().decode(bytes));
+  if (!replyCheck.Check(value)) {
+    const e = replyCheck.Errors(value).First();
+    throw new Error(`not a Sluice reply: ${e?.path ?? ''} ${e?.message ?? 'invalid'}`);
+  }
+  return value;
+}
 
 export function isChunk(reply: ChatReply): reply is ChatChunk {
   return 'chunk' in reply;
