@@ -1,11 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Subscription } from '@nats-io/transport-node';
-import { getJson, publishEvent, putDegrade, type Bus, type Buckets, type Closer, type Control } from '@sluice/bus';
+import { consumeEvents, getJson, publishEvent, putDegrade, type Bus, type Buckets, type Closer, type Control } from '@sluice/bus';
 import { startTestBus, type TestBus } from '@sluice/bus/testing';
 import { Consumers, ControlKeys, makeEvent, ServiceName, Subjects, Topology, type DegradeState, type SluiceEvent } from '@sluice/contracts';
 import { createLogger } from '@sluice/telemetry';
 import { testConfig } from './fixtures.js';
-import { startDegrader } from './start.js';
+import { onCircuitChanged, onInvokeAttempted, onOverride } from './handlers.js';
+import { openLoop } from './open-loop.js';
+import { watchOverride } from './record.js';
 
 const log = createLogger('degrader', 'silent');
 // a short window and hold so a recovery takes seconds; decisions every 50 ms
@@ -20,8 +22,15 @@ let sub: Subscription;
 let running: Array<Closer | { stop(): Promise<void> | void }> = [];
 let seq = 0;
 
+/** Wired as main.ts wires it, with a 50 ms tick. */
 async function start() {
-  running = await startDegrader({ name: ServiceName.Degrader, log, bus, buckets, control, env: {} }, { tickMs: 50 });
+  const loop = await openLoop({ bus, buckets, control, log });
+  const attempts = await consumeEvents(bus, { consumer: Consumers.degraderInvoke, concurrency: 1000, lingerMs: 250, log, handler: onInvokeAttempted(loop) });
+  const circuits = await consumeEvents(bus, { consumer: Consumers.degraderCircuit, concurrency: 64, log, handler: onCircuitChanged(loop) });
+  const override = await watchOverride(buckets.control, onOverride(loop));
+  control.onChange(() => void loop.step());
+  const tick = setInterval(() => void loop.step(), 50);
+  running = [() => clearInterval(tick), override, attempts, circuits];
 }
 async function stop() {
   for (const c of running.reverse()) await (typeof c === 'function' ? c() : c.stop());
