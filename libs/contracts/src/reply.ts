@@ -71,11 +71,16 @@ const replyCheck = TypeCompiler.Compile(ChatReply);
  */
 export function parseReply(bytes: Uint8Array | string): ChatReply {
   const value: unknown = JSON.parse(typeof bytes === 'string' ? bytes : new TextDecoder().decode(bytes));
-  if (!replyCheck.Check(value)) {
-    const e = replyCheck.Errors(value).First();
-    throw new Error(`not a Sluice reply: ${e?.path ?? ''} ${e?.message ?? 'invalid'}`);
-  }
-  return value;
+  const problem = replyProblem(value);
+  if (problem !== undefined) throw new Error(`not a Sluice reply: ${problem}`);
+  return value as ChatReply;
+}
+
+/** The first way `value` is not a reply, or undefined when it is one. */
+export function replyProblem(value: unknown): string | undefined {
+  if (replyCheck.Check(value)) return undefined;
+  const e = replyCheck.Errors(value).First();
+  return `${e?.path ?? ''} ${e?.message ?? 'invalid'}`;
 }
 
 export function isChunk(reply: ChatReply): reply is ChatChunk {

@@ -1,4 +1,4 @@
-import type { ChatErrorReply, ChatResult, SluiceEvent } from '@sluice/contracts';
+import { eventProblem, isChunk, replyProblem, type ChatErrorReply, type ChatReply, type ChatResult, type SluiceEvent } from '@sluice/contracts';
 
 /**
  * The terminal answer of a request, kept in `sluice_results` under `<requestId>` (bucket TTL 1 h)
@@ -34,6 +34,18 @@ export function mayHaveAnswer(delivery: DeliveryCount): boolean {
  * answer (no upstream call), or invoke the upstream. A stored answer is only trusted on a
  * redelivery, the one case where this invoker may already have answered.
  */
+/**
+ * A stored answer read back from `sluice_results`, or undefined when it does not have the shape
+ * this invoker writes (an older format, a damaged entry): then the redelivery calls the upstream
+ * again (under the same Idempotency-Key) instead of replaying something malformed.
+ */
+export function asStoredAnswer(value: unknown): StoredAnswer | undefined {
+  const v = value as Partial<StoredAnswer> | null;
+  if (typeof v?.requestId !== 'string' || typeof v.tenant !== 'string' || typeof v.completedAt !== 'number') return undefined;
+  if (eventProblem(v.event) !== undefined || (v.event?.type !== 'chat.completed' && v.event?.type !== 'chat.failed')) return undefined;
+  return replyProblem(v.result) === undefined && !isChunk(v.result as ChatReply) ? (value as StoredAnswer) : undefined;
+}
+
 export function decideDelivery(stored: StoredAnswer | undefined, delivery: DeliveryCount): 'replay' | 'invoke' {
   return stored !== undefined && mayHaveAnswer(delivery) ? 'replay' : 'invoke';
 }

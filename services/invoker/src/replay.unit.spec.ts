@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { makeEvent, ServiceName } from '@sluice/contracts';
-import { attemptSuffix, decideDelivery, mayHaveAnswer, type StoredAnswer } from './replay.js';
+import { asStoredAnswer, attemptSuffix, decideDelivery, mayHaveAnswer, type StoredAnswer } from './replay.js';
 
 const failed = makeEvent(
   'chat.failed',
@@ -46,5 +46,19 @@ describe('attemptSuffix', () => {
     const id = (suffix: string | number) => makeEvent('invoke.attempted', { requestId: 'r1', tenant: 'acme', service: ServiceName.Invoker, at: 0, reason: '', suffix }, { attempt: 1, model: 'm', deployment: 'd', ok: true, latencyMs: 1 }).id;
     expect(id(attemptSuffix({ redelivered: 1 }, 1))).toBe('r1:invoke.attempted:1');
     expect(id(attemptSuffix({ redelivered: 2 }, 1))).toBe('r1:invoke.attempted:2.1');
+  });
+});
+
+describe('asStoredAnswer', () => {
+  it('reads back what the invoker stores', () => {
+    expect(asStoredAnswer(JSON.parse(JSON.stringify(stored)))).toEqual(stored);
+  });
+  it('takes a damaged or foreign entry for none, so the redelivery calls again instead of replaying it', () => {
+    expect(asStoredAnswer(undefined)).toBeUndefined();
+    expect(asStoredAnswer({ ...stored, event: { ...failed, data: {} } })).toBeUndefined();
+    expect(asStoredAnswer({ ...stored, event: makeEvent('circuit.closed', { requestId: 'r1', tenant: 'acme', service: ServiceName.Invoker, at: 1, reason: 't' }, { deployment: 'd' }) })).toBeUndefined();
+    expect(asStoredAnswer({ ...stored, result: { requestId: 'r1' } })).toBeUndefined();
+    expect(asStoredAnswer({ ...stored, result: { requestId: 'r1', model: 'm', chunk: { content: 'x' } } })).toBeUndefined();
+    expect(asStoredAnswer({ ...stored, completedAt: '1000' })).toBeUndefined();
   });
 });
