@@ -1,9 +1,10 @@
-import type { EventType, SluiceConfig, SluiceEvent } from '@sluice/contracts';
+import { publishEvent, type ServiceContext } from '@sluice/bus';
+import { Topology, type EventType, type SluiceConfig, type SluiceEvent } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 import type { ReplyInbox } from './inbox.js';
-import type { TenantIndex } from './tenants.js';
+import { indexTenants, type TenantIndex } from './tenants.js';
 
-/** What both front doors need; `startIngress` builds it from the service context. */
+/** What both front doors need; `ingressDeps` builds it from the service context. */
 export interface IngressDeps {
   /** The live config (replaced when the control bucket changes). */
   config(): SluiceConfig;
@@ -17,4 +18,32 @@ export interface IngressDeps {
   inbox: ReplyInbox;
   log: Logger;
   now(): number;
+}
+
+/**
+ * The doors' deps on a live bus: the config and the tenant index follow the control bucket (the
+ * index is rebuilt once per new config, not per request), events are published with the
+ * request's traceparent, and `max_payload` is the connected server's.
+ */
+export function ingressDeps({ bus, control, log }: Pick<ServiceContext, 'bus' | 'control' | 'log'>, inbox: ReplyInbox): IngressDeps {
+  let config = control.config();
+  let tenants = indexTenants(config);
+  control.onChange(() => {
+    // onChange also fires for degrade changes; only a new config changes the tenants
+    if (control.config() === config) return;
+    config = control.config();
+    tenants = indexTenants(config);
+  });
+  return {
+    config: () => config,
+    tenants: () => tenants,
+    publish: async (event, traceparent) => {
+      await publishEvent(bus.js, event, { traceparent });
+    },
+    // the server's own limit, read again after a reconnect (another server may have another)
+    maxPayload: () => bus.nc.info?.max_payload ?? Topology.maxPayloadBytes,
+    inbox,
+    log,
+    now: Date.now,
+  };
 }

@@ -54,7 +54,7 @@ export function ingressHttpLimits(ingress: SluiceConfig['ingress']): HttpLimits 
  * own error format never reaches a client. Every refusal of a chat request is published as
  * `chat.rejected` before the client hears of it (a request that timed out while its body was
  * arriving is answered 408 on the socket first). The server's limits come from `ingress.http`;
- * `startIngress` re-applies them when the config changes.
+ * `startFrontDoors` re-applies them when the config changes.
  *
  * @example
  * const app = buildApp(deps);

@@ -1,6 +1,6 @@
-export { startIngress, type RunningIngress } from './start.js';
+export { startFrontDoors, type FrontDoors } from './ingress.js';
 export { buildApp, CHAT_PATH } from './http.js';
-export type { IngressDeps } from './deps.js';
+export { ingressDeps, type IngressDeps } from './deps.js';
 export { openReplyInbox, type ReplyInbox, type PendingReplies } from './inbox.js';
 export { openNatsDoor, INGRESS_QUEUE } from './nats-door.js';
 export { normaliseChat, checkModel, validateChat, parseJsonBody, type ChatHints, type NormalisedChat } from './validate.js';

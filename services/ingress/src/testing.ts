@@ -7,7 +7,7 @@ import { consumeEvents, putConfig, type Bus, type Buckets, type Consumption, typ
 import { freePort, startNats as startLocalNats } from '@sluice/bus/nats-server';
 import { startTestBus } from '@sluice/bus/testing';
 import { Consumers, parseEvent, Subjects, Topology, type AnyEvent, type ChatReply, type RequestContext, type SluiceConfig } from '@sluice/contracts';
-import { startIngress, type RunningIngress } from './start.js';
+import { startFrontDoors, type FrontDoors } from './ingress.js';
 
 export const KEYS = { acme: 'sk-acme-test', beta: 'sk-beta-test' } as const;
 
@@ -77,7 +77,7 @@ export interface Harness {
   bus: Bus;
   buckets: Buckets;
   ctx: ServiceContext;
-  ingress: RunningIngress;
+  ingress: FrontDoors;
   /** chat.requested events the fake stage consumed, newest last. */
   requested: Array<AnyEvent & { type: 'chat.requested' }>;
   baseURL: string;
@@ -92,7 +92,7 @@ export async function startHarness(): Promise<Harness> {
   const testBus = await startTestBus(fixtureConfig(), { name: 'ingress' });
   const { nats, log, bus, buckets, control } = testBus;
   const ctx: ServiceContext = { name: 'ingress', log, bus, buckets, control, env: { SLUICE_HOST: '127.0.0.1', SLUICE_INGRESS_PORT: '0' } };
-  const ingress = await startIngress(ctx);
+  const ingress = await startFrontDoors(ctx);
 
   const requested: Harness['requested'] = [];
   // a stand-in for the limiter's durable: what ingress publishes, answered as a terminal stage would

@@ -1,0 +1,36 @@
+import type { AddressInfo } from 'node:net';
+import type { Closer, ServiceContext } from '@sluice/bus';
+import { applyHttpLimits } from '@sluice/contracts';
+import { ingressDeps } from './deps.js';
+import { buildApp, ingressHttpLimits } from './http.js';
+import { openReplyInbox } from './inbox.js';
+import { openNatsDoor } from './nats-door.js';
+
+export interface FrontDoors {
+  /** The HTTP port actually bound (SLUICE_INGRESS_PORT=0 picks a free one). */
+  port: number;
+  /** In the order `runService` expects: it closes them last to first. */
+  closers: Closer[];
+  /** HTTP requests waiting for their answer. */
+  waiting(): number;
+}
+
+/**
+ * Both front doors on one set of deps, listening before this resolves: the reply inbox HTTP
+ * answers arrive on, the NATS door (`sluice.chat.<tenant>`, queue group `ingress`) and the HTTP
+ * server on `SLUICE_HOST:SLUICE_INGRESS_PORT`, its limits re-applied on every config change.
+ * The int tests start exactly this. Closing stops HTTP first (in-flight answers finish), then
+ * the NATS door, then the inbox.
+ */
+export async function startFrontDoors({ bus, control, log, env }: Pick<ServiceContext, 'bus' | 'control' | 'log' | 'env'>): Promise<FrontDoors> {
+  const inbox = openReplyInbox(bus.nc, log);
+  const deps = ingressDeps({ bus, control, log }, inbox);
+  const door = openNatsDoor(bus.nc, deps);
+  const app = buildApp(deps);
+  // node reads its timeouts and connection limit live: a config change applies without a restart
+  control.onChange(() => applyHttpLimits(app.server, ingressHttpLimits(deps.config().ingress)));
+  await app.listen({ host: env.SLUICE_HOST || '127.0.0.1', port: Number(env.SLUICE_INGRESS_PORT ?? 8080) });
+  const port = (app.server.address() as AddressInfo).port;
+  log.info({ port }, 'http front door listening');
+  return { port, closers: [() => inbox.stop(), () => door.stop(), () => app.close()], waiting: () => inbox.size() };
+}
