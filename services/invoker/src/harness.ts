@@ -1,6 +1,7 @@
-import { publishEvent, type Bus } from '@sluice/bus';
+import { consumeEvents, publishEvent, type Bus } from '@sluice/bus';
 import { startTestBus } from '@sluice/bus/testing';
 import {
+  Consumers,
   isChunk,
   makeEvent,
   parseEvent,
@@ -19,7 +20,7 @@ import { startSim, type Sim, type SimOptions } from '@sluice/openai-sim';
 import type { Arrival } from './invoke.js';
 import type { StoredAnswer } from './replay.js';
 import { kvResultStore } from './results.js';
-import { startInvoker, wireInvoker } from './service.js';
+import { onChatRouted, wireInvoker } from './service.js';
 
 /**
  * Test harness for the invoker's integration tests: a private nats-server, one simulator per
@@ -81,7 +82,13 @@ export async function startHarness(deployments: Record<string, DeploymentSpec>, 
   // the config names the simulators' URLs, so they start first
   const testBus = await startTestBus(config(Object.fromEntries(names.map((n) => [n, { baseUrl: sims[n]!.url, timeoutMs: deployments[n]!.timeoutMs ?? 5000 }])), invoker), { name: 'invoker' });
   const { bus, buckets, control, log } = testBus;
-  const consumption = await startInvoker({ bus, buckets, control, log, env: {} });
+  // the consumer as main.ts wires it
+  const consumption = await consumeEvents(bus, {
+    consumer: Consumers.invoker,
+    concurrency: control.config().invoker.concurrency,
+    log,
+    handler: onChatRouted(wireInvoker({ bus, buckets, control, log, env: {} })),
+  });
   const handler = wireInvoker({ bus, buckets, control, log, env: {} });
   const results = kvResultStore(buckets.results);
   const events: AnyEvent[] = [];

@@ -1,4 +1,4 @@
-import { consumeEvents, NOTHING, publishEvent, sendReply, type Consumption, type ServiceContext } from '@sluice/bus';
+import { consumeEvents, NOTHING, publishEvent, sendReply, type Consumption, type Decided, type Delivery, type Received, type ServiceContext } from '@sluice/bus';
 import { Consumers, Topology } from '@sluice/contracts';
 import type { Circuit } from './circuit.js';
 import { createInvoker, type Invoke } from './invoke.js';
@@ -8,29 +8,10 @@ import { ClientPool } from './upstream.js';
 type Wiring = Pick<ServiceContext, 'bus' | 'buckets' | 'control' | 'log' | 'env'>;
 
 /**
- * Consumes chat.routed and answers each request through the upstream deployments.
- * Emits invoke.attempted / invoke.failed per attempt, circuit.opened / circuit.closed,
- * then chat.completed or chat.failed; replies (and streamed chunks) go to ctx.replyTo.
+ * The chat.routed handler on the real adapters: its own client pool (pruned on config changes)
+ * and circuits, publishing to the stream, replying over core NATS, terminal answers stored in
+ * `sluice_results`.
  */
-export async function startInvoker(svc: Wiring): Promise<Consumption> {
-  const { bus, control, log } = svc;
-  const invoke = wireInvoker(svc);
-  return consumeEvents(bus, {
-    consumer: Consumers.invoker,
-    // read once: max_ack_pending is a consumer setting, applied when the service starts
-    concurrency: control.config().invoker.concurrency,
-    log,
-    // the one handler that publishes by itself: attempts and circuit changes go out as they
-    // happen, and streamed chunks as they arrive (see Consumers.invoker); it resolves once the
-    // terminal event is stored, so the input is still acked only after it
-    handler: async (event, delivery) => {
-      await invoke(event, delivery);
-      return NOTHING;
-    },
-  });
-}
-
-/** The chat.routed handler on the real adapters (its own client pool and circuits). */
 export function wireInvoker(svc: Wiring): Invoke {
   const { bus, buckets, control, log } = svc;
   const clients = new ClientPool(svc.env);
@@ -45,4 +26,25 @@ export function wireInvoker(svc: Wiring): Invoke {
     maxPayload: () => bus.nc.info?.max_payload ?? Topology.maxPayloadBytes,
     log,
   });
+}
+
+/**
+ * chat.routed -> everything the invoker publishes, by itself: attempts and circuit changes go out
+ * as they happen, and streamed chunks as they arrive (see `Consumers.invoker`), so the decision
+ * handed back is always nothing. It resolves once the terminal event is stored, so the input is
+ * still acked only after it.
+ */
+export function onChatRouted(invoke: Invoke) {
+  return async (event: Received<typeof Consumers.invoker>, delivery: Delivery): Promise<Decided<never>> => {
+    await invoke(event, delivery);
+    return NOTHING;
+  };
+}
+
+/**
+ * @deprecated main.ts wires the consumer itself (`onChatRouted(wireInvoker(ctx))`); kept only
+ * because `mod.ts` still re-exports it.
+ */
+export async function startInvoker(svc: Wiring): Promise<Consumption> {
+  return consumeEvents(svc.bus, { consumer: Consumers.invoker, concurrency: svc.control.config().invoker.concurrency, log: svc.log, handler: onChatRouted(wireInvoker(svc)) });
 }
