@@ -1,4 +1,4 @@
-import { consumeEvents, NOTHING, publishEvent, sendReply, type Consumption, type Decided, type Delivery, type Received, type ServiceContext } from '@sluice/bus';
+import { NOTHING, publishEvent, sendReply, type Decided, type Delivery, type Received, type ServiceContext } from '@sluice/bus';
 import { Consumers, Topology } from '@sluice/contracts';
 import type { Circuit } from './circuit.js';
 import { createInvoker, type Invoke } from './invoke.js';
@@ -39,12 +39,4 @@ export function onChatRouted(invoke: Invoke) {
     await invoke(event, delivery);
     return NOTHING;
   };
-}
-
-/**
- * @deprecated main.ts wires the consumer itself (`onChatRouted(wireInvoker(ctx))`); kept only
- * because `mod.ts` still re-exports it.
- */
-export async function startInvoker(svc: Wiring): Promise<Consumption> {
-  return consumeEvents(svc.bus, { consumer: Consumers.invoker, concurrency: svc.control.config().invoker.concurrency, log: svc.log, handler: onChatRouted(wireInvoker(svc)) });
 }
