@@ -1,32 +1,21 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeEvent, serviceOfDurable, Subjects, Topology, type ChatRequest, type ConsumerSpec, type EventType } from '@sluice/contracts';
+import { serviceOfDurable, Subjects, Topology, type ConsumerSpec, type EventType } from '@sluice/contracts';
+import { admitted, chatRequest, requestContext, requested as requestedBy, routed } from '@sluice/contracts/testing';
 import { errors } from '@nats-io/transport-node';
 import { consumeEvents, PoisonMessage, type Consumption } from './consume.js';
 import { NOTHING } from './decided.js';
 import { listParked, replayParked } from './dead-letter.js';
 import { publishEvent } from './publish.js';
-import { collectEvents, minimalConfig, startTestBus, type TestBus } from './testing.js';
+import { collectEvents, eventually, minimalConfig, startTestBus, type TestBus } from './testing.js';
 
 const rate = { requestsPerMinute: 1000, tokensPerMinute: 1_000_000 };
 const config = minimalConfig([{ id: 'acme', name: 'Acme' }], { global: rate, tenantDefault: rate, userDefault: rate });
 
-function requested(requestId: string) {
-  const now = Date.now();
-  const request: ChatRequest = { model: 'm1', messages: [{ role: 'user', content: 'hi' }], priority: 'standard', stream: false, params: {}, cache: 'default' };
-  return makeEvent('chat.requested', { requestId, tenant: 'acme', service: 'ingress', at: now, reason: 'test' }, { ctx: { request, frontDoor: 'nats', receivedAt: now, deadline: now + 60_000 } });
-}
+const requested = (requestId: string) => requestedBy(requestId, 'acme', { ctx: requestContext(chatRequest({ messages: [{ role: 'user', content: 'hi' }] })) });
 
 /** A consumer of one event type that emits nothing, named after a service (test durables). */
 function testConsumer(durable: string, type: EventType): ConsumerSpec {
   return { durable, service: serviceOfDurable(durable), filter: Subjects.eventsOf(type), receives: [type], emits: [] };
-}
-
-async function until(predicate: () => boolean | Promise<boolean>, timeoutMs = 10_000) {
-  const end = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 describe('consumeEvents against a real nats-server', () => {
@@ -61,9 +50,9 @@ describe('consumeEvents against a real nats-server', () => {
       }
       await Promise.all(ids.slice(20).map((id) => publishEvent(env.bus.js, requested(id))));
 
-      await until(() => ids.every((id) => seen.has(id)));
+      await eventually(() => ids.every((id) => seen.has(id)));
       // acks ride on later writes or a short timer; none may be left for the ack wait to redeliver
-      await until(async () => {
+      await eventually(async () => {
         const info = await env.bus.jsm.consumers.info(Topology.stream.name, durable);
         return info.num_ack_pending === 0 && info.num_pending === 0;
       });
@@ -125,11 +114,11 @@ describe('consumeEvents parks what it cannot handle', () => {
     expect(note.data.error).toBe('Error: cannot handle this');
     const dead = await listParked(env.bus, durable);
     expect(dead.map((d) => [d.seq, d.deliveries])).toEqual([[bad.seq, 3]]);
-    await until(async () => (await env.bus.jsm.consumers.info(Topology.stream.name, durable)).num_ack_pending === 0);
+    await eventually(async () => (await env.bus.jsm.consumers.info(Topology.stream.name, durable)).num_ack_pending === 0);
 
     broken = false;
     await replayParked(env.bus, durable);
-    await until(() => handled.length === 2);
+    await eventually(() => handled.length === 2);
     expect(handled[1]).toEqual({ id: 'bad', seq: bad.seq, redelivered: 4, replayed: true });
     expect(await listParked(env.bus, durable)).toEqual([]);
     await consumption.stop();
@@ -147,10 +136,8 @@ describe('consumeEvents parks what it cannot handle', () => {
       },
     });
     await env.bus.js.publish(Subjects.event('chat.admitted', 'acme'), 'not json');
-    const now = Date.now();
-    const admitted = makeEvent('chat.admitted', { requestId: 'p1', tenant: 'acme', service: 'limiter', at: now, reason: 't' }, { ctx: requested('p1').data.ctx, estimatedTokens: 1 });
-    await publishEvent(env.bus.js, admitted);
-    await until(async () => (await listParked(env.bus, durable)).length === 2);
+    await publishEvent(env.bus.js, admitted('p1', 'acme', { ctx: requested('p1').data.ctx, estimatedTokens: 1 }));
+    await eventually(async () => (await listParked(env.bus, durable)).length === 2);
     const dead = await listParked(env.bus, durable);
     expect(dead.map((d) => d.deliveries)).toEqual([1, 1]);
     expect(dead[0]!.error).toContain('JSON');
@@ -172,10 +159,9 @@ describe('consumeEvents parks what it cannot handle', () => {
         return NOTHING;
       },
     });
-    const r = requested('t1');
-    await publishEvent(env.bus.js, makeEvent('chat.routed', { requestId: 't1', tenant: 'acme', service: 'router', at: Date.now(), reason: 't' }, { ctx: r.data.ctx, tier: 'only', lane: 'standard', candidates: [{ model: 'm1', deployment: 'd1' }], degradeLevel: 0 }));
-    await until(() => calls === 4, 20_000);
-    await until(async () => (await env.bus.jsm.consumers.info(Topology.stream.name, durable)).num_ack_pending === 0);
+    await publishEvent(env.bus.js, routed('t1', 'acme', { ctx: requested('t1').data.ctx }));
+    await eventually(() => calls === 4, 20_000);
+    await eventually(async () => (await env.bus.jsm.consumers.info(Topology.stream.name, durable)).num_ack_pending === 0);
     expect(await listParked(env.bus, durable)).toEqual([]);
     await consumption.stop();
   });

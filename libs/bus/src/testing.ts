@@ -1,9 +1,11 @@
-// Test support for *.int.spec.ts: a private nats-server with the Sluice topology and a config,
-// so stream and bucket names never collide with other tests or the shared server.
+// The test kit. For *.int.spec.ts: a private nats-server with the Sluice topology and a config,
+// so stream and bucket names never collide with other tests or the shared server, and a
+// collector of the events it carries. For every tier: `eventually`, the one way a test waits.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseEvent, type AnyEvent, type SluiceEvent } from '@sluice/contracts';
+import type { MsgHdrs } from '@nats-io/transport-node';
+import { parseEvent, Subjects, type AnyEvent, type EventType, type SluiceEvent } from '@sluice/contracts';
 import { createLogger, type Logger } from '@sluice/telemetry';
 import { connectBus, type Bus } from './connect.js';
 import { putConfig, watchControl, type Control } from './control.js';
@@ -74,19 +76,81 @@ export async function startTestBus(config: unknown, opts: { name?: string } = {}
   }
 }
 
-/** Collects every event published to the stream's subjects (a core subscription sees them too). */
+/** How `eventually` polls: a fixed interval, or (by default) 10 ms doubling to 100 ms. */
+export interface EventuallyOptions {
+  /** Named in the timeout error when the check kept returning `false`. */
+  what?: string;
+  /** Poll at this fixed interval instead (a wait whose moment is measured). */
+  everyMs?: number;
+}
+
+/**
+ * Runs `check` until it neither throws nor returns `false`, and resolves with what it returned.
+ * After `timeoutMs` it throws the check's last error, or says what it waited for. Polls fast at
+ * first and every 100 ms after, so a check that calls a service does not load it.
+ *
+ * @example
+ * await eventually(() => seen.length === 2);
+ * const row = await eventually(async () => {
+ *   const r = await get('/v1/requests/r1');
+ *   expect(r.outcome).toBe('completed');
+ *   return r;
+ * }, 20_000);
+ */
+export async function eventually<T>(check: () => T | Promise<T>, timeoutMs = 10_000, opts: EventuallyOptions = {}): Promise<Exclude<T, false>> {
+  const end = Date.now() + timeoutMs;
+  for (let pause = opts.everyMs ?? 10; ; pause = opts.everyMs ?? Math.min(pause * 2, 100)) {
+    let failure: unknown;
+    try {
+      const value = await check();
+      if (value !== false) return value as Exclude<T, false>;
+    } catch (e) {
+      failure = e;
+    }
+    if (Date.now() > end) throw failure ?? new Error(`timed out after ${timeoutMs} ms waiting for ${opts.what ?? 'the check to pass'}`);
+    await new Promise((r) => setTimeout(r, pause));
+  }
+}
+
+/** An event as a subscriber saw it, with the NATS headers it was published with. */
+export interface Collected<E extends AnyEvent = AnyEvent> {
+  event: E;
+  /** `Nats-Msg-Id`, and `traceparent` when the publisher traced it. */
+  headers: MsgHdrs | undefined;
+}
+
+type EventOf<T extends EventType> = Extract<AnyEvent, SluiceEvent<T>>;
+
+/**
+ * Collects every event published to the event stream's subjects, in order, with its headers (a
+ * core subscription sees what JetStream stores). `stop()` when done.
+ *
+ * @example
+ * const seen = collectEvents(env.bus);
+ * await seen.until(() => seen.of('chat.admitted').length === 3);
+ * const { event, headers } = await seen.next('chat.routed', requestId);
+ */
 export function collectEvents(bus: Bus) {
-  const events: AnyEvent[] = [];
-  const sub = bus.nc.subscribe('sluice.evt.>', { callback: (_e, m) => void events.push(parseEvent(m.data)) });
+  const entries: Collected[] = [];
+  const sub = bus.nc.subscribe(Subjects.allEvents, { callback: (_e, m) => void entries.push({ event: parseEvent(m.data), headers: m.headers }) });
+  const saw = () => entries.map(({ event }) => `${event.type}:${event.requestId}`).join(', ');
   return {
-    events,
-    of: <T extends AnyEvent['type']>(type: T) => events.filter((e): e is Extract<AnyEvent, SluiceEvent<T>> => e.type === type),
-    async until(predicate: () => boolean, timeoutMs = 10_000) {
-      const end = Date.now() + timeoutMs;
-      while (!predicate()) {
-        if (Date.now() > end) throw new Error(`timed out; saw ${events.map((e) => e.type).join(', ')}`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
+    entries,
+    /** The events of one type so far, in order. */
+    of: <T extends EventType>(type: T): EventOf<T>[] => entries.map(({ event }) => event).filter((e): e is EventOf<T> => e.type === type),
+    /** Waits until `predicate` holds; on timeout, says which events came. */
+    async until(predicate: () => boolean, timeoutMs = 10_000): Promise<void> {
+      await eventually(predicate, timeoutMs).catch((cause: unknown) => {
+        throw new Error(`timed out after ${timeoutMs} ms; saw ${saw()}`, { cause });
+      });
+    },
+    /** The first event of a type for a request, with its headers, once it arrives. */
+    async next<T extends EventType>(type: T, requestId: string, timeoutMs = 10_000): Promise<Collected<EventOf<T>>> {
+      const found = () => entries.find(({ event }) => event.type === type && event.requestId === requestId) ?? false;
+      const entry = await eventually(found, timeoutMs).catch((cause: unknown) => {
+        throw new Error(`no ${type} for ${requestId} in ${timeoutMs} ms; saw ${saw()}`, { cause });
+      });
+      return entry as Collected<EventOf<T>>;
     },
     stop: () => sub.unsubscribe(),
   };

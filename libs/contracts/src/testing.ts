@@ -1,5 +1,8 @@
-// Test support shared by the services' specs (vitest): assertions on the contracts' shapes.
+// Test support shared by the services' specs (vitest): assertions on the contracts' shapes, and
+// builders of valid requests and events, so a spec states only the values its assertions are about.
 import { expect } from 'vitest';
+import { makeEvent, type EventDataOf, type EventType, type ServiceName, type SluiceEvent } from './events.js';
+import type { ChatRequest, RequestContext } from './request.js';
 
 /** An error body as the catalogue sends it (`openAiErrorBody`). */
 export interface ErrorBody {
@@ -36,4 +39,84 @@ export function thrown<E extends Error>(fn: () => unknown, type: abstract new (.
     throw e;
   }
   throw new Error(`expected ${type.name} to be thrown`);
+}
+
+/**
+ * A valid request: model `m1` (the one model of `minimalConfig`), one user message, standard
+ * priority, not streamed, cached as usual.
+ *
+ * @example
+ * chatRequest({ model: 'auto', params: { max_tokens: 100 } })
+ */
+export function chatRequest(over: Partial<ChatRequest> = {}): ChatRequest {
+  return { model: 'm1', messages: [{ role: 'user', content: 'hello' }], priority: 'standard', stream: false, params: {}, cache: 'default', ...over };
+}
+
+/**
+ * What ingress adds to a request: arrived over NATS now (or at `over.receivedAt`), with a
+ * deadline a minute later, no reply inbox unless given.
+ *
+ * @example
+ * requestContext(chatRequest(), { replyTo: 'test.reply.r1' })
+ */
+export function requestContext(request: ChatRequest = chatRequest(), over: Partial<RequestContext> = {}): RequestContext {
+  const receivedAt = over.receivedAt ?? Date.now();
+  return { request, frontDoor: 'nats', receivedAt, deadline: receivedAt + 60_000, ...over };
+}
+
+/** An upstream answer: `content` from `model` with the given token counts. */
+export function answer(model = 'm1', promptTokens = 10, completionTokens = 5, content = 'hi'): EventDataOf<'chat.completed'>['answer'] {
+  return {
+    model,
+    message: { role: 'assistant', content },
+    finishReason: 'stop',
+    usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens },
+  };
+}
+
+/** The envelope of a built event: by default the stage that emits it, now, reason `test`. */
+export interface Envelope {
+  service?: ServiceName;
+  at?: number;
+  reason?: string;
+  suffix?: string | number;
+}
+
+function build<T extends EventType>(type: T, service: ServiceName, requestId: string, tenant: string, data: EventDataOf<T>, envelope: Envelope): SluiceEvent<T> {
+  return makeEvent(type, { requestId, tenant, service, at: Date.now(), reason: 'test', ...envelope }, data);
+}
+
+/**
+ * `chat.requested` from ingress; `ctx` defaults to `requestContext()`.
+ *
+ * @example
+ * requested('r1', 'acme', { ctx: requestContext(chatRequest({ stream: true })) })
+ */
+export function requested(requestId: string, tenant: string, data: Partial<EventDataOf<'chat.requested'>> = {}, envelope: Envelope = {}): SluiceEvent<'chat.requested'> {
+  return build('chat.requested', 'ingress', requestId, tenant, { ctx: requestContext(), ...data }, envelope);
+}
+
+/** `chat.admitted` from the limiter: 10 estimated tokens unless given. */
+export function admitted(requestId: string, tenant: string, data: Partial<EventDataOf<'chat.admitted'>> = {}, envelope: Envelope = {}): SluiceEvent<'chat.admitted'> {
+  return build('chat.admitted', 'limiter', requestId, tenant, { ctx: requestContext(), estimatedTokens: 10, ...data }, envelope);
+}
+
+/** `cache.missed` from the cache: 10 estimated tokens, no key unless given. */
+export function missed(requestId: string, tenant: string, data: Partial<EventDataOf<'cache.missed'>> = {}, envelope: Envelope = {}): SluiceEvent<'cache.missed'> {
+  return build('cache.missed', 'cache', requestId, tenant, { ctx: requestContext(), estimatedTokens: 10, ...data }, envelope);
+}
+
+/**
+ * `chat.routed` from the router: tier `only` and deployment `d1` of `minimalConfig`, for the
+ * request's model, at full service.
+ */
+export function routed(requestId: string, tenant: string, data: Partial<EventDataOf<'chat.routed'>> = {}, envelope: Envelope = {}): SluiceEvent<'chat.routed'> {
+  const ctx = data.ctx ?? requestContext();
+  return build('chat.routed', 'router', requestId, tenant, { ctx, tier: 'only', lane: 'standard', candidates: [{ model: ctx.request.model, deployment: 'd1' }], degradeLevel: 0, ...data }, envelope);
+}
+
+/** `chat.completed` from the invoker: `answer()` from the request's model on `d1`, first attempt. */
+export function completed(requestId: string, tenant: string, data: Partial<EventDataOf<'chat.completed'>> = {}, envelope: Envelope = {}): SluiceEvent<'chat.completed'> {
+  const ctx = data.ctx ?? requestContext();
+  return build('chat.completed', 'invoker', requestId, tenant, { ctx, answer: answer(ctx.request.model), deployment: 'd1', attempts: 1, upstreamLatencyMs: 5, ...data }, envelope);
 }

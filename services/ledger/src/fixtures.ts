@@ -1,34 +1,15 @@
 import { makeEvent, type AnyEvent, type RequestContext } from '@sluice/contracts';
+import { admitted, answer, chatRequest, completed, missed, requestContext, requested as requestedBy, routed } from '@sluice/contracts/testing';
 
 // Events of whole requests, for the ledger's tests.
 
 export const T0 = Date.parse('2025-06-01T12:00:00Z');
 
+/** A request that came over HTTP at `receivedAt`, from user u1 for feature chat unless `over` says. */
 export function ctx(receivedAt: number, over: Partial<RequestContext['request']> = {}): RequestContext {
-  return {
-    request: {
-      model: 'auto',
-      messages: [{ role: 'user', content: 'hello there, a long prompt' }],
-      user: 'u1',
-      feature: 'chat',
-      priority: 'standard',
-      stream: false,
-      params: {},
-      cache: 'default',
-      ...over,
-    },
-    frontDoor: 'http',
-    receivedAt,
-    deadline: receivedAt + 60_000,
-  };
+  const request = chatRequest({ model: 'auto', messages: [{ role: 'user', content: 'hello there, a long prompt' }], user: 'u1', feature: 'chat', ...over });
+  return requestContext(request, { frontDoor: 'http', receivedAt });
 }
-
-const answer = (model: string, prompt: number, completion: number) => ({
-  model,
-  message: { role: 'assistant' as const, content: 'hi' },
-  finishReason: 'stop',
-  usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion },
-});
 
 interface Req {
   id: string;
@@ -39,30 +20,31 @@ interface Req {
 }
 
 const f = (r: Req, service: AnyEvent['service'], at: number, reason = 'test') => ({ requestId: r.id, tenant: r.tenant, service, at, reason });
+const ctxOf = (r: Req) => ctx(r.at, { user: r.user ?? 'u1', feature: r.feature ?? 'chat' });
 
 export function requested(r: Req): AnyEvent {
-  return makeEvent('chat.requested', f(r, 'ingress', r.at), { ctx: ctx(r.at, { user: r.user ?? 'u1', feature: r.feature ?? 'chat' }) }) as AnyEvent;
+  return requestedBy(r.id, r.tenant, { ctx: ctxOf(r) }, { at: r.at }) as AnyEvent;
 }
 
 /** requested → admitted → missed → routed → attempted → completed. */
 export function completedRequest(r: Req, model: string, prompt: number, completion: number, latencyMs: number): AnyEvent[] {
-  const c = ctx(r.at, { user: r.user ?? 'u1', feature: r.feature ?? 'chat' });
+  const c = ctxOf(r);
   const end = r.at + latencyMs;
   return [
     requested(r),
-    makeEvent('chat.admitted', f(r, 'limiter', r.at + 1), { ctx: c, estimatedTokens: prompt }),
-    makeEvent('cache.missed', f(r, 'cache', r.at + 2), { ctx: c, estimatedTokens: prompt }),
-    makeEvent('chat.routed', f(r, 'router', r.at + 3), { ctx: c, tier: 'small', lane: 'standard', candidates: [{ model, deployment: 'sim' }], degradeLevel: 0 }),
+    admitted(r.id, r.tenant, { ctx: c, estimatedTokens: prompt }, { at: r.at + 1 }),
+    missed(r.id, r.tenant, { ctx: c, estimatedTokens: prompt }, { at: r.at + 2 }),
+    routed(r.id, r.tenant, { ctx: c, tier: 'small', candidates: [{ model, deployment: 'sim' }] }, { at: r.at + 3 }),
     makeEvent('invoke.attempted', { ...f(r, 'invoker', end - 1), suffix: 1 }, { attempt: 1, model, deployment: 'sim', ok: true, latencyMs: latencyMs - 5 }),
-    makeEvent('chat.completed', f(r, 'invoker', end, 'answered by sim'), { ctx: c, answer: answer(model, prompt, completion), deployment: 'sim', attempts: 1, upstreamLatencyMs: latencyMs - 5 }),
+    completed(r.id, r.tenant, { ctx: c, answer: answer(model, prompt, completion), deployment: 'sim', upstreamLatencyMs: latencyMs - 5 }, { at: end, reason: 'answered by sim' }),
   ] as AnyEvent[];
 }
 
 export function cachedRequest(r: Req, model: string, prompt: number, completion: number, latencyMs: number): AnyEvent[] {
-  const c = ctx(r.at, { user: r.user ?? 'u1', feature: r.feature ?? 'chat' });
+  const c = ctxOf(r);
   return [
     requested(r),
-    makeEvent('chat.admitted', f(r, 'limiter', r.at + 1), { ctx: c, estimatedTokens: prompt }),
+    admitted(r.id, r.tenant, { ctx: c, estimatedTokens: prompt }, { at: r.at + 1 }),
     makeEvent('cache.hit', f(r, 'cache', r.at + latencyMs, 'exact hit'), { ctx: c, key: 'k', answer: answer(model, prompt, completion), storedAt: r.at - 1000 }),
   ] as AnyEvent[];
 }
@@ -75,10 +57,9 @@ export function throttledRequest(r: Req, latencyMs: number): AnyEvent[] {
 }
 
 export function failedRequest(r: Req, latencyMs: number): AnyEvent[] {
-  const c = ctx(r.at);
   return [
     requested(r),
-    makeEvent('chat.admitted', f(r, 'limiter', r.at + 1), { ctx: c, estimatedTokens: 10 }),
+    admitted(r.id, r.tenant, { ctx: ctx(r.at), estimatedTokens: 10 }, { at: r.at + 1 }),
     makeEvent('invoke.failed', { ...f(r, 'invoker', r.at + 5), suffix: 1 }, { attempt: 1, model: 'gpt-4o-mini', deployment: 'sim', status: 500, error: 'boom', retryable: true, latencyMs: 4 }),
     makeEvent('chat.failed', f(r, 'invoker', r.at + latencyMs, 'every deployment failed'), { code: 'upstream_failed', status: 502, message: 'Every upstream deployment failed.', attempts: 3, receivedAt: r.at }),
   ] as AnyEvent[];

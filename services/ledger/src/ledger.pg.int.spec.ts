@@ -4,7 +4,8 @@ import { createLogger } from '@sluice/telemetry';
 import { createDb } from './db.js';
 import { ledgerScenario } from './ledger.scenario.js';
 
-const ADMIN_URL = process.env.LEDGER_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+// the test Postgres, as README.md (Test it) says: an admin URL; each run makes a database of its own
+const ADMIN_URL = process.env.SLUICE_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 async function admin(statement: string): Promise<void> {
   const client = new pg.Client({ connectionString: ADMIN_URL });

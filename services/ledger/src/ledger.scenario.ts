@@ -9,6 +9,7 @@ import { AckPolicy, DeliverPolicy } from '@nats-io/jetstream';
 import { Consumers, Subjects, Topology, makeEvent, type AnyEvent } from '@sluice/contracts';
 import { createLogger } from '@sluice/telemetry';
 import { freePort, startNats, type LocalNats } from '@sluice/bus/nats-server';
+import { eventually } from '@sluice/bus/testing';
 import type { FastifyInstance } from 'fastify';
 import type { Db } from './db.js';
 import { migrate } from './migrate.js';
@@ -28,15 +29,8 @@ export interface TestDb {
 const log = createLogger('ledger-test', 'silent');
 const DAY = '?from=2025-06-01T00:00:00Z&to=2025-06-02T00:00:00Z';
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+/** The scenario's waits are long: batches retry with backoff while the database is away. */
+const WAIT_MS = 20_000;
 
 /** `canDisconnect`: the database has connections a test can drop (Postgres, not PGlite). */
 export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opts: { canDisconnect: boolean }): void {
@@ -67,16 +61,16 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
       projector = undefined;
     };
     const caughtUp = () =>
-      waitFor('the ledger to reach the end of the stream', async () => {
+      eventually(async () => {
         const p = (await get('/v1/ledger/position')).body as { seq: number; lag: number; streamLastSeq: number };
         return p.lag === 0 && p.seq > 0 && p;
-      });
+      }, WAIT_MS, { what: 'the ledger to reach the end of the stream' });
     /** Every message delivered and acked: nothing is left for a redelivery. */
     const allAcked = () =>
-      waitFor('every message to be acked', async () => {
+      eventually(async () => {
         const [c, last] = await Promise.all([bus.jsm.consumers.info(Topology.stream.name, Consumers.ledger.durable), streamLastSeq(bus.jsm)]);
         return c.num_ack_pending === 0 && c.num_pending === 0 && c.ack_floor.stream_seq === last;
-      });
+      }, WAIT_MS, { what: 'every message to be acked' });
 
     beforeAll(async () => {
       dir = mkdtempSync(join(tmpdir(), 'sluice-ledger-'));
@@ -100,8 +94,8 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
         ...rejectedAtIngress({ id: 'r8', tenant: '_unknown', at: T0 + 70 }),
         circuitOpened(T0 + 80),
       ]);
-      await bus.js.publish('sluice.evt.chat.completed.acme', 'not json');
-      await bus.js.publish('sluice.evt.chat.completed.acme', JSON.stringify({ id: 'x', type: 'chat.completed', requestId: 'x', tenant: 'acme', service: 'invoker', at: T0, reason: '', data: {} }));
+      await bus.js.publish(Subjects.event('chat.completed', 'acme'), 'not json');
+      await bus.js.publish(Subjects.event('chat.completed', 'acme'), JSON.stringify({ id: 'x', type: 'chat.completed', requestId: 'x', tenant: 'acme', service: 'invoker', at: T0, reason: '', data: {} }));
       await start();
       await caughtUp();
     });
@@ -236,7 +230,7 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
       const retriesBefore = retries.length;
       await sql`alter table requests rename to requests_away`.execute(db);
       await publishAll(completedRequest({ id: 'r10', tenant: 'globex', at: T0 + 100 }, 'gpt-4o', 1000, 1000, 50));
-      await waitFor('a failed commit', async () => retries.length > retriesBefore + 1);
+      await eventually(() => retries.length > retriesBefore + 1, WAIT_MS, { what: 'a failed commit' });
       const stuck = (await get('/v1/ledger/position')).body;
       expect(stuck.lag).toBeGreaterThan(0);
       await sql`alter table requests_away rename to requests`.execute(db);
@@ -334,7 +328,7 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
         ...completedRequest({ id: 'r16', tenant: 'acme', at: T0 + 160, user: 'zed' }, 'gpt-4o-mini', 1000, 0, 5),
         ...completedRequest({ id: 'r17', tenant: 'acme', at: T0 + 170 }, 'gpt-4o-mini', 1000, 0, 5),
       ]);
-      await waitFor('the ledger to park r16', async () => parked.length >= 2);
+      await eventually(() => parked.length >= 2, WAIT_MS, { what: 'the ledger to park r16' });
       await caughtUp();
       await allAcked();
       // r17 came after the bad event and was projected all the same
@@ -352,7 +346,7 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
       await sql`alter table requests drop constraint no_zed`.execute(db);
       const replayed = await replayParked(bus, 'ledger', dead.map((d) => d.dlqSeq));
       expect(replayed.map((d) => d.seq)).toEqual(parked);
-      await waitFor('r16 to be projected', async () => (await get('/v1/requests/r16')).body.outcome === 'completed');
+      await eventually(async () => (await get('/v1/requests/r16')).body.outcome === 'completed', WAIT_MS, { what: 'r16 to be projected' });
       expect((await listParked(bus, 'ledger')).map((d) => d.dlqSeq).sort()).toEqual([...earlier].sort());
       const after = (await get(`/v1/costs${DAY}`)).body.totals;
       expect(after.requests).toBe(before.requests + 2);

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { carryOut, consumeEvents, getJson, publishEvent, type Consumption } from '@sluice/bus';
-import { Consumers, EventType, makeEvent, Subjects, Topology, type ChatErrorReply } from '@sluice/contracts';
-import { collectEvents, startTestBus, type TestBus } from '@sluice/bus/testing';
+import { Consumers, EventType, Subjects, Topology, type ChatErrorReply } from '@sluice/contracts';
+import { answer, completed as completedBy } from '@sluice/contracts/testing';
+import { collectEvents, eventually, startTestBus, type TestBus } from '@sluice/bus/testing';
 import { chatRequested, testConfig } from './int-env.js';
 import { onChatCompleted, onChatRequested } from './handlers.js';
 import { estimateTokens } from './estimate.js';
@@ -46,7 +47,7 @@ describe('limiter against NATS', () => {
     try {
       for (let i = 1; i <= 4; i++) {
         await publishEvent(env.bus.js, chatRequested('tiny', `tiny-${i}`, {}, 'test.reply.tiny'), { traceparent: `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01` });
-        await seen.until(() => seen.events.some((e) => e.requestId === `tiny-${i}` && e.type !== 'chat.requested'));
+        await seen.until(() => seen.entries.some(({ event }) => event.requestId === `tiny-${i}` && event.type !== 'chat.requested'));
       }
       expect(seen.of('chat.admitted').map((e) => e.requestId)).toEqual(['tiny-1', 'tiny-2', 'tiny-3']);
       expect(seen.of('chat.admitted')[0]!.data.estimatedTokens).toBe(estimateTokens(chatRequested('tiny', 'x').data.ctx.request));
@@ -211,17 +212,12 @@ describe('limiter against NATS', () => {
       const before = (await getJson<Bucket>(env.buckets.limits, 't.recon'))!;
 
       const usage = { prompt_tokens: 9, completion_tokens: estimate + 491, total_tokens: estimate + 500 };
-      const completed = makeEvent(
-        'chat.completed',
-        { requestId: 'recon-1', tenant: 'recon', service: 'invoker', at: Date.now(), reason: 'test' },
-        { ctx: requested.data.ctx, answer: { model: 'm1', message: { role: 'assistant', content: '...' }, finishReason: 'stop', usage }, deployment: 'd1', attempts: 1, upstreamLatencyMs: 5 },
-      );
+      const completed = completedBy('recon-1', 'recon', { ctx: requested.data.ctx, answer: { ...answer(), usage } });
       await publishEvent(env.bus.js, completed);
-      let after = before;
-      for (let i = 0; i < 200 && after.revision === before.revision; i++) {
-        await new Promise((r) => setTimeout(r, 25));
-        after = (await getJson<Bucket>(env.buckets.limits, 't.recon'))!;
-      }
+      const after = await eventually(async () => {
+        const now = (await getJson<Bucket>(env.buckets.limits, 't.recon'))!;
+        return now.revision !== before.revision && now;
+      }, 5_000, { what: 'the reconciliation to write t.recon' });
       // 6000 tokens/min refill 0.1 token per ms between the two stamps
       const refilled = before.value.tokens + (after.value.at - before.value.at) * 0.1;
       expect(after.value.tokens).toBeCloseTo(refilled - 500, 6);
@@ -316,11 +312,11 @@ describe('limit store after a lost race', () => {
     const store = new LimitStore(raceOnGlobal({ requests: 0, tokens: 0, at: Date.now() }));
     const d = await store.admit(limitKeys('race2'), { tenant: rate, global: rate }, 1_000);
     expect(d).toMatchObject({ admitted: false, layer: 'global', limit: 'requests' });
-    let tenant = (await getJson<Bucket>(env.buckets.limits, 't.race2'))!;
-    for (let i = 0; i < 100 && tenant.value.requests < 59.5; i++) {
-      await new Promise((r) => setTimeout(r, 10));
-      tenant = (await getJson<Bucket>(env.buckets.limits, 't.race2'))!;
-    }
+    const tenant = await eventually(async () => {
+      const t = (await getJson<Bucket>(env.buckets.limits, 't.race2'))!;
+      expect(t.value.requests).toBeGreaterThanOrEqual(59.5);
+      return t;
+    }, 1_000);
     expect(tenant.value.requests).toBe(60);
     expect(tenant.value.tokens).toBe(60_000);
   });

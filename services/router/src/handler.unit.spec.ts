@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { Control } from '@sluice/bus';
 import { minimalConfig } from '@sluice/bus/testing';
-import { makeEvent, parseConfig, STATIC_FALLBACK, type ChatRequest, type DegradeState } from '@sluice/contracts';
+import { parseConfig, STATIC_FALLBACK, type ChatRequest, type DegradeState } from '@sluice/contracts';
+import { chatRequest, missed, requestContext } from '@sluice/contracts/testing';
 import { createLogger } from '@sluice/telemetry';
 import { onCacheMissed } from './handler.js';
 
@@ -20,46 +21,42 @@ function given(level: number): Control {
   return { config: () => config, degrade: () => degrade, onChange: () => undefined, stop: () => undefined };
 }
 
-function missed(request: Partial<ChatRequest> = {}) {
-  const full: ChatRequest = { model: 'm1', messages: [{ role: 'user', content: 'hello' }], priority: 'realtime', stream: false, params: {}, cache: 'default', ...request };
-  return makeEvent(
-    'cache.missed',
-    { requestId: 'r1', tenant: 'acme', service: 'cache', at: NOW - 5, reason: 'test' },
-    { ctx: { request: full, replyTo: 'inbox.r1', frontDoor: 'nats', receivedAt: NOW - 10, deadline: NOW + 60_000 }, key: 'acme.k1', estimatedTokens: 10 },
-  );
+function aMiss(request: Partial<ChatRequest> = {}) {
+  const ctx = requestContext(chatRequest({ priority: 'realtime', ...request }), { replyTo: 'inbox.r1', receivedAt: NOW - 10, deadline: NOW + 60_000 });
+  return missed('r1', 'acme', { ctx, key: 'acme.k1' }, { at: NOW - 5 });
 }
 
 const decide = (level: number) => onCacheMissed({ control: given(level), log, now: () => NOW });
 
 describe('router handler', () => {
   it('given full service, when a request misses the cache, then chat.routed and no reply', async () => {
-    const d = await decide(0)(missed());
+    const d = await decide(0)(aMiss());
     expect(d.replies).toEqual([]);
     expect(d.events).toHaveLength(1);
     expect(d.events[0]).toMatchObject({ id: 'r1:chat.routed', type: 'chat.routed', service: 'router', at: NOW, data: { lane: 'realtime', candidates: [{ model: 'm1', deployment: 'd1' }], degradeLevel: 0, cacheKey: 'acme.k1' } });
   });
 
   it('given level 1, then the route caps max tokens and says why', async () => {
-    const d = await decide(1)(missed());
+    const d = await decide(1)(aMiss());
     expect(d.events[0]).toMatchObject({ type: 'chat.routed', data: { maxTokens: 64, degradeLevel: 1 } });
   });
 
   it('given level 2 (cached only), then chat.shed with a 503 for the client', async () => {
-    const d = await decide(2)(missed());
+    const d = await decide(2)(aMiss());
     expect(d.events[0]).toMatchObject({ type: 'chat.shed', data: { code: 'service_busy', retryAfterMs: 3000, degradeLevel: 2, replyTo: 'inbox.r1' } });
     expect(d.replies).toEqual([{ to: 'inbox.r1', reply: { requestId: 'r1', error: expect.objectContaining({ code: 'service_busy', status: 503, retryAfterMs: 3000 }) } }]);
   });
 
   it('given level 3, then the static answer completes the request: the result, after a chunk when streaming', async () => {
-    const whole = await decide(3)(missed());
+    const whole = await decide(3)(aMiss());
     expect(whole.events[0]).toMatchObject({ type: 'chat.completed', data: { deployment: STATIC_FALLBACK, answer: { model: STATIC_FALLBACK, message: { content: 'We are busy; back soon.' } } } });
     expect(whole.replies.map((r) => Object.keys(r.reply))).toEqual([['requestId', 'model', 'message', 'finishReason', 'usage', 'cached', 'created']]);
-    const streamed = await decide(3)(missed({ stream: true }));
+    const streamed = await decide(3)(aMiss({ stream: true }));
     expect(streamed.replies.map((r) => ('chunk' in r.reply ? 'chunk' : 'result'))).toEqual(['chunk', 'result']);
   });
 
   it('given level 4 (maintenance), then chat.shed with maintenance', async () => {
-    const d = await decide(4)(missed());
+    const d = await decide(4)(aMiss());
     expect(d.events[0]).toMatchObject({ type: 'chat.shed', data: { code: 'maintenance', degradeLevel: 4 } });
   });
 });

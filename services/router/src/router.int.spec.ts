@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { consumeEvents, publishEvent, putDegrade, type Consumption } from '@sluice/bus';
-import { Consumers, EventType, makeEvent, type ChatReply, type ChatRequest } from '@sluice/contracts';
-import { startTestBus, type TestBus } from '@sluice/bus/testing';
-import { collectEvents } from './int-env.js';
+import { Consumers, Headers, type ChatReply, type ChatRequest } from '@sluice/contracts';
+import { chatRequest, missed, requestContext } from '@sluice/contracts/testing';
+import { collectEvents, eventually, startTestBus, type TestBus } from '@sluice/bus/testing';
 import { onCacheMissed } from './handler.js';
 
 const rate = { requestsPerMinute: 1000, tokensPerMinute: 1_000_000 };
@@ -48,14 +48,8 @@ async function miss(request: Partial<ChatRequest> = {}) {
   const requestId = `r-${++seq}`;
   const replyTo = `test.reply.${requestId}`;
   const inbox = env.bus.nc.subscribe(replyTo);
-  const now = Date.now();
-  const full: ChatRequest = { model: 'large', messages: [{ role: 'user', content: 'hello' }], priority: 'realtime', stream: false, params: {}, cache: 'default', ...request };
-  const event = makeEvent(
-    'cache.missed',
-    { requestId, tenant: 'acme', service: 'cache', at: now, reason: 'test' },
-    { ctx: { request: full, replyTo, frontDoor: 'nats', receivedAt: now, deadline: now + 60_000 }, key: `acme.${requestId}`, estimatedTokens: 10 },
-  );
-  await publishEvent(env.bus.js, event, { traceparent: TRACEPARENT });
+  const ctx = requestContext(chatRequest({ model: 'large', priority: 'realtime', ...request }), { replyTo });
+  await publishEvent(env.bus.js, missed(requestId, 'acme', { ctx, key: `acme.${requestId}` }), { traceparent: TRACEPARENT });
   return { requestId, inbox };
 }
 
@@ -71,21 +65,20 @@ async function replies(inbox: Awaited<ReturnType<typeof miss>>['inbox'], count: 
 
 async function setLevel(level: number) {
   await putDegrade(env.buckets.control, { level, since: Date.now(), reason: 'test' });
-  for (let i = 0; i < 200 && env.control.degrade().level !== level; i++) await new Promise((r) => setTimeout(r, 10));
-  expect(env.control.degrade().level).toBe(level);
+  await eventually(() => expect(env.control.degrade().level).toBe(level), 2_000);
 }
 
 describe('router against NATS', () => {
   it('routes a miss to its candidates with the cache key and the trace', async () => {
     const seen = collectEvents(env.bus);
     const { requestId, inbox } = await miss();
-    const { event, traceparent } = await seen.next('chat.routed', requestId);
+    const { event, headers } = await seen.next('chat.routed', requestId);
     inbox.unsubscribe();
     seen.stop();
     expect(event.data).toMatchObject({ tier: 'explicit', lane: 'realtime', degradeLevel: 0, cacheKey: `acme.${requestId}`, candidates: [{ model: 'large', deployment: 'd2' }, { model: 'small', deployment: 'd1' }] });
     expect(event.data.maxTokens).toBeUndefined();
     expect(event.id).toBe(`${requestId}:chat.routed`);
-    expect(traceparent).toBe(TRACEPARENT);
+    expect(headers?.get(Headers.traceparent)).toBe(TRACEPARENT);
   });
 
   it('follows degrade changes written to the control bucket without a restart', async () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig, type ChatRequest, type DegradeState } from '@sluice/contracts';
+import { chatRequest } from '@sluice/contracts/testing';
 import { candidatesFor, route, type RouteDecision } from './router.js';
 import { complexity } from './complexity.js';
 
@@ -34,15 +35,7 @@ const config = parseConfig({
 });
 
 const level = (n: number): DegradeState => ({ level: n, since: 0, reason: 'test' });
-const request = (over: Partial<ChatRequest> = {}): ChatRequest => ({
-  model: 'auto',
-  messages: [{ role: 'user', content: 'What is the capital of France?' }],
-  priority: 'standard',
-  stream: false,
-  params: {},
-  cache: 'default',
-  ...over,
-});
+const request = (over: Partial<ChatRequest> = {}): ChatRequest => chatRequest({ model: 'auto', messages: [{ role: 'user', content: 'What is the capital of France?' }], ...over });
 const say = (...contents: string[]): Partial<ChatRequest> => ({ messages: contents.map((content) => ({ role: 'user' as const, content })) });
 
 function routed(d: RouteDecision) {
