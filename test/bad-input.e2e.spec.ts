@@ -3,7 +3,8 @@ import OpenAI from 'openai';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { Subjects, Topology, type ChatErrorReply, type SluiceEvent } from '@sluice/contracts';
-import { DEV_KEY, eventually, startE2eStack, type E2eStack } from './harness.js';
+import { eventually } from '@sluice/bus/testing';
+import { DEV_KEY, startE2eStack, type E2eStack } from './harness.js';
 
 // Bad input through both front doors: a coded error with the right status, and a chat.rejected
 // event for each. Runs on the embedded defaults (PGlite) to cover that path too.
@@ -93,7 +94,7 @@ describe('every rejection is an event', () => {
       const got = await rejectedCodes();
       if (got.length < cases.length + 6) throw new Error(`only ${got.length} rejections so far`);
       return got;
-    });
+    }, 20_000);
     for (const c of cases) expect(codes).toContain(c.code);
     expect(codes.filter((c) => c === 'invalid_api_key').length).toBeGreaterThanOrEqual(3);
     // the ledger sees them too

@@ -4,7 +4,8 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { SluiceClient, SluiceRequestError } from '@sluice/client';
 import { Subjects, Topology, type EventType, type ServiceName } from '@sluice/contracts';
-import { DEV_KEY, defaultConfig, eventually, sleep, startE2eStack, type E2eStack } from './harness.js';
+import { eventually } from '@sluice/bus/testing';
+import { DEV_KEY, defaultConfig, sleep, startE2eStack, type E2eStack } from './harness.js';
 import { startPrivatePostgres, type PrivatePostgres } from './postgres.js';
 
 // Crash safety: while two steady streams of requests flow, every service is SIGKILLed in turn,
@@ -122,11 +123,8 @@ async function killAndAwaitRestart(name: ServiceName, onExit: () => void = () =>
   const s = stack.services.get(name)!;
   const before = s.restarts;
   s.kill('SIGKILL');
-  const until = Date.now() + 30_000;
-  while (s.restarts === before) {
-    if (Date.now() > until) throw new Error(`${name} was not restarted`);
-    await sleep(5);
-  }
+  // polled every 5 ms: onExit counts the requests started until the death is seen
+  await eventually(() => s.restarts !== before, 30_000, { what: `${name} to be restarted`, everyMs: 5 });
   onExit();
   await s.whenReady(60_000);
 }

@@ -8,9 +8,11 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Topology } from '@sluice/contracts';
 import { freePort } from '@sluice/bus/nats-server';
+import { eventually } from '@sluice/bus/testing';
 import { ROOT, startStack, type Stack, type StackOptions } from '@sluice/scripts/stack';
 
 export const DEV_KEY = 'sk-e2e-dev-key';
+/** The test Postgres (README.md, Test it): an admin URL; each stack makes a database of its own. */
 export const ADMIN_PG = process.env.SLUICE_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 /** The shipped config, as `npm start` loads it. */
@@ -93,14 +95,11 @@ export async function startE2eStack(opts: Partial<StackOptions> & { postgres?: b
     ledger,
     openai: (key = DEV_KEY) => new OpenAI({ baseURL: `${stack.ingressUrl}/v1`, apiKey: key, maxRetries: 0, timeout: 30_000 }),
     async ledgerCaughtUp(timeoutMs = 30_000) {
-      const until = Date.now() + timeoutMs;
-      for (;;) {
+      await eventually(async () => {
         const last = (await jsm.streams.info(Topology.stream.name)).state.last_seq;
         const pos = await ledger<{ seq: number }>('/v1/ledger/position');
-        if (pos.seq >= last) return;
-        if (Date.now() > until) throw new Error(`ledger at ${pos.seq}, stream at ${last}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
+        if (pos.seq < last) throw new Error(`ledger at ${pos.seq}, stream at ${last}`);
+      }, timeoutMs);
     },
     async consumersDrained(timeoutMs = 30_000) {
       await eventually(async () => {
@@ -121,16 +120,3 @@ export async function startE2eStack(opts: Partial<StackOptions> & { postgres?: b
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Retries `check` until it stops throwing. */
-export async function eventually<T>(check: () => Promise<T>, timeoutMs = 20_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await check();
-    } catch (e) {
-      if (Date.now() > until) throw e;
-      await sleep(100);
-    }
-  }
-}

@@ -5,7 +5,8 @@ import { headers as natsHeaders } from '@nats-io/transport-node';
 import { SluiceClient, SluiceRequestError } from '@sluice/client';
 import { connectBus, listParked, type Bus } from '@sluice/bus';
 import { hashKey, Headers, Subjects, Topology, type ChatReply } from '@sluice/contracts';
-import { DEV_KEY, defaultConfig, eventually, startE2eStack, type E2eStack } from './harness.js';
+import { eventually } from '@sluice/bus/testing';
+import { DEV_KEY, defaultConfig, startE2eStack, type E2eStack } from './harness.js';
 
 // One hostile request must never stop Sluice. Each input here once stopped a consumer, outgrew
 // the stream or froze a service; afterwards every consumer must be back at zero lag, in the same
@@ -123,7 +124,7 @@ describe('sizes fit end to end', () => {
         expect(res.status).toBe(413);
         expect(body.error.code).toBe('body_too_large');
         expect(body.error.message).toContain(`max_payload ${Topology.maxPayloadBytes}`);
-      });
+      }, 20_000);
       const reply = await natsRaw(new TextEncoder().encode(bodyOfSize(5 * MiB, 'size-nats')));
       expect(reply).toMatchObject({ error: { code: 'body_too_large', status: 413 } });
     } finally {

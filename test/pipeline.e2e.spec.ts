@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import { SluiceClient, SluiceRequestError } from '@sluice/client';
 import { startSim } from '@sluice/openai-sim';
-import { DEV_KEY, eventually, startE2eStack, type E2eStack } from './harness.js';
+import { eventually } from '@sluice/bus/testing';
+import { DEV_KEY, startE2eStack, type E2eStack } from './harness.js';
 
 // The whole stack as processes on real NATS and real Postgres, driven through both front doors.
 let stack: E2eStack;
@@ -117,7 +118,7 @@ describe('ledger', () => {
       const r = await stack.ledger(`/v1/requests/${id}`);
       if (!r.timeline.some((e: { type: string }) => e.type === 'cache.stored')) throw new Error('not yet');
       return r;
-    });
+    }, 20_000);
     expect(timeline.outcome).toBe('completed');
     expect(timeline.timeline.map((e: { type: string }) => e.type)).toEqual([
       'chat.requested',

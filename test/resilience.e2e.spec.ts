@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import { hashKey } from '@sluice/contracts';
 import { startSim, type Sim } from '@sluice/openai-sim';
-import { defaultConfig, eventually, startE2eStack, type E2eStack } from './harness.js';
+import { eventually } from '@sluice/bus/testing';
+import { defaultConfig, startE2eStack, type E2eStack } from './harness.js';
 
 // Throttling, fallback, live config and degrade changes, and a service dying mid-traffic.
 let stack: E2eStack;
@@ -54,7 +55,7 @@ describe('failures upstream', () => {
       const t = await stack.ledger(`/v1/requests/${id}`);
       if (t.outcome !== 'completed') throw new Error('not yet');
       return t;
-    });
+    }, 20_000);
     const types = r.timeline.map((e: { type: string }) => e.type);
     expect(types).toContain('invoke.failed');
     expect(types.indexOf('invoke.failed')).toBeLessThan(types.indexOf('chat.completed'));
@@ -93,14 +94,14 @@ describe('run-time changes without restarts', () => {
     await eventually(async () => {
       const again = await client.chat.completions.create(ask('cached before the storm')).withResponse();
       if (again.response.headers.get('x-sluice-cache') !== 'hit') throw new Error('not cached yet');
-    });
+    }, 20_000);
     await stack.applyDegrade({ level: 2, override: 2, since: Date.now(), reason: 'e2e operator override' });
     try {
       const err = await eventually(async () => {
         const e = await client.chat.completions.create(ask(`uncached ${Math.random()}`)).catch((x: unknown) => x);
         if (!(e instanceof OpenAI.APIError)) throw new Error('not shed yet');
         return e;
-      });
+      }, 20_000);
       expect(err.status).toBe(503);
       expect(err.code).toBe('service_busy');
       expect(Number(err.headers?.get('retry-after'))).toBeGreaterThanOrEqual(1);
@@ -109,7 +110,7 @@ describe('run-time changes without restarts', () => {
     } finally {
       await stack.applyDegrade({ level: 0, since: Date.now(), reason: 'e2e override cleared' });
     }
-    await eventually(() => client.chat.completions.create(ask(`after the storm ${Math.random()}`)));
+    await eventually(() => client.chat.completions.create(ask(`after the storm ${Math.random()}`)), 20_000);
   });
 
   it('accepts a new tenant key as soon as the config changes', async () => {
@@ -117,7 +118,7 @@ describe('run-time changes without restarts', () => {
     await expect(newcomer.chat.completions.create(ask('let me in'))).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
     config.tenants.push({ id: 'newcomer', keySha256: [hashKey('sk-newcomer')] });
     await stack.applyConfig(config);
-    const res = await eventually(() => newcomer.chat.completions.create(ask('let me in')));
+    const res = await eventually(() => newcomer.chat.completions.create(ask('let me in')), 20_000);
     expect(res.choices[0]?.message.content?.length).toBeGreaterThan(0);
   });
 });

@@ -3,7 +3,8 @@ import type { AddressInfo } from 'node:net';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SluiceClient } from '@sluice/client';
-import { DEV_KEY, eventually, startE2eStack, type E2eStack } from './harness.js';
+import { eventually } from '@sluice/bus/testing';
+import { DEV_KEY, startE2eStack, type E2eStack } from './harness.js';
 
 // The whole stack with tracing on, exporting to an OTLP/HTTP receiver in this process: one
 // request must be one trace, hop after hop, with each consumer span the child of the span that
@@ -111,10 +112,10 @@ function traceOf(requestId: string): ReceivedSpan[] {
 }
 
 /**
- * Retries `check` until it passes: each process exports its spans on its own schedule, so the
+ * How long a trace may take to settle: each process exports its spans on its own schedule, so the
  * last hop's span can arrive before an earlier one.
  */
-const settled = <T>(check: () => T | Promise<T>) => eventually(async () => check(), 30_000);
+const SETTLE_MS = 30_000;
 
 function one(spans: ReceivedSpan[], service: string, kind: number, name: string): ReceivedSpan {
   const found = spans.filter((s) => s.service === service && s.kind === kind && s.name === name);
@@ -190,7 +191,7 @@ describe('tracing across the pipeline', () => {
     const { response } = await stack.openai().chat.completions.create(ask('Trace me over HTTP')).withResponse();
     const requestId = response.headers.get('x-sluice-request-id')!;
     expect(requestId).toMatch(/^req_/);
-    await settled(() => {
+    await eventually(() => {
       const spans = traceOf(requestId);
       const root = one(spans, 'sluice-ingress', Kind.server, 'POST /v1/chat/completions');
       expect(root.parentSpanId).toBe('');
@@ -208,19 +209,19 @@ describe('tracing across the pipeline', () => {
       // a log line written while handling the request carries its trace id and the span's id
       const logged = stack.logs.filter((l) => l.includes(root.traceId)).map(jsonLine);
       expect(logged.some((l) => l.trace_id === root.traceId && spans.some((s) => s.spanId === l.span_id))).toBe(true);
-    });
+    }, SETTLE_MS);
   });
 
   it('makes one NATS front-door request one trace, rooted at the ingress request span', async () => {
     const client = new SluiceClient(stack.nc, { tenant: 'dev', key: DEV_KEY });
     const answer = await client.chat(ask('Trace me over NATS'));
-    await settled(() => {
+    await eventually(() => {
       const spans = traceOf(answer.requestId);
       const root = one(spans, 'sluice-ingress', Kind.consumer, 'process chat request');
       expect(root.parentSpanId).toBe('');
       expect(root.attributes['sluice.request_id']).toBe(answer.requestId);
       expectChain(spans, root);
-    });
+    }, SETTLE_MS);
   });
 
   it("continues the HTTP caller's traceparent", async () => {
@@ -230,12 +231,12 @@ describe('tracing across the pipeline', () => {
       .openai()
       .chat.completions.create(ask('Trace me under my parent'), { headers: { traceparent: `00-${traceId}-${parent}-01` } })
       .withResponse();
-    await settled(() => {
+    await eventually(() => {
       const spans = traceOf(response.headers.get('x-sluice-request-id')!);
       const root = one(spans, 'sluice-ingress', Kind.server, 'POST /v1/chat/completions');
       expect(root.traceId).toBe(traceId);
       expect(root.parentSpanId).toBe(parent);
       expectChain(spans, root);
-    });
+    }, SETTLE_MS);
   });
 });
