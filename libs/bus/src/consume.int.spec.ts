@@ -89,7 +89,7 @@ describe('consumeEvents parks what it cannot handle', () => {
     const events = collectEvents(env.bus);
     let broken = true;
     const tries = new Map<string, number>();
-    const handled: Array<{ id: string; seq: number; redelivered: number; replayed: boolean }> = [];
+    const handled: Array<{ id: string; seq: number; deliveryCount: number; replayed: boolean }> = [];
     const consumption = await consumeEvents(env.bus, {
       consumer: testConsumer(durable, 'chat.requested'),
       concurrency: 8,
@@ -98,7 +98,7 @@ describe('consumeEvents parks what it cannot handle', () => {
       handler: async (event, delivery) => {
         tries.set(event.requestId, (tries.get(event.requestId) ?? 0) + 1);
         if (broken && event.requestId === 'bad') throw new Error('cannot handle\u0000this');
-        handled.push({ id: event.requestId, seq: delivery.seq, redelivered: delivery.redelivered, replayed: delivery.replayed === true });
+        handled.push({ id: event.requestId, seq: delivery.seq, deliveryCount: delivery.deliveryCount, replayed: delivery.replayed === true });
         return NOTHING;
       },
     });
@@ -119,7 +119,7 @@ describe('consumeEvents parks what it cannot handle', () => {
     broken = false;
     await replayParked(env.bus, durable);
     await eventually(() => handled.length === 2);
-    expect(handled[1]).toEqual({ id: 'bad', seq: bad.seq, redelivered: 4, replayed: true });
+    expect(handled[1]).toEqual({ id: 'bad', seq: bad.seq, deliveryCount: 4, replayed: true });
     expect(await listParked(env.bus, durable)).toEqual([]);
     await consumption.stop();
     events.stop();

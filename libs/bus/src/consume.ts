@@ -24,7 +24,7 @@ export interface Delivery {
   /** Stream sequence of the message. */
   seq: number;
   /** How many times it has been delivered (1 on the first; a replayed dead letter counts its earlier tries). */
-  redelivered: number;
+  deliveryCount: number;
   /** True when an operator sent the event back from the dead-letter stream. */
   replayed?: boolean;
   headers?: MsgHdrs;
@@ -226,7 +226,7 @@ function deliveryOf(msg: JsMsg, seq: number, deliveries: number, replayed: boole
   const tracestate = msg.headers?.get(Headers.tracestate) || undefined;
   return {
     seq,
-    redelivered: deliveries,
+    deliveryCount: deliveries,
     ...(replayed ? { replayed } : {}),
     ...(msg.headers ? { headers: msg.headers } : {}),
     ...(traceparent ? { traceparent } : {}),

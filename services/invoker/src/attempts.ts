@@ -66,6 +66,6 @@ export interface Step {
 /** The state before the first attempt; a redelivery says so on the first event. */
 export function startAttempts(inv: Invocation): AttemptState {
   const { delivery } = inv;
-  const notes = mayHaveAnswer(delivery) ? [`delivery ${delivery.redelivered}: no stored answer, calling the upstream again`] : [];
+  const notes = mayHaveAnswer(delivery) ? [`delivery ${delivery.deliveryCount}: no stored answer, calling the upstream again`] : [];
   return { index: 0, onCandidate: 0, attempts: 0, notes, circuits: {} };
 }

@@ -67,7 +67,7 @@ export function createInvoker(deps: InvokerDeps): Invoke {
 
     const stored = mayHaveAnswer(delivery) ? await lookup(deps.results, requestId, log) : undefined;
     if (decideDelivery(stored, delivery) === 'replay' && stored) {
-      log.info({ delivery: delivery.redelivered, terminal: stored.event.type }, 'redelivered request was already answered; replaying the stored answer');
+      log.info({ delivery: delivery.deliveryCount, terminal: stored.event.type }, 'redelivered request was already answered; replaying the stored answer');
       // same id: the stream drops it inside the duplicate window and restores it after
       await publish(stored.event);
       // a client still waiting gets its answer; one that already has it ignores the inbox

@@ -194,7 +194,7 @@ describe('a redelivered chat.routed', () => {
     const served = sims.primary!.stats();
 
     // what JetStream does when the invoker died after answering but before acking its input
-    const again = await h.deliver(out.routed, { redelivered: 2 });
+    const again = await h.deliver(out.routed, { deliveryCount: 2 });
     expect(sims.primary!.stats()).toEqual(served);
     expect(again.final).toEqual(out.final);
     expect(only(again.events, 'invoke.attempted')).toEqual([]);
@@ -209,7 +209,7 @@ describe('a redelivered chat.routed', () => {
     expect(await h.stored(out.requestId)).toEqual({ requestId: out.requestId, tenant: TENANT, result: out.final, completedAt: failed!.at, event: failed });
     const calls = sims.failing!.stats().requests;
 
-    const again = await h.deliver(out.routed, { redelivered: 3 });
+    const again = await h.deliver(out.routed, { deliveryCount: 3 });
     expect(sims.failing!.stats().requests).toBe(calls);
     expect(again.final).toEqual(out.final);
     expect(again.events).toEqual([failed]);
@@ -222,7 +222,7 @@ describe('a redelivered chat.routed', () => {
     expect(await h.stored(out.requestId)).toBeUndefined();
     const served = sims.primary!.stats();
 
-    const again = await h.deliver(out.routed, { redelivered: 2 });
+    const again = await h.deliver(out.routed, { deliveryCount: 2 });
     // the upstream recognised the repeat: nothing served or charged twice, same answer
     expect(sims.primary!.stats()).toMatchObject({ completions: served.completions, promptTokens: served.promptTokens, replays: served.replays + 1 });
     expect(again.final).toMatchObject({ message: (out.final as ChatResult).message, usage: (out.final as ChatResult).usage });
@@ -238,7 +238,7 @@ describe('a redelivered chat.routed', () => {
     await publishEvent(h.bus.js, makeEvent('invoke.attempted', died, { attempt: 1, model: 'gpt-4o-mini', deployment: 'primary', ok: false, status: 500, latencyMs: 3 }));
     const completions = sims.primary!.stats().completions;
 
-    const out = await h.deliver(routed, { redelivered: 2 });
+    const out = await h.deliver(routed, { deliveryCount: 2 });
     expect(isError(out.final)).toBe(false);
     expect(sims.primary!.stats().completions).toBe(completions + 1);
     const [attempted] = only(out.events, 'invoke.attempted');

@@ -18,7 +18,7 @@ export interface StoredAnswer {
 /** The part of a delivery these decisions read (consumeEvents' `Delivery` has it). */
 export interface DeliveryCount {
   /** 1 on the first delivery. */
-  redelivered?: number;
+  deliveryCount?: number;
 }
 
 /**
@@ -26,7 +26,7 @@ export interface DeliveryCount {
  * KV read on the hot path.
  */
 export function mayHaveAnswer(delivery: DeliveryCount): boolean {
-  return (delivery.redelivered ?? 1) > 1;
+  return (delivery.deliveryCount ?? 1) > 1;
 }
 
 /**
@@ -56,5 +56,5 @@ export function decideDelivery(stored: StoredAnswer | undefined, delivery: Deliv
  * died mid-call (the stream would drop them as duplicates); the first delivery keeps `1`, `2`...
  */
 export function attemptSuffix(delivery: DeliveryCount, attempt: number): string | number {
-  return mayHaveAnswer(delivery) ? `${delivery.redelivered}.${attempt}` : attempt;
+  return mayHaveAnswer(delivery) ? `${delivery.deliveryCount}.${attempt}` : attempt;
 }

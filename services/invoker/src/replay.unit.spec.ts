@@ -11,41 +11,41 @@ const stored: StoredAnswer = { requestId: 'r1', tenant: 'acme', result: { reques
 
 describe('decideDelivery', () => {
   it('replays a stored answer on a redelivery', () => {
-    expect(decideDelivery(stored, { redelivered: 2 })).toBe('replay');
-    expect(decideDelivery(stored, { redelivered: 7 })).toBe('replay');
+    expect(decideDelivery(stored, { deliveryCount: 2 })).toBe('replay');
+    expect(decideDelivery(stored, { deliveryCount: 7 })).toBe('replay');
   });
   it('invokes on a redelivery when nothing was stored (the first delivery died before answering)', () => {
-    expect(decideDelivery(undefined, { redelivered: 2 })).toBe('invoke');
+    expect(decideDelivery(undefined, { deliveryCount: 2 })).toBe('invoke');
   });
   it('invokes on a first delivery, stored answer or not', () => {
-    expect(decideDelivery(stored, { redelivered: 1 })).toBe('invoke');
+    expect(decideDelivery(stored, { deliveryCount: 1 })).toBe('invoke');
     expect(decideDelivery(stored, {})).toBe('invoke');
-    expect(decideDelivery(undefined, { redelivered: 1 })).toBe('invoke');
+    expect(decideDelivery(undefined, { deliveryCount: 1 })).toBe('invoke');
   });
 });
 
 describe('mayHaveAnswer', () => {
   it('asks the results bucket only on a redelivery', () => {
-    expect(mayHaveAnswer({ redelivered: 1 })).toBe(false);
+    expect(mayHaveAnswer({ deliveryCount: 1 })).toBe(false);
     expect(mayHaveAnswer({})).toBe(false);
-    expect(mayHaveAnswer({ redelivered: 2 })).toBe(true);
+    expect(mayHaveAnswer({ deliveryCount: 2 })).toBe(true);
   });
 });
 
 describe('attemptSuffix', () => {
   it('keeps plain attempt numbers on the first delivery', () => {
-    expect(attemptSuffix({ redelivered: 1 }, 1)).toBe(1);
+    expect(attemptSuffix({ deliveryCount: 1 }, 1)).toBe(1);
     expect(attemptSuffix({}, 3)).toBe(3);
   });
   it('prefixes the delivery count afterwards, so ids differ from the first delivery\'s', () => {
-    expect(attemptSuffix({ redelivered: 2 }, 1)).toBe('2.1');
-    expect(attemptSuffix({ redelivered: 2 }, 2)).toBe('2.2');
-    expect(attemptSuffix({ redelivered: 3 }, 1)).toBe('3.1');
+    expect(attemptSuffix({ deliveryCount: 2 }, 1)).toBe('2.1');
+    expect(attemptSuffix({ deliveryCount: 2 }, 2)).toBe('2.2');
+    expect(attemptSuffix({ deliveryCount: 3 }, 1)).toBe('3.1');
   });
   it('gives event ids that makeEvent keeps apart', () => {
     const id = (suffix: string | number) => makeEvent('invoke.attempted', { requestId: 'r1', tenant: 'acme', service: ServiceName.Invoker, at: 0, reason: '', suffix }, { attempt: 1, model: 'm', deployment: 'd', ok: true, latencyMs: 1 }).id;
-    expect(id(attemptSuffix({ redelivered: 1 }, 1))).toBe('r1:invoke.attempted:1');
-    expect(id(attemptSuffix({ redelivered: 2 }, 1))).toBe('r1:invoke.attempted:2.1');
+    expect(id(attemptSuffix({ deliveryCount: 1 }, 1))).toBe('r1:invoke.attempted:1');
+    expect(id(attemptSuffix({ deliveryCount: 2 }, 1))).toBe('r1:invoke.attempted:2.1');
   });
 });
 

@@ -17,7 +17,7 @@ describe('step: the first call', () => {
   });
 
   it('given a redelivery, when it calls, then attempt ids are numbered <delivery>.<attempt> and the first event says why', () => {
-    const inv = invocation([A], { delivery: { redelivered: 2 } });
+    const inv = invocation([A], { delivery: { deliveryCount: 2 } });
     const steps = run(inv, [[start, T0], [answered(), T0 + 120]]);
     expect(steps[0]!.next).toMatchObject({ kind: 'call', attempt: 1, suffix: '2.1' });
     const [attempted] = steps[1]!.events;

@@ -41,9 +41,9 @@ export function onChatRequested(deps: LimiterDeps) {
     // a redelivery after a crash between the decision and the ack: the decision stands, and the
     // buckets were debited for it once already (a crash before the decision was published still
     // debits twice: nothing recorded says the first debit happened)
-    const earlier = delivery.redelivered > 1 ? await deps.decided?.(event, delivery.seq) : undefined;
+    const earlier = delivery.deliveryCount > 1 ? await deps.decided?.(event, delivery.seq) : undefined;
     if (earlier) {
-      deps.log.info({ requestId: event.requestId, decision: earlier.type, delivery: delivery.redelivered }, 'redelivered request was already decided; not debiting it again');
+      deps.log.info({ requestId: event.requestId, decision: earlier.type, delivery: delivery.deliveryCount }, 'redelivered request was already decided; not debiting it again');
       return earlier.type === EventType.ChatThrottled ? decided([], [{ to: ctx.replyTo, reply: throttledReply(earlier) }]) : NOTHING;
     }
     const user = ctx.request.user;

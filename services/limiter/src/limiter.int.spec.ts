@@ -101,16 +101,16 @@ describe('limiter against NATS', () => {
     };
     try {
       const first = await arrive('redo-1');
-      await handle(first.event, { seq: first.seq, redelivered: 1 });
+      await handle(first.event, { seq: first.seq, deliveryCount: 1 });
       // the limiter died before acking: twice more, as after two crashes
-      await handle(first.event, { seq: first.seq, redelivered: 2 });
-      await handle(first.event, { seq: first.seq, redelivered: 3 });
+      await handle(first.event, { seq: first.seq, deliveryCount: 2 });
+      await handle(first.event, { seq: first.seq, deliveryCount: 3 });
       // 2 requests/min: one is left, unless the redeliveries were debited
       const second = await arrive('redo-2');
-      await handle(second.event, { seq: second.seq, redelivered: 1 });
+      await handle(second.event, { seq: second.seq, deliveryCount: 1 });
       const third = await arrive('redo-3');
-      await handle(third.event, { seq: third.seq, redelivered: 1 });
-      await handle(third.event, { seq: third.seq, redelivered: 2 });
+      await handle(third.event, { seq: third.seq, deliveryCount: 1 });
+      await handle(third.event, { seq: third.seq, deliveryCount: 2 });
       await seen.until(() => seen.of('chat.throttled').length === 1 && seen.of('chat.admitted').length === 2);
 
       expect(seen.of('chat.admitted').map((e) => e.requestId)).toEqual(['redo-1', 'redo-2']);
