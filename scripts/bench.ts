@@ -78,7 +78,7 @@ const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, 
 const fmt = (ms: number) => (Number.isFinite(ms) ? ms.toFixed(2).padStart(7) : '    n/a');
 
 const dataDir = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
-const config = JSON.parse(readFileSync(join(ROOT, 'config', 'sluice.json'), 'utf8'));
+const config: unknown = JSON.parse(readFileSync(join(ROOT, 'config', 'sluice.json'), 'utf8'));
 const stack = await startStack({
   dataDir,
   privateNatsPort: await freePort(),
@@ -216,7 +216,7 @@ for (const c of levels) {
     const cpu = detail && name !== 'direct' ? cpuSnapshot() : undefined;
     hops.clear();
     results[name] = await drive(c, call);
-    if (cpu) details.push(describeRun(name, c, results[name]!.latencies.length, cpu));
+    if (cpu) details.push(describeRun(name, c, results[name].latencies.length, cpu));
     if (name !== 'direct') lags.push(`${name} c=${c}: ${await ledgerLag()}\n`);
   }
   const d = results.direct!;

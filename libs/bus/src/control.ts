@@ -6,11 +6,11 @@ import { decodeJson, encodeJson } from './kv.js';
 
 export interface Control {
   /** The current config; changes in the control bucket replace it without a restart. */
-  config(): SluiceConfig;
-  degrade(): DegradeState;
+  config: () => SluiceConfig;
+  degrade: () => DegradeState;
   /** Called after every accepted change. */
-  onChange(listener: () => void): void;
-  stop(): void;
+  onChange: (listener: () => void) => void;
+  stop: () => void;
 }
 
 const LEVEL_ZERO: DegradeState = { level: 0, since: 0, reason: 'initial' };

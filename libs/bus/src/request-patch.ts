@@ -22,7 +22,7 @@ interface RequestInternals {
 
 type Patchable = RequestInternals & { __sluicePatched?: boolean };
 
-const proto: Patchable | undefined = typeof RequestOne === 'function' ? (RequestOne.prototype as unknown as Patchable) : undefined;
+const proto: Patchable | undefined = typeof RequestOne === 'function' ? RequestOne.prototype : undefined;
 
 /** True when a request object built by this nats-core has everything the patched success path touches. */
 function hasExpectedShape(): boolean {
@@ -46,6 +46,7 @@ function hasExpectedShape(): boolean {
 }
 
 if (proto && !proto.__sluicePatched && hasExpectedShape()) {
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- called below with .call(this)
   const original = proto.resolver;
   proto.resolver = function (this: RequestInternals, err: Error | null, msg: Msg) {
     if (err || !this.deferred || !this.mux) return original.call(this, err, msg);

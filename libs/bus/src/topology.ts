@@ -54,7 +54,7 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions = {}): Prom
     open(b.budgets.name, b.budgets.ttlSeconds, b.budgets.history),
     open(b.results.name, b.results.ttlSeconds, b.results.history),
   ]);
-  return { limits: limits!, cache: cache!, control: control!, budgets: budgets!, results: results! };
+  return { limits, cache, control, budgets, results };
 }
 
 async function ensureStream(bus: Bus, config: Partial<StreamConfig> & { name: string }): Promise<void> {

@@ -143,7 +143,7 @@ export function parseConfig(value: unknown): SluiceConfig {
     const e = Value.Errors(SluiceConfig, withDefaults).First();
     throw new ConfigError(`config${(e?.path ?? '').replaceAll('/', '.')}: ${e?.message ?? 'invalid'}`);
   }
-  const config = withDefaults as SluiceConfig;
+  const config = withDefaults;
   const problems: string[] = [];
   for (const [name, model] of Object.entries(config.models)) {
     for (const d of model.deployments) if (!config.deployments[d]) problems.push(`config.models.${name}.deployments: unknown deployment ${d}`);

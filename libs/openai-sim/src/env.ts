@@ -31,5 +31,5 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv): SimOptions {
   if (host) opts.host = host;
   const models = env.SIM_MODELS?.split(',').map((m) => m.trim()).filter((m) => m !== '');
   if (models && models.length > 0) opts.models = models;
-  return opts as SimOptions;
+  return opts;
 }

@@ -79,11 +79,11 @@ export function countPiece(bytes: string): number {
     rank[j] = NONE;
     parts--;
     rank[i] = k < n ? lookup(bytes, i, next[k]!) : NONE;
-    if (rank[i] !== NONE) push(heap, rank[i]! * (n + 1) + i);
+    if (rank[i] !== NONE) push(heap, rank[i] * (n + 1) + i);
     const p = prev[i]!;
     if (p >= 0) {
       rank[p] = lookup(bytes, p, k);
-      if (rank[p] !== NONE) push(heap, rank[p]! * (n + 1) + p);
+      if (rank[p] !== NONE) push(heap, rank[p] * (n + 1) + p);
     }
   }
   return parts;

@@ -16,6 +16,7 @@ const split = new RegExp(O200K_TOKEN_SPLIT_REGEX.source, O200K_TOKEN_SPLIT_REGEX
 // would split it on its own
 const chunkSplit = new RegExp(split.source, split.flags);
 const encoder = new TextEncoder();
+// eslint-disable-next-line no-control-regex -- the whole ASCII range, NUL included, on purpose
 const ascii = /^[\x00-\x7f]*$/;
 
 /** Tokens counted from `from`, and where counting stopped (a piece boundary, or the end). */

@@ -62,7 +62,7 @@ export function readJsonBody(payload: IncomingMessage, limit: number): Promise<u
       try {
         resolve(parseJsonBody(Buffer.concat(chunks, received).toString('utf8')));
       } catch (e) {
-        reject(e as Error);
+        reject(e);
       }
     };
     payload.on('data', onData);

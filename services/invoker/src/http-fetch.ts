@@ -52,7 +52,7 @@ export function createHttpFetch(opts: { maxSockets?: number } = {}): typeof fetc
       req.end(body ?? undefined);
     });
   };
-  return httpFetch as typeof fetch;
+  return httpFetch;
 }
 
 function abortError(signal: AbortSignal): Error {

@@ -83,6 +83,11 @@ function isSocketError(e: unknown): boolean {
   return e.message === 'terminated' || (typeof code === 'string' && /^(UND_ERR_|ECONN|EPIPE|ETIMEDOUT)/.test(code));
 }
 
+/** `instanceof APIError` alone narrows to `APIError<any, any, any>`; this keeps the declared status and headers types. */
+function isApiError(e: unknown): e is APIError {
+  return e instanceof APIError;
+}
+
 /** Our own timer cut a call short (idle timeout or the request's deadline); the message says which. */
 export class CallAborted extends Error {}
 
@@ -95,9 +100,9 @@ export function classifyError(e: unknown, now: number): Failure {
     const cause = e.cause instanceof Error ? `: ${e.cause.message}` : '';
     return { kind: 'connection', message: redact(`${e.message}${cause}`), retryable: true };
   }
-  if (e instanceof APIError) {
-    const body = e.error as { message?: unknown } | undefined;
-    const message = redact(typeof body?.message === 'string' ? body.message : e.message);
+  if (isApiError(e)) {
+    const reported = e.error && 'message' in e.error ? e.error.message : undefined;
+    const message = redact(typeof reported === 'string' ? reported : e.message);
     if (e.status === undefined) {
       // an error event inside an SSE stream: the upstream broke mid-answer
       return { kind: 'protocol', message, retryable: true };

@@ -9,7 +9,7 @@ import type { AnyEvent } from '@sluice/contracts';
  */
 export class Timeline {
   private readonly pending: Array<Promise<void>> = [];
-  private failure: unknown;
+  private failure: Error | undefined;
 
   constructor(private readonly publish: (event: AnyEvent) => Promise<unknown>) {}
 
@@ -19,7 +19,7 @@ export class Timeline {
       this.publish(event).then(
         () => undefined,
         (e: unknown) => {
-          this.failure ??= e;
+          this.failure ??= e instanceof Error ? e : new Error(String(e));
         },
       ),
     );

@@ -78,6 +78,6 @@ export async function costs(db: Db, q: CostsQuery): Promise<CostsReport> {
       const row = r as Record<string, unknown>;
       return { ...Object.fromEntries(q.groupBy.map((g) => [g, (row[g] as string | null) ?? null])), ...toFigures(row) };
     }),
-    totals: toFigures(totals as Record<string, unknown>),
+    totals: toFigures(totals),
   };
 }

@@ -139,7 +139,7 @@ function fromContext(ctx: RequestContext) {
 /** A terminal event: sets the outcome and how long the request took, creating the row if needed. */
 function finish(e: AnyEvent, receivedAt: number, patch: RequestPatch, known: Partial<NewRequest> = {}): RequestUpsert {
   const update: RequestPatch = { ...patch, finished_at: new Date(e.at), latency_ms: Math.max(0, Math.round(e.at - receivedAt)) };
-  return { requestId: e.requestId, insert: { ...identity(e, receivedAt), ...known, outcome: Outcome.Pending, ...update } as NewRequest, update };
+  return { requestId: e.requestId, insert: { ...identity(e, receivedAt), ...known, outcome: Outcome.Pending, ...update }, update };
 }
 
 /** The event's data for the timeline, without the request's messages (bulky, and not the ledger's business). */

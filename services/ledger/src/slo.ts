@@ -110,6 +110,6 @@ export async function slo(db: Db, q: SloQuery): Promise<SloReport> {
         const row = r as Record<string, unknown>;
         return { [dim]: (row[dim] as string | null) ?? null, ...sloFigures(toCounts(row)) };
       })
-    : [sloFigures(toCounts(totals as Record<string, unknown>))];
-  return { window: q.window, from: q.from.toISOString(), to: q.to.toISOString(), groupBy: dim ?? null, rows, totals: sloFigures(toCounts(totals as Record<string, unknown>)) };
+    : [sloFigures(toCounts(totals))];
+  return { window: q.window, from: q.from.toISOString(), to: q.to.toISOString(), groupBy: dim ?? null, rows, totals: sloFigures(toCounts(totals)) };
 }

@@ -37,7 +37,7 @@ function traceHeadersOf(m: JsMsg): TraceHeaders {
 function eventFacts(m: JsMsg, durable: string): MessageFacts {
   let e: { id?: unknown; type?: unknown; requestId?: unknown; tenant?: unknown } = {};
   try {
-    e = JSON.parse(decoder.decode(m.data)) ?? {};
+    e = (JSON.parse(decoder.decode(m.data)) as typeof e | null) ?? {};
   } catch {
     // counted as malformed by the projection
   }

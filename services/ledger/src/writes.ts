@@ -11,7 +11,7 @@ import { pgJson } from './pg-json.js';
 // a parameter per column, measured on PGlite. Postgres runs the same SQL (not measured there).
 
 type Trx = Transaction<Database>;
-type RequestColumn = keyof NewRequest & string;
+type RequestColumn = keyof NewRequest;
 
 /**
  * Creates the position row if missing and locks it until the transaction ends, in one statement
