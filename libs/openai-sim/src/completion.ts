@@ -4,7 +4,7 @@ import { fnv1a, isRecord } from './util.js';
 import { VOCAB } from './vocab.js';
 
 /** A slice of the reply whose token count is known; streamed chunks are made of these. */
-export interface Piece {
+interface Piece {
   text: string;
   tokens: number;
 }

@@ -3,7 +3,7 @@ import { countText } from './tokens.js';
 import { fnv1a, isRecord } from './util.js';
 
 export const DEFAULT_DIMENSIONS = 256;
-export const MAX_DIMENSIONS = 4096;
+const MAX_DIMENSIONS = 4096;
 const MAX_INPUTS = 2048;
 
 /** One input: text, or a pre-tokenised array of token ids. */

@@ -1,5 +1,5 @@
 /** The `error` object of an OpenAI error response. */
-export interface ErrorBody {
+interface ErrorBody {
   message: string;
   type: string;
   param: string | null;

@@ -13,7 +13,7 @@
  */
 
 /** What a replay needs to answer again exactly as the first time. */
-export interface Served<T> {
+interface Served<T> {
   fingerprint: string;
   answer: T;
   at: number;
@@ -28,8 +28,8 @@ export type Claim<T> =
   | { kind: 'mismatch' };
 
 /** How long a served answer is kept, and how many at most (oldest dropped first; a few KB each). */
-export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
-export const IDEMPOTENCY_CAPACITY = 20_000;
+const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
+const IDEMPOTENCY_CAPACITY = 20_000;
 /** Longest key accepted, as Stripe's. */
 export const MAX_IDEMPOTENCY_KEY = 255;
 

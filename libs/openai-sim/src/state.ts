@@ -13,7 +13,7 @@ export const DEFAULT_MODELS: readonly string[] = ['gpt-4o-mini', 'gpt-4o', 'gpt-
 const FAULT_SEED = 0x5eed;
 
 /** Zeroed counters. */
-export function emptyStats(): SimStats {
+function emptyStats(): SimStats {
   return {
     requests: 0,
     completions: 0,

@@ -1,8 +1,8 @@
 import { countText as countLinear } from '@sluice/tokens';
 
 /** Fixed overhead per message and per request in the prompt-token formula. */
-export const TOKENS_PER_MESSAGE = 4;
-export const TOKENS_PER_REQUEST = 3;
+const TOKENS_PER_MESSAGE = 4;
+const TOKENS_PER_REQUEST = 3;
 
 // Benchmarks and tests resend the same system prompts and words endlessly, and
 // BPE costs far more than a Map lookup. Bounded by entry count and entry size;

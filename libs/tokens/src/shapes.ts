@@ -46,13 +46,13 @@ export function drawn(alphabet: string, chars: number, seed = 1): string {
 }
 
 /** `chars` CJK ideographs, no spaces or punctuation: one pre-tokenizer piece. */
-export function cjk(chars: number, seed = 1): string {
+function cjk(chars: number, seed = 1): string {
   const rnd = seeded(seed);
   return Array.from({ length: chars }, () => String.fromCharCode(0x4e00 + Math.floor(rnd() * 4_000))).join('');
 }
 
 /** Runs of 500 to 2,000 spaces, each ended by a letter. */
-export function spaceRuns(chars: number, seed = 1): string {
+function spaceRuns(chars: number, seed = 1): string {
   const rnd = seeded(seed);
   const parts: string[] = [];
   let length = 0;

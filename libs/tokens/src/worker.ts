@@ -15,7 +15,7 @@ export type CountAnswer = { id: number; counts: number[] } | { id: number; error
  * char (docs/input-bounds.md), so a short job that arrives behind a 1 MB one waits at most
  * ~8 ms for its turn, not the whole of the long one.
  */
-export const SLICE_CHARS = 16_384;
+const SLICE_CHARS = 16_384;
 
 interface Running {
   job: CountJob;

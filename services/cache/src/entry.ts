@@ -1,6 +1,6 @@
 import type { EventDataOf } from '@sluice/contracts';
 
-export type CachedAnswer = EventDataOf<'cache.hit'>['answer'];
+type CachedAnswer = EventDataOf<'cache.hit'>['answer'];
 
 /** What the cache bucket holds under a key: the answer and where it came from. */
 export interface CacheEntry {

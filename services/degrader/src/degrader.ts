@@ -5,11 +5,11 @@ import { windowStats, type Sample, type WindowStats } from './window.js';
  * The degradation ladder: 0 full service, 1 reduced quality, 2 cached only, 3 static fallback,
  * 4 maintenance. The degrader itself goes no higher than 3; 4 is an operator's decision.
  */
-export const MAX_AUTOMATIC_LEVEL = 3;
+const MAX_AUTOMATIC_LEVEL = 3;
 /** With every deployment's circuit open nothing can answer a cache miss, so serve from the cache at least. */
-export const ALL_CIRCUITS_OPEN_LEVEL = 2;
+const ALL_CIRCUITS_OPEN_LEVEL = 2;
 
-export interface Circuit {
+interface Circuit {
   /** Event time of the last change seen, so a late event cannot undo a newer one. */
   at: number;
   /**
@@ -82,7 +82,7 @@ function withCircuit(state: DegraderState, deployment: string, next: Circuit): D
 }
 
 /** Deployments whose circuit is open at `now`. */
-export function openCircuits(state: DegraderState, now: number): string[] {
+function openCircuits(state: DegraderState, now: number): string[] {
   return [...state.circuits].filter(([, c]) => c.openUntil > now).map(([d]) => d);
 }
 

@@ -10,7 +10,7 @@ import { parseJsonBody } from './validate.js';
  * clients) as EPIPE/ECONNRESET instead of the 413. A body larger than this is cut after the 413,
  * and such a client may see the reset; the request timeout bounds the time spent either way.
  */
-export const DRAIN_PAST_LIMIT_BYTES = 16 * 1024 * 1024;
+const DRAIN_PAST_LIMIT_BYTES = 16 * 1024 * 1024;
 
 /**
  * Reads a JSON body, refusing it past `limit` bytes. Fastify's own `bodyLimit` is fixed when the

@@ -24,7 +24,7 @@ import { checkFits } from './fits.js';
 import { authenticate, bearerKey } from './tenants.js';
 import { validateChat, type ChatHints } from './validate.js';
 
-export const CHAT_PATH = '/v1/chat/completions';
+const CHAT_PATH = '/v1/chat/completions';
 
 /** What ingress learns about an HTTP request as it goes. */
 interface RequestState {

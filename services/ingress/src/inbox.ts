@@ -3,7 +3,7 @@ import { isChunk, type ChatReply } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 
 /** What `next()` yields: a reply, or why there will be none. */
-export type Awaited = { kind: 'reply'; reply: ChatReply } | { kind: 'deadline' } | { kind: 'closed' };
+type Awaited = { kind: 'reply'; reply: ChatReply } | { kind: 'deadline' } | { kind: 'closed' };
 
 /** The replies of one HTTP request, in arrival order. */
 export interface PendingReplies {

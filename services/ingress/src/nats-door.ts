@@ -11,7 +11,7 @@ import { authenticate } from './tenants.js';
 import { parseJsonBody, validateChat, type ChatHints } from './validate.js';
 
 /** Replicas share the front-door subject; NATS hands each request to one of them. */
-export const INGRESS_QUEUE = 'ingress';
+const INGRESS_QUEUE = 'ingress';
 
 const decoder = new TextDecoder();
 

@@ -2,7 +2,7 @@ import { openAiErrorBody, type ChatResult, type SluiceConfig, type Tenant, type 
 import { modelsFor } from './tenants.js';
 
 /** OpenAI's completion id for a Sluice request id. */
-export const completionId = (requestId: string) => `chatcmpl-${requestId}`;
+const completionId = (requestId: string) => `chatcmpl-${requestId}`;
 
 /** A whole answer as OpenAI's `chat.completion`. */
 export function toCompletion(result: ChatResult) {

@@ -55,6 +55,6 @@ export async function attemptCall(
  * delivery (it comes from the chat.routed event), as an idempotency key requires. Retries after a
  * failure reuse it, which is right: upstreams keep only answers served in full.
  */
-export function idempotencyKey(requestId: string, deployment: string, model: string): string {
+function idempotencyKey(requestId: string, deployment: string, model: string): string {
   return `sluice:${requestId}:${deployment}:${model}`;
 }

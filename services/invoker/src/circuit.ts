@@ -5,12 +5,7 @@
  * closed --(threshold consecutive failures)--> open --(openMs elapsed)--> half-open (one trial)
  * half-open --(trial succeeds)--> closed;  half-open --(trial fails)--> open again.
  */
-export const CircuitState = {
-  Closed: 'closed',
-  Open: 'open',
-  HalfOpen: 'half-open',
-} as const;
-export type CircuitState = (typeof CircuitState)[keyof typeof CircuitState];
+type CircuitState = 'closed' | 'open' | 'half-open';
 
 export interface Circuit {
   state: CircuitState;

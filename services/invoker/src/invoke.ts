@@ -10,8 +10,6 @@ import { step } from './step.js';
 import { Timeline } from './timeline.js';
 import type { ClientPool } from './upstream.js';
 
-export { idempotencyKey } from './call.js';
-
 export interface InvokerDeps {
   config: () => SluiceConfig;
   clients: ClientPool;
@@ -35,7 +33,7 @@ export interface InvokerDeps {
 }
 
 /** W3C trace context of the input, carried to every event it causes. */
-export type Trace = Pick<Delivery, 'traceparent' | 'tracestate'>;
+type Trace = Pick<Delivery, 'traceparent' | 'tracestate'>;
 
 /** What the handler reads of its delivery (consumeEvents' `Delivery` fits): trace context and delivery count. */
 export type Arrival = Trace & DeliveryCount;

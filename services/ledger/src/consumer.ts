@@ -32,7 +32,7 @@ const TRIES_BEFORE_PARKING = 3;
  * message says everything up to it is projected. One ack a batch instead of one a message saves
  * the ledger and nats-server a few thousand small messages a second at full load.
  */
-export async function ensureLedgerConsumer(jsm: JetStreamManager, position?: number, log?: Logger): Promise<void> {
+async function ensureLedgerConsumer(jsm: JetStreamManager, position?: number, log?: Logger): Promise<void> {
   const config = {
     durable_name: DURABLE,
     ack_policy: AckPolicy.All,

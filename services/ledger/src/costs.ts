@@ -3,7 +3,7 @@ import type { Db } from './db.js';
 import type { CostDimension, CostsQuery } from './params.js';
 
 /** One group's (or the total's) spend. Money is USD as a number rounded to 1e-6 (sums are exact in the database). */
-export interface CostFigures {
+interface CostFigures {
   requests: number;
   completed: number;
   cacheHits: number;
@@ -13,7 +13,7 @@ export interface CostFigures {
   savedUsd: number;
 }
 
-export type CostRow = Partial<Record<CostDimension, string | null>> & CostFigures;
+type CostRow = Partial<Record<CostDimension, string | null>> & CostFigures;
 
 export interface CostsReport {
   from: string;

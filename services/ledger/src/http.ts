@@ -25,7 +25,7 @@ export interface AppDeps {
  * load balancer's 60 s idle timeout, so the balancer closes first. The idle cut comes after
  * HANDLER_TIMEOUT_MS, so a slow query is answered 504 before its socket goes.
  */
-export const LEDGER_HTTP: HttpLimits = {
+const LEDGER_HTTP: HttpLimits = {
   requestTimeoutMs: 10_000,
   headersTimeoutMs: 10_000,
   keepAliveTimeoutMs: 72_000,
@@ -34,7 +34,7 @@ export const LEDGER_HTTP: HttpLimits = {
 };
 
 /** A query still running after this is answered 504 `deadline_exceeded` (the query runs on). */
-export const HANDLER_TIMEOUT_MS = 30_000;
+const HANDLER_TIMEOUT_MS = 30_000;
 
 /** Request ids are 24 characters (`req_` + 20); a longer path segment is answered 404 unread. */
 export const MAX_ID_LENGTH = 128;

@@ -8,10 +8,10 @@ export class BadParam extends Error {
   }
 }
 
-export const CostDimensions = ['tenant', 'user', 'model', 'feature', 'day'] as const;
+const CostDimensions = ['tenant', 'user', 'model', 'feature', 'day'] as const;
 export type CostDimension = (typeof CostDimensions)[number];
 
-export const SloDimensions = ['model', 'tenant'] as const;
+const SloDimensions = ['model', 'tenant'] as const;
 export type SloDimension = (typeof SloDimensions)[number];
 
 export interface CostsQuery {

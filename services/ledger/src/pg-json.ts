@@ -20,7 +20,7 @@ export function pgJson(value: unknown): string {
 const SUSPECT = /\\u(?:0000|d[89a-f][0-9a-f]{2})/i;
 
 /** The value with every string (keys included) made storable. */
-export function storable(value: unknown): unknown {
+function storable(value: unknown): unknown {
   if (typeof value === 'string') return storableText(value);
   if (Array.isArray(value)) return value.map(storable);
   // Dates and other objects with toJSON serialize as JSON.stringify would
@@ -31,6 +31,6 @@ export function storable(value: unknown): unknown {
 }
 
 /** A string Postgres accepts in text and jsonb: lone surrogates and NUL become U+FFFD. */
-export function storableText(s: string): string {
+function storableText(s: string): string {
   return s.toWellFormed().replaceAll('\u0000', '\uFFFD');
 }

@@ -1,6 +1,6 @@
 import type { Db } from './db.js';
 
-export interface TimelineEntry {
+interface TimelineEntry {
   seq: number;
   type: string;
   service: string;

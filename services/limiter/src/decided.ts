@@ -1,7 +1,7 @@
 import { DeliverPolicy, type JetStreamClient } from '@nats-io/jetstream';
 import { EventType, parseEvent, Subjects, Topology, type SluiceEvent } from '@sluice/contracts';
 
-export type Decision = SluiceEvent<'chat.admitted'> | SluiceEvent<'chat.throttled'>;
+type Decision = SluiceEvent<'chat.admitted'> | SluiceEvent<'chat.throttled'>;
 
 /** Finds the decision already published for a redelivered chat.requested, if there is one. */
 export type FindDecision = (requested: SluiceEvent<'chat.requested'>, seq: number) => Promise<Decision | undefined>;

@@ -25,10 +25,6 @@ export async function estimateTokensAsync(request: Estimated): Promise<number> {
   return fromCounts(await countMessagesAsync(request.messages), request);
 }
 
-export function promptTokens(messages: ChatRequest['messages']): number {
-  return framed(countMessages(messages));
-}
-
 function fromCounts(counts: MessageTokens[], request: Estimated): number {
   return framed(counts) + (request.params.max_tokens ?? DEFAULT_COMPLETION_TOKENS);
 }

@@ -21,7 +21,7 @@ export interface LimiterDeps {
 const tenantIndex = new WeakMap<SluiceConfig, Map<string, Tenant>>();
 
 /** The limits that apply to a request, from the live config. */
-export function limitsFor(config: SluiceConfig, tenantId: string, user: string | undefined): Limits {
+function limitsFor(config: SluiceConfig, tenantId: string, user: string | undefined): Limits {
   let index = tenantIndex.get(config);
   if (!index) tenantIndex.set(config, (index = new Map(config.tenants.map((t) => [t.id, t]))));
   const tenant = index.get(tenantId);

@@ -5,9 +5,8 @@ import type { Rate } from '@sluice/contracts';
  * Pure — state and `now` come in, the decision and the next state go out.
  */
 
-export const Layers = ['user', 'tenant', 'global'] as const;
-export type Layer = (typeof Layers)[number];
-export type LimitKind = 'requests' | 'tokens';
+export type Layer = 'user' | 'tenant' | 'global';
+type LimitKind = 'requests' | 'tokens';
 
 /**
  * One layer's bucket: its levels as of `at` (epoch ms). Capacity is the per-minute limit and
@@ -39,7 +38,7 @@ export interface Demand {
   paid?: readonly Layer[];
 }
 
-export interface Admitted {
+interface Admitted {
   admitted: true;
   /** The debited buckets of every layer decided on (the unpaid ones). */
   buckets: Buckets;
@@ -61,7 +60,7 @@ export interface Throttled {
 export type Decision = Admitted | Throttled;
 
 /** Retry-after for a request that can never pass: one full refill, so a client backs off properly. */
-export const OVERSIZE_RETRY_AFTER_MS = 60_000;
+const OVERSIZE_RETRY_AFTER_MS = 60_000;
 
 /** The layers a request is decided on, in check order (narrowest first). */
 export function layersOf(limits: Limits): Layer[] {
@@ -102,7 +101,7 @@ export function adjust(bucket: Bucket | undefined, rate: Rate, change: { request
 }
 
 /** Milliseconds until a bucket refilling at `perMinute` gains `deficit` (ceil, at least 1). */
-export function waitFor(deficit: number, perMinute: number): number {
+function waitFor(deficit: number, perMinute: number): number {
   return Math.max(1, Math.ceil((deficit * 60_000) / perMinute));
 }
 

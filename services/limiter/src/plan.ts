@@ -17,7 +17,7 @@ export interface LeaseState {
 }
 
 /** What a won write of a key takes for this replica's lease, or gives back from it. */
-export type LeaseTopUp = NonNullable<ReturnType<typeof planWrite>>;
+type LeaseTopUp = NonNullable<ReturnType<typeof planWrite>>;
 
 /** One key's write in a round. */
 export interface KeyWrite {

@@ -15,7 +15,7 @@ export interface Complexity {
  * ("refactoring"), only in what the user wrote: a system prompt is usually boilerplate and
  * would push every request of an app up a tier.
  */
-export const HARD_WORDS = [
+const HARD_WORDS = [
   'analyze', 'analyse', 'prove', 'proof', 'step by step', 'refactor', 'compare', 'explain why',
   'derive', 'optimize', 'optimise', 'debug', 'trade-off', 'tradeoff', 'architecture',
   'algorithm', 'evaluate', 'critique', 'reason about',

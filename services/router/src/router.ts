@@ -23,7 +23,7 @@ export interface RouteInput {
 }
 
 /** The `tier` of a request that named its model itself. */
-export const EXPLICIT_TIER = 'explicit';
+const EXPLICIT_TIER = 'explicit';
 
 /**
  * Routes a cache miss. The degrade level acts first: 2 sheds (cached only), 3 answers with the
@@ -90,7 +90,7 @@ export function route(input: RouteInput, config: SluiceConfig, degrade: DegradeS
 }
 
 /** The first tier (cheapest first) whose maxComplexity covers the score, else the last. */
-export function pickTier(config: SluiceConfig, score: number): SluiceConfig['tiers'][number] {
+function pickTier(config: SluiceConfig, score: number): SluiceConfig['tiers'][number] {
   return config.tiers.find((t) => t.maxComplexity >= score) ?? config.tiers[config.tiers.length - 1]!;
 }
 
