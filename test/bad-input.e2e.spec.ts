@@ -29,7 +29,7 @@ async function rejectedCodes(): Promise<string[]> {
   while (pending > 0) {
     const m = await consumer.next({ expires: 2000 });
     if (!m) break;
-    codes.push((m.json() as SluiceEvent<'chat.rejected'>).data.code);
+    codes.push(m.json<SluiceEvent<'chat.rejected'>>().data.code);
     pending = m.info.pending;
   }
   return codes;
@@ -72,7 +72,7 @@ describe('NATS rejections', () => {
     const h = natsHeaders();
     if (key !== '') h.set('sluice-key', key);
     const reply = await stack.nc.request(Subjects.chat(tenant), new TextEncoder().encode(body), { headers: h, timeout: 10_000 });
-    return reply.json() as ChatErrorReply;
+    return reply.json<ChatErrorReply>();
   };
   it.each([
     ['invalid JSON', '{nope', DEV_KEY, 'dev', 'invalid_json', 400],

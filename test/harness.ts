@@ -13,7 +13,7 @@ import { ROOT, startStack, type Stack, type StackOptions } from '@sluice/scripts
 
 export const DEV_KEY = 'sk-e2e-dev-key';
 /** The test Postgres (README.md, Test it): an admin URL; each stack makes a database of its own. */
-export const ADMIN_PG = process.env.SLUICE_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
+const ADMIN_PG = process.env.SLUICE_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 /** The shipped config, as `npm start` loads it. */
 export function defaultConfig(): Record<string, any> {
@@ -33,7 +33,7 @@ export interface E2eStack extends Stack {
 }
 
 /** Creates a database of its own on the local Postgres; returns its URL and a drop function. */
-export async function createDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+async function createDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
   const name = `sluice_e2e_${Date.now()}_${Math.floor(Math.random() * 1e6)}`;
   const admin = new pg.Client({ connectionString: ADMIN_PG });
   await admin.connect();

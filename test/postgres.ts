@@ -38,10 +38,10 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   const run = (tool: string, args: string[]) => {
     const [cmd, argv] = asRoot ? ['runuser', ['-u', 'postgres', '--', join(bin, tool), ...args]] : [join(bin, tool), args];
     try {
-      return execFileSync(cmd as string, argv as string[], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      return execFileSync(cmd, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     } catch (e) {
       const err = e as { stderr?: string; stdout?: string; message: string };
-      throw new Error(`${tool} ${args.join(' ')} failed: ${err.stderr || err.stdout || err.message}`);
+      throw new Error(`${tool} ${args.join(' ')} failed: ${err.stderr || err.stdout || err.message}`, { cause: e });
     }
   };
   const port = await freePort();

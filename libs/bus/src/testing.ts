@@ -107,7 +107,11 @@ export async function eventually<T>(check: () => T | Promise<T>, timeoutMs = 10_
     } catch (e) {
       failure = e;
     }
-    if (Date.now() > end) throw failure ?? new Error(`timed out after ${timeoutMs} ms waiting for ${opts.what ?? 'the check to pass'}`);
+    if (Date.now() > end) {
+      // the check's own error (an assertion, usually) says most about what never became true
+      if (failure instanceof Error) throw failure;
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${opts.what ?? 'the check to pass'}${failure === undefined ? '' : `: ${JSON.stringify(failure)}`}`);
+    }
     await new Promise((r) => setTimeout(r, pause));
   }
 }

@@ -33,7 +33,7 @@ let bus: Bus;
 let buckets: Buckets;
 let control: Control;
 let service: Array<Consumption>;
-let events: AnyEvent[] = [];
+const events: AnyEvent[] = [];
 let eventSub: Subscription;
 
 async function waitFor<T>(what: string, find: () => T | undefined, timeoutMs = 10_000): Promise<T> {

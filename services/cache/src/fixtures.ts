@@ -17,7 +17,7 @@ export function request(overrides: Partial<ChatRequest> = {}): ChatRequest {
 }
 
 /** Received long ago (at 1 s), but with a deadline a minute from now: the lookup consumer ends requests past theirs. */
-export function context(req: ChatRequest, replyTo?: string): RequestContext {
+function context(req: ChatRequest, replyTo?: string): RequestContext {
   return { request: req, frontDoor: 'nats', receivedAt: 1_000, deadline: Date.now() + 60_000, ...(replyTo ? { replyTo } : {}) };
 }
 

@@ -123,7 +123,7 @@ describe('override', () => {
     [s, e] = step(evolve(s, attempts(T0 + 1, 20, 0)), T0 + 60_000);
     expect(e).toBeUndefined();
     s = evolve(s, { kind: 'override', override: 0 });
-    [s, e] = step(s, T0 + 60_001);
+    [, e] = step(s, T0 + 60_001);
     expect(e?.data).toMatchObject({ from: 4, to: 0, manual: true });
   });
 
@@ -133,10 +133,10 @@ describe('override', () => {
 
   it('when lifted, hands back to the signals at once rather than one step per hold', () => {
     let s = given({ kind: 'override', override: 4 });
-    let e: SluiceEvent<'degrade.changed'> | undefined;
-    [s, e] = step(s, T0);
+    [s] = step(s, T0);
     s = evolve(s, { kind: 'override', override: undefined });
-    [s, e] = step(s, T0 + 1);
+    const [lifted, e] = step(s, T0 + 1);
+    s = lifted;
     expect(e?.data).toMatchObject({ from: 4, to: 0, manual: false });
     expect(e?.reason).toMatch(/^operator override lifted; /);
     expect(s.manual).toBe(false);

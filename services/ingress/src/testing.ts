@@ -11,7 +11,7 @@ import { startFrontDoors, type FrontDoors } from './ingress.js';
 
 export const KEYS = { acme: 'sk-acme-test', beta: 'sk-beta-test' } as const;
 
-export function fixtureConfig(): SluiceConfig {
+function fixtureConfig(): SluiceConfig {
   return JSON.parse(readFileSync(new URL('./fixtures/config.json', import.meta.url), 'utf8')) as SluiceConfig;
 }
 

@@ -4,7 +4,7 @@ import { admit, closedCircuit, recordFailure, recordNeutral, recordSuccess, type
 const s = { circuitFailureThreshold: 3, circuitOpenMs: 1000 };
 
 function failTimes(c: Circuit, n: number, now: number) {
-  let transitions = [];
+  const transitions = [];
   for (let i = 0; i < n; i++) {
     const o = recordFailure(c, now, s);
     c = o.circuit;

@@ -14,7 +14,7 @@ export const settings: InvokerSettings = { maxAttemptsPerDeployment: 2, baseBack
 export const A: Candidate = { model: 'gpt-4o-mini', deployment: 'a' };
 export const B: Candidate = { model: 'gpt-4o', deployment: 'b' };
 
-export function routed(candidates: Candidate[], content = 'What is the capital of France?'): SluiceEvent<'chat.routed'> {
+function routed(candidates: Candidate[], content = 'What is the capital of France?'): SluiceEvent<'chat.routed'> {
   const ctx = {
     request: { model: 'auto', messages: [{ role: 'user' as const, content }], priority: 'standard' as const, stream: false, params: {}, cache: 'default' as const },
     replyTo: '_INBOX.r1',
@@ -38,7 +38,7 @@ export const failed = (failure: Partial<Failure> = {}, latencyMs = 80): AttemptO
   latencyMs,
 });
 
-export function answer(content: string): UpstreamAnswer {
+function answer(content: string): UpstreamAnswer {
   return { status: 200, content, finishReason: 'stop', usage: { prompt_tokens: 12, completion_tokens: 3, total_tokens: 15 }, remaining: { requests: '99', tokens: '9000' } };
 }
 

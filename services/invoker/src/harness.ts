@@ -34,7 +34,7 @@ export interface DeploymentSpec {
   timeoutMs?: number;
 }
 
-export interface Outcome {
+interface Outcome {
   requestId: string;
   /** The input, for handing it to the invoker again. */
   routed: SluiceEvent<'chat.routed'>;
@@ -44,7 +44,7 @@ export interface Outcome {
   events: AnyEvent[];
 }
 
-export interface InvokeOptions {
+interface InvokeOptions {
   stream?: boolean;
   deadlineMs?: number;
   prompt?: string;

@@ -6,7 +6,7 @@ import { admitted, answer, chatRequest, completed, missed, requestContext, reque
 export const T0 = Date.parse('2025-06-01T12:00:00Z');
 
 /** A request that came over HTTP at `receivedAt`, from user u1 for feature chat unless `over` says. */
-export function ctx(receivedAt: number, over: Partial<RequestContext['request']> = {}): RequestContext {
+function ctx(receivedAt: number, over: Partial<RequestContext['request']> = {}): RequestContext {
   const request = chatRequest({ model: 'auto', messages: [{ role: 'user', content: 'hello there, a long prompt' }], user: 'u1', feature: 'chat', ...over });
   return requestContext(request, { frontDoor: 'http', receivedAt });
 }
@@ -23,7 +23,7 @@ const f = (r: Req, service: AnyEvent['service'], at: number, reason = 'test') =>
 const ctxOf = (r: Req) => ctx(r.at, { user: r.user ?? 'u1', feature: r.feature ?? 'chat' });
 
 export function requested(r: Req): AnyEvent {
-  return requestedBy(r.id, r.tenant, { ctx: ctxOf(r) }, { at: r.at }) as AnyEvent;
+  return requestedBy(r.id, r.tenant, { ctx: ctxOf(r) }, { at: r.at });
 }
 
 /** requested → admitted → missed → routed → attempted → completed. */
@@ -80,10 +80,10 @@ export function rejectedAtIngress(r: Req): AnyEvent[] {
 }
 
 export function circuitOpened(at: number): AnyEvent {
-  return makeEvent('circuit.opened', { requestId: '', tenant: '_system', service: 'invoker', at, reason: '5 failures', suffix: at }, { deployment: 'sim', failures: 5, openForMs: 30_000 }) as AnyEvent;
+  return makeEvent('circuit.opened', { requestId: '', tenant: '_system', service: 'invoker', at, reason: '5 failures', suffix: at }, { deployment: 'sim', failures: 5, openForMs: 30_000 });
 }
 
-export const PRICES = {
+const PRICES = {
   'gpt-4o-mini': { inputPerMTok: 0.15, outputPerMTok: 0.6 },
   'gpt-4o': { inputPerMTok: 2.5, outputPerMTok: 10 },
 } as const;

@@ -48,7 +48,7 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
 
     const get = async (url: string) => {
       const res = await app.inject({ url });
-      return { status: res.statusCode, body: res.json() as any };
+      return { status: res.statusCode, body: res.json<any>() };
     };
     const publishAll = async (events: AnyEvent[]) => {
       for (const e of events) await publishEvent(bus.js, e);

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { carryOut, consumeEvents, getJson, publishEvent, type Consumption } from '@sluice/bus';
-import { Consumers, EventType, Subjects, Topology, type ChatErrorReply } from '@sluice/contracts';
+import { Consumers, type ChatErrorReply } from '@sluice/contracts';
 import { answer, completed as completedBy } from '@sluice/contracts/testing';
 import { collectEvents, eventually, startTestBus, type TestBus } from '@sluice/bus/testing';
 import { chatRequested, testConfig } from './int-env.js';
