@@ -44,7 +44,7 @@ function fill(text: (bytes: number) => string): string {
 function hardPhraseRuns(bytes: number): string {
   const rnd = seeded(3);
   const parts: string[] = [];
-  for (let length = 0; length < bytes; ) {
+  for (let length = 0; length < bytes;) {
     const run = () => ' \n\t'[Math.floor(rnd() * 3)]!.repeat(1 + Math.floor(rnd() * 2_000));
     const part = `step${run()}by${run()}step explain${run()}why reason${run()}abou `;
     parts.push(part);
@@ -169,7 +169,9 @@ async function main(): Promise<void> {
   hostile = false;
   await flood;
   const p = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.floor(q * (xs.length - 1))]!;
-  console.log(`normal request (1 KB prompt) estimate, ms: idle p50 ${p(idle, 0.5).toFixed(2)} p99 ${p(idle, 0.99).toFixed(2)}; while 1 MiB of "space runs" is counted back to back p50 ${p(loaded, 0.5).toFixed(2)} p99 ${p(loaded, 0.99).toFixed(2)} (bound ${NORMAL_UNDER_LOAD_P99})`);
+  console.log(
+    `normal request (1 KB prompt) estimate, ms: idle p50 ${p(idle, 0.5).toFixed(2)} p99 ${p(idle, 0.99).toFixed(2)}; while 1 MiB of "space runs" is counted back to back p50 ${p(loaded, 0.5).toFixed(2)} p99 ${p(loaded, 0.99).toFixed(2)} (bound ${NORMAL_UNDER_LOAD_P99})`,
+  );
   if (p(loaded, 0.99) > NORMAL_UNDER_LOAD_P99) over.push(`normal request p99 under load ${p(loaded, 0.99).toFixed(2)} > ${NORMAL_UNDER_LOAD_P99}`);
   await stopTokenWorker();
   if (over.length > 0) {

@@ -44,11 +44,15 @@ const agent = new Agent({ keepAlive: true, maxSockets: 1024 });
 
 function post(url: URL, body: string, headers: Record<string, string>): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-      res.on('error', reject);
-    });
+    const req = request(
+      url,
+      { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -176,7 +180,15 @@ function describeRun(name: string, c: number, requests: number, before: Map<stri
       gaps.set(pair, [...(gaps.get(pair) ?? []), list[i]![1] - list[i - 1]![1]]);
     }
   }
-  const common = [...gaps].filter(([, v]) => v.length >= requests / 2).map(([pair, v]) => `${pair} ${pct(v.sort((a, b) => a - b), 50).toFixed(2)}`);
+  const common = [...gaps]
+    .filter(([, v]) => v.length >= requests / 2)
+    .map(
+      ([pair, v]) =>
+        `${pair} ${pct(
+          v.sort((a, b) => a - b),
+          50,
+        ).toFixed(2)}`,
+    );
   return `${name} c=${c}: CPU ms/request ${total.toFixed(2)} (${cpu})\n  event gaps p50 ms: ${common.join(', ')}\n`;
 }
 
@@ -223,8 +235,13 @@ for (const c of levels) {
   for (const [name, r] of Object.entries(results)) {
     const rps = (r.latencies.length / r.elapsedMs) * 1000;
     const [p50, p95, p99] = [50, 95, 99].map((p) => pct(r.latencies, p)) as [number, number, number];
-    const added = name === 'direct' ? '' : ` | ${fmt(p50 - pct(d.latencies, 50))} ${fmt(p95 - pct(d.latencies, 95))} ${fmt(p99 - pct(d.latencies, 99))} (${(p50 / pct(d.latencies, 50)).toFixed(1)}x)`;
-    process.stdout.write(`${name.padEnd(7)} ${String(c).padStart(4)} ${rps.toFixed(0).padStart(7)} ${fmt(p50)} ${fmt(p95)} ${fmt(p99)} ${String(r.errors).padStart(7)}${added}\n`);
+    const added =
+      name === 'direct'
+        ? ''
+        : ` | ${fmt(p50 - pct(d.latencies, 50))} ${fmt(p95 - pct(d.latencies, 95))} ${fmt(p99 - pct(d.latencies, 99))} (${(p50 / pct(d.latencies, 50)).toFixed(1)}x)`;
+    process.stdout.write(
+      `${name.padEnd(7)} ${String(c).padStart(4)} ${rps.toFixed(0).padStart(7)} ${fmt(p50)} ${fmt(p95)} ${fmt(p99)} ${String(r.errors).padStart(7)}${added}\n`,
+    );
     rows.push({ path: name, concurrency: c, rps: Math.round(rps), p50, p95, p99, errors: r.errors });
   }
 }

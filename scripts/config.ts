@@ -43,7 +43,9 @@ switch (command) {
     const current = (await getJson<DegradeState>(control, ControlKeys.degrade))?.value ?? { level: 0, since: Date.now(), reason: 'initial' };
     const { override: _previous, ...rest } = current;
     const next: DegradeState =
-      arg === 'auto' ? { ...rest, reason: 'override cleared by operator' } : { ...rest, level: Number(arg), override: Number(arg), since: Date.now(), reason: 'operator override' };
+      arg === 'auto'
+        ? { ...rest, reason: 'override cleared by operator' }
+        : { ...rest, level: Number(arg), override: Number(arg), since: Date.now(), reason: 'operator override' };
     if (arg !== 'auto' && !(Number(arg) >= 0 && Number(arg) <= 4)) throw new Error('usage: degrade <0-4|auto>');
     await putDegrade(control, next);
     process.stdout.write(`degrade: ${JSON.stringify(next)}\n`);
@@ -78,6 +80,15 @@ function describeParked(p: ParkedEvent): string {
   } catch {
     // an unreadable event is listed by its place alone
   }
-  const fields = [`dlq ${p.dlqSeq}`, p.durable, `seq ${p.seq}`, event.type ?? '(unreadable)', event.requestId || '-', `${p.deliveries} tries`, p.parkedAt.toISOString(), p.error];
+  const fields = [
+    `dlq ${p.dlqSeq}`,
+    p.durable,
+    `seq ${p.seq}`,
+    event.type ?? '(unreadable)',
+    event.requestId || '-',
+    `${p.deliveries} tries`,
+    p.parkedAt.toISOString(),
+    p.error,
+  ];
   return fields.join('  ');
 }

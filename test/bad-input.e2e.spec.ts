@@ -41,10 +41,26 @@ const cases: Array<{ name: string; body: string; headers?: Record<string, string
   { name: 'empty messages', body: JSON.stringify({ model: 'gpt-4o-mini', messages: [] }), status: 400, code: 'invalid_request' },
   { name: 'wrong types', body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 42 }] }), status: 400, code: 'invalid_request' },
   { name: 'bad role', body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'wizard', content: 'x' }] }), status: 400, code: 'invalid_request' },
-  { name: 'temperature out of range', body: JSON.stringify({ model: 'gpt-4o-mini', temperature: 7, messages: [{ role: 'user', content: 'x' }] }), status: 400, code: 'invalid_request' },
-  { name: 'oversized body', body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x'.repeat(1_100_000) }] }), status: 413, code: 'body_too_large' },
+  {
+    name: 'temperature out of range',
+    body: JSON.stringify({ model: 'gpt-4o-mini', temperature: 7, messages: [{ role: 'user', content: 'x' }] }),
+    status: 400,
+    code: 'invalid_request',
+  },
+  {
+    name: 'oversized body',
+    body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x'.repeat(1_100_000) }] }),
+    status: 413,
+    code: 'body_too_large',
+  },
   { name: 'missing key', body: JSON.stringify({ messages: [{ role: 'user', content: 'x' }] }), headers: {}, status: 401, code: 'missing_api_key' },
-  { name: 'wrong key', body: JSON.stringify({ messages: [{ role: 'user', content: 'x' }] }), headers: { authorization: 'Bearer sk-nope' }, status: 401, code: 'invalid_api_key' },
+  {
+    name: 'wrong key',
+    body: JSON.stringify({ messages: [{ role: 'user', content: 'x' }] }),
+    headers: { authorization: 'Bearer sk-nope' },
+    status: 401,
+    code: 'invalid_api_key',
+  },
   { name: 'unknown model', body: JSON.stringify({ model: 'gpt-9-ultra', messages: [{ role: 'user', content: 'x' }] }), status: 404, code: 'model_not_found' },
 ];
 
@@ -62,8 +78,12 @@ describe('HTTP rejections', () => {
 
   it('surfaces as the openai SDK error classes', async () => {
     const bad = stack.openai('sk-nope');
-    await expect(bad.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
-    await expect(stack.openai().chat.completions.create({ model: 'gpt-9-ultra', messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(bad.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(
+      OpenAI.AuthenticationError,
+    );
+    await expect(stack.openai().chat.completions.create({ model: 'gpt-9-ultra', messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(
+      OpenAI.NotFoundError,
+    );
   });
 });
 

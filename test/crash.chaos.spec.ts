@@ -182,9 +182,7 @@ describe('crash safety', () => {
 
     const tally = (os: Outcome[]) => ({
       answered: os.filter((o) => o.kind === 'answered').length,
-      coded: Object.entries(
-        os.reduce<Record<string, number>>((acc, o) => (o.kind === 'coded' ? { ...acc, [o.code]: (acc[o.code] ?? 0) + 1 } : acc), {}),
-      ),
+      coded: Object.entries(os.reduce<Record<string, number>>((acc, o) => (o.kind === 'coded' ? { ...acc, [o.code]: (acc[o.code] ?? 0) + 1 } : acc), {})),
       refused: os.filter((o) => o.kind === 'transport' && o.refused).length,
       broken: os.filter((o) => o.kind === 'transport' && !o.refused).map((o) => (o.kind === 'transport' ? o.message : '')),
     });

@@ -39,7 +39,8 @@ afterAll(async () => {
 });
 
 const chatUrl = () => `${stack.ingressUrl}/v1/chat/completions`;
-const post = (body: string, key = DEV_KEY) => fetch(chatUrl(), { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` }, body });
+const post = (body: string, key = DEV_KEY) =>
+  fetch(chatUrl(), { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` }, body });
 const nats = (key = DEV_KEY, tenant = 'dev') => new SluiceClient(stack.nc, { tenant, key, timeoutMs: 60_000 });
 
 /** Sends raw bytes to the NATS door and returns the reply. */
@@ -80,7 +81,14 @@ describe('strings Postgres refuses (NUL, lone surrogates) are answered and bille
 
   it('through the NATS door, the same', async () => {
     for (const [i, s] of NUL_AND_SURROGATES.entries()) {
-      const r = await nats().chat({ model: 'gpt-4o-mini', user: s, feature: s, metadata: { [`k${s}`]: s }, stop: [s], messages: [{ role: 'user', content: `nats hostile ${i} ${s}` }] });
+      const r = await nats().chat({
+        model: 'gpt-4o-mini',
+        user: s,
+        feature: s,
+        metadata: { [`k${s}`]: s },
+        stop: [s],
+        messages: [{ role: 'user', content: `nats hostile ${i} ${s}` }],
+      });
       expect(r.usage.total_tokens).toBeGreaterThan(0);
     }
   });
@@ -144,11 +152,15 @@ describe('work on client text is bounded', () => {
   });
 
   it('answers long whitespace runs, combining marks, deep JSON and thousands of tiny messages with a coded status', async () => {
-    const spaces = await post(JSON.stringify({ model: 'gpt-4o-mini', user: 'shapes', messages: [{ role: 'user', content: `${' '.repeat(400_000)}x${'\n \t'.repeat(100_000)}` }] }));
+    const spaces = await post(
+      JSON.stringify({ model: 'gpt-4o-mini', user: 'shapes', messages: [{ role: 'user', content: `${' '.repeat(400_000)}x${'\n \t'.repeat(100_000)}` }] }),
+    );
     expect(spaces.status).toBe(200);
     const marks = await post(JSON.stringify({ model: 'gpt-4o-mini', user: 'shapes', messages: [{ role: 'user', content: `a${'\u0301'.repeat(300_000)}` }] }));
     expect(marks.status).toBe(200);
-    const many = await post(JSON.stringify({ model: 'gpt-4o-mini', user: 'shapes', messages: Array.from({ length: 5_000 }, (_, i) => ({ role: 'user', content: `m${i}` })) }));
+    const many = await post(
+      JSON.stringify({ model: 'gpt-4o-mini', user: 'shapes', messages: Array.from({ length: 5_000 }, (_, i) => ({ role: 'user', content: `m${i}` })) }),
+    );
     // over ingress.maxMessages (256): refused with a code, not a 5xx
     expect(many.status).toBe(400);
     const deep = await post(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"deep"}],"extra":${'['.repeat(200_000)}${']'.repeat(200_000)}}`);
@@ -160,11 +172,20 @@ describe('HTTP edges', () => {
   it('answers a 2 MB chunked upload with its 413 before the connection closes', async () => {
     const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
       const url = new URL(chatUrl());
-      const req = httpRequest({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${DEV_KEY}`, 'transfer-encoding': 'chunked' } }, (res) => {
-        let text = '';
-        res.on('data', (d: Buffer) => (text += d.toString()));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
-      });
+      const req = httpRequest(
+        {
+          host: url.hostname,
+          port: url.port,
+          path: url.pathname,
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${DEV_KEY}`, 'transfer-encoding': 'chunked' },
+        },
+        (res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => (text += d.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+        },
+      );
       req.on('error', reject);
       const chunk = Buffer.alloc(64 * 1024, 'a');
       for (let i = 0; i < 32; i++) req.write(chunk);
@@ -193,13 +214,27 @@ describe('any string in any field', () => {
     await fc.assert(
       fc.asyncProperty(body, async (b) => {
         n++;
-        const json = JSON.stringify({ model: b.model, user: b.user, feature: b.feature, metadata: b.metadata, stop: b.stop, messages: [{ role: 'user', content: `p${n} ${b.content}`, name: b.name }] });
+        const json = JSON.stringify({
+          model: b.model,
+          user: b.user,
+          feature: b.feature,
+          metadata: b.metadata,
+          stop: b.stop,
+          messages: [{ role: 'user', content: `p${n} ${b.content}`, name: b.name }],
+        });
         const res = await post(json);
         const answer = (await res.json()) as { error?: { code: string } };
         expect(res.status).toBeLessThan(500);
         if (res.status !== 200) expect(answer.error?.code).toMatch(/^[a-z_]+$/);
         try {
-          await nats().chat({ model: b.model, user: b.user, feature: b.feature, metadata: b.metadata, stop: b.stop, messages: [{ role: 'user', content: `q${n} ${b.content}`, name: b.name }] });
+          await nats().chat({
+            model: b.model,
+            user: b.user,
+            feature: b.feature,
+            metadata: b.metadata,
+            stop: b.stop,
+            messages: [{ role: 'user', content: `q${n} ${b.content}`, name: b.name }],
+          });
         } catch (e) {
           if (!(e instanceof SluiceRequestError)) throw e;
           expect(e.status).toBeLessThan(500);

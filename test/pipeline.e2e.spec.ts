@@ -34,7 +34,9 @@ describe('HTTP front door with the openai SDK', () => {
     const direct = new OpenAI({ baseURL: reference.url, apiKey: 'x', maxRetries: 0 });
     const expected = await direct.chat.completions.create(ask('Stream me an answer about queues'));
     await reference.close();
-    const stream = await stack.openai().chat.completions.create({ ...ask('Stream me an answer about queues'), stream: true, stream_options: { include_usage: true } });
+    const stream = await stack
+      .openai()
+      .chat.completions.create({ ...ask('Stream me an answer about queues'), stream: true, stream_options: { include_usage: true } });
     let content = '';
     let chunks = 0;
     let usage: OpenAI.CompletionUsage | undefined;

@@ -76,7 +76,10 @@ describe('failures upstream', () => {
   it('fails with a coded 502 when nothing can answer', async () => {
     backup.setFaults({ errorRate: 1 });
     try {
-      const err = await stack.openai().chat.completions.create(ask('nothing works')).catch((e: unknown) => e);
+      const err = await stack
+        .openai()
+        .chat.completions.create(ask('nothing works'))
+        .catch((e: unknown) => e);
       expect(err).toBeInstanceOf(OpenAI.APIError);
       expect((err as InstanceType<typeof OpenAI.APIError>).status).toBe(502);
       expect((err as InstanceType<typeof OpenAI.APIError>).code).toBe('upstream_failed');

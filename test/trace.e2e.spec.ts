@@ -163,7 +163,9 @@ function expectChain(spans: ReceivedSpan[], ingressSpan: ReceivedSpan): void {
   }
 
   const invoking = one(spans, 'sluice-invoker', Kind.consumer, 'process chat.routed');
-  const upstreamCall = spans.find((s) => s.service === 'sluice-invoker' && s.kind === Kind.client && String(s.attributes['url.full']).endsWith('/chat/completions'));
+  const upstreamCall = spans.find(
+    (s) => s.service === 'sluice-invoker' && s.kind === Kind.client && String(s.attributes['url.full']).endsWith('/chat/completions'),
+  );
   expect(upstreamCall, 'the invoker traces its call to the upstream').toBeDefined();
   expect(isDescendant(spans, upstreamCall!, invoking), 'the upstream call runs inside the chat.routed consumer span').toBe(true);
 
@@ -202,7 +204,9 @@ describe('tracing across the pipeline', () => {
 
       // the ledger commits a batch in one transaction: its span links to the event and holds the queries
       const completed = one(spans, 'sluice-invoker', Kind.producer, 'publish chat.completed');
-      const batch = receiver.spans.find((s) => s.service === 'sluice-ledger' && s.name === 'process batch' && s.links.some((l) => l.spanId === completed.spanId));
+      const batch = receiver.spans.find(
+        (s) => s.service === 'sluice-ledger' && s.name === 'process batch' && s.links.some((l) => l.spanId === completed.spanId),
+      );
       expect(batch, 'a ledger batch span links to the chat.completed it projected').toBeDefined();
       expect(receiver.spans.some((s) => s.parentSpanId === batch!.spanId && s.attributes['db.system.name'] === 'postgresql')).toBe(true);
 

@@ -31,7 +31,10 @@ export async function connectBus(url: string, name: string, log?: Logger): Promi
   if (log) {
     if (!patchWarned && !requestPatchActive()) {
       patchWarned = true;
-      log.warn({ package: '@nats-io/nats-core' }, 'request patch inactive: nats-core internals are not the 3.4.0 shape, so every request builds a throwaway error (4-8% of CPU)');
+      log.warn(
+        { package: '@nats-io/nats-core' },
+        'request patch inactive: nats-core internals are not the 3.4.0 shape, so every request builds a throwaway error (4-8% of CPU)',
+      );
     }
     void (async () => {
       for await (const s of nc.status()) {

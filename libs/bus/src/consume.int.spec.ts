@@ -109,7 +109,12 @@ describe('consumeEvents parks what it cannot handle', () => {
     expect(handled.map((h) => h.id)).toEqual(['good']);
     expect(tries.get('bad')).toBe(3);
     const note = events.of('event.parked')[0]!;
-    expect(note).toMatchObject({ requestId: 'bad', tenant: 'acme', service: 'router', data: { durable, streamSeq: bad.seq, eventType: 'chat.requested', deliveries: 3 } });
+    expect(note).toMatchObject({
+      requestId: 'bad',
+      tenant: 'acme',
+      service: 'router',
+      data: { durable, streamSeq: bad.seq, eventType: 'chat.requested', deliveries: 3 },
+    });
     // one printable line, whatever the error said
     expect(note.data.error).toBe('Error: cannot handle this');
     const dead = await listParked(env.bus, durable);
@@ -189,7 +194,8 @@ describe('consumeEvents parks what it cannot handle', () => {
     await events.until(() => events.of('chat.failed').length === 1 && handled.length === 1);
     expect(handled).toEqual(['on-time']);
     expect(events.of('chat.failed')[0]).toMatchObject({ requestId: 'late', service: 'limiter', data: { code: 'deadline_exceeded', status: 504 } });
-    for await (const m of inbox) expect(JSON.parse(new TextDecoder().decode(m.data))).toMatchObject({ requestId: 'late', error: { code: 'deadline_exceeded', status: 504 } });
+    for await (const m of inbox)
+      expect(JSON.parse(new TextDecoder().decode(m.data))).toMatchObject({ requestId: 'late', error: { code: 'deadline_exceeded', status: 504 } });
     await consumption.stop();
     events.stop();
   });

@@ -147,7 +147,17 @@ export async function consumeEvents<C extends ConsumerSpec>(bus: Bus, opts: Cons
     let event: AnyEvent | undefined;
     // a failed replay parks again under its own id, so it is not taken for the first parking
     const parkNow = async (error: unknown) => {
-      await park(bus, { durable, seq, subject: replayed?.subject ?? msg.subject, data: msg.data, headers: msg.headers, deliveries, error, event, attempt: replayed ? `replay-${msg.seq}` : undefined });
+      await park(bus, {
+        durable,
+        seq,
+        subject: replayed?.subject ?? msg.subject,
+        data: msg.data,
+        headers: msg.headers,
+        deliveries,
+        error,
+        event,
+        attempt: replayed ? `replay-${msg.seq}` : undefined,
+      });
       opts.log.error({ err: error, seq, deliveries, type: event?.type, requestId: event?.requestId }, 'parked an event in the dead-letter stream');
       msg.term();
     };

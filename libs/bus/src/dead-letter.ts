@@ -1,16 +1,6 @@
 import { errors, headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 import { JetStreamApiError, JetStreamError } from '@nats-io/jetstream';
-import {
-  Headers,
-  makeEvent,
-  serviceOfDurable,
-  Subjects,
-  SYSTEM_TENANT,
-  TENANT_ID_PATTERN,
-  Topology,
-  UNKNOWN_TENANT,
-  type AnyEvent,
-} from '@sluice/contracts';
+import { Headers, makeEvent, serviceOfDurable, Subjects, SYSTEM_TENANT, TENANT_ID_PATTERN, Topology, UNKNOWN_TENANT, type AnyEvent } from '@sluice/contracts';
 import type { Bus } from './connect.js';
 import { publishEvent } from './publish.js';
 import { retryFor } from './retry.js';
@@ -117,7 +107,10 @@ export function oneLine(err: unknown): string {
   const text = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
   // control characters would break a header; lone surrogates and NULs a database column
   // eslint-disable-next-line no-control-regex
-  const clean = text.toWellFormed().replace(/[\u0000-\u001f\u007f]+/g, ' ').trim();
+  const clean = text
+    .toWellFormed()
+    .replace(/[\u0000-\u001f\u007f]+/g, ' ')
+    .trim();
   return clean.length > MAX_ERROR_CHARS ? `${clean.slice(0, MAX_ERROR_CHARS - 1)}…` : clean;
 }
 

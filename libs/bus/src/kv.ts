@@ -46,5 +46,7 @@ export async function casUpdate<T>(kv: KV, key: string, change: (current: T | un
  * still being proposed. Matched on the API code, not the message text, which servers may reword.
  */
 export function isWrongRevision(e: unknown): boolean {
-  return e instanceof JetStreamApiError && (e.code === JetStreamApiCodes.StreamWrongLastSequence || e.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown);
+  return (
+    e instanceof JetStreamApiError && (e.code === JetStreamApiCodes.StreamWrongLastSequence || e.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
+  );
 }

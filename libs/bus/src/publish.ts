@@ -52,7 +52,13 @@ export async function publishEvent(js: JetStreamClient, event: SluiceEvent<Event
   }
 }
 
-async function send(js: JetStreamClient, subject: string, event: SluiceEvent<EventType> | AnyEvent, trace: TraceHeaders, opts: PublishOptions): Promise<PubAck> {
+async function send(
+  js: JetStreamClient,
+  subject: string,
+  event: SluiceEvent<EventType> | AnyEvent,
+  trace: TraceHeaders,
+  opts: PublishOptions,
+): Promise<PubAck> {
   let hdrs: MsgHdrs | undefined;
   if (trace.traceparent) {
     hdrs = natsHeaders();

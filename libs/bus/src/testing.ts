@@ -110,7 +110,9 @@ export async function eventually<T>(check: () => T | Promise<T>, timeoutMs = 10_
     if (Date.now() > end) {
       // the check's own error (an assertion, usually) says most about what never became true
       if (failure instanceof Error) throw failure;
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${opts.what ?? 'the check to pass'}${failure === undefined ? '' : `: ${JSON.stringify(failure)}`}`);
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${opts.what ?? 'the check to pass'}${failure === undefined ? '' : `: ${JSON.stringify(failure)}`}`,
+      );
     }
     await new Promise((r) => setTimeout(r, pause));
   }

@@ -73,7 +73,8 @@ export class SluiceClient {
     }
     const reply = parse(msg.data);
     if (isError(reply)) throw SluiceRequestError.fromReply(reply);
-    if (isChunk(reply)) throw new SluiceRequestError('internal_error', 'Sluice sent a chunk to a request that did not ask for a stream.', 500, undefined, reply.requestId);
+    if (isChunk(reply))
+      throw new SluiceRequestError('internal_error', 'Sluice sent a chunk to a request that did not ask for a stream.', 500, undefined, reply.requestId);
     return reply;
   }
 

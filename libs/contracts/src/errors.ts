@@ -6,7 +6,11 @@ export const Errors = {
   invalid_json: { status: 400, type: 'invalid_request_error', message: 'The request body is not valid JSON.' },
   invalid_request: { status: 400, type: 'invalid_request_error', message: 'The request is not valid.' },
   body_too_large: { status: 413, type: 'invalid_request_error', message: 'The request body is too large.' },
-  missing_api_key: { status: 401, type: 'invalid_request_error', message: 'No API key provided. Send it as "Authorization: Bearer <key>" (HTTP) or the sluice-key header (NATS).' },
+  missing_api_key: {
+    status: 401,
+    type: 'invalid_request_error',
+    message: 'No API key provided. Send it as "Authorization: Bearer <key>" (HTTP) or the sluice-key header (NATS).',
+  },
   invalid_api_key: { status: 401, type: 'invalid_request_error', message: 'The API key is not valid for this tenant.' },
   model_not_found: { status: 404, type: 'invalid_request_error', message: 'The model does not exist.' },
   model_not_allowed: { status: 403, type: 'invalid_request_error', message: 'This tenant may not use the model.' },

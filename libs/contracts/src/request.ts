@@ -1,13 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { ChatMessage } from './reply.js';
 
-export const Priority = Type.Union([
-  Type.Literal('critical'),
-  Type.Literal('realtime'),
-  Type.Literal('standard'),
-  Type.Literal('batch'),
-  Type.Literal('low'),
-]);
+export const Priority = Type.Union([Type.Literal('critical'), Type.Literal('realtime'), Type.Literal('standard'), Type.Literal('batch'), Type.Literal('low')]);
 export type Priority = Static<typeof Priority>;
 
 /** Sampling parameters that change the answer, and so belong in the cache key. */

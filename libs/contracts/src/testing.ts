@@ -82,7 +82,14 @@ export interface Envelope {
   suffix?: string | number;
 }
 
-function build<T extends EventType>(type: T, service: ServiceName, requestId: string, tenant: string, data: EventDataOf<T>, envelope: Envelope): SluiceEvent<T> {
+function build<T extends EventType>(
+  type: T,
+  service: ServiceName,
+  requestId: string,
+  tenant: string,
+  data: EventDataOf<T>,
+  envelope: Envelope,
+): SluiceEvent<T> {
   return makeEvent(type, { requestId, tenant, service, at: Date.now(), reason: 'test', ...envelope }, data);
 }
 
@@ -92,17 +99,32 @@ function build<T extends EventType>(type: T, service: ServiceName, requestId: st
  * @example
  * requested('r1', 'acme', { ctx: requestContext(chatRequest({ stream: true })) })
  */
-export function requested(requestId: string, tenant: string, data: Partial<EventDataOf<'chat.requested'>> = {}, envelope: Envelope = {}): SluiceEvent<'chat.requested'> {
+export function requested(
+  requestId: string,
+  tenant: string,
+  data: Partial<EventDataOf<'chat.requested'>> = {},
+  envelope: Envelope = {},
+): SluiceEvent<'chat.requested'> {
   return build('chat.requested', 'ingress', requestId, tenant, { ctx: requestContext(), ...data }, envelope);
 }
 
 /** `chat.admitted` from the limiter: 10 estimated tokens unless given. */
-export function admitted(requestId: string, tenant: string, data: Partial<EventDataOf<'chat.admitted'>> = {}, envelope: Envelope = {}): SluiceEvent<'chat.admitted'> {
+export function admitted(
+  requestId: string,
+  tenant: string,
+  data: Partial<EventDataOf<'chat.admitted'>> = {},
+  envelope: Envelope = {},
+): SluiceEvent<'chat.admitted'> {
   return build('chat.admitted', 'limiter', requestId, tenant, { ctx: requestContext(), estimatedTokens: 10, ...data }, envelope);
 }
 
 /** `cache.missed` from the cache: 10 estimated tokens, no key unless given. */
-export function missed(requestId: string, tenant: string, data: Partial<EventDataOf<'cache.missed'>> = {}, envelope: Envelope = {}): SluiceEvent<'cache.missed'> {
+export function missed(
+  requestId: string,
+  tenant: string,
+  data: Partial<EventDataOf<'cache.missed'>> = {},
+  envelope: Envelope = {},
+): SluiceEvent<'cache.missed'> {
   return build('cache.missed', 'cache', requestId, tenant, { ctx: requestContext(), estimatedTokens: 10, ...data }, envelope);
 }
 
@@ -112,11 +134,30 @@ export function missed(requestId: string, tenant: string, data: Partial<EventDat
  */
 export function routed(requestId: string, tenant: string, data: Partial<EventDataOf<'chat.routed'>> = {}, envelope: Envelope = {}): SluiceEvent<'chat.routed'> {
   const ctx = data.ctx ?? requestContext();
-  return build('chat.routed', 'router', requestId, tenant, { ctx, tier: 'only', lane: 'standard', candidates: [{ model: ctx.request.model, deployment: 'd1' }], degradeLevel: 0, ...data }, envelope);
+  return build(
+    'chat.routed',
+    'router',
+    requestId,
+    tenant,
+    { ctx, tier: 'only', lane: 'standard', candidates: [{ model: ctx.request.model, deployment: 'd1' }], degradeLevel: 0, ...data },
+    envelope,
+  );
 }
 
 /** `chat.completed` from the invoker: `answer()` from the request's model on `d1`, first attempt. */
-export function completed(requestId: string, tenant: string, data: Partial<EventDataOf<'chat.completed'>> = {}, envelope: Envelope = {}): SluiceEvent<'chat.completed'> {
+export function completed(
+  requestId: string,
+  tenant: string,
+  data: Partial<EventDataOf<'chat.completed'>> = {},
+  envelope: Envelope = {},
+): SluiceEvent<'chat.completed'> {
   const ctx = data.ctx ?? requestContext();
-  return build('chat.completed', 'invoker', requestId, tenant, { ctx, answer: answer(ctx.request.model), deployment: 'd1', attempts: 1, upstreamLatencyMs: 5, ...data }, envelope);
+  return build(
+    'chat.completed',
+    'invoker',
+    requestId,
+    tenant,
+    { ctx, answer: answer(ctx.request.model), deployment: 'd1', attempts: 1, upstreamLatencyMs: 5, ...data },
+    envelope,
+  );
 }

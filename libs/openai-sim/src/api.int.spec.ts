@@ -21,9 +21,7 @@ const messages = [
 
 describe('POST /v1/chat/completions', () => {
   it('answers a whole completion with exact usage', async () => {
-    const { data: r, response } = await client.chat.completions
-      .create({ model: 'gpt-4o-mini', messages })
-      .withResponse();
+    const { data: r, response } = await client.chat.completions.create({ model: 'gpt-4o-mini', messages }).withResponse();
     expect(r.id).toMatch(/^chatcmpl-/);
     expect(r.object).toBe('chat.completion');
     expect(r.model).toBe('gpt-4o-mini');
@@ -113,9 +111,7 @@ describe('POST /v1/chat/completions', () => {
     expect(missing).toBeInstanceOf(OpenAI.BadRequestError);
     expect(missing).toMatchObject({ status: 400, type: 'invalid_request_error', param: 'messages', code: 'missing_required_parameter' });
 
-    const noModel = await client.chat.completions
-      .create({ messages } as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming)
-      .catch((e: unknown) => e);
+    const noModel = await client.chat.completions.create({ messages } as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming).catch((e: unknown) => e);
     expect(noModel).toBeInstanceOf(OpenAI.BadRequestError);
 
     const unknown = await client.chat.completions.create({ model: 'gpt-9', messages }).catch((e: unknown) => e);

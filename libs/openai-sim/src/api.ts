@@ -51,13 +51,21 @@ async function chatOnce(state: SimState, body: unknown, key: string | string[] |
     const err = invalidRequest(`Idempotency-Key must be one header of 1 to ${MAX_IDEMPOTENCY_KEY} characters.`, null, 'invalid_idempotency_key');
     return fail(state, reply, err, newRequestId());
   }
-  const fingerprint = createHash('sha256').update(JSON.stringify(body) ?? '').digest('base64url');
+  const fingerprint = createHash('sha256')
+    .update(JSON.stringify(body) ?? '')
+    .digest('base64url');
   const claim = await state.idempotency.claim(key, fingerprint, Date.now);
   switch (claim.kind) {
     case 'replay':
       return replay(state, reply, claim.answer);
     case 'mismatch': {
-      const err = apiError(422, 'This Idempotency-Key was already used with a different request body.', 'invalid_request_error', null, 'idempotency_key_reused');
+      const err = apiError(
+        422,
+        'This Idempotency-Key was already used with a different request body.',
+        'invalid_request_error',
+        null,
+        'idempotency_key_reused',
+      );
       return fail(state, reply, err, newRequestId());
     }
     case 'fresh':
@@ -79,7 +87,11 @@ async function replay(state: SimState, reply: FastifyReply, served: ServedChat):
   state.stats.replays++;
   const { plan, id, created, requestId } = served;
   const headers = { ...state.limitHeaders(), 'x-request-id': requestId, 'idempotent-replayed': 'true' };
-  if (!plan.stream) return reply.headers(headers).type('application/json').send(JSON.stringify(completionBody(plan, id, created)));
+  if (!plan.stream)
+    return reply
+      .headers(headers)
+      .type('application/json')
+      .send(JSON.stringify(completionBody(plan, id, created)));
   reply.hijack();
   reply.raw.writeHead(200, { ...headers, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
   await writeStream(reply.raw, streamFrames(plan, id, created), 0);
@@ -155,20 +167,9 @@ function countCompletion(state: SimState, plan: ChatPlan): void {
   s.totalTokens += plan.promptTokens + plan.completionTokens;
 }
 
-function fail(
-  state: SimState,
-  reply: FastifyReply,
-  err: ApiError,
-  requestId: string,
-  headers: Record<string, string> = {},
-): FastifyReply {
+function fail(state: SimState, reply: FastifyReply, err: ApiError, requestId: string, headers: Record<string, string> = {}): FastifyReply {
   state.stats.errors++;
-  return reply
-    .code(err.status)
-    .headers(headers)
-    .header('x-request-id', requestId)
-    .type('application/json')
-    .send(JSON.stringify(err.body));
+  return reply.code(err.status).headers(headers).header('x-request-id', requestId).type('application/json').send(JSON.stringify(err.body));
 }
 
 function throttle(state: SimState, reply: FastifyReply, r: Rejection, model: string, requestId: string): FastifyReply {

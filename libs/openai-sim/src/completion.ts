@@ -133,11 +133,7 @@ export function planChat(body: unknown, models: ReadonlySet<string>): ChatPlan |
       return invalidRequest(`Invalid type for 'messages[${i}]': expected an object.`, `messages[${i}]`, 'invalid_type');
     }
     if (typeof m.role !== 'string' || !ROLES.has(m.role)) {
-      return invalidRequest(
-        `Invalid value for 'messages[${i}].role': expected one of ${[...ROLES].join(', ')}.`,
-        `messages[${i}].role`,
-        'invalid_value',
-      );
+      return invalidRequest(`Invalid value for 'messages[${i}].role': expected one of ${[...ROLES].join(', ')}.`, `messages[${i}].role`, 'invalid_value');
     }
     const c = m.content;
     if (c !== undefined && c !== null && typeof c !== 'string' && !Array.isArray(c)) {
@@ -240,11 +236,7 @@ function positiveInt(body: Record<string, unknown>, key: string): number | ApiEr
     return invalidRequest(`Invalid type for '${key}': expected an integer.`, key, 'invalid_type');
   }
   if (v < 1) {
-    return invalidRequest(
-      `Invalid '${key}': integer below minimum value. Expected a value >= 1, but got ${v} instead.`,
-      key,
-      'integer_below_min_value',
-    );
+    return invalidRequest(`Invalid '${key}': integer below minimum value. Expected a value >= 1, but got ${v} instead.`, key, 'integer_below_min_value');
   }
   return v;
 }

@@ -1,14 +1,6 @@
 import { encode } from 'gpt-tokenizer';
 import { describe, expect, it } from 'vitest';
-import {
-  buildReply,
-  type ChatPlan,
-  completionBody,
-  MAX_REPLY_TOKENS,
-  MIN_REPLY_TOKENS,
-  planChat,
-  targetTokens,
-} from './completion.js';
+import { buildReply, type ChatPlan, completionBody, MAX_REPLY_TOKENS, MIN_REPLY_TOKENS, planChat, targetTokens } from './completion.js';
 import { type ApiError, isApiError } from './errors.js';
 import { countPromptTokens } from './tokens.js';
 

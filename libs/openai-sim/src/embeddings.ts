@@ -86,9 +86,7 @@ export function embed(input: EmbeddingInput, dimensions: number): Float32Array {
 export function embeddingsBody(plan: EmbeddingPlan): object {
   const data = plan.inputs.map((input, index) => {
     const vec = embed(input, plan.dimensions);
-    const embedding = plan.base64
-      ? Buffer.from(vec.buffer, vec.byteOffset, vec.byteLength).toString('base64')
-      : Array.from(vec);
+    const embedding = plan.base64 ? Buffer.from(vec.buffer, vec.byteOffset, vec.byteLength).toString('base64') : Array.from(vec);
     return { object: 'embedding', index, embedding };
   });
   return {

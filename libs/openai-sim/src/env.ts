@@ -29,7 +29,9 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv): SimOptions {
   }
   const host = env.SIM_HOST?.trim();
   if (host) opts.host = host;
-  const models = env.SIM_MODELS?.split(',').map((m) => m.trim()).filter((m) => m !== '');
+  const models = env.SIM_MODELS?.split(',')
+    .map((m) => m.trim())
+    .filter((m) => m !== '');
   if (models && models.length > 0) opts.models = models;
   return opts;
 }

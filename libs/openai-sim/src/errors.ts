@@ -13,13 +13,7 @@ export interface ApiError {
 }
 
 /** Builds an {@link ApiError}; `param` and `code` default to null like OpenAI's. */
-export function apiError(
-  status: number,
-  message: string,
-  type: string,
-  param: string | null = null,
-  code: string | null = null,
-): ApiError {
+export function apiError(status: number, message: string, type: string, param: string | null = null, code: string | null = null): ApiError {
   return { status, body: { error: { message, type, param, code } } };
 }
 
@@ -30,13 +24,7 @@ export function invalidRequest(message: string, param: string | null = null, cod
 
 /** 404 for a model that is not served, worded as OpenAI does. */
 export function modelNotFound(model: string): ApiError {
-  return apiError(
-    404,
-    `The model \`${model}\` does not exist or you do not have access to it.`,
-    'invalid_request_error',
-    null,
-    'model_not_found',
-  );
+  return apiError(404, `The model \`${model}\` does not exist or you do not have access to it.`, 'invalid_request_error', null, 'model_not_found');
 }
 
 /** The injected 500, worded as OpenAI's transient server errors. */
@@ -54,14 +42,7 @@ export function isApiError(v: unknown): v is ApiError {
 }
 
 /** The 429 body, worded as OpenAI's; a request larger than the whole budget gets the "too large" variant. */
-export function rateLimited(
-  kind: 'requests' | 'tokens',
-  model: string,
-  limit: number,
-  used: number,
-  requested: number,
-  retryAfter: string,
-): ApiError {
+export function rateLimited(kind: 'requests' | 'tokens', model: string, limit: number, used: number, requested: number, retryAfter: string): ApiError {
   const what = kind === 'requests' ? 'requests per min (RPM)' : 'tokens per min (TPM)';
   const message =
     requested > limit

@@ -114,14 +114,31 @@ describe('accounting', () => {
   it('is exact after a mix of successes, failures, throttles and timeouts', async () => {
     // The client timeout must exceed any honest answer time even on a loaded machine.
     const { sim, client, admin } = await start({ errorRate: 0.4 }, { timeout: 1_000 });
-    const expected: SimStats = { requests: 0, completions: 0, promptTokens: 0, completionTokens: 0, totalTokens: 0, embeddings: 0, embeddingTokens: 0, errors: 0, throttled: 0, timeouts: 0, replays: 0 };
+    const expected: SimStats = {
+      requests: 0,
+      completions: 0,
+      promptTokens: 0,
+      completionTokens: 0,
+      totalTokens: 0,
+      embeddings: 0,
+      embeddingTokens: 0,
+      errors: 0,
+      throttled: 0,
+      timeouts: 0,
+      replays: 0,
+    };
     const ask = async (content: string, stream: boolean): Promise<void> => {
       expected.requests++;
       const msgs = [{ role: 'user' as const, content }];
       try {
         if (stream) {
           let usage: OpenAI.CompletionUsage | undefined;
-          for await (const c of await client.chat.completions.create({ model: 'gpt-4o', messages: msgs, stream: true, stream_options: { include_usage: true } })) {
+          for await (const c of await client.chat.completions.create({
+            model: 'gpt-4o',
+            messages: msgs,
+            stream: true,
+            stream_options: { include_usage: true },
+          })) {
             usage = c.usage ?? usage;
           }
           expected.completions++;

@@ -84,12 +84,14 @@ describe('Idempotency-Key on chat completions', () => {
 
   it('refuses the same key with a different body (422), and a key that is too long (400)', async () => {
     await client.chat.completions.create({ model: 'gpt-4o-mini', messages }, keyed('k-body'));
-    await expect(
-      client.chat.completions.create({ model: 'gpt-4o', messages }, keyed('k-body')),
-    ).rejects.toMatchObject({ status: 422, code: 'idempotency_key_reused' });
-    await expect(
-      client.chat.completions.create({ model: 'gpt-4o-mini', messages }, keyed('k'.repeat(256))),
-    ).rejects.toMatchObject({ status: 400, code: 'invalid_idempotency_key' });
+    await expect(client.chat.completions.create({ model: 'gpt-4o', messages }, keyed('k-body'))).rejects.toMatchObject({
+      status: 422,
+      code: 'idempotency_key_reused',
+    });
+    await expect(client.chat.completions.create({ model: 'gpt-4o-mini', messages }, keyed('k'.repeat(256)))).rejects.toMatchObject({
+      status: 400,
+      code: 'invalid_idempotency_key',
+    });
     expect(sim.stats()).toMatchObject({ completions: 1, errors: 2 });
   });
 });

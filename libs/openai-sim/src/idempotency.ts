@@ -23,9 +23,7 @@ type Entry<T> = { state: 'served'; served: Served<T> } | { state: 'in-flight'; f
 
 export type Claim<T> =
   /** First use of the key (or a retry after a failure): serve it, then `complete` or `release`. */
-  | { kind: 'fresh'; complete: (answer: T) => void; release: () => void }
-  | { kind: 'replay'; answer: T }
-  | { kind: 'mismatch' };
+  { kind: 'fresh'; complete: (answer: T) => void; release: () => void } | { kind: 'replay'; answer: T } | { kind: 'mismatch' };
 
 /** How long a served answer is kept, and how many at most (oldest dropped first; a few KB each). */
 const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;

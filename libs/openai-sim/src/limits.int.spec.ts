@@ -70,7 +70,11 @@ describe('rate limits', () => {
 
   it('sets and clears limits at run time over /admin/faults, and reset refills', async () => {
     const { sim, client, admin } = await start({});
-    const set = await fetch(`${admin}/faults`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ requestsPerMinute: 1 }) });
+    const set = await fetch(`${admin}/faults`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ requestsPerMinute: 1 }),
+    });
     expect(await set.json()).toMatchObject({ requestsPerMinute: 1, tokensPerMinute: null });
     await client.chat.completions.create({ model: 'gpt-4o-mini', messages });
     await expect(client.chat.completions.create({ model: 'gpt-4o-mini', messages })).rejects.toBeInstanceOf(OpenAI.RateLimitError);
@@ -79,7 +83,11 @@ describe('rate limits', () => {
     await client.chat.completions.create({ model: 'gpt-4o-mini', messages });
     await expect(client.chat.completions.create({ model: 'gpt-4o-mini', messages })).rejects.toBeInstanceOf(OpenAI.RateLimitError);
 
-    const cleared = await fetch(`${admin}/faults`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ requestsPerMinute: null }) });
+    const cleared = await fetch(`${admin}/faults`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ requestsPerMinute: null }),
+    });
     expect(await cleared.json()).toMatchObject({ requestsPerMinute: null });
     await client.chat.completions.create({ model: 'gpt-4o-mini', messages });
     expect(sim.stats()).toMatchObject({ completions: 2, throttled: 1 });

@@ -110,10 +110,26 @@ export class RateLimiter {
     const rWait = r === null ? 0 : r.waitMs(1, now);
     const tWait = t === null ? 0 : t.waitMs(tokenCost, now);
     if (r !== null && rWait > 0) {
-      return { ok: false, kind: 'requests', retryAfterMs: rWait, limit: r.capacity, used: r.capacity - r.remaining(now), requested: 1, headers: this.headers(now) };
+      return {
+        ok: false,
+        kind: 'requests',
+        retryAfterMs: rWait,
+        limit: r.capacity,
+        used: r.capacity - r.remaining(now),
+        requested: 1,
+        headers: this.headers(now),
+      };
     }
     if (t !== null && tWait > 0) {
-      return { ok: false, kind: 'tokens', retryAfterMs: tWait, limit: t.capacity, used: t.capacity - t.remaining(now), requested: tokenCost, headers: this.headers(now) };
+      return {
+        ok: false,
+        kind: 'tokens',
+        retryAfterMs: tWait,
+        limit: t.capacity,
+        used: t.capacity - t.remaining(now),
+        requested: tokenCost,
+        headers: this.headers(now),
+      };
     }
     r?.take(1, now);
     t?.take(tokenCost, now);

@@ -68,11 +68,7 @@ export async function waitUnlessClosed(res: ServerResponse, ms: number): Promise
  * Writes the frames, pausing `tokenLatencyMs` between them. Resolves true only
  * if the whole stream, `[DONE]` included, was handed to the socket.
  */
-export async function writeStream(
-  res: ServerResponse,
-  frames: readonly string[],
-  tokenLatencyMs: number,
-): Promise<boolean> {
+export async function writeStream(res: ServerResponse, frames: readonly string[], tokenLatencyMs: number): Promise<boolean> {
   if (tokenLatencyMs <= 0) {
     if (res.destroyed) return false;
     // One write keeps a zero-latency stream as cheap as a plain answer.

@@ -44,7 +44,10 @@ describe('streamFrames', () => {
     const finish = choices.at(-2)?.[0];
     expect(finish?.delta).toEqual({});
     expect(finish?.finish_reason).toBe(p.finishReason);
-    const content = choices.slice(1, -2).map((c) => c[0]?.delta.content ?? '').join('');
+    const content = choices
+      .slice(1, -2)
+      .map((c) => c[0]?.delta.content ?? '')
+      .join('');
     expect(content).toBe(p.content);
     for (const c of chunks.slice(0, -1)) expect(c.usage).toBeNull();
   });

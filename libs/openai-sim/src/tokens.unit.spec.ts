@@ -17,7 +17,13 @@ describe('countText', () => {
 describe('contentText', () => {
   it('reads strings, text parts, and ignores the rest', () => {
     expect(contentText('hi')).toBe('hi');
-    expect(contentText([{ type: 'text', text: 'a' }, { type: 'image_url', image_url: { url: 'x' } }, { type: 'text', text: 'b' }])).toBe('ab');
+    expect(
+      contentText([
+        { type: 'text', text: 'a' },
+        { type: 'image_url', image_url: { url: 'x' } },
+        { type: 'text', text: 'b' },
+      ]),
+    ).toBe('ab');
     expect(contentText(null)).toBe('');
     expect(contentText(undefined)).toBe('');
   });

@@ -1,4 +1,17 @@
-import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type AttributeValue, type Context, type Link, type Span, type Tracer } from '@opentelemetry/api';
+import {
+  context,
+  propagation,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Attributes,
+  type AttributeValue,
+  type Context,
+  type Link,
+  type Span,
+  type Tracer,
+} from '@opentelemetry/api';
 import { MessagingOperation, MessagingSystem, SpanAttributes, type SpanAttribute } from './attributes.js';
 import { tracingOn } from './state.js';
 import { getRPCMetadata } from '@opentelemetry/core';
@@ -62,7 +75,11 @@ export function startProducerSpan(facts: MessageFacts, fallback?: TraceHeaders):
  */
 export function startConsumerSpan(facts: MessageFacts, incoming: TraceHeaders | undefined, links: TraceHeaders[] = []): OpenSpan {
   const parent = incoming?.traceparent ? propagation.extract(ROOT_CONTEXT, incoming) : ROOT_CONTEXT;
-  const span = tracer().startSpan(facts.name, { kind: SpanKind.CONSUMER, attributes: messaging(facts, MessagingOperation.process), links: toLinks(links) }, parent);
+  const span = tracer().startSpan(
+    facts.name,
+    { kind: SpanKind.CONSUMER, attributes: messaging(facts, MessagingOperation.process), links: toLinks(links) },
+    parent,
+  );
   return open(span, parent);
 }
 

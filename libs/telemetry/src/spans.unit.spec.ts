@@ -28,7 +28,13 @@ describe('tracing on', () => {
   const exporter = new InMemorySpanExporter();
   let sdk: NodeSDK;
   beforeAll(() => {
-    sdk = new NodeSDK({ spanProcessors: [new SimpleSpanProcessor(exporter)], instrumentations: [], metricReaders: [], logRecordProcessors: [], autoDetectResources: false });
+    sdk = new NodeSDK({
+      spanProcessors: [new SimpleSpanProcessor(exporter)],
+      instrumentations: [],
+      metricReaders: [],
+      logRecordProcessors: [],
+      autoDetectResources: false,
+    });
     sdk.start();
     markTracingStarted({ shutdown: () => sdk.shutdown() });
   });

@@ -63,7 +63,7 @@ function pieceTokens(piece: string): number {
 /** A piece longer than MAX_PIECE_CHARS, as chunks of at most that many units (no surrogate pair split). */
 export function chunksOf(piece: string): string[] {
   const chunks: string[] = [];
-  for (let at = 0; at < piece.length; ) {
+  for (let at = 0; at < piece.length;) {
     let end = Math.min(at + MAX_PIECE_CHARS, piece.length);
     if (end < piece.length && isLowSurrogate(piece.charCodeAt(end))) end--;
     chunks.push(piece.slice(at, end));

@@ -88,7 +88,7 @@ describe('countSpan', () => {
     const whole = countText(text);
     for (const budget of [1, 1_000, 16_384]) {
       let tokens = 0;
-      for (let at = 0; at < text.length; ) {
+      for (let at = 0; at < text.length;) {
         const span = countSpan(text, at, budget);
         expect(span.next).toBeGreaterThan(at);
         tokens += span.tokens;

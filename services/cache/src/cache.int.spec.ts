@@ -89,7 +89,9 @@ describe('cache service', () => {
     expect((await getJson<{ requestId: string }>(buckets.cache, key!))?.value.requestId).toBe('m1');
 
     const client = inbox();
-    await publishEvent(bus.js, admitted('m2', 'acme', { ...req, stream: true }, client.subject), { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' });
+    await publishEvent(bus.js, admitted('m2', 'acme', { ...req, stream: true }, client.subject), {
+      traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+    });
     const hit = await waitFor('cache.hit', lookupOf('m2'));
     expect(hit).toMatchObject({ type: 'cache.hit', data: { key, answer: { message: { content: '7' } } } });
     const replies = await waitFor('two replies', () => (client.replies.length >= 2 ? client.replies : undefined));

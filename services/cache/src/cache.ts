@@ -19,12 +19,7 @@ export interface LookupDecision {
  * @example
  * decideLookup(admitted, key, entry, Date.now()).event.type // 'cache.hit' | 'cache.missed'
  */
-export function decideLookup(
-  admitted: SluiceEvent<'chat.admitted'>,
-  key: string | undefined,
-  entry: CacheEntry | undefined,
-  now: number,
-): LookupDecision {
+export function decideLookup(admitted: SluiceEvent<'chat.admitted'>, key: string | undefined, entry: CacheEntry | undefined, now: number): LookupDecision {
   const { ctx, estimatedTokens } = admitted.data;
   const fields = { requestId: admitted.requestId, tenant: admitted.tenant, service: ServiceName.Cache, at: now };
   if (key === undefined) {
@@ -76,7 +71,13 @@ export function decideStore(completed: SluiceEvent<'chat.completed'>, ttlSeconds
     entry: { answer, storedAt: now, requestId: completed.requestId },
     event: makeEvent(
       'cache.stored',
-      { requestId: completed.requestId, tenant: completed.tenant, service: ServiceName.Cache, at: now, reason: `answer of ${answer.model} cached for ${ttlSeconds}s` },
+      {
+        requestId: completed.requestId,
+        tenant: completed.tenant,
+        service: ServiceName.Cache,
+        at: now,
+        reason: `answer of ${answer.model} cached for ${ttlSeconds}s`,
+      },
       { key: cacheKey, model: answer.model, ttlSeconds },
     ),
   };

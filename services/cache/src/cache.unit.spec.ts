@@ -39,7 +39,15 @@ describe('decideLookup', () => {
     expect(event).toMatchObject({ id: 'r2:cache.hit', type: 'cache.hit', data: { key, answer: entry.answer, storedAt: entry.storedAt } });
     expect(event.reason).toContain('30s ago');
     expect(replies).toEqual<ChatResult[]>([
-      { requestId: 'r2', model: 'gpt-4o-mini', message: entry.answer.message, finishReason: 'stop', usage: entry.answer.usage, cached: true, created: NOW / 1000 },
+      {
+        requestId: 'r2',
+        model: 'gpt-4o-mini',
+        message: entry.answer.message,
+        finishReason: 'stop',
+        usage: entry.answer.usage,
+        cached: true,
+        created: NOW / 1000,
+      },
     ]);
   });
 

@@ -27,7 +27,10 @@ export function onChatAdmitted(deps: CacheDeps) {
     const key = ctx.request.cache === 'skip' ? undefined : cacheKey(event.tenant, ctx.request);
     const entry = key ? asEntry((await getJson<unknown>(deps.cache, key))?.value) : undefined;
     const decision = decideLookup(event, key, entry, now());
-    return decided([decision.event], decision.replies.map((reply) => ({ to: ctx.replyTo, reply })));
+    return decided(
+      [decision.event],
+      decision.replies.map((reply) => ({ to: ctx.replyTo, reply })),
+    );
   };
 }
 

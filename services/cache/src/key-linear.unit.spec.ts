@@ -7,7 +7,9 @@ import { request } from './fixtures.js';
 /** The key as canonicalJson of the whole material computes it (the definition). */
 function byDefinition(tenant: string, r: ChatRequest): string {
   const messages = r.messages.map((m) => ({ role: m.role, content: m.content.trim().replace(/\s+/g, ' '), name: m.name }));
-  return `${tenant}.${createHash('sha256').update(canonicalJson({ tenant, model: r.model, messages, params: r.params }), 'utf8').digest('hex')}`;
+  return `${tenant}.${createHash('sha256')
+    .update(canonicalJson({ tenant, model: r.model, messages, params: r.params }), 'utf8')
+    .digest('hex')}`;
 }
 
 describe('cacheKey written directly', () => {

@@ -33,8 +33,24 @@ describe('cacheKey', () => {
       cacheKey('acme', request({ params: { temperature: 0.7 } })),
       cacheKey('acme', request({ params: { temperature: 0, max_tokens: 10 } })),
       cacheKey('acme', request({ messages: [{ role: 'user', content: 'What is the capital of Spain?' }] })),
-      cacheKey('acme', request({ messages: [{ role: 'system', content: 'You are terse.' }, { role: 'assistant', content: 'What is the capital of France?' }] })),
-      cacheKey('acme', request({ messages: [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: 'What is the capital of France?', name: 'bob' }] })),
+      cacheKey(
+        'acme',
+        request({
+          messages: [
+            { role: 'system', content: 'You are terse.' },
+            { role: 'assistant', content: 'What is the capital of France?' },
+          ],
+        }),
+      ),
+      cacheKey(
+        'acme',
+        request({
+          messages: [
+            { role: 'system', content: 'You are terse.' },
+            { role: 'user', content: 'What is the capital of France?', name: 'bob' },
+          ],
+        }),
+      ),
     ];
     expect(new Set([base, ...others]).size).toBe(others.length + 1);
   });

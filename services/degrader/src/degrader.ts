@@ -104,7 +104,12 @@ export function decide(state: DegraderState, config: SluiceConfig, now: number):
     makeEvent(
       'degrade.changed',
       { requestId: `degrade-${now}`, tenant: SYSTEM_TENANT, service: ServiceName.Degrader, at: now, reason },
-      { from: state.level, to, manual, signals: { failureRatio: round(stats.rawRatio), samples: stats.samples, openCircuits: open.length, p95LatencyMs: round(stats.p95LatencyMs) } },
+      {
+        from: state.level,
+        to,
+        manual,
+        signals: { failureRatio: round(stats.rawRatio), samples: stats.samples, openCircuits: open.length, p95LatencyMs: round(stats.p95LatencyMs) },
+      },
     );
   const why = () => explain(stats, d.windowMs, d.minSamples, byRatio, d.enterRatios, allOpen ? open : undefined);
 
@@ -124,7 +129,11 @@ export function decide(state: DegraderState, config: SluiceConfig, now: number):
       stats.samples < d.minSamples
         ? `only ${stats.samples} attempts in ${seconds(d.windowMs)} (fewer than ${d.minSamples}, ratio counts as 0)`
         : `failure ratio ${round(stats.ratio)} over ${stats.samples} attempts in ${seconds(d.windowMs)}`;
-    return change(state.level - 1, false, `${measured} < ${below} (entry ${entry} − hysteresis ${d.hysteresis}) after ${seconds(heldMs)} at level ${state.level}`);
+    return change(
+      state.level - 1,
+      false,
+      `${measured} < ${below} (entry ${entry} − hysteresis ${d.hysteresis}) after ${seconds(heldMs)} at level ${state.level}`,
+    );
   }
   return undefined;
 }
@@ -135,7 +144,14 @@ export function ratioLevel(ratio: number, enterRatios: readonly number[]): numbe
   return 0;
 }
 
-function explain(stats: WindowStats, windowMs: number, minSamples: number, byRatio: number, enterRatios: readonly number[], allOpen: string[] | undefined): string {
+function explain(
+  stats: WindowStats,
+  windowMs: number,
+  minSamples: number,
+  byRatio: number,
+  enterRatios: readonly number[],
+  allOpen: string[] | undefined,
+): string {
   const parts: string[] = [];
   if (byRatio > 0) parts.push(`failure ratio ${round(stats.ratio)} over ${stats.samples} attempts in ${seconds(windowMs)} ≥ ${enterRatios[byRatio - 1]}`);
   if (allOpen && byRatio < ALL_CIRCUITS_OPEN_LEVEL) parts.push(`every deployment's circuit is open (${allOpen.join(', ')}): nothing can answer a cache miss`);

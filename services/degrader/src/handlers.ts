@@ -16,7 +16,8 @@ export function onInvokeAttempted(loop: DegraderLoop) {
 /** circuit.opened / circuit.closed -> a signal the loop decides on at once (no event). */
 export function onCircuitChanged(loop: DegraderLoop) {
   return async (event: Received<Circuits>): Promise<Decided<never>> => {
-    if (event.type === 'circuit.opened') loop.signal({ kind: 'circuitOpened', deployment: event.data.deployment, at: event.at, openForMs: event.data.openForMs });
+    if (event.type === 'circuit.opened')
+      loop.signal({ kind: 'circuitOpened', deployment: event.data.deployment, at: event.at, openForMs: event.data.openForMs });
     else loop.signal({ kind: 'circuitClosed', deployment: event.data.deployment, at: event.at });
     return NOTHING;
   };

@@ -52,7 +52,10 @@ export function createLoop(initial: DegraderState, deps: LoopDeps): DegraderLoop
     if (!event) return;
     await deps.publish(event);
     state = evolve(state, { kind: 'changed', event });
-    deps.log.info({ from: event.data.from, to: event.data.to, manual: event.data.manual, signals: event.data.signals, reason: event.reason }, 'degrade level changed');
+    deps.log.info(
+      { from: event.data.from, to: event.data.to, manual: event.data.manual, signals: event.data.signals, reason: event.reason },
+      'degrade level changed',
+    );
     unpersisted = event.reason;
     await deps.persist(state, event.reason);
     unpersisted = undefined;

@@ -9,7 +9,10 @@ import { asDegradeState, readDegrade } from './record.js';
  * override survive a restart; the window starts empty), publishing `degrade.changed` to the
  * stream and then writing the record.
  */
-export async function openLoop({ bus, buckets, control, log }: Pick<ServiceContext, 'bus' | 'buckets' | 'control' | 'log'>, now = Date.now): Promise<DegraderLoop> {
+export async function openLoop(
+  { bus, buckets, control, log }: Pick<ServiceContext, 'bus' | 'buckets' | 'control' | 'log'>,
+  now = Date.now,
+): Promise<DegraderLoop> {
   const restored = await readDegrade(buckets.control);
   if (restored) log.info({ level: restored.level, override: restored.override }, 'degrade state restored');
   const initial = restored ? evolve(initialState(now()), { kind: 'restored', state: restored }) : initialState(now());

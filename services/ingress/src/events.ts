@@ -6,7 +6,13 @@ export function requestedEvent(requestId: string, tenant: string, ctx: RequestCo
   const { model, priority } = ctx.request;
   return makeEvent(
     'chat.requested',
-    { requestId, tenant, service: ServiceName.Ingress, at: ctx.receivedAt, reason: `accepted at the ${ctx.frontDoor} front door (model ${model}, priority ${priority})` },
+    {
+      requestId,
+      tenant,
+      service: ServiceName.Ingress,
+      at: ctx.receivedAt,
+      reason: `accepted at the ${ctx.frontDoor} front door (model ${model}, priority ${priority})`,
+    },
     { ctx },
   );
 }

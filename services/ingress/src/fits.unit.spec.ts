@@ -4,7 +4,14 @@ import { checkFits, requestRoom } from './fits.js';
 import { RequestRejected } from './rejection.js';
 
 const MiB = 1024 * 1024;
-const request = (content: string): ChatRequest => ({ model: 'auto', messages: [{ role: 'user', content }], priority: 'standard', stream: false, params: {}, cache: 'default' });
+const request = (content: string): ChatRequest => ({
+  model: 'auto',
+  messages: [{ role: 'user', content }],
+  priority: 'standard',
+  stream: false,
+  params: {},
+  cache: 'default',
+});
 const size = (r: ChatRequest) => Buffer.byteLength(JSON.stringify(r));
 
 describe('checkFits', () => {

@@ -44,7 +44,10 @@ export async function answerWhole(request: FastifyRequest, reply: FastifyReply, 
           return sendErrorReply(reply, r.error);
         }
         request.log.debug({ model: r.model, cached: r.cached }, 'answered');
-        return reply.header('x-sluice-model', r.model).header('x-sluice-cache', r.cached ? 'hit' : 'miss').send(toCompletion(r));
+        return reply
+          .header('x-sluice-model', r.model)
+          .header('x-sluice-cache', r.cached ? 'hit' : 'miss')
+          .send(toCompletion(r));
       }
       default: {
         const _exhaustive: never = next;

@@ -36,7 +36,13 @@ function edges(c: Parameters<Parameters<Harness['applyConfig']>[0]>[0]) {
       ...c.ingress,
       maxBodyBytes: LIMIT,
       defaultDeadlineMs: 10_000,
-      http: { requestTimeoutMs: REQUEST_TIMEOUT_MS, headersTimeoutMs: REQUEST_TIMEOUT_MS, keepAliveTimeoutMs: 72_000, idleTimeoutMs: 120_000, maxConnections: 4096 },
+      http: {
+        requestTimeoutMs: REQUEST_TIMEOUT_MS,
+        headersTimeoutMs: REQUEST_TIMEOUT_MS,
+        keepAliveTimeoutMs: 72_000,
+        idleTimeoutMs: 120_000,
+        maxConnections: 4096,
+      },
     },
   };
 }
@@ -158,7 +164,11 @@ describe('HTTP edges: slow clients', () => {
 
   it('does not cut an answer that streams for longer than the request timeout', async () => {
     const seen = h.requested.length;
-    const res = fetch(chatUrl, { method: 'POST', headers: authorized, body: JSON.stringify({ messages: [{ role: 'user', content: 'silent' }], stream: true }) });
+    const res = fetch(chatUrl, {
+      method: 'POST',
+      headers: authorized,
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'silent' }], stream: true }),
+    });
     for (let i = 0; h.requested.length === seen; i++) {
       if (i > 500) throw new Error('the request never reached the stream');
       await new Promise((r) => setTimeout(r, 10));

@@ -60,7 +60,9 @@ async function sdkError(p: Promise<unknown>): Promise<APIError> {
 
 describe('HTTP front door: answers', () => {
   it('answers a whole completion through the openai SDK, with the x-sluice headers', async () => {
-    const { data, response } = await acme.chat.completions.create({ model: 'large', messages: user('hi'), temperature: 0.2, max_tokens: 50, user: 'u-1' }).withResponse();
+    const { data, response } = await acme.chat.completions
+      .create({ model: 'large', messages: user('hi'), temperature: 0.2, max_tokens: 50, user: 'u-1' })
+      .withResponse();
     const requestId = response.headers.get('x-sluice-request-id')!;
     expect(requestId).toMatch(/^req_[a-z2-7]{20}$/);
     expect(data.id).toBe(`chatcmpl-${requestId}`);
@@ -78,12 +80,22 @@ describe('HTTP front door: answers', () => {
     expect(ctx.frontDoor).toBe('http');
     expect(ctx.replyTo).toMatch(new RegExp(`^_INBOX\\..+\\.${requestId}$`));
     expect(ctx.deadline - ctx.receivedAt).toBe(3000);
-    expect(ctx.request).toMatchObject({ model: 'large', user: 'u-1', priority: 'standard', stream: false, cache: 'default', params: { temperature: 0.2, max_tokens: 50 } });
+    expect(ctx.request).toMatchObject({
+      model: 'large',
+      user: 'u-1',
+      priority: 'standard',
+      stream: false,
+      cache: 'default',
+      params: { temperature: 0.2, max_tokens: 50 },
+    });
   });
 
   it('passes the Sluice headers and extras into the request', async () => {
     const { response } = await acme.chat.completions
-      .create({ model: 'auto', messages: user('hi'), metadata: { team: 'search' } }, { headers: { 'x-sluice-priority': 'critical', 'x-sluice-feature': 'summaries', 'x-sluice-cache': 'skip' } })
+      .create(
+        { model: 'auto', messages: user('hi'), metadata: { team: 'search' } },
+        { headers: { 'x-sluice-priority': 'critical', 'x-sluice-feature': 'summaries', 'x-sluice-cache': 'skip' } },
+      )
       .withResponse();
     const event = h.requested.find((e) => e.requestId === response.headers.get('x-sluice-request-id'))!;
     expect(event.data.ctx.request).toMatchObject({ model: 'auto', priority: 'critical', feature: 'summaries', cache: 'skip', metadata: { team: 'search' } });
@@ -141,7 +153,9 @@ describe('HTTP front door: answers', () => {
     expect(res.headers.get('retry-after')).toBe('2');
     expect(res.headers.get('retry-after-ms')).toBe('1500');
     expect(res.headers.get('x-sluice-request-id')).toMatch(/^req_/);
-    expect(await json(res)).toEqual({ error: { message: 'Rate limit reached; retry after the given time.', type: 'rate_limit_error', param: null, code: 'rate_limited' } });
+    expect(await json(res)).toEqual({
+      error: { message: 'Rate limit reached; retry after the given time.', type: 'rate_limit_error', param: null, code: 'rate_limited' },
+    });
     const e = await sdkError(acme.chat.completions.create({ model: 'auto', messages: user('throttle') }));
     expect([e.status, e.code]).toEqual([429, 'rate_limited']);
   });
@@ -250,22 +264,95 @@ describe('HTTP front door: rejections', () => {
     { name: 'invalid JSON', body: '{"messages": [', status: 400, code: 'invalid_json', param: 'body', tenant: 'acme' },
     { name: 'an empty body', body: '', status: 400, code: 'invalid_json', param: 'body', tenant: 'acme' },
     { name: 'a JSON array', body: '[]', status: 400, code: 'invalid_request', param: 'body', tenant: 'acme' },
-    { name: 'a body over maxBodyBytes', body: JSON.stringify({ messages: user('x'.repeat(5000)) }), status: 413, code: 'body_too_large', param: 'body', tenant: 'acme' },
-    { name: 'a text/plain body', body: hi, headers: { 'content-type': 'text/plain' }, status: 400, code: 'invalid_request', param: 'content-type', tenant: 'acme' },
+    {
+      name: 'a body over maxBodyBytes',
+      body: JSON.stringify({ messages: user('x'.repeat(5000)) }),
+      status: 413,
+      code: 'body_too_large',
+      param: 'body',
+      tenant: 'acme',
+    },
+    {
+      name: 'a text/plain body',
+      body: hi,
+      headers: { 'content-type': 'text/plain' },
+      status: 400,
+      code: 'invalid_request',
+      param: 'content-type',
+      tenant: 'acme',
+    },
     { name: 'no key', body: hi, headers: { authorization: '' }, status: 401, code: 'missing_api_key', tenant: '_unknown' },
     { name: 'a Basic authorization', body: hi, headers: { authorization: 'Basic abc' }, status: 401, code: 'missing_api_key', tenant: '_unknown' },
     { name: 'a wrong key', body: hi, headers: { authorization: 'Bearer sk-wrong' }, status: 401, code: 'invalid_api_key', tenant: '_unknown' },
-    { name: 'an unknown model', body: JSON.stringify({ model: 'gpt-9', messages: user('hi') }), status: 404, code: 'model_not_found', param: 'model', tenant: 'acme' },
-    { name: 'a model the tenant may not use', body: JSON.stringify({ model: 'large', messages: user('hi') }), headers: { authorization: `Bearer ${KEYS.beta}` }, status: 403, code: 'model_not_allowed', param: 'model', tenant: 'beta' },
+    {
+      name: 'an unknown model',
+      body: JSON.stringify({ model: 'gpt-9', messages: user('hi') }),
+      status: 404,
+      code: 'model_not_found',
+      param: 'model',
+      tenant: 'acme',
+    },
+    {
+      name: 'a model the tenant may not use',
+      body: JSON.stringify({ model: 'large', messages: user('hi') }),
+      headers: { authorization: `Bearer ${KEYS.beta}` },
+      status: 403,
+      code: 'model_not_allowed',
+      param: 'model',
+      tenant: 'beta',
+    },
     { name: 'no messages', body: JSON.stringify({ model: 'small' }), status: 400, code: 'invalid_request', param: 'messages', tenant: 'acme' },
     { name: 'empty messages', body: JSON.stringify({ messages: [] }), status: 400, code: 'invalid_request', param: 'messages', tenant: 'acme' },
-    { name: 'too many messages', body: JSON.stringify({ messages: Array(9).fill({ role: 'user', content: 'x' }) }), status: 400, code: 'invalid_request', param: 'messages', tenant: 'acme' },
-    { name: 'a bad role', body: JSON.stringify({ messages: [{ role: 'robot', content: 'x' }] }), status: 400, code: 'invalid_request', param: 'messages[0].role', tenant: 'acme' },
-    { name: 'content of the wrong type', body: JSON.stringify({ messages: [{ role: 'user', content: 42 }] }), status: 400, code: 'invalid_request', param: 'messages[0].content', tenant: 'acme' },
+    {
+      name: 'too many messages',
+      body: JSON.stringify({ messages: Array(9).fill({ role: 'user', content: 'x' }) }),
+      status: 400,
+      code: 'invalid_request',
+      param: 'messages',
+      tenant: 'acme',
+    },
+    {
+      name: 'a bad role',
+      body: JSON.stringify({ messages: [{ role: 'robot', content: 'x' }] }),
+      status: 400,
+      code: 'invalid_request',
+      param: 'messages[0].role',
+      tenant: 'acme',
+    },
+    {
+      name: 'content of the wrong type',
+      body: JSON.stringify({ messages: [{ role: 'user', content: 42 }] }),
+      status: 400,
+      code: 'invalid_request',
+      param: 'messages[0].content',
+      tenant: 'acme',
+    },
     { name: 'n = 2', body: JSON.stringify({ messages: user('hi'), n: 2 }), status: 400, code: 'invalid_request', param: 'n', tenant: 'acme' },
-    { name: 'temperature out of range', body: JSON.stringify({ messages: user('hi'), temperature: 9 }), status: 400, code: 'invalid_request', param: 'temperature', tenant: 'acme' },
-    { name: 'a bad priority header', body: hi, headers: { 'x-sluice-priority': 'asap' }, status: 400, code: 'invalid_request', param: 'x-sluice-priority', tenant: 'acme' },
-    { name: 'a bad body priority', body: JSON.stringify({ messages: user('hi'), priority: 'asap' }), status: 400, code: 'invalid_request', param: 'priority', tenant: 'acme' },
+    {
+      name: 'temperature out of range',
+      body: JSON.stringify({ messages: user('hi'), temperature: 9 }),
+      status: 400,
+      code: 'invalid_request',
+      param: 'temperature',
+      tenant: 'acme',
+    },
+    {
+      name: 'a bad priority header',
+      body: hi,
+      headers: { 'x-sluice-priority': 'asap' },
+      status: 400,
+      code: 'invalid_request',
+      param: 'x-sluice-priority',
+      tenant: 'acme',
+    },
+    {
+      name: 'a bad body priority',
+      body: JSON.stringify({ messages: user('hi'), priority: 'asap' }),
+      status: 400,
+      code: 'invalid_request',
+      param: 'priority',
+      tenant: 'acme',
+    },
   ];
 
   it.each(cases)('refuses $name with $status $code, published as chat.rejected first', async (c) => {
@@ -295,7 +382,12 @@ describe('HTTP front door: rejections', () => {
       [() => beta.chat.completions.create({ model: 'large', messages: user('hi') }), 403, 'model_not_allowed', 'model'],
       [() => acme.chat.completions.create({ model: 'auto', messages: user('hi'), n: 3 }), 400, 'invalid_request', 'n'],
       [() => acme.chat.completions.create({ model: 'auto', messages: [] }), 400, 'invalid_request', 'messages'],
-      [() => acme.chat.completions.create({ model: 'auto', messages: user('hi'), stream: true }, { headers: { 'x-sluice-priority': 'nope' } }), 400, 'invalid_request', 'x-sluice-priority'],
+      [
+        () => acme.chat.completions.create({ model: 'auto', messages: user('hi'), stream: true }, { headers: { 'x-sluice-priority': 'nope' } }),
+        400,
+        'invalid_request',
+        'x-sluice-priority',
+      ],
     ];
     for (const [p, status, code, param] of checks) {
       const e = await sdkError(p());

@@ -149,7 +149,12 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     request.log.info({ code: rejection.code, param: rejection.param, tenant: state?.tenant?.id }, 'request rejected');
     if (request.routeOptions.url === CHAT_PATH && state) {
       reply.header('x-sluice-cache', 'miss');
-      const facts = { tenant: state.tenant?.id, receivedAt: state.receivedAt, ...(state.model ? { model: state.model } : {}), ...(state.user ? { user: state.user } : {}) };
+      const facts = {
+        tenant: state.tenant?.id,
+        receivedAt: state.receivedAt,
+        ...(state.model ? { model: state.model } : {}),
+        ...(state.user ? { user: state.user } : {}),
+      };
       try {
         await deps.publish(rejectedEvent(request.id, rejection, facts, deps.now()), state.traceparent);
       } catch (err) {

@@ -48,7 +48,15 @@ describe('NATS front door with SluiceClient', () => {
     expect(event.data.ctx.frontDoor).toBe('nats');
     // the client's own (muxed) inbox, not one of ingress's
     expect(event.data.ctx.replyTo).toMatch(/^_INBOX\./);
-    expect(event.data.ctx.request).toMatchObject({ model: 'large', user: 'u-7', feature: 'search', priority: 'realtime', stream: false, cache: 'default', params: { temperature: 0.1, max_tokens: 9 } });
+    expect(event.data.ctx.request).toMatchObject({
+      model: 'large',
+      user: 'u-7',
+      feature: 'search',
+      priority: 'realtime',
+      stream: false,
+      cache: 'default',
+      params: { temperature: 0.1, max_tokens: 9 },
+    });
   });
 
   it('streams chunks and returns the final result', async () => {
@@ -66,9 +74,11 @@ describe('NATS front door with SluiceClient', () => {
     const e = await clientError(acme.chat(ask('throttle')));
     expect([e.code, e.status, e.retryAfterMs]).toEqual(['rate_limited', 429, 1500]);
     expect(e.requestId).toMatch(/^req_/);
-    const s = await clientError((async () => {
-      for await (const _ of acme.stream(ask('fail-midstream'))) void _;
-    })());
+    const s = await clientError(
+      (async () => {
+        for await (const _ of acme.stream(ask('fail-midstream'))) void _;
+      })(),
+    );
     expect([s.code, s.status]).toEqual(['upstream_failed', 502]);
   });
 
@@ -132,9 +142,15 @@ describe('NATS front door with SluiceClient', () => {
   it('times out with deadline_exceeded when no answer comes', async () => {
     const quick = new SluiceClient(nc, { tenant: 'acme', key: KEYS.acme, timeoutMs: 300 });
     expect((await clientError(quick.chat(ask('silent')))).code).toBe('deadline_exceeded');
-    expect((await clientError((async () => {
-      for await (const _ of quick.stream(ask('silent'))) void _;
-    })())).code).toBe('deadline_exceeded');
+    expect(
+      (
+        await clientError(
+          (async () => {
+            for await (const _ of quick.stream(ask('silent'))) void _;
+          })(),
+        )
+      ).code,
+    ).toBe('deadline_exceeded');
   });
 });
 

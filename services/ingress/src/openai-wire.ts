@@ -34,12 +34,7 @@ export interface StreamShape {
 }
 
 /** One `chat.completion.chunk`. */
-export function toChunk(
-  shape: StreamShape,
-  model: string,
-  delta: { role?: 'assistant'; content?: string },
-  finishReason: string | null = null,
-) {
+export function toChunk(shape: StreamShape, model: string, delta: { role?: 'assistant'; content?: string }, finishReason: string | null = null) {
   return {
     id: completionId(shape.requestId),
     object: 'chat.completion.chunk' as const,

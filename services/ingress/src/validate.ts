@@ -83,7 +83,12 @@ export function checkModel(request: ChatRequest, tenant: Tenant, config: SluiceC
   if (model === 'auto') return;
   const known = { model, ...(user !== undefined ? { user } : {}) };
   if (!Object.prototype.hasOwnProperty.call(config.models, model)) {
-    throw new RequestRejected('model_not_found', `The model ${JSON.stringify(model)} does not exist; GET /v1/models lists the models you may use.`, 'model', known);
+    throw new RequestRejected(
+      'model_not_found',
+      `The model ${JSON.stringify(model)} does not exist; GET /v1/models lists the models you may use.`,
+      'model',
+      known,
+    );
   }
   if (tenant.models && !tenant.models.includes(model)) {
     throw new RequestRejected('model_not_allowed', `Tenant ${tenant.id} may not use the model ${JSON.stringify(model)}.`, 'model', known);
@@ -152,7 +157,8 @@ function nestsDeeperThan(text: string, max: number): boolean {
 
 function model(v: unknown): string {
   if (v === undefined || v === null) return 'auto';
-  if (typeof v !== 'string' || v.length === 0 || v.length > MAX_ID_CHARS) throw invalid('model', `model must be a non-empty string of at most ${MAX_ID_CHARS} characters.`);
+  if (typeof v !== 'string' || v.length === 0 || v.length > MAX_ID_CHARS)
+    throw invalid('model', `model must be a non-empty string of at most ${MAX_ID_CHARS} characters.`);
   return v;
 }
 
@@ -181,7 +187,8 @@ function content(v: unknown, path: string): string {
   if (v.length === 0) throw invalid(path, `${path} must contain at least one text part.`);
   return v
     .map((part, i) => {
-      if (!isObject(part) || part.type !== 'text') throw invalid(`${path}[${i}]`, `${path}[${i}] must be a text part ({"type":"text","text":"..."}); other content types are not supported.`);
+      if (!isObject(part) || part.type !== 'text')
+        throw invalid(`${path}[${i}]`, `${path}[${i}] must be a text part ({"type":"text","text":"..."}); other content types are not supported.`);
       if (typeof part.text !== 'string') throw invalid(`${path}[${i}].text`, `${path}[${i}].text must be a string.`);
       return part.text;
     })
@@ -262,7 +269,8 @@ function optionalText(obj: Json, field: string, param = field): string | undefin
 }
 
 function text(v: unknown, param: string): string {
-  if (typeof v !== 'string' || v.length === 0 || v.length > MAX_ID_CHARS) throw invalid(param, `${param} must be a non-empty string of at most ${MAX_ID_CHARS} characters.`);
+  if (typeof v !== 'string' || v.length === 0 || v.length > MAX_ID_CHARS)
+    throw invalid(param, `${param} must be a non-empty string of at most ${MAX_ID_CHARS} characters.`);
   return v;
 }
 

@@ -26,7 +26,13 @@ describe('normaliseChat', () => {
         model: 'small',
         messages: [
           { role: 'system', content: 'be brief', name: 'sys' },
-          { role: 'user', content: [{ type: 'text', text: 'part one' }, { type: 'text', text: 'part two' }] },
+          {
+            role: 'user',
+            content: [
+              { type: 'text', text: 'part one' },
+              { type: 'text', text: 'part two' },
+            ],
+          },
         ],
         user: 'u-1',
         feature: 'body-feature',

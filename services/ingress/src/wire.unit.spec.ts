@@ -77,12 +77,29 @@ describe('events', () => {
   });
 
   it('a rejection carries what was known of the request', () => {
-    const e = rejectedEvent('req_1', new RequestRejected('model_not_found', 'nope', 'model', { model: 'x', user: 'u' }), { tenant: 'acme', receivedAt: 5, replyTo: '_INBOX.1' }, 6);
+    const e = rejectedEvent(
+      'req_1',
+      new RequestRejected('model_not_found', 'nope', 'model', { model: 'x', user: 'u' }),
+      { tenant: 'acme', receivedAt: 5, replyTo: '_INBOX.1' },
+      6,
+    );
     expect(e.data).toMatchObject({ model: 'x', user: 'u', replyTo: '_INBOX.1', status: 404 });
   });
 
   it('chat.requested has the deterministic id and the context', () => {
-    const ctx = { request: { model: 'auto', messages: [{ role: 'user' as const, content: 'x' }], priority: 'standard' as const, stream: false, params: {}, cache: 'default' as const }, frontDoor: 'http' as const, receivedAt: 10, deadline: 20 };
+    const ctx = {
+      request: {
+        model: 'auto',
+        messages: [{ role: 'user' as const, content: 'x' }],
+        priority: 'standard' as const,
+        stream: false,
+        params: {},
+        cache: 'default' as const,
+      },
+      frontDoor: 'http' as const,
+      receivedAt: 10,
+      deadline: 20,
+    };
     expect(requestedEvent('req_2', 'acme', ctx)).toMatchObject({ id: 'req_2:chat.requested', tenant: 'acme', at: 10, data: { ctx } });
   });
 });

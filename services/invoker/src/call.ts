@@ -16,12 +16,7 @@ export interface CallDeps {
  * it arrives, and the result (never a throw) for the next step. A failure after the first
  * forwarded delta is marked `partial`: the client has seen part of an answer, so nothing may retry.
  */
-export async function attemptCall(
-  deps: CallDeps,
-  event: SluiceEvent<'chat.routed'>,
-  candidate: Candidate,
-  deployment: Deployment,
-): Promise<AttemptOutcome> {
+export async function attemptCall(deps: CallDeps, event: SluiceEvent<'chat.routed'>, candidate: Candidate, deployment: Deployment): Promise<AttemptOutcome> {
   const { ctx, maxTokens } = event.data;
   const { requestId } = event;
   let forwarded = false;

@@ -10,19 +10,37 @@ import type { UpstreamAnswer } from './upstream.js';
 /** Test fixtures for the unit specs of the attempt loop. */
 export const T0 = 1_700_000_000_000;
 export const DEADLINE = T0 + 60_000;
-export const settings: InvokerSettings = { maxAttemptsPerDeployment: 2, baseBackoffMs: 100, maxBackoffMs: 2000, circuitFailureThreshold: 3, circuitOpenMs: 30_000, concurrency: 8 };
+export const settings: InvokerSettings = {
+  maxAttemptsPerDeployment: 2,
+  baseBackoffMs: 100,
+  maxBackoffMs: 2000,
+  circuitFailureThreshold: 3,
+  circuitOpenMs: 30_000,
+  concurrency: 8,
+};
 export const A: Candidate = { model: 'gpt-4o-mini', deployment: 'a' };
 export const B: Candidate = { model: 'gpt-4o', deployment: 'b' };
 
 function routed(candidates: Candidate[], content = 'What is the capital of France?'): SluiceEvent<'chat.routed'> {
   const ctx = {
-    request: { model: 'auto', messages: [{ role: 'user' as const, content }], priority: 'standard' as const, stream: false, params: {}, cache: 'default' as const },
+    request: {
+      model: 'auto',
+      messages: [{ role: 'user' as const, content }],
+      priority: 'standard' as const,
+      stream: false,
+      params: {},
+      cache: 'default' as const,
+    },
     replyTo: '_INBOX.r1',
     frontDoor: 'nats' as const,
     receivedAt: T0 - 100,
     deadline: DEADLINE,
   };
-  return makeEvent('chat.routed', { requestId: 'r1', tenant: 'acme', service: ServiceName.Router, at: T0 - 50, reason: 'routed' }, { ctx, tier: 'small', lane: 'standard', candidates, degradeLevel: 0, cacheKey: 'acme.k' });
+  return makeEvent(
+    'chat.routed',
+    { requestId: 'r1', tenant: 'acme', service: ServiceName.Router, at: T0 - 50, reason: 'routed' },
+    { ctx, tier: 'small', lane: 'standard', candidates, degradeLevel: 0, cacheKey: 'acme.k' },
+  );
 }
 
 /** A request for these candidates on deployments `a` and `b`; random 1 makes backoff its ceiling. */
@@ -39,7 +57,13 @@ export const failed = (failure: Partial<Failure> = {}, latencyMs = 80): AttemptO
 });
 
 function answer(content: string): UpstreamAnswer {
-  return { status: 200, content, finishReason: 'stop', usage: { prompt_tokens: 12, completion_tokens: 3, total_tokens: 15 }, remaining: { requests: '99', tokens: '9000' } };
+  return {
+    status: 200,
+    content,
+    finishReason: 'stop',
+    usage: { prompt_tokens: 12, completion_tokens: 3, total_tokens: 15 },
+    remaining: { requests: '99', tokens: '9000' },
+  };
 }
 
 export function openCircuit(openedAt: number, failures = 3): Circuit {

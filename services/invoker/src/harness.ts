@@ -80,7 +80,10 @@ export async function startHarness(deployments: Record<string, DeploymentSpec>, 
   const sims = Object.fromEntries(names.map((n, i) => [n, started[i]!]));
 
   // the config names the simulators' URLs, so they start first
-  const testBus = await startTestBus(config(Object.fromEntries(names.map((n) => [n, { baseUrl: sims[n]!.url, timeoutMs: deployments[n]!.timeoutMs ?? 5000 }])), invoker), { name: 'invoker' });
+  const testBus = await startTestBus(
+    config(Object.fromEntries(names.map((n) => [n, { baseUrl: sims[n]!.url, timeoutMs: deployments[n]!.timeoutMs ?? 5000 }])), invoker),
+    { name: 'invoker' },
+  );
   const { bus, buckets, control, log } = testBus;
   // the consumer as main.ts wires it
   const consumption = await consumeEvents(bus, {
@@ -104,7 +107,14 @@ export async function startHarness(deployments: Record<string, DeploymentSpec>, 
       { requestId, tenant: TENANT, service: ServiceName.Router, at: now, reason: 'test' },
       {
         ctx: {
-          request: { model: candidates[0]!.model, messages: [{ role: 'user', content: opts.prompt ?? `Say hello number ${n}` }], priority: 'standard', stream: opts.stream ?? false, params: {}, cache: 'default' },
+          request: {
+            model: candidates[0]!.model,
+            messages: [{ role: 'user', content: opts.prompt ?? `Say hello number ${n}` }],
+            priority: 'standard',
+            stream: opts.stream ?? false,
+            params: {},
+            cache: 'default',
+          },
           replyTo: `_INBOX.test.${requestId}`,
           frontDoor: 'nats',
           receivedAt: now,
@@ -181,7 +191,7 @@ export async function startHarness(deployments: Record<string, DeploymentSpec>, 
 }
 
 export async function waitFor<T>(probe: () => T | undefined, timeoutMs = 10_000): Promise<T | undefined> {
-  for (const until = Date.now() + timeoutMs; Date.now() < until; ) {
+  for (const until = Date.now() + timeoutMs; Date.now() < until;) {
     const v = probe();
     if (v !== undefined) return v;
     await new Promise((r) => setTimeout(r, 10));

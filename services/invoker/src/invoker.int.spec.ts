@@ -43,10 +43,18 @@ describe('invoker against the simulator', () => {
     expect(result.usage).toEqual({ prompt_tokens: stats.promptTokens, completion_tokens: stats.completionTokens, total_tokens: stats.totalTokens });
 
     const [attempted] = only(out.events, 'invoke.attempted');
-    expect(attempted).toMatchObject({ id: `${out.requestId}:invoke.attempted:1`, data: { attempt: 1, ok: true, status: 200, deployment: 'primary', model: 'gpt-4o-mini' } });
+    expect(attempted).toMatchObject({
+      id: `${out.requestId}:invoke.attempted:1`,
+      data: { attempt: 1, ok: true, status: 200, deployment: 'primary', model: 'gpt-4o-mini' },
+    });
     expect(attempted!.reason).toMatch(/upstream remaining: requests \d+, tokens \d+$/);
     const [completed] = only(out.events, 'chat.completed');
-    expect(completed!.data).toMatchObject({ deployment: 'primary', attempts: 1, cacheKey: `${TENANT}.key-${out.requestId.split('-').pop()}`, answer: { model: 'gpt-4o-mini', message: result.message, usage: result.usage } });
+    expect(completed!.data).toMatchObject({
+      deployment: 'primary',
+      attempts: 1,
+      cacheKey: `${TENANT}.key-${out.requestId.split('-').pop()}`,
+      answer: { model: 'gpt-4o-mini', message: result.message, usage: result.usage },
+    });
     expect(only(out.events, 'invoke.failed')).toEqual([]);
   });
 
@@ -190,7 +198,13 @@ describe('a redelivered chat.routed', () => {
   it('is answered from the stored answer without calling the upstream again', async () => {
     const out = await invoke([{ model: 'gpt-4o-mini', deployment: 'primary' }]);
     const [completed] = only(out.events, 'chat.completed');
-    expect(await h.stored(out.requestId)).toEqual({ requestId: out.requestId, tenant: TENANT, result: out.final, completedAt: completed!.at, event: completed });
+    expect(await h.stored(out.requestId)).toEqual({
+      requestId: out.requestId,
+      tenant: TENANT,
+      result: out.final,
+      completedAt: completed!.at,
+      event: completed,
+    });
     const served = sims.primary!.stats();
 
     // what JetStream does when the invoker died after answering but before acking its input
@@ -230,12 +244,15 @@ describe('a redelivered chat.routed', () => {
     expect((await h.stored(out.requestId))?.result).toEqual(again.final);
   });
 
-  it('calls the upstream when nothing was stored, with attempt ids apart from the first delivery\'s', async () => {
+  it("calls the upstream when nothing was stored, with attempt ids apart from the first delivery's", async () => {
     const routed = h.routed([{ model: 'gpt-4o-mini', deployment: 'primary' }]);
     const { requestId } = routed;
     // the first delivery recorded a failed attempt, then died during its retry
     const died = { requestId, tenant: TENANT, service: ServiceName.Invoker, at: Date.now(), reason: 'failed with 500', suffix: 1 };
-    await publishEvent(h.bus.js, makeEvent('invoke.attempted', died, { attempt: 1, model: 'gpt-4o-mini', deployment: 'primary', ok: false, status: 500, latencyMs: 3 }));
+    await publishEvent(
+      h.bus.js,
+      makeEvent('invoke.attempted', died, { attempt: 1, model: 'gpt-4o-mini', deployment: 'primary', ok: false, status: 500, latencyMs: 3 }),
+    );
     const completions = sims.primary!.stats().completions;
 
     const out = await h.deliver(routed, { deliveryCount: 2 });

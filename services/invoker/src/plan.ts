@@ -39,7 +39,12 @@ export function countsAgainstDeployment(f: Failure): boolean {
  */
 export function afterFailure(f: Failure, c: FailureContext): NextStep {
   if (f.partial) {
-    return { kind: 'fail', code: 'upstream_failed', message: `The upstream failed mid-answer: ${f.message}`, reason: 'failed after part of the answer was streamed; cannot retry' };
+    return {
+      kind: 'fail',
+      code: 'upstream_failed',
+      message: `The upstream failed mid-answer: ${f.message}`,
+      reason: 'failed after part of the answer was streamed; cannot retry',
+    };
   }
   if (f.status !== undefined && !f.retryable) {
     if (DEPLOYMENT_FAULTS.has(f.status)) {

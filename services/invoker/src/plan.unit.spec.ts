@@ -4,8 +4,23 @@ import { closedCircuit, type Circuit } from './circuit.js';
 import { afterFailure, countsAgainstDeployment, exhaustedCode, pickCandidate, type FailureContext, type InvokerSettings } from './plan.js';
 import type { Failure } from './retry.js';
 
-const settings: InvokerSettings = { maxAttemptsPerDeployment: 3, baseBackoffMs: 100, maxBackoffMs: 2000, circuitFailureThreshold: 2, circuitOpenMs: 1000, concurrency: 8 };
-const ctx = (over: Partial<FailureContext> = {}): FailureContext => ({ attemptOnCandidate: 1, hasFallback: true, now: 0, deadline: 60_000, settings, random: () => 1, ...over });
+const settings: InvokerSettings = {
+  maxAttemptsPerDeployment: 3,
+  baseBackoffMs: 100,
+  maxBackoffMs: 2000,
+  circuitFailureThreshold: 2,
+  circuitOpenMs: 1000,
+  concurrency: 8,
+};
+const ctx = (over: Partial<FailureContext> = {}): FailureContext => ({
+  attemptOnCandidate: 1,
+  hasFallback: true,
+  now: 0,
+  deadline: 60_000,
+  settings,
+  random: () => 1,
+  ...over,
+});
 const server: Failure = { kind: 'status', status: 500, message: 'boom', retryable: true };
 
 describe('afterFailure', () => {
@@ -37,7 +52,11 @@ describe('afterFailure', () => {
   });
   it('fails at once with upstream_failed on auth and not-found errors', () => {
     for (const status of [401, 403, 404]) {
-      expect(afterFailure({ kind: 'status', status, message: 'nope', retryable: false }, ctx())).toMatchObject({ kind: 'fail', code: 'upstream_failed', message: 'nope' });
+      expect(afterFailure({ kind: 'status', status, message: 'nope', retryable: false }, ctx())).toMatchObject({
+        kind: 'fail',
+        code: 'upstream_failed',
+        message: 'nope',
+      });
     }
   });
   it('never retries once part of the answer was streamed', () => {

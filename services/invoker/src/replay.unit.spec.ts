@@ -7,7 +7,13 @@ const failed = makeEvent(
   { requestId: 'r1', tenant: 'acme', service: ServiceName.Invoker, at: 1_000, reason: 'test' },
   { code: 'upstream_failed', status: 502, message: 'down', attempts: 2, receivedAt: 900 },
 );
-const stored: StoredAnswer = { requestId: 'r1', tenant: 'acme', result: { requestId: 'r1', error: { code: 'upstream_failed', message: 'down', status: 502 } }, completedAt: 1_000, event: failed };
+const stored: StoredAnswer = {
+  requestId: 'r1',
+  tenant: 'acme',
+  result: { requestId: 'r1', error: { code: 'upstream_failed', message: 'down', status: 502 } },
+  completedAt: 1_000,
+  event: failed,
+};
 
 describe('decideDelivery', () => {
   it('replays a stored answer on a redelivery', () => {
@@ -37,13 +43,18 @@ describe('attemptSuffix', () => {
     expect(attemptSuffix({ deliveryCount: 1 }, 1)).toBe(1);
     expect(attemptSuffix({}, 3)).toBe(3);
   });
-  it('prefixes the delivery count afterwards, so ids differ from the first delivery\'s', () => {
+  it("prefixes the delivery count afterwards, so ids differ from the first delivery's", () => {
     expect(attemptSuffix({ deliveryCount: 2 }, 1)).toBe('2.1');
     expect(attemptSuffix({ deliveryCount: 2 }, 2)).toBe('2.2');
     expect(attemptSuffix({ deliveryCount: 3 }, 1)).toBe('3.1');
   });
   it('gives event ids that makeEvent keeps apart', () => {
-    const id = (suffix: string | number) => makeEvent('invoke.attempted', { requestId: 'r1', tenant: 'acme', service: ServiceName.Invoker, at: 0, reason: '', suffix }, { attempt: 1, model: 'm', deployment: 'd', ok: true, latencyMs: 1 }).id;
+    const id = (suffix: string | number) =>
+      makeEvent(
+        'invoke.attempted',
+        { requestId: 'r1', tenant: 'acme', service: ServiceName.Invoker, at: 0, reason: '', suffix },
+        { attempt: 1, model: 'm', deployment: 'd', ok: true, latencyMs: 1 },
+      ).id;
     expect(id(attemptSuffix({ deliveryCount: 1 }, 1))).toBe('r1:invoke.attempted:1');
     expect(id(attemptSuffix({ deliveryCount: 2 }, 1))).toBe('r1:invoke.attempted:2.1');
   });
@@ -56,7 +67,12 @@ describe('asStoredAnswer', () => {
   it('takes a damaged or foreign entry for none, so the redelivery calls again instead of replaying it', () => {
     expect(asStoredAnswer(undefined)).toBeUndefined();
     expect(asStoredAnswer({ ...stored, event: { ...failed, data: {} } })).toBeUndefined();
-    expect(asStoredAnswer({ ...stored, event: makeEvent('circuit.closed', { requestId: 'r1', tenant: 'acme', service: ServiceName.Invoker, at: 1, reason: 't' }, { deployment: 'd' }) })).toBeUndefined();
+    expect(
+      asStoredAnswer({
+        ...stored,
+        event: makeEvent('circuit.closed', { requestId: 'r1', tenant: 'acme', service: ServiceName.Invoker, at: 1, reason: 't' }, { deployment: 'd' }),
+      }),
+    ).toBeUndefined();
     expect(asStoredAnswer({ ...stored, result: { requestId: 'r1' } })).toBeUndefined();
     expect(asStoredAnswer({ ...stored, result: { requestId: 'r1', model: 'm', chunk: { content: 'x' } } })).toBeUndefined();
     expect(asStoredAnswer({ ...stored, completedAt: '1000' })).toBeUndefined();

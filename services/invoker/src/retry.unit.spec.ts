@@ -58,29 +58,49 @@ describe('classifyError', () => {
     expect(classifyError(e, NOW)).toMatchObject({ kind: 'status', status: 400, retryable: false });
   });
   it('masks a key the upstream echoes back', () => {
-    const e = APIError.generate(401, { error: { message: 'Incorrect API key provided: sk-proj-abcdef123456. You can find your key at ...' } }, undefined, headers({}));
+    const e = APIError.generate(
+      401,
+      { error: { message: 'Incorrect API key provided: sk-proj-abcdef123456. You can find your key at ...' } },
+      undefined,
+      headers({}),
+    );
     const f = classifyError(e, NOW);
     expect(f.message).not.toContain('abcdef123456');
     expect(f.message).toContain('sk-***');
   });
   it('treats timeouts, our own aborts and connection errors as retryable', () => {
     expect(classifyError(new APIConnectionTimeoutError(), NOW)).toMatchObject({ kind: 'timeout', retryable: true });
-    expect(classifyError(new CallAborted('deadline reached during the call'), NOW)).toEqual({ kind: 'timeout', message: 'deadline reached during the call', retryable: true });
+    expect(classifyError(new CallAborted('deadline reached during the call'), NOW)).toEqual({
+      kind: 'timeout',
+      message: 'deadline reached during the call',
+      retryable: true,
+    });
     expect(classifyError(new APIConnectionError({ cause: new Error('ECONNREFUSED') }), NOW)).toMatchObject({ kind: 'connection', retryable: true });
   });
   it('treats an error event inside a stream as retryable, anything else as a protocol failure', () => {
-    expect(classifyError(new APIError(undefined, { message: 'overloaded' }, undefined, undefined), NOW)).toMatchObject({ kind: 'protocol', retryable: true, message: 'overloaded' });
+    expect(classifyError(new APIError(undefined, { message: 'overloaded' }, undefined, undefined), NOW)).toMatchObject({
+      kind: 'protocol',
+      retryable: true,
+      message: 'overloaded',
+    });
     expect(classifyError(new Error('upstream answered without usage'), NOW)).toMatchObject({ kind: 'protocol', retryable: false });
   });
   it('treats a body that broke off as a lost connection', () => {
     const cause = Object.assign(new Error('other side closed'), { code: 'UND_ERR_SOCKET' });
-    expect(classifyError(new TypeError('terminated', { cause }), NOW)).toEqual({ kind: 'connection', message: 'connection lost mid-answer (terminated: other side closed)', retryable: true });
+    expect(classifyError(new TypeError('terminated', { cause }), NOW)).toEqual({
+      kind: 'connection',
+      message: 'connection lost mid-answer (terminated: other side closed)',
+      retryable: true,
+    });
   });
 });
 
 describe('remainingOf', () => {
   it('reads the rate-limit headroom the upstream sent, if any', () => {
-    expect(remainingOf(headers({ 'x-ratelimit-remaining-requests': '59', 'x-ratelimit-remaining-tokens': '9000' }))).toEqual({ requests: '59', tokens: '9000' });
+    expect(remainingOf(headers({ 'x-ratelimit-remaining-requests': '59', 'x-ratelimit-remaining-tokens': '9000' }))).toEqual({
+      requests: '59',
+      tokens: '9000',
+    });
     expect(remainingOf(headers({ 'x-ratelimit-remaining-tokens': '0' }))).toEqual({ tokens: '0' });
     expect(remainingOf(headers({}))).toBeUndefined();
   });

@@ -81,7 +81,15 @@ function answered(d: Draft, answer: UpstreamAnswer, latencyMs: number): Step {
     upstreamLatencyMs: latencyMs,
     ...(cacheKey !== undefined ? { cacheKey } : {}),
   });
-  const reply = { requestId: event.requestId, model: candidate.model, message, finishReason, usage: answer.usage, cached: false, created: Math.floor(completed.at / 1000) };
+  const reply = {
+    requestId: event.requestId,
+    model: candidate.model,
+    message,
+    finishReason,
+    usage: answer.usage,
+    cached: false,
+    created: Math.floor(completed.at / 1000),
+  };
   return d.done({ kind: 'conclude', terminal: completed, reply });
 }
 

@@ -18,7 +18,10 @@ describe('step: the first call', () => {
 
   it('given a redelivery, when it calls, then attempt ids are numbered <delivery>.<attempt> and the first event says why', () => {
     const inv = invocation([A], { delivery: { deliveryCount: 2 } });
-    const steps = run(inv, [[start, T0], [answered(), T0 + 120]]);
+    const steps = run(inv, [
+      [start, T0],
+      [answered(), T0 + 120],
+    ]);
     expect(steps[0]!.next).toMatchObject({ kind: 'call', attempt: 1, suffix: '2.1' });
     const [attempted] = steps[1]!.events;
     expect(attempted).toMatchObject({ id: 'r1:invoke.attempted:2.1', data: { attempt: 1 } });
@@ -28,15 +31,30 @@ describe('step: the first call', () => {
 
 describe('step: an answer', () => {
   it('given a call, when the upstream answers, then the attempt is published and the request concludes with chat.completed and the result', () => {
-    const s = last(run(invocation(), [[start, T0], [answered('Paris.', 120), T0 + 120]]));
+    const s = last(
+      run(invocation(), [
+        [start, T0],
+        [answered('Paris.', 120), T0 + 120],
+      ]),
+    );
     expect(s.events).toHaveLength(1);
-    expect(s.events[0]).toMatchObject({ id: 'r1:invoke.attempted:1', at: T0 + 120, data: { attempt: 1, ok: true, status: 200, deployment: 'a', model: 'gpt-4o-mini', latencyMs: 120 } });
+    expect(s.events[0]).toMatchObject({
+      id: 'r1:invoke.attempted:1',
+      at: T0 + 120,
+      data: { attempt: 1, ok: true, status: 200, deployment: 'a', model: 'gpt-4o-mini', latencyMs: 120 },
+    });
     expect(s.events[0]!.reason).toBe('gpt-4o-mini@a answered 200 in 120 ms; upstream remaining: requests 99, tokens 9000');
     if (s.next.kind !== 'conclude') throw new Error(`expected conclude, got ${s.next.kind}`);
     expect(s.next.terminal).toMatchObject({
       id: 'r1:chat.completed',
       reason: 'answered by gpt-4o-mini@a after 1 attempt',
-      data: { deployment: 'a', attempts: 1, upstreamLatencyMs: 120, cacheKey: 'acme.k', answer: { model: 'gpt-4o-mini', finishReason: 'stop', message: { content: 'Paris.' } } },
+      data: {
+        deployment: 'a',
+        attempts: 1,
+        upstreamLatencyMs: 120,
+        cacheKey: 'acme.k',
+        answer: { model: 'gpt-4o-mini', finishReason: 'stop', message: { content: 'Paris.' } },
+      },
     });
     expect(s.next.reply).toEqual<ChatResult>({
       requestId: 'r1',
@@ -51,42 +69,75 @@ describe('step: an answer', () => {
 
   it('given an answer too large for max_payload, then it is cut, billed in full, and finishes with length', () => {
     const inv = invocation([A], { maxPayload: 100_000 });
-    const s = last(run(inv, [[start, T0], [answered('x'.repeat(60_000)), T0 + 100]]));
+    const s = last(
+      run(inv, [
+        [start, T0],
+        [answered('x'.repeat(60_000)), T0 + 100],
+      ]),
+    );
     if (s.next.kind !== 'conclude' || s.next.terminal.type !== 'chat.completed') throw new Error('expected chat.completed');
     const { answer } = s.next.terminal.data;
     expect(answer.finishReason).toBe('length');
     expect(answer.message.content.length).toBeLessThan(60_000);
     expect(answer.usage.total_tokens).toBe(15);
-    expect(s.next.terminal.reason).toBe(`answer of 60000 characters cut to ${answer.message.content.length} to fit NATS max_payload; answered by gpt-4o-mini@a after 1 attempt`);
+    expect(s.next.terminal.reason).toBe(
+      `answer of 60000 characters cut to ${answer.message.content.length} to fit NATS max_payload; answered by gpt-4o-mini@a after 1 attempt`,
+    );
     expect(s.next.reply).toMatchObject({ finishReason: 'length', message: answer.message });
   });
 });
 
 describe('step: retries', () => {
   it('given a call, when it fails with a 500, then both attempt events go out and we wait the backoff', () => {
-    const s = last(run(invocation(), [[start, T0], [failed(), T0 + 80]]));
+    const s = last(
+      run(invocation(), [
+        [start, T0],
+        [failed(), T0 + 80],
+      ]),
+    );
     expect(kinds(s.events)).toEqual(['invoke.attempted', 'invoke.failed']);
     expect(s.events[0]).toMatchObject({ id: 'r1:invoke.attempted:1', data: { ok: false, status: 500 } });
-    expect(s.events[1]).toMatchObject({ id: 'r1:invoke.failed:1', reason: 'boom; next: retry (backoff 100 ms)', data: { attempt: 1, status: 500, retryable: true, error: 'boom' } });
+    expect(s.events[1]).toMatchObject({
+      id: 'r1:invoke.failed:1',
+      reason: 'boom; next: retry (backoff 100 ms)',
+      data: { attempt: 1, status: 500, retryable: true, error: 'boom' },
+    });
     expect(s.next).toEqual({ kind: 'wait', ms: 100 });
     expect(s.circuits).toEqual({ a: expect.objectContaining({ state: 'closed', failures: 1 }) });
   });
 
   it('given a 429 with Retry-After, then we wait what the upstream asked', () => {
-    const s = last(run(invocation(), [[start, T0], [failed({ status: 429, retryAfterMs: 700 }), T0 + 80]]));
+    const s = last(
+      run(invocation(), [
+        [start, T0],
+        [failed({ status: 429, retryAfterMs: 700 }), T0 + 80],
+      ]),
+    );
     expect(s.next).toEqual({ kind: 'wait', ms: 700 });
     expect(s.events[1]).toMatchObject({ data: { retryAfterMs: 700 } });
   });
 
   it('given a wait, when it is over, then the same candidate is called again as attempt 2', () => {
-    const s = last(run(invocation(), [[start, T0], [failed(), T0 + 80], [waited, T0 + 180]]));
+    const s = last(
+      run(invocation(), [
+        [start, T0],
+        [failed(), T0 + 80],
+        [waited, T0 + 180],
+      ]),
+    );
     expect(s.next).toEqual({ kind: 'call', candidate: A, attempt: 2, suffix: 2 });
   });
 });
 
 describe('step: fallback', () => {
   it('given maxAttemptsPerDeployment failures, then the next candidate is called, and its first event says we left', () => {
-    const steps = run(invocation(), [[start, T0], [failed(), T0 + 80], [waited, T0 + 180], [failed(), T0 + 260], [answered(), T0 + 400]]);
+    const steps = run(invocation(), [
+      [start, T0],
+      [failed(), T0 + 80],
+      [waited, T0 + 180],
+      [failed(), T0 + 260],
+      [answered(), T0 + 400],
+    ]);
     expect(steps[3]!.events[1]!.reason).toBe('boom; next: next-candidate (2 attempts failed)');
     expect(steps[3]!.next).toEqual({ kind: 'call', candidate: B, attempt: 3, suffix: 3 });
     const s = last(steps);
@@ -95,19 +146,37 @@ describe('step: fallback', () => {
   });
 
   it('given a wait that would pass the deadline, then we fall back at once instead of sleeping', () => {
-    const s = last(run(invocation(), [[start, T0], [failed(), DEADLINE - 50]]));
+    const s = last(
+      run(invocation(), [
+        [start, T0],
+        [failed(), DEADLINE - 50],
+      ]),
+    );
     expect(s.events[1]!.reason).toBe('boom; next: next-candidate (waiting 100 ms would pass the deadline)');
     expect(s.next).toMatchObject({ kind: 'call', candidate: B, attempt: 2 });
   });
 
   it('given a Retry-After above maxBackoffMs and a fallback, then we fall back', () => {
-    const s = last(run(invocation(), [[start, T0], [failed({ status: 429, retryAfterMs: 20_000 }), T0 + 80]]));
+    const s = last(
+      run(invocation(), [
+        [start, T0],
+        [failed({ status: 429, retryAfterMs: 20_000 }), T0 + 80],
+      ]),
+    );
     expect(s.next).toMatchObject({ kind: 'call', candidate: B });
   });
 
   it('given a request the upstream rejects (400), then it fails at once with its message, no fallback', () => {
-    const s = last(run(invocation(), [[start, T0], [failed({ status: 400, retryable: false, message: "Invalid 'temperature'" }), T0 + 80]]));
-    expect(s.next).toMatchObject({ kind: 'conclude', terminal: { type: 'chat.failed', reason: 'upstream rejected the request with 400', data: { code: 'invalid_request', status: 400, attempts: 1 } } });
+    const s = last(
+      run(invocation(), [
+        [start, T0],
+        [failed({ status: 400, retryable: false, message: "Invalid 'temperature'" }), T0 + 80],
+      ]),
+    );
+    expect(s.next).toMatchObject({
+      kind: 'conclude',
+      terminal: { type: 'chat.failed', reason: 'upstream rejected the request with 400', data: { code: 'invalid_request', status: 400, attempts: 1 } },
+    });
     if (s.next.kind !== 'conclude') throw new Error('expected conclude');
     expect(s.next.reply).toEqual<ChatErrorReply>({ requestId: 'r1', error: { code: 'invalid_request', message: "Invalid 'temperature'", status: 400 } });
     // the request's fault, not the deployment's
@@ -115,14 +184,26 @@ describe('step: fallback', () => {
   });
 
   it('given part of the answer was streamed, then a failure ends the request', () => {
-    const s = last(run(invocation(), [[start, T0], [failed({ kind: 'connection', status: undefined, partial: true }), T0 + 80]]));
+    const s = last(
+      run(invocation(), [
+        [start, T0],
+        [failed({ kind: 'connection', status: undefined, partial: true }), T0 + 80],
+      ]),
+    );
     expect(s.next).toMatchObject({ kind: 'conclude', terminal: { type: 'chat.failed', data: { code: 'upstream_failed', status: 502 } } });
   });
 });
 
 describe('step: circuits', () => {
   it('given an open circuit on the first candidate, then the call goes to the next, and its first event says why', () => {
-    const steps = run(invocation(), [[start, T0], [answered(), T0 + 100]], { a: openCircuit(T0 - 10_000) });
+    const steps = run(
+      invocation(),
+      [
+        [start, T0],
+        [answered(), T0 + 100],
+      ],
+      { a: openCircuit(T0 - 10_000) },
+    );
     expect(steps[0]!.next).toMatchObject({ kind: 'call', candidate: B, attempt: 1, suffix: 1 });
     expect(steps[0]!.circuits).toEqual({ b: expect.objectContaining({ state: 'closed' }) });
     expect(last(steps).events[0]!.reason).toMatch(/^skipped gpt-4o-mini@a: circuit open for another 20000 ms; gpt-4o@b answered/);
@@ -130,7 +211,16 @@ describe('step: circuits', () => {
 
   it('given the threshold minus one failures, when the next fails, then circuit.opened goes out first, under _system', () => {
     const near = { state: 'closed' as const, failures: settings.circuitFailureThreshold - 1, openedAt: 0, trialInFlight: false, transitions: 0 };
-    const s = last(run(invocation(), [[start, T0], [failed(), T0 + 80]], { a: near }));
+    const s = last(
+      run(
+        invocation(),
+        [
+          [start, T0],
+          [failed(), T0 + 80],
+        ],
+        { a: near },
+      ),
+    );
     expect(kinds(s.events)).toEqual(['circuit.opened', 'invoke.attempted', 'invoke.failed']);
     expect(s.events[0]).toMatchObject({
       id: `circuit-a-1-${T0 + 80}:circuit.opened`,
@@ -145,7 +235,14 @@ describe('step: circuits', () => {
   });
 
   it('given an open circuit whose time is up, then one trial call goes through, and its success closes the circuit', () => {
-    const steps = run(invocation([A]), [[start, T0], [answered(), T0 + 100]], { a: openCircuit(T0 - 30_000) });
+    const steps = run(
+      invocation([A]),
+      [
+        [start, T0],
+        [answered(), T0 + 100],
+      ],
+      { a: openCircuit(T0 - 30_000) },
+    );
     expect(steps[0]!.next).toMatchObject({ kind: 'call', candidate: A });
     expect(steps[0]!.circuits.a).toMatchObject({ state: 'half-open', trialInFlight: true });
     const s = last(steps);
@@ -174,19 +271,40 @@ describe('step: circuits', () => {
 
 describe('step: out of candidates and time', () => {
   it('given every candidate failed, then chat.failed upstream_failed quotes the last error', () => {
-    const steps = run(invocation([A], { settings: { ...settings, maxAttemptsPerDeployment: 1 } }), [[start, T0], [failed({ message: 'bad gateway', status: 502 }), T0 + 80]]);
+    const steps = run(invocation([A], { settings: { ...settings, maxAttemptsPerDeployment: 1 } }), [
+      [start, T0],
+      [failed({ message: 'bad gateway', status: 502 }), T0 + 80],
+    ]);
     const s = last(steps);
-    expect(s.next).toMatchObject({ kind: 'conclude', terminal: { type: 'chat.failed', reason: 'left gpt-4o-mini@a: 1 attempts failed; no candidate left after 1 attempts', data: { code: 'upstream_failed', attempts: 1 } } });
+    expect(s.next).toMatchObject({
+      kind: 'conclude',
+      terminal: {
+        type: 'chat.failed',
+        reason: 'left gpt-4o-mini@a: 1 attempts failed; no candidate left after 1 attempts',
+        data: { code: 'upstream_failed', attempts: 1 },
+      },
+    });
     if (s.next.kind !== 'conclude' || !('error' in s.next.reply)) throw new Error('expected an error reply');
     expect(s.next.reply.error.message).toMatch(/Last error \(1 attempts\): bad gateway$/);
   });
 
   it('given the deadline passed during a wait, then no attempt starts and the request fails with deadline_exceeded', () => {
-    const s = last(run(invocation(), [[start, T0], [failed(), T0 + 80], [waited, DEADLINE]]));
+    const s = last(
+      run(invocation(), [
+        [start, T0],
+        [failed(), T0 + 80],
+        [waited, DEADLINE],
+      ]),
+    );
     expect(s.events).toEqual([]);
     expect(s.next).toMatchObject({
       kind: 'conclude',
-      terminal: { type: 'chat.failed', at: DEADLINE, reason: 'deadline passed after 1 attempts', data: { code: 'deadline_exceeded', status: 504, attempts: 1 } },
+      terminal: {
+        type: 'chat.failed',
+        at: DEADLINE,
+        reason: 'deadline passed after 1 attempts',
+        data: { code: 'deadline_exceeded', status: 504, attempts: 1 },
+      },
       reply: { requestId: 'r1', error: { code: 'deadline_exceeded', status: 504 } },
     });
   });

@@ -47,7 +47,10 @@ async function ensureLedgerConsumer(jsm: JetStreamManager, position?: number, lo
   const oldPolicy = info !== undefined && info.config.ack_policy !== AckPolicy.All;
   if (info && (ahead || oldPolicy)) {
     const reason = ahead ? 'ledger consumer is ahead of the database' : 'ledger consumer acks each message; moving it to ack-all';
-    log?.warn({ consumerAckFloor: info.ack_floor.stream_seq, position, ackPolicy: info.config.ack_policy }, `${reason}; recreating it from the database position`);
+    log?.warn(
+      { consumerAckFloor: info.ack_floor.stream_seq, position, ackPolicy: info.config.ack_policy },
+      `${reason}; recreating it from the database position`,
+    );
     await jsm.consumers.delete(STREAM, DURABLE);
     await jsm.consumers.add(STREAM, position ? { ...config, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: position + 1 } : config);
   } else if (!info) {

@@ -66,7 +66,10 @@ export async function costs(db: Db, q: CostsQuery): Promise<CostsReport> {
   const groups = q.groupBy.map((g) => dimensionSql[g]);
   const [rows, totals] = await Promise.all([
     groups
-      .reduce((qb, g) => qb.orderBy(sql`${g} collate "C" nulls last`), base.select([...q.groupBy.map((g) => dimensionSql[g].as(g)), ...figures]).groupBy(groups))
+      .reduce(
+        (qb, g) => qb.orderBy(sql`${g} collate "C" nulls last`),
+        base.select([...q.groupBy.map((g) => dimensionSql[g].as(g)), ...figures]).groupBy(groups),
+      )
       .execute(),
     base.select(figures).executeTakeFirstOrThrow(),
   ]);

@@ -36,7 +36,12 @@ export function completedRequest(r: Req, model: string, prompt: number, completi
     missed(r.id, r.tenant, { ctx: c, estimatedTokens: prompt }, { at: r.at + 2 }),
     routed(r.id, r.tenant, { ctx: c, tier: 'small', candidates: [{ model, deployment: 'sim' }] }, { at: r.at + 3 }),
     makeEvent('invoke.attempted', { ...f(r, 'invoker', end - 1), suffix: 1 }, { attempt: 1, model, deployment: 'sim', ok: true, latencyMs: latencyMs - 5 }),
-    completed(r.id, r.tenant, { ctx: c, answer: answer(model, prompt, completion), deployment: 'sim', upstreamLatencyMs: latencyMs - 5 }, { at: end, reason: 'answered by sim' }),
+    completed(
+      r.id,
+      r.tenant,
+      { ctx: c, answer: answer(model, prompt, completion), deployment: 'sim', upstreamLatencyMs: latencyMs - 5 },
+      { at: end, reason: 'answered by sim' },
+    ),
   ] as AnyEvent[];
 }
 
@@ -45,14 +50,24 @@ export function cachedRequest(r: Req, model: string, prompt: number, completion:
   return [
     requested(r),
     admitted(r.id, r.tenant, { ctx: c, estimatedTokens: prompt }, { at: r.at + 1 }),
-    makeEvent('cache.hit', f(r, 'cache', r.at + latencyMs, 'exact hit'), { ctx: c, key: 'k', answer: answer(model, prompt, completion), storedAt: r.at - 1000 }),
+    makeEvent('cache.hit', f(r, 'cache', r.at + latencyMs, 'exact hit'), {
+      ctx: c,
+      key: 'k',
+      answer: answer(model, prompt, completion),
+      storedAt: r.at - 1000,
+    }),
   ] as AnyEvent[];
 }
 
 export function throttledRequest(r: Req, latencyMs: number): AnyEvent[] {
   return [
     requested(r),
-    makeEvent('chat.throttled', f(r, 'limiter', r.at + latencyMs, 'tenant requests/min'), { layer: 'tenant', limit: 'requests', retryAfterMs: 1000, receivedAt: r.at }),
+    makeEvent('chat.throttled', f(r, 'limiter', r.at + latencyMs, 'tenant requests/min'), {
+      layer: 'tenant',
+      limit: 'requests',
+      retryAfterMs: 1000,
+      receivedAt: r.at,
+    }),
   ] as AnyEvent[];
 }
 
@@ -60,27 +75,53 @@ export function failedRequest(r: Req, latencyMs: number): AnyEvent[] {
   return [
     requested(r),
     admitted(r.id, r.tenant, { ctx: ctx(r.at), estimatedTokens: 10 }, { at: r.at + 1 }),
-    makeEvent('invoke.failed', { ...f(r, 'invoker', r.at + 5), suffix: 1 }, { attempt: 1, model: 'gpt-4o-mini', deployment: 'sim', status: 500, error: 'boom', retryable: true, latencyMs: 4 }),
-    makeEvent('chat.failed', f(r, 'invoker', r.at + latencyMs, 'every deployment failed'), { code: 'upstream_failed', status: 502, message: 'Every upstream deployment failed.', attempts: 3, receivedAt: r.at }),
+    makeEvent(
+      'invoke.failed',
+      { ...f(r, 'invoker', r.at + 5), suffix: 1 },
+      { attempt: 1, model: 'gpt-4o-mini', deployment: 'sim', status: 500, error: 'boom', retryable: true, latencyMs: 4 },
+    ),
+    makeEvent('chat.failed', f(r, 'invoker', r.at + latencyMs, 'every deployment failed'), {
+      code: 'upstream_failed',
+      status: 502,
+      message: 'Every upstream deployment failed.',
+      attempts: 3,
+      receivedAt: r.at,
+    }),
   ] as AnyEvent[];
 }
 
 export function shedRequest(r: Req, latencyMs: number): AnyEvent[] {
   return [
     requested(r),
-    makeEvent('chat.shed', f(r, 'router', r.at + latencyMs, 'degrade level 2'), { code: 'service_busy', retryAfterMs: 5000, degradeLevel: 2, receivedAt: r.at }),
+    makeEvent('chat.shed', f(r, 'router', r.at + latencyMs, 'degrade level 2'), {
+      code: 'service_busy',
+      retryAfterMs: 5000,
+      degradeLevel: 2,
+      receivedAt: r.at,
+    }),
   ] as AnyEvent[];
 }
 
 /** An ingress rejection: no chat.requested before it. */
 export function rejectedAtIngress(r: Req): AnyEvent[] {
   return [
-    makeEvent('chat.rejected', f(r, 'ingress', r.at + 1, 'bad key'), { code: 'invalid_api_key', status: 401, message: 'The API key is not valid for this tenant.', stage: 'ingress', model: 'gpt-4o', receivedAt: r.at }),
+    makeEvent('chat.rejected', f(r, 'ingress', r.at + 1, 'bad key'), {
+      code: 'invalid_api_key',
+      status: 401,
+      message: 'The API key is not valid for this tenant.',
+      stage: 'ingress',
+      model: 'gpt-4o',
+      receivedAt: r.at,
+    }),
   ] as AnyEvent[];
 }
 
 export function circuitOpened(at: number): AnyEvent {
-  return makeEvent('circuit.opened', { requestId: '', tenant: '_system', service: 'invoker', at, reason: '5 failures', suffix: at }, { deployment: 'sim', failures: 5, openForMs: 30_000 });
+  return makeEvent(
+    'circuit.opened',
+    { requestId: '', tenant: '_system', service: 'invoker', at, reason: '5 failures', suffix: at },
+    { deployment: 'sim', failures: 5, openForMs: 30_000 },
+  );
 }
 
 const PRICES = {

@@ -1,5 +1,14 @@
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyServerOptions } from 'fastify';
-import { answerClientError, applyHttpLimits, Errors, frameworkRefusal, HTTP_SERVER_OPTIONS, openAiErrorBody, type ErrorCode, type HttpLimits } from '@sluice/contracts';
+import {
+  answerClientError,
+  applyHttpLimits,
+  Errors,
+  frameworkRefusal,
+  HTTP_SERVER_OPTIONS,
+  openAiErrorBody,
+  type ErrorCode,
+  type HttpLimits,
+} from '@sluice/contracts';
 import type { Db } from './db.js';
 import { BadParam, parseCostsQuery, parseSloQuery } from './params.js';
 import { costs } from './costs.js';
@@ -80,7 +89,9 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     if (err instanceof BadParam) return reply.status(400).send(errorBody('invalid_request', err.message, err.param));
     if (err.code === 'FST_ERR_HANDLER_TIMEOUT') {
       request.log.warn({ url: request.url }, 'ledger query timed out');
-      return reply.status(504).send(errorBody('deadline_exceeded', `The ledger did not answer within ${HANDLER_TIMEOUT_MS / 1000} s; narrow the range or retry.`));
+      return reply
+        .status(504)
+        .send(errorBody('deadline_exceeded', `The ledger did not answer within ${HANDLER_TIMEOUT_MS / 1000} s; narrow the range or retry.`));
     }
     // fastify's own refusals of a request (a malformed header it checks, an unsupported body)
     if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {

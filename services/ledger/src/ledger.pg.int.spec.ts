@@ -17,20 +17,24 @@ async function admin(statement: string): Promise<void> {
   }
 }
 
-ledgerScenario('Postgres', async () => {
-  const name = `ledger_test_${randomBytes(6).toString('hex')}`;
-  await admin(`create database ${name}`);
-  const url = new URL(ADMIN_URL);
-  url.pathname = `/${name}`;
-  const db = createDb({ databaseUrl: url.toString(), log: createLogger('ledger-test', 'silent') });
-  return {
-    db,
-    async disconnect() {
-      await admin(`select pg_terminate_backend(pid) from pg_stat_activity where datname = '${name}'`);
-    },
-    async drop() {
-      await db.destroy();
-      await admin(`drop database if exists ${name} with (force)`);
-    },
-  };
-}, { canDisconnect: true });
+ledgerScenario(
+  'Postgres',
+  async () => {
+    const name = `ledger_test_${randomBytes(6).toString('hex')}`;
+    await admin(`create database ${name}`);
+    const url = new URL(ADMIN_URL);
+    url.pathname = `/${name}`;
+    const db = createDb({ databaseUrl: url.toString(), log: createLogger('ledger-test', 'silent') });
+    return {
+      db,
+      async disconnect() {
+        await admin(`select pg_terminate_backend(pid) from pg_stat_activity where datname = '${name}'`);
+      },
+      async drop() {
+        await db.destroy();
+        await admin(`drop database if exists ${name} with (force)`);
+      },
+    };
+  },
+  { canDisconnect: true },
+);

@@ -54,23 +54,42 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
       for (const e of events) await publishEvent(bus.js, e);
     };
     const start = async () => {
-      projector = await startProjector(bus, { db, priceOf, log, batchSize: 4, lingerMs: 2, retryBaseMs: 20, retryMaxMs: 200, onRetry: (e) => retries.push(e), onBatch: (b) => batches.push(b), onParked: (seq) => parked.push(seq) });
+      projector = await startProjector(bus, {
+        db,
+        priceOf,
+        log,
+        batchSize: 4,
+        lingerMs: 2,
+        retryBaseMs: 20,
+        retryMaxMs: 200,
+        onRetry: (e) => retries.push(e),
+        onBatch: (b) => batches.push(b),
+        onParked: (seq) => parked.push(seq),
+      });
     };
     const stop = async () => {
       await projector?.stop();
       projector = undefined;
     };
     const caughtUp = () =>
-      eventually(async () => {
-        const p = (await get('/v1/ledger/position')).body as { seq: number; lag: number; streamLastSeq: number };
-        return p.lag === 0 && p.seq > 0 && p;
-      }, WAIT_MS, { what: 'the ledger to reach the end of the stream' });
+      eventually(
+        async () => {
+          const p = (await get('/v1/ledger/position')).body as { seq: number; lag: number; streamLastSeq: number };
+          return p.lag === 0 && p.seq > 0 && p;
+        },
+        WAIT_MS,
+        { what: 'the ledger to reach the end of the stream' },
+      );
     /** Every message delivered and acked: nothing is left for a redelivery. */
     const allAcked = () =>
-      eventually(async () => {
-        const [c, last] = await Promise.all([bus.jsm.consumers.info(Topology.stream.name, Consumers.ledger.durable), streamLastSeq(bus.jsm)]);
-        return c.num_ack_pending === 0 && c.num_pending === 0 && c.ack_floor.stream_seq === last;
-      }, WAIT_MS, { what: 'every message to be acked' });
+      eventually(
+        async () => {
+          const [c, last] = await Promise.all([bus.jsm.consumers.info(Topology.stream.name, Consumers.ledger.durable), streamLastSeq(bus.jsm)]);
+          return c.num_ack_pending === 0 && c.num_pending === 0 && c.ack_floor.stream_seq === last;
+        },
+        WAIT_MS,
+        { what: 'every message to be acked' },
+      );
 
     beforeAll(async () => {
       dir = mkdtempSync(join(tmpdir(), 'sluice-ledger-'));
@@ -95,7 +114,10 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
         circuitOpened(T0 + 80),
       ]);
       await bus.js.publish(Subjects.event('chat.completed', 'acme'), 'not json');
-      await bus.js.publish(Subjects.event('chat.completed', 'acme'), JSON.stringify({ id: 'x', type: 'chat.completed', requestId: 'x', tenant: 'acme', service: 'invoker', at: T0, reason: '', data: {} }));
+      await bus.js.publish(
+        Subjects.event('chat.completed', 'acme'),
+        JSON.stringify({ id: 'x', type: 'chat.completed', requestId: 'x', tenant: 'acme', service: 'invoker', at: T0, reason: '', data: {} }),
+      );
       await start();
       await caughtUp();
     });
@@ -119,7 +141,17 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
       expect(body.rows).toEqual([
         { tenant: '_unknown', model: null, requests: 1, completed: 0, cacheHits: 0, inputTokens: 0, outputTokens: 0, costUsd: 0, savedUsd: 0 },
         { tenant: 'acme', model: 'gpt-4o', requests: 1, completed: 1, cacheHits: 0, inputTokens: 2000, outputTokens: 1000, costUsd: 0.015, savedUsd: 0 },
-        { tenant: 'acme', model: 'gpt-4o-mini', requests: 2, completed: 1, cacheHits: 1, inputTokens: 1000, outputTokens: 500, costUsd: 0.00045, savedUsd: 0.00045 },
+        {
+          tenant: 'acme',
+          model: 'gpt-4o-mini',
+          requests: 2,
+          completed: 1,
+          cacheHits: 1,
+          inputTokens: 1000,
+          outputTokens: 500,
+          costUsd: 0.00045,
+          savedUsd: 0.00045,
+        },
         { tenant: 'globex', model: 'gpt-4o-mini', requests: 1, completed: 1, cacheHits: 0, inputTokens: 100, outputTokens: 50, costUsd: 0.000045, savedUsd: 0 },
         { tenant: 'globex', model: null, requests: 3, completed: 0, cacheHits: 0, inputTokens: 0, outputTokens: 0, costUsd: 0, savedUsd: 0 },
       ]);
@@ -167,12 +199,33 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
     it("shows a request's timeline in stream order", async () => {
       const { status, body } = await get('/v1/requests/r1');
       expect(status).toBe(200);
-      expect(body).toMatchObject({ requestId: 'r1', tenant: 'acme', outcome: 'completed', model: 'gpt-4o-mini', deployment: 'sim', latencyMs: 100, costUsd: 0.00045, inputTokens: 1000 });
-      expect(body.timeline.map((e: any) => e.type)).toEqual(['chat.requested', 'chat.admitted', 'cache.missed', 'chat.routed', 'invoke.attempted', 'chat.completed']);
+      expect(body).toMatchObject({
+        requestId: 'r1',
+        tenant: 'acme',
+        outcome: 'completed',
+        model: 'gpt-4o-mini',
+        deployment: 'sim',
+        latencyMs: 100,
+        costUsd: 0.00045,
+        inputTokens: 1000,
+      });
+      expect(body.timeline.map((e: any) => e.type)).toEqual([
+        'chat.requested',
+        'chat.admitted',
+        'cache.missed',
+        'chat.routed',
+        'invoke.attempted',
+        'chat.completed',
+      ]);
       const seqs = body.timeline.map((e: any) => e.seq);
       expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
       expect(body.timeline[5]).toMatchObject({ service: 'invoker', at: new Date(T0 + 100).toISOString(), reason: 'answered by sim' });
-      expect((await get('/v1/requests/r8')).body).toMatchObject({ outcome: 'rejected', errorCode: 'invalid_api_key', statusCode: 401, timeline: [{ type: 'chat.rejected' }] });
+      expect((await get('/v1/requests/r8')).body).toMatchObject({
+        outcome: 'rejected',
+        errorCode: 'invalid_api_key',
+        statusCode: 401,
+        timeline: [{ type: 'chat.rejected' }],
+      });
     });
 
     it('answers 404 and 400 in the catalogue shape', async () => {
@@ -197,7 +250,10 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
       await allAcked();
       await stop();
       const before = (await get(`/v1/costs${DAY}`)).body.totals;
-      const eventsBefore = await db.selectFrom('events').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow();
+      const eventsBefore = await db
+        .selectFrom('events')
+        .select((eb) => eb.fn.countAll().as('n'))
+        .executeTakeFirstOrThrow();
       // as if the ledger had committed everything and died before a single ack
       const seen = await streamLastSeq(bus.jsm);
       await resetLedgerConsumer(bus.jsm);
@@ -210,8 +266,17 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
       expect(batches.reduce((n, b) => n + b.applied, 0)).toBe(6);
       expect(batches.reduce((n, b) => n + b.skipped, 0)).toBeGreaterThanOrEqual(seen);
       const after = (await get(`/v1/costs${DAY}`)).body.totals;
-      expect(after).toEqual({ ...before, requests: before.requests + 1, completed: before.completed + 1, inputTokens: before.inputTokens + 1000, costUsd: 0.015645 });
-      const eventsAfter = await db.selectFrom('events').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow();
+      expect(after).toEqual({
+        ...before,
+        requests: before.requests + 1,
+        completed: before.completed + 1,
+        inputTokens: before.inputTokens + 1000,
+        costUsd: 0.015645,
+      });
+      const eventsAfter = await db
+        .selectFrom('events')
+        .select((eb) => eb.fn.countAll().as('n'))
+        .executeTakeFirstOrThrow();
       expect(Number(eventsAfter.n)).toBe(Number(eventsBefore.n) + 6);
     });
 
@@ -285,7 +350,15 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
       const rejected = makeEvent(
         'chat.rejected',
         { requestId: 'r13', tenant: 'acme', service: 'ingress', at: T0 + 131, reason: odd },
-        { code: 'invalid_api_key', status: 401, message: 'The API key is not valid for this tenant.', stage: 'ingress', model: odd, user: odd, receivedAt: T0 + 130 },
+        {
+          code: 'invalid_api_key',
+          status: 401,
+          message: 'The API key is not valid for this tenant.',
+          stage: 'ingress',
+          model: odd,
+          user: odd,
+          receivedAt: T0 + 130,
+        },
       ) as AnyEvent;
       await publishAll([rejected]);
       await caughtUp();
@@ -344,7 +417,11 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
       expect(r16.timeline.map((e: any) => e.type)).toContain('event.parked');
 
       await sql`alter table requests drop constraint no_zed`.execute(db);
-      const replayed = await replayParked(bus, 'ledger', dead.map((d) => d.dlqSeq));
+      const replayed = await replayParked(
+        bus,
+        'ledger',
+        dead.map((d) => d.dlqSeq),
+      );
       expect(replayed.map((d) => d.seq)).toEqual(parked);
       await eventually(async () => (await get('/v1/requests/r16')).body.outcome === 'completed', WAIT_MS, { what: 'r16 to be projected' });
       expect((await listParked(bus, 'ledger')).map((d) => d.dlqSeq).sort()).toEqual([...earlier].sort());

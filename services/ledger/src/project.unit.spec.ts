@@ -1,6 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { mergeUpserts, project, type Projection } from './project.js';
-import { T0, cachedRequest, circuitOpened, completedRequest, failedRequest, priceOf, rejectedAtIngress, requested, shedRequest, throttledRequest } from './fixtures.js';
+import {
+  T0,
+  cachedRequest,
+  circuitOpened,
+  completedRequest,
+  failedRequest,
+  priceOf,
+  rejectedAtIngress,
+  requested,
+  shedRequest,
+  throttledRequest,
+} from './fixtures.js';
 
 const r = { id: 'r1', tenant: 'acme', at: T0 };
 const projectAll = (events: ReturnType<typeof completedRequest>): Projection[] => events.map((e, i) => project(i + 1, e, priceOf));
@@ -9,7 +20,17 @@ const last = <T>(xs: T[]) => xs[xs.length - 1]!;
 describe('project', () => {
   it('given chat.requested, creates a pending row and leaves an existing one alone', () => {
     const p = project(1, requested(r), priceOf);
-    expect(p.request?.insert).toMatchObject({ request_id: 'r1', tenant: 'acme', outcome: 'pending', user_id: 'u1', feature: 'chat', requested_model: 'auto', front_door: 'http', priority: 'standard', stream: false });
+    expect(p.request?.insert).toMatchObject({
+      request_id: 'r1',
+      tenant: 'acme',
+      outcome: 'pending',
+      user_id: 'u1',
+      feature: 'chat',
+      requested_model: 'auto',
+      front_door: 'http',
+      priority: 'standard',
+      stream: false,
+    });
     expect(p.request?.insert.received_at).toEqual(new Date(T0));
     expect(p.request?.update).toBeUndefined();
   });
@@ -46,18 +67,46 @@ describe('project', () => {
 
   it('given cache.hit, costs nothing and records the saving', () => {
     const p = last(projectAll(cachedRequest(r, 'gpt-4o', 1000, 100, 3)));
-    expect(p.request?.update).toMatchObject({ outcome: 'cached', cache_hit: true, model: 'gpt-4o', input_tokens: 0, output_tokens: 0, cost_usd: '0', saved_usd: '0.0035', latency_ms: 3 });
+    expect(p.request?.update).toMatchObject({
+      outcome: 'cached',
+      cache_hit: true,
+      model: 'gpt-4o',
+      input_tokens: 0,
+      output_tokens: 0,
+      cost_usd: '0',
+      saved_usd: '0.0035',
+      latency_ms: 3,
+    });
   });
 
   it('given terminal refusals, records outcome, code and status', () => {
-    expect(last(projectAll(throttledRequest(r, 2))).request?.update).toMatchObject({ outcome: 'throttled', error_code: 'rate_limited', status_code: 429, latency_ms: 2 });
+    expect(last(projectAll(throttledRequest(r, 2))).request?.update).toMatchObject({
+      outcome: 'throttled',
+      error_code: 'rate_limited',
+      status_code: 429,
+      latency_ms: 2,
+    });
     expect(last(projectAll(shedRequest(r, 4))).request?.update).toMatchObject({ outcome: 'shed', error_code: 'service_busy', status_code: 503 });
-    expect(last(projectAll(failedRequest(r, 90))).request?.update).toMatchObject({ outcome: 'failed', error_code: 'upstream_failed', status_code: 502, attempts: 3, latency_ms: 90 });
+    expect(last(projectAll(failedRequest(r, 90))).request?.update).toMatchObject({
+      outcome: 'failed',
+      error_code: 'upstream_failed',
+      status_code: 502,
+      attempts: 3,
+      latency_ms: 90,
+    });
   });
 
   it('given an ingress rejection without chat.requested, creates the row from what the rejection knew', () => {
     const p = project(1, rejectedAtIngress(r)[0]!, priceOf);
-    expect(p.request?.insert).toMatchObject({ request_id: 'r1', tenant: 'acme', outcome: 'rejected', error_code: 'invalid_api_key', status_code: 401, requested_model: 'gpt-4o', latency_ms: 1 });
+    expect(p.request?.insert).toMatchObject({
+      request_id: 'r1',
+      tenant: 'acme',
+      outcome: 'rejected',
+      error_code: 'invalid_api_key',
+      status_code: 401,
+      requested_model: 'gpt-4o',
+      latency_ms: 1,
+    });
   });
 
   it('puts events of no request on the timeline only', () => {
@@ -84,7 +133,11 @@ describe('mergeUpserts', () => {
   });
 
   it("keeps each insert row carrying its update's values (the batch writer relies on it)", () => {
-    const events = [...completedRequest(r, 'gpt-4o', 10, 10, 5), ...rejectedAtIngress({ ...r, id: 'r2' }), ...cachedRequest({ ...r, id: 'r3' }, 'gpt-4o', 1, 1, 1)];
+    const events = [
+      ...completedRequest(r, 'gpt-4o', 10, 10, 5),
+      ...rejectedAtIngress({ ...r, id: 'r2' }),
+      ...cachedRequest({ ...r, id: 'r3' }, 'gpt-4o', 1, 1, 1),
+    ];
     const ups = events.map((e, i) => project(i + 1, e, priceOf)).flatMap((p) => (p.request ? [p.request] : []));
     for (const u of [...ups, ...mergeUpserts(ups), ...mergeUpserts(ups.slice(2))]) {
       for (const [k, v] of Object.entries(u.update ?? {})) expect(u.insert[k as keyof typeof u.insert], k).toEqual(v);

@@ -106,7 +106,13 @@ export async function slo(db: Db, q: SloQuery): Promise<SloReport> {
   const totals = await base.select(measures).executeTakeFirstOrThrow();
   const dim = q.groupBy;
   const rows = dim
-    ? (await base.select([dimensionSql[dim].as(dim), ...measures]).groupBy(dimensionSql[dim]).orderBy(sql`${dimensionSql[dim]} collate "C" nulls last`).execute()).map((r) => {
+    ? (
+        await base
+          .select([dimensionSql[dim].as(dim), ...measures])
+          .groupBy(dimensionSql[dim])
+          .orderBy(sql`${dimensionSql[dim]} collate "C" nulls last`)
+          .execute()
+      ).map((r) => {
         const row = r as Record<string, unknown>;
         return { [dim]: (row[dim] as string | null) ?? null, ...sloFigures(toCounts(row)) };
       })

@@ -90,7 +90,11 @@ export async function applyBatch(db: Db, messages: RawEvent[], deps: BatchDeps):
       }
     }
     // rows travel as one JSON document a statement (writes.ts), so no parameter limit splits a batch
-    if (projections.length) await insertTimeline(trx, projections.map((p) => p.event));
+    if (projections.length)
+      await insertTimeline(
+        trx,
+        projections.map((p) => p.event),
+      );
     await upsertRequests(trx, mergeUpserts(projections.flatMap((p) => (p.request ? [p.request] : []))));
     const position = ordered.length ? ordered[ordered.length - 1]!.seq : from;
     if (position !== from) await savePosition(trx, deps.name, position);
@@ -151,8 +155,18 @@ export async function projectionWorks(db: Db, priceOf: PriceOf): Promise<boolean
     'chat.completed',
     { requestId: '_probe', tenant: SYSTEM_TENANT, service: 'ledger', at, reason: 'probe' },
     {
-      ctx: { request: { model: 'probe', messages: [{ role: 'user', content: 'probe' }], priority: 'standard', stream: false, params: {}, cache: 'skip' }, frontDoor: 'nats', receivedAt: at, deadline: at },
-      answer: { model: 'probe', message: { role: 'assistant', content: '' }, finishReason: 'stop', usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 } },
+      ctx: {
+        request: { model: 'probe', messages: [{ role: 'user', content: 'probe' }], priority: 'standard', stream: false, params: {}, cache: 'skip' },
+        frontDoor: 'nats',
+        receivedAt: at,
+        deadline: at,
+      },
+      answer: {
+        model: 'probe',
+        message: { role: 'assistant', content: '' },
+        finishReason: 'stop',
+        usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 },
+      },
       deployment: 'probe',
       attempts: 1,
       upstreamLatencyMs: 0,
@@ -181,6 +195,10 @@ export async function readPosition(db: Db, name: string): Promise<number> {
 export async function truncateProjections(db: Db, name: string): Promise<void> {
   await db.transaction().execute(async (trx) => {
     await sql`truncate table events, requests`.execute(trx);
-    await trx.insertInto('ledger_position').values({ name, seq: 0 }).onConflict((oc) => oc.column('name').doUpdateSet({ seq: 0 })).execute();
+    await trx
+      .insertInto('ledger_position')
+      .values({ name, seq: 0 })
+      .onConflict((oc) => oc.column('name').doUpdateSet({ seq: 0 }))
+      .execute();
   });
 }

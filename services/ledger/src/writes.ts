@@ -52,9 +52,7 @@ export async function upsertRequests(trx: Trx, upserts: RequestUpsert[]): Promis
   for (const { insert, update, rows } of byShape(upserts)) {
     const cols = sql.join(insert.map((c) => sql.ref(c)));
     // an upsert's insert row carries its update's values, so `excluded` holds them
-    const onConflict = update.length
-      ? sql`do update set ${sql.join(update.map((c) => sql`${sql.ref(c)} = excluded.${sql.ref(c)}`))}`
-      : sql`do nothing`;
+    const onConflict = update.length ? sql`do update set ${sql.join(update.map((c) => sql`${sql.ref(c)} = excluded.${sql.ref(c)}`))}` : sql`do nothing`;
     await sql`
       insert into requests (${cols})
       select ${cols} from jsonb_populate_recordset(null::requests, ${pgJson(rows)}::jsonb)
@@ -69,7 +67,10 @@ interface Shape {
 }
 
 function byShape(upserts: RequestUpsert[]): Iterable<Shape> {
-  const columns = (row: object) => Object.keys(row).filter((k) => (row as Record<string, unknown>)[k] !== undefined).sort() as RequestColumn[];
+  const columns = (row: object) =>
+    Object.keys(row)
+      .filter((k) => (row as Record<string, unknown>)[k] !== undefined)
+      .sort() as RequestColumn[];
   const groups = new Map<string, Shape>();
   for (const u of upserts) {
     const insert = columns(u.insert);

@@ -12,7 +12,13 @@ describe('estimateTokens', () => {
 
   it('grows with every message', () => {
     const one = estimateTokens({ messages: [{ role: 'user', content: 'hi' }], params: {} });
-    const two = estimateTokens({ messages: [{ role: 'system', content: 'hi' }, { role: 'user', content: 'hi' }], params: {} });
+    const two = estimateTokens({
+      messages: [
+        { role: 'system', content: 'hi' },
+        { role: 'user', content: 'hi' },
+      ],
+      params: {},
+    });
     expect(two - one).toBe(5);
   });
 
@@ -25,12 +31,20 @@ describe('estimateTokens on hostile text', () => {
   it('counts a 1 MB word as the sum of its bounded chunks', () => {
     const word = 'x'.repeat(1_048_576);
     const perChunk = countText('x'.repeat(MAX_PIECE_CHARS));
-    expect(estimateTokens({ messages: [{ role: 'user', content: word }], params: { max_tokens: 1 } })).toBe(3 + 4 + (word.length / MAX_PIECE_CHARS) * perChunk + 1);
+    expect(estimateTokens({ messages: [{ role: 'user', content: word }], params: { max_tokens: 1 } })).toBe(
+      3 + 4 + (word.length / MAX_PIECE_CHARS) * perChunk + 1,
+    );
   });
 
   it('estimates the same off the event loop as on it, for short and long prompts', async () => {
     const short = { messages: [{ role: 'user' as const, content: 'hello world', name: 'ana' }], params: {} };
-    const long = { messages: [{ role: 'system' as const, content: 'be brief '.repeat(5_000) }, { role: 'user' as const, content: 'ab'.repeat(100_000) }], params: { max_tokens: 10 } };
+    const long = {
+      messages: [
+        { role: 'system' as const, content: 'be brief '.repeat(5_000) },
+        { role: 'user' as const, content: 'ab'.repeat(100_000) },
+      ],
+      params: { max_tokens: 10 },
+    };
     expect(await estimateTokensAsync(short)).toBe(estimateTokens(short));
     expect(await estimateTokensAsync(long)).toBe(estimateTokens({ ...long, messages: long.messages.map((m) => ({ ...m })) }));
   });

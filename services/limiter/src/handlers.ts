@@ -43,7 +43,10 @@ export function onChatRequested(deps: LimiterDeps) {
     // debits twice: nothing recorded says the first debit happened)
     const earlier = delivery.deliveryCount > 1 ? await deps.decided?.(event, delivery.seq) : undefined;
     if (earlier) {
-      deps.log.info({ requestId: event.requestId, decision: earlier.type, delivery: delivery.deliveryCount }, 'redelivered request was already decided; not debiting it again');
+      deps.log.info(
+        { requestId: event.requestId, decision: earlier.type, delivery: delivery.deliveryCount },
+        'redelivered request was already decided; not debiting it again',
+      );
       return earlier.type === EventType.ChatThrottled ? decided([], [{ to: ctx.replyTo, reply: throttledReply(earlier) }]) : NOTHING;
     }
     const user = ctx.request.user;
@@ -59,7 +62,11 @@ export function onChatRequested(deps: LimiterDeps) {
     }
     const { layer, limit, retryAfterMs } = decision;
     const reason = throttleReason(decision);
-    const throttled = makeEvent(EventType.ChatThrottled, { ...fields, reason }, { layer, limit, retryAfterMs, replyTo: ctx.replyTo, receivedAt: ctx.receivedAt });
+    const throttled = makeEvent(
+      EventType.ChatThrottled,
+      { ...fields, reason },
+      { layer, limit, retryAfterMs, replyTo: ctx.replyTo, receivedAt: ctx.receivedAt },
+    );
     return decided([throttled], [{ to: ctx.replyTo, reply: throttledReply(throttled) }]);
   };
 }

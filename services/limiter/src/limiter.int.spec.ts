@@ -52,7 +52,11 @@ describe('limiter against NATS', () => {
       expect(seen.of('chat.admitted').map((e) => e.requestId)).toEqual(['tiny-1', 'tiny-2', 'tiny-3']);
       expect(seen.of('chat.admitted')[0]!.data.estimatedTokens).toBe(estimateTokens(chatRequested('tiny', 'x').data.ctx.request));
       const [throttled] = seen.of('chat.throttled');
-      expect(throttled).toMatchObject({ requestId: 'tiny-4', id: 'tiny-4:chat.throttled', data: { layer: 'tenant', limit: 'requests', replyTo: 'test.reply.tiny' } });
+      expect(throttled).toMatchObject({
+        requestId: 'tiny-4',
+        id: 'tiny-4:chat.throttled',
+        data: { layer: 'tenant', limit: 'requests', replyTo: 'test.reply.tiny' },
+      });
       // 3 requests/min: the next one refills within 20 s
       expect(throttled!.data.retryAfterMs).toBeGreaterThan(0);
       expect(throttled!.data.retryAfterMs).toBeLessThanOrEqual(20_000);
@@ -188,7 +192,11 @@ describe('limiter against NATS', () => {
 
   it('limits each user on their own bucket', async () => {
     const store = new LimitStore(env.buckets.limits);
-    const limits = { user: { requestsPerMinute: 2, tokensPerMinute: 1_000_000 }, tenant: { requestsPerMinute: 100, tokensPerMinute: 1_000_000 }, global: { requestsPerMinute: 100_000, tokensPerMinute: 100_000_000 } };
+    const limits = {
+      user: { requestsPerMinute: 2, tokensPerMinute: 1_000_000 },
+      tenant: { requestsPerMinute: 100, tokensPerMinute: 1_000_000 },
+      global: { requestsPerMinute: 100_000, tokensPerMinute: 100_000_000 },
+    };
     const ana = await Promise.all([1, 2, 3].map(() => store.admit(limitKeys('users', 'ana'), limits, 10)));
     const bob = await store.admit(limitKeys('users', 'bob'), limits, 10);
     expect(ana.map((d) => d.admitted)).toEqual([true, true, false]);
@@ -207,17 +215,25 @@ describe('limiter against NATS', () => {
     try {
       const requested = chatRequested('recon', 'recon-1', { params: { max_tokens: 100 } });
       const estimate = estimateTokens(requested.data.ctx.request);
-      const d = await store.admit(limitKeys('recon'), { tenant: { requestsPerMinute: 100, tokensPerMinute: 6_000 }, global: { requestsPerMinute: 100_000, tokensPerMinute: 100_000_000 } }, estimate);
+      const d = await store.admit(
+        limitKeys('recon'),
+        { tenant: { requestsPerMinute: 100, tokensPerMinute: 6_000 }, global: { requestsPerMinute: 100_000, tokensPerMinute: 100_000_000 } },
+        estimate,
+      );
       expect(d.admitted).toBe(true);
       const before = (await getJson<Bucket>(env.buckets.limits, 't.recon'))!;
 
       const usage = { prompt_tokens: 9, completion_tokens: estimate + 491, total_tokens: estimate + 500 };
       const completed = completedBy('recon-1', 'recon', { ctx: requested.data.ctx, answer: { ...answer(), usage } });
       await publishEvent(env.bus.js, completed);
-      const after = await eventually(async () => {
-        const now = (await getJson<Bucket>(env.buckets.limits, 't.recon'))!;
-        return now.revision !== before.revision && now;
-      }, 5_000, { what: 'the reconciliation to write t.recon' });
+      const after = await eventually(
+        async () => {
+          const now = (await getJson<Bucket>(env.buckets.limits, 't.recon'))!;
+          return now.revision !== before.revision && now;
+        },
+        5_000,
+        { what: 'the reconciliation to write t.recon' },
+      );
       // 6000 tokens/min refill 0.1 token per ms between the two stamps
       const refilled = before.value.tokens + (after.value.at - before.value.at) * 0.1;
       expect(after.value.tokens).toBeCloseTo(refilled - 500, 6);

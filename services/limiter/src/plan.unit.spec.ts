@@ -34,8 +34,24 @@ describe('planRound', () => {
     const { writes, throttled } = planRound([admission(100), admission(200)], empty, NOW);
     expect(throttled.size).toBe(0);
     expect(writes).toEqual([
-      { key: 't.a', value: { requests: 58, tokens: 59_700, at: NOW }, shown: { requests: 58, tokens: 59_700, at: NOW }, pays: [[0, 'tenant'], [1, 'tenant']] },
-      { key: 'g', value: { requests: 5_998, tokens: 5_999_700, at: NOW }, shown: { requests: 5_998, tokens: 5_999_700, at: NOW }, pays: [[0, 'global'], [1, 'global']] },
+      {
+        key: 't.a',
+        value: { requests: 58, tokens: 59_700, at: NOW },
+        shown: { requests: 58, tokens: 59_700, at: NOW },
+        pays: [
+          [0, 'tenant'],
+          [1, 'tenant'],
+        ],
+      },
+      {
+        key: 'g',
+        value: { requests: 5_998, tokens: 5_999_700, at: NOW },
+        shown: { requests: 5_998, tokens: 5_999_700, at: NOW },
+        pays: [
+          [0, 'global'],
+          [1, 'global'],
+        ],
+      },
     ]);
     expect(writes.map((w) => w.revision)).toEqual([undefined, undefined]);
   });
@@ -46,7 +62,11 @@ describe('planRound', () => {
   });
 
   it('given one request left, when two admissions arrive, then the second is throttled on what the first took and writes nothing', () => {
-    const { writes, throttled } = planRound([admission(100), admission(100)], stored({ 't.a': { value: { requests: 1, tokens: 5_000, at: NOW }, revision: 3 }, g: undefined }), NOW);
+    const { writes, throttled } = planRound(
+      [admission(100), admission(100)],
+      stored({ 't.a': { value: { requests: 1, tokens: 5_000, at: NOW }, revision: 3 }, g: undefined }),
+      NOW,
+    );
     expect(throttled.get(1)).toMatchObject({ admitted: false, layer: 'tenant', limit: 'requests', retryAfterMs: 1_000 });
     expect(writes.map((w) => [w.key, w.pays])).toEqual([
       ['t.a', [[0, 'tenant']]],
@@ -64,7 +84,9 @@ describe('planRound', () => {
   it('given a change to one key, then it is written without any check, even into debt', () => {
     const { writes, throttled } = planRound([change(-70_000)], stored({ 't.a': { value: { requests: 10, tokens: 5_000, at: NOW }, revision: 4 } }), NOW);
     expect(throttled.size).toBe(0);
-    expect(writes).toEqual([{ key: 't.a', revision: 4, value: { requests: 10, tokens: -60_000, at: NOW }, shown: { requests: 10, tokens: -60_000, at: NOW }, pays: [[0, 'tenant']] }]);
+    expect(writes).toEqual([
+      { key: 't.a', revision: 4, value: { requests: 10, tokens: -60_000, at: NOW }, shown: { requests: 10, tokens: -60_000, at: NOW }, pays: [[0, 'tenant']] },
+    ]);
   });
 
   describe('with leases', () => {
@@ -82,7 +104,10 @@ describe('planRound', () => {
     it('given a remainder, when only a change writes the key, then the remainder goes back and no block is taken', () => {
       const remainders = new Map([['t.a', { requests: 2, tokens: 100 }]]);
       const { writes } = planRound([change(-500)], stored({ 't.a': tenant }), NOW, { fraction: 0.1, remainders });
-      expect(writes[0]).toMatchObject({ value: { requests: 32, tokens: 29_600 }, lease: { folded: { requests: 2, tokens: 100 }, block: { requests: 0, tokens: 0 } } });
+      expect(writes[0]).toMatchObject({
+        value: { requests: 32, tokens: 29_600 },
+        lease: { folded: { requests: 2, tokens: 100 }, block: { requests: 0, tokens: 0 } },
+      });
     });
 
     it('given no remainder and a limit too small for a block, then the plain write stands', () => {

@@ -161,7 +161,10 @@ export class KvRounds {
     for (const key of refund.leaseKeys) this.opts.leases?.credit(key, requests, tokens);
     if (refund.targets.length === 0) return;
     this.submit(newJob(refund.targets, { kind: 'adjust', change: refund.change })).catch((err: unknown) =>
-      this.opts.log?.warn({ err, keys: refund.targets.map((t) => t.key) }, 'refund of a partly written admission failed; the layer stays over-debited until it refills'),
+      this.opts.log?.warn(
+        { err, keys: refund.targets.map((t) => t.key) },
+        'refund of a partly written admission failed; the layer stays over-debited until it refills',
+      ),
     );
   }
 }

@@ -26,7 +26,13 @@ export type Verdict =
  * its layers for good; a job with layers left is retried, on those only, up to `maxRounds`.
  * A throttled or failed admission refunds what it paid (the request never counted). Pure.
  */
-export function settleRound(jobs: readonly Job[], plan: RoundPlan, won: readonly boolean[], failure: { error: unknown } | undefined, maxRounds: number): Verdict[] {
+export function settleRound(
+  jobs: readonly Job[],
+  plan: RoundPlan,
+  won: readonly boolean[],
+  failure: { error: unknown } | undefined,
+  maxRounds: number,
+): Verdict[] {
   const next = jobs.map((job) => ({ ...job, paid: new Set(job.paid), written: { ...job.written }, rounds: job.rounds + 1 }));
   plan.writes.forEach((write, w) => {
     if (!won[w]) return;

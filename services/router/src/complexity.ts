@@ -16,9 +16,25 @@ export interface Complexity {
  * would push every request of an app up a tier.
  */
 const HARD_WORDS = [
-  'analyze', 'analyse', 'prove', 'proof', 'step by step', 'refactor', 'compare', 'explain why',
-  'derive', 'optimize', 'optimise', 'debug', 'trade-off', 'tradeoff', 'architecture',
-  'algorithm', 'evaluate', 'critique', 'reason about',
+  'analyze',
+  'analyse',
+  'prove',
+  'proof',
+  'step by step',
+  'refactor',
+  'compare',
+  'explain why',
+  'derive',
+  'optimize',
+  'optimise',
+  'debug',
+  'trade-off',
+  'tradeoff',
+  'architecture',
+  'algorithm',
+  'evaluate',
+  'critique',
+  'reason about',
 ] as const;
 const hardWord = new RegExp(`\\b(${HARD_WORDS.map((w) => w.replace(/[-\s]/g, (c) => (c === '-' ? '-' : '\\s+'))).join('|')})\\w*`, 'gi');
 

@@ -31,13 +31,24 @@ export function onCacheMissed(deps: RouterDeps) {
     switch (decision.kind) {
       case 'routed': {
         const { tier, lane, candidates, maxTokens, degradeLevel } = decision;
-        const data = { ctx, tier, lane, candidates, degradeLevel, ...(maxTokens !== undefined ? { maxTokens } : {}), ...(key !== undefined ? { cacheKey: key } : {}) };
+        const data = {
+          ctx,
+          tier,
+          lane,
+          candidates,
+          degradeLevel,
+          ...(maxTokens !== undefined ? { maxTokens } : {}),
+          ...(key !== undefined ? { cacheKey: key } : {}),
+        };
         return decided([makeEvent(EventType.ChatRouted, fields, data)]);
       }
       case 'shed': {
         const { code, status, message, retryAfterMs, degradeLevel } = decision;
         const shed = makeEvent(EventType.ChatShed, fields, { code, retryAfterMs, degradeLevel, replyTo: ctx.replyTo, receivedAt: ctx.receivedAt });
-        return decided([shed], [{ to: ctx.replyTo, reply: { requestId: event.requestId, error: { code, message, status, ...(retryAfterMs > 0 ? { retryAfterMs } : {}) } } }]);
+        return decided(
+          [shed],
+          [{ to: ctx.replyTo, reply: { requestId: event.requestId, error: { code, message, status, ...(retryAfterMs > 0 ? { retryAfterMs } : {}) } } }],
+        );
       }
       case 'static': {
         const answer = {
@@ -54,7 +65,15 @@ export function onCacheMissed(deps: RouterDeps) {
           upstreamLatencyMs: 0,
         });
         const { requestId } = event;
-        const result: ChatResult = { requestId, model: STATIC_FALLBACK, message: answer.message, finishReason: 'stop', usage: answer.usage, cached: false, created: Math.floor(at / 1000) };
+        const result: ChatResult = {
+          requestId,
+          model: STATIC_FALLBACK,
+          message: answer.message,
+          finishReason: 'stop',
+          usage: answer.usage,
+          cached: false,
+          created: Math.floor(at / 1000),
+        };
         // a client streaming sees the same sequence as from an upstream: chunk(s), then the result
         const chunk = { requestId, model: STATIC_FALLBACK, chunk: { role: 'assistant' as const, content: decision.content } };
         return decided([completed], [...(ctx.request.stream ? [{ to: ctx.replyTo, reply: chunk }] : []), { to: ctx.replyTo, reply: result }]);

@@ -33,7 +33,13 @@ describe('router handler', () => {
     const d = await decide(0)(aMiss());
     expect(d.replies).toEqual([]);
     expect(d.events).toHaveLength(1);
-    expect(d.events[0]).toMatchObject({ id: 'r1:chat.routed', type: 'chat.routed', service: 'router', at: NOW, data: { lane: 'realtime', candidates: [{ model: 'm1', deployment: 'd1' }], degradeLevel: 0, cacheKey: 'acme.k1' } });
+    expect(d.events[0]).toMatchObject({
+      id: 'r1:chat.routed',
+      type: 'chat.routed',
+      service: 'router',
+      at: NOW,
+      data: { lane: 'realtime', candidates: [{ model: 'm1', deployment: 'd1' }], degradeLevel: 0, cacheKey: 'acme.k1' },
+    });
   });
 
   it('given level 1, then the route caps max tokens and says why', async () => {
@@ -44,12 +50,17 @@ describe('router handler', () => {
   it('given level 2 (cached only), then chat.shed with a 503 for the client', async () => {
     const d = await decide(2)(aMiss());
     expect(d.events[0]).toMatchObject({ type: 'chat.shed', data: { code: 'service_busy', retryAfterMs: 3000, degradeLevel: 2, replyTo: 'inbox.r1' } });
-    expect(d.replies).toEqual([{ to: 'inbox.r1', reply: { requestId: 'r1', error: expect.objectContaining({ code: 'service_busy', status: 503, retryAfterMs: 3000 }) } }]);
+    expect(d.replies).toEqual([
+      { to: 'inbox.r1', reply: { requestId: 'r1', error: expect.objectContaining({ code: 'service_busy', status: 503, retryAfterMs: 3000 }) } },
+    ]);
   });
 
   it('given level 3, then the static answer completes the request: the result, after a chunk when streaming', async () => {
     const whole = await decide(3)(aMiss());
-    expect(whole.events[0]).toMatchObject({ type: 'chat.completed', data: { deployment: STATIC_FALLBACK, answer: { model: STATIC_FALLBACK, message: { content: 'We are busy; back soon.' } } } });
+    expect(whole.events[0]).toMatchObject({
+      type: 'chat.completed',
+      data: { deployment: STATIC_FALLBACK, answer: { model: STATIC_FALLBACK, message: { content: 'We are busy; back soon.' } } },
+    });
     expect(whole.replies.map((r) => Object.keys(r.reply))).toEqual([['requestId', 'model', 'message', 'finishReason', 'usage', 'cached', 'created']]);
     const streamed = await decide(3)(aMiss({ stream: true }));
     expect(streamed.replies.map((r) => ('chunk' in r.reply ? 'chunk' : 'result'))).toEqual(['chunk', 'result']);

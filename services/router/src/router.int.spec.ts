@@ -75,7 +75,16 @@ describe('router against NATS', () => {
     const { event, headers } = await seen.next('chat.routed', requestId);
     inbox.unsubscribe();
     seen.stop();
-    expect(event.data).toMatchObject({ tier: 'explicit', lane: 'realtime', degradeLevel: 0, cacheKey: `acme.${requestId}`, candidates: [{ model: 'large', deployment: 'd2' }, { model: 'small', deployment: 'd1' }] });
+    expect(event.data).toMatchObject({
+      tier: 'explicit',
+      lane: 'realtime',
+      degradeLevel: 0,
+      cacheKey: `acme.${requestId}`,
+      candidates: [
+        { model: 'large', deployment: 'd2' },
+        { model: 'small', deployment: 'd1' },
+      ],
+    });
     expect(event.data.maxTokens).toBeUndefined();
     expect(event.id).toBe(`${requestId}:chat.routed`);
     expect(headers?.get(Headers.traceparent)).toBe(TRACEPARENT);
@@ -91,17 +100,32 @@ describe('router against NATS', () => {
 
       await setLevel(2);
       const shed = await miss();
-      expect((await seen.next('chat.shed', shed.requestId)).event).toMatchObject({ reason: 'degraded to level 2 (cached only)', data: { code: 'service_busy', retryAfterMs: 3000, degradeLevel: 2 } });
-      expect(await replies(shed.inbox, 1)).toEqual([{ requestId: shed.requestId, error: { code: 'service_busy', status: 503, retryAfterMs: 3000, message: expect.any(String) } }]);
+      expect((await seen.next('chat.shed', shed.requestId)).event).toMatchObject({
+        reason: 'degraded to level 2 (cached only)',
+        data: { code: 'service_busy', retryAfterMs: 3000, degradeLevel: 2 },
+      });
+      expect(await replies(shed.inbox, 1)).toEqual([
+        { requestId: shed.requestId, error: { code: 'service_busy', status: 503, retryAfterMs: 3000, message: expect.any(String) } },
+      ]);
 
       await setLevel(3);
       const fallback = await miss({ stream: true });
       const completed = (await seen.next('chat.completed', fallback.requestId)).event;
-      expect(completed.data).toMatchObject({ deployment: 'static-fallback', attempts: 0, upstreamLatencyMs: 0, answer: { model: 'static-fallback', message: { content: 'We are busy; back soon.' }, usage: { total_tokens: 0 } } });
+      expect(completed.data).toMatchObject({
+        deployment: 'static-fallback',
+        attempts: 0,
+        upstreamLatencyMs: 0,
+        answer: { model: 'static-fallback', message: { content: 'We are busy; back soon.' }, usage: { total_tokens: 0 } },
+      });
       expect(completed.data.cacheKey).toBeUndefined();
       const [chunk, result] = await replies(fallback.inbox, 2);
       expect(chunk).toEqual({ requestId: fallback.requestId, model: 'static-fallback', chunk: { role: 'assistant', content: 'We are busy; back soon.' } });
-      expect(result).toMatchObject({ requestId: fallback.requestId, cached: false, finishReason: 'stop', message: { role: 'assistant', content: 'We are busy; back soon.' } });
+      expect(result).toMatchObject({
+        requestId: fallback.requestId,
+        cached: false,
+        finishReason: 'stop',
+        message: { role: 'assistant', content: 'We are busy; back soon.' },
+      });
 
       await setLevel(4);
       const maintenance = await miss();

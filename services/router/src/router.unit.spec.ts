@@ -35,7 +35,8 @@ const config = parseConfig({
 });
 
 const level = (n: number): DegradeState => ({ level: n, since: 0, reason: 'test' });
-const request = (over: Partial<ChatRequest> = {}): ChatRequest => chatRequest({ model: 'auto', messages: [{ role: 'user', content: 'What is the capital of France?' }], ...over });
+const request = (over: Partial<ChatRequest> = {}): ChatRequest =>
+  chatRequest({ model: 'auto', messages: [{ role: 'user', content: 'What is the capital of France?' }], ...over });
 const say = (...contents: string[]): Partial<ChatRequest> => ({ messages: contents.map((content) => ({ role: 'user' as const, content })) });
 
 function routed(d: RouteDecision) {
@@ -60,7 +61,14 @@ describe('complexity', () => {
     const manyTurns = complexity(request(say(...Array.from({ length: 9 }, () => 'hi')))).score;
     expect(manyTurns).toBeGreaterThan(oneTurn);
     expect(complexity(request(say('word '.repeat(4000)))).score).toBeGreaterThanOrEqual(0.35);
-    const system = complexity(request({ messages: [{ role: 'system', content: 'Analyze and compare, step by step.' }, { role: 'user', content: 'hi' }] }));
+    const system = complexity(
+      request({
+        messages: [
+          { role: 'system', content: 'Analyze and compare, step by step.' },
+          { role: 'user', content: 'hi' },
+        ],
+      }),
+    );
     expect(system.keywords).toEqual([]);
   });
 });
@@ -68,7 +76,15 @@ describe('complexity', () => {
 describe('route at degrade level 0', () => {
   it('sends a simple auto request to the cheapest tier', () => {
     const d = routed(route({ tenant: 'acme', request: request() }, config, level(0)));
-    expect(d).toMatchObject({ tier: 'cheap', lane: 'standard', degradeLevel: 0, candidates: [{ model: 'small', deployment: 'd-small' }, { model: 'backup', deployment: 'd-backup' }] });
+    expect(d).toMatchObject({
+      tier: 'cheap',
+      lane: 'standard',
+      degradeLevel: 0,
+      candidates: [
+        { model: 'small', deployment: 'd-small' },
+        { model: 'backup', deployment: 'd-backup' },
+      ],
+    });
     expect(d.maxTokens).toBeUndefined();
     expect(d.reason).toMatch(/^complexity 0\.0\d \(\d+ tokens, 1 turn\) -> tier cheap \(small\)/);
   });
@@ -82,7 +98,13 @@ describe('route at degrade level 0', () => {
     expect(score).toBeGreaterThan(0.5);
     expect(score).toBeLessThanOrEqual(0.9);
     expect(routed(route({ tenant: 'acme', request: request(say(hard)) }, config, level(0))).tier).toBe('premium');
-    const onlyLow = { ...config, tiers: [{ name: 'cheap', model: 'small', maxComplexity: 0.1 }, { name: 'standard', model: 'mid', maxComplexity: 0.2 }] };
+    const onlyLow = {
+      ...config,
+      tiers: [
+        { name: 'cheap', model: 'small', maxComplexity: 0.1 },
+        { name: 'standard', model: 'mid', maxComplexity: 0.2 },
+      ],
+    };
     expect(routed(route({ tenant: 'acme', request: request(say(hard)) }, onlyLow, level(0))).tier).toBe('standard');
   });
 
@@ -93,8 +115,16 @@ describe('route at degrade level 0', () => {
   });
 
   it('sheds a model that is no longer configured or allowed', () => {
-    expect(route({ tenant: 'acme', request: request({ model: 'gone' }) }, config, level(0))).toMatchObject({ kind: 'shed', code: 'model_not_found', status: 404 });
-    expect(route({ tenant: 'narrow', request: request({ model: 'large' }) }, config, level(0))).toMatchObject({ kind: 'shed', code: 'model_not_allowed', status: 403 });
+    expect(route({ tenant: 'acme', request: request({ model: 'gone' }) }, config, level(0))).toMatchObject({
+      kind: 'shed',
+      code: 'model_not_found',
+      status: 404,
+    });
+    expect(route({ tenant: 'narrow', request: request({ model: 'large' }) }, config, level(0))).toMatchObject({
+      kind: 'shed',
+      code: 'model_not_allowed',
+      status: 403,
+    });
     expect(route({ tenant: 'narrow', request: request({ model: 'small' }) }, config, level(0)).kind).toBe('routed');
   });
 });
@@ -119,7 +149,11 @@ describe('route under degradation', () => {
   });
 
   it('level 1: an explicit model stays but gets the cap, a smaller max_tokens is kept', () => {
-    expect(routed(route({ tenant: 'acme', request: request({ model: 'large', params: { max_tokens: 4000 } }) }, config, level(1)))).toMatchObject({ tier: 'explicit', maxTokens: 128, candidates: [{ model: 'large' }, {}, {}, {}, {}] });
+    expect(routed(route({ tenant: 'acme', request: request({ model: 'large', params: { max_tokens: 4000 } }) }, config, level(1)))).toMatchObject({
+      tier: 'explicit',
+      maxTokens: 128,
+      candidates: [{ model: 'large' }, {}, {}, {}, {}],
+    });
     expect(routed(route({ tenant: 'acme', request: request({ model: 'large', params: { max_tokens: 50 } }) }, config, level(1))).maxTokens).toBe(50);
   });
 
@@ -136,10 +170,21 @@ describe('route under degradation', () => {
   });
 
   it('level 3: answers with the static fallback', () => {
-    expect(route({ tenant: 'acme', request: request({ model: 'gone' }) }, config, level(3))).toEqual({ kind: 'static', content: 'Back soon.', degradeLevel: 3, reason: 'degraded to level 3 (static fallback)' });
+    expect(route({ tenant: 'acme', request: request({ model: 'gone' }) }, config, level(3))).toEqual({
+      kind: 'static',
+      content: 'Back soon.',
+      degradeLevel: 3,
+      reason: 'degraded to level 3 (static fallback)',
+    });
   });
 
   it('level 4: sheds for maintenance', () => {
-    expect(route({ tenant: 'acme', request: request() }, config, level(4))).toMatchObject({ kind: 'shed', code: 'maintenance', status: 503, retryAfterMs: 7000, degradeLevel: 4 });
+    expect(route({ tenant: 'acme', request: request() }, config, level(4))).toMatchObject({
+      kind: 'shed',
+      code: 'maintenance',
+      status: 503,
+      retryAfterMs: 7000,
+      degradeLevel: 4,
+    });
   });
 });

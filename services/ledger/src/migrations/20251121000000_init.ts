@@ -40,10 +40,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('saved_usd', 'numeric', (c) => c.notNull().defaultTo(0))
     .addColumn('attempts', 'integer')
     .addColumn('cache_hit', 'boolean', (c) => c.notNull().defaultTo(false))
-    .addCheckConstraint(
-      'requests_outcome',
-      sql`outcome in ('pending', 'completed', 'cached', 'throttled', 'rejected', 'shed', 'failed')`,
-    )
+    .addCheckConstraint('requests_outcome', sql`outcome in ('pending', 'completed', 'cached', 'throttled', 'rejected', 'shed', 'failed')`)
     .execute();
   await db.schema.createIndex('requests_received_at').on('requests').column('received_at').execute();
   await db.schema.createIndex('requests_tenant_received_at').on('requests').columns(['tenant', 'received_at']).execute();
