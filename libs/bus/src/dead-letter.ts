@@ -102,15 +102,14 @@ export function isTransient(err: unknown): boolean {
   return typeof code === 'string' && ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN'].includes(code);
 }
 
+// control characters would break a header; lone surrogates and NULs a database column
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]+/g;
+
 /** An error as one printable line of at most 500 characters (it travels in a header and an event). */
 export function oneLine(err: unknown): string {
   const text = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-  // control characters would break a header; lone surrogates and NULs a database column
-  // eslint-disable-next-line no-control-regex
-  const clean = text
-    .toWellFormed()
-    .replace(/[\u0000-\u001f\u007f]+/g, ' ')
-    .trim();
+  const clean = text.toWellFormed().replace(CONTROL_CHARACTERS, ' ').trim();
   return clean.length > MAX_ERROR_CHARS ? `${clean.slice(0, MAX_ERROR_CHARS - 1)}…` : clean;
 }
 

@@ -118,6 +118,26 @@ export async function eventually<T>(check: () => T | Promise<T>, timeoutMs = 10_
   }
 }
 
+/**
+ * Polls `find` (as `eventually` does) until it returns something other than undefined, and
+ * resolves with it; after `timeoutMs` it throws, saying what it waited for.
+ *
+ * @example
+ * const hit = await eventuallyFound(() => events.find((e) => e.type === 'cache.hit'), 10_000, 'the hit');
+ */
+export async function eventuallyFound<T>(find: () => T | undefined | Promise<T | undefined>, timeoutMs = 10_000, what = 'a value'): Promise<T> {
+  const found = await eventually(
+    async () => {
+      const value = await find();
+      if (value === undefined) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+      return { value };
+    },
+    timeoutMs,
+    { what },
+  );
+  return found.value;
+}
+
 /** An event as a subscriber saw it, with the NATS headers it was published with. */
 export interface Collected<E extends AnyEvent = AnyEvent> {
   event: E;

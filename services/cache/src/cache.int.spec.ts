@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createInbox, millis, type Subscription } from '@nats-io/transport-node';
 import { consumeEvents, getJson, publishEvent, putConfig, type Bus, type Buckets, type Control, type Consumption } from '@sluice/bus';
-import { startTestBus, type TestBus } from '@sluice/bus/testing';
+import { eventuallyFound, startTestBus, type TestBus } from '@sluice/bus/testing';
 import { Consumers, Topology, type AnyEvent, type ChatReply } from '@sluice/contracts';
 import { admitted, completed, request } from './fixtures.js';
 import { onChatAdmitted, onChatCompleted } from './handlers.js';
@@ -36,13 +36,7 @@ let service: Array<Consumption>;
 const events: AnyEvent[] = [];
 let eventSub: Subscription;
 
-async function waitFor<T>(what: string, find: () => T | undefined, timeoutMs = 10_000): Promise<T> {
-  for (const end = Date.now() + timeoutMs; Date.now() < end; await new Promise((r) => setTimeout(r, 20))) {
-    const found = find();
-    if (found !== undefined) return found;
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+const waitFor = <T>(what: string, find: () => T | undefined, timeoutMs = 10_000) => eventuallyFound(find, timeoutMs, what);
 
 const eventOf = (type: string, requestId: string) => () => events.find((e) => e.type === type && e.requestId === requestId);
 /** The first cache decision for a request: a hit or a miss. */

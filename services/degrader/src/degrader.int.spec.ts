@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Subscription } from '@nats-io/transport-node';
 import { consumeEvents, getJson, publishEvent, putDegrade, type Bus, type Buckets, type Closer, type Control } from '@sluice/bus';
-import { startTestBus, type TestBus } from '@sluice/bus/testing';
+import { eventuallyFound, startTestBus, type TestBus } from '@sluice/bus/testing';
 import { Consumers, ControlKeys, makeEvent, ServiceName, Subjects, Topology, type DegradeState, type SluiceEvent } from '@sluice/contracts';
 import { createLogger } from '@sluice/telemetry';
 import { testConfig } from './fixtures.js';
@@ -37,13 +37,7 @@ async function stop() {
   running = [];
 }
 
-async function waitFor<T>(what: string, find: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
-  for (const end = Date.now() + timeoutMs; Date.now() < end; await new Promise((r) => setTimeout(r, 25))) {
-    const found = await find();
-    if (found !== undefined) return found;
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+const waitFor = <T>(what: string, find: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000) => eventuallyFound(find, timeoutMs, what);
 const degradeKey = async () => (await getJson<DegradeState>(buckets.control, ControlKeys.degrade))?.value;
 const levelIs = (level: number) => async () => {
   const v = await degradeKey();

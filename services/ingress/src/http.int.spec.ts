@@ -2,6 +2,7 @@ import { createConnection } from 'node:net';
 import OpenAI, { APIError } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KEYS, startHarness, type Harness } from './testing.js';
+import { eventually } from '@sluice/bus/testing';
 
 let h: Harness;
 let acme: OpenAI;
@@ -31,12 +32,8 @@ async function json(res: Response): Promise<Body> {
   return (await res.json()) as Body;
 }
 
-async function until(condition: () => boolean): Promise<void> {
-  for (let i = 0; !condition(); i++) {
-    if (i > 500) throw new Error('condition never held');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+// 500 tries of 10 ms before: about 5 s
+const until = (condition: () => boolean) => eventually(condition, 5_000, { what: 'the condition' });
 
 function rawHttp(request: string): Promise<string> {
   return new Promise((resolve, reject) => {

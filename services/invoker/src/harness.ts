@@ -1,5 +1,5 @@
 import { consumeEvents, publishEvent, type Bus } from '@sluice/bus';
-import { startTestBus } from '@sluice/bus/testing';
+import { eventuallyFound, startTestBus } from '@sluice/bus/testing';
 import {
   Consumers,
   isChunk,
@@ -190,14 +190,8 @@ export async function startHarness(deployments: Record<string, DeploymentSpec>, 
   };
 }
 
-export async function waitFor<T>(probe: () => T | undefined, timeoutMs = 10_000): Promise<T | undefined> {
-  for (const until = Date.now() + timeoutMs; Date.now() < until;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return undefined;
-}
+/** The first value `probe` finds within `timeoutMs` (eventuallyFound from the test kit, which throws on timeout). */
+export const waitFor = <T>(probe: () => T | undefined, timeoutMs = 10_000) => eventuallyFound(probe, timeoutMs, 'the probe to find something');
 
 /** The events of one type, typed. */
 export function only<T extends EventType>(list: AnyEvent[], type: T): Array<SluiceEvent<T>> {

@@ -98,7 +98,7 @@ describe('invoker against the simulator', () => {
     ]);
     const opened = await waitFor(() => h.events.find((e) => e.type === 'circuit.opened'));
     expect(opened).toMatchObject({ tenant: SYSTEM_TENANT, data: { deployment: 'broken', failures: 3, openForMs: 600_000 } });
-    expect(opened!.requestId).toMatch(/^circuit-broken-1-\d+$/);
+    expect(opened.requestId).toMatch(/^circuit-broken-1-\d+$/);
 
     const brokenCalls = sims.broken!.stats().requests;
     const third = await invoke(candidates);
