@@ -133,7 +133,9 @@ describe('crash safety', () => {
   it('loses nothing, charges nothing twice and ends with exact token totals', async () => {
     const started = Date.now();
     const natsDoor = new SluiceClient(nc, { tenant: 'dev', key: DEV_KEY, timeoutMs: 60_000 });
-    const httpDoor = new OpenAI({ baseURL: `${stack.ingressUrl}/v1`, apiKey: DEV_KEY, maxRetries: 0, timeout: 60_000 });
+    // past the request's own deadline (60 s): a reply lost while nats-server restarts is then
+    // answered by ingress's 504 deadline_exceeded, a coded answer, not cut by the client first
+    const httpDoor = new OpenAI({ baseURL: `${stack.ingressUrl}/v1`, apiKey: DEV_KEY, maxRetries: 0, timeout: 75_000 });
     const natsLoad = loadLoop((n) => natsCall(natsDoor, n));
     const httpLoad = loadLoop((n) => httpCall(httpDoor, n));
     const steps: string[] = [];
