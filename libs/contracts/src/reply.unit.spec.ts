@@ -1,17 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { isChunk, isError, parseReply } from './reply.js';
+import { answer, chatResult } from './testing.js';
 
 describe("parseReply (the NATS door's reply contract)", () => {
   it('reads a result, a chunk and an error', () => {
-    const result = {
-      requestId: 'r1',
-      model: 'm',
-      message: { role: 'assistant', content: 'hi' },
-      finishReason: 'stop',
-      usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
-      cached: false,
-      created: 1,
-    };
+    const result = chatResult('r1', answer('m', 1, 1, 'hi'), { created: 1 });
     expect(parseReply(JSON.stringify(result))).toEqual(result);
     const chunk = parseReply(JSON.stringify({ requestId: 'r1', model: 'm', chunk: { content: 'h', role: 'assistant' } }));
     expect(isChunk(chunk)).toBe(true);

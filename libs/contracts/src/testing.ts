@@ -3,6 +3,7 @@
 import { expect } from 'vitest';
 import { makeEvent, type EventDataOf, type EventType, type ServiceName, type SluiceEvent } from './events.js';
 import type { ChatRequest, RequestContext } from './request.js';
+import type { ChatResult } from './reply.js';
 
 /** An error body as the catalogue sends it (`openAiErrorBody`). */
 export interface ErrorBody {
@@ -72,6 +73,11 @@ export function answer(model = 'm1', promptTokens = 10, completionTokens = 5, co
     finishReason: 'stop',
     usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens },
   };
+}
+
+/** The result a client gets for an answer (`cached: false` unless `over` says otherwise). */
+export function chatResult(requestId: string, a: ReturnType<typeof answer>, over: Partial<ChatResult> = {}): ChatResult {
+  return { requestId, ...a, cached: false, created: 0, ...over };
 }
 
 /** The envelope of a built event: by default the stage that emits it, now, reason `test`. */

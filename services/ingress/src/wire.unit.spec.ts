@@ -4,16 +4,9 @@ import { RequestRejected } from './rejection.js';
 import { rejectedEvent, requestedEvent } from './events.js';
 import { continueTrace, newRequestId } from './ids.js';
 import { retryHeaders, toChunk, toCompletion, toUsageChunk } from './openai-wire.js';
+import { answer, chatResult } from '@sluice/contracts/testing';
 
-const result: ChatResult = {
-  requestId: 'req_abc',
-  model: 'small',
-  message: { role: 'assistant', content: 'hello' },
-  finishReason: 'stop',
-  usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 },
-  cached: false,
-  created: 1_700_000_000,
-};
+const result: ChatResult = chatResult('req_abc', answer('small', 3, 1, 'hello'), { created: 1_700_000_000 });
 
 describe('OpenAI wire format', () => {
   it('maps a result to a chat.completion', () => {

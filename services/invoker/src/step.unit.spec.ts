@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { AnyEvent, ChatErrorReply, ChatResult } from '@sluice/contracts';
 import type { Step } from './attempts.js';
 import { A, answered, B, DEADLINE, failed, invocation, openCircuit, run, settings, T0 } from './fixtures.js';
+import { answer, chatResult } from '@sluice/contracts/testing';
 
 const start = { kind: 'start' } as const;
 const waited = { kind: 'waited' } as const;
@@ -56,15 +57,7 @@ describe('step: an answer', () => {
         answer: { model: 'gpt-4o-mini', finishReason: 'stop', message: { content: 'Paris.' } },
       },
     });
-    expect(s.next.reply).toEqual<ChatResult>({
-      requestId: 'r1',
-      model: 'gpt-4o-mini',
-      message: { role: 'assistant', content: 'Paris.' },
-      finishReason: 'stop',
-      usage: { prompt_tokens: 12, completion_tokens: 3, total_tokens: 15 },
-      cached: false,
-      created: Math.floor((T0 + 120) / 1000),
-    });
+    expect(s.next.reply).toEqual<ChatResult>(chatResult('r1', answer('gpt-4o-mini', 12, 3, 'Paris.'), { created: Math.floor((T0 + 120) / 1000) }));
   });
 
   it('given an answer too large for max_payload, then it is cut, billed in full, and finishes with length', () => {
