@@ -118,7 +118,7 @@ describe('POST /v1/chat/completions', () => {
     expect(unknown).toBeInstanceOf(OpenAI.NotFoundError);
     expect(unknown).toMatchObject({ status: 404, code: 'model_not_found' });
 
-    const n2 = await client.chat.completions.create({ model: 'gpt-4o-mini', messages, n: 2 }).catch((e: unknown) => e);
+    const n2 = await client.chat.completions.create({ model: 'gpt-4o-mini', messages, n: 129 }).catch((e: unknown) => e);
     expect(n2).toMatchObject({ status: 400, param: 'n' });
 
     expect(sim.stats()).toMatchObject({ requests: 4, errors: 4, completions: 0, promptTokens: 0, totalTokens: 0 });

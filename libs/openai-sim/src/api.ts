@@ -100,7 +100,7 @@ async function replay(state: SimState, reply: FastifyReply, served: ServedChat):
 
 async function chat(state: SimState, body: unknown, reply: FastifyReply, served?: (answer: ServedChat) => void): Promise<FastifyReply> {
   const requestId = newRequestId();
-  const plan = planChat(body, state.modelSet);
+  const plan = planChat(body, state.modelSet, (m) => state.contextWindow(m));
   if (isApiError(plan)) return fail(state, reply, plan, requestId);
   // The answer is known up front, so the token bucket is charged its exact size.
   const admission = state.admit(plan.promptTokens + plan.completionTokens);

@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { type ApiError, invalidRequest, isApiError, modelNotFound } from './errors.js';
+import { valueForSchema } from './schema.js';
 import { contentText, countPromptTokens, countText } from './tokens.js';
 import { fnv1a, isRecord } from './util.js';
 import { VOCAB } from './vocab.js';
@@ -9,12 +11,21 @@ interface Piece {
   tokens: number;
 }
 
-/** The deterministic reply to one prompt. */
+/** A function tool call as OpenAI returns it (`arguments` is the reply's `content`). */
+export interface ToolCall {
+  id: string;
+  name: string;
+}
+
+/** The deterministic reply to one prompt (one choice). */
 export interface Reply {
+  /** The text; for a tool call, the arguments' JSON text (the message's `content` is then null). */
   content: string;
   pieces: Piece[];
   completionTokens: number;
-  finishReason: 'stop' | 'length';
+  finishReason: 'stop' | 'length' | 'tool_calls';
+  /** Set when the reply is a tool call. */
+  toolCall?: ToolCall;
 }
 
 /** Everything needed to answer a validated chat request. */
@@ -23,6 +34,11 @@ export interface ChatPlan extends Reply {
   stream: boolean;
   includeUsage: boolean;
   promptTokens: number;
+  /**
+   * Every choice when `n` > 1; `choices[0]` is the plan's own reply, and the
+   * plan's `completionTokens` is then the sum over all choices.
+   */
+  choices?: Reply[];
 }
 
 /** Usage object as OpenAI returns it. */
@@ -47,6 +63,17 @@ const ECHO = 'Echo:';
 const ECHO_TOKENS = countText(ECHO);
 const MAX_ECHO_WORDS = 8;
 const MAX_ECHO_WORD_CHARS = 24;
+/**
+ * OpenAI's context window for the gpt-4o family, a sensible `contextWindow`.
+ * Not the default: unconfigured, the simulator keeps answering any prompt
+ * (as it did before windows existed), since tests send larger ones.
+ */
+export const GPT_4O_CONTEXT_WINDOW = 128_000;
+/** OpenAI's upper bound for `n`. */
+export const MAX_CHOICES = 128;
+/** Argument / JSON text is streamed in fragments of this many characters. */
+const FRAGMENT_CHARS = 8;
+const FALLBACK_WORDS = ['sim'];
 const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool', 'function']);
 
 /** Natural reply length for a prompt, in [MIN_REPLY_TOKENS, MAX_REPLY_TOKENS]. */
@@ -105,7 +132,11 @@ export function buildReply(lastUserText: string, maxTokens: number | null): Repl
 }
 
 /** Validates an OpenAI chat request body and plans its deterministic answer. */
-export function planChat(body: unknown, models: ReadonlySet<string>): ChatPlan | ApiError {
+export function planChat(
+  body: unknown,
+  models: ReadonlySet<string>,
+  contextWindow: (model: string) => number = () => Number.POSITIVE_INFINITY,
+): ChatPlan | ApiError {
   if (!isRecord(body)) return invalidRequest('The request body must be a JSON object.');
   const { model, messages } = body;
   if (model === undefined || model === null || model === '') {
@@ -152,10 +183,19 @@ export function planChat(body: unknown, models: ReadonlySet<string>): ChatPlan |
   // max_tokens is the deprecated spelling; the newer field wins when both are sent.
   const maxTokens = maxCompletionTokens ?? legacyMaxTokens ?? null;
 
-  const n = body.n;
-  if (n !== undefined && n !== null && n !== 1) {
-    return invalidRequest("Invalid value for 'n': the simulator only supports n=1.", 'n', 'invalid_value');
+  const n = positiveInt(body, 'n') ?? 1;
+  if (isApiError(n)) return n;
+  if (n > MAX_CHOICES) {
+    return invalidRequest(
+      `Invalid 'n': integer above maximum value. Expected a value <= ${MAX_CHOICES}, but got ${n} instead.`,
+      'n',
+      'integer_above_max_value',
+    );
   }
+  const tools = parseTools(body);
+  if (isApiError(tools)) return tools;
+  const format = parseResponseFormat(body);
+  if (isApiError(format)) return format;
   const t = body.temperature;
   if (t !== undefined && t !== null && (typeof t !== 'number' || !(t >= 0 && t <= 2))) {
     return invalidRequest("Invalid 'temperature': expected a number between 0 and 2.", 'temperature', 'invalid_value');
@@ -179,8 +219,148 @@ export function planChat(body: unknown, models: ReadonlySet<string>): ChatPlan |
   if (!models.has(model)) return modelNotFound(model);
 
   const msgs = messages as { role: string; content?: unknown }[];
-  const reply = buildReply(lastUserText(msgs), maxTokens);
-  return { ...reply, model, stream: stream === true, includeUsage, promptTokens: countPromptTokens(msgs) };
+  const promptTokens = countPromptTokens(msgs) + (tools === undefined ? 0 : countText(JSON.stringify(body.tools)));
+  const window = contextWindow(model);
+  if (promptTokens + (maxTokens ?? 0) > window) return contextLengthExceeded(window, promptTokens, maxTokens);
+  // Like OpenAI, a reply never runs past the context window.
+  const room = window - promptTokens;
+  const cap = maxTokens ?? (room < MAX_REPLY_TOKENS ? room : null);
+
+  const text = lastUserText(msgs);
+  const tool = tools !== undefined && msgs[msgs.length - 1]?.role === 'user' ? tools.chosen : undefined;
+  const choices: Reply[] = [];
+  for (let i = 0; i < n; i++) {
+    if (tool !== undefined) choices.push(toolCallReply(tool, text, i, cap));
+    else if (format !== undefined) choices.push(jsonReply(format, text, i, cap));
+    else choices.push(buildReply(i === 0 ? text : `${text}\n#${i}`, cap));
+  }
+  const first = choices[0] as Reply;
+  const base = { model, stream: stream === true, includeUsage, promptTokens };
+  if (n === 1) return { ...first, ...base };
+  return { ...first, ...base, completionTokens: choices.reduce((t, c) => t + c.completionTokens, 0), choices };
+}
+
+/** The choices of a plan, in index order. */
+export function choicesOf(plan: ChatPlan): readonly Reply[] {
+  return plan.choices ?? [plan];
+}
+
+interface Tool {
+  name: string;
+  parameters: unknown;
+}
+
+/** `tools`, validated; `chosen` is undefined when tool_choice is "none". */
+function parseTools(body: Record<string, unknown>): { chosen: Tool | undefined } | ApiError | undefined {
+  const raw = body.tools;
+  if (raw === undefined || raw === null) return undefined;
+  if (!Array.isArray(raw)) return invalidRequest("Invalid type for 'tools': expected an array of objects.", 'tools', 'invalid_type');
+  if (raw.length === 0) return undefined;
+  const tools: Tool[] = [];
+  for (let i = 0; i < raw.length; i++) {
+    const t: unknown = raw[i];
+    const fn = isRecord(t) ? t.function : undefined;
+    if (!isRecord(t) || t.type !== 'function' || !isRecord(fn) || typeof fn.name !== 'string' || fn.name === '') {
+      return invalidRequest(`Invalid value for 'tools[${i}]': expected {type: 'function', function: {name, parameters?}}.`, `tools[${i}]`, 'invalid_value');
+    }
+    tools.push({ name: fn.name, parameters: fn.parameters ?? { type: 'object', properties: {} } });
+  }
+  const choice = body.tool_choice;
+  if (choice === 'none') return { chosen: undefined };
+  if (choice === undefined || choice === null || choice === 'auto' || choice === 'required') return { chosen: tools[0] };
+  const name = isRecord(choice) && choice.type === 'function' && isRecord(choice.function) ? choice.function.name : undefined;
+  const named = tools.find((t) => t.name === name);
+  if (named === undefined) {
+    return invalidRequest(
+      `Invalid value for 'tool_choice': expected 'none', 'auto', 'required' or {type: 'function', function: {name}} naming one of 'tools'.`,
+      'tool_choice',
+      'invalid_value',
+    );
+  }
+  return { chosen: named };
+}
+
+type Format = { kind: 'json_object' } | { kind: 'json_schema'; schema: unknown };
+
+/** `response_format`; undefined for plain text. */
+function parseResponseFormat(body: Record<string, unknown>): Format | ApiError | undefined {
+  const rf = body.response_format;
+  if (rf === undefined || rf === null) return undefined;
+  if (!isRecord(rf)) return invalidRequest("Invalid type for 'response_format': expected an object.", 'response_format', 'invalid_type');
+  if (rf.type === 'text') return undefined;
+  if (rf.type === 'json_object') return { kind: 'json_object' };
+  if (rf.type === 'json_schema') {
+    const js = rf.json_schema;
+    if (!isRecord(js) || typeof js.name !== 'string' || js.name === '') {
+      return invalidRequest(
+        "Missing required parameter: 'response_format.json_schema.name'.",
+        'response_format.json_schema.name',
+        'missing_required_parameter',
+      );
+    }
+    return { kind: 'json_schema', schema: js.schema ?? { type: 'object', properties: {} } };
+  }
+  return invalidRequest(
+    "Invalid value for 'response_format.type': expected one of 'text', 'json_object', 'json_schema'.",
+    'response_format.type',
+    'invalid_value',
+  );
+}
+
+function contextLengthExceeded(window: number, promptTokens: number, maxTokens: number | null): ApiError {
+  const message =
+    maxTokens === null
+      ? `This model's maximum context length is ${window} tokens. However, your messages resulted in ${promptTokens} tokens. Please reduce the length of the messages.`
+      : `This model's maximum context length is ${window} tokens. However, you requested ${promptTokens + maxTokens} tokens (${promptTokens} in the messages, ${maxTokens} in the completion). Please reduce the length of the messages or completion.`;
+  return invalidRequest(message, 'messages', 'context_length_exceeded');
+}
+
+/** The prompt's first ASCII words, rotated by the choice index so that choices differ. */
+function promptWords(text: string, choice: number): string[] {
+  const words = (text.match(/[A-Za-z]+/g) ?? []).slice(0, MAX_ECHO_WORDS).map((w) => w.slice(0, MAX_ECHO_WORD_CHARS));
+  const list = words.length > 0 ? words : FALLBACK_WORDS;
+  const k = choice % list.length;
+  return [...list.slice(k), ...list.slice(0, k)];
+}
+
+function toolCallReply(tool: Tool, text: string, choice: number, cap: number | null): Reply {
+  const args = JSON.stringify(valueForSchema(tool.parameters, promptWords(text, choice)) ?? {});
+  const id = `call_${createHash('sha256').update(`${tool.name}\0${args}\0${text}\0${choice}`).digest('hex').slice(0, 24)}`;
+  return { ...structuredReply(args, cap, 'tool_calls'), toolCall: { id, name: tool.name } };
+}
+
+function jsonReply(format: Format, text: string, choice: number, cap: number | null): Reply {
+  const words = promptWords(text, choice);
+  const value = format.kind === 'json_object' ? { answer: words.join(' ') } : valueForSchema(format.schema, words);
+  return structuredReply(JSON.stringify(value), cap, 'stop');
+}
+
+/**
+ * A reply whose text is JSON: `completionTokens` is the count of the whole
+ * text; cut (to invalid JSON, as OpenAI does) with finish_reason 'length'
+ * when it exceeds `cap`. Pieces are fixed-size fragments for streaming.
+ */
+function structuredReply(json: string, cap: number | null, finish: 'stop' | 'tool_calls'): Reply {
+  let content = json;
+  let finishReason: Reply['finishReason'] = finish;
+  if (cap !== null && countText(json) > cap) {
+    // The longest prefix within the cap (token counts grow with the prefix).
+    let lo = 0;
+    let hi = json.length;
+    while (lo < hi) {
+      const mid = Math.ceil((lo + hi) / 2);
+      if (countText(json.slice(0, mid)) <= cap) lo = mid;
+      else hi = mid - 1;
+    }
+    content = json.slice(0, lo);
+    finishReason = 'length';
+  }
+  const pieces: Piece[] = [];
+  for (let i = 0; i < content.length; i += FRAGMENT_CHARS) {
+    const text = content.slice(i, i + FRAGMENT_CHARS);
+    pieces.push({ text, tokens: countText(text) });
+  }
+  return { content, pieces, completionTokens: countText(content), finishReason };
 }
 
 /** Usage block for a plan. */
@@ -206,14 +386,21 @@ export function completionBody(plan: ChatPlan, id: string, created: number): obj
     object: 'chat.completion',
     created,
     model: plan.model,
-    choices: [
-      {
-        index: 0,
-        message: { role: 'assistant', content: plan.content, refusal: null, annotations: [] },
-        logprobs: null,
-        finish_reason: plan.finishReason,
-      },
-    ],
+    choices: choicesOf(plan).map((c, index) => ({
+      index,
+      message:
+        c.toolCall === undefined
+          ? { role: 'assistant', content: c.content, refusal: null, annotations: [] }
+          : {
+              role: 'assistant',
+              content: null,
+              tool_calls: [{ id: c.toolCall.id, type: 'function', function: { name: c.toolCall.name, arguments: c.content } }],
+              refusal: null,
+              annotations: [],
+            },
+      logprobs: null,
+      finish_reason: c.finishReason,
+    })),
     usage: usageOf(plan),
     service_tier: 'default',
     system_fingerprint: SYSTEM_FINGERPRINT,

@@ -115,7 +115,7 @@ describe('planChat', () => {
     [{ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 5 }] }, 'messages[0].content', 'invalid_type'],
     [{ ...user('x'), max_tokens: 0 }, 'max_tokens', 'integer_below_min_value'],
     [{ ...user('x'), max_completion_tokens: 1.5 }, 'max_completion_tokens', 'invalid_type'],
-    [{ ...user('x'), n: 2 }, 'n', 'invalid_value'],
+    [{ ...user('x'), n: 129 }, 'n', 'integer_above_max_value'],
     [{ ...user('x'), temperature: 3 }, 'temperature', 'invalid_value'],
     [{ ...user('x'), stream: 'yes' }, 'stream', 'invalid_type'],
     [{ ...user('x'), stream_options: { include_usage: true } }, 'stream_options', null],

@@ -8,6 +8,7 @@ const NUMERIC: ReadonlyArray<readonly [string, keyof SimOptions]> = [
   ['SIM_TPM', 'tokensPerMinute'],
   ['SIM_ERROR_RATE', 'errorRate'],
   ['SIM_TIMEOUT_RATE', 'timeoutRate'],
+  ['SIM_CONTEXT_WINDOW', 'contextWindow'],
 ];
 
 /** Default port of the standalone simulator. */
@@ -33,5 +34,18 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv): SimOptions {
     .map((m) => m.trim())
     .filter((m) => m !== '');
   if (models && models.length > 0) opts.models = models;
+  const windows = env.SIM_CONTEXT_WINDOWS?.split(',')
+    .map((w) => w.trim())
+    .filter((w) => w !== '');
+  if (windows && windows.length > 0) {
+    const map: Record<string, number> = {};
+    for (const entry of windows) {
+      const eq = entry.lastIndexOf('=');
+      const n = Number(entry.slice(eq + 1).trim());
+      if (eq <= 0 || !Number.isFinite(n)) throw new RangeError(`SIM_CONTEXT_WINDOWS entries must be model=tokens, got '${entry}'`);
+      map[entry.slice(0, eq).trim()] = n;
+    }
+    opts.contextWindows = map;
+  }
   return opts;
 }

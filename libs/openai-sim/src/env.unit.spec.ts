@@ -36,4 +36,13 @@ describe('optionsFromEnv', () => {
     expect(optionsFromEnv({ SIM_RPM: '' })).toEqual({ port: DEFAULT_PORT });
     expect(() => optionsFromEnv({ SIM_RPM: 'lots' })).toThrow(/SIM_RPM/);
   });
+
+  it('reads the context windows', () => {
+    expect(optionsFromEnv({ SIM_CONTEXT_WINDOW: '64000', SIM_CONTEXT_WINDOWS: 'gpt-4o=128000, gpt-4.1-mini = 1047576' })).toEqual({
+      port: DEFAULT_PORT,
+      contextWindow: 64000,
+      contextWindows: { 'gpt-4o': 128000, 'gpt-4.1-mini': 1047576 },
+    });
+    expect(() => optionsFromEnv({ SIM_CONTEXT_WINDOWS: 'gpt-4o' })).toThrow(/SIM_CONTEXT_WINDOWS/);
+  });
 });

@@ -41,10 +41,14 @@ export class SimState {
   private current: Faults;
   private readonly limiter: RateLimiter;
   private readonly random = seededRandom(FAULT_SEED);
+  private readonly defaultWindow: number;
+  private readonly windows: ReadonlyMap<string, number>;
 
   constructor(opts: SimOptions) {
     this.models = opts.models && opts.models.length > 0 ? [...opts.models] : DEFAULT_MODELS;
     this.modelSet = new Set(this.models);
+    this.defaultWindow = opts.contextWindow === undefined ? Number.POSITIVE_INFINITY : checkWindow('contextWindow', opts.contextWindow);
+    this.windows = new Map(Object.entries(opts.contextWindows ?? {}).map(([m, w]) => [m, checkWindow(`contextWindows.${m}`, w)]));
     this.current = faultsFromOptions(opts);
     this.limiter = new RateLimiter(this.current.requestsPerMinute, this.current.tokensPerMinute, now());
   }
@@ -79,12 +83,22 @@ export class SimState {
     return this.limiter.headers(now());
   }
 
+  /** The context window of a model, in tokens (Infinity when not configured). */
+  contextWindow(model: string): number {
+    return this.windows.get(model) ?? this.defaultWindow;
+  }
+
   /** Draws the fault for one chat request; no draw is spent when faults are off. */
   nextFault(): FaultOutcome {
     const f = this.current;
     if (f.errorRate === 0 && f.timeoutRate === 0) return 'none';
     return decideFault(this.random(), f);
   }
+}
+
+function checkWindow(name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new RangeError(`${name} must be an integer >= 1, got ${String(v)}`);
+  return v;
 }
 
 /** Monotonic clock for the buckets, immune to wall-clock jumps. */

@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type ChatPlan, SYSTEM_FINGERPRINT, usageOf } from './completion.js';
+import { type ChatPlan, choicesOf, SYSTEM_FINGERPRINT, usageOf } from './completion.js';
 
 /** Content chunks carry at least this many tokens (fewer only for the last). */
 export const TOKENS_PER_CHUNK = 3;
@@ -24,8 +24,10 @@ export function chunkTexts(plan: Pick<ChatPlan, 'pieces'>): string[] {
 }
 
 /**
- * The SSE frames of a streamed answer in OpenAI's order: role chunk, content
- * chunks, finish chunk, optional usage chunk (`choices: []`), `[DONE]`.
+ * The SSE frames of a streamed answer in OpenAI's order: per choice (each
+ * chunk carries its `index`) a role chunk, content chunks (for a tool call:
+ * the call's id/name, then argument fragments), a finish chunk; then the
+ * optional usage chunk (`choices: []`), `[DONE]`.
  * With include_usage every chunk carries `usage: null` until the last, as
  * OpenAI does.
  */
@@ -33,12 +35,24 @@ export function streamFrames(plan: ChatPlan, id: string, created: number): strin
   // Serialise the constant envelope once; only the choices part differs per chunk.
   const head = `data: {"id":${JSON.stringify(id)},"object":"chat.completion.chunk","created":${created},"model":${JSON.stringify(plan.model)},"service_tier":"default","system_fingerprint":"${SYSTEM_FINGERPRINT}","choices":`;
   const tail = plan.includeUsage ? ',"usage":null}\n\n' : '}\n\n';
-  const choice = (delta: object, finish: string | null): string =>
-    `${head}[${JSON.stringify({ index: 0, delta, logprobs: null, finish_reason: finish })}]${tail}`;
-
-  const frames = [choice({ role: 'assistant', content: '', refusal: null }, null)];
-  for (const text of chunkTexts(plan)) frames.push(choice({ content: text }, null));
-  frames.push(choice({}, plan.finishReason));
+  const frames: string[] = [];
+  const choices = choicesOf(plan);
+  for (let index = 0; index < choices.length; index++) {
+    const c = choices[index] as (typeof choices)[number];
+    const choice = (delta: object, finish: string | null): string =>
+      `${head}[${JSON.stringify({ index, delta, logprobs: null, finish_reason: finish })}]${tail}`;
+    const call = c.toolCall;
+    if (call === undefined) {
+      frames.push(choice({ role: 'assistant', content: '', refusal: null }, null));
+      for (const text of chunkTexts(c)) frames.push(choice({ content: text }, null));
+    } else {
+      // OpenAI's indexed tool-call deltas: id, type and name first, then argument fragments.
+      const opening = { index: 0, id: call.id, type: 'function', function: { name: call.name, arguments: '' } };
+      frames.push(choice({ role: 'assistant', content: null, tool_calls: [opening], refusal: null }, null));
+      for (const text of chunkTexts(c)) frames.push(choice({ tool_calls: [{ index: 0, function: { arguments: text } }] }, null));
+    }
+    frames.push(choice({}, c.finishReason));
+  }
   if (plan.includeUsage) frames.push(`${head}[],"usage":${JSON.stringify(usageOf(plan))}}\n\n`);
   frames.push('data: [DONE]\n\n');
   return frames;

@@ -18,6 +18,10 @@ export interface SimOptions {
   timeoutRate?: number;
   /** Model ids served by /v1/models and accepted by the API. */
   models?: string[];
+  /** Context window (tokens) of every model not in `contextWindows`. Default: unlimited (OpenAI's gpt-4o family: 128,000). */
+  contextWindow?: number;
+  /** Context window per model id, overriding `contextWindow`. */
+  contextWindows?: Record<string, number>;
 }
 
 /** Runtime-adjustable behaviour; `null` limits mean unlimited. */
