@@ -12,7 +12,7 @@ interface Piece {
 }
 
 /** A function tool call as OpenAI returns it (`arguments` is the reply's `content`). */
-export interface ToolCall {
+interface ToolCall {
   id: string;
   name: string;
 }
@@ -70,7 +70,7 @@ const MAX_ECHO_WORD_CHARS = 24;
  */
 export const GPT_4O_CONTEXT_WINDOW = 128_000;
 /** OpenAI's upper bound for `n`. */
-export const MAX_CHOICES = 128;
+const MAX_CHOICES = 128;
 /** Argument / JSON text is streamed in fragments of this many characters. */
 const FRAGMENT_CHARS = 8;
 const FALLBACK_WORDS = ['sim'];
