@@ -4,6 +4,7 @@ import { AckPolicy, DeliverPolicy, type JsMsg } from '@nats-io/jetstream';
 import { Headers, parseEvent, Topology, type AnyEvent, type ConsumerSpec } from '@sluice/contracts';
 import { SpanAttributes, traceProcess, tracingOn, type Logger } from '@sluice/telemetry';
 import type { Bus } from './connect.js';
+import { createOrFind } from './create.js';
 import { ackSoon, flushAcks } from './acks.js';
 import { pullInBatches } from './linger.js';
 import { consumeReplays, type Replayed } from './replay.js';
@@ -115,11 +116,10 @@ export async function consumeEvents<C extends ConsumerSpec>(bus: Bus, opts: Cons
       await bus.jsm.consumers.update(stream, durable, { max_ack_pending: opts.concurrency, ack_wait: config.ack_wait });
     }
   } catch {
-    await bus.jsm.consumers.add(stream, config).catch(async (e: unknown) => {
-      await bus.jsm.consumers.info(stream, durable).catch(() => {
-        throw e;
-      });
-    });
+    await createOrFind(
+      () => bus.jsm.consumers.add(stream, config),
+      () => bus.jsm.consumers.info(stream, durable),
+    );
   }
   const consumer = await bus.js.consumers.get(stream, durable);
   const receives = new Set<string>(opts.consumer.receives);

@@ -3,6 +3,7 @@ import { AckPolicy, DeliverPolicy, type JsMsg } from '@nats-io/jetstream';
 import { Headers, replayDurable, Subjects, Topology } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 import type { Bus } from './connect.js';
+import { createOrFind } from './create.js';
 import { pullInBatches } from './linger.js';
 
 /** Where a replayed dead letter came from, read from its headers. */
@@ -26,21 +27,19 @@ export async function consumeReplays(
 ): Promise<{ close(): Promise<void> }> {
   const stream = Topology.deadLetters.name;
   const durable = replayDurable(opts.durable);
-  await bus.jsm.consumers
-    .add(stream, {
-      durable_name: durable,
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      filter_subject: Subjects.replay(opts.durable),
-      max_ack_pending: 64,
-      ack_wait: nanos(opts.ackWaitMs ?? 5_000),
-      max_deliver: -1,
-    })
-    .catch(async (e: unknown) => {
-      await bus.jsm.consumers.info(stream, durable).catch(() => {
-        throw e;
-      });
-    });
+  const config = {
+    durable_name: durable,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    filter_subject: Subjects.replay(opts.durable),
+    max_ack_pending: 64,
+    ack_wait: nanos(opts.ackWaitMs ?? 5_000),
+    max_deliver: -1,
+  };
+  await createOrFind(
+    () => bus.jsm.consumers.add(stream, config),
+    () => bus.jsm.consumers.info(stream, durable),
+  );
   const consumer = await bus.js.consumers.get(stream, durable);
   return pullInBatches(consumer, { lingerMs: 100, maxBatch: 64, log: opts.log }, (msg) =>
     handle(msg, {

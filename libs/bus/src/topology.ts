@@ -3,6 +3,7 @@ import { DiscardPolicy, RetentionPolicy, StorageType, type StreamConfig } from '
 import { Kvm, type KV } from '@nats-io/kv';
 import { Topology } from '@sluice/contracts';
 import type { Bus } from './connect.js';
+import { createOrFind } from './create.js';
 
 export interface Buckets {
   limits: KV;
@@ -61,11 +62,9 @@ async function ensureStream(bus: Bus, config: Partial<StreamConfig> & { name: st
   try {
     await bus.jsm.streams.info(config.name);
   } catch {
-    await bus.jsm.streams.add(config).catch(async (e: unknown) => {
-      // another replica won the race
-      await bus.jsm.streams.info(config.name).catch(() => {
-        throw e;
-      });
-    });
+    await createOrFind(
+      () => bus.jsm.streams.add(config),
+      () => bus.jsm.streams.info(config.name),
+    );
   }
 }
