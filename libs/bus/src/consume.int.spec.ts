@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serviceOfDurable, Subjects, Topology, type ConsumerSpec, type EventType } from '@sluice/contracts';
+import { Subjects, Topology, type ConsumerSpec, type EventType, type ServiceName } from '@sluice/contracts';
 import { admitted, chatRequest, requestContext, requested as requestedBy, routed } from '@sluice/contracts/testing';
 import { errors } from '@nats-io/transport-node';
 import { consumeEvents, PoisonMessage, type Consumption } from './consume.js';
@@ -13,9 +13,9 @@ const config = minimalConfig([{ id: 'acme', name: 'Acme' }], { global: rate, ten
 
 const requested = (requestId: string) => requestedBy(requestId, 'acme', { ctx: requestContext(chatRequest({ messages: [{ role: 'user', content: 'hi' }] })) });
 
-/** A consumer of one event type that emits nothing, named after a service (test durables). */
-function testConsumer(durable: string, type: EventType): ConsumerSpec {
-  return { durable, service: serviceOfDurable(durable), filter: Subjects.eventsOf(type), receives: [type], emits: [] };
+/** A consumer of one event type that emits nothing (test durables). */
+function testConsumer(durable: string, type: EventType, service: ServiceName): ConsumerSpec {
+  return { durable, service, filter: Subjects.eventsOf(type), receives: [type], emits: [] };
 }
 
 describe('consumeEvents against a real nats-server', () => {
@@ -33,7 +33,7 @@ describe('consumeEvents against a real nats-server', () => {
       const durable = `router-t_${lingerMs ?? 'standing'}`;
       const seen = new Map<string, number>();
       const consumption: Consumption = await consumeEvents(env.bus, {
-        consumer: testConsumer(durable, 'chat.requested'),
+        consumer: testConsumer(durable, 'chat.requested', 'router'),
         concurrency: 64,
         ...(lingerMs !== undefined ? { lingerMs } : {}),
         log: env.log,
@@ -91,7 +91,7 @@ describe('consumeEvents parks what it cannot handle', () => {
     const tries = new Map<string, number>();
     const handled: Array<{ id: string; seq: number; deliveryCount: number; replayed: boolean }> = [];
     const consumption = await consumeEvents(env.bus, {
-      consumer: testConsumer(durable, 'chat.requested'),
+      consumer: testConsumer(durable, 'chat.requested', 'router'),
       concurrency: 8,
       maxDeliveries: 3,
       log: env.log,
@@ -133,7 +133,7 @@ describe('consumeEvents parks what it cannot handle', () => {
   it('parks a malformed event at once and a PoisonMessage at once', async () => {
     const durable = 'cache-parktest';
     const consumption = await consumeEvents(env.bus, {
-      consumer: testConsumer(durable, 'chat.admitted'),
+      consumer: testConsumer(durable, 'chat.admitted', 'cache'),
       concurrency: 8,
       log: env.log,
       handler: async () => {
@@ -154,7 +154,7 @@ describe('consumeEvents parks what it cannot handle', () => {
     const durable = 'invoker-parktest';
     let calls = 0;
     const consumption = await consumeEvents(env.bus, {
-      consumer: testConsumer(durable, 'chat.routed'),
+      consumer: testConsumer(durable, 'chat.routed', 'invoker'),
       concurrency: 8,
       maxDeliveries: 2,
       log: env.log,
@@ -176,7 +176,7 @@ describe('consumeEvents parks what it cannot handle', () => {
     const events = collectEvents(env.bus);
     const handled: string[] = [];
     const consumption = await consumeEvents(env.bus, {
-      consumer: testConsumer(durable, 'chat.requested'),
+      consumer: testConsumer(durable, 'chat.requested', 'limiter'),
       concurrency: 8,
       failPastDeadline: true,
       log: env.log,

@@ -149,6 +149,7 @@ export async function consumeEvents<C extends ConsumerSpec>(bus: Bus, opts: Cons
     const parkNow = async (error: unknown) => {
       await park(bus, {
         durable,
+        service,
         seq,
         subject: replayed?.subject ?? msg.subject,
         data: msg.data,

@@ -1,6 +1,6 @@
 import { errors, headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 import { JetStreamApiError, JetStreamError } from '@nats-io/jetstream';
-import { Headers, makeEvent, serviceOfDurable, Subjects, SYSTEM_TENANT, TENANT_ID_PATTERN, Topology, UNKNOWN_TENANT, type AnyEvent } from '@sluice/contracts';
+import { Headers, makeEvent, Subjects, SYSTEM_TENANT, TENANT_ID_PATTERN, Topology, UNKNOWN_TENANT, type AnyEvent, type ServiceName } from '@sluice/contracts';
 import type { Bus } from './connect.js';
 import { publishEvent } from './publish.js';
 import { retryFor } from './retry.js';
@@ -16,6 +16,8 @@ const MAX_ERROR_CHARS = 500;
 export interface ParkedInput {
   /** The durable that gives up; replay sends the event back to it alone. */
   durable: string;
+  /** Its service, which signs the `event.parked` event. */
+  service: ServiceName;
   /** The event's sequence in SLUICE_EVENTS. */
   seq: number;
   subject: string;
@@ -37,7 +39,7 @@ export interface ParkedInput {
  * caller then redelivers instead, and nothing is lost.
  *
  * @example
- * await park(bus, { durable: 'router', seq: msg.seq, subject: msg.subject, data: msg.data, deliveries: 5, error });
+ * await park(bus, { durable: 'router', service: 'router', seq: msg.seq, subject: msg.subject, data: msg.data, deliveries: 5, error });
  * msg.term();
  */
 export async function park(bus: Bus, p: ParkedInput): Promise<void> {
@@ -61,7 +63,7 @@ export async function park(bus: Bus, p: ParkedInput): Promise<void> {
     {
       requestId,
       tenant,
-      service: serviceOfDurable(p.durable),
+      service: p.service,
       at: Date.now(),
       reason: `${p.durable} parked ${e?.type ?? 'an unreadable event'} (seq ${p.seq}) after ${p.deliveries} tries: ${error}`,
       suffix: `${p.durable}:${p.seq}${attempt}`,

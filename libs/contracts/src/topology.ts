@@ -1,5 +1,3 @@
-import { ServiceName } from './events.js';
-
 /** Stream and bucket names and their shapes. Ensured at start by every service (idempotent). */
 export const Topology = {
   stream: {
@@ -36,16 +34,6 @@ export const Topology = {
     results: { name: 'sluice_results', ttlSeconds: 3600, history: 1 },
   },
 } as const;
-
-/**
- * The service a durable belongs to: its name up to the first `-` (`limiter-reconcile` is the
- * limiter's; a durable that starts with no service's name throws). Events a consumer publishes on its own behalf (`event.parked`) are signed with it.
- */
-export function serviceOfDurable(durable: string): ServiceName {
-  const name = durable.split('-')[0] ?? '';
-  if (!(Object.values(ServiceName) as string[]).includes(name)) throw new Error(`durable ${durable} does not start with a service name`);
-  return name as ServiceName;
-}
 
 /** Durable name of the consumer that takes replayed dead letters back to `durable` (on SLUICE_DLQ). */
 export const replayDurable = (durable: string) => `${durable}-replay`;

@@ -126,7 +126,17 @@ export async function startProjector(bus: Bus, opts: ProjectorOptions): Promise<
   const retryMaxMs = opts.retryMaxMs ?? 30_000;
   const stream = natsStreamReader(bus.jsm);
   const parkRaw = async (m: RawEvent, error: unknown, deliveries: number, attempt?: string) => {
-    await park(bus, { durable: DURABLE, seq: m.seq, subject: m.subject ?? Subjects.allEvents, data: m.data, deliveries, error, event: parsed(m), attempt });
+    await park(bus, {
+      durable: DURABLE,
+      service: Consumers.ledger.service,
+      seq: m.seq,
+      subject: m.subject ?? Subjects.allEvents,
+      data: m.data,
+      deliveries,
+      error,
+      event: parsed(m),
+      attempt,
+    });
     opts.log.error({ err: error, seq: m.seq }, 'parked an event the ledger cannot project');
     opts.onParked?.(m.seq, error);
   };
