@@ -1,0 +1,3 @@
+export { bodyFacts, bodyFactsAsync, DEFAULT_OUTPUT_TOKENS, estimatedTokens, type BodyFacts, type Endpoint } from './facts.js';
+export { describeComplexity, type Complexity } from './complexity.js';
+export { cacheKey } from './key.js';
