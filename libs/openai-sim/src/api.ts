@@ -1,12 +1,15 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, onRequestHookHandler } from 'fastify';
-import { completionBody, planChat, type ChatPlan } from './completion.js';
+import { type Answer, chatAnswer } from './answer.js';
+import { planChat } from './completion.js';
 import { embeddingsBody, planEmbeddings } from './embeddings.js';
 import { type ApiError, apiError, invalidRequest, isApiError, rateLimited, serverError } from './errors.js';
 import { MAX_IDEMPOTENCY_KEY } from './idempotency.js';
+import { responseAnswer } from './response-body.js';
+import { planResponse } from './responses.js';
 import { type Admission, formatDuration } from './limits.js';
 import type { SimState } from './state.js';
-import { streamFrames, waitUnlessClosed, writeStream } from './stream.js';
+import { waitUnlessClosed, writeStream } from './stream.js';
 
 type Rejection = Exclude<Admission, { ok: true }>;
 
@@ -22,7 +25,12 @@ export function registerApi(app: FastifyInstance, state: SimState): void {
     state.stats.requests++;
     done();
   };
-  app.post('/v1/chat/completions', { onRequest: countRequest }, (req, reply) => chatOnce(state, req.body, req.headers['idempotency-key'], reply));
+  app.post('/v1/chat/completions', { onRequest: countRequest }, (req, reply) =>
+    serveOnce(state, 'chat', req.body, req.headers['idempotency-key'], reply, () => planChatAnswer(state, req.body)),
+  );
+  app.post('/v1/responses', { onRequest: countRequest }, (req, reply) =>
+    serveOnce(state, 'responses', req.body, req.headers['idempotency-key'], reply, () => planResponseAnswer(state, req.body)),
+  );
   app.post('/v1/embeddings', { onRequest: countRequest }, (req, reply) => embeddings(state, req.body, reply));
 
   const models = state.models.map((id) => ({ id, object: 'model', created: MODEL_CREATED, owned_by: 'system' }));
@@ -37,22 +45,28 @@ export function registerApi(app: FastifyInstance, state: SimState): void {
 }
 
 /** What a repeat under the same Idempotency-Key is answered with. */
-export interface ServedChat {
-  plan: ChatPlan;
-  id: string;
-  created: number;
+export interface Served {
+  answer: Answer;
   requestId: string;
 }
 
-/** `chat`, honouring an Idempotency-Key (see idempotency.ts). */
-async function chatOnce(state: SimState, body: unknown, key: string | string[] | undefined, reply: FastifyReply): Promise<FastifyReply> {
-  if (key === undefined) return chat(state, body, reply);
+/** Serves an answer planned by `plan`, honouring an Idempotency-Key (see idempotency.ts). */
+async function serveOnce(
+  state: SimState,
+  route: string,
+  body: unknown,
+  key: string | string[] | undefined,
+  reply: FastifyReply,
+  plan: () => Answer | ApiError,
+): Promise<FastifyReply> {
+  if (key === undefined) return serve(state, reply, plan());
   if (typeof key !== 'string' || key.length === 0 || key.length > MAX_IDEMPOTENCY_KEY) {
     const err = invalidRequest(`Idempotency-Key must be one header of 1 to ${MAX_IDEMPOTENCY_KEY} characters.`, null, 'invalid_idempotency_key');
     return fail(state, reply, err, newRequestId());
   }
+  // The route is part of the fingerprint: one key sent to two endpoints is two different requests.
   const fingerprint = createHash('sha256')
-    .update(JSON.stringify(body) ?? '')
+    .update(`${route}\0${JSON.stringify(body) ?? ''}`)
     .digest('base64url');
   const claim = await state.idempotency.claim(key, fingerprint, Date.now);
   switch (claim.kind) {
@@ -70,7 +84,7 @@ async function chatOnce(state: SimState, body: unknown, key: string | string[] |
     }
     case 'fresh':
       try {
-        return await chat(state, body, reply, claim.complete);
+        return await serve(state, reply, plan(), claim.complete);
       } finally {
         // no-op after complete: only answers served in full are kept
         claim.release();
@@ -83,45 +97,41 @@ async function chatOnce(state: SimState, body: unknown, key: string | string[] |
 }
 
 /** Answers again exactly as the first time, without serving, charging or rate-limiting anything. */
-async function replay(state: SimState, reply: FastifyReply, served: ServedChat): Promise<FastifyReply> {
+async function replay(state: SimState, reply: FastifyReply, served: Served): Promise<FastifyReply> {
   state.stats.replays++;
-  const { plan, id, created, requestId } = served;
+  const { answer, requestId } = served;
   const headers = { ...state.limitHeaders(), 'x-request-id': requestId, 'idempotent-replayed': 'true' };
-  if (!plan.stream)
-    return reply
-      .headers(headers)
-      .type('application/json')
-      .send(JSON.stringify(completionBody(plan, id, created)));
+  if (!answer.stream) return reply.headers(headers).type('application/json').send(JSON.stringify(answer.body()));
   reply.hijack();
   reply.raw.writeHead(200, { ...headers, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
-  await writeStream(reply.raw, streamFrames(plan, id, created), 0);
+  await writeStream(reply.raw, answer.frames(), 0);
   return reply;
 }
 
-async function chat(state: SimState, body: unknown, reply: FastifyReply, served?: (answer: ServedChat) => void): Promise<FastifyReply> {
+/**
+ * Serves a planned answer: rate limits → fault draw → latency → the answer,
+ * whole or streamed. Once it was served in full (a stream written through its
+ * last frame) it is counted, its `served` hook runs, and `remember` keeps it
+ * for idempotent replays.
+ */
+async function serve(state: SimState, reply: FastifyReply, planned: Answer | ApiError, remember?: (s: Served) => void): Promise<FastifyReply> {
   const requestId = newRequestId();
-  const plan = planChat(body, state.modelSet, (m) => state.contextWindow(m));
-  if (isApiError(plan)) return fail(state, reply, plan, requestId);
+  if (isApiError(planned)) return fail(state, reply, planned, requestId);
+  const answer = planned;
   // The answer is known up front, so the token bucket is charged its exact size.
-  const admission = state.admit(plan.promptTokens + plan.completionTokens);
-  if (!admission.ok) return throttle(state, reply, admission, plan.model, requestId);
+  const admission = state.admit(answer.promptTokens + answer.completionTokens);
+  if (!admission.ok) return throttle(state, reply, admission, answer.model, requestId);
 
   const fault = state.nextFault();
   if (fault === 'timeout') return hang(state, reply);
   const { latencyMs, tokenLatencyMs } = state.faults;
-  if (latencyMs > 0 && !(await waitUnlessClosed(reply.raw, latencyMs))) return abandon(reply);
+  if (latencyMs > 0 && !(await waitUnlessClosed(reply.raw, latencyMs))) return abandon(state, reply, answer);
   if (fault === 'error') return fail(state, reply, serverError(requestId), requestId, admission.headers);
 
-  const id = `chatcmpl-${randomUUID().replaceAll('-', '')}`;
-  const created = Math.floor(Date.now() / 1000);
-  if (!plan.stream) {
-    countCompletion(state, plan);
-    served?.({ plan, id, created, requestId });
-    return reply
-      .headers(admission.headers)
-      .header('x-request-id', requestId)
-      .type('application/json')
-      .send(JSON.stringify(completionBody(plan, id, created)));
+  if (!answer.stream) {
+    countServed(state, answer);
+    remember?.({ answer, requestId });
+    return reply.headers(admission.headers).header('x-request-id', requestId).type('application/json').send(JSON.stringify(answer.body()));
   }
 
   reply.hijack();
@@ -132,12 +142,15 @@ async function chat(state: SimState, body: unknown, reply: FastifyReply, served?
     'cache-control': 'no-cache',
     'x-request-id': requestId,
   });
-  // A stream cut off by the client is not counted: it was not served in full,
-  // and the caller cannot know how much of it to bill either.
-  if (await writeStream(res, streamFrames(plan, id, created), tokenLatencyMs)) {
-    countCompletion(state, plan);
-    served?.({ plan, id, created, requestId });
+  const outcome = await writeStream(res, answer.frames(), tokenLatencyMs);
+  // A stream cut off by the client is not counted as served: the caller cannot
+  // know how much of it to bill. It is counted as aborted, with what it did not send.
+  if (outcome.kind === 'cut') {
+    countAborted(state, outcome.unsentTokens);
+    return reply;
   }
+  countServed(state, answer);
+  remember?.({ answer, requestId });
   return reply;
 }
 
@@ -148,7 +161,7 @@ async function embeddings(state: SimState, body: unknown, reply: FastifyReply): 
   const admission = state.admit(plan.promptTokens);
   if (!admission.ok) return throttle(state, reply, admission, plan.model, requestId);
   const { latencyMs } = state.faults;
-  if (latencyMs > 0 && !(await waitUnlessClosed(reply.raw, latencyMs))) return abandon(reply);
+  if (latencyMs > 0 && !(await waitUnlessClosed(reply.raw, latencyMs))) return abandon(state, reply);
 
   state.stats.embeddings++;
   state.stats.embeddingTokens += plan.promptTokens;
@@ -159,12 +172,18 @@ async function embeddings(state: SimState, body: unknown, reply: FastifyReply): 
     .send(JSON.stringify(embeddingsBody(plan)));
 }
 
-function countCompletion(state: SimState, plan: ChatPlan): void {
+function countServed(state: SimState, answer: Answer): void {
+  answer.served?.();
   const s = state.stats;
   s.completions++;
-  s.promptTokens += plan.promptTokens;
-  s.completionTokens += plan.completionTokens;
-  s.totalTokens += plan.promptTokens + plan.completionTokens;
+  s.promptTokens += answer.promptTokens;
+  s.completionTokens += answer.completionTokens;
+  s.totalTokens += answer.promptTokens + answer.completionTokens;
+}
+
+function countAborted(state: SimState, unsentTokens: number): void {
+  state.stats.aborted++;
+  state.stats.abortedTokens += unsentTokens;
 }
 
 function fail(state: SimState, reply: FastifyReply, err: ApiError, requestId: string, headers: Record<string, string> = {}): FastifyReply {
@@ -196,10 +215,33 @@ function hang(state: SimState, reply: FastifyReply): FastifyReply {
   return reply;
 }
 
-/** The client left during the latency wait: there is nobody to answer. */
-function abandon(reply: FastifyReply): FastifyReply {
+/** The client left during the latency wait: there is nobody to answer. A stream it asked for counts as aborted, unsent whole. */
+function abandon(state: SimState, reply: FastifyReply, answer?: Answer): FastifyReply {
+  if (answer?.stream === true) countAborted(state, answer.completionTokens);
   reply.hijack();
   return reply;
+}
+
+function planChatAnswer(state: SimState, body: unknown): Answer | ApiError {
+  const plan = planChat(body, state.modelSet, (m) => state.contextWindow(m));
+  if (isApiError(plan)) return plan;
+  return chatAnswer(plan, `chatcmpl-${randomUUID().replaceAll('-', '')}`, Math.floor(Date.now() / 1000));
+}
+
+function planResponseAnswer(state: SimState, body: unknown): Answer | ApiError {
+  const plan = planResponse(
+    body,
+    state.modelSet,
+    (m) => state.contextWindow(m),
+    (prev) => state.recallResponse(prev),
+  );
+  if (isApiError(plan)) return plan;
+  const id = `resp_${randomBytes(24).toString('hex')}`;
+  const served = (): void => {
+    state.stats.responses++;
+    if (plan.store) state.rememberResponse(id, plan.conversation);
+  };
+  return { ...responseAnswer(plan, id, Math.floor(Date.now() / 1000)), served };
 }
 
 function newRequestId(): string {

@@ -229,11 +229,7 @@ export function planChat(
   const text = lastUserText(msgs);
   const tool = tools !== undefined && msgs[msgs.length - 1]?.role === 'user' ? tools.chosen : undefined;
   const choices: Reply[] = [];
-  for (let i = 0; i < n; i++) {
-    if (tool !== undefined) choices.push(toolCallReply(tool, text, i, cap));
-    else if (format !== undefined) choices.push(jsonReply(format, text, i, cap));
-    else choices.push(buildReply(i === 0 ? text : `${text}\n#${i}`, cap));
-  }
+  for (let i = 0; i < n; i++) choices.push(replyTo(text, i, cap, tool, format));
   const first = choices[0] as Reply;
   const base = { model, stream: stream === true, includeUsage, promptTokens };
   if (n === 1) return { ...first, ...base };
@@ -245,9 +241,20 @@ export function choicesOf(plan: ChatPlan): readonly Reply[] {
   return plan.choices ?? [plan];
 }
 
-interface Tool {
+/** A function the model may call; `parameters` is its JSON schema. */
+export interface Tool {
   name: string;
   parameters: unknown;
+}
+
+/**
+ * The reply of one choice to `text` (the last user message): a call of `tool`
+ * when one is due, else JSON when `format` asks for it, else the echo reply.
+ */
+export function replyTo(text: string, choice: number, cap: number | null, tool: Tool | undefined, format: Format | undefined): Reply {
+  if (tool !== undefined) return toolCallReply(tool, text, choice, cap);
+  if (format !== undefined) return jsonReply(format, text, choice, cap);
+  return buildReply(choice === 0 ? text : `${text}\n#${choice}`, cap);
 }
 
 /** `tools`, validated; `chosen` is undefined when tool_choice is "none". */
@@ -280,7 +287,8 @@ function parseTools(body: Record<string, unknown>): { chosen: Tool | undefined }
   return { chosen: named };
 }
 
-type Format = { kind: 'json_object' } | { kind: 'json_schema'; schema: unknown };
+/** A structured-output format: any JSON object, or JSON valid against `schema`. */
+export type Format = { kind: 'json_object' } | { kind: 'json_schema'; schema: unknown };
 
 /** `response_format`; undefined for plain text. */
 function parseResponseFormat(body: Record<string, unknown>): Format | ApiError | undefined {
@@ -307,12 +315,13 @@ function parseResponseFormat(body: Record<string, unknown>): Format | ApiError |
   );
 }
 
-function contextLengthExceeded(window: number, promptTokens: number, maxTokens: number | null): ApiError {
+/** OpenAI's 400 for a prompt (plus max tokens) over the model's context window; `param` names the prompt field. */
+export function contextLengthExceeded(window: number, promptTokens: number, maxTokens: number | null, param = 'messages'): ApiError {
   const message =
     maxTokens === null
       ? `This model's maximum context length is ${window} tokens. However, your messages resulted in ${promptTokens} tokens. Please reduce the length of the messages.`
       : `This model's maximum context length is ${window} tokens. However, you requested ${promptTokens + maxTokens} tokens (${promptTokens} in the messages, ${maxTokens} in the completion). Please reduce the length of the messages or completion.`;
-  return invalidRequest(message, 'messages', 'context_length_exceeded');
+  return invalidRequest(message, param, 'context_length_exceeded');
 }
 
 /** The prompt's first ASCII words, rotated by the choice index so that choices differ. */
@@ -355,10 +364,14 @@ function structuredReply(json: string, cap: number | null, finish: 'stop' | 'too
     content = json.slice(0, lo);
     finishReason = 'length';
   }
+  // Fragments cut through tokens, so a fragment's count is the growth of the
+  // prefix count: the fragments' counts then add up to the whole text's.
   const pieces: Piece[] = [];
+  let before = 0;
   for (let i = 0; i < content.length; i += FRAGMENT_CHARS) {
-    const text = content.slice(i, i + FRAGMENT_CHARS);
-    pieces.push({ text, tokens: countText(text) });
+    const upTo = countText(content.slice(0, i + FRAGMENT_CHARS));
+    pieces.push({ text: content.slice(i, i + FRAGMENT_CHARS), tokens: Math.max(0, upTo - before) });
+    before = Math.max(before, upTo);
   }
   return { content, pieces, completionTokens: countText(content), finishReason };
 }
@@ -407,7 +420,8 @@ export function completionBody(plan: ChatPlan, id: string, created: number): obj
   };
 }
 
-function lastUserText(messages: readonly { role: string; content?: unknown }[]): string {
+/** The text of the last `user` message (of the last message when there is none). */
+export function lastUserText(messages: readonly { role: string; content?: unknown }[]): string {
   for (let i = messages.length - 1; i >= 0; i--) {
     const m = messages[i];
     if (m !== undefined && m.role === 'user') return contentText(m.content);

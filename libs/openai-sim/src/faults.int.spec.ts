@@ -126,6 +126,9 @@ describe('accounting', () => {
       throttled: 0,
       timeouts: 0,
       replays: 0,
+      responses: 0,
+      aborted: 0,
+      abortedTokens: 0,
     };
     const ask = async (content: string, stream: boolean): Promise<void> => {
       expected.requests++;

@@ -32,7 +32,7 @@ type Body = {
 const body = (p: ChatPlan): Body => completionBody(p, 'chatcmpl-x', 1) as Body;
 const chunks = (p: ChatPlan): Record<string, unknown>[] =>
   streamFrames(p, 'chatcmpl-x', 1)
-    .map((f) => f.slice(6, -2))
+    .map((f) => f.text.slice(6, -2))
     .filter((f) => f !== '[DONE]')
     .map((f) => JSON.parse(f) as Record<string, unknown>);
 

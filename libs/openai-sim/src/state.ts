@@ -3,11 +3,15 @@ import { performance } from 'node:perf_hooks';
 import { applyFaultPatch, decideFault, type FaultOutcome, faultsFromOptions, seededRandom } from './faults.js';
 import { IdempotencyStore } from './idempotency.js';
 import { RateLimiter } from './limits.js';
-import type { ServedChat } from './api.js';
+import type { Served } from './api.js';
+import type { Turn } from './responses.js';
 import type { Faults, SimOptions, SimStats } from './types.js';
 
 /** Models served when none are configured. */
 export const DEFAULT_MODELS: readonly string[] = ['gpt-4o-mini', 'gpt-4o', 'gpt-4.1-mini', 'text-embedding-3-small'];
+
+/** Responses kept for `previous_response_id`; beyond this the oldest is forgotten (OpenAI keeps them 30 days). */
+const MAX_STORED_RESPONSES = 10_000;
 
 // A fixed seed: the n-th faultable request meets the same fate on every run.
 const FAULT_SEED = 0x5eed;
@@ -26,6 +30,9 @@ function emptyStats(): SimStats {
     throttled: 0,
     timeouts: 0,
     replays: 0,
+    responses: 0,
+    aborted: 0,
+    abortedTokens: 0,
   };
 }
 
@@ -35,9 +42,10 @@ export class SimState {
   readonly modelSet: ReadonlySet<string>;
   /** Responses deliberately left hanging, destroyed on close. */
   readonly held = new Set<ServerResponse>();
-  /** Chat answers served in full, by Idempotency-Key. */
-  readonly idempotency = new IdempotencyStore<ServedChat>();
+  /** Answers served in full, by Idempotency-Key. */
+  readonly idempotency = new IdempotencyStore<Served>();
   stats: SimStats = emptyStats();
+  private readonly storedResponses = new Map<string, readonly Turn[]>();
   private current: Faults;
   private readonly limiter: RateLimiter;
   private readonly random = seededRandom(FAULT_SEED);
@@ -70,7 +78,22 @@ export class SimState {
   reset(): void {
     this.stats = emptyStats();
     this.idempotency.clear();
+    this.storedResponses.clear();
     this.limiter.fill(now());
+  }
+
+  /** Keeps a served response's conversation for a later `previous_response_id`. */
+  rememberResponse(id: string, conversation: readonly Turn[]): void {
+    if (this.storedResponses.size >= MAX_STORED_RESPONSES) {
+      const oldest = this.storedResponses.keys().next();
+      if (oldest.done !== true) this.storedResponses.delete(oldest.value);
+    }
+    this.storedResponses.set(id, conversation);
+  }
+
+  /** The conversation of a stored response, or undefined when it was never stored or is forgotten. */
+  recallResponse(id: string): readonly Turn[] | undefined {
+    return this.storedResponses.get(id);
   }
 
   /** Admits a request costing `tokens` against the rate limits. */

@@ -5,21 +5,27 @@ import { type ChatPlan, choicesOf, SYSTEM_FINGERPRINT, usageOf } from './complet
 /** Content chunks carry at least this many tokens (fewer only for the last). */
 export const TOKENS_PER_CHUNK = 3;
 
-/** Groups the reply's pieces into chunk texts of about {@link TOKENS_PER_CHUNK} tokens. */
-export function chunkTexts(plan: Pick<ChatPlan, 'pieces'>): string[] {
-  const out: string[] = [];
+/** One SSE frame and the completion tokens its delta carries (what a cut stream did not send). */
+export interface Frame {
+  text: string;
+  tokens: number;
+}
+
+/** Groups the reply's pieces into chunks of about {@link TOKENS_PER_CHUNK} tokens. */
+export function chunksOf(plan: Pick<ChatPlan, 'pieces'>): Frame[] {
+  const out: Frame[] = [];
   let text = '';
   let tokens = 0;
   for (const p of plan.pieces) {
     text += p.text;
     tokens += p.tokens;
     if (tokens >= TOKENS_PER_CHUNK) {
-      out.push(text);
+      out.push({ text, tokens });
       text = '';
       tokens = 0;
     }
   }
-  if (text !== '') out.push(text);
+  if (text !== '') out.push({ text, tokens });
   return out;
 }
 
@@ -31,30 +37,32 @@ export function chunkTexts(plan: Pick<ChatPlan, 'pieces'>): string[] {
  * With include_usage every chunk carries `usage: null` until the last, as
  * OpenAI does.
  */
-export function streamFrames(plan: ChatPlan, id: string, created: number): string[] {
+export function streamFrames(plan: ChatPlan, id: string, created: number): Frame[] {
   // Serialise the constant envelope once; only the choices part differs per chunk.
   const head = `data: {"id":${JSON.stringify(id)},"object":"chat.completion.chunk","created":${created},"model":${JSON.stringify(plan.model)},"service_tier":"default","system_fingerprint":"${SYSTEM_FINGERPRINT}","choices":`;
   const tail = plan.includeUsage ? ',"usage":null}\n\n' : '}\n\n';
-  const frames: string[] = [];
+  const frames: Frame[] = [];
   const choices = choicesOf(plan);
   for (let index = 0; index < choices.length; index++) {
     const c = choices[index] as (typeof choices)[number];
-    const choice = (delta: object, finish: string | null): string =>
-      `${head}[${JSON.stringify({ index, delta, logprobs: null, finish_reason: finish })}]${tail}`;
+    const choice = (delta: object, finish: string | null, tokens = 0): Frame => ({
+      text: `${head}[${JSON.stringify({ index, delta, logprobs: null, finish_reason: finish })}]${tail}`,
+      tokens,
+    });
     const call = c.toolCall;
     if (call === undefined) {
       frames.push(choice({ role: 'assistant', content: '', refusal: null }, null));
-      for (const text of chunkTexts(c)) frames.push(choice({ content: text }, null));
+      for (const { text, tokens } of chunksOf(c)) frames.push(choice({ content: text }, null, tokens));
     } else {
       // OpenAI's indexed tool-call deltas: id, type and name first, then argument fragments.
       const opening = { index: 0, id: call.id, type: 'function', function: { name: call.name, arguments: '' } };
       frames.push(choice({ role: 'assistant', content: null, tool_calls: [opening], refusal: null }, null));
-      for (const text of chunkTexts(c)) frames.push(choice({ tool_calls: [{ index: 0, function: { arguments: text } }] }, null));
+      for (const { text, tokens } of chunksOf(c)) frames.push(choice({ tool_calls: [{ index: 0, function: { arguments: text } }] }, null, tokens));
     }
     frames.push(choice({}, c.finishReason));
   }
-  if (plan.includeUsage) frames.push(`${head}[],"usage":${JSON.stringify(usageOf(plan))}}\n\n`);
-  frames.push('data: [DONE]\n\n');
+  if (plan.includeUsage) frames.push({ text: `${head}[],"usage":${JSON.stringify(usageOf(plan))}}\n\n`, tokens: 0 });
+  frames.push({ text: 'data: [DONE]\n\n', tokens: 0 });
   return frames;
 }
 
@@ -78,26 +86,31 @@ export async function waitUnlessClosed(res: ServerResponse, ms: number): Promise
   }
 }
 
+/** How a stream ended: served through its last frame, or cut by the client with `unsentTokens` still to go. */
+export type StreamOutcome = { kind: 'served' } | { kind: 'cut'; unsentTokens: number };
+
 /**
- * Writes the frames, pausing `tokenLatencyMs` between them. Resolves true only
- * if the whole stream, `[DONE]` included, was handed to the socket.
+ * Writes the frames, pausing `tokenLatencyMs` between them, and stops at once
+ * (no further frame is built, written or waited for) when the client closes
+ * the connection.
  */
-export async function writeStream(res: ServerResponse, frames: readonly string[], tokenLatencyMs: number): Promise<boolean> {
+export async function writeStream(res: ServerResponse, frames: readonly Frame[], tokenLatencyMs: number): Promise<StreamOutcome> {
+  const unsentFrom = (i: number): StreamOutcome => ({ kind: 'cut', unsentTokens: frames.slice(i).reduce((t, f) => t + f.tokens, 0) });
   if (tokenLatencyMs <= 0) {
-    if (res.destroyed) return false;
+    if (res.destroyed) return unsentFrom(0);
     // One write keeps a zero-latency stream as cheap as a plain answer.
-    res.end(frames.join(''));
-    return true;
+    res.end(frames.map((f) => f.text).join(''));
+    return { kind: 'served' };
   }
   for (let i = 0; i < frames.length; i++) {
-    if (res.destroyed) return false;
-    const frame = frames[i] as string;
+    if (res.destroyed) return unsentFrom(i);
+    const frame = (frames[i] as Frame).text;
     if (i === frames.length - 1) {
       res.end(frame);
-      return true;
+      return { kind: 'served' };
     }
     res.write(frame);
-    if (!(await waitUnlessClosed(res, tokenLatencyMs))) return false;
+    if (!(await waitUnlessClosed(res, tokenLatencyMs))) return unsentFrom(i + 1);
   }
-  return false;
+  return { kind: 'served' };
 }

@@ -1,15 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { type ChatPlan, planChat } from './completion.js';
-import { chunkTexts, streamFrames, TOKENS_PER_CHUNK } from './stream.js';
+import { chunksOf, type Frame, streamFrames, TOKENS_PER_CHUNK } from './stream.js';
 
 const MODELS = new Set(['gpt-4o-mini']);
 const plan = (extra: object = {}): ChatPlan =>
   planChat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Stream me a reply please' }], stream: true, ...extra }, MODELS) as ChatPlan;
 
-function parse(frames: string[]): { chunks: Record<string, unknown>[]; done: boolean } {
+function parse(frames: Frame[]): { chunks: Record<string, unknown>[]; done: boolean } {
   const chunks: Record<string, unknown>[] = [];
   let done = false;
-  for (const f of frames) {
+  for (const { text: f } of frames) {
     expect(f.startsWith('data: ')).toBe(true);
     expect(f.endsWith('\n\n')).toBe(true);
     const payload = f.slice(6, -2);
@@ -19,10 +19,10 @@ function parse(frames: string[]): { chunks: Record<string, unknown>[]; done: boo
   return { chunks, done };
 }
 
-describe('chunkTexts', () => {
+describe('chunksOf', () => {
   it('splits the content into chunks of at least TOKENS_PER_CHUNK tokens, except the last', () => {
     const p = plan();
-    const texts = chunkTexts(p);
+    const texts = chunksOf(p).map((c) => c.text);
     expect(texts.join('')).toBe(p.content);
     expect(texts.length).toBeGreaterThan(1);
     expect(texts.length).toBeLessThanOrEqual(Math.ceil(p.completionTokens / TOKENS_PER_CHUNK));

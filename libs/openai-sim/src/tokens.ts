@@ -47,7 +47,7 @@ export function contentText(content: unknown): string {
  * Close to what OpenAI bills for plain chats, and cheap; names, tool
  * definitions and images are deliberately not counted.
  */
-export function countPromptTokens(messages: readonly { content?: unknown }[]): number {
+export function countPromptTokens(messages: readonly { role?: string; content?: unknown }[]): number {
   let total = TOKENS_PER_REQUEST;
   for (const m of messages) total += countText(contentText(m.content)) + TOKENS_PER_MESSAGE;
   return total;

@@ -41,7 +41,7 @@ export interface Faults {
 export interface SimStats {
   /** Chat + embedding requests received, whatever their outcome. */
   requests: number;
-  /** Chat completions served in full (200, or stream that reached [DONE]). */
+  /** Chat completions and Responses served in full (200, or a stream written through its last event). */
   completions: number;
   promptTokens: number;
   completionTokens: number;
@@ -57,6 +57,12 @@ export interface SimStats {
   timeouts: number;
   /** Repeats answered from a stored answer under their Idempotency-Key (not counted as completions). */
   replays: number;
+  /** How many of `completions` were Responses API answers (POST /v1/responses). */
+  responses: number;
+  /** Streamed answers cut short because the client closed the connection (during the first-byte wait or mid-stream). */
+  aborted: number;
+  /** Completion tokens those cut streams never sent (not counted in `completionTokens`). */
+  abortedTokens: number;
 }
 
 /** A running simulator. */
