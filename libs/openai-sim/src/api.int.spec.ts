@@ -184,6 +184,19 @@ describe('GET /v1/models', () => {
     expect((await client.models.retrieve('gpt-4o')).id).toBe('gpt-4o');
   });
 
+  it('retrieves one model as OpenAI model object, and answers 404 model_not_found for another', async () => {
+    expect(await client.models.retrieve('gpt-4o-mini')).toEqual({
+      id: 'gpt-4o-mini',
+      object: 'model',
+      created: expect.any(Number) as number,
+      owned_by: 'system',
+    });
+    const err = await client.models.retrieve('gpt-9').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.NotFoundError);
+    expect(err).toMatchObject({ status: 404, code: 'model_not_found', param: 'model', type: 'invalid_request_error' });
+    expect((err as Error).message).toContain("The model 'gpt-9' does not exist");
+  });
+
   it('serves exactly the configured models', async () => {
     const other = await startSim({ models: ['m-1', 'm-2'] });
     try {
