@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { type ApiError, invalidRequest, isApiError, modelNotFound } from './errors.js';
+import { MAX_TOP_LOGPROBS, tokenLogprobs, type TokenLogprob } from './logprobs.js';
 import { valueForSchema } from './schema.js';
 import { contentText, countPromptTokens, countText } from './tokens.js';
 import { fnv1a, isRecord } from './util.js';
@@ -34,6 +35,8 @@ export interface ChatPlan extends Reply {
   stream: boolean;
   includeUsage: boolean;
   promptTokens: number;
+  /** With `logprobs: true`, how many `top_logprobs` each token lists (0..20); null without. */
+  logprobs: number | null;
   /**
    * Every choice when `n` > 1; `choices[0]` is the plan's own reply, and the
    * plan's `completionTokens` is then the sum over all choices.
@@ -216,6 +219,9 @@ export function planChat(
     includeUsage = so.include_usage === true;
   }
 
+  const logprobs = parseLogprobs(body);
+  if (isApiError(logprobs)) return logprobs;
+
   if (!models.has(model)) return modelNotFound(model);
 
   const msgs = messages as { role: string; content?: unknown }[];
@@ -231,7 +237,7 @@ export function planChat(
   const choices: Reply[] = [];
   for (let i = 0; i < n; i++) choices.push(replyTo(text, i, cap, tool, format));
   const first = choices[0] as Reply;
-  const base = { model, stream: stream === true, includeUsage, promptTokens };
+  const base = { model, stream: stream === true, includeUsage, promptTokens, logprobs };
   if (n === 1) return { ...first, ...base };
   return { ...first, ...base, completionTokens: choices.reduce((t, c) => t + c.completionTokens, 0), choices };
 }
@@ -376,6 +382,11 @@ function structuredReply(json: string, cap: number | null, finish: 'stop' | 'too
   return { content, pieces, completionTokens: countText(content), finishReason };
 }
 
+/** `logprobs.content` for a reply text. */
+function logprobsOf(text: string, top: number): TokenLogprob[] {
+  return tokenLogprobs(text, top).map((p) => p.entry);
+}
+
 /** Usage block for a plan. */
 export function usageOf(plan: ChatPlan): Usage {
   return {
@@ -411,7 +422,7 @@ export function completionBody(plan: ChatPlan, id: string, created: number): obj
               refusal: null,
               annotations: [],
             },
-      logprobs: null,
+      logprobs: plan.logprobs === null ? null : { content: c.toolCall === undefined ? logprobsOf(c.content, plan.logprobs) : null, refusal: null },
       finish_reason: c.finishReason,
     })),
     usage: usageOf(plan),
@@ -427,6 +438,27 @@ export function lastUserText(messages: readonly { role: string; content?: unknow
     if (m !== undefined && m.role === 'user') return contentText(m.content);
   }
   return contentText(messages[messages.length - 1]?.content);
+}
+
+/** `logprobs` / `top_logprobs`: the number of alternatives per token, or null when logprobs are off. */
+function parseLogprobs(body: Record<string, unknown>): number | null | ApiError {
+  const on = body.logprobs;
+  if (on !== undefined && on !== null && typeof on !== 'boolean')
+    return invalidRequest("Invalid type for 'logprobs': expected a boolean.", 'logprobs', 'invalid_type');
+  const top = body.top_logprobs;
+  if (top === undefined || top === null) return on === true ? 0 : null;
+  if (typeof top !== 'number' || !Number.isInteger(top))
+    return invalidRequest("Invalid type for 'top_logprobs': expected an integer.", 'top_logprobs', 'invalid_type');
+  if (top < 0 || top > MAX_TOP_LOGPROBS) {
+    return invalidRequest(
+      `Invalid 'top_logprobs': integer ${top < 0 ? 'below minimum' : 'above maximum'} value. Expected a value ${top < 0 ? '>= 0' : `<= ${MAX_TOP_LOGPROBS}`}, but got ${top} instead.`,
+      'top_logprobs',
+      top < 0 ? 'integer_below_min_value' : 'integer_above_max_value',
+    );
+  }
+  if (on !== true)
+    return invalidRequest("Invalid value for 'top_logprobs': 'logprobs' must be set to true when 'top_logprobs' is used.", 'top_logprobs', 'invalid_value');
+  return top;
 }
 
 /** Reads an optional integer ≥ 1; undefined when absent, an ApiError when invalid. */

@@ -147,3 +147,18 @@ describe('OpenAI SDK against the new simulator features', () => {
     await expect(startSim({ port: 0, contextWindows: { 'gpt-4o': 0 } })).rejects.toThrow(RangeError);
   });
 });
+
+describe('logprobs through the SDK', () => {
+  it('gives one entry per completion token whole, and the same entries assembled from the stream', async () => {
+    const whole = await client.chat.completions.create({ model: 'gpt-4o-mini', messages, logprobs: true, top_logprobs: 2 });
+    const content = whole.choices[0]?.logprobs?.content ?? [];
+    expect(content.length).toBe(whole.usage?.completion_tokens);
+    expect(content.map((e) => e.token).join('')).toBe(whole.choices[0]?.message.content);
+    expect(content[0]?.top_logprobs.map((t) => t.token)[0]).toBe(content[0]?.token);
+
+    const final = await client.chat.completions.stream({ model: 'gpt-4o-mini', messages, logprobs: true, top_logprobs: 2 }).finalChatCompletion();
+    expect(final.choices[0]?.logprobs?.content).toEqual(content);
+    const plain = await client.chat.completions.create({ model: 'gpt-4o-mini', messages });
+    expect(plain.choices[0]?.logprobs).toBeNull();
+  });
+});

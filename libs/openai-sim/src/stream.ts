@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type ChatPlan, choicesOf, SYSTEM_FINGERPRINT, usageOf } from './completion.js';
+import { tokenLogprobs } from './logprobs.js';
 
 /** Content chunks carry at least this many tokens (fewer only for the last). */
 export const TOKENS_PER_CHUNK = 3;
@@ -45,14 +46,22 @@ export function streamFrames(plan: ChatPlan, id: string, created: number): Frame
   const choices = choicesOf(plan);
   for (let index = 0; index < choices.length; index++) {
     const c = choices[index] as (typeof choices)[number];
-    const choice = (delta: object, finish: string | null, tokens = 0): Frame => ({
-      text: `${head}[${JSON.stringify({ index, delta, logprobs: null, finish_reason: finish })}]${tail}`,
+    const choice = (delta: object, finish: string | null, tokens = 0, logprobs: object | null = null): Frame => ({
+      text: `${head}[${JSON.stringify({ index, delta, logprobs, finish_reason: finish })}]${tail}`,
       tokens,
     });
     const call = c.toolCall;
     if (call === undefined) {
       frames.push(choice({ role: 'assistant', content: '', refusal: null }, null));
-      for (const { text, tokens } of chunksOf(c)) frames.push(choice({ content: text }, null, tokens));
+      // Each content chunk carries the logprobs of the tokens that start in it.
+      const positioned = plan.logprobs === null ? [] : tokenLogprobs(c.content, plan.logprobs);
+      let start = 0;
+      for (const { text, tokens } of chunksOf(c)) {
+        const end = start + text.length;
+        const content = positioned.filter((p) => p.start >= start && p.start < end).map((p) => p.entry);
+        frames.push(choice({ content: text }, null, tokens, plan.logprobs === null ? null : { content, refusal: null }));
+        start = end;
+      }
     } else {
       // OpenAI's indexed tool-call deltas: id, type and name first, then argument fragments.
       const opening = { index: 0, id: call.id, type: 'function', function: { name: call.name, arguments: '' } };
