@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { type ApiError, invalidRequest, isApiError, modelNotFound } from './errors.js';
+import { mediaTokens } from './media.js';
 import { MAX_TOP_LOGPROBS, tokenLogprobs, type TokenLogprob } from './logprobs.js';
 import { valueForSchema } from './schema.js';
 import { contentText, countPromptTokens, countText } from './tokens.js';
@@ -27,6 +28,8 @@ export interface Reply {
   finishReason: 'stop' | 'length' | 'tool_calls';
   /** Set when the reply is a tool call. */
   toolCall?: ToolCall;
+  /** Set when the reply is a refusal: `content` is then the refusal text (the message's `content` is null). */
+  refusal?: true;
 }
 
 /** Everything needed to answer a validated chat request. */
@@ -35,6 +38,8 @@ export interface ChatPlan extends Reply {
   stream: boolean;
   includeUsage: boolean;
   promptTokens: number;
+  /** The part of `promptTokens` that is input audio. */
+  audioTokens: number;
   /** With `logprobs: true`, how many `top_logprobs` each token lists (0..20); null without. */
   logprobs: number | null;
   /**
@@ -61,6 +66,9 @@ export interface Usage {
 export const MIN_REPLY_TOKENS = 8;
 export const MAX_REPLY_TOKENS = 64;
 export const SYSTEM_FINGERPRINT = 'fp_sluice_sim';
+/** A last user message containing this text is refused (`content: null`, `refusal` set), to test refusal handling. */
+const REFUSE_MARKER = 'SIM_REFUSE';
+export const REFUSAL_TEXT = "I'm sorry, but I can't help with that request.";
 
 const ECHO = 'Echo:';
 const ECHO_TOKENS = countText(ECHO);
@@ -225,7 +233,9 @@ export function planChat(
   if (!models.has(model)) return modelNotFound(model);
 
   const msgs = messages as { role: string; content?: unknown }[];
-  const promptTokens = countPromptTokens(msgs) + (tools === undefined ? 0 : countText(JSON.stringify(body.tools)));
+  const media = mediaTokens(msgs);
+  if (isApiError(media)) return media;
+  const promptTokens = countPromptTokens(msgs) + media.image + media.audio + (tools === undefined ? 0 : countText(JSON.stringify(body.tools)));
   const window = contextWindow(model);
   if (promptTokens + (maxTokens ?? 0) > window) return contextLengthExceeded(window, promptTokens, maxTokens);
   // Like OpenAI, a reply never runs past the context window.
@@ -237,7 +247,7 @@ export function planChat(
   const choices: Reply[] = [];
   for (let i = 0; i < n; i++) choices.push(replyTo(text, i, cap, tool, format));
   const first = choices[0] as Reply;
-  const base = { model, stream: stream === true, includeUsage, promptTokens, logprobs };
+  const base = { model, stream: stream === true, includeUsage, promptTokens, audioTokens: media.audio, logprobs };
   if (n === 1) return { ...first, ...base };
   return { ...first, ...base, completionTokens: choices.reduce((t, c) => t + c.completionTokens, 0), choices };
 }
@@ -254,10 +264,12 @@ export interface Tool {
 }
 
 /**
- * The reply of one choice to `text` (the last user message): a call of `tool`
- * when one is due, else JSON when `format` asks for it, else the echo reply.
+ * The reply of one choice to `text` (the last user message): a refusal when
+ * it holds {@link REFUSE_MARKER}, else a call of `tool` when one is due, else
+ * JSON when `format` asks for it, else the echo reply.
  */
 export function replyTo(text: string, choice: number, cap: number | null, tool: Tool | undefined, format: Format | undefined): Reply {
+  if (text.includes(REFUSE_MARKER)) return { ...structuredReply(REFUSAL_TEXT, cap, 'stop'), refusal: true };
   if (tool !== undefined) return toolCallReply(tool, text, choice, cap);
   if (format !== undefined) return jsonReply(format, text, choice, cap);
   return buildReply(choice === 0 ? text : `${text}\n#${choice}`, cap);
@@ -382,9 +394,10 @@ function structuredReply(json: string, cap: number | null, finish: 'stop' | 'too
   return { content, pieces, completionTokens: countText(content), finishReason };
 }
 
-/** `logprobs.content` for a reply text. */
-function logprobsOf(text: string, top: number): TokenLogprob[] {
-  return tokenLogprobs(text, top).map((p) => p.entry);
+/** A choice's `logprobs`: per token of the content, or of the refusal; a tool call's are null. */
+function logprobsBlock(c: Reply, top: number): { content: TokenLogprob[] | null; refusal: TokenLogprob[] | null } {
+  const entries = c.toolCall === undefined ? tokenLogprobs(c.content, top).map((p) => p.entry) : null;
+  return c.refusal ? { content: null, refusal: entries } : { content: entries, refusal: null };
 }
 
 /** Usage block for a plan. */
@@ -393,7 +406,7 @@ export function usageOf(plan: ChatPlan): Usage {
     prompt_tokens: plan.promptTokens,
     completion_tokens: plan.completionTokens,
     total_tokens: plan.promptTokens + plan.completionTokens,
-    prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+    prompt_tokens_details: { cached_tokens: 0, audio_tokens: plan.audioTokens },
     completion_tokens_details: {
       reasoning_tokens: 0,
       audio_tokens: 0,
@@ -412,8 +425,9 @@ export function completionBody(plan: ChatPlan, id: string, created: number): obj
     model: plan.model,
     choices: choicesOf(plan).map((c, index) => ({
       index,
-      message:
-        c.toolCall === undefined
+      message: c.refusal
+        ? { role: 'assistant', content: null, refusal: c.content, annotations: [] }
+        : c.toolCall === undefined
           ? { role: 'assistant', content: c.content, refusal: null, annotations: [] }
           : {
               role: 'assistant',
@@ -422,7 +436,7 @@ export function completionBody(plan: ChatPlan, id: string, created: number): obj
               refusal: null,
               annotations: [],
             },
-      logprobs: plan.logprobs === null ? null : { content: c.toolCall === undefined ? logprobsOf(c.content, plan.logprobs) : null, refusal: null },
+      logprobs: plan.logprobs === null ? null : logprobsBlock(c, plan.logprobs),
       finish_reason: c.finishReason,
     })),
     usage: usageOf(plan),

@@ -99,19 +99,21 @@ function outputItem(plan: ResponsePlan, id: string, status: Status): object {
     id: `msg_${hex}`,
     type: 'message',
     status,
-    content: status === 'in_progress' ? [] : [textPart(r.content)],
+    content: status === 'in_progress' ? [] : [contentPart(plan, r.content)],
     role: 'assistant',
   };
 }
 
-function textPart(text: string): object {
-  return { type: 'output_text', annotations: [], logprobs: [], text };
+/** The message's one content part: `output_text`, or `refusal` when the reply refuses. */
+function contentPart(plan: ResponsePlan, text: string): object {
+  return plan.reply.refusal ? { type: 'refusal', refusal: text } : { type: 'output_text', annotations: [], logprobs: [], text };
 }
 
 /**
  * OpenAI's event sequence: response.created, response.in_progress,
  * output_item.added, then for a message content_part.added, output_text.delta
- * (chunks of about 3 tokens), output_text.done, content_part.done, or for a
+ * (chunks of about 3 tokens; refusal.delta for a refusal), output_text.done
+ * (refusal.done), content_part.done, or for a
  * function call function_call_arguments.delta / .done; output_item.done, and
  * response.completed (response.incomplete when cut by max_output_tokens) with
  * the whole response, usage included. No `[DONE]` line: Responses streams end
@@ -133,10 +135,15 @@ export function responseFrames(plan: ResponsePlan, id: string, createdAt: number
   event('response.output_item.added', { output_index: 0, item: outputItem(plan, id, 'in_progress') });
   if (r.toolCall === undefined) {
     const part = { ...at, content_index: 0 };
-    event('response.content_part.added', { ...part, part: textPart('') });
-    for (const c of chunksOf(r)) event('response.output_text.delta', { ...part, delta: c.text, logprobs: [] }, c.tokens);
-    event('response.output_text.done', { ...part, text: r.content, logprobs: [] });
-    event('response.content_part.done', { ...part, part: textPart(r.content) });
+    event('response.content_part.added', { ...part, part: contentPart(plan, '') });
+    if (r.refusal) {
+      for (const c of chunksOf(r)) event('response.refusal.delta', { ...part, delta: c.text }, c.tokens);
+      event('response.refusal.done', { ...part, refusal: r.content });
+    } else {
+      for (const c of chunksOf(r)) event('response.output_text.delta', { ...part, delta: c.text, logprobs: [] }, c.tokens);
+      event('response.output_text.done', { ...part, text: r.content, logprobs: [] });
+    }
+    event('response.content_part.done', { ...part, part: contentPart(plan, r.content) });
   } else {
     for (const c of chunksOf(r)) event('response.function_call_arguments.delta', { ...at, delta: c.text }, c.tokens);
     event('response.function_call_arguments.done', { ...at, name: r.toolCall.name, arguments: r.content });

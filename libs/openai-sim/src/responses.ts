@@ -2,6 +2,7 @@ import { contextLengthExceeded, type Format, lastUserText, MAX_REPLY_TOKENS, typ
 import { type ApiError, apiError, invalidRequest, isApiError, modelNotFound } from './errors.js';
 import { countPromptTokens, countText } from './tokens.js';
 import { isRecord } from './util.js';
+import { mediaTokens } from './media.js';
 
 /** One turn of a conversation in chat shape (`content` a string or chat parts), as the token count reads it. */
 export interface Turn {
@@ -102,7 +103,9 @@ export function planResponse(
 
   // Instructions are not carried over to a later response (OpenAI's rule), so they are counted but not kept.
   const prompt = instructions === null ? turns : [{ role: 'system', content: instructions }, ...turns];
-  const promptTokens = countPromptTokens(prompt) + (tools.list.length === 0 ? 0 : countText(JSON.stringify(body.tools)));
+  const media = mediaTokens(prompt);
+  if (isApiError(media)) return media;
+  const promptTokens = countPromptTokens(prompt) + media.image + media.audio + (tools.list.length === 0 ? 0 : countText(JSON.stringify(body.tools)));
   const window = contextWindow(model);
   if (promptTokens + (maxOutput ?? 0) > window) return contextLengthExceeded(window, promptTokens, maxOutput, 'input');
   const room = window - promptTokens;

@@ -52,14 +52,17 @@ export function streamFrames(plan: ChatPlan, id: string, created: number): Frame
     });
     const call = c.toolCall;
     if (call === undefined) {
-      frames.push(choice({ role: 'assistant', content: '', refusal: null }, null));
-      // Each content chunk carries the logprobs of the tokens that start in it.
+      // A refusal streams like content, in `refusal` deltas.
+      const field = c.refusal ? 'refusal' : 'content';
+      frames.push(choice(c.refusal ? { role: 'assistant', content: null, refusal: '' } : { role: 'assistant', content: '', refusal: null }, null));
+      // Each chunk carries the logprobs of the tokens that start in it.
       const positioned = plan.logprobs === null ? [] : tokenLogprobs(c.content, plan.logprobs);
       let start = 0;
       for (const { text, tokens } of chunksOf(c)) {
         const end = start + text.length;
-        const content = positioned.filter((p) => p.start >= start && p.start < end).map((p) => p.entry);
-        frames.push(choice({ content: text }, null, tokens, plan.logprobs === null ? null : { content, refusal: null }));
+        const mine = positioned.filter((p) => p.start >= start && p.start < end).map((p) => p.entry);
+        const logprobs = plan.logprobs === null ? null : { content: null, refusal: null, [field]: mine };
+        frames.push(choice({ [field]: text }, null, tokens, logprobs));
         start = end;
       }
     } else {

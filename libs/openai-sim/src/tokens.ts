@@ -44,8 +44,9 @@ export function contentText(content: unknown): string {
 
 /**
  * prompt_tokens = Σ over messages (tokens(content) + 4) + 3.
- * Close to what OpenAI bills for plain chats, and cheap; names, tool
- * definitions and images are deliberately not counted.
+ * Close to what OpenAI bills for plain chats, and cheap; names and tool
+ * definitions are deliberately not counted; images and audio are counted
+ * apart, by OpenAI's rules (media.ts).
  */
 export function countPromptTokens(messages: readonly { role?: string; content?: unknown }[]): number {
   let total = TOKENS_PER_REQUEST;
