@@ -1,6 +1,7 @@
 import { encode } from 'gpt-tokenizer';
 import { describe, expect, it } from 'vitest';
-import { buildReply, type ChatPlan, completionBody, MAX_REPLY_TOKENS, MIN_REPLY_TOKENS, planChat, targetTokens } from './completion.js';
+import { type ChatPlan, completionBody, planChat } from './completion.js';
+import { buildReply, MAX_REPLY_TOKENS, MIN_REPLY_TOKENS, targetTokens } from './reply.js';
 import { type ApiError, isApiError } from './errors.js';
 import { countPromptTokens } from './tokens.js';
 

@@ -1,6 +1,6 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { REFUSAL_TEXT } from './completion.js';
+import { REFUSAL_TEXT } from './reply.js';
 import { dataUrl, jpeg, wav } from './media.fixtures.js';
 import { AUDIO_TOKENS_PER_SECOND } from './media.js';
 import { type Sim, startSim } from './mod.js';

@@ -37,8 +37,11 @@ export interface MediaTokens {
 const IMAGE_TYPES: ReadonlySet<string> = new Set(['png', 'jpg', 'gif', 'webp']);
 const UNSUPPORTED_IMAGE = "You uploaded an unsupported image. Please make sure your image has of one the following formats: ['png', 'jpeg', 'gif', 'webp'].";
 
-/** Counts every `image_url` and `input_audio` part of the messages (chat-shaped content). */
-export function mediaTokens(messages: readonly { content?: unknown }[]): MediaTokens | ApiError {
+/**
+ * Counts every `image_url` and `input_audio` part of the messages (chat-shaped
+ * content); `field` names the request field they came from, for error params.
+ */
+export function mediaTokens(messages: readonly { content?: unknown }[], field = 'messages'): MediaTokens | ApiError {
   let image = 0;
   let audio = 0;
   for (let i = 0; i < messages.length; i++) {
@@ -47,7 +50,7 @@ export function mediaTokens(messages: readonly { content?: unknown }[]): MediaTo
     for (let j = 0; j < content.length; j++) {
       const part: unknown = content[j];
       if (!isRecord(part)) continue;
-      const at = `messages[${i}].content[${j}]`;
+      const at = `${field}[${i}].content[${j}]`;
       if (part.type === 'image_url') {
         const n = imagePartTokens(part.image_url, at);
         if (typeof n !== 'number') return n;

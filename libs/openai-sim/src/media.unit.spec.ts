@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { type ChatPlan, completionBody, planChat, REFUSAL_TEXT, usageOf } from './completion.js';
+import { type ChatPlan, completionBody, planChat, usageOf } from './completion.js';
+import { REFUSAL_TEXT } from './reply.js';
 import { isApiError } from './errors.js';
 import { dataUrl, gif, jpeg, png, wav, webp } from './media.fixtures.js';
 import { AUDIO_TOKENS_PER_SECOND, imageTokens, mediaTokens, wavSeconds } from './media.js';

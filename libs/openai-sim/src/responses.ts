@@ -1,4 +1,5 @@
-import { contextLengthExceeded, type Format, lastUserText, MAX_REPLY_TOKENS, type Reply, replyTo, type Tool } from './completion.js';
+import { contextLengthExceeded, lastUserText } from './completion.js';
+import { type Format, MAX_REPLY_TOKENS, type Reply, replyTo, type Tool } from './reply.js';
 import { type ApiError, apiError, invalidRequest, isApiError, modelNotFound } from './errors.js';
 import { countPromptTokens, countText } from './tokens.js';
 import { isRecord } from './util.js';
@@ -103,9 +104,12 @@ export function planResponse(
 
   // Instructions are not carried over to a later response (OpenAI's rule), so they are counted but not kept.
   const prompt = instructions === null ? turns : [{ role: 'system', content: instructions }, ...turns];
-  const media = mediaTokens(prompt);
+  // The history was checked when it was stored; errors can only come from this input.
+  const media = mediaTokens(input, 'input');
   if (isApiError(media)) return media;
-  const promptTokens = countPromptTokens(prompt) + media.image + media.audio + (tools.list.length === 0 ? 0 : countText(JSON.stringify(body.tools)));
+  const earlier = mediaTokens(history);
+  const mediaCount = media.image + media.audio + (isApiError(earlier) ? 0 : earlier.image + earlier.audio);
+  const promptTokens = countPromptTokens(prompt) + mediaCount + (tools.list.length === 0 ? 0 : countText(JSON.stringify(body.tools)));
   const window = contextWindow(model);
   if (promptTokens + (maxOutput ?? 0) > window) return contextLengthExceeded(window, promptTokens, maxOutput, 'input');
   const room = window - promptTokens;
@@ -199,7 +203,8 @@ function chatParts(parts: readonly unknown[]): unknown[] {
       case 'refusal':
         return { type: 'text', text: p.refusal };
       case 'input_image':
-        return { type: 'image_url', image_url: { url: p.image_url ?? '', detail: p.detail ?? 'auto' } };
+        // An uploaded file is not read either: it counts as a remote image.
+        return { type: 'image_url', image_url: { url: p.image_url ?? (typeof p.file_id === 'string' ? `file:${p.file_id}` : ''), detail: p.detail ?? 'auto' } };
       default:
         // input_audio keeps its shape; files are not read, so they count nothing.
         return p;

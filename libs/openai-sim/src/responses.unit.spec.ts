@@ -79,6 +79,27 @@ describe('planResponse: input', () => {
     expect(p.reply.content).toMatch(/^Echo: Name a river/);
   });
 
+  it('counts images of this input and of the stored history, and names the input part that is wrong', () => {
+    const withImage = {
+      role: 'user',
+      content: [
+        { type: 'input_text', text: 'Look' },
+        { type: 'input_image', file_id: 'file_1', detail: 'auto' },
+      ],
+    };
+    const text = countPromptTokens([{ role: 'user', content: 'Look' }]);
+    const first = ok({ input: [withImage] });
+    // a file or remote image is not read: it counts as 1024×1024, 765 tokens
+    expect(first.promptTokens).toBe(text + 765);
+    stored.set('resp_image', first.conversation);
+    const next = ok({ input: 'And now?', previous_response_id: 'resp_image' });
+    expect(next.promptTokens).toBe(countPromptTokens([...first.conversation, { role: 'user', content: 'And now?' }]) + 765);
+    expect(plan({ input: [{ role: 'user', content: [{ type: 'input_audio', input_audio: { data: '', format: 'ogg' } }] }] })).toMatchObject({
+      status: 400,
+      body: { error: { param: 'input[0].content[0].input_audio.format' } },
+    });
+  });
+
   it('rejects an unknown role, item type or part type with the param that is wrong', () => {
     expect(plan({ input: [{ role: 'tool', content: 'x' }] })).toMatchObject({ status: 400, body: { error: { param: 'input[0].role' } } });
     expect(plan({ input: [{ type: 'reasoning_x' }] })).toMatchObject({ status: 400, body: { error: { param: 'input[0].type' } } });
