@@ -4,7 +4,7 @@ export interface SimOptions {
   port?: number;
   /** Interface to bind. Default 127.0.0.1. */
   host?: string;
-  /** Delay before the first byte of every chat/embedding answer. Default 0. */
+  /** Delay before the first byte of every chat, Responses and embedding answer. Default 0. */
   latencyMs?: number;
   /** Delay between streamed chunks. Default 0. */
   tokenLatencyMs?: number;
@@ -12,9 +12,9 @@ export interface SimOptions {
   requestsPerMinute?: number;
   /** Token budget per minute (token bucket); unset = unlimited. */
   tokensPerMinute?: number;
-  /** Fraction (0..1) of chat requests answered with a 500. */
+  /** Fraction (0..1) of chat and Responses requests answered with a 500. */
   errorRate?: number;
-  /** Fraction (0..1) of chat requests that are accepted and never answered. */
+  /** Fraction (0..1) of chat and Responses requests that are accepted and never answered. */
   timeoutRate?: number;
   /** Model ids served by /v1/models and accepted by the API. */
   models?: string[];
