@@ -11,7 +11,7 @@ import { collectEvents, eventually, minimalConfig, startTestBus, type TestBus } 
 const rate = { requestsPerMinute: 1000, tokensPerMinute: 1_000_000 };
 const config = minimalConfig([{ id: 'acme', name: 'Acme' }], { global: rate, tenantDefault: rate, userDefault: rate });
 
-const requested = (requestId: string) => requestedBy(requestId, 'acme', { ctx: requestContext(chatRequest({ messages: [{ role: 'user', content: 'hi' }] })) });
+const requested = (requestId: string) => requestedBy(requestId, 'acme', { ctx: requestContext(chatRequest()) });
 
 /** A consumer of one event type that emits nothing (test durables). */
 function testConsumer(durable: string, type: EventType, service: ServiceName): ConsumerSpec {

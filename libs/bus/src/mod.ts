@@ -13,3 +13,4 @@ export * from './kv.js';
 export * from './control.js';
 export * from './reply.js';
 export * from './service.js';
+export { readRequested } from './read.js';

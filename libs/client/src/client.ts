@@ -1,25 +1,38 @@
 import { createInbox, headers as natsHeaders, errors, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
-import { Headers, Subjects, isChunk, isError, parseReply, type ChatChunk, type ChatReply, type ChatResult, type Priority } from '@sluice/contracts';
+import {
+  Headers,
+  Subjects,
+  isChunk,
+  isError,
+  parseReply,
+  type ChatChunk,
+  type ChatReply,
+  type ChatResult,
+  type Endpoint,
+  type Priority,
+} from '@sluice/contracts';
 import { SluiceRequestError } from './errors.js';
 
-/** A chat request as the NATS front door takes it (OpenAI's field names, plus Sluice's). */
-export interface ClientChatRequest {
-  messages: Array<{ role: 'system' | 'user' | 'assistant' | 'developer' | 'tool'; content: string; name?: string }>;
-  /** A configured model, or `auto` (the default) to let the router choose. */
+/**
+ * A request body as the NATS front door takes it: OpenAI's body for the endpoint (chat
+ * completions, Responses, embeddings), passed to the upstream whole, plus Sluice's hints. The
+ * fields Sluice reads are typed; every other field of OpenAI's API is passed through as given.
+ */
+export interface ClientRequest {
+  /** A configured model, or `auto` (the default for chat) to let the router choose. */
   model?: string;
+  /** Chat completions: OpenAI's messages (text, parts, tool calls, tool results). */
+  messages?: unknown[];
+  /** Responses and embeddings: OpenAI's `input`. */
+  input?: unknown;
   /** The end user, for per-user limits and costs. */
   user?: string;
-  /** The product feature, for routing rules and costs. */
+  /** The product feature, for routing rules and costs (Sluice's; not sent upstream). */
   feature?: string;
+  /** The lane (Sluice's; not sent upstream). */
   priority?: Priority;
   metadata?: Record<string, string>;
-  temperature?: number;
-  top_p?: number;
-  max_tokens?: number;
-  stop?: string | string[];
-  presence_penalty?: number;
-  frequency_penalty?: number;
-  seed?: number;
+  [field: string]: unknown;
 }
 
 export interface SluiceClientOptions {
@@ -33,6 +46,8 @@ export interface SluiceClientOptions {
 export interface RequestOptions {
   /** Neither read nor write the cache for this request. */
   skipCache?: boolean;
+  /** The OpenAI API the body is for; default `chat.completions`. */
+  endpoint?: Endpoint;
 }
 
 const encoder = new TextEncoder();
@@ -44,7 +59,7 @@ const encoder = new TextEncoder();
  * const nc = await connect({ servers: 'nats://127.0.0.1:4222' });
  * const sluice = new SluiceClient(nc, { tenant: 'acme', key: process.env.SLUICE_KEY! });
  * const result = await sluice.chat({ messages: [{ role: 'user', content: 'Hello' }] });
- * console.log(result.message.content);
+ * console.log(result.body); // the chat.completion, whole
  */
 export class SluiceClient {
   private readonly subject: string;
@@ -59,12 +74,13 @@ export class SluiceClient {
   }
 
   /**
-   * The whole answer.
+   * The whole answer: `result.body` is the OpenAI object (`chat.completion`, `response`, the
+   * embeddings `list`), `result.requestId` Sluice's id beside it.
    *
    * @throws SluiceRequestError on an error reply, on timeout (`deadline_exceeded`) and when no
    * ingress listens (`service_busy`).
    */
-  async chat(req: ClientChatRequest, opts: RequestOptions = {}): Promise<ChatResult> {
+  async chat(req: ClientRequest, opts: RequestOptions = {}): Promise<ChatResult> {
     let msg;
     try {
       msg = await this.nc.request(this.subject, this.body(req, false), { headers: this.headers(opts), timeout: this.timeoutMs });
@@ -84,9 +100,9 @@ export class SluiceClient {
    * @throws SluiceRequestError as `chat` does; the timeout covers the whole answer.
    * @example
    * const it = sluice.stream({ messages });
-   * for (let r = await it.next(); !r.done; r = await it.next()) process.stdout.write(r.value.chunk.content);
+   * for (let r = await it.next(); !r.done; r = await it.next()) console.log(r.value.chunk); // a chat.completion.chunk
    */
-  async *stream(req: ClientChatRequest, opts: RequestOptions = {}): AsyncGenerator<ChatChunk, ChatResult> {
+  async *stream(req: ClientRequest, opts: RequestOptions = {}): AsyncGenerator<ChatChunk, ChatResult> {
     const inbox = createInbox();
     // subscribe before publishing, so not even the first chunk can be missed
     const sub = this.nc.subscribe(inbox);
@@ -115,14 +131,24 @@ export class SluiceClient {
     }
   }
 
-  private body(req: ClientChatRequest, stream: boolean): Uint8Array {
-    return encoder.encode(JSON.stringify({ ...req, stream }));
+  /**
+   * Stops a request: the upstream call ends at once and the request ends as `chat.cancelled`,
+   * billed for what was streamed. The id is on every chunk (`chunk.requestId`). Fire and forget.
+   */
+  cancel(requestId: string): void {
+    this.nc.publish(Subjects.cancel(requestId));
+  }
+
+  private body(req: ClientRequest, stream: boolean): Uint8Array {
+    // a whole answer leaves the body as given (an embeddings body has no `stream` to add)
+    return encoder.encode(JSON.stringify(stream || req.stream !== undefined ? { ...req, stream } : req));
   }
 
   private headers(opts: RequestOptions): MsgHdrs {
     const h = natsHeaders();
     h.set(Headers.tenantKey, this.opts.key);
     if (opts.skipCache) h.set(Headers.cache, 'skip');
+    if (opts.endpoint) h.set(Headers.endpoint, opts.endpoint);
     return h;
   }
 

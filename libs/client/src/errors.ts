@@ -2,7 +2,7 @@ import type { ChatErrorReply } from '@sluice/contracts';
 
 /**
  * A request Sluice did not answer with a result: `code` and `status` come from the error
- * catalogue (`rate_limited`/429, `service_busy`/503, `invalid_request`/400, ...). Retry after
+ * catalogue (`rate_limit_exceeded`/429, `service_busy`/503, `invalid_request`/400, ...). Retry after
  * `retryAfterMs` when it is set.
  */
 export class SluiceRequestError extends Error {

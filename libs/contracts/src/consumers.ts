@@ -69,7 +69,7 @@ export const Consumers = {
     service: ServiceName.Invoker,
     filter: Subjects.eventsOf(E.ChatRouted),
     receives: [E.ChatRouted],
-    emits: [E.InvokeAttempted, E.InvokeFailed, E.CircuitOpened, E.CircuitClosed, E.ChatCompleted, E.ChatFailed],
+    emits: [E.InvokeAttempted, E.InvokeFailed, E.CircuitOpened, E.CircuitClosed, E.ChatCompleted, E.ChatFailed, E.ChatCancelled],
   },
   /** The degrader folds attempts and circuit changes into its window; its loop emits degrade.changed. */
   degraderInvoke: {

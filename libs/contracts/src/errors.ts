@@ -14,10 +14,17 @@ export const Errors = {
   invalid_api_key: { status: 401, type: 'invalid_request_error', message: 'The API key is not valid for this tenant.' },
   model_not_found: { status: 404, type: 'invalid_request_error', message: 'The model does not exist.' },
   model_not_allowed: { status: 403, type: 'invalid_request_error', message: 'This tenant may not use the model.' },
-  rate_limited: { status: 429, type: 'rate_limit_error', message: 'Rate limit reached; retry after the given time.' },
-  budget_exceeded: { status: 429, type: 'insufficient_quota', message: 'The budget for this period is used up.' },
+  rate_limit_exceeded: { status: 429, type: 'rate_limit_error', message: 'Rate limit reached; retry after the given time.' },
+  insufficient_quota: { status: 429, type: 'insufficient_quota', message: 'The budget for this period is used up.' },
   service_busy: { status: 503, type: 'server_error', message: 'The gateway is shedding load; retry after the given time.' },
   maintenance: { status: 503, type: 'server_error', message: 'The gateway is in maintenance; retry later.' },
+  /** The upstream refused the request (a 4xx other than 429); the client gets the upstream's own status and error. */
+  upstream_rejected: { status: 400, type: 'invalid_request_error', message: 'The upstream refused the request.' },
+  /**
+   * The client stopped the request (closed its connection, or published a cancel): nginx's 499
+   * "client closed request". Seen on the ledger and by a NATS client still listening.
+   */
+  request_cancelled: { status: 499, type: 'invalid_request_error', message: 'The client cancelled the request.' },
   upstream_failed: { status: 502, type: 'server_error', message: 'Every upstream deployment failed.' },
   deadline_exceeded: { status: 504, type: 'timeout_error', message: 'The request was not answered before its deadline.' },
   not_found: { status: 404, type: 'invalid_request_error', message: 'Not found.' },
@@ -43,8 +50,8 @@ export class SluiceError extends Error {
 }
 
 /** The OpenAI-shaped error body. */
-export function openAiErrorBody(code: string, message: string, type?: string, param?: string | null) {
-  const known = (Errors as Record<string, { type: string }>)[code];
+export function openAiErrorBody(code: string | null, message: string, type?: string, param?: string | null) {
+  const known = code === null ? undefined : (Errors as Record<string, { type: string }>)[code];
   return { error: { message, type: type ?? known?.type ?? 'server_error', param: param ?? null, code } };
 }
 

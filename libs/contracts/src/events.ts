@@ -1,7 +1,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { ChatRequest, RequestContext } from './request.js';
-import { ChatMessage, Usage } from './reply.js';
+import { Usage } from './reply.js';
 import { Errors, type ErrorCode } from './errors.js';
 
 /**
@@ -24,6 +24,7 @@ export const EventType = {
   CircuitClosed: 'circuit.closed',
   ChatCompleted: 'chat.completed',
   ChatFailed: 'chat.failed',
+  ChatCancelled: 'chat.cancelled',
   DegradeChanged: 'degrade.changed',
   EventParked: 'event.parked',
 } as const;
@@ -58,17 +59,30 @@ const LimitKind = Type.Union([Type.Literal('requests'), Type.Literal('tokens')])
 const Candidate = Type.Object({ model: Type.String(), deployment: Type.String() });
 export type Candidate = Static<typeof Candidate>;
 
-/** The answer a terminal stage hands to the client and the ledger. */
+/** The answer a terminal stage hands to the client, the cache and the ledger. */
 const Answer = Type.Object({
+  /** Sluice's name of the model that answered: what the ledger prices. */
   model: Type.String(),
-  message: ChatMessage,
-  finishReason: Type.String(),
+  /** The upstream's OpenAI object, whole (see `ChatResult.body`); assembled from the chunks of a streamed answer. */
+  body: Type.Unknown(),
   usage: Usage,
 });
+export type Answer = Static<typeof Answer>;
+
+/** An upstream's own error, passed to the client as it was (status, OpenAI's type, code, param, message). */
+const UpstreamError = Type.Object({
+  status: Type.Integer(),
+  type: Type.String(),
+  code: Type.Union([Type.String(), Type.Null()]),
+  param: Type.Union([Type.String(), Type.Null()]),
+  message: Type.String(),
+});
+export type UpstreamError = Static<typeof UpstreamError>;
 
 /** Data of each event type. */
 export const EventData = {
-  'chat.requested': Type.Object({ ctx: RequestContext }),
+  /** The one event that carries the client's body, as sent (opaque OpenAI JSON). */
+  'chat.requested': Type.Object({ ctx: RequestContext, body: Type.Unknown() }),
   'chat.rejected': Type.Object({
     code: Code,
     status: Type.Integer(),
@@ -147,6 +161,21 @@ export const EventData = {
     attempts: Type.Integer(),
     replyTo: Type.Optional(Type.String()),
     receivedAt: Type.Number(),
+    /** Set when the code is the upstream's own refusal (`upstream_rejected`) or its 429: what the client was told. */
+    upstream: Type.Optional(UpstreamError),
+  }),
+  /**
+   * The client left (closed its HTTP connection, or published to `Subjects.cancel`) before the
+   * answer ended: the upstream call was stopped. `usage` is what was streamed so far, billed.
+   */
+  'chat.cancelled': Type.Object({
+    ctx: RequestContext,
+    model: Type.String(),
+    deployment: Type.String(),
+    attempts: Type.Integer(),
+    usage: Usage,
+    /** True when the upstream sent no usage and the tokens were counted with the tokenizer. */
+    counted: Type.Boolean(),
   }),
   'degrade.changed': Type.Object({
     from: Type.Integer({ minimum: 0, maximum: 4 }),

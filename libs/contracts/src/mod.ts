@@ -7,3 +7,4 @@ export * from './topology.js';
 export * from './consumers.js';
 export * from './config.js';
 export * from './hash.js';
+export * from './openai.js';

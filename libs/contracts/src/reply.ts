@@ -1,13 +1,12 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { RequestContext } from './request.js';
 
-export const ChatMessage = Type.Object({
-  role: Type.Union([Type.Literal('system'), Type.Literal('user'), Type.Literal('assistant'), Type.Literal('developer'), Type.Literal('tool')]),
-  content: Type.String(),
-  name: Type.Optional(Type.String()),
-});
-export type ChatMessage = Static<typeof ChatMessage>;
-
+/**
+ * Tokens billed for an answer, in the chat completions' names whatever the endpoint: the
+ * Responses API's input/output tokens map to prompt/completion, an embedding has no completion.
+ * The upstream's own usage, with its detail objects, stays in the answer's body.
+ */
 export const Usage = Type.Object({
   prompt_tokens: Type.Integer({ minimum: 0 }),
   completion_tokens: Type.Integer({ minimum: 0 }),
@@ -20,27 +19,40 @@ export type Usage = Static<typeof Usage>;
  * final message (a result or an error) ends every request; with `stream: true` chunk messages
  * come before it. Each shape is a runtime schema (`parseReply` checks a message against them).
  */
+const RateLimit = RequestContext.properties.rateLimit;
+
 export const ChatResult = Type.Object({
   requestId: Type.String(),
+  /** Sluice's name of the model that answered (the upstream's own is in `body.model`). */
   model: Type.String(),
-  message: ChatMessage,
-  finishReason: Type.String(),
+  /**
+   * The OpenAI object as the upstream answered it, whole: `chat.completion` (its `id` is
+   * `chatcmpl-<requestId>`), `response`, or the embeddings `list`.
+   */
+  body: Type.Unknown(),
   usage: Usage,
   cached: Type.Boolean(),
   /** Unix seconds. */
   created: Type.Integer(),
+  rateLimit: RateLimit,
 });
 export type ChatResult = Static<typeof ChatResult>;
 
 export const ChatChunk = Type.Object({
   requestId: Type.String(),
   model: Type.String(),
-  chunk: Type.Object({ content: Type.String(), role: Type.Optional(Type.Literal('assistant')) }),
+  /**
+   * One streamed object as the upstream sent it: a `chat.completion.chunk` (its `id` is
+   * `chatcmpl-<requestId>`), or a Responses API event (its `type` is the SSE event name).
+   */
+  chunk: Type.Unknown(),
   /**
    * True on chunks of an answer served from the cache. HTTP ingress sends its `x-sluice-cache`
    * header with the first chunk, before the final result says whether the answer was cached.
    */
   cached: Type.Optional(Type.Boolean()),
+  /** On the first chunk: the limits ingress sends as headers with it. */
+  rateLimit: RateLimit,
 });
 export type ChatChunk = Static<typeof ChatChunk>;
 
@@ -53,6 +65,9 @@ export const ChatErrorReply = Type.Object({
     /** The HTTP status the code carries. */
     status: Type.Integer(),
     retryAfterMs: Type.Optional(Type.Integer({ minimum: 0 })),
+    /** OpenAI's error `type` and `param`, when they are not the catalogue's (an upstream's own error). */
+    type: Type.Optional(Type.String()),
+    param: Type.Optional(Type.Union([Type.String(), Type.Null()])),
   }),
 });
 export type ChatErrorReply = Static<typeof ChatErrorReply>;

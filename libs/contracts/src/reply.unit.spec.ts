@@ -9,7 +9,9 @@ describe("parseReply (the NATS door's reply contract)", () => {
     const chunk = parseReply(JSON.stringify({ requestId: 'r1', model: 'm', chunk: { content: 'h', role: 'assistant' } }));
     expect(isChunk(chunk)).toBe(true);
     const error = parseReply(
-      new TextEncoder().encode(JSON.stringify({ requestId: 'r1', error: { code: 'rate_limited', message: 'slow down', status: 429, retryAfterMs: 500 } })),
+      new TextEncoder().encode(
+        JSON.stringify({ requestId: 'r1', error: { code: 'rate_limit_exceeded', message: 'slow down', status: 429, retryAfterMs: 500 } }),
+      ),
     );
     expect(isError(error) && error.error.retryAfterMs).toBe(500);
   });

@@ -1,38 +1,53 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { ChatMessage } from './reply.js';
 
 export const Priority = Type.Union([Type.Literal('critical'), Type.Literal('realtime'), Type.Literal('standard'), Type.Literal('batch'), Type.Literal('low')]);
 export type Priority = Static<typeof Priority>;
 
-/** Sampling parameters that change the answer, and so belong in the cache key. */
-export const SamplingParams = Type.Object({
-  temperature: Type.Optional(Type.Number({ minimum: 0, maximum: 2 })),
-  top_p: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
-  max_tokens: Type.Optional(Type.Integer({ minimum: 1, maximum: 128000 })),
-  stop: Type.Optional(Type.Array(Type.String(), { maxItems: 4 })),
-  presence_penalty: Type.Optional(Type.Number({ minimum: -2, maximum: 2 })),
-  frequency_penalty: Type.Optional(Type.Number({ minimum: -2, maximum: 2 })),
-  seed: Type.Optional(Type.Integer()),
-});
-export type SamplingParams = Static<typeof SamplingParams>;
+/**
+ * The OpenAI API a request was made to, by its path: `POST /v1/chat/completions`,
+ * `POST /v1/responses`, `POST /v1/embeddings`.
+ */
+export const Endpoint = Type.Union([Type.Literal('chat.completions'), Type.Literal('responses'), Type.Literal('embeddings')]);
+export type Endpoint = Static<typeof Endpoint>;
 
-/** A validated chat request as it travels the pipeline. */
+/** How hard a request looks to the router, in [0, 1], and the signals behind the score. */
+export const Complexity = Type.Object({
+  score: Type.Number({ minimum: 0, maximum: 1 }),
+  promptTokens: Type.Integer({ minimum: 0 }),
+  turns: Type.Integer({ minimum: 0 }),
+  code: Type.Boolean(),
+  keywords: Type.Array(Type.String()),
+});
+export type Complexity = Static<typeof Complexity>;
+
+/**
+ * What the pipeline knows about a request: the client's choices Sluice acts on, and the facts
+ * ingress computed once from the body. The body itself (opaque OpenAI JSON, as the client sent
+ * it) travels only in `chat.requested`; later events carry this and a reference to that event.
+ */
 export const ChatRequest = Type.Object({
-  /** `auto` lets the router choose. */
+  endpoint: Endpoint,
+  /** As requested; `auto` lets the router choose. */
   model: Type.String({ minLength: 1 }),
-  messages: Type.Array(ChatMessage, { minItems: 1 }),
   user: Type.Optional(Type.String()),
   feature: Type.Optional(Type.String()),
   priority: Priority,
   stream: Type.Boolean(),
-  metadata: Type.Optional(Type.Record(Type.String(), Type.String())),
-  params: SamplingParams,
   /** `skip` bypasses the cache for lookup and store. */
   cache: Type.Union([Type.Literal('default'), Type.Literal('skip')]),
+  /** Prompt tokens as the upstream counts them: text, tool definitions, images, audio (o200k_base). */
+  promptTokens: Type.Integer({ minimum: 0 }),
+  /** The client's output cap (`max_completion_tokens` ?? `max_tokens`, `max_output_tokens`); unset when it set none. */
+  maxOutputTokens: Type.Optional(Type.Integer({ minimum: 0 })),
+  /** Choices the upstream writes (`n`). */
+  choices: Type.Integer({ minimum: 1 }),
+  complexity: Complexity,
+  /** `<tenant>.<sha256>` of every field that changes the answer; unset with `cache: 'skip'`. */
+  cacheKey: Type.Optional(Type.String()),
 });
 export type ChatRequest = Static<typeof ChatRequest>;
 
-/** The request plus what ingress learned about it; carried by every event on the request path. */
+/** The request's facts plus what ingress learned about it; carried by every event on the request path. */
 export const RequestContext = Type.Object({
   request: ChatRequest,
   /** Core NATS subject the terminal stage answers on (and streams chunks to). */
@@ -42,5 +57,18 @@ export const RequestContext = Type.Object({
   receivedAt: Type.Number(),
   /** Epoch ms after which nobody waits for the answer any more. */
   deadline: Type.Number(),
+  /**
+   * Stream sequence of the request's `chat.requested` in SLUICE_EVENTS, where its body is: set
+   * by the limiter (the first consumer of that event), read by the invoker.
+   */
+  requestSeq: Type.Optional(Type.Integer({ minimum: 1 })),
+  /** The tightest rate limits that applied, set by the limiter; ingress sends them as x-ratelimit-* headers. */
+  rateLimit: Type.Optional(
+    Type.Object({
+      requests: Type.Object({ limit: Type.Integer(), remaining: Type.Integer(), resetMs: Type.Integer({ minimum: 0 }) }),
+      tokens: Type.Object({ limit: Type.Integer(), remaining: Type.Integer(), resetMs: Type.Integer({ minimum: 0 }) }),
+    }),
+  ),
 });
 export type RequestContext = Static<typeof RequestContext>;
+export type RateLimitState = NonNullable<RequestContext['rateLimit']>;

@@ -5,6 +5,12 @@ export const Subjects = {
   /** The NATS front door: requests for a tenant. */
   chat: (tenant: string) => `sluice.chat.${tenant}`,
   chatAll: 'sluice.chat.*',
+  /**
+   * A client's cancel of its request: publish anything here (core NATS) and the invoker stops
+   * the upstream call. HTTP ingress publishes it when the client closes its connection early.
+   */
+  cancel: (requestId: string) => `sluice.cancel.${requestId}`,
+  cancelAll: 'sluice.cancel.*',
   /** Async results by request id. */
   result: (requestId: string) => `sluice.results.${requestId}`,
   /** One event of a type for a tenant. */
@@ -27,6 +33,8 @@ export const Subjects = {
 export const Headers = {
   tenantKey: 'sluice-key',
   cache: 'sluice-cache',
+  /** NATS door: the OpenAI API a request is for (`chat.completions`, the default; `responses`; `embeddings`). */
+  endpoint: 'sluice-endpoint',
   traceparent: 'traceparent',
   tracestate: 'tracestate',
   /** On a dead letter: the durable that parked it, where it came from, why, after how many tries. */

@@ -1,7 +1,7 @@
 // Test support shared by the services' specs (vitest): assertions on the contracts' shapes, and
 // builders of valid requests and events, so a spec states only the values its assertions are about.
 import { expect } from 'vitest';
-import { makeEvent, type EventDataOf, type EventType, type ServiceName, type SluiceEvent } from './events.js';
+import { makeEvent, type Answer, type EventDataOf, type EventType, type ServiceName, type SluiceEvent } from './events.js';
 import type { ChatRequest, RequestContext } from './request.js';
 import type { ChatResult } from './reply.js';
 
@@ -43,14 +43,29 @@ export function thrown<E extends Error>(fn: () => unknown, type: abstract new (.
 }
 
 /**
- * A valid request: model `m1` (the one model of `minimalConfig`), one user message, standard
- * priority, not streamed, cached as usual.
+ * A valid request's facts: a chat completion for model `m1` (the one model of `minimalConfig`),
+ * 10 prompt tokens, one choice, standard priority, not streamed, cached as usual (no key).
  *
  * @example
- * chatRequest({ model: 'auto', params: { max_tokens: 100 } })
+ * chatRequest({ model: 'auto', maxOutputTokens: 100 })
  */
 export function chatRequest(over: Partial<ChatRequest> = {}): ChatRequest {
-  return { model: 'm1', messages: [{ role: 'user', content: 'hello' }], priority: 'standard', stream: false, params: {}, cache: 'default', ...over };
+  return {
+    endpoint: 'chat.completions',
+    model: 'm1',
+    priority: 'standard',
+    stream: false,
+    cache: 'default',
+    promptTokens: 10,
+    choices: 1,
+    complexity: { score: 0, promptTokens: 10, turns: 1, code: false, keywords: [] },
+    ...over,
+  };
+}
+
+/** A chat completions body: one user message saying `content`, for `model`. */
+export function chatBody(content = 'hello', model = 'm1', over: Record<string, unknown> = {}): Record<string, unknown> {
+  return { model, messages: [{ role: 'user', content }], ...over };
 }
 
 /**
@@ -65,18 +80,28 @@ export function requestContext(request: ChatRequest = chatRequest(), over: Parti
   return { request, frontDoor: 'nats', receivedAt, deadline: receivedAt + 60_000, ...over };
 }
 
-/** An upstream answer: `content` from `model` with the given token counts. */
-export function answer(model = 'm1', promptTokens = 10, completionTokens = 5, content = 'hi'): EventDataOf<'chat.completed'>['answer'] {
-  return {
+/** An upstream answer: a `chat.completion` saying `content` from `model` with the given token counts. */
+export function answer(model = 'm1', promptTokens = 10, completionTokens = 5, content = 'hi'): Answer {
+  const usage = { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+  const body = {
+    id: 'chatcmpl-test',
+    object: 'chat.completion',
+    created: 0,
     model,
-    message: { role: 'assistant', content },
-    finishReason: 'stop',
-    usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens },
+    choices: [{ index: 0, message: { role: 'assistant', content, refusal: null }, logprobs: null, finish_reason: 'stop' }],
+    usage,
+    system_fingerprint: null,
   };
+  return { model, body, usage };
+}
+
+/** The first choice's message content of a chat completion body (a result's or an answer's). */
+export function contentOf(body: unknown): string | null {
+  return (body as { choices: Array<{ message: { content: string | null } }> }).choices[0]!.message.content;
 }
 
 /** The result a client gets for an answer (`cached: false` unless `over` says otherwise). */
-export function chatResult(requestId: string, a: ReturnType<typeof answer>, over: Partial<ChatResult> = {}): ChatResult {
+export function chatResult(requestId: string, a: Answer, over: Partial<ChatResult> = {}): ChatResult {
   return { requestId, ...a, cached: false, created: 0, ...over };
 }
 
@@ -111,7 +136,7 @@ export function requested(
   data: Partial<EventDataOf<'chat.requested'>> = {},
   envelope: Envelope = {},
 ): SluiceEvent<'chat.requested'> {
-  return build('chat.requested', 'ingress', requestId, tenant, { ctx: requestContext(), ...data }, envelope);
+  return build('chat.requested', 'ingress', requestId, tenant, { ctx: requestContext(), body: chatBody(), ...data }, envelope);
 }
 
 /** `chat.admitted` from the limiter: 10 estimated tokens unless given. */

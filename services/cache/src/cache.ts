@@ -1,10 +1,15 @@
-import { makeEvent, ServiceName, STATIC_FALLBACK, type ChatChunk, type ChatResult, type ChatReply, type SluiceEvent } from '@sluice/contracts';
+import {
+  bodyFor,
+  isWholeAnswer,
+  makeEvent,
+  replayChunks,
+  ServiceName,
+  STATIC_FALLBACK,
+  type ChatReply,
+  type ChatResult,
+  type SluiceEvent,
+} from '@sluice/contracts';
 import type { CacheEntry } from './entry.js';
-
-/**
- * Deployment name the router gives answers it made up at degrade level 3. They say "try again
- * later" and must never be served from the cache once the upstream is back.
- */
 
 export interface LookupDecision {
   event: SluiceEvent<'cache.hit'> | SluiceEvent<'cache.missed'>;
@@ -13,14 +18,18 @@ export interface LookupDecision {
 }
 
 /**
- * What the cache does with an admitted request once it knows its key and what the bucket held:
- * `key` undefined means the request asked to bypass the cache and nothing was read.
+ * What the cache does with an admitted request once it knows what the bucket held under the
+ * request's key (`ctx.request.cacheKey`, computed at ingress; none means the request asked to
+ * bypass the cache and nothing was read). A hit answers with the stored body whole, tool calls,
+ * refusals, logprobs and usage details included; a streaming client gets it as the chunks (or
+ * Responses events) an upstream would have sent, then the result.
  *
  * @example
- * decideLookup(admitted, key, entry, Date.now()).event.type // 'cache.hit' | 'cache.missed'
+ * decideLookup(admitted, entry, Date.now()).event.type // 'cache.hit' | 'cache.missed'
  */
-export function decideLookup(admitted: SluiceEvent<'chat.admitted'>, key: string | undefined, entry: CacheEntry | undefined, now: number): LookupDecision {
+export function decideLookup(admitted: SluiceEvent<'chat.admitted'>, entry: CacheEntry | undefined, now: number): LookupDecision {
   const { ctx, estimatedTokens } = admitted.data;
+  const key = ctx.request.cacheKey;
   const fields = { requestId: admitted.requestId, tenant: admitted.tenant, service: ServiceName.Cache, at: now };
   if (key === undefined) {
     return { event: makeEvent('cache.missed', { ...fields, reason: 'cache bypassed on request' }, { ctx, estimatedTokens }), replies: [] };
@@ -35,18 +44,21 @@ export function decideLookup(admitted: SluiceEvent<'chat.admitted'>, key: string
     { ...fields, reason: `exact cache hit: answer of request ${entry.requestId}, stored ${ageSeconds}s ago` },
     { ctx, key, answer, storedAt: entry.storedAt },
   );
-  const result: ChatResult = {
-    requestId: admitted.requestId,
+  const created = Math.floor(now / 1000);
+  const { requestId } = admitted;
+  const { endpoint } = ctx.request;
+  const body = bodyFor(endpoint, answer.body, requestId, created);
+  const rateLimit = ctx.rateLimit ? { rateLimit: ctx.rateLimit } : {};
+  const result: ChatResult = { requestId, model: answer.model, body, usage: answer.usage, cached: true, created, ...rateLimit };
+  if (!ctx.request.stream) return { event, replies: [result] };
+  const chunks: ChatReply[] = replayChunks(endpoint, body, requestId).map((chunk, i) => ({
+    requestId,
     model: answer.model,
-    message: answer.message,
-    finishReason: answer.finishReason,
-    usage: answer.usage,
+    chunk,
     cached: true,
-    created: Math.floor(now / 1000),
-  };
-  // a streaming client sees the same sequence as from the upstream: chunks, then the result
-  const chunk: ChatChunk = { requestId: admitted.requestId, model: answer.model, chunk: { role: 'assistant', content: answer.message.content }, cached: true };
-  return { event, replies: ctx.request.stream ? [chunk, result] : [result] };
+    ...(i === 0 ? rateLimit : {}),
+  }));
+  return { event, replies: [...chunks, result] };
 }
 
 export interface StoreDecision {
@@ -56,8 +68,10 @@ export interface StoreDecision {
 }
 
 /**
- * Whether a completed answer goes into the cache. Only whole answers are kept: a truncated one
- * (`length`, `content_filter`, ...) or a static fallback would be served again long after the
+ * Whether a completed answer goes into the cache, under the key the router passed on (it passes
+ * none for an answer made under a degrade level: a cheaper model or a capped length is not the
+ * answer to the request the client made). Only whole answers are kept (`isWholeAnswer`): a cut
+ * one (`length`, `content_filter`, ...) or a static fallback would be served again long after the
  * reason for it is gone. `ttlSeconds` is the bucket's TTL, reported on the event.
  */
 export function decideStore(completed: SluiceEvent<'chat.completed'>, ttlSeconds: number, now: number): StoreDecision | undefined {
@@ -65,7 +79,7 @@ export function decideStore(completed: SluiceEvent<'chat.completed'>, ttlSeconds
   if (!cacheKey || ctx.request.cache === 'skip') return undefined;
   // a key outside the tenant's prefix would let one tenant's answer reach another
   if (!cacheKey.startsWith(`${completed.tenant}.`)) return undefined;
-  if (answer.finishReason !== 'stop' || deployment === STATIC_FALLBACK) return undefined;
+  if (deployment === STATIC_FALLBACK || !isWholeAnswer(ctx.request.endpoint, answer.body)) return undefined;
   return {
     key: cacheKey,
     entry: { answer, storedAt: now, requestId: completed.requestId },

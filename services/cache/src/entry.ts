@@ -22,9 +22,8 @@ export function asEntry(value: unknown): CacheEntry | undefined {
     typeof v?.storedAt === 'number' &&
     typeof v.requestId === 'string' &&
     typeof a?.model === 'string' &&
-    typeof a.finishReason === 'string' &&
-    typeof a.message?.content === 'string' &&
-    typeof a.message.role === 'string' &&
+    typeof a.body === 'object' &&
+    a.body !== null &&
     Number.isInteger(a.usage?.prompt_tokens) &&
     Number.isInteger(a.usage?.completion_tokens) &&
     Number.isInteger(a.usage?.total_tokens);

@@ -1,19 +1,17 @@
+import { createHash } from 'node:crypto';
 import { makeEvent, ServiceName, type ChatRequest, type RequestContext, type SluiceEvent } from '@sluice/contracts';
+import { answer, chatRequest } from '@sluice/contracts/testing';
 
 /** Test fixtures shared by the unit and integration specs. */
+
+/** A key as ingress makes them (`<tenant>.<sha256>`), here of a test's own words. */
+export function keyOf(tenant: string, words: string): string {
+  return `${tenant}.${createHash('sha256').update(words).digest('hex')}`;
+}
+
+/** The facts of an `auto` chat request whose key is `keyOf('acme', 'capital of France')`. */
 export function request(overrides: Partial<ChatRequest> = {}): ChatRequest {
-  return {
-    model: 'auto',
-    messages: [
-      { role: 'system', content: 'You are terse.' },
-      { role: 'user', content: 'What is the capital of France?' },
-    ],
-    priority: 'standard',
-    stream: false,
-    params: { temperature: 0 },
-    cache: 'default',
-    ...overrides,
-  };
+  return chatRequest({ model: 'auto', cacheKey: keyOf('acme', 'capital of France'), ...overrides });
 }
 
 /** Received long ago (at 1 s), but with a deadline a minute from now: the lookup consumer ends requests past theirs. */
@@ -29,24 +27,26 @@ export function admitted(requestId: string, tenant: string, req: ChatRequest, re
   );
 }
 
+/** A tool call as OpenAI answers one. */
+export const TOOL_CALL = { id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } };
+
 export function completed(
   requestId: string,
   tenant: string,
   req: ChatRequest,
   cacheKey: string | undefined,
-  opts: { finishReason?: string; deployment?: string; content?: string } = {},
+  opts: { finishReason?: string; deployment?: string; content?: string; toolCalls?: boolean } = {},
 ): SluiceEvent<'chat.completed'> {
+  const a = answer('gpt-4o-mini', 20, 2, opts.content ?? 'Paris.');
+  const body = a.body as { choices: Array<{ message: Record<string, unknown>; finish_reason: string }> };
+  body.choices[0]!.finish_reason = opts.finishReason ?? (opts.toolCalls ? 'tool_calls' : 'stop');
+  if (opts.toolCalls) body.choices[0]!.message = { role: 'assistant', content: null, refusal: null, tool_calls: [TOOL_CALL] };
   return makeEvent(
     'chat.completed',
     { requestId, tenant, service: ServiceName.Invoker, at: 2_000, reason: 'answered' },
     {
       ctx: context(req),
-      answer: {
-        model: 'gpt-4o-mini',
-        message: { role: 'assistant', content: opts.content ?? 'Paris.' },
-        finishReason: opts.finishReason ?? 'stop',
-        usage: { prompt_tokens: 20, completion_tokens: 2, total_tokens: 22 },
-      },
+      answer: a,
       deployment: opts.deployment ?? 'sim',
       attempts: 1,
       upstreamLatencyMs: 12,

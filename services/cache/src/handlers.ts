@@ -3,7 +3,6 @@ import type { Consumers } from '@sluice/contracts';
 import type { KV } from '@nats-io/kv';
 import { decideLookup, decideStore } from './cache.js';
 import { asEntry } from './entry.js';
-import { cacheKey } from './key.js';
 
 type Lookup = typeof Consumers.cacheLookup;
 type Store = typeof Consumers.cacheStore;
@@ -18,15 +17,16 @@ export interface CacheDeps {
 
 /**
  * chat.admitted -> cache.hit (terminal: the answer goes to ctx.replyTo) | cache.missed (with the
- * key, or without one for `cache: 'skip'`). One KV read; the decision is `decideLookup`'s.
+ * key ingress computed, or without one for `cache: 'skip'`). One KV read; the decision is `decideLookup`'s.
  */
 export function onChatAdmitted(deps: CacheDeps) {
   const now = deps.now ?? Date.now;
   return async (event: Received<Lookup>): Promise<Decided<Emitted<Lookup>>> => {
     const { ctx } = event.data;
-    const key = ctx.request.cache === 'skip' ? undefined : cacheKey(event.tenant, ctx.request);
-    const entry = key ? asEntry((await getJson<unknown>(deps.cache, key))?.value) : undefined;
-    const decision = decideLookup(event, key, entry, now());
+    const key = ctx.request.cache === 'skip' ? undefined : ctx.request.cacheKey;
+    // the key was computed at ingress and names its tenant: never read another tenant's entry
+    const entry = key?.startsWith(`${event.tenant}.`) ? asEntry((await getJson<unknown>(deps.cache, key))?.value) : undefined;
+    const decision = decideLookup(event, entry, now());
     return decided(
       [decision.event],
       decision.replies.map((reply) => ({ to: ctx.replyTo, reply })),

@@ -1,5 +1,5 @@
 import { publishEvent, type ServiceContext } from '@sluice/bus';
-import { Topology, type EventType, type SluiceConfig, type SluiceEvent } from '@sluice/contracts';
+import { Subjects, Topology, type EventType, type SluiceConfig, type SluiceEvent } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 import type { ReplyInbox } from './inbox.js';
 import { indexTenants, type TenantIndex } from './tenants.js';
@@ -12,6 +12,11 @@ export interface IngressDeps {
   tenants(): TenantIndex;
   /** Publishes an event to the stream and resolves on its ack. */
   publish(event: SluiceEvent<EventType>, traceparent: string): Promise<void>;
+  /**
+   * Tells the pipeline the client left before its answer ended (core NATS, `Subjects.cancel`): the
+   * invoker stops the upstream call. Fire and forget; a request already answered ignores it.
+   */
+  cancel(requestId: string): void;
   /** The connected NATS server's max_payload in bytes: every event of a request must fit it (fits.ts). */
   maxPayload(): number;
   /** Where HTTP requests wait for their answers. */
@@ -39,6 +44,14 @@ export function ingressDeps({ bus, control, log }: Pick<ServiceContext, 'bus' | 
     tenants: () => tenants,
     publish: async (event, traceparent) => {
       await publishEvent(bus.js, event, { traceparent });
+    },
+    cancel: (requestId) => {
+      try {
+        bus.nc.publish(Subjects.cancel(requestId));
+      } catch (err) {
+        // a closed connection: nothing upstream can be stopped from here any more
+        log.warn({ err, requestId }, 'could not publish a cancel');
+      }
     },
     // the server's own limit, read again after a reconnect (another server may have another)
     maxPayload: () => bus.nc.info?.max_payload ?? Topology.maxPayloadBytes,

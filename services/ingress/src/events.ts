@@ -1,9 +1,12 @@
 import { makeEvent, ServiceName, UNKNOWN_TENANT, type RequestContext, type SluiceEvent } from '@sluice/contracts';
 import type { RequestRejected } from './rejection.js';
 
-/** The event that starts a request's way through the pipeline. */
-export function requestedEvent(requestId: string, tenant: string, ctx: RequestContext): SluiceEvent<'chat.requested'> {
-  const { model, priority } = ctx.request;
+/**
+ * The event that starts a request's way through the pipeline, and the only one that carries the
+ * client's body (as sent); later events carry the facts in `ctx.request` and a reference to it.
+ */
+export function requestedEvent(requestId: string, tenant: string, ctx: RequestContext, body: unknown): SluiceEvent<'chat.requested'> {
+  const { endpoint, model, priority } = ctx.request;
   return makeEvent(
     'chat.requested',
     {
@@ -11,9 +14,9 @@ export function requestedEvent(requestId: string, tenant: string, ctx: RequestCo
       tenant,
       service: ServiceName.Ingress,
       at: ctx.receivedAt,
-      reason: `accepted at the ${ctx.frontDoor} front door (model ${model}, priority ${priority})`,
+      reason: `accepted at the ${ctx.frontDoor} front door (${endpoint}, model ${model}, priority ${priority})`,
     },
-    { ctx },
+    { ctx, body },
   );
 }
 

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { Errors, isChunk, isError, type ChatErrorReply } from '@sluice/contracts';
+import { chatChunksOf, Errors, isChunk, isError, type ChatErrorReply, type Endpoint, type RateLimitState } from '@sluice/contracts';
 import type { PendingReplies } from './inbox.js';
-import { openAiErrorBody, retryHeaders, toChunk, toCompletion, toUsageChunk, type StreamShape } from './openai-wire.js';
+import { chatChunkForClient, errorEvent, isUsageChunk, openAiErrorBody, rateLimitHeaders, replayOf, retryHeaders, sseEvent, streamEnd } from './openai-wire.js';
 
 const DEADLINE: ChatErrorReply['error'] = { code: 'deadline_exceeded', message: Errors.deadline_exceeded.message, status: Errors.deadline_exceeded.status };
 
@@ -13,20 +13,31 @@ function clientGone(reply: FastifyReply): boolean {
   return reply.raw.destroyed || !socket || socket.destroyed;
 }
 
-/** An OpenAI-shaped error response (status, Retry-After when known, `x-sluice-cache: miss`). */
-export function sendError(reply: FastifyReply, code: string, message: string, status: number, retryAfterMs?: number, param?: string) {
+/** What a streamed answer needs to know of its request. */
+export interface StreamShape {
+  endpoint: Endpoint;
+  requestId: string;
+  /** Chat's `stream_options.include_usage`: keep the usage chunk (and `usage: null` on the others). */
+  includeUsage: boolean;
+}
+
+/**
+ * An OpenAI-shaped error response (status, Retry-After when known). `type` and `param` are an
+ * upstream's own when it refused the request; else the catalogue's type and the field at fault.
+ */
+export function sendError(reply: FastifyReply, code: string, message: string, status: number, retryAfterMs?: number, param?: string | null, type?: string) {
   return reply
     .code(status)
     .headers(retryHeaders(retryAfterMs))
     .header('content-type', 'application/json; charset=utf-8')
-    .send(openAiErrorBody(code, message, undefined, param ?? null));
+    .send(openAiErrorBody(code, message, type, param ?? null));
 }
 
 function sendErrorReply(reply: FastifyReply, error: ChatErrorReply['error']) {
-  return sendError(reply, error.code, error.message, error.status, error.retryAfterMs);
+  return sendError(reply, error.code, error.message, error.status, error.retryAfterMs, error.param, error.type);
 }
 
-/** Waits for the final reply and answers with a `chat.completion` or the error. */
+/** Waits for the final reply and answers with its OpenAI object whole (`result.body`), or the error. */
 export async function answerWhole(request: FastifyRequest, reply: FastifyReply, pending: PendingReplies): Promise<FastifyReply> {
   for (;;) {
     const next = await pending.next();
@@ -45,9 +56,11 @@ export async function answerWhole(request: FastifyRequest, reply: FastifyReply, 
         }
         request.log.debug({ model: r.model, cached: r.cached }, 'answered');
         return reply
+          .headers(rateLimitHeaders(r.rateLimit))
           .header('x-sluice-model', r.model)
           .header('x-sluice-cache', r.cached ? 'hit' : 'miss')
-          .send(toCompletion(r));
+          .header('content-type', 'application/json; charset=utf-8')
+          .send(JSON.stringify(r.body));
       }
       default: {
         const _exhaustive: never = next;
@@ -58,24 +71,34 @@ export async function answerWhole(request: FastifyRequest, reply: FastifyReply, 
 }
 
 /**
- * Answers as server-sent events, in the sequence OpenAI's SDKs expect: chunks (the first with
- * the role), one with the finish reason, the usage chunk when asked for, `[DONE]`. Headers go
- * out with the first chunk, so an error before it is still a plain JSON error with its status;
- * an error after it is an SSE `error` event, which the SDKs throw.
+ * Answers as server-sent events: the upstream's chunks as they come (chat: `data: <chunk>`, then
+ * `data: [DONE]`; Responses: `event: <type>` + `data: <event>`, no [DONE]). A result with no
+ * chunk before it is replayed as the stream it stands for. Headers go out with the first chunk
+ * (with its rate limits), so an error before it is still a plain JSON error with its status; an
+ * error after it is an SSE error event, which the SDKs throw.
  */
 export async function answerStream(request: FastifyRequest, reply: FastifyReply, pending: PendingReplies, shape: StreamShape): Promise<FastifyReply> {
   const raw = reply.raw;
+  const { endpoint, includeUsage } = shape;
   let started = false;
-  const write = (data: unknown) => {
+  let sawUsage = false;
+  const write = (text: string) => {
     // replies queued before the client left still come out of the queue
-    if (!raw.destroyed && !raw.writableEnded) raw.write(`data: ${JSON.stringify(data)}\n\n`);
+    if (text && !raw.destroyed && !raw.writableEnded) raw.write(text);
   };
-  const start = (model: string, cached: boolean) => {
+  const writeChunk = (chunk: unknown) => {
+    if (endpoint !== 'chat.completions') return write(sseEvent(endpoint, chunk));
+    if (isUsageChunk(chunk)) sawUsage = true;
+    const forClient = chatChunkForClient(chunk, includeUsage);
+    if (forClient !== undefined) write(sseEvent(endpoint, forClient));
+  };
+  const start = (model: string, cached: boolean, rateLimit: RateLimitState | undefined) => {
     reply.hijack();
     const headers: Record<string, string | number | string[]> = {};
     for (const [k, v] of Object.entries(reply.getHeaders())) if (v !== undefined) headers[k] = v;
     raw.writeHead(200, {
       ...headers,
+      ...rateLimitHeaders(rateLimit),
       'content-type': 'text/event-stream',
       'cache-control': 'no-cache',
       connection: 'keep-alive',
@@ -86,7 +109,7 @@ export async function answerStream(request: FastifyRequest, reply: FastifyReply,
   };
   const fail = (error: ChatErrorReply['error']) => {
     if (!started) return sendErrorReply(reply, error);
-    write(openAiErrorBody(error.code, error.message));
+    write(errorEvent(endpoint, error));
     if (!raw.writableEnded) raw.end();
     return reply;
   };
@@ -110,22 +133,20 @@ export async function answerStream(request: FastifyRequest, reply: FastifyReply,
           return fail(r.error);
         }
         if (isChunk(r)) {
-          if (!started) {
-            start(r.model, r.cached === true);
-            write(toChunk(shape, r.model, { role: 'assistant', content: r.chunk.content }));
-          } else {
-            write(toChunk(shape, r.model, { content: r.chunk.content }));
-          }
+          if (!started) start(r.model, r.cached === true, r.rateLimit);
+          writeChunk(r.chunk);
           continue;
         }
-        // a stage may end a stream with the result alone; the client still sees a content chunk
         if (!started) {
-          start(r.model, r.cached);
-          write(toChunk(shape, r.model, { role: 'assistant', content: r.message.content }));
+          // a stage may end a stream with the result alone; the client still gets a whole stream
+          start(r.model, r.cached, r.rateLimit);
+          for (const chunk of replayOf(endpoint, r.body, shape.requestId, includeUsage)) writeChunk(chunk);
+        } else if (endpoint === 'chat.completions' && includeUsage && !sawUsage) {
+          // the client asked for usage and the stream carried none: the result's, as OpenAI's last chunk
+          const usageChunk = chatChunksOf(r.body, shape.requestId, true).at(-1);
+          if (isUsageChunk(usageChunk)) writeChunk(usageChunk);
         }
-        write(toChunk(shape, r.model, {}, r.finishReason));
-        if (shape.includeUsage) write(toUsageChunk(shape, r.model, r.usage));
-        if (!raw.destroyed && !raw.writableEnded) raw.end('data: [DONE]\n\n');
+        if (!raw.destroyed && !raw.writableEnded) raw.end(streamEnd(endpoint));
         request.log.debug({ model: r.model, cached: r.cached }, 'answered (stream)');
         return reply;
       }

@@ -8,7 +8,7 @@ import OpenAI, { APIError } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendReply } from '@sluice/bus';
 import { KEYS, startHarness, type Harness } from './testing.js';
-import { expectErrorShape, type ErrorBody } from '@sluice/contracts/testing';
+import { answer as upstreamAnswer, chatResult, expectErrorShape, type ErrorBody } from '@sluice/contracts/testing';
 
 /** Short enough for a test, long enough that the streaming answers below outlast it several times. */
 const REQUEST_TIMEOUT_MS = 600;
@@ -178,19 +178,19 @@ describe('HTTP edges: slow clients', () => {
     const model = 'small';
     const started = Date.now();
     // five chunks 500 ms apart: 2.5 s, four request timeouts and two checks
+    const whole = upstreamAnswer(model, 1, 5, 'one two three four five');
     for (const piece of ['one ', 'two ', 'three ', 'four ', 'five']) {
-      sendReply(h.bus.nc, replyTo, { requestId: event.requestId, model, chunk: { content: piece } });
+      const chunk = {
+        id: 'chatcmpl-x',
+        object: 'chat.completion.chunk',
+        created: 0,
+        model,
+        choices: [{ index: 0, delta: { content: piece }, finish_reason: null }],
+      };
+      sendReply(h.bus.nc, replyTo, { requestId: event.requestId, model, chunk });
       await new Promise((r) => setTimeout(r, 500));
     }
-    sendReply(h.bus.nc, replyTo, {
-      requestId: event.requestId,
-      model,
-      message: { role: 'assistant', content: 'one two three four five' },
-      finishReason: 'stop',
-      usage: { prompt_tokens: 1, completion_tokens: 5, total_tokens: 6 },
-      cached: false,
-      created: Math.floor(started / 1000),
-    });
+    sendReply(h.bus.nc, replyTo, chatResult(event.requestId, whole, { created: Math.floor(started / 1000) }));
     const answer = await res;
     expect(answer.status).toBe(200);
     const text = await answer.text();
@@ -213,15 +213,7 @@ describe('HTTP edges: slow clients', () => {
     }
     const event = h.requested[seen]!;
     await new Promise((r) => setTimeout(r, REQUEST_TIMEOUT_MS + CHECK_INTERVAL_MS + 200));
-    sendReply(h.bus.nc, event.data.ctx.replyTo, {
-      requestId: event.requestId,
-      model: 'small',
-      message: { role: 'assistant', content: 'late but whole' },
-      finishReason: 'stop',
-      usage: { prompt_tokens: 1, completion_tokens: 3, total_tokens: 4 },
-      cached: false,
-      created: Math.floor(Date.now() / 1000),
-    });
+    sendReply(h.bus.nc, event.data.ctx.replyTo, chatResult(event.requestId, upstreamAnswer('small', 1, 3, 'late but whole')));
     const answer = await res;
     expect(answer.status).toBe(200);
     expect(((await answer.json()) as { choices: Array<{ message: { content: string } }> }).choices[0]!.message.content).toBe('late but whole');

@@ -1,6 +1,7 @@
 import { createConnection } from 'node:net';
 import OpenAI, { APIError } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Subjects } from '@sluice/contracts';
 import { KEYS, startHarness, type Harness } from './testing.js';
 import { eventually } from '@sluice/bus/testing';
 
@@ -17,11 +18,12 @@ afterAll(async () => {
 
 const user = (content: string) => [{ role: 'user' as const, content }];
 
-function post(body: string, headers: Record<string, string> = {}) {
-  return fetch(`${h.baseURL}/chat/completions`, {
+function post(body: string, headers: Record<string, string> = {}, path = '/chat/completions', signal?: AbortSignal) {
+  return fetch(`${h.baseURL}${path}`, {
     method: 'POST',
     headers: { authorization: `Bearer ${KEYS.acme}`, 'content-type': 'application/json', ...headers },
     body,
+    ...(signal ? { signal } : {}),
   });
 }
 
@@ -31,6 +33,17 @@ interface Body {
 async function json(res: Response): Promise<Body> {
   return (await res.json()) as Body;
 }
+
+/** What the fake stage's RATE_LIMIT reads as on the wire. */
+const RATE_LIMIT_HEADERS = {
+  'x-ratelimit-limit-requests': '1000',
+  'x-ratelimit-remaining-requests': '999',
+  'x-ratelimit-reset-requests': '60ms',
+  'x-ratelimit-limit-tokens': '1000000',
+  'x-ratelimit-remaining-tokens': '999990',
+  'x-ratelimit-reset-tokens': '6m0s',
+};
+const rateLimitHeadersOf = (res: { headers: Headers }) => Object.fromEntries(Object.keys(RATE_LIMIT_HEADERS).map((k) => [k, res.headers.get(k)]));
 
 // 500 tries of 10 ms before: about 5 s
 const until = (condition: () => boolean) => eventually(condition, 5_000, { what: 'the condition' });
@@ -56,12 +69,13 @@ async function sdkError(p: Promise<unknown>): Promise<APIError> {
 }
 
 describe('HTTP front door: answers', () => {
-  it('answers a whole completion through the openai SDK, with the x-sluice headers', async () => {
-    const { data, response } = await acme.chat.completions
-      .create({ model: 'large', messages: user('hi'), temperature: 0.2, max_tokens: 50, user: 'u-1' })
-      .withResponse();
+  it('answers a whole completion through the openai SDK, with the request id and rate-limit headers', async () => {
+    const sent = { model: 'large', messages: user('hi'), temperature: 0.2, max_tokens: 50, user: 'u-1' };
+    const { data, response, request_id } = await acme.chat.completions.create(sent).withResponse();
     const requestId = response.headers.get('x-sluice-request-id')!;
     expect(requestId).toMatch(/^req_[a-z2-7]{20}$/);
+    expect(request_id).toBe(requestId);
+    expect(rateLimitHeadersOf(response)).toEqual(RATE_LIMIT_HEADERS);
     expect(data.id).toBe(`chatcmpl-${requestId}`);
     expect(data.object).toBe('chat.completion');
     expect(data.model).toBe('large');
@@ -78,12 +92,77 @@ describe('HTTP front door: answers', () => {
     expect(ctx.replyTo).toMatch(new RegExp(`^_INBOX\\..+\\.${requestId}$`));
     expect(ctx.deadline - ctx.receivedAt).toBe(3000);
     expect(ctx.request).toMatchObject({
+      endpoint: 'chat.completions',
       model: 'large',
       user: 'u-1',
       priority: 'standard',
       stream: false,
       cache: 'default',
-      params: { temperature: 0.2, max_tokens: 50 },
+      maxOutputTokens: 50,
+      choices: 1,
+    });
+    expect(ctx.request.cacheKey).toMatch(/^acme\.[0-9a-f]{64}$/);
+    expect(event.data.body).toEqual(sent);
+  });
+
+  it('passes tools, tool_choice, response_format, logit_bias and fields it does not know through whole', async () => {
+    const sent = {
+      model: 'auto',
+      messages: [
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'weather?' },
+            { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=' } },
+          ],
+        },
+        { role: 'assistant', content: null, tool_calls: [{ id: 'call_0', type: 'function', function: { name: 'get_weather', arguments: '{}' } }] },
+        { role: 'tool', tool_call_id: 'call_0', content: '{"temp":20}' },
+        { role: 'user', content: 'tool-call' },
+      ],
+      tools: [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }],
+      tool_choice: 'auto',
+      parallel_tool_calls: false,
+      response_format: { type: 'json_object' },
+      logit_bias: { '50256': -100 },
+      max_completion_tokens: 64,
+      n: 2,
+      reasoning_effort: 'low',
+      brand_new_field: { x: 1 },
+    };
+    const res = await post(JSON.stringify(sent));
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { choices: Array<{ message: { tool_calls: Array<{ function: { name: string } }> }; finish_reason: string }> };
+    expect(body.choices[0]!.message.tool_calls[0]!.function.name).toBe('get_weather');
+    expect(body.choices[0]!.finish_reason).toBe('tool_calls');
+    const event = h.requested.find((e) => e.requestId === res.headers.get('x-request-id'))!;
+    expect(event.data.body).toEqual(sent);
+    expect(event.data.ctx.request).toMatchObject({ maxOutputTokens: 64, choices: 2 });
+  });
+
+  it("assembles streamed tool calls with the SDK's stream helper", async () => {
+    const runner = acme.chat.completions.stream({
+      model: 'auto',
+      messages: user('tool-call'),
+      tools: [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object' } } }],
+    });
+    const final = await runner.finalChatCompletion();
+    expect(final.choices[0]!.message.tool_calls).toEqual([
+      { id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } },
+    ]);
+    expect(final.choices[0]!.finish_reason).toBe('tool_calls');
+  });
+
+  it("passes an upstream's own refusal with its status, type, code and param", async () => {
+    const e = await sdkError(acme.chat.completions.create({ model: 'auto', messages: user('context-too-long') }));
+    expect([e.status, e.code, e.type, e.param]).toEqual([400, 'context_length_exceeded', 'invalid_request_error', 'messages']);
+    const streamed = await post(JSON.stringify({ messages: user('context-too-long'), stream: true }));
+    expect(streamed.status).toBe(400);
+    expect((await json(streamed)).error).toEqual({
+      message: "This model's maximum context length is 8 tokens.",
+      type: 'invalid_request_error',
+      param: 'messages',
+      code: 'context_length_exceeded',
     });
   });
 
@@ -95,7 +174,9 @@ describe('HTTP front door: answers', () => {
       )
       .withResponse();
     const event = h.requested.find((e) => e.requestId === response.headers.get('x-sluice-request-id'))!;
-    expect(event.data.ctx.request).toMatchObject({ model: 'auto', priority: 'critical', feature: 'summaries', cache: 'skip', metadata: { team: 'search' } });
+    expect(event.data.ctx.request).toMatchObject({ model: 'auto', priority: 'critical', feature: 'summaries', cache: 'skip' });
+    expect(event.data.ctx.request).not.toHaveProperty('cacheKey');
+    expect(event.data.body).toMatchObject({ metadata: { team: 'search' } });
     expect(response.headers.get('x-sluice-model')).toBe('small');
   });
 
@@ -105,6 +186,8 @@ describe('HTTP front door: answers', () => {
       .withResponse();
     expect(response.headers.get('content-type')).toBe('text/event-stream');
     expect(response.headers.get('x-sluice-model')).toBe('small');
+    expect(response.headers.get('x-request-id')).toBe(response.headers.get('x-sluice-request-id'));
+    expect(rateLimitHeadersOf(response)).toEqual(RATE_LIMIT_HEADERS);
     expect(response.headers.get('x-sluice-cache')).toBe('miss');
     const chunks = [];
     for await (const chunk of stream) chunks.push(chunk);
@@ -127,11 +210,16 @@ describe('HTTP front door: answers', () => {
     expect(payloads.some((p) => 'usage' in p)).toBe(false);
   });
 
-  it('streams a result that came without chunks as one content chunk', async () => {
-    const stream = await acme.chat.completions.create({ model: 'auto', messages: user('result-only'), stream: true });
-    let content = '';
-    for await (const chunk of stream) content += chunk.choices[0]?.delta.content ?? '';
-    expect(content).toBe('whole at once');
+  it('streams a result that came without chunks as the stream it stands for, with its rate limits', async () => {
+    const { data: stream, response } = await acme.chat.completions
+      .create({ model: 'auto', messages: user('result-only'), stream: true, stream_options: { include_usage: true } })
+      .withResponse();
+    expect(rateLimitHeadersOf(response)).toEqual(RATE_LIMIT_HEADERS);
+    const chunks = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    expect(chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe('whole at once');
+    expect(chunks.at(-2)!.choices[0]!.finish_reason).toBe('stop');
+    expect(chunks.at(-1)!.usage).toEqual({ prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 });
   });
 
   it('reports a cache hit in x-sluice-cache, whole and streamed', async () => {
@@ -151,10 +239,10 @@ describe('HTTP front door: answers', () => {
     expect(res.headers.get('retry-after-ms')).toBe('1500');
     expect(res.headers.get('x-sluice-request-id')).toMatch(/^req_/);
     expect(await json(res)).toEqual({
-      error: { message: 'Rate limit reached; retry after the given time.', type: 'rate_limit_error', param: null, code: 'rate_limited' },
+      error: { message: 'Rate limit reached; retry after the given time.', type: 'rate_limit_error', param: null, code: 'rate_limit_exceeded' },
     });
     const e = await sdkError(acme.chat.completions.create({ model: 'auto', messages: user('throttle') }));
-    expect([e.status, e.code]).toEqual([429, 'rate_limited']);
+    expect([e.status, e.code]).toEqual([429, 'rate_limit_exceeded']);
   });
 
   it('answers a shed with 503 and Retry-After, also before a stream started', async () => {
@@ -203,7 +291,104 @@ describe('HTTP front door: answers', () => {
   });
 });
 
+describe('HTTP front door: Responses and Embeddings', () => {
+  it('answers responses.create whole, with previous_response_id passed through', async () => {
+    const { data, response } = await acme.responses
+      .create({ model: 'small', input: 'hi', previous_response_id: 'resp_earlier', instructions: 'be brief' })
+      .withResponse();
+    expect(data.object).toBe('response');
+    expect(data.output_text).toBe('echo: hi');
+    expect(rateLimitHeadersOf(response)).toEqual(RATE_LIMIT_HEADERS);
+    const event = h.requested.find((e) => e.requestId === response.headers.get('x-request-id'))!;
+    expect(event.data.ctx.request).toMatchObject({ endpoint: 'responses', model: 'small', stream: false });
+    expect(event.data.body).toEqual({ model: 'small', input: 'hi', previous_response_id: 'resp_earlier', instructions: 'be brief' });
+  });
+
+  it('streams responses.create as typed events, with no [DONE]', async () => {
+    const stream = await acme.responses.create({ model: 'small', input: 'stream me', stream: true });
+    const types: string[] = [];
+    let text = '';
+    for await (const event of stream) {
+      types.push(event.type);
+      if (event.type === 'response.output_text.delta') text += event.delta;
+    }
+    expect(types[0]).toBe('response.created');
+    expect(types.at(-1)).toBe('response.completed');
+    expect(text).toBe('Hello');
+    const raw = await (await post(JSON.stringify({ input: 'result-only', stream: true }), {}, '/responses')).text();
+    expect(raw).toContain('event: response.created\ndata: {"type":"response.created"');
+    expect(raw).toContain('event: response.completed\n');
+    expect(raw).not.toContain('[DONE]');
+  });
+
+  it('ends a Responses stream that failed midway with an error the SDK throws', async () => {
+    const stream = await acme.responses.create({ model: 'small', input: 'fail-midstream', stream: true });
+    const e = await sdkError(
+      (async () => {
+        for await (const _ of stream) void _;
+      })(),
+    );
+    expect(e.code).toBe('upstream_failed');
+  });
+
+  it('answers embeddings.create, never streamed', async () => {
+    const { data, response } = await acme.embeddings.create({ model: 'small', input: 'embed me', dimensions: 3 }).withResponse();
+    expect(data.data[0]!.embedding).toEqual([0.25, 0.5, 0.75]);
+    expect(data.usage).toEqual({ prompt_tokens: 5, total_tokens: 5 });
+    const event = h.requested.find((e) => e.requestId === response.headers.get('x-request-id'))!;
+    expect(event.data.ctx.request).toMatchObject({ endpoint: 'embeddings', stream: false });
+    expect(event.data.body).toMatchObject({ model: 'small', input: 'embed me', dimensions: 3 });
+  });
+});
+
 describe('HTTP front door: clients that go away', () => {
+  /** Every cancel published while `fn` runs, by request id. */
+  async function cancelsDuring(fn: (seen: readonly string[]) => Promise<void>): Promise<string[]> {
+    const seen: string[] = [];
+    const sub = h.bus.nc.subscribe(Subjects.cancelAll, {
+      callback: (_err, msg) => {
+        seen.push(msg.subject.slice(msg.subject.lastIndexOf('.') + 1));
+      },
+    });
+    try {
+      await fn(seen);
+      await h.bus.nc.flush();
+      return seen;
+    } finally {
+      sub.unsubscribe();
+    }
+  }
+
+  it('cancels the request of a client that left, streamed or whole, and no request that was answered', async () => {
+    await h.applyConfig((c) => ({ ...c, ingress: { ...c.ingress, defaultDeadlineMs: 60_000 } }));
+    try {
+      const left: string[] = [];
+      let answered = '';
+      const leave = async (stream: boolean) => {
+        const abort = new AbortController();
+        const seen = h.requested.length;
+        const res = post(JSON.stringify({ model: 'auto', messages: user('silent'), stream }), {}, '/chat/completions', abort.signal).catch((e: unknown) => e);
+        await until(() => h.requested.length > seen);
+        left.push(h.requested.at(-1)!.requestId);
+        abort.abort();
+        await res;
+        await until(() => h.ingress.waiting() === 0);
+      };
+      const cancels = await cancelsDuring(async (seen) => {
+        await leave(true);
+        await leave(false);
+        const whole = await acme.chat.completions.create({ model: 'auto', messages: user('hi') }).withResponse();
+        answered = whole.response.headers.get('x-request-id')!;
+        for await (const _ of await acme.chat.completions.create({ model: 'auto', messages: user('stream me'), stream: true })) void _;
+        await until(() => left.every((id) => seen.includes(id)));
+      });
+      expect(cancels).toEqual(left);
+      expect(answered).toMatch(/^req_/);
+    } finally {
+      await h.applyConfig((c) => c);
+    }
+  });
+
   it('stops waiting for a request whose client disconnected', async () => {
     await h.applyConfig((c) => ({ ...c, ingress: { ...c.ingress, defaultDeadlineMs: 60_000 } }));
     try {
@@ -247,17 +432,41 @@ describe('HTTP front door: models, health, unknown routes', () => {
     expect((await json(res)).error.code).toBe('missing_api_key');
   });
 
-  it('answers /healthz, and unknown routes with an OpenAI-shaped 404', async () => {
+  it('retrieves a model the tenant may use, and answers 404 model_not_found for any other', async () => {
+    expect(await acme.models.retrieve('large')).toMatchObject({ id: 'large', object: 'model', owned_by: 'sluice' });
+    expect((await acme.models.retrieve('auto')).id).toBe('auto');
+    const beta = new OpenAI({ baseURL: h.baseURL, apiKey: KEYS.beta, maxRetries: 0 });
+    for (const p of [beta.models.retrieve('large'), acme.models.retrieve('gpt-9'), acme.models.retrieve('org/model')]) {
+      const e = await sdkError(p);
+      expect([e.status, e.code, e.param]).toEqual([404, 'model_not_found', 'model']);
+    }
+    expect((await fetch(`${h.baseURL}/models/small`)).status).toBe(401);
+  });
+
+  it('answers /healthz, and unknown routes with an OpenAI-shaped 404 that lists the routes', async () => {
     expect((await fetch(`${h.baseURL.replace('/v1', '')}/healthz`)).status).toBe(200);
-    const res = await fetch(`${h.baseURL}/embeddings`, { method: 'POST' });
+    const res = await fetch(`${h.baseURL}/audio/speech`, { method: 'POST' });
     expect(res.status).toBe(404);
-    expect((await json(res)).error).toMatchObject({ code: 'not_found', type: 'invalid_request_error' });
+    expect(res.headers.get('x-request-id')).toMatch(/^req_/);
+    const error = (await json(res)).error;
+    expect(error).toMatchObject({ code: 'not_found', type: 'invalid_request_error' });
+    for (const route of ['POST /v1/chat/completions', 'POST /v1/responses', 'POST /v1/embeddings', 'GET /v1/models/{id}'])
+      expect(error.message).toContain(route);
   });
 });
 
 describe('HTTP front door: rejections', () => {
   const hi = JSON.stringify({ messages: user('hi') });
-  const cases: Array<{ name: string; body: string; headers?: Record<string, string>; status: number; code: string; param?: string; tenant: string }> = [
+  const cases: Array<{
+    name: string;
+    body: string;
+    headers?: Record<string, string>;
+    path?: string;
+    status: number;
+    code: string;
+    param?: string;
+    tenant: string;
+  }> = [
     { name: 'invalid JSON', body: '{"messages": [', status: 400, code: 'invalid_json', param: 'body', tenant: 'acme' },
     { name: 'an empty body', body: '', status: 400, code: 'invalid_json', param: 'body', tenant: 'acme' },
     { name: 'a JSON array', body: '[]', status: 400, code: 'invalid_request', param: 'body', tenant: 'acme' },
@@ -324,7 +533,51 @@ describe('HTTP front door: rejections', () => {
       param: 'messages[0].content',
       tenant: 'acme',
     },
-    { name: 'n = 2', body: JSON.stringify({ messages: user('hi'), n: 2 }), status: 400, code: 'invalid_request', param: 'n', tenant: 'acme' },
+    { name: 'n = 0', body: JSON.stringify({ messages: user('hi'), n: 0 }), status: 400, code: 'invalid_request', param: 'n', tenant: 'acme' },
+    {
+      name: 'a function name OpenAI would refuse',
+      body: JSON.stringify({ messages: user('hi'), tools: [{ type: 'function', function: { name: 'get weather' } }] }),
+      status: 400,
+      code: 'invalid_request',
+      param: 'tools[0].function.name',
+      tenant: 'acme',
+    },
+    {
+      name: 'a tool message without tool_call_id',
+      body: JSON.stringify({ messages: [{ role: 'tool', content: 'x' }] }),
+      status: 400,
+      code: 'invalid_request',
+      param: 'messages[0].tool_call_id',
+      tenant: 'acme',
+    },
+    {
+      name: 'a response without input',
+      body: JSON.stringify({ model: 'small' }),
+      path: '/responses',
+      status: 400,
+      code: 'invalid_request',
+      param: 'input',
+      tenant: 'acme',
+    },
+    {
+      name: 'an embedding of an unknown encoding',
+      body: JSON.stringify({ input: 'x', encoding_format: 'int8' }),
+      path: '/embeddings',
+      status: 400,
+      code: 'invalid_request',
+      param: 'encoding_format',
+      tenant: 'acme',
+    },
+    {
+      name: 'an embedding with a model the tenant may not use',
+      body: JSON.stringify({ model: 'large', input: 'x' }),
+      headers: { authorization: `Bearer ${KEYS.beta}` },
+      path: '/embeddings',
+      status: 403,
+      code: 'model_not_allowed',
+      param: 'model',
+      tenant: 'beta',
+    },
     {
       name: 'temperature out of range',
       body: JSON.stringify({ messages: user('hi'), temperature: 9 }),
@@ -353,7 +606,7 @@ describe('HTTP front door: rejections', () => {
   ];
 
   it.each(cases)('refuses $name with $status $code, published as chat.rejected first', async (c) => {
-    const res = await post(c.body, c.headers);
+    const res = await post(c.body, c.headers, c.path);
     expect(res.status).toBe(c.status);
     const requestId = res.headers.get('x-sluice-request-id');
     expect(requestId).toMatch(/^req_/);
@@ -377,7 +630,9 @@ describe('HTTP front door: rejections', () => {
       [() => bad.chat.completions.create({ model: 'auto', messages: user('hi') }), 401, 'invalid_api_key', null],
       [() => acme.chat.completions.create({ model: 'gpt-9', messages: user('hi') }), 404, 'model_not_found', 'model'],
       [() => beta.chat.completions.create({ model: 'large', messages: user('hi') }), 403, 'model_not_allowed', 'model'],
-      [() => acme.chat.completions.create({ model: 'auto', messages: user('hi'), n: 3 }), 400, 'invalid_request', 'n'],
+      [() => acme.chat.completions.create({ model: 'auto', messages: user('hi'), n: 200 }), 400, 'invalid_request', 'n'],
+      [() => acme.embeddings.create({ model: 'auto', input: [] }), 400, 'invalid_request', 'input'],
+      [() => acme.responses.create({ model: 'auto', input: 'hi', max_output_tokens: 0 }), 400, 'invalid_request', 'max_output_tokens'],
       [() => acme.chat.completions.create({ model: 'auto', messages: [] }), 400, 'invalid_request', 'messages'],
       [
         () => acme.chat.completions.create({ model: 'auto', messages: user('hi'), stream: true }, { headers: { 'x-sluice-priority': 'nope' } }),

@@ -1,4 +1,4 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import {
   answerClientError,
@@ -7,6 +7,7 @@ import {
   frameworkRefusal,
   HTTP_SERVER_OPTIONS,
   SluiceError,
+  type Endpoint,
   type HttpLimits,
   type RequestContext,
   type SluiceConfig,
@@ -18,13 +19,21 @@ import { rejectedEvent, requestedEvent } from './events.js';
 import { answerStream, answerWhole, sendError } from './http-answer.js';
 import { readJsonBody } from './http-body.js';
 import { continueTrace, newRequestId } from './ids.js';
-import { toModelList } from './openai-wire.js';
+import { toModel, toModelList } from './openai-wire.js';
 import { RequestRejected } from './rejection.js';
 import { checkFits } from './fits.js';
-import { authenticate, bearerKey } from './tenants.js';
-import { validateChat, type ChatHints } from './validate.js';
+import { authenticate, bearerKey, modelsFor } from './tenants.js';
+import { validateRequest, type ChatHints } from './validate.js';
 
-const CHAT_PATH = '/v1/chat/completions';
+/** The OpenAI endpoints that go through the pipeline, by their paths. */
+const ENDPOINT_PATHS: Readonly<Record<string, Endpoint>> = {
+  '/v1/chat/completions': 'chat.completions',
+  '/v1/responses': 'responses',
+  '/v1/embeddings': 'embeddings',
+};
+const ROUTES = `${Object.keys(ENDPOINT_PATHS)
+  .map((path) => `POST ${path}`)
+  .join(', ')}, GET /v1/models and GET /v1/models/{id}`;
 
 /** What ingress learns about an HTTP request as it goes. */
 interface RequestState {
@@ -87,7 +96,8 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
   app.addHook('onRequest', async (request, reply) => {
     request.sluice = { receivedAt: deps.now(), traceparent: continueTrace(header(request.headers, 'traceparent')) };
     request.log = withTrace(deps.log, request.sluice.traceparent, { requestId: request.id });
-    reply.header('x-sluice-request-id', request.id);
+    // x-request-id is what OpenAI sends (the SDKs expose it as _request_id); x-sluice-request-id stays for existing clients
+    reply.header('x-request-id', request.id).header('x-sluice-request-id', request.id);
     // the HTTP server span is the trace's root: tagged so Jaeger finds it by x-sluice-request-id
     tagHttpServerSpan(request.method, request.routeOptions.url, { [SpanAttributes.requestId]: request.id });
   });
@@ -105,37 +115,21 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
 
   app.get('/v1/models', { onRequest: authenticated }, async (request) => toModelList(request.sluice.tenant!, deps.config()));
 
-  app.post(CHAT_PATH, { onRequest: authenticated }, async (request, reply) => {
-    const state = request.sluice;
-    const tenant = state.tenant!;
-    const config = deps.config();
-    reply.header('x-sluice-cache', 'miss');
-    const { request: chat, includeUsage } = validateChat(request.body, hintsFrom(request.headers), tenant, config);
-    state.model = chat.model;
-    if (chat.user !== undefined) state.user = chat.user;
-    // a chunked body has no Content-Length: checkFits then measures the request itself
-    const declared = Number(request.headers['content-length']);
-    checkFits(chat, Number.isFinite(declared) ? declared : undefined, deps.maxPayload());
-
-    const deadline = state.receivedAt + config.ingress.defaultDeadlineMs;
-    // listen before publishing: the answer can come back before the publish ack does
-    const pending = deps.inbox.listen(request.id, deadline);
-    reply.raw.on('close', () => pending.close());
-    const ctx: RequestContext = { request: chat, replyTo: pending.subject, frontDoor: 'http', receivedAt: state.receivedAt, deadline };
-    try {
-      await deps.publish(requestedEvent(request.id, tenant.id, ctx), state.traceparent);
-    } catch (err) {
-      pending.close();
-      request.log.error({ err }, 'could not publish chat.requested');
-      throw new SluiceError('internal_error', 'The request could not be queued; retry shortly.');
+  // a wildcard, not `:id`: model ids may hold a slash (`org/model`)
+  app.get<{ Params: { '*': string } }>('/v1/models/*', { onRequest: authenticated }, async (request, reply) => {
+    const id = request.params['*'];
+    if (!modelsFor(request.sluice.tenant!, deps.config()).includes(id)) {
+      return sendError(reply, 'model_not_found', `The model ${JSON.stringify(id)} does not exist or you do not have access to it.`, 404, undefined, 'model');
     }
-    request.log.debug({ tenant: tenant.id, model: chat.model, stream: chat.stream }, 'chat requested');
-    if (chat.stream) return answerStream(request, reply, pending, { requestId: request.id, created: Math.floor(state.receivedAt / 1000), includeUsage });
-    return answerWhole(request, reply, pending);
+    return toModel(id);
   });
 
+  for (const [path, endpoint] of Object.entries(ENDPOINT_PATHS)) {
+    app.post(path, { onRequest: authenticated }, async (request, reply) => answerRequest(deps, endpoint, request, reply));
+  }
+
   app.setNotFoundHandler(async (request, reply) =>
-    sendError(reply, 'not_found', `No route ${request.method} ${request.url.split('?')[0]}; Sluice serves POST ${CHAT_PATH} and GET /v1/models.`, 404),
+    sendError(reply, 'not_found', `No route ${request.method} ${request.url.split('?')[0]}; Sluice serves ${ROUTES}.`, 404),
   );
 
   app.setErrorHandler(async (error: FastifyError, request, reply) => {
@@ -147,7 +141,7 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     }
     const state = request.sluice;
     request.log.info({ code: rejection.code, param: rejection.param, tenant: state?.tenant?.id }, 'request rejected');
-    if (request.routeOptions.url === CHAT_PATH && state) {
+    if (isPipelineRoute(request) && state) {
       reply.header('x-sluice-cache', 'miss');
       const facts = {
         tenant: state.tenant?.id,
@@ -166,6 +160,68 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
   });
 
   return app;
+}
+
+/**
+ * One request through the pipeline: validated and counted, published as `chat.requested`, then
+ * answered from its replies. A client that leaves after the publish and before its answer ended
+ * gets its request cancelled (`deps.cancel`), so the upstream call stops and only what was
+ * streamed is billed.
+ */
+async function answerRequest(deps: IngressDeps, endpoint: Endpoint, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  const state = request.sluice;
+  const tenant = state.tenant!;
+  const config = deps.config();
+  reply.header('x-sluice-cache', 'miss');
+  const { request: chat, body, includeUsage } = await validateRequest(endpoint, request.body, hintsFrom(request.headers), tenant, config);
+  state.model = chat.model;
+  if (chat.user !== undefined) state.user = chat.user;
+
+  const deadline = state.receivedAt + config.ingress.defaultDeadlineMs;
+  // listen before publishing: the answer can come back before the publish ack does
+  const pending = deps.inbox.listen(request.id, deadline);
+  const ctx: RequestContext = { request: chat, replyTo: pending.subject, frontDoor: 'http', receivedAt: state.receivedAt, deadline };
+  const event = requestedEvent(request.id, tenant.id, ctx, body);
+  try {
+    // a chunked body has no Content-Length: checkFits then measures the event itself
+    const declared = Number(request.headers['content-length']);
+    checkFits(event, Number.isFinite(declared) ? declared : undefined, deps.maxPayload());
+  } catch (e) {
+    pending.close();
+    throw e;
+  }
+
+  if (reply.raw.destroyed || !request.raw.socket || request.raw.socket.destroyed) {
+    // left while the body was being counted: nothing was published, so there is nothing to stop
+    pending.close();
+    request.log.debug('client left before its request was published');
+    return reply.hijack();
+  }
+  let published = false;
+  let left = false;
+  reply.raw.on('close', () => {
+    pending.close();
+    // ended by us (answered, an error, the deadline) is not a client that left
+    if (reply.raw.writableEnded) return;
+    left = true;
+    if (published) deps.cancel(request.id);
+  });
+  try {
+    await deps.publish(event, state.traceparent);
+  } catch (err) {
+    pending.close();
+    request.log.error({ err }, 'could not publish chat.requested');
+    throw new SluiceError('internal_error', 'The request could not be queued; retry shortly.');
+  }
+  published = true;
+  if (left) deps.cancel(request.id);
+  request.log.debug({ tenant: tenant.id, endpoint, model: chat.model, stream: chat.stream }, 'chat requested');
+  if (chat.stream) return answerStream(request, reply, pending, { endpoint, requestId: request.id, includeUsage });
+  return answerWhole(request, reply, pending);
+}
+
+function isPipelineRoute(request: FastifyRequest): boolean {
+  return Object.prototype.hasOwnProperty.call(ENDPOINT_PATHS, request.routeOptions.url ?? '');
 }
 
 /** Fastify's own refusals, in the catalogue's terms. */

@@ -4,9 +4,11 @@ import { startFrontDoors } from './ingress.js';
 
 // ingress: consumes no events; it is where requests come in.
 //   listens: NATS `sluice.chat.<tenant>` (queue group `ingress`; the caller's reply subject is
-//            ctx.replyTo) and HTTP on SLUICE_HOST:SLUICE_INGRESS_PORT (POST /v1/chat/completions,
-//            GET /v1/models, /healthz; answers arrive on one wildcard reply inbox)
-//   emits:   chat.requested | chat.rejected (terminal, answered at once)
+//            ctx.replyTo; header sluice-endpoint picks the API) and HTTP on SLUICE_HOST:SLUICE_INGRESS_PORT
+//            (POST /v1/chat/completions, /v1/responses, /v1/embeddings, GET /v1/models[/{id}],
+//            /healthz; answers arrive on one wildcard reply inbox)
+//   emits:   chat.requested (with the client's body) | chat.rejected (terminal, answered at once)
+//   core:    sluice.cancel.<requestId> when an HTTP client leaves before its answer ended
 //   config:  tenants, keys, models, ingress.* applied live (the HTTP limits too)
 // Any number of replicas. The doors are composed in ingress.ts so the int tests start the same thing.
 await runService(ServiceName.Ingress, async (ctx) => (await startFrontDoors(ctx)).closers);

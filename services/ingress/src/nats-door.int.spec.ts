@@ -1,7 +1,8 @@
 import { connect, headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SluiceClient, SluiceRequestError, type ChatChunk, type ClientChatRequest } from '@sluice/client';
-import { Headers, Subjects, type ChatErrorReply } from '@sluice/contracts';
+import { SluiceClient, SluiceRequestError, type ChatChunk, type ClientRequest } from '@sluice/client';
+import { Headers, parseReply, Subjects, type ChatErrorReply, type ChatReply } from '@sluice/contracts';
+import { contentOf } from '@sluice/contracts/testing';
 import { KEYS, startHarness, startNats, type Harness } from './testing.js';
 
 let h: Harness;
@@ -18,7 +19,7 @@ afterAll(async () => {
   await h?.stop();
 });
 
-const ask = (content: string, extra: Partial<ClientChatRequest> = {}): ClientChatRequest => ({ messages: [{ role: 'user', content }], ...extra });
+const ask = (content: string, extra: Partial<ClientRequest> = {}): ClientRequest => ({ messages: [{ role: 'user', content }], ...extra });
 
 async function clientError(p: Promise<unknown>): Promise<SluiceRequestError> {
   try {
@@ -30,17 +31,25 @@ async function clientError(p: Promise<unknown>): Promise<SluiceRequestError> {
   throw new Error('expected a SluiceRequestError');
 }
 
-async function rawRequest(subject: string, body: string, key?: string): Promise<ChatErrorReply> {
+async function rawRequest(subject: string, body: string, key?: string, endpoint?: string): Promise<ChatErrorReply> {
+  return (await rawReply(subject, body, key, endpoint)) as ChatErrorReply;
+}
+
+async function rawReply(subject: string, body: string, key?: string, endpoint?: string): Promise<ChatReply> {
   const hdrs = natsHeaders();
   if (key) hdrs.set(Headers.tenantKey, key);
+  if (endpoint) hdrs.set(Headers.endpoint, endpoint);
   const msg = await nc.request(subject, new TextEncoder().encode(body), { headers: hdrs, timeout: 5000 });
-  return msg.json<ChatErrorReply>();
+  return parseReply(msg.data);
 }
+
+const deltaOf = (chunk: unknown) => (chunk as { choices: Array<{ delta: { content?: string } }> }).choices[0]?.delta.content ?? '';
 
 describe('NATS front door with SluiceClient', () => {
   it('answers a whole request, the terminal stage replying straight to the client inbox', async () => {
     const result = await acme.chat(ask('hi', { model: 'large', user: 'u-7', feature: 'search', priority: 'realtime', temperature: 0.1, max_tokens: 9 }));
-    expect(result.message.content).toBe('echo: hi');
+    expect(contentOf(result.body)).toBe('echo: hi');
+    expect(result.body).toMatchObject({ id: `chatcmpl-${result.requestId}`, object: 'chat.completion', model: 'large' });
     expect(result.model).toBe('large');
     expect(result.requestId).toMatch(/^req_[a-z2-7]{20}$/);
     const event = h.requested.find((e) => e.requestId === result.requestId)!;
@@ -49,14 +58,44 @@ describe('NATS front door with SluiceClient', () => {
     // the client's own (muxed) inbox, not one of ingress's
     expect(event.data.ctx.replyTo).toMatch(/^_INBOX\./);
     expect(event.data.ctx.request).toMatchObject({
+      endpoint: 'chat.completions',
       model: 'large',
       user: 'u-7',
       feature: 'search',
       priority: 'realtime',
       stream: false,
       cache: 'default',
-      params: { temperature: 0.1, max_tokens: 9 },
+      maxOutputTokens: 9,
     });
+    expect(event.data.body).toMatchObject({ model: 'large', temperature: 0.1, max_tokens: 9, feature: 'search' });
+  });
+
+  it('takes the Responses and Embeddings bodies named by the sluice-endpoint header, and answers with their objects', async () => {
+    const response = await rawReply(Subjects.chat('acme'), JSON.stringify({ model: 'small', input: 'hi' }), KEYS.acme, 'responses');
+    expect(response).toMatchObject({ model: 'small', body: { object: 'response', status: 'completed' } });
+    const embedding = await rawReply(Subjects.chat('acme'), JSON.stringify({ input: ['a', 'b'], stream: true }), KEYS.acme, 'embeddings');
+    expect(embedding).toMatchObject({ body: { object: 'list', data: [{ object: 'embedding', embedding: [0.25, 0.5, 0.75] }] } });
+    const event = h.requested.find((e) => e.requestId === (embedding as { requestId: string }).requestId)!;
+    expect(event.data.ctx.request).toMatchObject({ endpoint: 'embeddings', stream: false, model: 'auto' });
+    expect(event.data.body).toEqual({ input: ['a', 'b'], stream: true });
+  });
+
+  it('refuses an unknown sluice-endpoint, and validates each endpoint as HTTP does', async () => {
+    const subject = Subjects.chat('acme');
+    expect((await rawRequest(subject, JSON.stringify(ask('hi')), KEYS.acme, 'completions')).error).toMatchObject({
+      code: 'invalid_request',
+      status: 400,
+      param: Headers.endpoint,
+    });
+    expect((await rawRequest(subject, JSON.stringify({ model: 'small' }), KEYS.acme, 'responses')).error).toMatchObject({
+      code: 'invalid_request',
+      param: 'input',
+    });
+    expect((await rawRequest(subject, JSON.stringify({ input: 'x', dimensions: 0 }), KEYS.acme, 'embeddings')).error).toMatchObject({
+      code: 'invalid_request',
+      param: 'dimensions',
+    });
+    expect((await h.lastRejected('acme')).data).toMatchObject({ code: 'invalid_request', stage: 'ingress' });
   });
 
   it('streams chunks and returns the final result', async () => {
@@ -64,15 +103,16 @@ describe('NATS front door with SluiceClient', () => {
     const chunks: ChatChunk[] = [];
     let r = await it.next();
     for (; !r.done; r = await it.next()) chunks.push(r.value);
-    expect(chunks.map((c) => c.chunk.content)).toEqual(['Hel', 'lo']);
-    expect(r.value.message.content).toBe('Hello');
+    expect(chunks.map((c) => deltaOf(c.chunk))).toEqual(['Hel', 'lo', '', '']);
+    expect(chunks[0]!.rateLimit).toBeDefined();
+    expect(contentOf(r.value.body)).toBe('Hello');
     const event = h.requested.find((e) => e.requestId === r.value.requestId)!;
     expect(event.data.ctx.request).toMatchObject({ stream: true, cache: 'skip' });
   });
 
   it('throws a downstream error with its code, status and retry time', async () => {
     const e = await clientError(acme.chat(ask('throttle')));
-    expect([e.code, e.status, e.retryAfterMs]).toEqual(['rate_limited', 429, 1500]);
+    expect([e.code, e.status, e.retryAfterMs]).toEqual(['rate_limit_exceeded', 429, 1500]);
     expect(e.requestId).toMatch(/^req_/);
     const s = await clientError(
       (async () => {

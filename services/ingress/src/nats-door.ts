@@ -1,23 +1,26 @@
 import type { Msg, NatsConnection } from '@nats-io/transport-node';
 import { sendReply } from '@sluice/bus';
-import { Headers, SluiceError, Subjects, type RequestContext, type Tenant } from '@sluice/contracts';
+import { Headers, SluiceError, Subjects, type Endpoint, type RequestContext, type Tenant } from '@sluice/contracts';
 import { SpanAttributes, tagActiveSpan, traceProcess, tracingOn, withTrace, type MessageFacts } from '@sluice/telemetry';
 import type { IngressDeps } from './deps.js';
 import { rejectedEvent, requestedEvent } from './events.js';
 import { continueTrace, newRequestId } from './ids.js';
-import { RequestRejected } from './rejection.js';
+import { invalid, RequestRejected } from './rejection.js';
 import { checkFits } from './fits.js';
 import { authenticate } from './tenants.js';
-import { parseJsonBody, validateChat, type ChatHints } from './validate.js';
+import { parseJsonBody, validateRequest, type ChatHints } from './validate.js';
 
 /** Replicas share the front-door subject; NATS hands each request to one of them. */
 const INGRESS_QUEUE = 'ingress';
+
+const ENDPOINTS: Readonly<Record<string, Endpoint>> = { 'chat.completions': 'chat.completions', responses: 'responses', embeddings: 'embeddings' };
 
 const decoder = new TextDecoder();
 
 /**
  * The NATS front door: requests on `sluice.chat.<tenant>` with the key in the `sluice-key`
- * header. A valid request goes into the pipeline with the caller's reply subject as
+ * header and an OpenAI body: chat completions, or the API the `sluice-endpoint` header names
+ * (`responses`, `embeddings`). A valid request goes into the pipeline with the caller's reply subject as
  * `ctx.replyTo`, so the terminal stage answers the caller directly and ingress stays out of the
  * answer path. A refused one is published as `chat.rejected` and answered here.
  */
@@ -68,18 +71,20 @@ async function handle(nc: NatsConnection, deps: IngressDeps, msg: Msg): Promise<
     tenant = authenticate(deps.tenants(), msg.headers?.get(Headers.tenantKey) || undefined, claimed);
     const limit = config.ingress.maxBodyBytes;
     if (msg.data.length > limit) throw new RequestRejected('body_too_large', `The request body is larger than ${limit} bytes.`, 'body');
-    const { request } = validateChat(parseJsonBody(decoder.decode(msg.data)), hintsFrom(msg), tenant, config);
+    const endpoint = endpointOf(msg);
+    const { request, body } = await validateRequest(endpoint, parseJsonBody(decoder.decode(msg.data)), hintsFrom(msg), tenant, config);
     known.model = request.model;
     if (request.user !== undefined) known.user = request.user;
-    checkFits(request, msg.data.length, deps.maxPayload());
     const ctx: RequestContext = { request, replyTo, frontDoor: 'nats', receivedAt, deadline: receivedAt + config.ingress.defaultDeadlineMs };
+    const event = requestedEvent(requestId, tenant.id, ctx, body);
+    checkFits(event, msg.data.length, deps.maxPayload());
     try {
-      await deps.publish(requestedEvent(requestId, tenant.id, ctx), traceparent);
+      await deps.publish(event, traceparent);
     } catch (err) {
       log.error({ err }, 'could not publish chat.requested');
       throw new SluiceError('internal_error', 'The request could not be queued; retry shortly.');
     }
-    log.debug({ tenant: tenant.id, model: request.model, stream: request.stream }, 'chat requested');
+    log.debug({ tenant: tenant.id, endpoint, model: request.model, stream: request.stream }, 'chat requested');
   } catch (e) {
     if (!(e instanceof SluiceError)) throw e;
     if (e instanceof RequestRejected) {
@@ -92,7 +97,8 @@ async function handle(nc: NatsConnection, deps: IngressDeps, msg: Msg): Promise<
         log.error({ err }, 'could not publish chat.rejected');
       }
     }
-    sendReply(nc, replyTo, { requestId, error: { code: e.code, message: e.message, status: e.status } });
+    const param = e instanceof RequestRejected && e.param !== undefined ? { param: e.param } : {};
+    sendReply(nc, replyTo, { requestId, error: { code: e.code, message: e.message, status: e.status, ...param } });
   }
 }
 
@@ -107,4 +113,13 @@ function incomingTrace(msg: Msg) {
 function hintsFrom(msg: Msg): ChatHints {
   const cache = msg.headers?.get(Headers.cache);
   return cache ? { cache: { value: cache.trim(), param: Headers.cache } } : {};
+}
+
+/** The API the body is for, from the `sluice-endpoint` header (chat completions when absent). */
+function endpointOf(msg: Msg): Endpoint {
+  const name = msg.headers?.get(Headers.endpoint)?.trim();
+  if (!name) return 'chat.completions';
+  const endpoint = Object.prototype.hasOwnProperty.call(ENDPOINTS, name) ? ENDPOINTS[name] : undefined;
+  if (!endpoint) throw invalid(Headers.endpoint, `${Headers.endpoint} must be one of ${Object.keys(ENDPOINTS).join(', ')}.`);
+  return endpoint;
 }

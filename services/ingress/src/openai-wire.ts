@@ -1,61 +1,83 @@
-import { openAiErrorBody, type ChatResult, type SluiceConfig, type Tenant, type Usage } from '@sluice/contracts';
+import {
+  chatChunksOf,
+  openAiErrorBody,
+  responseEventsOf,
+  type ChatErrorReply,
+  type Endpoint,
+  type RateLimitState,
+  type SluiceConfig,
+  type Tenant,
+} from '@sluice/contracts';
 import { modelsFor } from './tenants.js';
 
-/** OpenAI's completion id for a Sluice request id. */
-const completionId = (requestId: string) => `chatcmpl-${requestId}`;
+// What ingress writes on the HTTP wire. Answers are the upstream's OpenAI objects, passed whole;
+// this file holds the little that is Sluice's own: the SSE framing per endpoint, the usage a
+// client did not ask for, the stream a whole answer replays as, models, and the headers.
 
-/** A whole answer as OpenAI's `chat.completion`. */
-export function toCompletion(result: ChatResult) {
-  return {
-    id: completionId(result.requestId),
-    object: 'chat.completion' as const,
-    created: result.created,
-    model: result.model,
-    choices: [
-      {
-        index: 0,
-        message: { role: 'assistant' as const, content: result.message.content, refusal: null },
-        logprobs: null,
-        finish_reason: result.finishReason,
-      },
-    ],
-    usage: result.usage,
-    system_fingerprint: null,
-  };
+type Json = Record<string, unknown>;
+const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * A streamed chat chunk as the client asked for it. The invoker always asks the upstream for
+ * usage (to bill); without `stream_options.include_usage` the client gets neither the final
+ * usage-only chunk (undefined: not sent) nor a `usage` key on the others, as OpenAI would send.
+ */
+export function chatChunkForClient(chunk: unknown, includeUsage: boolean): unknown {
+  if (includeUsage || !isObject(chunk) || !('usage' in chunk)) return chunk;
+  if (Array.isArray(chunk.choices) && chunk.choices.length === 0) return undefined;
+  const { usage: _usage, ...rest } = chunk;
+  return rest;
 }
 
-/** What every chunk of one streamed answer shares. */
-export interface StreamShape {
-  requestId: string;
-  /** Unix seconds, the same on every chunk as OpenAI does. */
-  created: number;
-  /** With `include_usage`, OpenAI sends `usage: null` on every chunk but the last. */
-  includeUsage: boolean;
+/** Whether a chat chunk is the usage chunk that ends a stream (no choices, a usage). */
+export function isUsageChunk(chunk: unknown): boolean {
+  return isObject(chunk) && Array.isArray(chunk.choices) && chunk.choices.length === 0 && isObject(chunk.usage);
 }
 
-/** One `chat.completion.chunk`. */
-export function toChunk(shape: StreamShape, model: string, delta: { role?: 'assistant'; content?: string }, finishReason: string | null = null) {
-  return {
-    id: completionId(shape.requestId),
-    object: 'chat.completion.chunk' as const,
-    created: shape.created,
-    model,
-    choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
-    ...(shape.includeUsage ? { usage: null } : {}),
-  };
+/**
+ * One server-sent event: chat chunks as `data: <json>`; Responses events as
+ * `event: <type>` then `data: <json>`, as OpenAI streams them.
+ */
+export function sseEvent(endpoint: Endpoint, chunk: unknown): string {
+  const data = `data: ${JSON.stringify(chunk)}\n\n`;
+  if (endpoint !== 'responses') return data;
+  const type = isObject(chunk) && typeof chunk.type === 'string' ? chunk.type : 'message';
+  return `event: ${type}\n${data}`;
 }
 
-/** The last chunk when `include_usage` is set: no choices, the usage. */
-export function toUsageChunk(shape: StreamShape, model: string, usage: Usage) {
-  return { id: completionId(shape.requestId), object: 'chat.completion.chunk' as const, created: shape.created, model, choices: [], usage };
+/** What ends a stream after its last event: chat's `data: [DONE]`; the Responses API sends none. */
+export function streamEnd(endpoint: Endpoint): string {
+  return endpoint === 'chat.completions' ? 'data: [DONE]\n\n' : '';
+}
+
+/**
+ * The stream a whole answer replays as, for a streaming request whose result came with no chunk
+ * before it (a stage may end with the result alone): chat chunks (OpenAI's indexed tool-call
+ * deltas, the usage chunk only when asked) or the Responses events.
+ */
+export function replayOf(endpoint: Endpoint, body: unknown, requestId: string, includeUsage: boolean): unknown[] {
+  return endpoint === 'responses' ? responseEventsOf(body) : chatChunksOf(body, requestId, includeUsage);
+}
+
+/**
+ * The SSE event for an error after the stream started. The SDKs throw on a `data` with an
+ * `error` member; a Responses stream also gets OpenAI's `error` event fields (`type`, `code`,
+ * `message`, `param`) beside it, for clients that read the events themselves.
+ */
+export function errorEvent(endpoint: Endpoint, error: ChatErrorReply['error']): string {
+  const body = openAiErrorBody(error.code, error.message, error.type, error.param);
+  if (endpoint !== 'responses') return sseEvent(endpoint, body);
+  return sseEvent(endpoint, { type: 'error', code: error.code, message: error.message, param: error.param ?? null, ...body });
+}
+
+/** OpenAI's model object. */
+export function toModel(id: string) {
+  return { id, object: 'model' as const, created: 0, owned_by: 'sluice' };
 }
 
 /** `GET /v1/models` for a tenant. */
 export function toModelList(tenant: Tenant, config: SluiceConfig) {
-  return {
-    object: 'list' as const,
-    data: modelsFor(tenant, config).map((id) => ({ id, object: 'model' as const, created: 0, owned_by: 'sluice' })),
-  };
+  return { object: 'list' as const, data: modelsFor(tenant, config).map(toModel) };
 }
 
 /** Retry-After (whole seconds, rounded up) and OpenAI's retry-after-ms, when a retry time is known. */
@@ -63,6 +85,42 @@ export function retryHeaders(retryAfterMs: number | undefined): Record<string, s
   if (retryAfterMs === undefined) return {};
   const ms = Math.max(0, Math.ceil(retryAfterMs));
   return { 'retry-after': String(Math.ceil(ms / 1000)), 'retry-after-ms': String(ms) };
+}
+
+/**
+ * OpenAI's rate-limit headers from the tightest Sluice limits that applied:
+ * `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, the reset as a duration (`resetDuration`).
+ */
+export function rateLimitHeaders(rateLimit: RateLimitState | undefined): Record<string, string> {
+  if (!rateLimit) return {};
+  const out: Record<string, string> = {};
+  for (const kind of ['requests', 'tokens'] as const) {
+    const l = rateLimit[kind];
+    out[`x-ratelimit-limit-${kind}`] = String(l.limit);
+    out[`x-ratelimit-remaining-${kind}`] = String(Math.max(0, l.remaining));
+    out[`x-ratelimit-reset-${kind}`] = resetDuration(l.resetMs);
+  }
+  return out;
+}
+
+/**
+ * A duration as OpenAI's reset headers write it (Go's duration format): `120ms` under a second,
+ * else hours, minutes and seconds with the seconds' fraction: `1s`, `8.64s`, `6m0s`, `1h0m0s`.
+ *
+ * @example
+ * resetDuration(360_000) // '6m0s'
+ */
+export function resetDuration(ms: number): string {
+  const total = Math.max(0, Math.round(ms));
+  if (total === 0) return '0s';
+  if (total < 1000) return `${total}ms`;
+  const hours = Math.floor(total / 3_600_000);
+  const minutes = Math.floor((total % 3_600_000) / 60_000);
+  const millis = total % 60_000;
+  const seconds = `${Math.floor(millis / 1000)}${millis % 1000 ? `.${String(millis % 1000).padStart(3, '0')}`.replace(/0+$/, '') : ''}s`;
+  if (hours) return `${hours}h${minutes}m${seconds}`;
+  if (minutes) return `${minutes}m${seconds}`;
+  return seconds;
 }
 
 export { openAiErrorBody };

@@ -1,12 +1,29 @@
 // Test support for the int specs: a private nats-server, ingress in-process, and a fake terminal
-// stage that speaks the real protocol (consumes chat.requested, answers on ctx.replyTo).
+// stage that speaks the real protocol (consumes chat.requested, answers on ctx.replyTo with
+// OpenAI-shaped bodies and chunks, as the invoker and the cache do).
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { consumeEvents, putConfig, type Bus, type Buckets, type Consumption, type ServiceContext } from '@sluice/bus';
 import { freePort, startNats as startLocalNats } from '@sluice/bus/nats-server';
 import { startTestBus } from '@sluice/bus/testing';
-import { Consumers, parseEvent, Subjects, Topology, type AnyEvent, type ChatReply, type RequestContext, type SluiceConfig } from '@sluice/contracts';
+import {
+  chatChunksOf,
+  completionId,
+  Consumers,
+  parseEvent,
+  responseEventsOf,
+  Subjects,
+  Topology,
+  usageOf,
+  type AnyEvent,
+  type ChatReply,
+  type Endpoint,
+  type RateLimitState,
+  type SluiceConfig,
+  type SluiceEvent,
+} from '@sluice/contracts';
+import { answer } from '@sluice/contracts/testing';
 import { startFrontDoors, type FrontDoors } from './ingress.js';
 
 export const KEYS = { acme: 'sk-acme-test', beta: 'sk-beta-test' } as const;
@@ -38,37 +55,142 @@ export async function startNats(): Promise<PrivateNats> {
   }
 }
 
-/** What the fake terminal stage does, chosen by the last message's content. */
-function answer(ctx: RequestContext, requestId: string): ChatReply[] {
-  const req = ctx.request;
-  const said = req.messages.at(-1)!.content;
-  const model = req.model === 'auto' ? 'small' : req.model;
-  const usage = { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 };
-  const result = (content: string, cached = false): ChatReply => ({
-    requestId,
+/** The limits the fake stage reports, as the limiter would set them on the context. */
+const RATE_LIMIT: RateLimitState = {
+  requests: { limit: 1000, remaining: 999, resetMs: 60 },
+  tokens: { limit: 1_000_000, remaining: 999_990, resetMs: 360_000 },
+};
+const USAGE = { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 };
+
+type Json = Record<string, unknown>;
+const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The text the request ends with, which tells the fake stage what to do. */
+function saidIn(endpoint: Endpoint, body: unknown): string {
+  const b = isObject(body) ? body : {};
+  const textOf = (content: unknown): string =>
+    typeof content === 'string'
+      ? content
+      : Array.isArray(content)
+        ? content.map((p) => (isObject(p) && typeof p.text === 'string' ? p.text : '')).join('')
+        : '';
+  switch (endpoint) {
+    case 'chat.completions':
+      return textOf((b.messages as Json[]).at(-1)?.content);
+    case 'responses':
+      return typeof b.input === 'string' ? b.input : textOf((b.input as Json[]).at(-1)?.content);
+    case 'embeddings':
+      return typeof b.input === 'string' ? b.input : String((b.input as unknown[])[0]);
+    default: {
+      const _exhaustive: never = endpoint;
+      return _exhaustive;
+    }
+  }
+}
+
+/** The answer body the fake upstream writes for each endpoint. */
+function upstreamBody(endpoint: Endpoint, requestId: string, created: number, model: string, content: string, request: Json): Json {
+  switch (endpoint) {
+    case 'chat.completions': {
+      const body = { ...(answer(model, 5, 2, content).body as Json), id: completionId(requestId), created };
+      if (content !== 'tool-call') return body;
+      const call = { id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } };
+      return {
+        ...body,
+        choices: [{ index: 0, message: { role: 'assistant', content: null, refusal: null, tool_calls: [call] }, logprobs: null, finish_reason: 'tool_calls' }],
+      };
+    }
+    case 'responses':
+      return {
+        id: `resp_${requestId}`,
+        object: 'response',
+        created_at: created,
+        status: 'completed',
+        model,
+        output: [{ type: 'message', id: 'msg_1', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: content, annotations: [] }] }],
+        usage: { input_tokens: 5, output_tokens: 2, total_tokens: 7 },
+      };
+    case 'embeddings': {
+      const vector = [0.25, 0.5, 0.75];
+      // the openai SDK asks for base64 unless told otherwise, and decodes it
+      const embedding = request.encoding_format === 'base64' ? Buffer.from(new Float32Array(vector).buffer).toString('base64') : vector;
+      return { object: 'list', data: [{ object: 'embedding', index: 0, embedding }], model, usage: { prompt_tokens: 5, total_tokens: 5 } };
+    }
+    default: {
+      const _exhaustive: never = endpoint;
+      return _exhaustive;
+    }
+  }
+}
+
+/** A chat stream as an upstream sends it when asked for usage: `Hel`, `lo`, the finish, the usage chunk. */
+function chatStream(requestId: string, created: number, model: string): Json[] {
+  const chunk = (choices: unknown[], usage: unknown = null) => ({
+    id: completionId(requestId),
+    object: 'chat.completion.chunk',
+    created,
     model,
-    message: { role: 'assistant', content },
-    finishReason: 'stop',
+    system_fingerprint: null,
+    choices,
     usage,
-    cached,
-    created: Math.floor(ctx.receivedAt / 1000),
   });
-  const chunk = (content: string, cached?: boolean): ChatReply => ({ requestId, model, chunk: { content }, ...(cached ? { cached } : {}) });
+  const choice = (delta: Json, finish: string | null = null) => ({ index: 0, delta, logprobs: null, finish_reason: finish });
+  return [chunk([choice({ role: 'assistant', content: 'Hel' })]), chunk([choice({ content: 'lo' })]), chunk([choice({}, 'stop')]), chunk([], USAGE)];
+}
+
+/** What the fake terminal stage does, chosen by the text the request ends with. */
+function answerTo(event: SluiceEvent<'chat.requested'>): ChatReply[] {
+  const { ctx, body } = event.data;
+  const { requestId } = event;
+  const { endpoint, stream } = ctx.request;
+  const said = saidIn(endpoint, body);
+  const model = ctx.request.model === 'auto' ? 'small' : ctx.request.model;
+  const created = Math.floor(ctx.receivedAt / 1000);
+  const bodyOf = (content: string) => upstreamBody(endpoint, requestId, created, model, content, body as Json);
+  const result = (content: string, cached = false): ChatReply => {
+    const b = bodyOf(content);
+    return { requestId, model, body: b, usage: usageOf(endpoint, b) ?? USAGE, cached, created, rateLimit: RATE_LIMIT };
+  };
+  const chunks = (all: unknown[], cached = false): ChatReply[] =>
+    all.map((chunk, i) => ({ requestId, model, chunk, ...(cached ? { cached } : {}), ...(i === 0 ? { rateLimit: RATE_LIMIT } : {}) }));
+  // an upstream's stream of a whole answer: chat asks for usage always (the invoker does, to bill)
+  const streamOf = (content: string) => (endpoint === 'responses' ? responseEventsOf(bodyOf(content)) : chatChunksOf(bodyOf(content), requestId, true));
   switch (said) {
     case 'silent':
       return [];
     case 'throttle':
-      return [{ requestId, error: { code: 'rate_limited', message: 'Rate limit reached; retry after the given time.', status: 429, retryAfterMs: 1500 } }];
+      return [
+        { requestId, error: { code: 'rate_limit_exceeded', message: 'Rate limit reached; retry after the given time.', status: 429, retryAfterMs: 1500 } },
+      ];
     case 'shed':
       return [{ requestId, error: { code: 'service_busy', message: 'The gateway is shedding load.', status: 503, retryAfterMs: 5000 } }];
+    case 'context-too-long':
+      return [
+        {
+          requestId,
+          error: {
+            code: 'context_length_exceeded',
+            message: "This model's maximum context length is 8 tokens.",
+            status: 400,
+            type: 'invalid_request_error',
+            param: 'messages',
+          },
+        },
+      ];
     case 'fail-midstream':
-      return [chunk('partial'), { requestId, error: { code: 'upstream_failed', message: 'Every upstream deployment failed.', status: 502 } }];
+      return [
+        ...chunks(streamOf('partial').slice(0, 1)),
+        { requestId, error: { code: 'upstream_failed', message: 'Every upstream deployment failed.', status: 502 } },
+      ];
     case 'cached':
-      return req.stream ? [chunk('from cache', true), result('from cache', true)] : [result('from cache', true)];
+      return stream ? [...chunks(streamOf('from cache'), true), result('from cache', true)] : [result('from cache', true)];
     case 'result-only':
       return [result('whole at once')];
+    case 'tool-call':
+      return stream ? [...chunks(streamOf('tool-call')), result('tool-call')] : [result('tool-call')];
     default:
-      return req.stream ? [chunk('Hel'), chunk('lo'), result('Hello')] : [result(`echo: ${said}`)];
+      if (!stream) return [result(`echo: ${said}`)];
+      return [...chunks(endpoint === 'chat.completions' ? chatStream(requestId, created, model) : streamOf('Hello')), result('Hello')];
   }
 }
 
@@ -102,7 +224,7 @@ export async function startHarness(): Promise<Harness> {
     log,
     handler: async (event) => {
       requested.push(event);
-      return { events: [], replies: answer(event.data.ctx, event.requestId).map((reply) => ({ to: event.data.ctx.replyTo, reply })) };
+      return { events: [], replies: answerTo(event).map((reply) => ({ to: event.data.ctx.replyTo, reply })) };
     },
   });
 

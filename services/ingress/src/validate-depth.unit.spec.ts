@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { RequestRejected } from './rejection.js';
-import { MAX_JSON_DEPTH, normaliseChat, parseJsonBody } from './validate.js';
+import { checkBody, MAX_JSON_DEPTH, parseJsonBody } from './validate.js';
 import { thrown } from '@sluice/contracts/testing';
 
 const rejected = (fn: () => unknown) => thrown(fn, RequestRejected);
@@ -35,7 +35,8 @@ describe('parseJsonBody on deep JSON', () => {
   it('counts no bracket inside a string, escaped quotes and backslashes included', () => {
     const content = `[{"\\"[[[\\\\${'['.repeat(10_000)}`;
     const body = JSON.stringify({ messages: [{ role: 'user', content }], s: '\\', t: '\\"{{{' });
-    expect(normaliseChat(parseJsonBody(body), {}, { maxMessages: 1 }).request.messages[0]!.content).toBe(content);
+    const checked = checkBody('chat.completions', parseJsonBody(body), {}, { maxMessages: 1 }).body as { messages: Array<{ content: string }> };
+    expect(checked.messages[0]!.content).toBe(content);
   });
 
   it('leaves malformed text to JSON.parse: invalid_json', () => {

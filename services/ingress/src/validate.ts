@@ -1,5 +1,10 @@
-import { ChatMessage, Priority, type ChatRequest, type SamplingParams, type SluiceConfig, type Tenant } from '@sluice/contracts';
+import { Priority, type ChatRequest, type Endpoint, type SluiceConfig, type Tenant } from '@sluice/contracts';
+import { bodyFactsAsync, cacheKey } from '@sluice/facts';
+import { checkChatBody } from './chat-body.js';
+import { isObject, optionalText, text, type Json } from './checks.js';
+import { checkEmbeddingsBody } from './embeddings-body.js';
 import { invalid, RequestRejected } from './rejection.js';
+import { checkResponsesBody } from './responses-body.js';
 
 /**
  * Request facts that arrive outside the JSON body: HTTP `x-sluice-*` headers, NATS headers.
@@ -11,65 +16,77 @@ export interface ChatHints {
   cache?: { value: string; param: string };
 }
 
-export interface NormalisedChat {
-  request: ChatRequest;
-  /** OpenAI `stream_options.include_usage`: HTTP sends a usage chunk before `[DONE]`. */
+/** What an endpoint's body check reads from the body. */
+export interface BodyChoices {
+  /** As requested; `auto` when the body names none. */
+  model: string;
+  stream: boolean;
+  user?: string;
+  /** Chat's `stream_options.include_usage`: HTTP then keeps the usage chunk before `[DONE]`. */
   includeUsage: boolean;
 }
 
-// the contracts' own unions, so a role or priority added there is accepted here
-const ROLES: ReadonlySet<string> = new Set(ChatMessage.properties.role.anyOf.map((r) => r.const));
-const PRIORITIES: ReadonlySet<string> = new Set(Priority.anyOf.map((p) => p.const));
-const MAX_ID_CHARS = 256;
-// OpenAI's own metadata limits, so a request valid here is valid upstream
-const MAX_METADATA_KEYS = 16;
-const MAX_METADATA_KEY_CHARS = 64;
-const MAX_METADATA_VALUE_CHARS = 512;
+/** The client's choices Sluice acts on, before the facts are counted. */
+type RequestChoices = Pick<ChatRequest, 'endpoint' | 'model' | 'user' | 'feature' | 'priority' | 'stream' | 'cache'>;
 
-type Json = Record<string, unknown>;
+export interface CheckedBody {
+  choices: RequestChoices;
+  /** The client's body: the very object it sent, nothing removed or rewritten. */
+  body: Json;
+  includeUsage: boolean;
+}
+
+export interface Normalised {
+  /** The request's facts, carried by every event of the pipeline. */
+  request: ChatRequest;
+  /** The client's body as sent; written to the stream once, in `chat.requested`. */
+  body: Json;
+  includeUsage: boolean;
+}
+
+// the contracts' own union, so a priority added there is accepted here
+const PRIORITIES: ReadonlySet<string> = new Set(Priority.anyOf.map((p) => p.const));
 
 /**
- * Validates a chat request body (OpenAI shape plus Sluice's `feature`, `priority`, `metadata`)
- * and normalises it into a `ChatRequest`. Both front doors use it. Unknown fields are ignored,
- * as OpenAI's SDKs send ones Sluice has no use for; fields that would change the answer's shape
- * and that Sluice cannot honour (n > 1, tools) are refused. `null` means absent.
+ * Checks a request body of one endpoint for what Sluice relies on and reads the client's choices
+ * from it and from the hints (`feature`, `priority`: a header wins over the body; the cache
+ * hint). Both front doors use it. It never drops, adds or rewrites a field: unknown fields,
+ * today's and next month's, reach the upstream as sent. `null` means absent.
  *
- * @throws RequestRejected invalid_request, naming the field in `param` and the message.
+ * @throws RequestRejected invalid_request, naming the field's path in `param`.
  * @example
- * const { request } = normaliseChat({ messages: [{ role: 'user', content: 'hi' }] }, {}, { maxMessages: 256 });
- * // request.model === 'auto', request.priority === 'standard'
+ * const { choices, body } = checkBody('chat.completions', { messages: [{ role: 'user', content: 'hi' }] }, {}, { maxMessages: 256 });
+ * // choices.model === 'auto', choices.priority === 'standard', body is the object passed in
  */
-export function normaliseChat(body: unknown, hints: ChatHints, limits: { maxMessages: number }): NormalisedChat {
+export function checkBody(endpoint: Endpoint, body: unknown, hints: ChatHints, limits: { maxMessages: number }): CheckedBody {
   if (!isObject(body)) throw invalid('body', 'The request body must be a JSON object.');
-  const stream = optionalBoolean(body, 'stream') ?? false;
-  const streamOptions = body.stream_options ?? null;
-  if (streamOptions !== null) {
-    if (!isObject(streamOptions)) throw invalid('stream_options', 'stream_options must be an object.');
-    if (!stream) throw invalid('stream_options', 'stream_options is only allowed when stream is true.');
-  }
-  const includeUsage = streamOptions !== null ? (optionalBoolean(streamOptions, 'include_usage', 'stream_options.include_usage') ?? false) : false;
-  const n = body.n ?? null;
-  if (n !== null && n !== 1) throw invalid('n', 'n must be 1: Sluice returns a single choice.');
-  for (const field of ['tools', 'functions'] as const) {
-    const v = body[field];
-    if (v !== undefined && v !== null && !(Array.isArray(v) && v.length === 0)) throw invalid(field, `${field} are not supported by Sluice.`);
-  }
-
-  const request: ChatRequest = {
-    model: model(body.model),
-    messages: messages(body.messages, limits.maxMessages),
+  const read = bodyChoices(endpoint, body, limits);
+  const choices: RequestChoices = {
+    endpoint,
+    model: read.model,
     priority: priority(hints.priority ?? fromBody(body, 'priority')),
-    stream,
-    params: sampling(body),
+    stream: read.stream,
     cache: cache(hints.cache),
   };
-  const user = optionalText(body, 'user');
-  if (user !== undefined) request.user = user;
+  if (read.user !== undefined) choices.user = read.user;
   const feature = hints.feature ? text(hints.feature.value, hints.feature.param) : optionalText(body, 'feature');
-  if (feature !== undefined) request.feature = feature;
-  const meta = metadata(body.metadata);
-  if (meta) request.metadata = meta;
-  return { request, includeUsage };
+  if (feature !== undefined) choices.feature = feature;
+  return { choices, body, includeUsage: read.includeUsage };
+}
+
+function bodyChoices(endpoint: Endpoint, body: Json, limits: { maxMessages: number }): BodyChoices {
+  switch (endpoint) {
+    case 'chat.completions':
+      return checkChatBody(body, limits);
+    case 'responses':
+      return checkResponsesBody(body, limits);
+    case 'embeddings':
+      return checkEmbeddingsBody(body);
+    default: {
+      const _exhaustive: never = endpoint;
+      return _exhaustive;
+    }
+  }
 }
 
 /**
@@ -78,8 +95,8 @@ export function normaliseChat(body: unknown, hints: ChatHints, limits: { maxMess
  *
  * @throws RequestRejected model_not_found | model_not_allowed
  */
-export function checkModel(request: ChatRequest, tenant: Tenant, config: SluiceConfig): void {
-  const { model, user } = request;
+export function checkModel(choices: Pick<ChatRequest, 'model' | 'user'>, tenant: Tenant, config: SluiceConfig): void {
+  const { model, user } = choices;
   if (model === 'auto') return;
   const known = { model, ...(user !== undefined ? { user } : {}) };
   if (!Object.prototype.hasOwnProperty.call(config.models, model)) {
@@ -95,11 +112,29 @@ export function checkModel(request: ChatRequest, tenant: Tenant, config: SluiceC
   }
 }
 
-/** `normaliseChat` then `checkModel`: everything both front doors check after authentication. */
-export function validateChat(body: unknown, hints: ChatHints, tenant: Tenant, config: SluiceConfig): NormalisedChat {
-  const normalised = normaliseChat(body, hints, config.ingress);
-  checkModel(normalised.request, tenant, config);
-  return normalised;
+/**
+ * Everything both front doors check after authentication (`checkBody`, `checkModel`), then the
+ * facts later stages need, counted once here: prompt tokens, output cap, choices, complexity
+ * (`@sluice/facts`, long texts off the event loop) and, unless the cache hint is `skip`, the
+ * cache key.
+ *
+ * @throws RequestRejected as `checkBody` and `checkModel` do.
+ * @example
+ * const { request, body } = await validateRequest('embeddings', { model: 'small', input: 'hi' }, {}, tenant, config);
+ */
+export async function validateRequest(endpoint: Endpoint, raw: unknown, hints: ChatHints, tenant: Tenant, config: SluiceConfig): Promise<Normalised> {
+  const { choices, body, includeUsage } = checkBody(endpoint, raw, hints, config.ingress);
+  checkModel(choices, tenant, config);
+  const facts = await bodyFactsAsync(endpoint, body);
+  const request: ChatRequest = {
+    ...choices,
+    promptTokens: facts.promptTokens,
+    choices: facts.choices,
+    complexity: facts.complexity,
+  };
+  if (facts.maxOutputTokens !== undefined) request.maxOutputTokens = facts.maxOutputTokens;
+  if (choices.cache !== 'skip') request.cacheKey = cacheKey(tenant.id, endpoint, body);
+  return { request, body, includeUsage };
 }
 
 /**
@@ -155,46 +190,6 @@ function nestsDeeperThan(text: string, max: number): boolean {
   return false;
 }
 
-function model(v: unknown): string {
-  if (v === undefined || v === null) return 'auto';
-  if (typeof v !== 'string' || v.length === 0 || v.length > MAX_ID_CHARS)
-    throw invalid('model', `model must be a non-empty string of at most ${MAX_ID_CHARS} characters.`);
-  return v;
-}
-
-function messages(v: unknown, max: number): ChatMessage[] {
-  if (v === undefined || v === null) throw invalid('messages', 'messages is required.');
-  if (!Array.isArray(v)) throw invalid('messages', 'messages must be an array.');
-  if (v.length === 0) throw invalid('messages', 'messages must contain at least one message.');
-  if (v.length > max) throw invalid('messages', `messages has ${v.length} entries; at most ${max} are allowed.`);
-  return v.map((m, i) => message(m, `messages[${i}]`));
-}
-
-function message(v: unknown, path: string): ChatMessage {
-  if (!isObject(v)) throw invalid(path, `${path} must be an object.`);
-  const role = v.role;
-  if (typeof role !== 'string' || !ROLES.has(role)) throw invalid(`${path}.role`, `${path}.role must be one of ${[...ROLES].join(', ')}.`);
-  const out: ChatMessage = { role: role as ChatMessage['role'], content: content(v.content, `${path}.content`) };
-  const name = optionalText(v, 'name', `${path}.name`);
-  if (name !== undefined) out.name = name;
-  return out;
-}
-
-/** A string, or OpenAI content parts of which only text parts are supported (joined by newlines). */
-function content(v: unknown, path: string): string {
-  if (typeof v === 'string') return v;
-  if (!Array.isArray(v)) throw invalid(path, `${path} must be a string or an array of text parts.`);
-  if (v.length === 0) throw invalid(path, `${path} must contain at least one text part.`);
-  return v
-    .map((part, i) => {
-      if (!isObject(part) || part.type !== 'text')
-        throw invalid(`${path}[${i}]`, `${path}[${i}] must be a text part ({"type":"text","text":"..."}); other content types are not supported.`);
-      if (typeof part.text !== 'string') throw invalid(`${path}[${i}].text`, `${path}[${i}].text must be a string.`);
-      return part.text;
-    })
-    .join('\n');
-}
-
 function priority(v: { value: unknown; param: string } | undefined): Priority {
   if (v === undefined) return 'standard';
   if (typeof v.value !== 'string' || !PRIORITIES.has(v.value)) throw invalid(v.param, `${v.param} must be one of ${[...PRIORITIES].join(', ')}.`);
@@ -207,85 +202,7 @@ function cache(v: { value: string; param: string } | undefined): ChatRequest['ca
   throw invalid(v.param, `${v.param} must be "skip" (or absent).`);
 }
 
-function sampling(body: Json): SamplingParams {
-  const p: SamplingParams = {};
-  const temperature = number(body, 'temperature', 0, 2);
-  if (temperature !== undefined) p.temperature = temperature;
-  const topP = number(body, 'top_p', 0, 1);
-  if (topP !== undefined) p.top_p = topP;
-  // max_completion_tokens replaces the deprecated max_tokens in OpenAI's API; it wins when both come
-  const maxTokens = integer(body, 'max_completion_tokens', 1, 128_000) ?? integer(body, 'max_tokens', 1, 128_000);
-  if (maxTokens !== undefined) p.max_tokens = maxTokens;
-  const stop = stopSequences(body.stop);
-  if (stop) p.stop = stop;
-  const presence = number(body, 'presence_penalty', -2, 2);
-  if (presence !== undefined) p.presence_penalty = presence;
-  const frequency = number(body, 'frequency_penalty', -2, 2);
-  if (frequency !== undefined) p.frequency_penalty = frequency;
-  const seed = integer(body, 'seed', Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
-  if (seed !== undefined) p.seed = seed;
-  return p;
-}
-
-function stopSequences(v: unknown): string[] | undefined {
-  if (v === undefined || v === null) return undefined;
-  const list = typeof v === 'string' ? [v] : v;
-  if (!Array.isArray(list) || list.some((s) => typeof s !== 'string' || s.length === 0)) {
-    throw invalid('stop', 'stop must be a non-empty string or an array of non-empty strings.');
-  }
-  if (list.length > 4) throw invalid('stop', 'stop may hold at most 4 sequences.');
-  return list.length ? (list as string[]) : undefined;
-}
-
-function metadata(v: unknown): Record<string, string> | undefined {
-  if (v === undefined || v === null) return undefined;
-  if (!isObject(v)) throw invalid('metadata', 'metadata must be an object of string values.');
-  const entries = Object.entries(v);
-  if (entries.length > MAX_METADATA_KEYS) throw invalid('metadata', `metadata may hold at most ${MAX_METADATA_KEYS} keys.`);
-  for (const [k, value] of entries) {
-    if (k.length === 0 || k.length > MAX_METADATA_KEY_CHARS) throw invalid('metadata', `metadata keys must be 1 to ${MAX_METADATA_KEY_CHARS} characters.`);
-    if (typeof value !== 'string') throw invalid(`metadata.${k}`, `metadata.${k} must be a string.`);
-    if (value.length > MAX_METADATA_VALUE_CHARS) throw invalid(`metadata.${k}`, `metadata.${k} must be at most ${MAX_METADATA_VALUE_CHARS} characters.`);
-  }
-  // fromEntries defines own properties, so a "__proto__" key stays data and never a prototype
-  return entries.length ? (Object.fromEntries(entries) as Record<string, string>) : undefined;
-}
-
 function fromBody(body: Json, field: string): { value: unknown; param: string } | undefined {
   const value = body[field];
   return value === undefined || value === null ? undefined : { value, param: field };
-}
-
-function optionalBoolean(obj: Json, field: string, param = field): boolean | undefined {
-  const v = obj[field];
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'boolean') throw invalid(param, `${param} must be a boolean.`);
-  return v;
-}
-
-function optionalText(obj: Json, field: string, param = field): string | undefined {
-  const v = obj[field];
-  return v === undefined || v === null ? undefined : text(v, param);
-}
-
-function text(v: unknown, param: string): string {
-  if (typeof v !== 'string' || v.length === 0 || v.length > MAX_ID_CHARS)
-    throw invalid(param, `${param} must be a non-empty string of at most ${MAX_ID_CHARS} characters.`);
-  return v;
-}
-
-function number(obj: Json, field: string, min: number, max: number, kind: 'number' | 'integer' = 'number'): number | undefined {
-  const v = obj[field];
-  if (v === undefined || v === null) return undefined;
-  const ok = typeof v === 'number' && Number.isFinite(v) && v >= min && v <= max && (kind === 'number' || Number.isInteger(v));
-  if (!ok) throw invalid(field, `${field} must be ${kind === 'number' ? 'a number' : 'an integer'} from ${min} to ${max}.`);
-  return v;
-}
-
-function integer(obj: Json, field: string, min: number, max: number): number | undefined {
-  return number(obj, field, min, max, 'integer');
-}
-
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

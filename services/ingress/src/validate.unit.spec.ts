@@ -2,10 +2,18 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '@sluice/contracts';
 import { RequestRejected } from './rejection.js';
-import { checkModel, normaliseChat, parseJsonBody, validateChat, type ChatHints } from './validate.js';
+import { checkBody, checkModel, parseJsonBody, validateRequest, type ChatHints } from './validate.js';
 import { thrown } from '@sluice/contracts/testing';
 
 const rejected = (fn: () => unknown) => thrown(fn, RequestRejected);
+async function rejectedAsync(p: Promise<unknown>): Promise<RequestRejected> {
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  if (e instanceof RequestRejected) return e;
+  throw new Error(`expected a RequestRejected, got ${String(e)}`);
+}
 
 const config = parseConfig(JSON.parse(readFileSync(new URL('./fixtures/config.json', import.meta.url), 'utf8')));
 const acme = config.tenants.find((t) => t.id === 'acme')!;
@@ -13,85 +21,131 @@ const beta = config.tenants.find((t) => t.id === 'beta')!;
 const limits = { maxMessages: 3 };
 const hi = [{ role: 'user', content: 'hi' }];
 
-describe('normaliseChat', () => {
-  it('given a minimal body, then it fills the defaults', () => {
-    const { request, includeUsage } = normaliseChat({ messages: hi }, {}, limits);
-    expect(request).toEqual({ model: 'auto', messages: hi, priority: 'standard', stream: false, params: {}, cache: 'default' });
+const check = (body: unknown, hints: ChatHints = {}) => checkBody('chat.completions', body, hints, limits);
+
+describe('checkBody: chat completions', () => {
+  it('given a minimal body, then it fills the defaults and keeps the body itself', () => {
+    const body = { messages: hi };
+    const { choices, body: kept, includeUsage } = check(body);
+    expect(choices).toEqual({ endpoint: 'chat.completions', model: 'auto', priority: 'standard', stream: false, cache: 'default' });
+    expect(kept).toBe(body);
+    expect(body).toEqual({ messages: hi });
     expect(includeUsage).toBe(false);
   });
 
-  it('given every field, then it normalises each', () => {
-    const { request, includeUsage } = normaliseChat(
-      {
-        model: 'small',
-        messages: [
-          { role: 'system', content: 'be brief', name: 'sys' },
-          {
-            role: 'user',
-            content: [
-              { type: 'text', text: 'part one' },
-              { type: 'text', text: 'part two' },
-            ],
-          },
-        ],
-        user: 'u-1',
-        feature: 'body-feature',
-        priority: 'batch',
-        stream: true,
-        stream_options: { include_usage: true },
-        metadata: { team: 'search' },
-        temperature: 0.5,
-        top_p: 0.9,
-        max_tokens: 10,
-        max_completion_tokens: 20,
-        stop: 'END',
-        presence_penalty: -1,
-        frequency_penalty: 2,
-        seed: 42,
-        n: 1,
-        tools: [],
-        logprobs: false,
-      },
-      { feature: { value: 'header-feature', param: 'x-sluice-feature' }, cache: { value: 'skip', param: 'x-sluice-cache' } },
-      limits,
-    );
-    expect(request).toEqual({
+  it('given every OpenAI field and some it has not invented yet, then the body is the same object, unchanged', () => {
+    const body = {
       model: 'small',
       messages: [
-        { role: 'system', content: 'be brief', name: 'sys' },
-        { role: 'user', content: 'part one\npart two' },
+        { role: 'developer', content: 'be brief', name: 'dev' },
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'what is this?' },
+            { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=', detail: 'low' } },
+            { type: 'input_audio', input_audio: { data: 'UklGRg==', format: 'wav' } },
+            { type: 'file', file: { file_id: 'file-1' } },
+          ],
+        },
+        { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'look', arguments: '{}' } }] },
+        { role: 'tool', tool_call_id: 'call_1', content: 'a cat' },
+        { role: 'assistant', content: null, refusal: 'I cannot help with that.' },
+        { role: 'assistant', content: null, function_call: { name: 'look', arguments: '{}' } },
+        { role: 'function', name: 'look', content: 'a dog' },
       ],
+      user: 'u-1',
+      feature: 'body-feature',
+      priority: 'batch',
+      stream: true,
+      stream_options: { include_usage: true },
+      metadata: { team: 'search' },
+      temperature: 0.5,
+      top_p: 0.9,
+      max_tokens: 10,
+      max_completion_tokens: 200_000,
+      stop: ['END', 'STOP'],
+      presence_penalty: -1,
+      frequency_penalty: 2,
+      seed: 42,
+      n: 3,
+      tools: [
+        { type: 'function', function: { name: 'look_up-2', parameters: { type: 'object' } } },
+        { type: 'custom', custom: { name: 'x y' } },
+      ],
+      tool_choice: { type: 'function', function: { name: 'look_up-2' } },
+      parallel_tool_calls: false,
+      functions: [{ name: 'look' }],
+      function_call: 'auto',
+      response_format: { type: 'json_schema', json_schema: { name: 'answer', schema: { type: 'object' }, strict: true } },
+      logit_bias: { '50256': -100, '1234': 5.5 },
+      logprobs: true,
+      top_logprobs: 20,
+      reasoning_effort: 'low',
+      modalities: ['text', 'audio'],
+      audio: { voice: 'alloy', format: 'wav' },
+      prediction: { type: 'content', content: 'x' },
+      service_tier: 'auto',
+      store: true,
+      web_search_options: {},
+      next_months_field: { anything: [1, 2, 3] },
+    };
+    const before = structuredClone(body);
+    const hints = { feature: { value: 'header-feature', param: 'x-sluice-feature' }, cache: { value: 'skip', param: 'x-sluice-cache' } };
+    const { choices, body: kept, includeUsage } = checkBody('chat.completions', body, hints, { maxMessages: 8 });
+    expect(kept).toBe(body);
+    expect(body).toEqual(before);
+    expect(choices).toEqual({
+      endpoint: 'chat.completions',
+      model: 'small',
       user: 'u-1',
       feature: 'header-feature',
       priority: 'batch',
       stream: true,
-      metadata: { team: 'search' },
-      params: { temperature: 0.5, top_p: 0.9, max_tokens: 20, stop: ['END'], presence_penalty: -1, frequency_penalty: 2, seed: 42 },
       cache: 'skip',
     });
     expect(includeUsage).toBe(true);
   });
 
+  it.each([
+    ['tools', { tools: [{ type: 'function', function: { name: 'get_weather', parameters: {} } }] }],
+    ['a tool_choice string', { tool_choice: 'required' }],
+    ['response_format json_object', { response_format: { type: 'json_object' } }],
+    ['response_format text', { response_format: { type: 'text' } }],
+    ['n = 128', { n: 128 }],
+    ['a stop string', { stop: 'END' }],
+    ['top_logprobs 0 with logprobs', { logprobs: true, top_logprobs: 0 }],
+    ['an empty logit_bias', { logit_bias: {} }],
+  ])('given %s, then it passes through whole', (_name, extra) => {
+    const body = { messages: hi, ...extra };
+    expect(check(body).body).toEqual({ messages: hi, ...extra });
+  });
+
   it('given nulls for optional fields, then they count as absent', () => {
-    const { request } = normaliseChat(
-      { messages: hi, model: null, user: null, temperature: null, stop: null, n: null, metadata: null, stream: null, stream_options: null },
-      {},
-      limits,
-    );
-    expect(request.model).toBe('auto');
-    expect(request.params).toEqual({});
-    expect(request.stream).toBe(false);
+    const { choices } = check({
+      messages: hi,
+      model: null,
+      user: null,
+      temperature: null,
+      stop: null,
+      n: null,
+      metadata: null,
+      stream: null,
+      stream_options: null,
+      tools: null,
+      response_format: null,
+    });
+    expect(choices.model).toBe('auto');
+    expect(choices.stream).toBe(false);
   });
 
   it('given a priority header and a body priority, then the header wins', () => {
-    const { request } = normaliseChat({ messages: hi, priority: 'low' }, { priority: { value: 'critical', param: 'x-sluice-priority' } }, limits);
-    expect(request.priority).toBe('critical');
+    const { choices } = check({ messages: hi, priority: 'low' }, { priority: { value: 'critical', param: 'x-sluice-priority' } });
+    expect(choices.priority).toBe('critical');
   });
 
-  it('given a metadata key "__proto__", then it stays data', () => {
-    const { request } = normaliseChat(JSON.parse('{"messages":[{"role":"user","content":"x"}],"metadata":{"__proto__":"v"}}'), {}, limits);
-    expect(Object.getPrototypeOf(request.metadata)).toBe(Object.prototype);
-    expect(Object.keys(request.metadata!)).toEqual(['__proto__']);
+  it('given a metadata key "__proto__", then it passes and stays data', () => {
+    const { body } = check(JSON.parse('{"messages":[{"role":"user","content":"x"}],"metadata":{"__proto__":"v"}}'));
+    expect(Object.keys((body as { metadata: object }).metadata)).toEqual(['__proto__']);
   });
 
   const bad: Array<[string, unknown, string, ChatHints?]> = [
@@ -107,17 +161,47 @@ describe('normaliseChat', () => {
     ['role unknown', { messages: [...hi, { role: 'wizard', content: 'x' }] }, 'messages[1].role'],
     ['content missing', { messages: [{ role: 'user' }] }, 'messages[0].content'],
     ['content a number', { messages: [{ role: 'user', content: 5 }] }, 'messages[0].content'],
-    ['content null', { messages: [{ role: 'assistant', content: null }] }, 'messages[0].content'],
+    ['content null on an assistant that did nothing else', { messages: [{ role: 'assistant', content: null }] }, 'messages[0].content'],
+    ['content null on an assistant with empty tool_calls', { messages: [{ role: 'assistant', content: null, tool_calls: [] }] }, 'messages[0].content'],
+    ['content null on a user message', { messages: [{ role: 'user', content: null, tool_calls: [{}] }] }, 'messages[0].content'],
     ['content parts empty', { messages: [{ role: 'user', content: [] }] }, 'messages[0].content'],
-    ['content part is an image', { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] }, 'messages[0].content[0]'],
+    ['content part a string', { messages: [{ role: 'user', content: ['hi'] }] }, 'messages[0].content[0]'],
+    ['content part without a type', { messages: [{ role: 'user', content: [{ text: 'hi' }] }] }, 'messages[0].content[0]'],
     ['content part text not a string', { messages: [{ role: 'user', content: [{ type: 'text', text: 1 }] }] }, 'messages[0].content[0].text'],
+    ['image_url part without image_url', { messages: [{ role: 'user', content: [{ type: 'image_url', url: 'x' }] }] }, 'messages[0].content[0].image_url'],
+    [
+      'image_url part with a url not a string',
+      { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 1 } }] }] },
+      'messages[0].content[0].image_url.url',
+    ],
+    ['tool message without tool_call_id', { messages: [{ role: 'tool', content: 'x' }] }, 'messages[0].tool_call_id'],
+    ['tool_calls not an array', { messages: [{ role: 'assistant', content: null, tool_calls: {} }] }, 'messages[0].tool_calls'],
+    ['a tool call not an object', { messages: [{ role: 'assistant', content: null, tool_calls: ['call'] }] }, 'messages[0].tool_calls[0]'],
+    ['refusal not a string', { messages: [{ role: 'assistant', content: 'x', refusal: 1 }] }, 'messages[0].refusal'],
     ['name empty', { messages: [{ role: 'user', content: 'x', name: '' }] }, 'messages[0].name'],
     ['model empty', { messages: hi, model: '' }, 'model'],
     ['model a number', { messages: hi, model: 4 }, 'model'],
     ['model too long', { messages: hi, model: 'm'.repeat(257) }, 'model'],
-    ['n is 2', { messages: hi, n: 2 }, 'n'],
     ['n is 0', { messages: hi, n: 0 }, 'n'],
-    ['tools given', { messages: hi, tools: [{ type: 'function' }] }, 'tools'],
+    ['n is 129', { messages: hi, n: 129 }, 'n'],
+    ['n fractional', { messages: hi, n: 1.5 }, 'n'],
+    ['tools not an array', { messages: hi, tools: { type: 'function' } }, 'tools'],
+    ['a tool not an object', { messages: hi, tools: ['get_weather'] }, 'tools[0]'],
+    ['a function tool without function', { messages: hi, tools: [{ type: 'function' }] }, 'tools[0].function'],
+    ['a function name with a space', { messages: hi, tools: [{ type: 'function', function: { name: 'get weather' } }] }, 'tools[0].function.name'],
+    ['a function name of 65 characters', { messages: hi, tools: [{ type: 'function', function: { name: 'f'.repeat(65) } }] }, 'tools[0].function.name'],
+    ['tool_choice unknown', { messages: hi, tool_choice: 'always' }, 'tool_choice'],
+    ['tool_choice an object without type', { messages: hi, tool_choice: { function: { name: 'f' } } }, 'tool_choice'],
+    ['response_format a string', { messages: hi, response_format: 'json' }, 'response_format'],
+    ['response_format of an unknown type', { messages: hi, response_format: { type: 'yaml' } }, 'response_format.type'],
+    ['json_schema without json_schema', { messages: hi, response_format: { type: 'json_schema' } }, 'response_format.json_schema'],
+    ['json_schema without a name', { messages: hi, response_format: { type: 'json_schema', json_schema: { schema: {} } } }, 'response_format.json_schema.name'],
+    ['logit_bias an array', { messages: hi, logit_bias: [1] }, 'logit_bias'],
+    ['a logit_bias over 100', { messages: hi, logit_bias: { '42': 101 } }, 'logit_bias.42'],
+    ['a logit_bias a string', { messages: hi, logit_bias: { '42': 'high' } }, 'logit_bias.42'],
+    ['logprobs a string', { messages: hi, logprobs: 'yes' }, 'logprobs'],
+    ['top_logprobs over 20', { messages: hi, logprobs: true, top_logprobs: 21 }, 'top_logprobs'],
+    ['top_logprobs without logprobs', { messages: hi, top_logprobs: 2 }, 'top_logprobs'],
     ['stream a string', { messages: hi, stream: 'yes' }, 'stream'],
     ['stream_options without stream', { messages: hi, stream_options: { include_usage: true } }, 'stream_options'],
     ['stream_options not an object', { messages: hi, stream: true, stream_options: true }, 'stream_options'],
@@ -128,7 +212,7 @@ describe('normaliseChat', () => {
     ['top_p above 1', { messages: hi, top_p: 1.5 }, 'top_p'],
     ['max_tokens zero', { messages: hi, max_tokens: 0 }, 'max_tokens'],
     ['max_tokens fractional', { messages: hi, max_tokens: 1.5 }, 'max_tokens'],
-    ['max_completion_tokens too big', { messages: hi, max_completion_tokens: 200_000 }, 'max_completion_tokens'],
+    ['max_completion_tokens zero', { messages: hi, max_completion_tokens: 0 }, 'max_completion_tokens'],
     ['stop a number', { messages: hi, stop: 3 }, 'stop'],
     ['stop with an empty string', { messages: hi, stop: [''] }, 'stop'],
     ['stop with five sequences', { messages: hi, stop: ['a', 'b', 'c', 'd', 'e'] }, 'stop'],
@@ -150,7 +234,7 @@ describe('normaliseChat', () => {
     ['metadata key too long', { messages: hi, metadata: { ['k'.repeat(65)]: 'v' } }, 'metadata'],
   ];
   it.each(bad)('given %s, then invalid_request naming %s', (_name, body, param, hints) => {
-    const r = rejected(() => normaliseChat(body, hints ?? {}, limits));
+    const r = rejected(() => check(body, hints));
     expect(r.code).toBe('invalid_request');
     expect(r.status).toBe(400);
     expect(r.param).toBe(param);
@@ -159,7 +243,7 @@ describe('normaliseChat', () => {
 });
 
 describe('checkModel', () => {
-  const request = (model: string) => normaliseChat({ messages: hi, model, user: 'u-9' }, {}, limits).request;
+  const request = (model: string) => check({ messages: hi, model, user: 'u-9' }).choices;
 
   it('given auto or a model the tenant may use, then it passes', () => {
     expect(() => checkModel(request('auto'), beta, config)).not.toThrow();
@@ -182,9 +266,10 @@ describe('checkModel', () => {
     expect(rejected(() => checkModel(request('constructor'), acme, config)).code).toBe('model_not_found');
   });
 
-  it('validateChat applies the configured message limit', () => {
+  it('validateRequest applies the configured message limit and checks the model', async () => {
     const messages = Array.from({ length: config.ingress.maxMessages + 1 }, () => hi[0]);
-    expect(rejected(() => validateChat({ messages }, {}, acme, config)).param).toBe('messages');
+    expect((await rejectedAsync(validateRequest('chat.completions', { messages }, {}, acme, config))).param).toBe('messages');
+    expect((await rejectedAsync(validateRequest('embeddings', { model: 'large', input: 'x' }, {}, beta, config))).code).toBe('model_not_allowed');
   });
 });
 

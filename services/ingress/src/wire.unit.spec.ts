@@ -1,30 +1,58 @@
 import { describe, expect, it } from 'vitest';
-import type { ChatResult } from '@sluice/contracts';
+import { chatChunksOf, type RequestContext } from '@sluice/contracts';
+import { answer, chatBody, chatRequest, requestContext } from '@sluice/contracts/testing';
 import { RequestRejected } from './rejection.js';
 import { rejectedEvent, requestedEvent } from './events.js';
 import { continueTrace, newRequestId } from './ids.js';
-import { retryHeaders, toChunk, toCompletion, toUsageChunk } from './openai-wire.js';
-import { answer, chatResult } from '@sluice/contracts/testing';
+import { chatChunkForClient, errorEvent, rateLimitHeaders, replayOf, resetDuration, retryHeaders, sseEvent, streamEnd } from './openai-wire.js';
 
-const result: ChatResult = chatResult('req_abc', answer('small', 3, 1, 'hello'), { created: 1_700_000_000 });
+const completion = answer('small', 3, 1, 'hello').body;
+const usage = { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 };
 
 describe('OpenAI wire format', () => {
-  it('maps a result to a chat.completion', () => {
-    expect(toCompletion(result)).toMatchObject({
-      id: 'chatcmpl-req_abc',
-      object: 'chat.completion',
-      created: 1_700_000_000,
-      model: 'small',
-      choices: [{ index: 0, message: { role: 'assistant', content: 'hello', refusal: null }, finish_reason: 'stop' }],
-      usage: result.usage,
-    });
+  it('without include_usage drops the usage chunk and the usage key of the others', () => {
+    const [first, finish, last] = chatChunksOf(completion, 'req_abc', true);
+    expect(first).toHaveProperty('usage', null);
+    expect(chatChunkForClient(first, false)).not.toHaveProperty('usage');
+    expect(chatChunkForClient(finish, false)).toMatchObject({ choices: [{ finish_reason: 'stop' }] });
+    expect(last).toMatchObject({ choices: [], usage });
+    expect(chatChunkForClient(last, false)).toBeUndefined();
+    // asked for: every chunk as the upstream sent it
+    for (const c of [first, finish, last]) expect(chatChunkForClient(c, true)).toBe(c);
   });
 
-  it('marks usage null on chunks only when usage was asked for', () => {
-    const shape = { requestId: 'req_abc', created: 1, includeUsage: true };
-    expect(toChunk(shape, 'small', { content: 'x' })).toHaveProperty('usage', null);
-    expect(toChunk({ ...shape, includeUsage: false }, 'small', { content: 'x' })).not.toHaveProperty('usage');
-    expect(toUsageChunk(shape, 'small', result.usage)).toMatchObject({ choices: [], usage: result.usage });
+  it('frames chat chunks as data lines and Responses events with their type', () => {
+    expect(sseEvent('chat.completions', { a: 1 })).toBe('data: {"a":1}\n\n');
+    expect(sseEvent('responses', { type: 'response.output_text.delta', delta: 'x' })).toBe(
+      'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":"x"}\n\n',
+    );
+    expect(streamEnd('chat.completions')).toBe('data: [DONE]\n\n');
+    expect(streamEnd('responses')).toBe('');
+  });
+
+  it('replays a whole answer as the stream it stands for', () => {
+    expect(replayOf('chat.completions', completion, 'req_abc', false).map((c) => (c as { choices: unknown[] }).choices.length)).toEqual([1, 1]);
+    const response = { id: 'resp_1', object: 'response', output: [], usage: { input_tokens: 1, output_tokens: 0 } };
+    expect(replayOf('responses', response, 'req_abc', false).map((e) => (e as { type: string }).type)).toEqual([
+      'response.created',
+      'response.in_progress',
+      'response.completed',
+    ]);
+  });
+
+  it("writes an error after the stream started as an event the SDKs throw, with an upstream's type and param", () => {
+    const error = { code: 'context_length_exceeded', message: 'too long', status: 400, type: 'invalid_request_error', param: 'messages' };
+    const body = { error: { message: 'too long', type: 'invalid_request_error', param: 'messages', code: 'context_length_exceeded' } };
+    expect(errorEvent('chat.completions', error)).toBe(`data: ${JSON.stringify(body)}\n\n`);
+    const responses = errorEvent('responses', error);
+    expect(responses.startsWith('event: error\ndata: ')).toBe(true);
+    expect(JSON.parse(responses.slice('event: error\ndata: '.length))).toEqual({
+      type: 'error',
+      code: 'context_length_exceeded',
+      message: 'too long',
+      param: 'messages',
+      ...body,
+    });
   });
 
   it.each([
@@ -34,6 +62,34 @@ describe('OpenAI wire format', () => {
     [2000, { 'retry-after': '2', 'retry-after-ms': '2000' }],
   ])('retry headers for %j ms', (ms, headers) => {
     expect(retryHeaders(ms)).toEqual(headers);
+  });
+
+  it.each([
+    [0, '0s'],
+    [17, '17ms'],
+    [120, '120ms'],
+    [1000, '1s'],
+    [8640, '8.64s'],
+    [59_999, '59.999s'],
+    [60_000, '1m0s'],
+    [90_500, '1m30.5s'],
+    [360_000, '6m0s'],
+    [3_600_000, '1h0m0s'],
+    [3_723_000, '1h2m3s'],
+  ])('writes a reset of %j ms as %j', (ms, text) => {
+    expect(resetDuration(ms)).toBe(text);
+  });
+
+  it("sends OpenAI's rate-limit headers from the tightest limits", () => {
+    expect(rateLimitHeaders(undefined)).toEqual({});
+    expect(rateLimitHeaders({ requests: { limit: 60, remaining: 59, resetMs: 1000 }, tokens: { limit: 150_000, remaining: -5, resetMs: 360_000 } })).toEqual({
+      'x-ratelimit-limit-requests': '60',
+      'x-ratelimit-remaining-requests': '59',
+      'x-ratelimit-reset-requests': '1s',
+      'x-ratelimit-limit-tokens': '150000',
+      'x-ratelimit-remaining-tokens': '0',
+      'x-ratelimit-reset-tokens': '6m0s',
+    });
   });
 });
 
@@ -79,20 +135,12 @@ describe('events', () => {
     expect(e.data).toMatchObject({ model: 'x', user: 'u', replyTo: '_INBOX.1', status: 404 });
   });
 
-  it('chat.requested has the deterministic id and the context', () => {
-    const ctx = {
-      request: {
-        model: 'auto',
-        messages: [{ role: 'user' as const, content: 'x' }],
-        priority: 'standard' as const,
-        stream: false,
-        params: {},
-        cache: 'default' as const,
-      },
-      frontDoor: 'http' as const,
-      receivedAt: 10,
-      deadline: 20,
-    };
-    expect(requestedEvent('req_2', 'acme', ctx)).toMatchObject({ id: 'req_2:chat.requested', tenant: 'acme', at: 10, data: { ctx } });
+  it('chat.requested has the deterministic id, the context and the body as sent', () => {
+    const ctx: RequestContext = requestContext(chatRequest({ endpoint: 'chat.completions' }), { frontDoor: 'http', receivedAt: 10 });
+    const body = chatBody('x', 'auto', { tools: [{ type: 'function', function: { name: 'f' } }] });
+    const e = requestedEvent('req_2', 'acme', ctx, body);
+    expect(e).toMatchObject({ id: 'req_2:chat.requested', tenant: 'acme', at: 10 });
+    expect(e.data).toEqual({ ctx, body });
+    expect(e.data.body).toBe(body);
   });
 });

@@ -1,4 +1,5 @@
 import type { AnyEvent, Candidate, SluiceConfig, SluiceEvent } from '@sluice/contracts';
+import type { Streamed } from './cancels.js';
 import type { Circuit } from './circuit.js';
 import type { InvokerSettings } from './plan.js';
 import { mayHaveAnswer, type DeliveryCount, type StoredAnswer } from './replay.js';
@@ -37,12 +38,17 @@ export interface AttemptState {
   circuits: Readonly<Record<string, Circuit>>;
 }
 
-/** What happened since the last step: nothing yet, a wait, or the upstream call's result. */
+/**
+ * What happened since the last step: nothing yet, a wait, the upstream call's result, or the
+ * client's cancel. `sent` lists what Sluice changed in the body it sent (outgoing.ts).
+ */
 export type AttemptOutcome =
   | { kind: 'start' }
   | { kind: 'waited' }
-  | { kind: 'answered'; answer: UpstreamAnswer; latencyMs: number }
-  | { kind: 'failed'; failure: Failure; latencyMs: number };
+  | { kind: 'answered'; answer: UpstreamAnswer; latencyMs: number; sent?: readonly string[] }
+  | { kind: 'failed'; failure: Failure; latencyMs: number; sent?: readonly string[] }
+  /** `streamed` is what the running call had sent the client; undefined when no call was running. */
+  | { kind: 'cancelled'; streamed?: Streamed; latencyMs?: number };
 
 /** What the interpreter does next. */
 export type Next =
@@ -50,7 +56,7 @@ export type Next =
   | { kind: 'call'; candidate: Candidate; attempt: number; suffix: string | number }
   /** Sleep, then step again with `{ kind: 'waited' }`. */
   | { kind: 'wait'; ms: number }
-  /** Publish the terminal event once the step events are in the stream, then reply and store. */
+  /** Publish the terminal event once the step events are in the stream, then reply (if anyone listens) and store. */
   | { kind: 'conclude'; terminal: StoredAnswer['event']; reply: StoredAnswer['result'] };
 
 /** One step of the attempt loop. */

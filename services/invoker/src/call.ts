@@ -1,7 +1,9 @@
 import { performance } from 'node:perf_hooks';
 import type { Candidate, ChatReply, Deployment, SluiceEvent } from '@sluice/contracts';
+import { streamReader } from './answer.js';
 import type { AttemptOutcome } from './attempts.js';
-import { classifyError } from './retry.js';
+import { outgoing } from './outgoing.js';
+import { CallCancelled, classifyError } from './retry.js';
 import { callUpstream, type ClientPool } from './upstream.js';
 
 /** What one attempt needs besides the request: the clients, the reply inbox and the clock. */
@@ -11,44 +13,63 @@ export interface CallDeps {
   now: () => number;
 }
 
+/** One request as the attempts send it: the routed event, the client's body, the client's cancel. */
+export interface CallInput {
+  event: SluiceEvent<'chat.routed'>;
+  body: Record<string, unknown>;
+  cancel: AbortSignal;
+}
+
 /**
- * One attempt on one candidate: the upstream call, each streamed delta forwarded to the client as
- * it arrives, and the result (never a throw) for the next step. A failure after the first
- * forwarded delta is marked `partial`: the client has seen part of an answer, so nothing may retry.
+ * One attempt on one candidate: the upstream call with the client's body (Sluice's decisions
+ * applied, outgoing.ts), each streamed chunk forwarded to the client as it arrives, and the
+ * result (never a throw) for the next step. A failure after the first forwarded chunk is marked
+ * `partial`: the client has seen part of an answer, so nothing may retry. A cancel ends the call
+ * at once and reports what was streamed, to be billed.
  */
-export async function attemptCall(deps: CallDeps, event: SluiceEvent<'chat.routed'>, candidate: Candidate, deployment: Deployment): Promise<AttemptOutcome> {
+export async function attemptCall(deps: CallDeps, input: CallInput, candidate: Candidate, deployment: Deployment): Promise<AttemptOutcome> {
+  const { event, body, cancel } = input;
   const { ctx, maxTokens } = event.data;
   const { requestId } = event;
+  const { endpoint } = ctx.request;
   let forwarded = false;
   const started = performance.now();
   const latency = () => Math.round((performance.now() - started) * 10) / 10;
   const model = deployment.upstreamModel ?? candidate.model;
+  const request = outgoing(endpoint, body, { model, stream: ctx.request.stream, ...(maxTokens !== undefined ? { maxTokens } : {}) });
+  const reader = request.stream ? streamReader(endpoint, requestId, request.addedUsage) : undefined;
   try {
     const answer = await callUpstream({
       client: deps.clients.get(candidate.deployment, deployment),
-      model,
+      endpoint,
+      requestId,
+      request,
       idempotencyKey: idempotencyKey(requestId, candidate.deployment, model),
-      request: ctx.request,
-      ...(maxTokens !== undefined ? { maxTokens } : {}),
       idleTimeoutMs: deployment.timeoutMs,
       deadline: ctx.deadline,
       now: deps.now,
-      onDelta: (content) => {
-        deps.reply(ctx.replyTo, { requestId, model: candidate.model, chunk: forwarded ? { content } : { content, role: 'assistant' } });
+      cancel,
+      ...(reader ? { reader } : {}),
+      forward: (chunk) => {
+        // the first chunk carries the limits ingress sends as headers with it
+        const limits = !forwarded && ctx.rateLimit !== undefined ? { rateLimit: ctx.rateLimit } : {};
+        deps.reply(ctx.replyTo, { requestId, model: candidate.model, chunk, ...limits });
         forwarded = true;
       },
     });
-    return { kind: 'answered', answer, latencyMs: latency() };
+    return { kind: 'answered', answer, latencyMs: latency(), sent: request.changes };
   } catch (e) {
+    if (e instanceof CallCancelled) return { kind: 'cancelled', streamed: reader?.streamed() ?? { text: '' }, latencyMs: latency() };
     const failure = classifyError(e, deps.now());
-    return { kind: 'failed', failure: forwarded ? { ...failure, partial: true } : failure, latencyMs: latency() };
+    return { kind: 'failed', failure: forwarded ? { ...failure, partial: true } : failure, latencyMs: latency(), sent: request.changes };
   }
 }
 
 /**
  * One key per request, deployment and model: the body sent for them is the same on every
- * delivery (it comes from the chat.routed event), as an idempotency key requires. Retries after a
- * failure reuse it, which is right: upstreams keep only answers served in full.
+ * delivery (the client's body from chat.requested, with the same decisions applied), as an
+ * idempotency key requires. Retries after a failure reuse it, which is right: upstreams keep
+ * only answers served in full.
  */
 function idempotencyKey(requestId: string, deployment: string, model: string): string {
   return `sluice:${requestId}:${deployment}:${model}`;

@@ -1,4 +1,5 @@
 import { makeEvent, ServiceName, type Candidate, type SluiceEvent } from '@sluice/contracts';
+import { answer as answerOf, chatRequest } from '@sluice/contracts/testing';
 import { startAttempts, type AttemptOutcome, type AttemptState, type Invocation, type Step } from './attempts.js';
 import type { Circuit } from './circuit.js';
 import type { InvokerSettings } from './plan.js';
@@ -21,16 +22,9 @@ export const settings: InvokerSettings = {
 export const A: Candidate = { model: 'gpt-4o-mini', deployment: 'a' };
 export const B: Candidate = { model: 'gpt-4o', deployment: 'b' };
 
-function routed(candidates: Candidate[], content = 'What is the capital of France?'): SluiceEvent<'chat.routed'> {
+function routed(candidates: Candidate[]): SluiceEvent<'chat.routed'> {
   const ctx = {
-    request: {
-      model: 'auto',
-      messages: [{ role: 'user' as const, content }],
-      priority: 'standard' as const,
-      stream: false,
-      params: {},
-      cache: 'default' as const,
-    },
+    request: chatRequest({ model: 'auto', promptTokens: 12 }),
     replyTo: '_INBOX.r1',
     frontDoor: 'nats' as const,
     receivedAt: T0 - 100,
@@ -49,21 +43,21 @@ export function invocation(candidates: Candidate[] = [A, B], over: Partial<Invoc
   return { event: routed(candidates), delivery: {}, settings, deployments, maxPayload: 8 * 1024 * 1024, random: () => 1, ...over };
 }
 
-export const answered = (content = 'Paris.', latencyMs = 120): AttemptOutcome => ({ kind: 'answered', answer: answer(content), latencyMs });
+export const answered = (content = 'Paris.', latencyMs = 120): Extract<AttemptOutcome, { kind: 'answered' }> => ({
+  kind: 'answered',
+  answer: answer(content),
+  latencyMs,
+});
 export const failed = (failure: Partial<Failure> = {}, latencyMs = 80): AttemptOutcome => ({
   kind: 'failed',
   failure: { kind: 'status', status: 500, message: 'boom', retryable: true, ...failure },
   latencyMs,
 });
 
+/** A chat completion saying `content` (12 prompt and 3 completion tokens), as the upstream answered it. */
 function answer(content: string): UpstreamAnswer {
-  return {
-    status: 200,
-    content,
-    finishReason: 'stop',
-    usage: { prompt_tokens: 12, completion_tokens: 3, total_tokens: 15 },
-    remaining: { requests: '99', tokens: '9000' },
-  };
+  const { body, usage } = answerOf('gpt-4o-mini', 12, 3, content);
+  return { status: 200, body, usage, remaining: { requests: '99', tokens: '9000' } };
 }
 
 export function openCircuit(openedAt: number, failures = 3): Circuit {

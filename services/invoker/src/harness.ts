@@ -1,3 +1,5 @@
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { consumeEvents, publishEvent, type Bus } from '@sluice/bus';
 import { eventuallyFound, startTestBus } from '@sluice/bus/testing';
 import {
@@ -6,6 +8,7 @@ import {
   makeEvent,
   parseEvent,
   ServiceName,
+  Subjects,
   Topology,
   type AnyEvent,
   type Candidate,
@@ -13,9 +16,11 @@ import {
   type ChatErrorReply,
   type ChatReply,
   type ChatResult,
+  type Endpoint,
   type EventType,
   type SluiceEvent,
 } from '@sluice/contracts';
+import { chatBody, chatRequest } from '@sluice/contracts/testing';
 import { startSim, type Sim, type SimOptions } from '@sluice/openai-sim';
 import type { Arrival } from './invoke.js';
 import type { StoredAnswer } from './replay.js';
@@ -24,7 +29,9 @@ import { onChatRouted, wireInvoker } from './service.js';
 
 /**
  * Test harness for the invoker's integration tests: a private nats-server, one simulator per
- * deployment, the invoker wired as main.ts wires it, and a recorder of every event.
+ * deployment (or a recorder of what the invoker sends), the invoker wired as main.ts wires it,
+ * and a recorder of every event. Each request's body is published in a chat.requested first,
+ * as ingress does, and `ctx.requestSeq` points at it, as the limiter sets it.
  */
 export const TENANT = 'acme';
 const decoder = new TextDecoder();
@@ -32,6 +39,15 @@ const decoder = new TextDecoder();
 export interface DeploymentSpec {
   sim?: SimOptions;
   timeoutMs?: number;
+  /** Instead of a simulator, a recorder of the requests it receives that answers each with `capture`'s body. */
+  capture?: unknown;
+}
+
+/** One request a capturing deployment received, as it arrived. */
+interface Captured {
+  path: string;
+  headers: IncomingHttpHeaders;
+  body: unknown;
 }
 
 interface Outcome {
@@ -48,18 +64,29 @@ interface InvokeOptions {
   stream?: boolean;
   deadlineMs?: number;
   prompt?: string;
-  onChunk?: () => void;
+  /** The client's body (default: one user message saying `prompt`, for the first candidate's model). */
+  body?: Record<string, unknown>;
+  endpoint?: Endpoint;
+  /** The degrade cap the router decided. */
+  maxTokens?: number;
+  /** Where ctx.requestSeq points instead of the request's own chat.requested. */
+  requestSeq?: number;
+  onChunk?: (chunk: ChatChunk) => void;
 }
 
 export interface Harness {
   sims: Record<string, Sim>;
+  /** What each capturing deployment received, in order. */
+  captured: Record<string, Captured[]>;
   bus: Bus;
   /** Every event seen on the stream's subjects, in order. */
   events: AnyEvent[];
   /** Publishes a chat.routed event as the router would; resolves with the final reply and the terminal event. */
   invoke(candidates: Candidate[], opts?: InvokeOptions): Promise<Outcome>;
-  /** A chat.routed event as the router would publish it, not published. */
-  routed(candidates: Candidate[], opts?: InvokeOptions): SluiceEvent<'chat.routed'>;
+  /** A chat.routed event as the router would publish it, not published (its chat.requested is). */
+  routed(candidates: Candidate[], opts?: InvokeOptions): Promise<SluiceEvent<'chat.routed'>>;
+  /** A client's cancel of its request, as ingress (or a NATS client) publishes it. */
+  cancel(requestId: string): void;
   /**
    * Hands a chat.routed to an invoker handler (wired like the service, its own circuits) as
    * consumeEvents would with this delivery; resolves with the reply and the events it published.
@@ -76,7 +103,10 @@ export interface Harness {
 
 export async function startHarness(deployments: Record<string, DeploymentSpec>, invoker: Record<string, number>): Promise<Harness> {
   const names = Object.keys(deployments);
-  const started = await Promise.all(names.map((n) => startSim(deployments[n]!.sim ?? {})));
+  const captured: Record<string, Captured[]> = {};
+  const started = await Promise.all(
+    names.map((n) => (deployments[n]!.capture !== undefined ? startCapture(deployments[n]!.capture, (captured[n] = [])) : startSim(deployments[n]!.sim ?? {}))),
+  );
   const sims = Object.fromEntries(names.map((n, i) => [n, started[i]!]));
 
   // the config names the simulators' URLs, so they start first
@@ -86,51 +116,53 @@ export async function startHarness(deployments: Record<string, DeploymentSpec>, 
   );
   const { bus, buckets, control, log } = testBus;
   // the consumer as main.ts wires it
+  const wired = wireInvoker({ bus, buckets, control, log, env: {} });
   const consumption = await consumeEvents(bus, {
     consumer: Consumers.invoker,
     concurrency: control.config().invoker.concurrency,
     log,
-    handler: onChatRouted(wireInvoker({ bus, buckets, control, log, env: {} })),
+    handler: onChatRouted(wired.invoke),
   });
-  const handler = wireInvoker({ bus, buckets, control, log, env: {} });
+  const other = wireInvoker({ bus, buckets, control, log, env: {} });
+  const handler = other.invoke;
   const results = kvResultStore(buckets.results);
   const events: AnyEvent[] = [];
   bus.nc.subscribe('sluice.evt.>', { callback: (_e, m) => void events.push(JSON.parse(decoder.decode(m.data)) as AnyEvent) });
 
   let seq = 0;
-  const routed = (candidates: Candidate[], opts: InvokeOptions = {}): SluiceEvent<'chat.routed'> => {
+  const routed = async (candidates: Candidate[], opts: InvokeOptions = {}): Promise<SluiceEvent<'chat.routed'>> => {
     const n = ++seq;
     const requestId = `req-${process.pid}-${n}`;
     const now = Date.now();
+    const stream = opts.stream ?? false;
+    const body = opts.body ?? chatBody(opts.prompt ?? `Say hello number ${n}`, candidates[0]!.model, stream ? { stream } : {});
+    const ctx = {
+      request: chatRequest({ endpoint: opts.endpoint ?? 'chat.completions', model: candidates[0]!.model, stream, promptTokens: 12 }),
+      replyTo: `_INBOX.test.${requestId}`,
+      frontDoor: 'nats' as const,
+      receivedAt: now,
+      deadline: now + (opts.deadlineMs ?? 30_000),
+    };
+    // what ingress publishes: the one event with the body
+    const fields = { requestId, tenant: TENANT, at: now, reason: 'test' };
+    const ack = await publishEvent(bus.js, makeEvent('chat.requested', { ...fields, service: ServiceName.Ingress }, { ctx, body }));
     return makeEvent(
       'chat.routed',
-      { requestId, tenant: TENANT, service: ServiceName.Router, at: now, reason: 'test' },
+      { ...fields, service: ServiceName.Router },
       {
-        ctx: {
-          request: {
-            model: candidates[0]!.model,
-            messages: [{ role: 'user', content: opts.prompt ?? `Say hello number ${n}` }],
-            priority: 'standard',
-            stream: opts.stream ?? false,
-            params: {},
-            cache: 'default',
-          },
-          replyTo: `_INBOX.test.${requestId}`,
-          frontDoor: 'nats',
-          receivedAt: now,
-          deadline: now + (opts.deadlineMs ?? 30_000),
-        },
+        ctx: { ...ctx, requestSeq: opts.requestSeq ?? ack.seq },
         tier: 'small',
         lane: 'standard',
         candidates,
         degradeLevel: 0,
         cacheKey: `${TENANT}.key-${n}`,
+        ...(opts.maxTokens !== undefined ? { maxTokens: opts.maxTokens } : {}),
       },
     );
   };
 
   /** Listens on the request's inbox, runs `send`, and waits for the final reply and a terminal event after it. */
-  const answerOf = async (event: SluiceEvent<'chat.routed'>, send: () => Promise<unknown>, onChunk?: () => void): Promise<Outcome> => {
+  const answerOf = async (event: SluiceEvent<'chat.routed'>, send: () => Promise<unknown>, onChunk?: (chunk: ChatChunk) => void): Promise<Outcome> => {
     const { requestId } = event;
     const chunks: ChatChunk[] = [];
     const from = events.length;
@@ -140,7 +172,7 @@ export async function startHarness(deployments: Record<string, DeploymentSpec>, 
           const reply = JSON.parse(decoder.decode(m.data)) as ChatReply;
           if (isChunk(reply)) {
             chunks.push(reply);
-            onChunk?.();
+            onChunk?.(reply);
           } else {
             sub.unsubscribe();
             resolve(reply);
@@ -151,18 +183,20 @@ export async function startHarness(deployments: Record<string, DeploymentSpec>, 
     await send();
     const reply = await final;
     const mine = () => events.slice(from).filter((e) => e.requestId === requestId);
-    const terminal = await waitFor(() => mine().find((e) => e.type === 'chat.completed' || e.type === 'chat.failed'));
+    const terminal = await waitFor(() => mine().find((e) => e.type === 'chat.completed' || e.type === 'chat.failed' || e.type === 'chat.cancelled'));
     if (!terminal) throw new Error(`no terminal event for ${requestId}`);
     return { requestId, routed: event, chunks, final: reply, events: mine() };
   };
 
   return {
     sims,
+    captured,
     bus,
     events,
     routed,
-    invoke(candidates, opts = {}) {
-      const event = routed(candidates, opts);
+    cancel: (requestId) => bus.nc.publish(Subjects.cancel(requestId)),
+    async invoke(candidates, opts = {}) {
+      const event = await routed(candidates, opts);
       return answerOf(event, () => publishEvent(bus.js, event), opts.onChunk);
     },
     deliver: (event, delivery) => answerOf(event, () => handler(event, delivery)),
@@ -184,9 +218,43 @@ export async function startHarness(deployments: Record<string, DeploymentSpec>, 
     },
     async stop() {
       await consumption.stop();
+      wired.stop();
+      other.stop();
       await testBus.stop();
       await Promise.all(Object.values(sims).map((s) => s.close().catch(() => undefined)));
     },
+  };
+}
+
+/**
+ * A stand-in upstream that records every request as it arrived and answers each with `answer`
+ * (JSON, 200): for asserting the exact body the invoker sends. Shaped like a Sim so the harness
+ * treats both alike; its stats are zero.
+ */
+async function startCapture(answer: unknown, into: Captured[]): Promise<Sim> {
+  const server = createServer((req, res) => {
+    const parts: Buffer[] = [];
+    req.on('data', (c: Buffer) => parts.push(c));
+    req.on('end', () => {
+      into.push({ path: req.url ?? '', headers: req.headers, body: JSON.parse(Buffer.concat(parts).toString('utf8')) as unknown });
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  const none = { requests: 0, completions: 0, promptTokens: 0, completionTokens: 0, totalTokens: 0, embeddings: 0, embeddingTokens: 0 };
+  const stats = { ...none, errors: 0, throttled: 0, timeouts: 0, replays: 0, responses: 0, aborted: 0, abortedTokens: 0 };
+  return {
+    url: `http://127.0.0.1:${port}/v1`,
+    port,
+    stats: () => ({ ...stats }),
+    setFaults: () => undefined,
+    reset: () => void into.splice(0),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
 

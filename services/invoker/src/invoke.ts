@@ -1,12 +1,14 @@
 import type { AnyEvent, Candidate, ChatReply, SluiceConfig, SluiceEvent } from '@sluice/contracts';
 import type { Delivery } from '@sluice/bus';
 import { withTrace, type Logger } from '@sluice/telemetry';
-import { startAttempts, type AttemptOutcome, type Invocation } from './attempts.js';
+import { startAttempts, type AttemptOutcome, type Invocation, type Step } from './attempts.js';
+import { Unsendable, type BodyReader } from './body.js';
 import { attemptCall } from './call.js';
+import type { Cancels } from './cancels.js';
 import type { Circuit } from './circuit.js';
 import { decideDelivery, mayHaveAnswer, type DeliveryCount, type StoredAnswer } from './replay.js';
 import type { ResultStore } from './results.js';
-import { step } from './step.js';
+import { step, unsendable } from './step.js';
 import { Timeline } from './timeline.js';
 import type { ClientPool } from './upstream.js';
 
@@ -26,10 +28,15 @@ export interface InvokerDeps {
   results: ResultStore;
   /** The NATS server's max_payload in bytes: an answer is cut to fit the messages that carry it (fit.ts). */
   maxPayload: () => number;
+  /** The client's body of a request, from its chat.requested (body.ts). */
+  readBody: BodyReader;
+  /** The clients' cancels: a cancelled request's call is stopped and the request ends as chat.cancelled. */
+  cancels: Cancels;
   log: Logger;
   now?: () => number;
   random?: () => number;
-  sleep?: (ms: number) => Promise<void>;
+  /** Resolves after `ms`, or as soon as `cancel` aborts. */
+  sleep?: (ms: number, cancel: AbortSignal) => Promise<void>;
 }
 
 /** W3C trace context of the input, carried to every event it causes. */
@@ -42,11 +49,12 @@ export type Arrival = Trace & DeliveryCount;
 export type Invoke = (event: SluiceEvent<'chat.routed'>, delivery?: Arrival) => Promise<void>;
 
 /**
- * Handles one chat.routed event: calls the candidates in order with retries, backoff and
- * circuit breakers, publishes every attempt, then ends the request with chat.completed or
- * chat.failed, answers the client and stores the answer. Resolves once the terminal event is in
- * the stream and the answer is stored. A redelivery whose request already has a stored answer
- * re-publishes its terminal event and re-sends the answer without calling the upstream.
+ * Handles one chat.routed event: reads the client's body, calls the candidates in order with
+ * retries, backoff and circuit breakers, publishes every attempt, then ends the request with
+ * chat.completed, chat.failed or (the client cancelled) chat.cancelled, answers the client and
+ * stores the answer. Resolves once the terminal event is in the stream and the answer is stored.
+ * A redelivery whose request already has a stored answer re-publishes its terminal event and
+ * re-sends the answer without calling the upstream.
  *
  * What to do is decided by `step` (pure, step.ts); this loop only does it: the upstream call, the
  * sleep, the publishes and the writes to the shared circuit map.
@@ -54,7 +62,7 @@ export type Invoke = (event: SluiceEvent<'chat.routed'>, delivery?: Arrival) => 
 export function createInvoker(deps: InvokerDeps): Invoke {
   const now = deps.now ?? Date.now;
   const random = deps.random ?? Math.random;
-  const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const sleep = deps.sleep ?? sleepUnlessCancelled;
   const calls = { clients: deps.clients, reply: deps.reply, now };
 
   return async function invoke(event, delivery = {}) {
@@ -76,52 +84,84 @@ export function createInvoker(deps: InvokerDeps): Invoke {
     const config = deps.config();
     const inv: Invocation = { event, delivery, settings: config.invoker, deployments: config.deployments, maxPayload: deps.maxPayload(), random };
     const timeline = new Timeline(publish);
-    let state = startAttempts(inv);
-    let outcome: AttemptOutcome = { kind: 'start' };
-    for (;;) {
-      // read and written back with no await between, so no other request's change is lost
-      const s = step(inv, { ...state, circuits: circuitsOf(deps.circuits, candidates) }, outcome, now());
-      for (const [deployment, circuit] of Object.entries(s.circuits)) deps.circuits.set(deployment, circuit);
-      for (const e of s.events) {
-        logTransition(log, e);
-        timeline.fire(e);
+    const cancel = deps.cancels.watch(requestId);
+    try {
+      let state = startAttempts(inv);
+      let body: Record<string, unknown> | undefined;
+      let s: Step | undefined;
+      try {
+        body = await deps.readBody(ctx, requestId);
+      } catch (e) {
+        if (!(e instanceof Unsendable)) throw e;
+        log.error({ err: e }, 'request body unreadable; failing the request');
+        s = unsendable(inv, state, e.message, now());
       }
-      state = s.state;
-      const next = s.next;
-      switch (next.kind) {
-        case 'call':
-          outcome = await attemptCall(calls, event, next.candidate, config.deployments[next.candidate.deployment]!);
-          break;
-        case 'wait':
-          await sleep(next.ms);
-          outcome = { kind: 'waited' };
-          break;
-        case 'conclude': {
-          const { terminal, reply } = next;
-          await publishTerminal(timeline, publish, terminal);
-          // stored alongside the reply, and awaited before the input is acked, so a redelivery
-          // after this point replays instead of calling the upstream
-          const storing = store(deps.results, { requestId, tenant, result: reply, completedAt: terminal.at, event: terminal }, log);
-          deps.reply(ctx.replyTo, reply);
-          return storing;
+      let outcome: AttemptOutcome = { kind: 'start' };
+      for (;;) {
+        // a cancel between calls (it came first, or during a wait) ends the request before the next one
+        if (cancel.aborted && (outcome.kind === 'start' || outcome.kind === 'waited')) outcome = { kind: 'cancelled' };
+        // read and written back with no await between, so no other request's change is lost
+        s ??= step(inv, { ...state, circuits: circuitsOf(deps.circuits, candidates) }, outcome, now());
+        for (const [deployment, circuit] of Object.entries(s.circuits)) deps.circuits.set(deployment, circuit);
+        for (const e of s.events) {
+          logTransition(log, e);
+          timeline.fire(e);
         }
-        default: {
-          const _exhaustive: never = next;
-          return _exhaustive;
+        state = s.state;
+        const next = s.next;
+        s = undefined;
+        switch (next.kind) {
+          case 'call':
+            outcome = await attemptCall(calls, { event, body: body!, cancel }, next.candidate, config.deployments[next.candidate.deployment]!);
+            break;
+          case 'wait':
+            await sleep(next.ms, cancel);
+            outcome = { kind: 'waited' };
+            break;
+          case 'conclude': {
+            const { terminal, reply } = next;
+            await publishTerminal(timeline, publish, terminal);
+            // stored alongside the reply, and awaited before the input is acked, so a redelivery
+            // after this point replays instead of calling the upstream
+            const storing = store(deps.results, { requestId, tenant, result: reply, completedAt: terminal.at, event: terminal }, log);
+            // a cancelled request's client is usually gone; the inbox drops what nobody listens to
+            deps.reply(ctx.replyTo, reply);
+            return await storing;
+          }
+          default: {
+            const _exhaustive: never = next;
+            return _exhaustive;
+          }
         }
       }
+    } finally {
+      deps.cancels.done(requestId);
     }
   };
 }
 
+/** Sleeps `ms`, or less when the request is cancelled meanwhile. */
+function sleepUnlessCancelled(ms: number, cancel: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (cancel.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      cancel.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    cancel.addEventListener('abort', done, { once: true });
+  });
+}
+
 /**
  * Publishes the terminal event once every event of the timeline is in the stream. chat.completed
- * is sent right behind the attempts on the same connection, so the stream keeps their order,
- * without waiting a round trip for their acks; the reply (and the ack of the input) still waits
- * for all of them. chat.failed goes out only after them.
+ * (and chat.cancelled) is sent right behind the attempts on the same connection, so the stream
+ * keeps their order, without waiting a round trip for their acks; the reply (and the ack of the
+ * input) still waits for all of them. chat.failed goes out only after them.
  */
 async function publishTerminal(timeline: Timeline, publish: (e: AnyEvent) => Promise<unknown>, terminal: StoredAnswer['event']): Promise<void> {
-  if (terminal.type === 'chat.completed') {
+  if (terminal.type !== 'chat.failed') {
     await Promise.all([timeline.settle(), publish(terminal)]);
   } else {
     await timeline.settle();

@@ -1,4 +1,4 @@
-import type { Candidate, ErrorCode, SluiceConfig } from '@sluice/contracts';
+import type { Candidate, ErrorCode, SluiceConfig, UpstreamError } from '@sluice/contracts';
 import { admit, type Circuit } from './circuit.js';
 import { backoffMs, type Failure } from './retry.js';
 
@@ -8,7 +8,8 @@ export type InvokerSettings = SluiceConfig['invoker'];
 export type NextStep =
   | { kind: 'retry'; delayMs: number; reason: string }
   | { kind: 'next-candidate'; reason: string }
-  | { kind: 'fail'; code: ErrorCode; message: string; reason: string };
+  /** End the request; `upstream` when the upstream's own refusal is what the client is told. */
+  | { kind: 'fail'; code: ErrorCode; message: string; reason: string; upstream?: UpstreamError };
 
 export interface FailureContext {
   /** 1-based attempt number on the current candidate. */
@@ -21,8 +22,11 @@ export interface FailureContext {
   random: () => number;
 }
 
-/** Statuses that are the upstream's (or our configuration's) fault, not the request's. */
-const DEPLOYMENT_FAULTS = new Set([401, 403, 404]);
+/**
+ * Statuses that are our configuration's fault, not the request's: the deployment's key is wrong
+ * or lacks access. Passing them on would tell the client its own key is bad.
+ */
+const DEPLOYMENT_FAULTS = new Set([401, 403]);
 
 /** Whether a failure says the deployment is unhealthy (counts towards its circuit). */
 export function countsAgainstDeployment(f: Failure): boolean {
@@ -34,8 +38,9 @@ export function countsAgainstDeployment(f: Failure): boolean {
  * Decides what follows a failed attempt. Retries stay on the same candidate with jittered
  * exponential backoff, or at least the upstream's Retry-After; when that wait would pass the
  * deadline, or a fallback exists and the upstream asks for more than `maxBackoffMs`, we move
- * on rather than sleep. Client errors end the request at once: another deployment would
- * refuse the same request the same way.
+ * on rather than sleep. The upstream's refusal of the request (a 4xx other than 408, 409, 429
+ * and our own key's 401/403) ends it at once with the upstream's error: another deployment
+ * would refuse the same body the same way (`context_length_exceeded`, a bad `tools` schema).
  */
 export function afterFailure(f: Failure, c: FailureContext): NextStep {
   if (f.partial) {
@@ -47,10 +52,15 @@ export function afterFailure(f: Failure, c: FailureContext): NextStep {
     };
   }
   if (f.status !== undefined && !f.retryable) {
-    if (DEPLOYMENT_FAULTS.has(f.status)) {
-      return { kind: 'fail', code: 'upstream_failed', message: f.message, reason: `upstream refused with ${f.status}` };
-    }
-    return { kind: 'fail', code: 'invalid_request', message: f.message, reason: `upstream rejected the request with ${f.status}` };
+    if (DEPLOYMENT_FAULTS.has(f.status)) return { kind: 'next-candidate', reason: `upstream refused our key with ${f.status}` };
+    const code = f.upstream?.code ? ` (${f.upstream.code})` : '';
+    return {
+      kind: 'fail',
+      code: 'upstream_rejected',
+      message: f.message,
+      reason: `upstream rejected the request with ${f.status}${code}; passed to the client`,
+      ...(f.upstream !== undefined ? { upstream: f.upstream } : {}),
+    };
   }
   if (!f.retryable) return { kind: 'next-candidate', reason: `not retryable: ${f.message}` };
   if (c.attemptOnCandidate >= c.settings.maxAttemptsPerDeployment) {
@@ -68,9 +78,13 @@ export function afterFailure(f: Failure, c: FailureContext): NextStep {
   return { kind: 'retry', delayMs, reason: why };
 }
 
-/** The code a request that ran out of candidates ends with. */
-export function exhaustedCode(now: number, deadline: number): ErrorCode {
-  return now >= deadline ? 'deadline_exceeded' : 'upstream_failed';
+/**
+ * The code a request that ran out of candidates ends with: the deadline's, else the upstream's
+ * rate limit when that is what stopped the last attempt (the client may retry later), else ours.
+ */
+export function exhaustedCode(now: number, deadline: number, last?: Failure): ErrorCode {
+  if (now >= deadline) return 'deadline_exceeded';
+  return last?.status === 429 ? 'rate_limit_exceeded' : 'upstream_failed';
 }
 
 export interface Pick {

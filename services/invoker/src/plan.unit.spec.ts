@@ -45,18 +45,15 @@ describe('afterFailure', () => {
     expect(afterFailure(f, ctx())).toMatchObject({ kind: 'next-candidate' });
     expect(afterFailure(f, ctx({ hasFallback: false }))).toMatchObject({ kind: 'retry', delayMs: 20_000 });
   });
-  it('fails at once on a request the upstream rejects, keeping its message', () => {
-    const bad: Failure = { kind: 'status', status: 400, message: "Invalid 'temperature'", retryable: false };
-    expect(afterFailure(bad, ctx())).toMatchObject({ kind: 'fail', code: 'invalid_request', message: "Invalid 'temperature'" });
-    expect(afterFailure({ ...bad, status: 422 }, ctx())).toMatchObject({ kind: 'fail', code: 'invalid_request' });
+  it("fails at once on a request the upstream rejects, keeping the upstream's error", () => {
+    const upstream = { status: 400, type: 'invalid_request_error', code: null, param: 'temperature', message: "Invalid 'temperature'" };
+    const bad: Failure = { kind: 'status', status: 400, message: "Invalid 'temperature'", retryable: false, upstream };
+    expect(afterFailure(bad, ctx())).toMatchObject({ kind: 'fail', code: 'upstream_rejected', message: "Invalid 'temperature'", upstream });
+    for (const status of [404, 413, 422]) expect(afterFailure({ ...bad, status }, ctx())).toMatchObject({ kind: 'fail', code: 'upstream_rejected' });
   });
-  it('fails at once with upstream_failed on auth and not-found errors', () => {
-    for (const status of [401, 403, 404]) {
-      expect(afterFailure({ kind: 'status', status, message: 'nope', retryable: false }, ctx())).toMatchObject({
-        kind: 'fail',
-        code: 'upstream_failed',
-        message: 'nope',
-      });
+  it('falls back when the upstream refuses our key (401, 403): another deployment may hold a good one', () => {
+    for (const status of [401, 403]) {
+      expect(afterFailure({ kind: 'status', status, message: 'nope', retryable: false }, ctx())).toMatchObject({ kind: 'next-candidate' });
     }
   });
   it('never retries once part of the answer was streamed', () => {
@@ -73,6 +70,7 @@ describe('countsAgainstDeployment', () => {
     expect(countsAgainstDeployment({ kind: 'timeout', message: 't', retryable: true })).toBe(true);
     expect(countsAgainstDeployment({ kind: 'status', status: 401, message: 'x', retryable: false })).toBe(true);
     expect(countsAgainstDeployment({ kind: 'status', status: 400, message: 'x', retryable: false })).toBe(false);
+    expect(countsAgainstDeployment({ kind: 'status', status: 404, message: 'x', retryable: false })).toBe(false);
   });
 });
 
@@ -114,5 +112,11 @@ describe('exhaustedCode', () => {
   it('says deadline_exceeded only when the deadline passed', () => {
     expect(exhaustedCode(10, 11)).toBe('upstream_failed');
     expect(exhaustedCode(11, 11)).toBe('deadline_exceeded');
+  });
+  it("says rate_limit_exceeded when the upstream's 429 stopped the last attempt", () => {
+    const limited: Failure = { kind: 'status', status: 429, message: 'slow down', retryable: true };
+    expect(exhaustedCode(10, 11, limited)).toBe('rate_limit_exceeded');
+    expect(exhaustedCode(10, 11, { ...limited, status: 500 })).toBe('upstream_failed');
+    expect(exhaustedCode(11, 11, limited)).toBe('deadline_exceeded');
   });
 });

@@ -12,8 +12,11 @@ export interface StoredAnswer {
   result: ChatResult | ChatErrorReply;
   /** Epoch ms: the terminal event's `at`. */
   completedAt: number;
-  event: SluiceEvent<'chat.completed'> | SluiceEvent<'chat.failed'>;
+  event: SluiceEvent<'chat.completed'> | SluiceEvent<'chat.failed'> | SluiceEvent<'chat.cancelled'>;
 }
+
+/** The invoker's terminal events: the ones a stored answer may hold. */
+const TERMINAL: ReadonlySet<string> = new Set(['chat.completed', 'chat.failed', 'chat.cancelled']);
 
 /** The part of a delivery these decisions read (consumeEvents' `Delivery` has it). */
 export interface DeliveryCount {
@@ -30,11 +33,6 @@ export function mayHaveAnswer(delivery: DeliveryCount): boolean {
 }
 
 /**
- * What to do with a chat.routed given what the results bucket holds for it: replay a stored
- * answer (no upstream call), or invoke the upstream. A stored answer is only trusted on a
- * redelivery, the one case where this invoker may already have answered.
- */
-/**
  * A stored answer read back from `sluice_results`, or undefined when it does not have the shape
  * this invoker writes (an older format, a damaged entry): then the redelivery calls the upstream
  * again (under the same Idempotency-Key) instead of replaying something malformed.
@@ -42,10 +40,15 @@ export function mayHaveAnswer(delivery: DeliveryCount): boolean {
 export function asStoredAnswer(value: unknown): StoredAnswer | undefined {
   const v = value as Partial<StoredAnswer> | null;
   if (typeof v?.requestId !== 'string' || typeof v.tenant !== 'string' || typeof v.completedAt !== 'number') return undefined;
-  if (eventProblem(v.event) !== undefined || (v.event?.type !== 'chat.completed' && v.event?.type !== 'chat.failed')) return undefined;
+  if (eventProblem(v.event) !== undefined || !TERMINAL.has(v.event?.type ?? '')) return undefined;
   return replyProblem(v.result) === undefined && !isChunk(v.result as ChatReply) ? (value as StoredAnswer) : undefined;
 }
 
+/**
+ * What to do with a chat.routed given what the results bucket holds for it: replay a stored
+ * answer (no upstream call), or invoke the upstream. A stored answer is only trusted on a
+ * redelivery, the one case where this invoker may already have answered.
+ */
 export function decideDelivery(stored: StoredAnswer | undefined, delivery: DeliveryCount): 'replay' | 'invoke' {
   return stored !== undefined && mayHaveAnswer(delivery) ? 'replay' : 'invoke';
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { makeEvent, ServiceName } from '@sluice/contracts';
+import { requestContext } from '@sluice/contracts/testing';
 import { asStoredAnswer, attemptSuffix, decideDelivery, mayHaveAnswer, type StoredAnswer } from './replay.js';
 
 const failed = makeEvent(
@@ -64,6 +65,16 @@ describe('asStoredAnswer', () => {
   it('reads back what the invoker stores', () => {
     expect(asStoredAnswer(JSON.parse(JSON.stringify(stored)))).toEqual(stored);
   });
+  it('reads back a cancelled request too', () => {
+    const usage = { prompt_tokens: 10, completion_tokens: 2, total_tokens: 12 };
+    const event = makeEvent(
+      'chat.cancelled',
+      { requestId: 'r1', tenant: 'acme', service: ServiceName.Invoker, at: 1_000, reason: 'test' },
+      { ctx: requestContext(undefined, { receivedAt: 900 }), model: 'm', deployment: 'd', attempts: 1, usage, counted: true },
+    );
+    const cancelled: StoredAnswer = { ...stored, event, result: { requestId: 'r1', error: { code: 'request_cancelled', message: 'gone', status: 499 } } };
+    expect(asStoredAnswer(JSON.parse(JSON.stringify(cancelled)))).toEqual(cancelled);
+  });
   it('takes a damaged or foreign entry for none, so the redelivery calls again instead of replaying it', () => {
     expect(asStoredAnswer(undefined)).toBeUndefined();
     expect(asStoredAnswer({ ...stored, event: { ...failed, data: {} } })).toBeUndefined();
@@ -74,7 +85,7 @@ describe('asStoredAnswer', () => {
       }),
     ).toBeUndefined();
     expect(asStoredAnswer({ ...stored, result: { requestId: 'r1' } })).toBeUndefined();
-    expect(asStoredAnswer({ ...stored, result: { requestId: 'r1', model: 'm', chunk: { content: 'x' } } })).toBeUndefined();
+    expect(asStoredAnswer({ ...stored, result: { requestId: 'r1', model: 'm', chunk: { object: 'chat.completion.chunk' } } })).toBeUndefined();
     expect(asStoredAnswer({ ...stored, completedAt: '1000' })).toBeUndefined();
   });
 });

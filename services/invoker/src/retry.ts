@@ -1,4 +1,5 @@
 import { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
+import type { UpstreamError } from '@sluice/contracts';
 
 /** What went wrong with one upstream attempt, in the terms the attempt plan needs. */
 export interface Failure {
@@ -15,6 +16,8 @@ export interface Failure {
   partial?: boolean;
   /** The upstream's x-ratelimit-remaining-* headroom, when it said. */
   remaining?: Remaining;
+  /** The upstream's own error (status, OpenAI type, code, param, message), for a status it answered with. */
+  upstream?: UpstreamError;
 }
 
 /** x-ratelimit-remaining-requests / -tokens as the upstream sent them. */
@@ -91,6 +94,19 @@ function isApiError(e: unknown): e is APIError {
 /** Our own timer cut a call short (idle timeout or the request's deadline); the message says which. */
 export class CallAborted extends Error {}
 
+/** The client cancelled the request: the call was stopped, and nothing retries it. */
+export class CallCancelled extends Error {}
+
+/**
+ * The upstream's error as OpenAI's SDKs read it (`error.type`, `.code`, `.param`), with the
+ * (masked) message: what a client is told when the upstream refused its request.
+ */
+function upstreamErrorOf(e: APIError, status: number, message: string): UpstreamError {
+  const text = (v: unknown): string | null => (typeof v === 'string' ? v : null);
+  const type = text(e.type) ?? (status === 429 ? 'rate_limit_error' : status >= 500 ? 'server_error' : 'invalid_request_error');
+  return { status, type, code: text(e.code), param: text(e.param), message };
+}
+
 /** Turns whatever an attempt threw into a Failure. */
 export function classifyError(e: unknown, now: number): Failure {
   if (e instanceof CallAborted) return { kind: 'timeout', message: e.message, retryable: true };
@@ -116,6 +132,7 @@ export function classifyError(e: unknown, now: number): Failure {
       retryable: isRetryableStatus(e.status),
       ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
       ...(remaining !== undefined ? { remaining } : {}),
+      upstream: upstreamErrorOf(e, e.status, message),
     };
   }
   if (isSocketError(e)) {

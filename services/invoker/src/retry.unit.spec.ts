@@ -51,7 +51,24 @@ describe('isRetryableStatus', () => {
 describe('classifyError', () => {
   it('keeps status, message and Retry-After of an HTTP error', () => {
     const e = APIError.generate(429, { error: { message: 'Rate limit reached' } }, undefined, headers({ 'retry-after-ms': '800' }));
-    expect(classifyError(e, NOW)).toEqual({ kind: 'status', status: 429, message: 'Rate limit reached', retryable: true, retryAfterMs: 800 });
+    expect(classifyError(e, NOW)).toEqual({
+      kind: 'status',
+      status: 429,
+      message: 'Rate limit reached',
+      retryable: true,
+      retryAfterMs: 800,
+      upstream: { status: 429, type: 'rate_limit_error', code: null, param: null, message: 'Rate limit reached' },
+    });
+  });
+  it("keeps the upstream's own error: type, code and param, as OpenAI's SDKs read them", () => {
+    const error = {
+      message: "This model's maximum context length is 8 tokens.",
+      type: 'invalid_request_error',
+      code: 'context_length_exceeded',
+      param: 'messages',
+    };
+    const e = APIError.generate(400, { error }, undefined, headers({}));
+    expect(classifyError(e, NOW).upstream).toEqual({ status: 400, ...error });
   });
   it('marks client errors not retryable', () => {
     const e = APIError.generate(400, { error: { message: "Invalid 'temperature'" } }, undefined, headers({}));
@@ -67,6 +84,7 @@ describe('classifyError', () => {
     const f = classifyError(e, NOW);
     expect(f.message).not.toContain('abcdef123456');
     expect(f.message).toContain('sk-***');
+    expect(f.upstream?.message).toBe(f.message);
   });
   it('treats timeouts, our own aborts and connection errors as retryable', () => {
     expect(classifyError(new APIConnectionTimeoutError(), NOW)).toMatchObject({ kind: 'timeout', retryable: true });

@@ -1,5 +1,7 @@
 import { NOTHING, publishEvent, sendReply, type Decided, type Delivery, type Received, type ServiceContext } from '@sluice/bus';
-import { Consumers, Topology } from '@sluice/contracts';
+import { Consumers, Subjects, Topology } from '@sluice/contracts';
+import { streamBodies } from './body.js';
+import { Cancels } from './cancels.js';
 import type { Circuit } from './circuit.js';
 import { createInvoker, type Invoke } from './invoke.js';
 import { kvResultStore } from './results.js';
@@ -7,16 +9,25 @@ import { ClientPool } from './upstream.js';
 
 type Wiring = Pick<ServiceContext, 'bus' | 'buckets' | 'control' | 'log' | 'env'>;
 
+/** The invoker's handler and what to close with it: its subscription to the clients' cancels. */
+export interface WiredInvoker {
+  invoke: Invoke;
+  stop(): void;
+}
+
 /**
  * The chat.routed handler on the real adapters: its own client pool (pruned on config changes)
- * and circuits, publishing to the stream, replying over core NATS, terminal answers stored in
- * `sluice_results`.
+ * and circuits, bodies read from the stream, publishing to the stream, replying over core NATS,
+ * terminal answers stored in `sluice_results`, and the clients' cancels heard on
+ * `Subjects.cancelAll` (core NATS, every replica: the one running the request stops it).
  */
-export function wireInvoker(svc: Wiring): Invoke {
+export function wireInvoker(svc: Wiring): WiredInvoker {
   const { bus, buckets, control, log } = svc;
   const clients = new ClientPool(svc.env);
   control.onChange(() => clients.prune(control.config()));
-  return createInvoker({
+  const cancels = new Cancels(Date.now);
+  const sub = bus.nc.subscribe(Subjects.cancelAll, { callback: (_e, m) => cancels.cancel(m.subject.slice(Subjects.cancel('').length)) });
+  const invoke = createInvoker({
     config: control.config,
     clients,
     circuits: new Map<string, Circuit>(),
@@ -24,8 +35,11 @@ export function wireInvoker(svc: Wiring): Invoke {
     reply: (replyTo, reply) => sendReply(bus.nc, replyTo, reply),
     results: kvResultStore(buckets.results),
     maxPayload: () => bus.nc.info?.max_payload ?? Topology.maxPayloadBytes,
+    readBody: streamBodies(bus),
+    cancels,
     log,
   });
+  return { invoke, stop: () => sub.unsubscribe() };
 }
 
 /**

@@ -1,8 +1,9 @@
-import { Errors, type ErrorCode } from '@sluice/contracts';
+import { Errors, type ChatErrorReply, type ErrorCode, type UpstreamError } from '@sluice/contracts';
 import type { AttemptOutcome, AttemptState, Invocation, Step } from './attempts.js';
+import { cancelledUsage, type Streamed } from './cancels.js';
 import { recordFailure, recordNeutral, recordSuccess } from './circuit.js';
 import { Draft } from './draft.js';
-import { fitContent } from './fit.js';
+import { fitBody } from './fit.js';
 import { afterFailure, countsAgainstDeployment, describe, exhaustedCode, pickCandidate } from './plan.js';
 import { attemptSuffix } from './replay.js';
 import type { Failure, Remaining } from './retry.js';
@@ -11,9 +12,10 @@ import type { UpstreamAnswer } from './upstream.js';
 /**
  * The attempt loop of one request as a pure step: given where it stands and what the last call
  * did, the events to publish, the circuits to write back and what to do next (call a candidate,
- * wait, or conclude with chat.completed / chat.failed and the client's reply). Candidates are
- * tried in order, skipping open circuits, up to `maxAttemptsPerDeployment` each, with the backoff
- * and fallback rules of `afterFailure`; no attempt starts at or after the deadline.
+ * wait, or conclude with chat.completed / chat.failed / chat.cancelled and the client's reply).
+ * Candidates are tried in order, skipping open circuits, up to `maxAttemptsPerDeployment` each,
+ * with the backoff and fallback rules of `afterFailure`; no attempt starts at or after the
+ * deadline, and none after the client cancelled.
  *
  * @example
  * const s = step(inv, startAttempts(inv), { kind: 'start' }, now);
@@ -26,9 +28,13 @@ export function step(inv: Invocation, state: AttemptState, outcome: AttemptOutco
     case 'waited':
       return callNext(d);
     case 'answered':
+      noteSent(d, outcome.sent);
       return answered(d, outcome.answer, outcome.latencyMs);
     case 'failed':
+      noteSent(d, outcome.sent);
       return failed(d, outcome.failure, outcome.latencyMs);
+    case 'cancelled':
+      return cancelled(d, outcome.streamed, outcome.latencyMs);
     default: {
       const _exhaustive: never = outcome;
       return _exhaustive;
@@ -45,11 +51,13 @@ function callNext(d: Draft): Step {
   for (const skipped of pick.skipped) d.note(skipped);
   const candidate = candidates[pick.index];
   if (!candidate || !pick.circuit) {
-    const code = exhaustedCode(d.now, ctx.deadline);
+    const code = exhaustedCode(d.now, ctx.deadline, last);
     const message = last
       ? `${Errors[code].message} Last error (${attempts} attempts): ${last.message}`
       : 'No upstream deployment is available for this request right now (circuits open); retry later.';
-    return fail(d, code, message, `no candidate left after ${attempts} attempts`);
+    // the upstream's 429 is passed on with its wait, so the client backs off as it asked
+    const limited = code === 'rate_limit_exceeded' ? { upstream: last?.upstream, retryAfterMs: last?.retryAfterMs } : {};
+    return fail(d, code, message, `no candidate left after ${attempts} attempts`, limited);
   }
   // taking the half-open trial is a write: other requests must see it taken
   d.settle(candidate.deployment, { circuit: pick.circuit });
@@ -69,13 +77,11 @@ function answered(d: Draft, answer: UpstreamAnswer, latencyMs: number): Step {
   d.emit(d.stamp('invoke.attempted', what, { ...base, ok: true, status: answer.status }, attemptSuffix(delivery, attempt)));
 
   // billed in full whatever its size: an answer too large to carry is cut, never dropped
-  const fitted = fitContent(answer.content, ctx, maxPayload);
-  const message = { role: 'assistant' as const, content: fitted.content };
-  const finishReason = fitted.truncatedFrom === undefined ? answer.finishReason : 'length';
-  if (fitted.truncatedFrom !== undefined) d.note(`answer of ${fitted.truncatedFrom} characters cut to ${fitted.content.length} to fit NATS max_payload`);
+  const fitted = fitBody(answer.body, ctx.request.endpoint, ctx, maxPayload);
+  for (const c of fitted.cuts) d.note(`answer's ${c.path} of ${c.from} characters cut to ${c.to} to fit NATS max_payload`);
   const completed = d.stamp('chat.completed', `answered by ${describe(candidate)} after ${attempt} attempt${attempt === 1 ? '' : 's'}`, {
     ctx,
-    answer: { model: candidate.model, message, finishReason, usage: answer.usage },
+    answer: { model: candidate.model, body: fitted.body, usage: answer.usage },
     deployment: candidate.deployment,
     attempts: attempt,
     upstreamLatencyMs: latencyMs,
@@ -84,11 +90,11 @@ function answered(d: Draft, answer: UpstreamAnswer, latencyMs: number): Step {
   const reply = {
     requestId: event.requestId,
     model: candidate.model,
-    message,
-    finishReason,
+    body: fitted.body,
     usage: answer.usage,
     cached: false,
     created: Math.floor(completed.at / 1000),
+    ...(ctx.rateLimit !== undefined ? { rateLimit: ctx.rateLimit } : {}),
   };
   return d.done({ kind: 'conclude', terminal: completed, reply });
 }
@@ -121,7 +127,7 @@ function failed(d: Draft, failure: Failure, latencyMs: number): Step {
       d.update({ index: index + 1, onCandidate: 0 });
       return callNext(d);
     case 'fail':
-      return fail(d, then.code, then.message, then.reason);
+      return fail(d, then.code, then.message, then.reason, { upstream: then.upstream });
     default: {
       const _exhaustive: never = then;
       return _exhaustive;
@@ -129,10 +135,58 @@ function failed(d: Draft, failure: Failure, latencyMs: number): Step {
   }
 }
 
-function fail(d: Draft, code: ErrorCode, message: string, reason: string): Step {
+/**
+ * The client left: the running call was stopped (the interpreter aborted it), and the request
+ * ends with what was streamed so far billed. The stopped call has no invoke.attempted of its own
+ * (it did not fail; the degrader must not count it), chat.cancelled says how long it ran.
+ */
+function cancelled(d: Draft, streamed: Streamed | undefined, latencyMs: number | undefined): Step {
+  const { requestId, data } = d.inv.event;
+  const { ctx, candidates } = data;
+  const candidate = candidates[d.state.index]!;
+  // a half-open trial that was running is given back: the cancel says nothing of the deployment
+  if (streamed !== undefined) d.settle(candidate.deployment, recordNeutral(d.circuitOf(candidate.deployment)));
+  const { usage, counted } = cancelledUsage(streamed, ctx.request.promptTokens);
+  const what =
+    streamed === undefined
+      ? `cancelled by the client after ${d.state.attempts} attempts, no upstream call running`
+      : `cancelled by the client: the call to ${describe(candidate)} was stopped after ${latencyMs ?? 0} ms, ${usage.completion_tokens} completion tokens ${counted ? 'counted from the streamed text' : 'as the upstream reported'}`;
+  const terminal = d.stamp('chat.cancelled', what, {
+    ctx,
+    model: candidate.model,
+    deployment: candidate.deployment,
+    attempts: d.state.attempts,
+    usage,
+    counted,
+  });
+  // sent only when someone still listens on the NATS inbox
+  const { message, status } = Errors.request_cancelled;
+  return d.done({ kind: 'conclude', terminal, reply: { requestId, error: { code: 'request_cancelled', message, status } } });
+}
+
+/**
+ * Ends a request before any attempt because the invoker cannot send it: its body is not in the
+ * stream where `ctx.requestSeq` points (expired, never set, or another event). Pure.
+ */
+export function unsendable(inv: Invocation, state: AttemptState, problem: string, now: number): Step {
+  const message = `Sluice could not read the request's body: ${problem}. Send the request again.`;
+  return fail(new Draft(inv, state, now), 'internal_error', message, `request body unreadable: ${problem}`);
+}
+
+interface Upstream {
+  upstream?: UpstreamError | undefined;
+  retryAfterMs?: number | undefined;
+}
+
+/**
+ * chat.failed and the client's error. An upstream's own refusal keeps its meaning: the client
+ * is told the upstream's status, type, code, param and message, as OpenAI would tell it.
+ */
+function fail(d: Draft, code: ErrorCode, message: string, reason: string, from: Upstream = {}): Step {
   const { requestId, data } = d.inv.event;
   const { ctx } = data;
-  const { status } = Errors[code];
+  const { upstream, retryAfterMs } = from;
+  const status = code === 'upstream_rejected' && upstream ? upstream.status : Errors[code].status;
   const failed = d.stamp('chat.failed', reason, {
     code,
     status,
@@ -140,8 +194,19 @@ function fail(d: Draft, code: ErrorCode, message: string, reason: string): Step 
     attempts: d.state.attempts,
     receivedAt: ctx.receivedAt,
     ...(ctx.replyTo !== undefined ? { replyTo: ctx.replyTo } : {}),
+    ...(upstream !== undefined ? { upstream } : {}),
   });
-  return d.done({ kind: 'conclude', terminal: failed, reply: { requestId, error: { code, message, status } } });
+  const error: ChatErrorReply['error'] =
+    code === 'upstream_rejected' && upstream
+      ? { code: upstream.code ?? code, message, status, type: upstream.type, param: upstream.param }
+      : { code, message, status };
+  if (retryAfterMs !== undefined) error.retryAfterMs = retryAfterMs;
+  return d.done({ kind: 'conclude', terminal: failed, reply: { requestId, error } });
+}
+
+/** What Sluice changed in the body it sent, prefixed to the attempt's reason. */
+function noteSent(d: Draft, sent: readonly string[] | undefined): void {
+  if (sent?.length) d.note(`sent with ${sent.join(', ')}`);
 }
 
 /** The upstream's rate-limit headroom, for the timeline (a proper event for it is a later step). */

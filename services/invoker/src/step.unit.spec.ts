@@ -2,7 +2,9 @@ import { describe, expect, it } from 'vitest';
 import type { AnyEvent, ChatErrorReply, ChatResult } from '@sluice/contracts';
 import type { Step } from './attempts.js';
 import { A, answered, B, DEADLINE, failed, invocation, openCircuit, run, settings, T0 } from './fixtures.js';
-import { answer, chatResult } from '@sluice/contracts/testing';
+import { answer, chatResult, contentOf } from '@sluice/contracts/testing';
+import { unsendable } from './step.js';
+import { startAttempts } from './attempts.js';
 
 const start = { kind: 'start' } as const;
 const waited = { kind: 'waited' } as const;
@@ -54,10 +56,24 @@ describe('step: an answer', () => {
         attempts: 1,
         upstreamLatencyMs: 120,
         cacheKey: 'acme.k',
-        answer: { model: 'gpt-4o-mini', finishReason: 'stop', message: { content: 'Paris.' } },
+        answer: answer('gpt-4o-mini', 12, 3, 'Paris.'),
       },
     });
     expect(s.next.reply).toEqual<ChatResult>(chatResult('r1', answer('gpt-4o-mini', 12, 3, 'Paris.'), { created: Math.floor((T0 + 120) / 1000) }));
+  });
+
+  it('given the body was sent with changes, then the attempt says which, and the result carries the request limits', () => {
+    const inv = invocation([A]);
+    const rateLimit = { requests: { limit: 10, remaining: 9, resetMs: 6000 }, tokens: { limit: 1000, remaining: 990, resetMs: 600 } };
+    inv.event.data.ctx.rateLimit = rateLimit;
+    const s = last(
+      run(inv, [
+        [start, T0],
+        [{ ...answered(), sent: ['model "auto" -> "gpt-4o-mini"', "feature removed (Sluice's hints)"] }, T0 + 120],
+      ]),
+    );
+    expect(s.events[0]!.reason).toMatch(/^sent with model "auto" -> "gpt-4o-mini", feature removed \(Sluice's hints\); gpt-4o-mini@a answered 200/);
+    expect(s.next).toMatchObject({ kind: 'conclude', reply: { rateLimit } });
   });
 
   it('given an answer too large for max_payload, then it is cut, billed in full, and finishes with length', () => {
@@ -70,13 +86,15 @@ describe('step: an answer', () => {
     );
     if (s.next.kind !== 'conclude' || s.next.terminal.type !== 'chat.completed') throw new Error('expected chat.completed');
     const { answer } = s.next.terminal.data;
-    expect(answer.finishReason).toBe('length');
-    expect(answer.message.content.length).toBeLessThan(60_000);
+    const body = answer.body as { choices: Array<{ finish_reason: string }> };
+    expect(body.choices[0]!.finish_reason).toBe('length');
+    const content = contentOf(body)!;
+    expect(content.length).toBeLessThan(60_000);
     expect(answer.usage.total_tokens).toBe(15);
     expect(s.next.terminal.reason).toBe(
-      `answer of 60000 characters cut to ${answer.message.content.length} to fit NATS max_payload; answered by gpt-4o-mini@a after 1 attempt`,
+      `answer's choices.0.message.content of 60000 characters cut to ${content.length} to fit NATS max_payload; answered by gpt-4o-mini@a after 1 attempt`,
     );
-    expect(s.next.reply).toMatchObject({ finishReason: 'length', message: answer.message });
+    expect(s.next.reply).toMatchObject({ body: answer.body });
   });
 });
 
@@ -159,21 +177,55 @@ describe('step: fallback', () => {
     expect(s.next).toMatchObject({ kind: 'call', candidate: B });
   });
 
-  it('given a request the upstream rejects (400), then it fails at once with its message, no fallback', () => {
+  it("given a request the upstream rejects (400), then it fails at once with the upstream's own error, no fallback", () => {
+    const message = "This model's maximum context length is 1000 tokens.";
+    const upstream = { status: 400, type: 'invalid_request_error', code: 'context_length_exceeded', param: 'messages', message };
     const s = last(
       run(invocation(), [
         [start, T0],
-        [failed({ status: 400, retryable: false, message: "Invalid 'temperature'" }), T0 + 80],
+        [failed({ status: 400, retryable: false, message, upstream }), T0 + 80],
       ]),
     );
     expect(s.next).toMatchObject({
       kind: 'conclude',
-      terminal: { type: 'chat.failed', reason: 'upstream rejected the request with 400', data: { code: 'invalid_request', status: 400, attempts: 1 } },
+      terminal: {
+        type: 'chat.failed',
+        reason: 'upstream rejected the request with 400 (context_length_exceeded); passed to the client',
+        data: { code: 'upstream_rejected', status: 400, attempts: 1, upstream },
+      },
     });
     if (s.next.kind !== 'conclude') throw new Error('expected conclude');
-    expect(s.next.reply).toEqual<ChatErrorReply>({ requestId: 'r1', error: { code: 'invalid_request', message: "Invalid 'temperature'", status: 400 } });
+    expect(s.next.reply).toEqual<ChatErrorReply>({
+      requestId: 'r1',
+      error: { code: 'context_length_exceeded', message, status: 400, type: 'invalid_request_error', param: 'messages' },
+    });
     // the request's fault, not the deployment's
     expect(s.circuits).toEqual({ a: expect.objectContaining({ failures: 0 }) });
+  });
+
+  it("given the upstream refuses the model (404), then the client gets the upstream's 404 and code", () => {
+    const upstream = { status: 404, type: 'invalid_request_error', code: 'model_not_found', param: 'model', message: 'no such model' };
+    const s = last(
+      run(invocation(), [
+        [start, T0],
+        [failed({ status: 404, retryable: false, message: 'no such model', upstream }), T0 + 80],
+      ]),
+    );
+    expect(s.next).toMatchObject({
+      terminal: { data: { code: 'upstream_rejected', status: 404 } },
+      reply: { error: { code: 'model_not_found', status: 404, param: 'model' } },
+    });
+  });
+
+  it('given our key is refused (401), then we fall back and count it against the deployment', () => {
+    const s = last(
+      run(invocation(), [
+        [start, T0],
+        [failed({ status: 401, retryable: false, message: 'Incorrect API key provided: sk-***' }), T0 + 80],
+      ]),
+    );
+    expect(s.next).toMatchObject({ kind: 'call', candidate: B });
+    expect(s.circuits.a).toMatchObject({ failures: 1 });
   });
 
   it('given part of the answer was streamed, then a failure ends the request', () => {
@@ -263,6 +315,22 @@ describe('step: circuits', () => {
 });
 
 describe('step: out of candidates and time', () => {
+  it("given every candidate answered 429, then the request ends with rate_limit_exceeded and the upstream's wait", () => {
+    const upstream = { status: 429, type: 'tokens', code: 'rate_limit_exceeded', param: null, message: 'Rate limit reached' };
+    const limited = failed({ status: 429, retryAfterMs: 20_000, message: 'Rate limit reached', upstream });
+    const s = last(
+      run(invocation([A], { settings: { ...settings, maxAttemptsPerDeployment: 1 } }), [
+        [start, T0],
+        [limited, T0 + 80],
+      ]),
+    );
+    expect(s.next).toMatchObject({
+      kind: 'conclude',
+      terminal: { type: 'chat.failed', data: { code: 'rate_limit_exceeded', status: 429, upstream } },
+      reply: { requestId: 'r1', error: { code: 'rate_limit_exceeded', status: 429, retryAfterMs: 20_000 } },
+    });
+  });
+
   it('given every candidate failed, then chat.failed upstream_failed quotes the last error', () => {
     const steps = run(invocation([A], { settings: { ...settings, maxAttemptsPerDeployment: 1 } }), [
       [start, T0],
@@ -299,6 +367,78 @@ describe('step: out of candidates and time', () => {
         data: { code: 'deadline_exceeded', status: 504, attempts: 1 },
       },
       reply: { requestId: 'r1', error: { code: 'deadline_exceeded', status: 504 } },
+    });
+  });
+});
+
+describe('step: the client cancels', () => {
+  it('given a stream was running, when the client cancels, then chat.cancelled bills the streamed text and no attempt failed', () => {
+    const s = last(
+      run(invocation(), [
+        [start, T0],
+        [{ kind: 'cancelled', streamed: { text: 'Hello there' }, latencyMs: 40 }, T0 + 40],
+      ]),
+    );
+    expect(s.events).toEqual([]);
+    expect(s.next).toMatchObject({
+      kind: 'conclude',
+      terminal: {
+        id: 'r1:chat.cancelled',
+        type: 'chat.cancelled',
+        data: { model: 'gpt-4o-mini', deployment: 'a', attempts: 1, usage: { prompt_tokens: 12, completion_tokens: 2, total_tokens: 14 }, counted: true },
+      },
+      reply: { requestId: 'r1', error: { code: 'request_cancelled', status: 499 } },
+    });
+    if (s.next.kind !== 'conclude') throw new Error('expected conclude');
+    expect(s.next.terminal.reason).toBe(
+      'cancelled by the client: the call to gpt-4o-mini@a was stopped after 40 ms, 2 completion tokens counted from the streamed text',
+    );
+  });
+
+  it('given the upstream had sent its usage, then that usage is billed, not a count', () => {
+    const usage = { prompt_tokens: 30, completion_tokens: 7, total_tokens: 37 };
+    const s = last(
+      run(invocation(), [
+        [start, T0],
+        [{ kind: 'cancelled', streamed: { text: 'abc', usage }, latencyMs: 40 }, T0 + 40],
+      ]),
+    );
+    expect(s.next).toMatchObject({ terminal: { data: { usage, counted: false } } });
+  });
+
+  it('given a half-open trial was running, then the cancel gives the trial back without a verdict', () => {
+    const steps = run(
+      invocation([A]),
+      [
+        [start, T0],
+        [{ kind: 'cancelled', streamed: { text: '' }, latencyMs: 5 }, T0 + 5],
+      ],
+      { a: openCircuit(T0 - 30_000) },
+    );
+    expect(steps[0]!.circuits.a).toMatchObject({ state: 'half-open', trialInFlight: true });
+    expect(last(steps).circuits.a).toMatchObject({ state: 'half-open', trialInFlight: false });
+  });
+
+  it('given no call ran (the cancel came first), then nothing is billed and nothing was attempted', () => {
+    const s = last(run(invocation(), [[{ kind: 'cancelled' }, T0]]));
+    expect(s.next).toMatchObject({
+      terminal: { type: 'chat.cancelled', data: { attempts: 0, usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 }, counted: false } },
+    });
+  });
+});
+
+describe('step: a request that cannot be sent', () => {
+  it('given its body is not in the stream, then it fails with internal_error before any attempt', () => {
+    const inv = invocation();
+    const s = unsendable(inv, startAttempts(inv), 'sequence 7 of SLUICE_EVENTS is chat.admitted of r9, not chat.requested of r1', T0);
+    expect(s.next).toMatchObject({
+      kind: 'conclude',
+      terminal: {
+        type: 'chat.failed',
+        reason: expect.stringMatching(/^request body unreadable: sequence 7/),
+        data: { code: 'internal_error', status: 500, attempts: 0 },
+      },
+      reply: { error: { code: 'internal_error', status: 500 } },
     });
   });
 });

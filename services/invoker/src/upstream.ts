@@ -1,8 +1,10 @@
 import OpenAI from 'openai';
-import type { ChatCompletionCreateParamsBase, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
-import type { ChatRequest, Deployment, SluiceConfig, Usage } from '@sluice/contracts';
+import type { Stream } from 'openai/streaming';
+import type { Deployment, Endpoint, SluiceConfig, Usage } from '@sluice/contracts';
+import { wholeAnswer, type StreamReader } from './answer.js';
 import { createHttpFetch } from './http-fetch.js';
-import { CallAborted, remainingOf, type Remaining } from './retry.js';
+import type { Outgoing } from './outgoing.js';
+import { CallAborted, CallCancelled, remainingOf, type Remaining } from './retry.js';
 
 /** A placeholder key: the simulator and many self-hosted upstreams ignore it, the SDK insists on one. */
 const NO_KEY = 'sk-none';
@@ -36,10 +38,10 @@ export class ClientPool {
 
 export interface UpstreamCall {
   client: OpenAI;
-  /** The model name the upstream knows. */
-  model: string;
-  request: ChatRequest;
-  maxTokens?: number;
+  endpoint: Endpoint;
+  requestId: string;
+  /** What to send (outgoing.ts): the client's body with Sluice's decisions applied. */
+  request: Outgoing;
   /**
    * Sent as the Idempotency-Key header: the same for every delivery of the same call (request,
    * deployment, model), so an upstream that honours it answers a call repeated after our crash
@@ -50,92 +52,61 @@ export interface UpstreamCall {
   idleTimeoutMs: number;
   deadline: number;
   now: () => number;
-  /** Streaming only: called with each content delta as it arrives. */
-  onDelta?: (content: string) => void;
+  /** Aborted when the client cancels: the call stops at once (the upstream sees its connection close). */
+  cancel?: AbortSignal;
+  /** Streaming only: reads each upstream item; `forward` gets what of it goes to the client. */
+  reader?: StreamReader;
+  forward?: (chunk: unknown) => void;
 }
 
 export interface UpstreamAnswer {
   status: number;
-  content: string;
-  finishReason: string;
+  /** The upstream's OpenAI object, whole (assembled from the chunks of a stream). */
+  body: unknown;
   usage: Usage;
   /** x-ratelimit-remaining-* as the upstream sent them. */
   remaining?: Remaining;
 }
 
 /**
- * One chat completion against one deployment, streamed when the request is. Throws whatever the
- * SDK throws (classify with `classifyError`), or CallAborted when the idle timeout or the
- * deadline cut the call short.
+ * One call of one endpoint against one deployment, streamed when the request is, through the
+ * SDK's generic `post` so the SDK sends the body exactly as given (its typed methods add
+ * fields of their own: `embeddings.create` asks for base64). Throws whatever the SDK throws
+ * (classify with `classifyError`), CallAborted when the idle timeout or the deadline cut the
+ * call short, CallCancelled when the client cancelled.
  */
 export async function callUpstream(call: UpstreamCall): Promise<UpstreamAnswer> {
   const timer = new AbortTimer(call);
   try {
-    const body = params(call);
+    const { path, body, stream } = call.request;
     // the SDK's header timeout a little later than ours, so ours wins and names the reason
     const options = {
+      body,
+      stream,
       signal: timer.signal,
       timeout: timer.arm() + 50,
       ...(call.idempotencyKey !== undefined ? { headers: { 'Idempotency-Key': call.idempotencyKey } } : {}),
     };
-    if (!call.request.stream) {
-      const { data, response } = await call.client.chat.completions.create({ ...body, stream: false }, options).withResponse();
-      const choice = data.choices[0];
-      if (!data.usage) throw new Error('upstream answered without usage');
-      return {
-        status: response.status,
-        content: choice?.message.content ?? '',
-        finishReason: choice?.finish_reason ?? 'stop',
-        usage: pickUsage(data.usage),
-        ...withRemaining(response.headers),
-      };
+    if (!stream || !call.reader) {
+      const { data, response } = await call.client.post<unknown>(path, options).withResponse();
+      timer.throwIfAborted();
+      return { status: response.status, ...wholeAnswer(call.endpoint, call.requestId, data), ...withRemaining(response.headers) };
     }
-    const { data: stream, response } = await call.client.chat.completions
-      .create({ ...body, stream: true, stream_options: { include_usage: true } }, options)
-      .withResponse();
-    let content = '';
-    let finishReason: string | undefined;
-    let usage: Usage | undefined;
-    for await (const chunk of stream) {
+    const { data, response } = await call.client.post<Stream<unknown>>(path, options).withResponse();
+    for await (const item of data) {
       timer.arm();
-      if (chunk.usage) usage = pickUsage(chunk.usage);
-      const choice = chunk.choices[0];
-      if (choice?.finish_reason) finishReason = choice.finish_reason;
-      const delta = choice?.delta.content;
-      if (delta) {
-        content += delta;
-        call.onDelta?.(delta);
-      }
+      const chunk = call.reader.take(item);
+      if (chunk !== undefined) call.forward?.(chunk);
     }
     // the SDK ends the iteration quietly when the call is aborted
     timer.throwIfAborted();
-    if (!usage) throw new Error('upstream stream ended without a usage chunk (does it support stream_options.include_usage?)');
-    return { status: response.status, content, finishReason: finishReason ?? 'stop', usage, ...withRemaining(response.headers) };
+    return { status: response.status, ...call.reader.finish(Math.floor(call.now() / 1000)), ...withRemaining(response.headers) };
   } catch (e) {
     timer.throwIfAborted();
     throw e;
   } finally {
-    timer.clear();
+    timer.close();
   }
-}
-
-function params(call: UpstreamCall): ChatCompletionCreateParamsBase {
-  const { request } = call;
-  const p = request.params;
-  const maxTokens = call.maxTokens ?? p.max_tokens;
-  return {
-    model: call.model,
-    // our ChatMessage is the plain-text subset of OpenAI's message union
-    messages: request.messages as ChatCompletionMessageParam[],
-    ...(p.temperature !== undefined ? { temperature: p.temperature } : {}),
-    ...(p.top_p !== undefined ? { top_p: p.top_p } : {}),
-    ...(maxTokens !== undefined ? { max_tokens: maxTokens } : {}),
-    ...(p.stop !== undefined ? { stop: p.stop } : {}),
-    ...(p.presence_penalty !== undefined ? { presence_penalty: p.presence_penalty } : {}),
-    ...(p.frequency_penalty !== undefined ? { frequency_penalty: p.frequency_penalty } : {}),
-    ...(p.seed !== undefined ? { seed: p.seed } : {}),
-    ...(request.user !== undefined ? { user: request.user } : {}),
-  };
 }
 
 function withRemaining(h: Headers): { remaining?: Remaining } {
@@ -143,21 +114,25 @@ function withRemaining(h: Headers): { remaining?: Remaining } {
   return remaining ? { remaining } : {};
 }
 
-function pickUsage(u: OpenAI.CompletionUsage): Usage {
-  return { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, total_tokens: u.total_tokens };
-}
-
 /**
  * Aborts the call after `idleTimeoutMs` without progress or at the deadline, whichever is
- * first. The SDK's own timeout only covers the wait for response headers; this one also
- * covers a stream that stalls.
+ * first, or at once when the client cancels. The SDK's own timeout only covers the wait for
+ * response headers; this one also covers a stream that stalls.
  */
 class AbortTimer {
   private readonly controller = new AbortController();
   private timer: NodeJS.Timeout | undefined;
   private why: string | undefined;
+  private cancelled = false;
+  private readonly onCancel = () => {
+    this.cancelled = true;
+    this.controller.abort();
+  };
 
-  constructor(private readonly call: UpstreamCall) {}
+  constructor(private readonly call: UpstreamCall) {
+    if (call.cancel?.aborted) this.onCancel();
+    else call.cancel?.addEventListener('abort', this.onCancel, { once: true });
+  }
 
   get signal(): AbortSignal {
     return this.controller.signal;
@@ -181,7 +156,14 @@ class AbortTimer {
     this.timer = undefined;
   }
 
+  /** The call is over: no timer, and a later cancel is not this call's. */
+  close(): void {
+    this.clear();
+    this.call.cancel?.removeEventListener('abort', this.onCancel);
+  }
+
   throwIfAborted(): void {
+    if (this.cancelled) throw new CallCancelled('cancelled by the client');
     if (this.why !== undefined) throw new CallAborted(this.why);
   }
 }

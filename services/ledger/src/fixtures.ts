@@ -7,7 +7,7 @@ export const T0 = Date.parse('2025-06-01T12:00:00Z');
 
 /** A request that came over HTTP at `receivedAt`, from user u1 for feature chat unless `over` says. */
 function ctx(receivedAt: number, over: Partial<RequestContext['request']> = {}): RequestContext {
-  const request = chatRequest({ model: 'auto', messages: [{ role: 'user', content: 'hello there, a long prompt' }], user: 'u1', feature: 'chat', ...over });
+  const request = chatRequest({ model: 'auto', user: 'u1', feature: 'chat', ...over });
   return requestContext(request, { frontDoor: 'http', receivedAt });
 }
 

@@ -62,7 +62,7 @@ function requestChange(e: AnyEvent, priceOf: PriceOf): RequestUpsert | undefined
       return finish(e, d.receivedAt ?? e.at, { outcome: Outcome.Rejected, error_code: d.code, status_code: d.status }, known);
     }
     case 'chat.throttled':
-      return finish(e, e.data.receivedAt, { outcome: Outcome.Throttled, error_code: 'rate_limited', status_code: Errors.rate_limited.status });
+      return finish(e, e.data.receivedAt, { outcome: Outcome.Throttled, error_code: 'rate_limit_exceeded', status_code: Errors.rate_limit_exceeded.status });
     case 'cache.hit': {
       const { answer, ctx } = e.data;
       // nothing was served upstream: the request cost nothing, and saved what it would have cost
@@ -98,8 +98,30 @@ function requestChange(e: AnyEvent, priceOf: PriceOf): RequestUpsert | undefined
         fromContext(ctx),
       );
     }
-    case 'chat.failed':
-      return finish(e, e.data.receivedAt, { outcome: Outcome.Failed, error_code: e.data.code, status_code: e.data.status, attempts: e.data.attempts });
+    case 'chat.failed': {
+      // an upstream's own refusal is recorded with the status the client got
+      const status = e.data.upstream?.status ?? e.data.status;
+      return finish(e, e.data.receivedAt, { outcome: Outcome.Failed, error_code: e.data.code, status_code: status, attempts: e.data.attempts });
+    }
+    case 'chat.cancelled': {
+      const { usage, ctx } = e.data;
+      return finish(
+        e,
+        ctx.receivedAt,
+        {
+          outcome: Outcome.Cancelled,
+          model: e.data.model,
+          deployment: e.data.deployment,
+          input_tokens: usage.prompt_tokens,
+          output_tokens: usage.completion_tokens,
+          cost_usd: costUsd(usage.prompt_tokens, usage.completion_tokens, priceOf(e.data.model)),
+          attempts: e.data.attempts,
+          error_code: 'request_cancelled',
+          cache_hit: false,
+        },
+        fromContext(ctx),
+      );
+    }
     case 'chat.admitted':
     case 'cache.missed':
     case 'cache.stored':
@@ -130,6 +152,7 @@ function fromContext(ctx: RequestContext) {
     feature: r.feature ?? null,
     requested_model: r.model,
     front_door: ctx.frontDoor,
+    endpoint: r.endpoint,
     stream: r.stream,
     priority: r.priority,
     received_at: new Date(ctx.receivedAt),
@@ -142,11 +165,14 @@ function finish(e: AnyEvent, receivedAt: number, patch: RequestPatch, known: Par
   return { requestId: e.requestId, insert: { ...identity(e, receivedAt), ...known, outcome: Outcome.Pending, ...update }, update };
 }
 
-/** The event's data for the timeline, without the request's messages (bulky, and not the ledger's business). */
+/**
+ * The event's data for the timeline, without the client's body (bulky, and not the ledger's
+ * business: the conversation stays in the stream, under its retention), but with its size.
+ */
 function timelineData(data: AnyEvent['data']): unknown {
-  if (!('ctx' in data)) return data;
-  const { messages, ...request } = data.ctx.request;
-  return { ...data, ctx: { ...data.ctx, request: { ...request, messageCount: messages.length } } };
+  if (!('body' in data)) return data;
+  const { body, ...rest } = data;
+  return { ...rest, bodyBytes: Buffer.byteLength(JSON.stringify(body) ?? '') };
 }
 
 /**

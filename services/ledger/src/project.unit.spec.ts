@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { mergeUpserts, project, type Projection } from './project.js';
+import { makeEvent } from '@sluice/contracts';
+import { chatRequest, requestContext } from '@sluice/contracts/testing';
 import {
   T0,
   cachedRequest,
@@ -35,12 +37,56 @@ describe('project', () => {
     expect(p.request?.update).toBeUndefined();
   });
 
-  it('keeps the request messages off the timeline row', () => {
-    const p = project(1, requested(r), priceOf);
-    const data = p.event.data as { ctx: { request: Record<string, unknown> } };
-    expect(data.ctx.request.messages).toBeUndefined();
-    expect(data.ctx.request.messageCount).toBe(1);
+  it("keeps the client's body off the timeline row, with its size", () => {
+    const event = requested(r);
+    const p = project(1, event, priceOf);
+    const data = p.event.data as Record<string, unknown>;
+    expect(data.body).toBeUndefined();
+    expect(data.bodyBytes).toBe(JSON.stringify((event as { data: { body: unknown } }).data.body).length);
+    expect(data.ctx).toEqual((event as { data: { ctx: unknown } }).data.ctx);
     expect(p.event).toMatchObject({ seq: 1, request_id: 'r1', type: 'chat.requested', service: 'ingress', tenant: 'acme' });
+  });
+
+  it('given chat.cancelled, bills what was streamed and records the outcome', () => {
+    const e = makeEvent(
+      'chat.cancelled',
+      { requestId: 'r1', tenant: 'acme', service: 'invoker', at: T0 + 300, reason: 'client left' },
+      {
+        ctx: requestContext(chatRequest({ endpoint: 'chat.completions' }), { receivedAt: T0 }),
+        model: 'gpt-4o-mini',
+        deployment: 'd1',
+        attempts: 1,
+        usage: { prompt_tokens: 1000, completion_tokens: 500, total_tokens: 1500 },
+        counted: true,
+      },
+    );
+    const p = project(2, e, priceOf);
+    expect(p.request?.update).toMatchObject({
+      outcome: 'cancelled',
+      model: 'gpt-4o-mini',
+      input_tokens: 1000,
+      output_tokens: 500,
+      error_code: 'request_cancelled',
+      latency_ms: 300,
+    });
+    expect(Number(p.request?.update?.cost_usd)).toBeGreaterThan(0);
+    expect(p.request?.insert.endpoint).toBe('chat.completions');
+  });
+
+  it('given chat.failed with an upstream refusal, records the status the client got', () => {
+    const e = makeEvent(
+      'chat.failed',
+      { requestId: 'r1', tenant: 'acme', service: 'invoker', at: T0 + 30, reason: 'refused' },
+      {
+        code: 'upstream_rejected',
+        status: 400,
+        message: 'too long',
+        attempts: 1,
+        receivedAt: T0,
+        upstream: { status: 422, type: 'invalid_request_error', code: 'context_length_exceeded', param: 'messages', message: 'too long' },
+      },
+    );
+    expect(project(3, e, priceOf).request?.update).toMatchObject({ outcome: 'failed', error_code: 'upstream_rejected', status_code: 422 });
   });
 
   it('given chat.completed, sets model, usage, cost from the price and latency from receipt', () => {
@@ -82,7 +128,7 @@ describe('project', () => {
   it('given terminal refusals, records outcome, code and status', () => {
     expect(last(projectAll(throttledRequest(r, 2))).request?.update).toMatchObject({
       outcome: 'throttled',
-      error_code: 'rate_limited',
+      error_code: 'rate_limit_exceeded',
       status_code: 429,
       latency_ms: 2,
     });

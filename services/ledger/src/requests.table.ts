@@ -8,6 +8,8 @@ export const Outcome = {
   Rejected: 'rejected',
   Shed: 'shed',
   Failed: 'failed',
+  /** The client left before the answer ended; billed for what was streamed. */
+  Cancelled: 'cancelled',
 } as const;
 export type Outcome = (typeof Outcome)[keyof typeof Outcome];
 
@@ -27,6 +29,8 @@ export interface RequestsTable {
   model: string | null;
   deployment: string | null;
   front_door: string | null;
+  /** The OpenAI API asked: `chat.completions`, `responses`, `embeddings` (null on rows from before it was kept). */
+  endpoint: string | null;
   stream: boolean | null;
   priority: string | null;
   received_at: Date;

@@ -156,17 +156,21 @@ export async function projectionWorks(db: Db, priceOf: PriceOf): Promise<boolean
     { requestId: '_probe', tenant: SYSTEM_TENANT, service: 'ledger', at, reason: 'probe' },
     {
       ctx: {
-        request: { model: 'probe', messages: [{ role: 'user', content: 'probe' }], priority: 'standard', stream: false, params: {}, cache: 'skip' },
+        request: {
+          endpoint: 'chat.completions',
+          model: 'probe',
+          priority: 'standard',
+          stream: false,
+          cache: 'skip',
+          promptTokens: 0,
+          choices: 1,
+          complexity: { score: 0, promptTokens: 0, turns: 0, code: false, keywords: [] },
+        },
         frontDoor: 'nats',
         receivedAt: at,
         deadline: at,
       },
-      answer: {
-        model: 'probe',
-        message: { role: 'assistant', content: '' },
-        finishReason: 'stop',
-        usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 },
-      },
+      answer: { model: 'probe', body: {}, usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 } },
       deployment: 'probe',
       attempts: 1,
       upstreamLatencyMs: 0,

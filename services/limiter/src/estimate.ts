@@ -1,36 +1,43 @@
-import { countMessages, countMessagesAsync, type MessageTokens } from '@sluice/tokens';
-import type { ChatRequest } from '@sluice/contracts';
+import type { ChatRequest, RateLimitState } from '@sluice/contracts';
+import { rateOf, layersOf, type Buckets, type Limits } from './limiter.js';
 
-/** Completion allowance when a request sets no max_tokens. */
+/** Completion allowance per choice when a request sets no output cap. */
 export const DEFAULT_COMPLETION_TOKENS = 256;
 
-type Estimated = Pick<ChatRequest, 'messages' | 'params'>;
-
 /**
- * Tokens a request may use: its prompt in o200k_base (the gpt-4o family's encoding) with
- * OpenAI's chat framing (+4 per message, +3 to prime the reply), plus the completion
- * allowance. Deterministic, so it can be recomputed from the request after completion.
- * Counting is linear in the prompt's length (@sluice/tokens); a handler on the event loop uses
- * `estimateTokensAsync`, which counts a long prompt on a worker thread.
+ * Tokens a request may use: its prompt as ingress counted it once (text, tool definitions,
+ * images, audio: `ChatRequest.promptTokens`), plus `choices` × the output cap (or
+ * DEFAULT_COMPLETION_TOKENS). Pure and cheap, so reconciliation recomputes it from the facts
+ * chat.completed carries instead of recounting the prompt.
  *
  * @example
- * estimateTokens({ ...request, params: { max_tokens: 100 } }) // prompt tokens + 100
+ * estimateTokens({ promptTokens: 20, choices: 2, maxOutputTokens: 100 }) // 220
  */
-export function estimateTokens(request: Estimated): number {
-  return fromCounts(countMessages(request.messages), request);
+export function estimateTokens(request: Pick<ChatRequest, 'promptTokens' | 'choices' | 'maxOutputTokens'>): number {
+  return request.promptTokens + request.choices * (request.maxOutputTokens ?? DEFAULT_COMPLETION_TOKENS);
 }
 
-/** `estimateTokens`, with a long prompt counted off the event loop. */
-export async function estimateTokensAsync(request: Estimated): Promise<number> {
-  return fromCounts(await countMessagesAsync(request.messages), request);
+/**
+ * The tightest requests and tokens buckets after an admission, for OpenAI's x-ratelimit-*
+ * headers: per kind the layer with the fewest left, its per-minute limit, and the milliseconds
+ * until it is full again at its refill rate. Undefined when no bucket was decided on.
+ */
+export function rateLimitState(buckets: Buckets, limits: Limits): RateLimitState | undefined {
+  let requests: RateLimitState['requests'] | undefined;
+  let tokens: RateLimitState['tokens'] | undefined;
+  for (const layer of layersOf(limits)) {
+    const b = buckets[layer];
+    if (!b) continue;
+    const rate = rateOf(limits, layer);
+    const r = state(b.requests, rate.requestsPerMinute);
+    const t = state(b.tokens, rate.tokensPerMinute);
+    if (!requests || r.remaining < requests.remaining) requests = r;
+    if (!tokens || t.remaining < tokens.remaining) tokens = t;
+  }
+  return requests && tokens ? { requests, tokens } : undefined;
 }
 
-function fromCounts(counts: MessageTokens[], request: Estimated): number {
-  return framed(counts) + (request.params.max_tokens ?? DEFAULT_COMPLETION_TOKENS);
-}
-
-function framed(counts: MessageTokens[]): number {
-  let n = 3;
-  for (const c of counts) n += 4 + c.content + c.name;
-  return n;
+function state(level: number, perMinute: number): RateLimitState['requests'] {
+  const remaining = Math.max(0, Math.floor(level));
+  return { limit: perMinute, remaining, resetMs: Math.max(0, Math.ceil(((perMinute - level) * 60_000) / perMinute)) };
 }

@@ -1,62 +1,49 @@
 import { describe, expect, it } from 'vitest';
-import { countText, MAX_PIECE_CHARS } from '@sluice/tokens';
-import { DEFAULT_COMPLETION_TOKENS, estimateTokens, estimateTokensAsync } from './estimate.js';
-import { limitKeys } from './store.js';
+import { chatRequest } from '@sluice/contracts/testing';
+import { DEFAULT_COMPLETION_TOKENS, estimateTokens, rateLimitState } from './estimate.js';
 
 describe('estimateTokens', () => {
-  it('counts prompt tokens with chat framing plus the completion allowance', () => {
-    // "hello world" is 2 tokens in o200k_base; +4 for the message, +3 to prime the reply
-    expect(estimateTokens({ messages: [{ role: 'user', content: 'hello world' }], params: { max_tokens: 100 } })).toBe(109);
-    expect(estimateTokens({ messages: [{ role: 'user', content: 'hello world' }], params: {} })).toBe(9 + DEFAULT_COMPLETION_TOKENS);
+  it('is the prompt plus the output cap', () => {
+    expect(estimateTokens(chatRequest({ promptTokens: 40, maxOutputTokens: 100 }))).toBe(140);
   });
 
-  it('grows with every message', () => {
-    const one = estimateTokens({ messages: [{ role: 'user', content: 'hi' }], params: {} });
-    const two = estimateTokens({
-      messages: [
-        { role: 'system', content: 'hi' },
-        { role: 'user', content: 'hi' },
-      ],
-      params: {},
-    });
-    expect(two - one).toBe(5);
+  it('allows the default completion when the client set no cap', () => {
+    expect(estimateTokens(chatRequest({ promptTokens: 40 }))).toBe(40 + DEFAULT_COMPLETION_TOKENS);
   });
 
-  it('counts special-token text in a prompt as plain text instead of failing', () => {
-    expect(estimateTokens({ messages: [{ role: 'user', content: 'x <|endoftext|> y' }], params: { max_tokens: 1 } })).toBeGreaterThan(8);
+  it('counts every choice the upstream will write (n)', () => {
+    expect(estimateTokens(chatRequest({ promptTokens: 40, maxOutputTokens: 100, choices: 3 }))).toBe(340);
+    expect(estimateTokens(chatRequest({ promptTokens: 0, choices: 2 }))).toBe(2 * DEFAULT_COMPLETION_TOKENS);
+  });
+
+  it('counts an explicit cap of zero as zero (embeddings write no output)', () => {
+    expect(estimateTokens(chatRequest({ endpoint: 'embeddings', promptTokens: 12, maxOutputTokens: 0 }))).toBe(12);
   });
 });
 
-describe('estimateTokens on hostile text', () => {
-  it('counts a 1 MB word as the sum of its bounded chunks', () => {
-    const word = 'x'.repeat(1_048_576);
-    const perChunk = countText('x'.repeat(MAX_PIECE_CHARS));
-    expect(estimateTokens({ messages: [{ role: 'user', content: word }], params: { max_tokens: 1 } })).toBe(
-      3 + 4 + (word.length / MAX_PIECE_CHARS) * perChunk + 1,
+describe('rateLimitState', () => {
+  const limits = {
+    user: { requestsPerMinute: 10, tokensPerMinute: 1_000 },
+    tenant: { requestsPerMinute: 600, tokensPerMinute: 900 },
+    global: { requestsPerMinute: 6_000, tokensPerMinute: 1_000_000 },
+  };
+
+  it('takes per kind the layer with the fewest left, and when it is full again', () => {
+    const state = rateLimitState(
+      { user: { requests: 4, tokens: 800, at: 0 }, tenant: { requests: 500, tokens: 300.5, at: 0 }, global: { requests: 5_000, tokens: 999_000, at: 0 } },
+      limits,
     );
+    // user requests: 6 short of 10 at 10/min -> 36 s; tenant tokens: 599.5 short of 900 at 900/min -> 39,967 ms
+    expect(state).toEqual({ requests: { limit: 10, remaining: 4, resetMs: 36_000 }, tokens: { limit: 900, remaining: 300, resetMs: 39_967 } });
   });
 
-  it('estimates the same off the event loop as on it, for short and long prompts', async () => {
-    const short = { messages: [{ role: 'user' as const, content: 'hello world', name: 'ana' }], params: {} };
-    const long = {
-      messages: [
-        { role: 'system' as const, content: 'be brief '.repeat(5_000) },
-        { role: 'user' as const, content: 'ab'.repeat(100_000) },
-      ],
-      params: { max_tokens: 10 },
-    };
-    expect(await estimateTokensAsync(short)).toBe(estimateTokens(short));
-    expect(await estimateTokensAsync(long)).toBe(estimateTokens({ ...long, messages: long.messages.map((m) => ({ ...m })) }));
+  it('reports no remaining below zero (a bucket in debt)', () => {
+    const state = rateLimitState({ tenant: { requests: 1, tokens: -50, at: 0 } }, { tenant: limits.tenant, global: limits.global });
+    expect(state?.tokens.remaining).toBe(0);
+    expect(state?.tokens.resetMs).toBe(Math.ceil((950 * 60_000) / 900));
   });
-});
 
-describe('limitKeys', () => {
-  it('hashes user ids into KV-safe keys, per tenant', () => {
-    const keys = limitKeys('acme', 'ana@example.com / *>');
-    expect(keys.global).toBe('g');
-    expect(keys.tenant).toBe('t.acme');
-    expect(keys.user).toMatch(/^u\.acme\.[0-9a-f]{16}$/);
-    expect(limitKeys('other', 'ana@example.com / *>').user).not.toBe(keys.user);
-    expect(limitKeys('acme').user).toBeUndefined();
+  it('is undefined when no bucket was decided on', () => {
+    expect(rateLimitState({}, limits)).toBeUndefined();
   });
 });

@@ -1,7 +1,7 @@
 import { decided, NOTHING, type Control, type Decided, type Delivery, type Emitted, type Received } from '@sluice/bus';
 import { Consumers, EventType, makeEvent, ServiceName, type ChatErrorReply, type SluiceConfig, type SluiceEvent, type Tenant } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
-import { estimateTokensAsync } from './estimate.js';
+import { estimateTokens, rateLimitState } from './estimate.js';
 import { admitReason, throttleReason, type Layer, type Limits } from './limiter.js';
 import { limitKeys, type LimitStore } from './store.js';
 import type { FindDecision } from './decided.js';
@@ -51,14 +51,17 @@ export function onChatRequested(deps: LimiterDeps) {
     }
     const user = ctx.request.user;
     const limits = limitsFor(deps.control.config(), event.tenant, user);
-    // a long prompt is counted on a worker thread: hostile text must not stall other tenants
-    const estimatedTokens = await estimateTokensAsync(ctx.request);
+    // the prompt was counted once, at ingress (a long one off its event loop)
+    const estimatedTokens = estimateTokens(ctx.request);
     const decision = await deps.store.admit(limitKeys(event.tenant, user), limits, estimatedTokens);
     const fields = { requestId: event.requestId, tenant: event.tenant, service: ServiceName.Limiter, at: now() };
 
     if (decision.admitted) {
       const reason = admitReason(estimatedTokens, decision.buckets, limits);
-      return decided([makeEvent(EventType.ChatAdmitted, { ...fields, reason }, { ctx, estimatedTokens })]);
+      // later stages find the body by the sequence of the event that carries it
+      const rateLimit = rateLimitState(decision.buckets, limits);
+      const admittedCtx = { ...ctx, requestSeq: delivery.seq, ...(rateLimit ? { rateLimit } : {}) };
+      return decided([makeEvent(EventType.ChatAdmitted, { ...fields, reason }, { ctx: admittedCtx, estimatedTokens })]);
     }
     const { layer, limit, retryAfterMs } = decision;
     const reason = throttleReason(decision);
@@ -74,21 +77,21 @@ export function onChatRequested(deps: LimiterDeps) {
 /** The 429 a throttled request's client gets. */
 function throttledReply(e: SluiceEvent<'chat.throttled'>): ChatErrorReply {
   const { retryAfterMs } = e.data;
-  return { requestId: e.requestId, error: { code: 'rate_limited', message: `Rate limit reached: ${e.reason}.`, status: 429, retryAfterMs } };
+  return { requestId: e.requestId, error: { code: 'rate_limit_exceeded', message: `Rate limit reached: ${e.reason}.`, status: 429, retryAfterMs } };
 }
 
 /**
  * chat.completed -> the tenant and user token buckets are charged the difference between the
  * tokens actually used and the estimate admitted (a refund when the answer was shorter).
- * The estimate is recomputed from the request the event carries: it is deterministic, so
- * chat.completed needs no extra field. A redelivered chat.completed is charged twice (KV
+ * The estimate is recomputed from the request's facts the event carries (`estimateTokens`,
+ * no recount of the prompt), so chat.completed needs no extra field. A redelivered chat.completed is charged twice (KV
  * holds no record of which completions were reconciled); redelivery needs a crash between
  * the write and the ack, and the error is one request's difference.
  */
 export function onChatCompleted(deps: LimiterDeps) {
   return async (event: Received<Reconcile>): Promise<Decided<Emitted<Reconcile>>> => {
     const { ctx, answer } = event.data;
-    const difference = answer.usage.total_tokens - (await estimateTokensAsync(ctx.request));
+    const difference = answer.usage.total_tokens - estimateTokens(ctx.request);
     if (difference === 0) return NOTHING;
     const user = ctx.request.user;
     const limits = limitsFor(deps.control.config(), event.tenant, user);

@@ -6,8 +6,8 @@ import { chatRequest, requestContext, requested } from '@sluice/contracts/testin
 /** The limiter's specs use the bus's minimal config. */
 export const testConfig = minimalConfig;
 
-/** `chat.requested` of "hello world" (its token estimate is what the limits count). */
+/** `chat.requested` of a 10-token prompt (its token estimate is what the limits count). */
 export function chatRequested(tenant: string, requestId: string, request: Partial<ChatRequest> = {}, replyTo?: string) {
-  const ctx = requestContext(chatRequest({ messages: [{ role: 'user', content: 'hello world' }], ...request }), replyTo ? { replyTo } : {});
+  const ctx = requestContext(chatRequest(request), replyTo ? { replyTo } : {});
   return requested(requestId, tenant, { ctx });
 }

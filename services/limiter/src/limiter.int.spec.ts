@@ -4,6 +4,7 @@ import { Consumers, type ChatErrorReply } from '@sluice/contracts';
 import { answer, completed as completedBy } from '@sluice/contracts/testing';
 import { collectEvents, eventually, startTestBus, type TestBus } from '@sluice/bus/testing';
 import { chatRequested, testConfig } from './int-env.js';
+import { readRequested } from '@sluice/bus';
 import { onChatCompleted, onChatRequested } from './handlers.js';
 import { estimateTokens } from './estimate.js';
 import type { Bucket } from './limiter.js';
@@ -51,6 +52,9 @@ describe('limiter against NATS', () => {
       }
       expect(seen.of('chat.admitted').map((e) => e.requestId)).toEqual(['tiny-1', 'tiny-2', 'tiny-3']);
       expect(seen.of('chat.admitted')[0]!.data.estimatedTokens).toBe(estimateTokens(chatRequested('tiny', 'x').data.ctx.request));
+      // the body stays in chat.requested: admitted says where it is, and the limits left after each admission
+      for (const a of seen.of('chat.admitted')) expect((await readRequested(env.bus, a.data.ctx.requestSeq!, a.requestId)).requestId).toBe(a.requestId);
+      expect(seen.of('chat.admitted').map((e) => e.data.ctx.rateLimit?.requests.remaining)).toEqual([2, 1, 0]);
       const [throttled] = seen.of('chat.throttled');
       expect(throttled).toMatchObject({
         requestId: 'tiny-4',
@@ -64,7 +68,7 @@ describe('limiter against NATS', () => {
 
       for await (const m of inbox) {
         const reply = m.json<ChatErrorReply>();
-        expect(reply).toMatchObject({ requestId: 'tiny-4', error: { code: 'rate_limited', status: 429, retryAfterMs: throttled!.data.retryAfterMs } });
+        expect(reply).toMatchObject({ requestId: 'tiny-4', error: { code: 'rate_limit_exceeded', status: 429, retryAfterMs: throttled!.data.retryAfterMs } });
       }
     } finally {
       seen.stop();
@@ -213,7 +217,7 @@ describe('limiter against NATS', () => {
       handler: onChatCompleted({ store, control: env.control, log: env.log }),
     });
     try {
-      const requested = chatRequested('recon', 'recon-1', { params: { max_tokens: 100 } });
+      const requested = chatRequested('recon', 'recon-1', { maxOutputTokens: 100 });
       const estimate = estimateTokens(requested.data.ctx.request);
       const d = await store.admit(
         limitKeys('recon'),

@@ -1,8 +1,18 @@
 import { decided, type Control, type Decided, type Emitted, type Received } from '@sluice/bus';
-import { Consumers, EventType, makeEvent, ServiceName, STATIC_FALLBACK, type ChatResult, type SluiceEvent } from '@sluice/contracts';
+import {
+  Consumers,
+  EventType,
+  makeEvent,
+  replayChunks,
+  ServiceName,
+  STATIC_FALLBACK,
+  type ChatReply,
+  type ChatResult,
+  type SluiceEvent,
+} from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
-import { countMessagesAsync } from '@sluice/tokens';
 import { route } from './router.js';
+import { staticBody } from './static.js';
 
 type Router = typeof Consumers.router;
 
@@ -21,9 +31,6 @@ export function onCacheMissed(deps: RouterDeps) {
   const now = deps.now ?? Date.now;
   return async (event: Received<Router>): Promise<Decided<Emitted<Router>>> => {
     const { ctx, key } = event.data;
-    // route() scores an `auto` request by its prompt's tokens (at degrade level 0): counted here
-    // first, a long prompt on a worker thread, and remembered for route()'s own count
-    if (ctx.request.model === 'auto' && deps.control.degrade().level === 0) await countMessagesAsync(ctx.request.messages);
     const decision = route({ tenant: event.tenant, request: ctx.request }, deps.control.config(), deps.control.degrade());
     const at = now();
     const fields = { requestId: event.requestId, tenant: event.tenant, service: ServiceName.Router, at, reason: decision.reason };
@@ -38,7 +45,9 @@ export function onCacheMissed(deps: RouterDeps) {
           candidates,
           degradeLevel,
           ...(maxTokens !== undefined ? { maxTokens } : {}),
-          ...(key !== undefined ? { cacheKey: key } : {}),
+          // an answer made under a degrade level (cheaper tier, capped length) is not the answer to
+          // the request the client made: it is not stored under that request's key
+          ...(key !== undefined && degradeLevel === 0 ? { cacheKey: key } : {}),
         };
         return decided([makeEvent(EventType.ChatRouted, fields, data)]);
       }
@@ -51,12 +60,11 @@ export function onCacheMissed(deps: RouterDeps) {
         );
       }
       case 'static': {
-        const answer = {
-          model: STATIC_FALLBACK,
-          message: { role: 'assistant' as const, content: decision.content },
-          finishReason: 'stop',
-          usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 },
-        };
+        const { requestId } = event;
+        const { endpoint } = ctx.request;
+        const created = Math.floor(at / 1000);
+        const usage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
+        const answer = { model: STATIC_FALLBACK, body: staticBody(endpoint, decision.content, requestId, created), usage };
         const completed: SluiceEvent<'chat.completed'> = makeEvent(EventType.ChatCompleted, fields, {
           ctx,
           answer,
@@ -64,19 +72,16 @@ export function onCacheMissed(deps: RouterDeps) {
           attempts: 0,
           upstreamLatencyMs: 0,
         });
-        const { requestId } = event;
-        const result: ChatResult = {
-          requestId,
-          model: STATIC_FALLBACK,
-          message: answer.message,
-          finishReason: 'stop',
-          usage: answer.usage,
-          cached: false,
-          created: Math.floor(at / 1000),
-        };
-        // a client streaming sees the same sequence as from an upstream: chunk(s), then the result
-        const chunk = { requestId, model: STATIC_FALLBACK, chunk: { role: 'assistant' as const, content: decision.content } };
-        return decided([completed], [...(ctx.request.stream ? [{ to: ctx.replyTo, reply: chunk }] : []), { to: ctx.replyTo, reply: result }]);
+        const rateLimit = ctx.rateLimit ? { rateLimit: ctx.rateLimit } : {};
+        const result: ChatResult = { requestId, ...answer, cached: false, created, ...rateLimit };
+        // a client streaming sees the same sequence as from an upstream: chunks, then the result
+        const chunks: ChatReply[] = ctx.request.stream
+          ? replayChunks(endpoint, answer.body, requestId).map((chunk, i) => ({ requestId, model: STATIC_FALLBACK, chunk, ...(i === 0 ? rateLimit : {}) }))
+          : [];
+        return decided(
+          [completed],
+          [...chunks, result].map((reply) => ({ to: ctx.replyTo, reply })),
+        );
       }
       default: {
         const _exhaustive: never = decision;

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { Control } from '@sluice/bus';
 import { minimalConfig } from '@sluice/bus/testing';
-import { parseConfig, STATIC_FALLBACK, type ChatRequest, type DegradeState } from '@sluice/contracts';
-import { chatRequest, missed, requestContext } from '@sluice/contracts/testing';
+import { ChatAssembler, parseConfig, STATIC_FALLBACK, type ChatChunk, type ChatRequest, type DegradeState, type SluiceEvent } from '@sluice/contracts';
+import { chatRequest, contentOf, missed, requestContext } from '@sluice/contracts/testing';
 import { createLogger } from '@sluice/telemetry';
 import { onCacheMissed } from './handler.js';
 
@@ -21,9 +21,9 @@ function given(level: number): Control {
   return { config: () => config, degrade: () => degrade, onChange: () => undefined, stop: () => undefined };
 }
 
-function aMiss(request: Partial<ChatRequest> = {}) {
+function aMiss(request: Partial<ChatRequest> = {}, key = 'acme.k1') {
   const ctx = requestContext(chatRequest({ priority: 'realtime', ...request }), { replyTo: 'inbox.r1', receivedAt: NOW - 10, deadline: NOW + 60_000 });
-  return missed('r1', 'acme', { ctx, key: 'acme.k1' }, { at: NOW - 5 });
+  return missed('r1', 'acme', { ctx, key }, { at: NOW - 5 });
 }
 
 const decide = (level: number) => onCacheMissed({ control: given(level), log, now: () => NOW });
@@ -55,15 +55,44 @@ describe('router handler', () => {
     ]);
   });
 
-  it('given level 3, then the static answer completes the request: the result, after a chunk when streaming', async () => {
+  it('given level 3, then the static answer completes the request: the result, after chunks that add up to it when streaming', async () => {
     const whole = await decide(3)(aMiss());
-    expect(whole.events[0]).toMatchObject({
-      type: 'chat.completed',
-      data: { deployment: STATIC_FALLBACK, answer: { model: STATIC_FALLBACK, message: { content: 'We are busy; back soon.' } } },
+    expect(whole.events[0]).toMatchObject({ type: 'chat.completed', data: { deployment: STATIC_FALLBACK, answer: { model: STATIC_FALLBACK } } });
+    const completed = whole.events[0] as SluiceEvent<'chat.completed'>;
+    expect(contentOf(completed.data.answer.body)).toBe('We are busy; back soon.');
+    expect(whole.replies).toHaveLength(1);
+    expect(whole.replies[0]!.reply).toMatchObject({
+      requestId: 'r1',
+      model: STATIC_FALLBACK,
+      cached: false,
+      body: { object: 'chat.completion', id: 'chatcmpl-r1' },
     });
-    expect(whole.replies.map((r) => Object.keys(r.reply))).toEqual([['requestId', 'model', 'message', 'finishReason', 'usage', 'cached', 'created']]);
     const streamed = await decide(3)(aMiss({ stream: true }));
-    expect(streamed.replies.map((r) => ('chunk' in r.reply ? 'chunk' : 'result'))).toEqual(['chunk', 'result']);
+    const kinds = streamed.replies.map((r) => ('chunk' in r.reply ? 'chunk' : 'result'));
+    expect(kinds.at(-1)).toBe('result');
+    const assembler = new ChatAssembler();
+    for (const r of streamed.replies.slice(0, -1)) assembler.add((r.reply as ChatChunk).chunk);
+    expect(contentOf(assembler.completion('r1', 0))).toBe('We are busy; back soon.');
+  });
+
+  it('given level 3 and a Responses request, then the static answer is a completed response', async () => {
+    const whole = await decide(3)(aMiss({ endpoint: 'responses' }));
+    expect(whole.replies[0]!.reply).toMatchObject({
+      body: { object: 'response', status: 'completed', output: [{ type: 'message', content: [{ text: 'We are busy; back soon.' }] }] },
+    });
+  });
+
+  it('given level 3 and an embeddings request, then it is shed: an embedding has no static answer', async () => {
+    const d = await decide(3)(aMiss({ endpoint: 'embeddings' }));
+    expect(d.events[0]).toMatchObject({ type: 'chat.shed', data: { code: 'service_busy', degradeLevel: 3 } });
+  });
+
+  it('given level 1, then the routed event carries no cache key: a degraded answer is not stored under the request', async () => {
+    const d = await decide(1)(aMiss({}, 'acme.key'));
+    expect(d.events[0]!.type).toBe('chat.routed');
+    expect(d.events[0]!.data).not.toHaveProperty('cacheKey');
+    const full = await decide(0)(aMiss({}, 'acme.key'));
+    expect(full.events[0]!.data).toHaveProperty('cacheKey', 'acme.key');
   });
 
   it('given level 4 (maintenance), then chat.shed with maintenance', async () => {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { consumeEvents, publishEvent, putDegrade, type Consumption } from '@sluice/bus';
 import { Consumers, Headers, type ChatReply, type ChatRequest } from '@sluice/contracts';
-import { chatRequest, missed, requestContext } from '@sluice/contracts/testing';
+import { chatRequest, contentOf, missed, requestContext } from '@sluice/contracts/testing';
 import { collectEvents, eventually, startTestBus, type TestBus } from '@sluice/bus/testing';
 import { onCacheMissed } from './handler.js';
 
@@ -94,7 +94,7 @@ describe('router against NATS', () => {
     const seen = collectEvents(env.bus);
     try {
       await setLevel(1);
-      const capped = await miss({ model: 'auto', params: { max_tokens: 1000 } });
+      const capped = await miss({ model: 'auto', maxOutputTokens: 1000 });
       capped.inbox.unsubscribe();
       expect((await seen.next('chat.routed', capped.requestId)).event.data).toMatchObject({ tier: 'cheap', maxTokens: 64, degradeLevel: 1 });
 
@@ -115,17 +115,19 @@ describe('router against NATS', () => {
         deployment: 'static-fallback',
         attempts: 0,
         upstreamLatencyMs: 0,
-        answer: { model: 'static-fallback', message: { content: 'We are busy; back soon.' }, usage: { total_tokens: 0 } },
+        answer: { model: 'static-fallback', usage: { total_tokens: 0 } },
       });
+      expect(contentOf(completed.data.answer.body)).toBe('We are busy; back soon.');
       expect(completed.data.cacheKey).toBeUndefined();
-      const [chunk, result] = await replies(fallback.inbox, 2);
-      expect(chunk).toEqual({ requestId: fallback.requestId, model: 'static-fallback', chunk: { role: 'assistant', content: 'We are busy; back soon.' } });
-      expect(result).toMatchObject({
+      // streamed: a role-and-content chunk and a finish chunk, as an upstream streams, then the result
+      const [chunk, , , result] = await replies(fallback.inbox, 4);
+      expect(chunk).toMatchObject({
         requestId: fallback.requestId,
-        cached: false,
-        finishReason: 'stop',
-        message: { role: 'assistant', content: 'We are busy; back soon.' },
+        model: 'static-fallback',
+        chunk: { object: 'chat.completion.chunk', choices: [{ delta: { content: 'We are busy; back soon.' } }] },
       });
+      expect(result).toMatchObject({ requestId: fallback.requestId, cached: false });
+      expect(contentOf((result as { body: unknown }).body)).toBe('We are busy; back soon.');
 
       await setLevel(4);
       const maintenance = await miss();

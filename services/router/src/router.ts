@@ -1,5 +1,5 @@
 import { Errors, type Candidate, type ChatRequest, type DegradeState, type ErrorCode, type Priority, type SluiceConfig } from '@sluice/contracts';
-import { complexity, describeComplexity } from './complexity.js';
+import { describeComplexity } from '@sluice/facts';
 
 /** Where a cache miss goes: upstream candidates, a shed (terminal), or the static answer (terminal). */
 export type RouteDecision =
@@ -29,7 +29,7 @@ const EXPLICIT_TIER = 'explicit';
  * Routes a cache miss. The degrade level acts first: 2 sheds (cached only), 3 answers with the
  * static fallback, 4 sheds for maintenance — whatever the model. At 1 `auto` takes the
  * cheapest tier and every request's max_tokens is capped. At 0 `auto` takes the first tier
- * whose maxComplexity covers the request's complexity score. A named model must (still)
+ * whose maxComplexity covers the request's complexity score (computed once, at ingress). A named model must (still)
  * exist and be allowed for the tenant: config may have changed since ingress checked it.
  *
  * @example
@@ -49,6 +49,8 @@ export function route(input: RouteInput, config: SluiceConfig, degrade: DegradeS
   });
 
   if (level >= 4) return shed('maintenance', config.router.shedRetryAfterMs, `degraded to level ${level} (maintenance)`);
+  if (level === 3 && input.request.endpoint === 'embeddings')
+    return shed('service_busy', config.router.shedRetryAfterMs, 'degraded to level 3 (static fallback; an embedding has none)');
   if (level === 3) return { kind: 'static', content: config.router.staticFallback, degradeLevel: level, reason: 'degraded to level 3 (static fallback)' };
   if (level === 2) return shed('service_busy', config.router.shedRetryAfterMs, 'degraded to level 2 (cached only)');
 
@@ -61,7 +63,7 @@ export function route(input: RouteInput, config: SluiceConfig, degrade: DegradeS
       ({ model, name: tier } = config.tiers[0]!);
       why = `degrade level ${level}: cheapest tier ${tier} (${model})`;
     } else {
-      const c = complexity(request);
+      const c = request.complexity;
       ({ model, name: tier } = pickTier(config, c.score));
       why = `complexity ${describeComplexity(c)} -> tier ${tier} (${model})`;
     }
@@ -79,9 +81,10 @@ export function route(input: RouteInput, config: SluiceConfig, degrade: DegradeS
   const candidates = candidatesFor(config, model);
   const decision: RouteDecision = { kind: 'routed', tier, lane: request.priority, candidates, degradeLevel: level, reason: '' };
   let capped = '';
-  if (level >= 1) {
+  // an embedding writes no tokens: nothing to cap
+  if (level >= 1 && request.endpoint !== 'embeddings') {
     const cap = config.router.degradedMaxTokens;
-    decision.maxTokens = Math.min(request.params.max_tokens ?? cap, cap);
+    decision.maxTokens = Math.min(request.maxOutputTokens ?? cap, cap);
     capped = `; degrade level ${level}: max_tokens ${decision.maxTokens}`;
   }
   const list = candidates.map((c) => `${c.model}@${c.deployment}`).join(', ');

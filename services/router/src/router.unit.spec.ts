@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig, type ChatRequest, type DegradeState } from '@sluice/contracts';
 import { chatRequest } from '@sluice/contracts/testing';
 import { candidatesFor, route, type RouteDecision } from './router.js';
-import { complexity } from './complexity.js';
+import { bodyFacts } from '@sluice/facts';
 
 const config = parseConfig({
   tenants: [
@@ -35,9 +35,12 @@ const config = parseConfig({
 });
 
 const level = (n: number): DegradeState => ({ level: n, since: 0, reason: 'test' });
-const request = (over: Partial<ChatRequest> = {}): ChatRequest =>
-  chatRequest({ model: 'auto', messages: [{ role: 'user', content: 'What is the capital of France?' }], ...over });
-const say = (...contents: string[]): Partial<ChatRequest> => ({ messages: contents.map((content) => ({ role: 'user' as const, content })) });
+/** The facts ingress computes for a chat body of these user turns (its complexity is what routes `auto`). */
+const say = (...contents: string[]): Partial<ChatRequest> => {
+  const facts = bodyFacts('chat.completions', { messages: contents.map((content) => ({ role: 'user', content })) });
+  return { complexity: facts.complexity, promptTokens: facts.promptTokens };
+};
+const request = (over: Partial<ChatRequest> = {}): ChatRequest => chatRequest({ model: 'auto', ...say('What is the capital of France?'), ...over });
 
 function routed(d: RouteDecision) {
   if (d.kind !== 'routed') throw new Error(`expected routed, got ${d.kind}: ${d.reason}`);
@@ -45,33 +48,6 @@ function routed(d: RouteDecision) {
 }
 
 const hard = `Analyze and compare these two designs, explain why one is faster, step by step:\n\`\`\`ts\n${'const a = [1, 2, 3].map((x) => x * 2);\n'.repeat(40)}\`\`\``;
-
-describe('complexity', () => {
-  it('scores a short question near zero and an analytical code request high', () => {
-    expect(complexity(request()).score).toBeLessThan(0.05);
-    const c = complexity(request(say(hard)));
-    expect(c.code).toBe(true);
-    expect(c.keywords).toEqual(['analyze', 'compare', 'explain why', 'step by step']);
-    expect(c.score).toBeGreaterThan(0.5);
-    expect(c.score).toBeLessThanOrEqual(1);
-  });
-
-  it('grows with turns and length, and ignores hard words in the system prompt', () => {
-    const oneTurn = complexity(request(say('hi'))).score;
-    const manyTurns = complexity(request(say(...Array.from({ length: 9 }, () => 'hi')))).score;
-    expect(manyTurns).toBeGreaterThan(oneTurn);
-    expect(complexity(request(say('word '.repeat(4000)))).score).toBeGreaterThanOrEqual(0.35);
-    const system = complexity(
-      request({
-        messages: [
-          { role: 'system', content: 'Analyze and compare, step by step.' },
-          { role: 'user', content: 'hi' },
-        ],
-      }),
-    );
-    expect(system.keywords).toEqual([]);
-  });
-});
 
 describe('route at degrade level 0', () => {
   it('sends a simple auto request to the cheapest tier', () => {
@@ -94,7 +70,7 @@ describe('route at degrade level 0', () => {
   });
 
   it('sends a hard request to the tier that covers its score, or the last tier', () => {
-    const score = complexity(request(say(hard))).score;
+    const score = request(say(hard)).complexity.score;
     expect(score).toBeGreaterThan(0.5);
     expect(score).toBeLessThanOrEqual(0.9);
     expect(routed(route({ tenant: 'acme', request: request(say(hard)) }, config, level(0))).tier).toBe('premium');
@@ -149,12 +125,12 @@ describe('route under degradation', () => {
   });
 
   it('level 1: an explicit model stays but gets the cap, a smaller max_tokens is kept', () => {
-    expect(routed(route({ tenant: 'acme', request: request({ model: 'large', params: { max_tokens: 4000 } }) }, config, level(1)))).toMatchObject({
+    expect(routed(route({ tenant: 'acme', request: request({ model: 'large', maxOutputTokens: 4000 }) }, config, level(1)))).toMatchObject({
       tier: 'explicit',
       maxTokens: 128,
       candidates: [{ model: 'large' }, {}, {}, {}, {}],
     });
-    expect(routed(route({ tenant: 'acme', request: request({ model: 'large', params: { max_tokens: 50 } }) }, config, level(1))).maxTokens).toBe(50);
+    expect(routed(route({ tenant: 'acme', request: request({ model: 'large', maxOutputTokens: 50 }) }, config, level(1))).maxTokens).toBe(50);
   });
 
   it('level 2: misses are shed as busy with the configured retry-after', () => {
