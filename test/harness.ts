@@ -1,4 +1,6 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -120,3 +122,64 @@ export async function startE2eStack(opts: Partial<StackOptions> & { postgres?: b
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** One request an upstream was sent through a {@link startRecorder} proxy. */
+export interface UpstreamCall {
+  method: string;
+  /** Path and query, e.g. `/v1/chat/completions`. */
+  path: string;
+  /** The JSON body as sent (undefined for an empty or non-JSON body). */
+  body: any;
+}
+
+export interface Recorder {
+  /** Base URL to configure as a deployment's `baseUrl` (same path as the target's). */
+  url: string;
+  calls: UpstreamCall[];
+  close(): Promise<void>;
+}
+
+/**
+ * An HTTP proxy in front of an upstream (a simulator) that records every request it forwards,
+ * so a test sees what Sluice sent upstream: a field passed through, not rewritten. A caller
+ * that closes its connection early closes the upstream one too, so the simulator still sees an
+ * abort as it would without the proxy.
+ */
+export async function startRecorder(targetUrl: string): Promise<Recorder> {
+  const target = new URL(targetUrl);
+  const calls: UpstreamCall[] = [];
+  const server = createServer((req, res) => {
+    const parts: Buffer[] = [];
+    req.on('data', (c: Buffer) => parts.push(c));
+    req.on('end', () => {
+      const raw = Buffer.concat(parts);
+      let body: unknown;
+      try {
+        body = raw.length > 0 ? JSON.parse(raw.toString('utf8')) : undefined;
+      } catch {
+        body = undefined;
+      }
+      calls.push({ method: req.method ?? 'GET', path: req.url ?? '/', body });
+      const up = httpRequest(new URL(req.url ?? '/', target.origin), { method: req.method, headers: { ...req.headers, host: target.host } }, (upRes) => {
+        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+        upRes.pipe(res);
+      });
+      up.on('error', () => res.destroy());
+      res.on('close', () => {
+        if (!res.writableFinished) up.destroy();
+      });
+      up.end(raw);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}${target.pathname}`,
+    calls,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

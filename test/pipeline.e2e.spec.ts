@@ -3,6 +3,7 @@ import OpenAI from 'openai';
 import { SluiceClient, SluiceRequestError } from '@sluice/client';
 import { startSim } from '@sluice/openai-sim';
 import { eventually } from '@sluice/bus/testing';
+import { contentOf } from '@sluice/contracts/testing';
 import { DEV_KEY, startE2eStack, type E2eStack } from './harness.js';
 
 // The whole stack as processes on real NATS and real Postgres, driven through both front doors.
@@ -81,7 +82,8 @@ describe('NATS front door with libs/client', () => {
     const whole = await client.chat({ messages: [{ role: 'user', content: 'Hello over NATS' }], model: 'gpt-4o-mini' });
     expect(whole.requestId).toMatch(/^req_/);
     expect(whole.cached).toBe(false);
-    expect(whole.message.content.length).toBeGreaterThan(0);
+    expect(whole.body).toMatchObject({ object: 'chat.completion', id: `chatcmpl-${whole.requestId}` });
+    expect(contentOf(whole.body)!.length).toBeGreaterThan(0);
     expect(whole.usage.total_tokens).toBeGreaterThan(0);
 
     const stream = client.stream({ messages: [{ role: 'user', content: 'Stream over NATS please' }], model: 'gpt-4o-mini' });
@@ -90,17 +92,18 @@ describe('NATS front door with libs/client', () => {
     for (;;) {
       const next = await stream.next();
       if (next.done) {
-        expect(next.value.message.content).toBe(content);
+        expect(contentOf(next.value.body)).toBe(content);
         break;
       }
       chunks++;
-      content += next.value.chunk.content;
+      // the upstream's own chat.completion.chunk, passed through
+      content += (next.value.chunk as OpenAI.ChatCompletionChunk).choices[0]?.delta.content ?? '';
     }
     expect(chunks).toBeGreaterThan(1);
 
     const again = await client.chat({ messages: [{ role: 'user', content: 'Hello over NATS' }], model: 'gpt-4o-mini' });
     expect(again.cached).toBe(true);
-    expect(again.message.content).toBe(whole.message.content);
+    expect(contentOf(again.body)).toBe(contentOf(whole.body));
   });
 
   it('refuses a wrong key with a coded error', async () => {

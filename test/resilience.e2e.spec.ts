@@ -36,7 +36,7 @@ describe('throttling', () => {
     const err = await tiny.chat.completions.create(ask('tiny 4')).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OpenAI.RateLimitError);
     const e = err as InstanceType<typeof OpenAI.RateLimitError>;
-    expect(e.code).toBe('rate_limited');
+    expect(e.code).toBe('rate_limit_exceeded');
     expect(Number(e.headers?.get('retry-after'))).toBeGreaterThanOrEqual(1);
     // other tenants are not affected
     await expect(stack.openai().chat.completions.create(ask('not tiny'))).resolves.toBeDefined();
