@@ -41,7 +41,8 @@ export const ChatRequest = Type.Object({
   maxOutputTokens: Type.Optional(Type.Integer({ minimum: 0 })),
   /** Choices the upstream writes (`n`). */
   choices: Type.Integer({ minimum: 1 }),
-  complexity: Complexity,
+  /** For the router, its one reader; events after `chat.routed` leave it out (`withoutRouting`). */
+  complexity: Type.Optional(Complexity),
   /** `<tenant>.<sha256>` of every field that changes the answer; unset with `cache: 'skip'`. */
   cacheKey: Type.Optional(Type.String()),
 });
@@ -72,3 +73,19 @@ export const RequestContext = Type.Object({
 });
 export type RequestContext = Static<typeof RequestContext>;
 export type RateLimitState = NonNullable<RequestContext['rateLimit']>;
+
+/** The context without what only the router reads (the complexity): what `chat.routed` carries on. */
+export function withoutRouting(ctx: RequestContext): RequestContext {
+  const { complexity: _complexity, ...request } = ctx.request;
+  return { ...ctx, request };
+}
+
+/**
+ * The context a terminal event keeps: what its readers (the cache's store, the limiter's
+ * reconcile, the ledger) need. The reply inbox, the rate-limit state, where the body is and the
+ * routing features were used up before it; leaving them out keeps each request's events small.
+ */
+export function settledContext(ctx: RequestContext): RequestContext {
+  const { replyTo: _replyTo, rateLimit: _rateLimit, requestSeq: _requestSeq, ...kept } = ctx;
+  return withoutRouting(kept);
+}

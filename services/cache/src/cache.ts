@@ -4,6 +4,7 @@ import {
   makeEvent,
   replayChunks,
   ServiceName,
+  settledContext,
   STATIC_FALLBACK,
   type ChatReply,
   type ChatResult,
@@ -42,7 +43,7 @@ export function decideLookup(admitted: SluiceEvent<'chat.admitted'>, entry: Cach
   const event = makeEvent(
     'cache.hit',
     { ...fields, reason: `exact cache hit: answer of request ${entry.requestId}, stored ${ageSeconds}s ago` },
-    { ctx, key, answer, storedAt: entry.storedAt },
+    { ctx: settledContext(ctx), key, answer, storedAt: entry.storedAt },
   );
   const created = Math.floor(now / 1000);
   const { requestId } = admitted;

@@ -561,7 +561,7 @@ describe('HTTP front door: rejections', () => {
     },
     {
       name: 'an embedding of an unknown encoding',
-      body: JSON.stringify({ input: 'x', encoding_format: 'int8' }),
+      body: JSON.stringify({ model: 'small', input: 'x', encoding_format: 'int8' }),
       path: '/embeddings',
       status: 400,
       code: 'invalid_request',
@@ -631,7 +631,8 @@ describe('HTTP front door: rejections', () => {
       [() => acme.chat.completions.create({ model: 'gpt-9', messages: user('hi') }), 404, 'model_not_found', 'model'],
       [() => beta.chat.completions.create({ model: 'large', messages: user('hi') }), 403, 'model_not_allowed', 'model'],
       [() => acme.chat.completions.create({ model: 'auto', messages: user('hi'), n: 200 }), 400, 'invalid_request', 'n'],
-      [() => acme.embeddings.create({ model: 'auto', input: [] }), 400, 'invalid_request', 'input'],
+      [() => acme.embeddings.create({ model: 'small', input: [] }), 400, 'invalid_request', 'input'],
+      [() => acme.embeddings.create({ model: 'auto', input: 'x' }), 400, 'invalid_request', 'model'],
       [() => acme.responses.create({ model: 'auto', input: 'hi', max_output_tokens: 0 }), 400, 'invalid_request', 'max_output_tokens'],
       [() => acme.chat.completions.create({ model: 'auto', messages: [] }), 400, 'invalid_request', 'messages'],
       [

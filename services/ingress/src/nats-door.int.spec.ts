@@ -73,11 +73,11 @@ describe('NATS front door with SluiceClient', () => {
   it('takes the Responses and Embeddings bodies named by the sluice-endpoint header, and answers with their objects', async () => {
     const response = await rawReply(Subjects.chat('acme'), JSON.stringify({ model: 'small', input: 'hi' }), KEYS.acme, 'responses');
     expect(response).toMatchObject({ model: 'small', body: { object: 'response', status: 'completed' } });
-    const embedding = await rawReply(Subjects.chat('acme'), JSON.stringify({ input: ['a', 'b'], stream: true }), KEYS.acme, 'embeddings');
+    const embedding = await rawReply(Subjects.chat('acme'), JSON.stringify({ model: 'small', input: ['a', 'b'], stream: true }), KEYS.acme, 'embeddings');
     expect(embedding).toMatchObject({ body: { object: 'list', data: [{ object: 'embedding', embedding: [0.25, 0.5, 0.75] }] } });
     const event = h.requested.find((e) => e.requestId === (embedding as { requestId: string }).requestId)!;
-    expect(event.data.ctx.request).toMatchObject({ endpoint: 'embeddings', stream: false, model: 'auto' });
-    expect(event.data.body).toEqual({ input: ['a', 'b'], stream: true });
+    expect(event.data.ctx.request).toMatchObject({ endpoint: 'embeddings', stream: false, model: 'small' });
+    expect(event.data.body).toEqual({ model: 'small', input: ['a', 'b'], stream: true });
   });
 
   it('refuses an unknown sluice-endpoint, and validates each endpoint as HTTP does', async () => {
@@ -91,7 +91,7 @@ describe('NATS front door with SluiceClient', () => {
       code: 'invalid_request',
       param: 'input',
     });
-    expect((await rawRequest(subject, JSON.stringify({ input: 'x', dimensions: 0 }), KEYS.acme, 'embeddings')).error).toMatchObject({
+    expect((await rawRequest(subject, JSON.stringify({ model: 'small', input: 'x', dimensions: 0 }), KEYS.acme, 'embeddings')).error).toMatchObject({
       code: 'invalid_request',
       param: 'dimensions',
     });

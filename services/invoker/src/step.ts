@@ -1,4 +1,4 @@
-import { Errors, type ChatErrorReply, type ErrorCode, type UpstreamError } from '@sluice/contracts';
+import { Errors, settledContext, type ChatErrorReply, type ErrorCode, type UpstreamError } from '@sluice/contracts';
 import type { AttemptOutcome, AttemptState, Invocation, Step } from './attempts.js';
 import { cancelledUsage, type Streamed } from './cancels.js';
 import { recordFailure, recordNeutral, recordSuccess } from './circuit.js';
@@ -80,7 +80,7 @@ function answered(d: Draft, answer: UpstreamAnswer, latencyMs: number): Step {
   const fitted = fitBody(answer.body, ctx.request.endpoint, ctx, maxPayload);
   for (const c of fitted.cuts) d.note(`answer's ${c.path} of ${c.from} characters cut to ${c.to} to fit NATS max_payload`);
   const completed = d.stamp('chat.completed', `answered by ${describe(candidate)} after ${attempt} attempt${attempt === 1 ? '' : 's'}`, {
-    ctx,
+    ctx: settledContext(ctx),
     answer: { model: candidate.model, body: fitted.body, usage: answer.usage },
     deployment: candidate.deployment,
     attempts: attempt,
@@ -152,7 +152,7 @@ function cancelled(d: Draft, streamed: Streamed | undefined, latencyMs: number |
       ? `cancelled by the client after ${d.state.attempts} attempts, no upstream call running`
       : `cancelled by the client: the call to ${describe(candidate)} was stopped after ${latencyMs ?? 0} ms, ${usage.completion_tokens} completion tokens ${counted ? 'counted from the streamed text' : 'as the upstream reported'}`;
   const terminal = d.stamp('chat.cancelled', what, {
-    ctx,
+    ctx: settledContext(ctx),
     model: candidate.model,
     deployment: candidate.deployment,
     attempts: d.state.attempts,

@@ -166,13 +166,13 @@ function finish(e: AnyEvent, receivedAt: number, patch: RequestPatch, known: Par
 }
 
 /**
- * The event's data for the timeline, without the client's body (bulky, and not the ledger's
- * business: the conversation stays in the stream, under its retention), but with its size.
+ * The event's data for the timeline, without the client's body: bulky, and not the ledger's
+ * business (the conversation stays in the stream, under its retention).
  */
 function timelineData(data: AnyEvent['data']): unknown {
   if (!('body' in data)) return data;
-  const { body, ...rest } = data;
-  return { ...rest, bodyBytes: Buffer.byteLength(JSON.stringify(body) ?? '') };
+  const { body: _body, ...rest } = data;
+  return rest;
 }
 
 /**

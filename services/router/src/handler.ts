@@ -5,6 +5,8 @@ import {
   makeEvent,
   replayChunks,
   ServiceName,
+  settledContext,
+  withoutRouting,
   STATIC_FALLBACK,
   type ChatReply,
   type ChatResult,
@@ -39,7 +41,7 @@ export function onCacheMissed(deps: RouterDeps) {
       case 'routed': {
         const { tier, lane, candidates, maxTokens, degradeLevel } = decision;
         const data = {
-          ctx,
+          ctx: withoutRouting(ctx),
           tier,
           lane,
           candidates,
@@ -66,7 +68,7 @@ export function onCacheMissed(deps: RouterDeps) {
         const usage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
         const answer = { model: STATIC_FALLBACK, body: staticBody(endpoint, decision.content, requestId, created), usage };
         const completed: SluiceEvent<'chat.completed'> = makeEvent(EventType.ChatCompleted, fields, {
-          ctx,
+          ctx: settledContext(ctx),
           answer,
           deployment: STATIC_FALLBACK,
           attempts: 0,

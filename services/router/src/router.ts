@@ -63,7 +63,8 @@ export function route(input: RouteInput, config: SluiceConfig, degrade: DegradeS
       ({ model, name: tier } = config.tiers[0]!);
       why = `degrade level ${level}: cheapest tier ${tier} (${model})`;
     } else {
-      const c = request.complexity;
+      // ingress always computes it; a request without one (an older event) scores as simple
+      const c = request.complexity ?? { score: 0, promptTokens: request.promptTokens, turns: 0, code: false, keywords: [] };
       ({ model, name: tier } = pickTier(config, c.score));
       why = `complexity ${describeComplexity(c)} -> tier ${tier} (${model})`;
     }

@@ -70,7 +70,7 @@ describe('route at degrade level 0', () => {
   });
 
   it('sends a hard request to the tier that covers its score, or the last tier', () => {
-    const score = request(say(hard)).complexity.score;
+    const score = request(say(hard)).complexity!.score;
     expect(score).toBeGreaterThan(0.5);
     expect(score).toBeLessThanOrEqual(0.9);
     expect(routed(route({ tenant: 'acme', request: request(say(hard)) }, config, level(0))).tier).toBe('premium');
