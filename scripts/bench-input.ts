@@ -4,29 +4,28 @@
  * Exits 1 when a bound is exceeded. Not part of `npm test` (it measures time).
  *
  * Each shape is one request body of about the body limit (1 MiB). Steps:
- *   ingress   — parseJsonBody + normaliseChat (maxMessages raised so 10,000 messages get through)
- *   tokens    — counting the messages (@sluice/tokens), as the worker thread does for long ones
- *   stall     — the longest the limiter's event loop was held while it estimated the request
- *               (estimateTokensAsync; ms, not per MB)
- *   keywords  — the router's complexity() once its handler has the count (regexes, per message)
- *   cache key — cacheKey (whitespace folding, canonical JSON, SHA-256)
- *   event hop — JSON.stringify of chat.requested and parseEvent (every service, every hop)
+ *   ingress   — parseJsonBody + checkBody (maxMessages raised so 10,000 messages get through)
+ *   facts     — bodyFacts (@sluice/facts): every text counted (@sluice/tokens, as the worker thread
+ *               does for long ones) and the complexity keywords (regexes, per message)
+ *   stall     — the longest ingress's event loop was held while it computed the facts
+ *               (bodyFactsAsync; ms, not per MB)
+ *   cache key — cacheKey (canonical JSON of the body, SHA-256)
+ *   event hop — JSON.stringify of chat.requested and parseEvent (the body's one hop: the limiter
+ *               reads it, and the invoker once more to send it upstream)
  * BENCH_INPUT_RUNS (default 3) runs per step; the median counts.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { makeEvent, parseEvent, ServiceName, type ChatRequest } from '@sluice/contracts';
-import { countMessages, countMessagesAsync, stopTokenWorker } from '../libs/tokens/src/mod.js';
+import { makeEvent, parseEvent, ServiceName } from '@sluice/contracts';
+import { bodyFacts, bodyFactsAsync, cacheKey } from '@sluice/facts';
+import { countMessagesAsync, stopTokenWorker } from '../libs/tokens/src/mod.js';
 import { seeded, TEXT_SHAPES } from '../libs/tokens/src/shapes.js';
-import { cacheKey } from '../services/cache/src/key.js';
-import { normaliseChat, parseJsonBody } from '../services/ingress/src/validate.js';
-import { estimateTokensAsync } from '../services/limiter/src/estimate.js';
-import { complexity } from '../services/router/src/complexity.js';
+import { checkBody, parseJsonBody } from '../services/ingress/src/validate.js';
 
 const MB = 1_048_576;
 const RUNS = Number(process.env.BENCH_INPUT_RUNS ?? 3);
 
 /** Bounds, ms per MB of body (stall: ms per request). Keep in step with docs/input-bounds.md. */
-const BOUNDS = { ingress: 60, tokens: 800, stall: 20, keywords: 60, 'cache key': 60, 'event hop': 60 } as const;
+const BOUNDS = { ingress: 60, facts: 860, stall: 20, 'cache key': 60, 'event hop': 60 } as const;
 /** A normal request's estimate, p99 in ms, while the worst shape is counted back to back. */
 const NORMAL_UNDER_LOAD_P99 = 5;
 type Step = keyof typeof BOUNDS;
@@ -61,23 +60,33 @@ const SHAPES: Record<string, string> = {
   '10,000 tiny messages': JSON.stringify({ model: 'auto', messages: Array.from({ length: 10_000 }, (_, i) => ({ role: 'user', content: `m${i}` })) }),
 };
 
-const STEPS: Record<Step, (body: string, request: ChatRequest | undefined) => unknown> = {
-  ingress: (body) => {
+type Body = Record<string, unknown>;
+
+const STEPS: Record<Step, (text: string, body: Body | undefined) => unknown> = {
+  ingress: (text) => {
     try {
-      return normaliseChat(parseJsonBody(body), {}, { maxMessages: 1_000_000 });
+      return checkBody('chat.completions', parseJsonBody(text), {}, { maxMessages: 1_000_000 });
     } catch (e) {
       return e; // a refusal is an outcome too: its cost is what is measured
     }
   },
-  // a copy of the array: the original's count is remembered for keywords (as route() finds it)
-  tokens: (_body, request) => request && countMessages([...request.messages]),
+  facts: (_text, body) => body && bodyFacts('chat.completions', body),
   stall: () => undefined, // measured apart, below
-  keywords: (_body, request) => request && complexity(request),
-  'cache key': (_body, request) => request && cacheKey('bench', request),
-  'event hop': (_body, request) => {
-    if (!request) return undefined;
+  'cache key': (_text, body) => body && cacheKey('bench', 'chat.completions', body),
+  'event hop': (_text, body) => {
+    if (!body) return undefined;
     const fields = { requestId: 'r', tenant: 'bench', service: ServiceName.Ingress, at: 0, reason: 'bench' };
-    const event = makeEvent('chat.requested', fields, { ctx: { request, frontDoor: 'http', receivedAt: 0, deadline: 1 } });
+    const request = {
+      endpoint: 'chat.completions' as const,
+      model: 'auto',
+      priority: 'standard' as const,
+      stream: false,
+      cache: 'default' as const,
+      promptTokens: 0,
+      choices: 1,
+      complexity: { score: 0, promptTokens: 0, turns: 0, code: false, keywords: [] },
+    };
+    const event = makeEvent('chat.requested', fields, { ctx: { request, frontDoor: 'http', receivedAt: 0, deadline: 1 }, body });
     return parseEvent(JSON.stringify(event));
   },
 };
@@ -93,29 +102,28 @@ function time(fn: () => unknown): number {
   return performance.now() - start;
 }
 
-/** The longest the event loop was held while the limiter estimated the request, in ms. */
-async function stall(request: ChatRequest): Promise<number> {
+/** The longest the event loop was held while ingress computed the facts, in ms. */
+async function stall(body: Body): Promise<number> {
   const h = monitorEventLoopDelay({ resolution: 1 });
-  // a fresh array each time, so nothing is remembered from an earlier run
-  const fresh = { messages: request.messages.map((m) => ({ ...m })), params: request.params };
+  // a fresh copy each time, so nothing is remembered from an earlier run
+  const fresh = structuredClone(body);
   h.enable();
-  let estimate: Promise<number> | undefined;
-  const heldFor = time(() => (estimate = estimateTokensAsync(fresh)));
-  await estimate;
+  let facts: Promise<unknown> | undefined;
+  const heldFor = time(() => (facts = bodyFactsAsync('chat.completions', fresh)));
+  await facts;
   // let the histogram see a turn of the loop after the answer
   await new Promise((r) => setTimeout(r, 5));
   h.disable();
   return Math.max(heldFor, h.max / 1e6);
 }
 
-/** Latencies of `count` estimates of a normal request, one at a time, each from a timer as requests arrive. */
-async function normalLatencies(request: ChatRequest, count: number): Promise<number[]> {
+/** Latencies of `count` fact computations of a normal request, one at a time, each from a timer as requests arrive. */
+async function normalLatencies(body: Body, count: number): Promise<number[]> {
   const latencies: number[] = [];
   for (let i = 0; i < count; i++) {
     const asked = performance.now();
     await new Promise((r) => setImmediate(r));
-    await estimateTokensAsync({ messages: request.messages.map((m) => ({ ...m })), params: request.params });
-    complexity(request);
+    await bodyFactsAsync('chat.completions', structuredClone(body));
     latencies.push(performance.now() - asked);
   }
   return latencies;
@@ -124,7 +132,7 @@ async function normalLatencies(request: ChatRequest, count: number): Promise<num
 async function main(): Promise<void> {
   // warm-up: load the tokenizer tables here and on the worker, JIT the hot paths
   await countMessagesAsync([{ content: TEXT_SHAPES.prose!(200_000) }]);
-  for (const fn of Object.values(STEPS)) fn(SHAPES.prose!, normaliseChat(parseJsonBody(SHAPES.prose!), {}, { maxMessages: 1 }).request);
+  for (const fn of Object.values(STEPS)) fn(SHAPES.prose!, parseJsonBody(SHAPES.prose!) as Body);
 
   const steps = Object.keys(BOUNDS) as Step[];
   console.log(`ms per MB of body, median of ${RUNS} (stall: ms per request); bounds in the last row`);
@@ -133,8 +141,7 @@ async function main(): Promise<void> {
   for (const [shape, body] of Object.entries(SHAPES)) {
     const mb = Buffer.byteLength(body) / MB;
     const outcome = STEPS.ingress(body, undefined);
-    const request = outcome instanceof Error ? undefined : (outcome as ReturnType<typeof normaliseChat>).request;
-    if (request) await countMessagesAsync(request.messages);
+    const request = outcome instanceof Error ? undefined : (outcome as ReturnType<typeof checkBody>).body;
     const cells: string[] = [];
     for (const step of steps) {
       let value: number | undefined;
@@ -158,19 +165,19 @@ async function main(): Promise<void> {
   console.log('(—: the step never sees this shape: ingress refused it)');
 
   // another tenant's normal request while the slowest shape is counted back to back
-  const normal = normaliseChat(parseJsonBody(chat(TEXT_SHAPES.prose!(1_000))), {}, { maxMessages: 1 }).request;
+  const normal = parseJsonBody(chat(TEXT_SHAPES.prose!(1_000))) as Body;
   const idle = await normalLatencies(normal, 1_000);
-  const worst = normaliseChat(parseJsonBody(SHAPES['space runs']!), {}, { maxMessages: 1 }).request;
+  const worst = parseJsonBody(SHAPES['space runs']!) as Body;
   let hostile = true;
   const flood = (async () => {
-    while (hostile) await estimateTokensAsync({ messages: worst.messages.map((m) => ({ ...m })), params: {} });
+    while (hostile) await bodyFactsAsync('chat.completions', structuredClone(worst));
   })();
   const loaded = await normalLatencies(normal, 1_000);
   hostile = false;
   await flood;
   const p = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.floor(q * (xs.length - 1))]!;
   console.log(
-    `normal request (1 KB prompt) estimate, ms: idle p50 ${p(idle, 0.5).toFixed(2)} p99 ${p(idle, 0.99).toFixed(2)}; while 1 MiB of "space runs" is counted back to back p50 ${p(loaded, 0.5).toFixed(2)} p99 ${p(loaded, 0.99).toFixed(2)} (bound ${NORMAL_UNDER_LOAD_P99})`,
+    `normal request (1 KB prompt) facts, ms: idle p50 ${p(idle, 0.5).toFixed(2)} p99 ${p(idle, 0.99).toFixed(2)}; while 1 MiB of "space runs" is counted back to back p50 ${p(loaded, 0.5).toFixed(2)} p99 ${p(loaded, 0.99).toFixed(2)} (bound ${NORMAL_UNDER_LOAD_P99})`,
   );
   if (p(loaded, 0.99) > NORMAL_UNDER_LOAD_P99) over.push(`normal request p99 under load ${p(loaded, 0.99).toFixed(2)} > ${NORMAL_UNDER_LOAD_P99}`);
   await stopTokenWorker();

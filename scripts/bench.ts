@@ -14,7 +14,8 @@
  * time between consecutive events of a request (as the bench sees them arrive on the bus) and the
  * CPU each process spent per request. After each gateway run the bench waits for the ledger to
  * catch up (its lag is printed, and keeps the next run from paying for this one's backlog); the
- * end prints each process's resident memory.
+ * end prints each process's resident memory, and for each gateway run the bytes it appended to
+ * SLUICE_EVENTS per request. BENCH_PROMPT_BYTES pads every prompt to about that many bytes.
  */
 import { Agent, request } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -22,6 +23,7 @@ import type { ServiceName } from '@sluice/contracts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { SluiceClient } from '@sluice/client';
 import { freePort } from '@sluice/bus/nats-server';
 import { ROOT, startStack } from './stack.js';
@@ -96,7 +98,9 @@ const stack = await startStack({
 });
 const nc = await connect({ servers: stack.natsUrl });
 const client = new SluiceClient(nc, { tenant: 'dev', key: KEY, timeoutMs: 30_000 });
-const message = (i: number) => [{ role: 'user' as const, content: `Benchmark request ${i}: summarise the benefits of backpressure in one line.` }];
+// BENCH_PROMPT_BYTES pads each prompt (a long conversation), to see what the body costs each hop
+const padding = ' context'.repeat(Math.ceil(Number(process.env.BENCH_PROMPT_BYTES ?? 0) / 8));
+const message = (i: number) => [{ role: 'user' as const, content: `Benchmark request ${i}: summarise the benefits of backpressure in one line.${padding}` }];
 const direct = new URL(`${stack.sim!.url}/chat/completions`);
 const gateway = new URL(`${stack.ingressUrl}/v1/chat/completions`);
 const body = (i: number) => JSON.stringify({ model: 'gpt-4o-mini', messages: message(i) });
@@ -106,7 +110,7 @@ const allPaths: Record<string, (i: number) => Promise<boolean>> = {
   http: async (i) => (await post(gateway, body(i), { authorization: `Bearer ${KEY}`, 'x-sluice-cache': 'skip' })) === 200,
   nats: async (i) => {
     const r = await client.chat({ model: 'gpt-4o-mini', messages: message(i) }, { skipCache: true });
-    return r.message.content.length > 0;
+    return r.usage.completion_tokens > 0;
   },
 };
 
@@ -222,14 +226,25 @@ process.stdout.write(`\nSluice benchmark — ${cpus} cores, node ${process.versi
 process.stdout.write('path    conc   req/s   p50 ms  p95 ms  p99 ms  errors | added p50  p95     p99     (gateway/direct p50)\n');
 const rows: Array<Record<string, unknown>> = [];
 const lags: string[] = [];
+/** Issue 9's measure: the body is written once, later events carry facts (target: body + 4 KB). */
+const appended: string[] = [];
+const jsm = await jetstreamManager(nc);
+const streamBytes = async () => (await jsm.streams.info('SLUICE_EVENTS')).state.bytes;
 for (const c of levels) {
   const results: Record<string, Run> = {};
   for (const [name, call] of Object.entries(paths)) {
     const cpu = detail && name !== 'direct' ? cpuSnapshot() : undefined;
     hops.clear();
+    const before = name === 'direct' ? 0 : await streamBytes();
     results[name] = await drive(c, call);
     if (cpu) details.push(describeRun(name, c, results[name].latencies.length, cpu));
-    if (name !== 'direct') lags.push(`${name} c=${c}: ${await ledgerLag()}\n`);
+    if (name !== 'direct') {
+      lags.push(`${name} c=${c}: ${await ledgerLag()}\n`);
+      const requests = results[name].latencies.length + results[name].errors;
+      appended.push(
+        `${name} c=${c}: ${(Math.round((await streamBytes()) - before) / Math.max(1, requests)) | 0} B appended to SLUICE_EVENTS per request (body ${Buffer.byteLength(body(0))} B)\n`,
+      );
+    }
   }
   const d = results.direct!;
   for (const [name, r] of Object.entries(results)) {
@@ -246,6 +261,7 @@ for (const c of levels) {
   }
 }
 for (const l of lags) process.stdout.write(l);
+for (const a of appended) process.stdout.write(a);
 for (const d of details) process.stdout.write(d);
 process.stdout.write(memoryLine());
 if (process.env.BENCH_JSON) process.stdout.write(`${JSON.stringify(rows)}\n`);
