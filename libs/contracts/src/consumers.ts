@@ -37,6 +37,14 @@ export const Consumers = {
     receives: [E.ChatCompleted],
     emits: [],
   },
+  /** chat.cancelled -> the same reconciliation, for what a cancelled request streamed (no event). */
+  limiterReconcileCancelled: {
+    durable: 'limiter-reconcile-cancelled',
+    service: ServiceName.Limiter,
+    filter: Subjects.eventsOf(E.ChatCancelled),
+    receives: [E.ChatCancelled],
+    emits: [],
+  },
   cacheLookup: {
     durable: 'cache-lookup',
     service: ServiceName.Cache,

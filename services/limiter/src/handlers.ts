@@ -7,7 +7,7 @@ import { limitKeys, type LimitStore } from './store.js';
 import type { FindDecision } from './decided.js';
 
 type Admission = typeof Consumers.limiter;
-type Reconcile = typeof Consumers.limiterReconcile;
+type Reconcile = typeof Consumers.limiterReconcile | typeof Consumers.limiterReconcileCancelled;
 
 export interface LimiterDeps {
   store: LimitStore;
@@ -81,8 +81,9 @@ function throttledReply(e: SluiceEvent<'chat.throttled'>): ChatErrorReply {
 }
 
 /**
- * chat.completed -> the tenant and user token buckets are charged the difference between the
- * tokens actually used and the estimate admitted (a refund when the answer was shorter).
+ * chat.completed | chat.cancelled -> the tenant and user token buckets are charged the difference
+ * between the tokens actually used (a cancelled request's: what it streamed before the client
+ * left) and the estimate admitted (a refund when the answer was shorter).
  * The estimate is recomputed from the request's facts the event carries (`estimateTokens`,
  * no recount of the prompt), so chat.completed needs no extra field. A redelivered chat.completed is charged twice (KV
  * holds no record of which completions were reconciled); redelivery needs a crash between
@@ -90,8 +91,9 @@ function throttledReply(e: SluiceEvent<'chat.throttled'>): ChatErrorReply {
  */
 export function onChatCompleted(deps: LimiterDeps) {
   return async (event: Received<Reconcile>): Promise<Decided<Emitted<Reconcile>>> => {
-    const { ctx, answer } = event.data;
-    const difference = answer.usage.total_tokens - estimateTokens(ctx.request);
+    const { ctx } = event.data;
+    const usage = event.type === EventType.ChatCompleted ? event.data.answer.usage : event.data.usage;
+    const difference = usage.total_tokens - estimateTokens(ctx.request);
     if (difference === 0) return NOTHING;
     const user = ctx.request.user;
     const limits = limitsFor(deps.control.config(), event.tenant, user);

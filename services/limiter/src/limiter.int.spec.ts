@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { carryOut, consumeEvents, getJson, publishEvent, type Consumption } from '@sluice/bus';
-import { Consumers, type ChatErrorReply } from '@sluice/contracts';
+import { Consumers, makeEvent, type ChatErrorReply } from '@sluice/contracts';
 import { answer, completed as completedBy } from '@sluice/contracts/testing';
 import { collectEvents, eventually, startTestBus, type TestBus } from '@sluice/bus/testing';
 import { chatRequested, testConfig } from './int-env.js';
@@ -21,6 +21,7 @@ beforeAll(async () => {
       { id: 'direct', limits: { requestsPerMinute: 20, tokensPerMinute: 1_000_000 } },
       { id: 'users', userLimits: { requestsPerMinute: 2, tokensPerMinute: 1_000_000 } },
       { id: 'recon', limits: { requestsPerMinute: 100, tokensPerMinute: 6_000 } },
+      { id: 'cancel', limits: { requestsPerMinute: 100, tokensPerMinute: 6_000 } },
       { id: 'redo', limits: { requestsPerMinute: 2, tokensPerMinute: 1_000_000 } },
     ]),
     { name: 'limiter' },
@@ -241,6 +242,44 @@ describe('limiter against NATS', () => {
       // 6000 tokens/min refill 0.1 token per ms between the two stamps
       const refilled = before.value.tokens + (after.value.at - before.value.at) * 0.1;
       expect(after.value.tokens).toBeCloseTo(refilled - 500, 6);
+    } finally {
+      await reconcile.stop();
+    }
+  });
+
+  it('refunds a cancelled request the estimate it did not stream', async () => {
+    const store = new LimitStore(env.buckets.limits);
+    const reconcile = await consumeEvents(env.bus, {
+      consumer: Consumers.limiterReconcileCancelled,
+      concurrency: 16,
+      log: env.log,
+      handler: onChatCompleted({ store, control: env.control, log: env.log }),
+    });
+    try {
+      const requested = chatRequested('cancel', 'cancel-1', { maxOutputTokens: 1000 });
+      const estimate = estimateTokens(requested.data.ctx.request);
+      const limits = { tenant: { requestsPerMinute: 100, tokensPerMinute: 6_000 }, global: { requestsPerMinute: 100_000, tokensPerMinute: 100_000_000 } };
+      expect((await store.admit(limitKeys('cancel'), limits, estimate)).admitted).toBe(true);
+      const before = (await getJson<Bucket>(env.buckets.limits, 't.cancel'))!;
+
+      // the client left after 40 completion tokens: the rest of the estimate comes back
+      const usage = { prompt_tokens: 10, completion_tokens: 40, total_tokens: 50 };
+      const cancelled = makeEvent(
+        'chat.cancelled',
+        { requestId: 'cancel-1', tenant: 'cancel', service: 'invoker', at: Date.now(), reason: 'client left' },
+        { ctx: requested.data.ctx, model: 'm1', deployment: 'd1', attempts: 1, usage, counted: true },
+      );
+      await publishEvent(env.bus.js, cancelled);
+      const after = await eventually(
+        async () => {
+          const now = (await getJson<Bucket>(env.buckets.limits, 't.cancel'))!;
+          return now.revision !== before.revision && now;
+        },
+        5_000,
+        { what: 'the reconciliation to write t.cancel' },
+      );
+      const refilled = Math.min(6_000, before.value.tokens + (after.value.at - before.value.at) * 0.1);
+      expect(after.value.tokens).toBeCloseTo(Math.min(6_000, refilled + (estimate - 50)), 6);
     } finally {
       await reconcile.stop();
     }

@@ -5,7 +5,7 @@ import { LimitStore } from './store.js';
 import { streamDecisions } from './decided.js';
 
 // limiter: chat.requested -> chat.admitted | chat.throttled (terminal, 429 with retry-after);
-// chat.completed -> token buckets charged the actual usage minus the estimate.
+// chat.completed, chat.cancelled -> token buckets charged the actual usage minus the estimate.
 await runService(ServiceName.Limiter, async ({ bus, buckets, control, log }) => {
   // leased blocks of 1% of a bucket's per-minute requests, unused remainders given back after 2 s:
   // most admissions need no KV round trip (a burst may exceed a full bucket by 1% per replica)
@@ -27,6 +27,13 @@ await runService(ServiceName.Limiter, async ({ bus, buckets, control, log }) => 
     log,
     handler: onChatCompleted(deps),
   });
+  const reconcileCancelled = await consumeEvents(bus, {
+    consumer: Consumers.limiterReconcileCancelled,
+    concurrency: 16,
+    lingerMs: 200,
+    log,
+    handler: onChatCompleted(deps),
+  });
   // closed last: consumers stop first, then the leases go back to their buckets
-  return [() => store.close(), admission, reconcile];
+  return [() => store.close(), admission, reconcile, reconcileCancelled];
 });
