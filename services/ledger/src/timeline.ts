@@ -43,10 +43,16 @@ const iso = (d: Date | null | undefined) => (d ? new Date(d).toISOString() : nul
  * neither (unknown id, or not projected yet).
  */
 export async function requestReport(db: Db, requestId: string): Promise<RequestReport | undefined> {
-  const [r, events] = await Promise.all([
-    db.selectFrom('requests').selectAll().where('request_id', '=', requestId).executeTakeFirst(),
-    db.selectFrom('events').select(['seq', 'type', 'service', 'at', 'reason', 'data', 'tenant']).where('request_id', '=', requestId).orderBy('seq').execute(),
-  ]);
+  // events first, then the row: one batch writes both in one transaction, and two queries in
+  // parallel (two pooled connections) could see the events after that commit and the row before
+  // it; read in this order, the row is never older than the timeline shown with it
+  const events = await db
+    .selectFrom('events')
+    .select(['seq', 'type', 'service', 'at', 'reason', 'data', 'tenant'])
+    .where('request_id', '=', requestId)
+    .orderBy('seq')
+    .execute();
+  const r = await db.selectFrom('requests').selectAll().where('request_id', '=', requestId).executeTakeFirst();
   if (!r && events.length === 0) return undefined;
   return {
     requestId,
