@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { RequestContext } from './request.js';
+import { BucketState, RequestContext } from './request.js';
 
 /**
  * Tokens billed for an answer, in the chat completions' names whatever the endpoint: the
@@ -69,6 +69,11 @@ export const ChatErrorReply = Type.Object({
     type: Type.Optional(Type.String()),
     param: Type.Optional(Type.Union([Type.String(), Type.Null()])),
   }),
+  /**
+   * On a throttle: the bucket that refused the request (its kind only; the limiter stopped at
+   * it), which ingress sends as that kind's x-ratelimit-* headers with the 429.
+   */
+  rateLimit: Type.Optional(Type.Object({ requests: Type.Optional(BucketState), tokens: Type.Optional(BucketState) })),
 });
 export type ChatErrorReply = Static<typeof ChatErrorReply>;
 

@@ -48,6 +48,9 @@ export const ChatRequest = Type.Object({
 });
 export type ChatRequest = Static<typeof ChatRequest>;
 
+/** One rate-limit bucket as OpenAI's x-ratelimit-* headers describe it: per-minute limit, what is left, ms until full. */
+export const BucketState = Type.Object({ limit: Type.Integer(), remaining: Type.Integer(), resetMs: Type.Integer({ minimum: 0 }) });
+
 /** The request's facts plus what ingress learned about it; carried by every event on the request path. */
 export const RequestContext = Type.Object({
   request: ChatRequest,
@@ -64,12 +67,7 @@ export const RequestContext = Type.Object({
    */
   requestSeq: Type.Optional(Type.Integer({ minimum: 1 })),
   /** The tightest rate limits that applied, set by the limiter; ingress sends them as x-ratelimit-* headers. */
-  rateLimit: Type.Optional(
-    Type.Object({
-      requests: Type.Object({ limit: Type.Integer(), remaining: Type.Integer(), resetMs: Type.Integer({ minimum: 0 }) }),
-      tokens: Type.Object({ limit: Type.Integer(), remaining: Type.Integer(), resetMs: Type.Integer({ minimum: 0 }) }),
-    }),
-  ),
+  rateLimit: Type.Optional(Type.Object({ requests: BucketState, tokens: BucketState })),
 });
 export type RequestContext = Static<typeof RequestContext>;
 export type RateLimitState = NonNullable<RequestContext['rateLimit']>;

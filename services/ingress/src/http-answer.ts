@@ -33,7 +33,8 @@ export function sendError(reply: FastifyReply, code: string, message: string, st
     .send(openAiErrorBody(code, message, type, param ?? null));
 }
 
-function sendErrorReply(reply: FastifyReply, error: ChatErrorReply['error']) {
+function sendErrorReply(reply: FastifyReply, error: ChatErrorReply['error'], rateLimit?: ChatErrorReply['rateLimit']) {
+  reply.headers(rateLimitHeaders(rateLimit));
   return sendError(reply, error.code, error.message, error.status, error.retryAfterMs, error.param, error.type);
 }
 
@@ -52,7 +53,7 @@ export async function answerWhole(request: FastifyRequest, reply: FastifyReply, 
         if (isChunk(r)) continue;
         if (isError(r)) {
           request.log.debug({ code: r.error.code }, 'answered with an error');
-          return sendErrorReply(reply, r.error);
+          return sendErrorReply(reply, r.error, r.rateLimit);
         }
         request.log.debug({ model: r.model, cached: r.cached }, 'answered');
         return reply
@@ -107,8 +108,8 @@ export async function answerStream(request: FastifyRequest, reply: FastifyReply,
     });
     started = true;
   };
-  const fail = (error: ChatErrorReply['error']) => {
-    if (!started) return sendErrorReply(reply, error);
+  const fail = (error: ChatErrorReply['error'], rateLimit?: ChatErrorReply['rateLimit']) => {
+    if (!started) return sendErrorReply(reply, error, rateLimit);
     write(errorEvent(endpoint, error));
     if (!raw.writableEnded) raw.end();
     return reply;
@@ -130,7 +131,7 @@ export async function answerStream(request: FastifyRequest, reply: FastifyReply,
         const r = next.reply;
         if (isError(r)) {
           request.log.debug({ code: r.error.code, started }, 'answered with an error');
-          return fail(r.error);
+          return fail(r.error, r.rateLimit);
         }
         if (isChunk(r)) {
           if (!started) start(r.model, r.cached === true, r.rateLimit);

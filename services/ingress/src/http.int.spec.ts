@@ -238,6 +238,13 @@ describe('HTTP front door: answers', () => {
     expect(res.headers.get('retry-after')).toBe('2');
     expect(res.headers.get('retry-after-ms')).toBe('1500');
     expect(res.headers.get('x-sluice-request-id')).toMatch(/^req_/);
+    // the bucket that refused, and only it: the limiter stops at the first that refuses
+    expect([
+      res.headers.get('x-ratelimit-limit-requests'),
+      res.headers.get('x-ratelimit-remaining-requests'),
+      res.headers.get('x-ratelimit-reset-requests'),
+    ]).toEqual(['3', '0', '1m0s']);
+    expect(res.headers.get('x-ratelimit-limit-tokens')).toBeNull();
     expect(await json(res)).toEqual({
       error: { message: 'Rate limit reached; retry after the given time.', type: 'rate_limit_error', param: null, code: 'rate_limit_exceeded' },
     });

@@ -88,14 +88,17 @@ export function retryHeaders(retryAfterMs: number | undefined): Record<string, s
 }
 
 /**
- * OpenAI's rate-limit headers from the tightest Sluice limits that applied:
- * `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, the reset as a duration (`resetDuration`).
+ * OpenAI's rate-limit headers from the tightest Sluice limits that applied (on a 429, the bucket
+ * that refused): `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, the reset as a
+ * duration (`resetDuration`).
  */
-export function rateLimitHeaders(rateLimit: RateLimitState | undefined): Record<string, string> {
+export function rateLimitHeaders(rateLimit: Partial<RateLimitState> | undefined): Record<string, string> {
   if (!rateLimit) return {};
   const out: Record<string, string> = {};
   for (const kind of ['requests', 'tokens'] as const) {
+    // a throttle knows only the bucket that refused it
     const l = rateLimit[kind];
+    if (!l) continue;
     out[`x-ratelimit-limit-${kind}`] = String(l.limit);
     out[`x-ratelimit-remaining-${kind}`] = String(Math.max(0, l.remaining));
     out[`x-ratelimit-reset-${kind}`] = resetDuration(l.resetMs);

@@ -160,7 +160,11 @@ function answerTo(event: SluiceEvent<'chat.requested'>): ChatReply[] {
       return [];
     case 'throttle':
       return [
-        { requestId, error: { code: 'rate_limit_exceeded', message: 'Rate limit reached; retry after the given time.', status: 429, retryAfterMs: 1500 } },
+        {
+          requestId,
+          error: { code: 'rate_limit_exceeded', message: 'Rate limit reached; retry after the given time.', status: 429, retryAfterMs: 1500 },
+          rateLimit: { requests: { limit: 3, remaining: 0, resetMs: 60_000 } },
+        },
       ];
     case 'shed':
       return [{ requestId, error: { code: 'service_busy', message: 'The gateway is shedding load.', status: 503, retryAfterMs: 5000 } }];

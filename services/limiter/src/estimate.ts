@@ -29,15 +29,16 @@ export function rateLimitState(buckets: Buckets, limits: Limits): RateLimitState
     const b = buckets[layer];
     if (!b) continue;
     const rate = rateOf(limits, layer);
-    const r = state(b.requests, rate.requestsPerMinute);
-    const t = state(b.tokens, rate.tokensPerMinute);
+    const r = bucketState(b.requests, rate.requestsPerMinute);
+    const t = bucketState(b.tokens, rate.tokensPerMinute);
     if (!requests || r.remaining < requests.remaining) requests = r;
     if (!tokens || t.remaining < tokens.remaining) tokens = t;
   }
   return requests && tokens ? { requests, tokens } : undefined;
 }
 
-function state(level: number, perMinute: number): RateLimitState['requests'] {
+/** One bucket at `level` of its `perMinute` capacity: what is left (never below 0) and the ms until it is full again. */
+export function bucketState(level: number, perMinute: number): RateLimitState['requests'] {
   const remaining = Math.max(0, Math.floor(level));
   return { limit: perMinute, remaining, resetMs: Math.max(0, Math.ceil(((perMinute - level) * 60_000) / perMinute)) };
 }

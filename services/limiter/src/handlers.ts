@@ -1,8 +1,8 @@
 import { decided, NOTHING, type Control, type Decided, type Delivery, type Emitted, type Received } from '@sluice/bus';
 import { Consumers, EventType, makeEvent, ServiceName, type ChatErrorReply, type SluiceConfig, type SluiceEvent, type Tenant } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
-import { estimateTokens, rateLimitState } from './estimate.js';
-import { admitReason, throttleReason, type Layer, type Limits } from './limiter.js';
+import { bucketState, estimateTokens, rateLimitState } from './estimate.js';
+import { admitReason, throttleReason, type Layer, type Limits, type Throttled } from './limiter.js';
 import { limitKeys, type LimitStore } from './store.js';
 import type { FindDecision } from './decided.js';
 
@@ -70,14 +70,22 @@ export function onChatRequested(deps: LimiterDeps) {
       { ...fields, reason },
       { layer, limit, retryAfterMs, replyTo: ctx.replyTo, receivedAt: ctx.receivedAt },
     );
-    return decided([throttled], [{ to: ctx.replyTo, reply: throttledReply(throttled) }]);
+    return decided([throttled], [{ to: ctx.replyTo, reply: throttledReply(throttled, decision) }]);
   };
 }
 
-/** The 429 a throttled request's client gets. */
-function throttledReply(e: SluiceEvent<'chat.throttled'>): ChatErrorReply {
+/**
+ * The 429 a throttled request's client gets, with the refusing bucket's state when the decision
+ * is at hand (not for a redelivery answered from the stream's event).
+ */
+function throttledReply(e: SluiceEvent<'chat.throttled'>, decision?: Throttled): ChatErrorReply {
   const { retryAfterMs } = e.data;
-  return { requestId: e.requestId, error: { code: 'rate_limit_exceeded', message: `Rate limit reached: ${e.reason}.`, status: 429, retryAfterMs } };
+  const reply: ChatErrorReply = {
+    requestId: e.requestId,
+    error: { code: 'rate_limit_exceeded', message: `Rate limit reached: ${e.reason}.`, status: 429, retryAfterMs },
+  };
+  if (decision) reply.rateLimit = { [decision.limit]: bucketState(decision.available, decision.capacity) };
+  return reply;
 }
 
 /**
