@@ -5,17 +5,26 @@ import { defineConfig } from 'vitest/config';
 // test/**/*.chaos.spec.ts (the whole stack for two minutes while processes are killed; also
 // alone as `npm run chaos`). Groups run one after another (unit and int together, then e2e,
 // then chaos), so a stack of processes never shares the two cores with another.
+//
+// Tests import the workspace packages' TypeScript sources, not their build: the `sluice-src`
+// export condition (see tsconfig.base.json), then what Vitest uses when none are set (Vite's server
+// defaults without `module`, whose builds Node's own loader cannot always import). Vitest also
+// passes these to its worker processes as --conditions.
+const conditions = ['sluice-src', 'node', 'development|production'];
 
 export default defineConfig({
+  ssr: { resolve: { conditions } },
   test: {
     projects: [
       {
+        extends: true,
         test: {
           name: 'unit',
           include: ['libs/*/src/**/*.unit.spec.ts', 'services/*/src/**/*.unit.spec.ts', 'scripts/**/*.unit.spec.ts'],
         },
       },
       {
+        extends: true,
         test: {
           name: 'int',
           include: ['libs/*/src/**/*.int.spec.ts', 'services/*/src/**/*.int.spec.ts', 'scripts/**/*.int.spec.ts'],
@@ -24,6 +33,7 @@ export default defineConfig({
         },
       },
       {
+        extends: true,
         test: {
           name: 'e2e',
           include: ['test/**/*.e2e.spec.ts'],
@@ -35,6 +45,7 @@ export default defineConfig({
         },
       },
       {
+        extends: true,
         test: {
           name: 'chaos',
           include: ['test/**/*.chaos.spec.ts'],
