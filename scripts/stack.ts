@@ -1,11 +1,11 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectBus, ensureTopology, putConfig, putDegrade } from '@sluice/bus';
 import { natsAnswers, natsServerOnPath, startNats, type LocalNats } from '@sluice/bus/nats-server';
 import { hashKey, interpolateEnv, type DegradeState, type ServiceName, type SluiceConfig } from '@sluice/contracts';
 import { startSim, type Sim, type SimOptions } from '@sluice/openai-sim';
-import { Supervised } from './supervisor.js';
+import { Supervised, type ServiceEntries } from './supervisor.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -31,6 +31,12 @@ export interface StackOptions {
   /** Tenant key of the dev tenant, hashed into `${SLUICE_DEV_KEY_SHA256}`. */
   devKey: string;
   services?: readonly ServiceName[];
+  /**
+   * `compiled` (the default, as `npm start` and the bench run them): each service's
+   * services/<name>/dist/main.js, so `turbo run build` must have run. `source`: src/main.ts
+   * through tsx, no build needed (the end-to-end tests).
+   */
+  entries?: ServiceEntries;
   /** Extra environment for the services (and for config interpolation). */
   env?: NodeJS.ProcessEnv;
   onLine?: (service: string, line: string) => void;
@@ -64,6 +70,11 @@ export interface Stack {
  * process. Used by `npm start` and by the end-to-end tests.
  */
 export async function startStack(opts: StackOptions): Promise<Stack> {
+  const entries = opts.entries ?? 'compiled';
+  const serviceNames = opts.services ?? ALL_SERVICES;
+  const entryOf = (name: ServiceName) => join(ROOT, 'services', name, ...(entries === 'compiled' ? ['dist', 'main.js'] : ['src', 'main.ts']));
+  const missing = serviceNames.filter((name) => !existsSync(entryOf(name)));
+  if (missing.length > 0) throw new Error(`${missing.join(', ')}: no ${entryOf(missing[0]!)}; run \`npx turbo run build\` first`);
   mkdirSync(opts.dataDir, { recursive: true });
   let nats: LocalNats | undefined;
   let natsUrl = opts.natsUrl ?? 'nats://127.0.0.1:4222';
@@ -99,10 +110,11 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const config = await applyConfig(opts.config);
 
   const services = new Map<ServiceName, Supervised>();
-  for (const name of opts.services ?? ALL_SERVICES) {
+  for (const name of serviceNames) {
     const s = new Supervised({
       name,
-      entry: join(ROOT, 'services', name, 'src', 'main.ts'),
+      entry: entryOf(name),
+      entries,
       cwd: ROOT,
       env: { ...env, OTEL_SERVICE_NAME: `sluice-${name}` },
       restart: true,

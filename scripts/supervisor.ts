@@ -2,16 +2,28 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
+/**
+ * How a service process runs: `compiled` is the build's dist/main.js on plain node, as in
+ * production; `source` is src/main.ts through tsx with the `sluice-src` export condition, so the
+ * workspace packages resolve to their TypeScript too and nothing needs building (the tests).
+ */
+export type ServiceEntries = 'compiled' | 'source';
+
 /** Node flags every service process starts with (`cwd` must be the repository root to resolve them). */
-const SERVICE_NODE_ARGS = ['--import', 'tsx', '--import', '@sluice/telemetry/register'] as const;
+const SERVICE_NODE_ARGS: Record<ServiceEntries, readonly string[]> = {
+  compiled: ['--import', '@sluice/telemetry/register'],
+  source: ['--conditions=sluice-src', '--import', 'tsx', '--import', '@sluice/telemetry/register'],
+};
 
 export interface SupervisedOptions {
   name: string;
   /**
-   * Script run with `node --import tsx --import @sluice/telemetry/register`: the preload starts
+   * Script run with `node [source flags] --import @sluice/telemetry/register`: the preload starts
    * tracing (when OTEL_EXPORTER_OTLP_ENDPOINT is set) before the script imports what it instruments.
    */
   entry: string;
+  /** Whether `entry` is compiled JavaScript or TypeScript source. */
+  entries: ServiceEntries;
   cwd: string;
   env: NodeJS.ProcessEnv;
   /** Every output line, with the service name. */
@@ -36,14 +48,14 @@ export class Supervised {
   constructor(private readonly opts: SupervisedOptions) {}
 
   start(): void {
-    const { name, entry, cwd, env } = this.opts;
+    const { name, entry, entries, cwd, env } = this.opts;
     const startedAt = Date.now();
     this.ready = false;
     // SLUICE_CPU_PROFILE_DIR: each service writes V8 CPU profiles under <dir>/<service> when it
-    // exits, one per thread (tsx's loader has one too; the largest is the main thread's). Node
+    // exits, one per thread (under tsx its loader has one too; the largest is the main thread's). Node
     // refuses --cpu-prof in NODE_OPTIONS, so it has to be an argument.
     const profile = env.SLUICE_CPU_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${join(env.SLUICE_CPU_PROFILE_DIR, name)}`] : [];
-    const proc = spawn(process.execPath, [...profile, ...SERVICE_NODE_ARGS, entry], { cwd, env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    const proc = spawn(process.execPath, [...profile, ...SERVICE_NODE_ARGS[entries], entry], { cwd, env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     this.proc = proc;
     proc.on('message', (m: { sluice?: string }) => {
       if (m?.sluice !== 'ready' || this.ready) return;

@@ -69,6 +69,8 @@ export async function startE2eStack(opts: Partial<StackOptions> & { postgres?: b
     ledgerPort: await freePort(),
     devKey: DEV_KEY,
     config: defaultConfig(),
+    // the services' TypeScript through tsx, so `npm test` needs no build
+    entries: 'source',
     ...(db ? { databaseUrl: db.url } : {}),
     env: { LOG_LEVEL: 'info', ...opts.env },
     onLine: (service, line) => {
