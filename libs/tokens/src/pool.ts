@@ -40,8 +40,8 @@ export async function stopWorker(): Promise<void> {
 
 function spawn(): Thread {
   const entry = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url);
-  // Node 20 does not carry the main thread's module hooks (tsx, under which the services run,
-  // and vitest's) into a worker: a TypeScript entry is loaded through tsx's API from inside it
+  // Node 20 does not carry the main thread's module hooks (tsx, under which the tests run the
+  // services, and vitest's) into a worker: a TypeScript entry is loaded through tsx's API from inside it
   const w = entry.pathname.endsWith('.ts')
     ? new Worker(
         `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((tsx) => tsx.tsImport(${JSON.stringify(entry.href)}, ${JSON.stringify(import.meta.url)}))`,
