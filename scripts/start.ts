@@ -1,5 +1,7 @@
 /**
- * `npm start`: the whole stack on one machine, on embedded defaults.
+ * `npm start`: the whole stack on one machine, on embedded defaults. The npm script builds first
+ * (`turbo run build`), and each service runs its compiled dist/main.js; this launcher alone goes
+ * through tsx, its @sluice imports resolving to the build as well.
  * NATS from NATS_URL (a local nats-server is started when none answers), the ledger on
  * DATABASE_URL or PGlite under .sluice/, the simulator as upstream unless OPENAI_API_KEY is set.
  */
