@@ -39,13 +39,15 @@ describe('counting off the event loop', () => {
     expect(await countOffThread(['hello world', ''])).toEqual([2, 0]);
   });
 
-  it('works under tsx, as the services run', async () => {
+  it('works under tsx from the sources, as the end-to-end tests run the services', async () => {
     const script = [
       "import { countMessagesAsync } from '@sluice/tokens';",
       `const counts = await countMessagesAsync([{ content: 'x'.repeat(${2 * INLINE_MAX_CHARS}) }, { content: 'hello world', name: 'bob' }]);`,
       'console.log(JSON.stringify(counts));',
     ].join('\n');
-    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: ROOT });
+    const { stdout } = await promisify(execFile)(process.execPath, ['--conditions=sluice-src', '--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: ROOT,
+    });
     expect(JSON.parse(stdout)).toEqual(countMessages([{ content: 'x'.repeat(2 * INLINE_MAX_CHARS) }, { content: 'hello world', name: 'bob' }]));
   });
 });
