@@ -10,7 +10,10 @@ type Json = Record<string, unknown>;
 /** OpenAI's completion id for a Sluice request id. */
 export const completionId = (requestId: string) => `chatcmpl-${requestId}`;
 
-const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+/** Whether a value parsed from JSON is an object (not null, not an array): the shape OpenAI's bodies and their parts have. */
+export function isJsonObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
 const int = (v: unknown): number => (typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : 0);
 
 /**
@@ -19,8 +22,8 @@ const int = (v: unknown): number => (typeof v === 'number' && Number.isInteger(v
  * carries none.
  */
 export function usageOf(endpoint: Endpoint, body: unknown): Usage | undefined {
-  const u = isObject(body) ? body.usage : undefined;
-  if (!isObject(u)) return undefined;
+  const u = isJsonObject(body) ? body.usage : undefined;
+  if (!isJsonObject(u)) return undefined;
   if (endpoint === 'responses') {
     const prompt = int(u.input_tokens);
     const completion = int(u.output_tokens);
@@ -64,15 +67,15 @@ export class ChatAssembler {
   text = '';
 
   add(chunk: unknown): void {
-    if (!isObject(chunk)) return;
+    if (!isJsonObject(chunk)) return;
     for (const k of ['model', 'system_fingerprint', 'service_tier', 'usage'] as const) if (chunk[k] !== undefined && chunk[k] !== null) this.top[k] = chunk[k];
     if (!Array.isArray(chunk.choices)) return;
     for (const c of chunk.choices) {
-      if (!isObject(c)) continue;
+      if (!isJsonObject(c)) continue;
       const index = int(c.index);
       let d = this.choices.get(index);
       if (!d) this.choices.set(index, (d = { index, role: 'assistant', content: null, refusal: null, toolCalls: [], logprobs: null, finishReason: null }));
-      const delta = isObject(c.delta) ? c.delta : {};
+      const delta = isJsonObject(c.delta) ? c.delta : {};
       if (typeof delta.role === 'string') d.role = delta.role;
       if (typeof delta.content === 'string') {
         d.content = (d.content ?? '') + delta.content;
@@ -83,7 +86,7 @@ export class ChatAssembler {
         this.text += delta.refusal;
       }
       if (Array.isArray(delta.tool_calls)) for (const t of delta.tool_calls) this.addToolCall(d, t);
-      if (isObject(c.logprobs)) {
+      if (isJsonObject(c.logprobs)) {
         d.logprobs ??= { content: null, refusal: null };
         for (const k of ['content', 'refusal'] as const) {
           const more = c.logprobs[k];
@@ -95,13 +98,13 @@ export class ChatAssembler {
   }
 
   private addToolCall(d: ChoiceDraft, t: unknown): void {
-    if (!isObject(t)) return;
+    if (!isJsonObject(t)) return;
     const index = int(t.index);
     let call = d.toolCalls.find((c) => c.index === index);
     if (!call) d.toolCalls.push((call = { index, function: { name: '', arguments: '' } }));
     if (typeof t.id === 'string') call.id = t.id;
     if (typeof t.type === 'string') call.type = t.type;
-    const f = isObject(t.function) ? t.function : {};
+    const f = isJsonObject(t.function) ? t.function : {};
     if (typeof f.name === 'string') call.function.name += f.name;
     if (typeof f.arguments === 'string') {
       call.function.arguments += f.arguments;
@@ -155,7 +158,7 @@ export class ChatAssembler {
  * `includeUsage`. With `includeUsage` every other chunk has `usage: null`, as OpenAI sends.
  */
 export function chatChunksOf(completion: unknown, requestId: string, includeUsage: boolean): Json[] {
-  const c = isObject(completion) ? completion : {};
+  const c = isJsonObject(completion) ? completion : {};
   const base = {
     id: completionId(requestId),
     object: 'chat.completion.chunk',
@@ -167,16 +170,16 @@ export function chatChunksOf(completion: unknown, requestId: string, includeUsag
   const chunk = (choices: unknown[]) => ({ ...base, choices, ...(includeUsage ? { usage: null } : {}) });
   const out: Json[] = [];
   for (const choice of Array.isArray(c.choices) ? c.choices : []) {
-    if (!isObject(choice)) continue;
+    if (!isJsonObject(choice)) continue;
     const index = int(choice.index);
-    const m = isObject(choice.message) ? choice.message : {};
+    const m = isJsonObject(choice.message) ? choice.message : {};
     const first: Json = { role: 'assistant' };
     if (typeof m.content === 'string') first.content = m.content;
     if (typeof m.refusal === 'string') first.refusal = m.refusal;
     out.push(chunk([{ index, delta: first, logprobs: choice.logprobs ?? null, finish_reason: null }]));
     const calls = Array.isArray(m.tool_calls) ? m.tool_calls : [];
     calls.forEach((t, i) => {
-      if (isObject(t)) out.push(chunk([{ index, delta: { tool_calls: [{ index: i, ...t }] }, logprobs: null, finish_reason: null }]));
+      if (isJsonObject(t)) out.push(chunk([{ index, delta: { tool_calls: [{ index: i, ...t }] }, logprobs: null, finish_reason: null }]));
     });
     out.push(chunk([{ index, delta: {}, logprobs: null, finish_reason: choice.finish_reason ?? 'stop' }]));
   }
@@ -190,7 +193,7 @@ export function chatChunksOf(completion: unknown, requestId: string, includeUsag
  * has its `type` (the SSE event name) and a `sequence_number`.
  */
 export function responseEventsOf(response: unknown): Json[] {
-  const r = isObject(response) ? response : {};
+  const r = isJsonObject(response) ? response : {};
   const output = Array.isArray(r.output) ? r.output : [];
   const events: Json[] = [];
   const push = (e: Json) => events.push({ ...e, sequence_number: events.length });
@@ -198,13 +201,13 @@ export function responseEventsOf(response: unknown): Json[] {
   push({ type: 'response.created', response: pending });
   push({ type: 'response.in_progress', response: pending });
   output.forEach((item, output_index) => {
-    if (!isObject(item)) return;
+    if (!isJsonObject(item)) return;
     const id = item.id;
     if (item.type === 'message') {
       push({ type: 'response.output_item.added', output_index, item: { ...item, status: 'in_progress', content: [] } });
       const parts = Array.isArray(item.content) ? item.content : [];
       parts.forEach((part, content_index) => {
-        if (!isObject(part)) return;
+        if (!isJsonObject(part)) return;
         const at = { item_id: id, output_index, content_index };
         const text = typeof part.text === 'string' ? part.text : '';
         push({ type: 'response.content_part.added', ...at, part: { ...part, text: '' } });
@@ -233,11 +236,11 @@ export function responseEventsOf(response: unknown): Json[] {
  * embeddings list.
  */
 export function isWholeAnswer(endpoint: Endpoint, body: unknown): boolean {
-  if (!isObject(body)) return false;
+  if (!isJsonObject(body)) return false;
   if (endpoint === 'embeddings') return Array.isArray(body.data);
   if (endpoint === 'responses') return body.status === 'completed';
   const choices = Array.isArray(body.choices) ? body.choices : [];
-  return choices.length > 0 && choices.every((c) => isObject(c) && (c.finish_reason === 'stop' || c.finish_reason === 'tool_calls'));
+  return choices.length > 0 && choices.every((c) => isJsonObject(c) && (c.finish_reason === 'stop' || c.finish_reason === 'tool_calls'));
 }
 
 /**
@@ -246,17 +249,18 @@ export function isWholeAnswer(endpoint: Endpoint, body: unknown): boolean {
  * Response's id is the upstream's handle for `previous_response_id`).
  */
 export function bodyFor(endpoint: Endpoint, body: unknown, requestId: string, created: number): unknown {
-  if (endpoint !== 'chat.completions' || !isObject(body)) return body;
+  if (endpoint !== 'chat.completions' || !isJsonObject(body)) return body;
   return { ...body, id: completionId(requestId), created };
 }
 
 /**
  * The streamed objects that replay a whole answer (a cached or made-up one) to a streaming
- * client: chat chunks (with usage, which ingress drops for a client that did not ask for it),
+ * client: chat chunks (with the usage chunk unless `includeUsage` is false: a stage that does not
+ * know whether the client asked sends it, and ingress drops it for a client that did not),
  * Responses events; embeddings do not stream.
  */
-export function replayChunks(endpoint: Endpoint, body: unknown, requestId: string): unknown[] {
-  if (endpoint === 'chat.completions') return chatChunksOf(body, requestId, true);
+export function replayChunks(endpoint: Endpoint, body: unknown, requestId: string, includeUsage = true): unknown[] {
+  if (endpoint === 'chat.completions') return chatChunksOf(body, requestId, includeUsage);
   if (endpoint === 'responses') return responseEventsOf(body);
   return [];
 }

@@ -1,9 +1,9 @@
+import { isJsonObject } from '@sluice/contracts';
 import { invalid } from './rejection.js';
 import {
   absent,
   functionName,
   integer,
-  isObject,
   metadata,
   model,
   number,
@@ -65,7 +65,7 @@ function messages(v: unknown, max: number): void {
 }
 
 function message(m: unknown, path: string): void {
-  if (!isObject(m)) throw invalid(path, `${path} must be an object.`);
+  if (!isJsonObject(m)) throw invalid(path, `${path} must be an object.`);
   const role = m.role;
   if (typeof role !== 'string' || !ROLES.has(role)) throw invalid(`${path}.role`, `${path}.role must be one of ${[...ROLES].join(', ')}.`);
   optionalText(m, 'name', `${path}.name`);
@@ -75,7 +75,7 @@ function message(m: unknown, path: string): void {
   if (role === 'assistant') optionalString(m, 'refusal', `${path}.refusal`);
   if (absent(m.content)) {
     // an assistant turn that called tools (or a function), or refused, has no content
-    const answeredOtherwise = (toolCalls?.length ?? 0) > 0 || isObject(m.function_call) || typeof m.refusal === 'string';
+    const answeredOtherwise = (toolCalls?.length ?? 0) > 0 || isJsonObject(m.function_call) || typeof m.refusal === 'string';
     if (role === 'assistant' && answeredOtherwise) return;
     throw invalid(`${path}.content`, `${path}.content is required (null only on an assistant message with tool_calls, function_call or refusal).`);
   }
@@ -89,11 +89,11 @@ function content(v: unknown, path: string): void {
   if (v.length === 0) throw invalid(path, `${path} must contain at least one content part.`);
   v.forEach((part, i) => {
     const at = `${path}[${i}]`;
-    if (!isObject(part) || typeof part.type !== 'string') throw invalid(at, `${at} must be a content part: an object with a string type.`);
+    if (!isJsonObject(part) || typeof part.type !== 'string') throw invalid(at, `${at} must be a content part: an object with a string type.`);
     if (part.type === 'text' && typeof part.text !== 'string') throw invalid(`${at}.text`, `${at}.text must be a string.`);
     if (part.type === 'image_url') {
       const image = part.image_url;
-      if (!isObject(image)) throw invalid(`${at}.image_url`, `${at}.image_url must be an object with a url.`);
+      if (!isJsonObject(image)) throw invalid(`${at}.image_url`, `${at}.image_url must be an object with a url.`);
       if (typeof image.url !== 'string') throw invalid(`${at}.image_url.url`, `${at}.image_url.url must be a string (an https or data URL).`);
     }
   });
@@ -112,7 +112,7 @@ function tools(body: Json): void {
   const list = optionalObjects(body, 'tools') ?? [];
   list.forEach((tool, i) => {
     if (tool.type !== 'function') return;
-    if (!isObject(tool.function)) throw invalid(`tools[${i}].function`, `tools[${i}].function must be an object with a name.`);
+    if (!isJsonObject(tool.function)) throw invalid(`tools[${i}].function`, `tools[${i}].function must be an object with a name.`);
     functionName(tool.function.name, `tools[${i}].function.name`);
   });
 }
@@ -120,7 +120,7 @@ function tools(body: Json): void {
 function toolChoice(v: unknown): void {
   if (absent(v)) return;
   if (typeof v === 'string' && TOOL_CHOICES.has(v)) return;
-  if (isObject(v) && typeof v.type === 'string') return;
+  if (isJsonObject(v) && typeof v.type === 'string') return;
   throw invalid('tool_choice', `tool_choice must be one of ${[...TOOL_CHOICES].join(', ')}, or an object with a type.`);
 }
 
@@ -131,7 +131,7 @@ function responseFormat(body: Json): void {
     throw invalid('response_format.type', `response_format.type must be one of ${[...RESPONSE_FORMATS].join(', ')}.`);
   if (format.type !== 'json_schema') return;
   const schema = format.json_schema;
-  if (!isObject(schema)) throw invalid('response_format.json_schema', 'response_format.json_schema must be an object with a name.');
+  if (!isJsonObject(schema)) throw invalid('response_format.json_schema', 'response_format.json_schema must be an object with a name.');
   if (typeof schema.name !== 'string' || schema.name.length === 0)
     throw invalid('response_format.json_schema.name', 'response_format.json_schema.name must be a string.');
 }

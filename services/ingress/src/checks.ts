@@ -1,3 +1,4 @@
+import { isJsonObject } from '@sluice/contracts';
 import { invalid } from './rejection.js';
 
 // The field checks the body checks are made of. Each refuses with a coded 400 naming the field's
@@ -11,10 +12,6 @@ const MAX_ID_CHARS = 256;
 const MAX_METADATA_KEYS = 16;
 const MAX_METADATA_KEY_CHARS = 64;
 const MAX_METADATA_VALUE_CHARS = 512;
-
-export function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 export const absent = (v: unknown): v is undefined | null => v === undefined || v === null;
 
@@ -74,7 +71,7 @@ export function optionalObjects(obj: Json, field: string, param = field): Json[]
   if (absent(v)) return undefined;
   if (!Array.isArray(v)) throw invalid(param, `${param} must be an array of objects.`);
   v.forEach((item, i) => {
-    if (!isObject(item)) throw invalid(`${param}[${i}]`, `${param}[${i}] must be an object.`);
+    if (!isJsonObject(item)) throw invalid(`${param}[${i}]`, `${param}[${i}] must be an object.`);
   });
   return v as Json[];
 }
@@ -82,7 +79,7 @@ export function optionalObjects(obj: Json, field: string, param = field): Json[]
 export function optionalObject(obj: Json, field: string, param = field): Json | undefined {
   const v = obj[field];
   if (absent(v)) return undefined;
-  if (!isObject(v)) throw invalid(param, `${param} must be an object.`);
+  if (!isJsonObject(v)) throw invalid(param, `${param} must be an object.`);
   return v;
 }
 
@@ -90,7 +87,7 @@ export function optionalObject(obj: Json, field: string, param = field): Json | 
 export function metadata(body: Json): void {
   const v = body.metadata;
   if (absent(v)) return;
-  if (!isObject(v)) throw invalid('metadata', 'metadata must be an object of string values.');
+  if (!isJsonObject(v)) throw invalid('metadata', 'metadata must be an object of string values.');
   const entries = Object.entries(v);
   if (entries.length > MAX_METADATA_KEYS) throw invalid('metadata', `metadata may hold at most ${MAX_METADATA_KEYS} keys.`);
   for (const [k, value] of entries) {

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { chatChunksOf, Errors, isChunk, isError, type ChatErrorReply, type Endpoint, type RateLimitState } from '@sluice/contracts';
+import { chatChunksOf, Errors, replayChunks, isChunk, isError, type ChatErrorReply, type Endpoint, type RateLimitState } from '@sluice/contracts';
 import type { PendingReplies } from './inbox.js';
-import { chatChunkForClient, errorEvent, isUsageChunk, openAiErrorBody, rateLimitHeaders, replayOf, retryHeaders, sseEvent, streamEnd } from './openai-wire.js';
+import { chatChunkForClient, errorEvent, isUsageChunk, openAiErrorBody, rateLimitHeaders, retryHeaders, sseEvent, streamEnd } from './openai-wire.js';
 
 const DEADLINE: ChatErrorReply['error'] = { code: 'deadline_exceeded', message: Errors.deadline_exceeded.message, status: Errors.deadline_exceeded.status };
 
@@ -141,7 +141,8 @@ export async function answerStream(request: FastifyRequest, reply: FastifyReply,
         if (!started) {
           // a stage may end a stream with the result alone; the client still gets a whole stream
           start(r.model, r.cached, r.rateLimit);
-          for (const chunk of replayOf(endpoint, r.body, shape.requestId, includeUsage)) writeChunk(chunk);
+          // a stage may end with the result alone: the stream it stands for, the usage chunk only when asked
+          for (const chunk of replayChunks(endpoint, r.body, shape.requestId, includeUsage)) writeChunk(chunk);
         } else if (endpoint === 'chat.completions' && includeUsage && !sawUsage) {
           // the client asked for usage and the stream carried none: the result's, as OpenAI's last chunk
           const usageChunk = chatChunksOf(r.body, shape.requestId, true).at(-1);

@@ -1,21 +1,9 @@
-import {
-  chatChunksOf,
-  openAiErrorBody,
-  responseEventsOf,
-  type ChatErrorReply,
-  type Endpoint,
-  type RateLimitState,
-  type SluiceConfig,
-  type Tenant,
-} from '@sluice/contracts';
+import { isJsonObject, openAiErrorBody, type ChatErrorReply, type Endpoint, type RateLimitState, type SluiceConfig, type Tenant } from '@sluice/contracts';
 import { modelsFor } from './tenants.js';
 
 // What ingress writes on the HTTP wire. Answers are the upstream's OpenAI objects, passed whole;
 // this file holds the little that is Sluice's own: the SSE framing per endpoint, the usage a
-// client did not ask for, the stream a whole answer replays as, models, and the headers.
-
-type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+// client did not ask for, models, and the headers.
 
 /**
  * A streamed chat chunk as the client asked for it. The invoker always asks the upstream for
@@ -23,7 +11,7 @@ const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null 
  * usage-only chunk (undefined: not sent) nor a `usage` key on the others, as OpenAI would send.
  */
 export function chatChunkForClient(chunk: unknown, includeUsage: boolean): unknown {
-  if (includeUsage || !isObject(chunk) || !('usage' in chunk)) return chunk;
+  if (includeUsage || !isJsonObject(chunk) || !('usage' in chunk)) return chunk;
   if (Array.isArray(chunk.choices) && chunk.choices.length === 0) return undefined;
   const { usage: _usage, ...rest } = chunk;
   return rest;
@@ -31,7 +19,7 @@ export function chatChunkForClient(chunk: unknown, includeUsage: boolean): unkno
 
 /** Whether a chat chunk is the usage chunk that ends a stream (no choices, a usage). */
 export function isUsageChunk(chunk: unknown): boolean {
-  return isObject(chunk) && Array.isArray(chunk.choices) && chunk.choices.length === 0 && isObject(chunk.usage);
+  return isJsonObject(chunk) && Array.isArray(chunk.choices) && chunk.choices.length === 0 && isJsonObject(chunk.usage);
 }
 
 /**
@@ -41,22 +29,13 @@ export function isUsageChunk(chunk: unknown): boolean {
 export function sseEvent(endpoint: Endpoint, chunk: unknown): string {
   const data = `data: ${JSON.stringify(chunk)}\n\n`;
   if (endpoint !== 'responses') return data;
-  const type = isObject(chunk) && typeof chunk.type === 'string' ? chunk.type : 'message';
+  const type = isJsonObject(chunk) && typeof chunk.type === 'string' ? chunk.type : 'message';
   return `event: ${type}\n${data}`;
 }
 
 /** What ends a stream after its last event: chat's `data: [DONE]`; the Responses API sends none. */
 export function streamEnd(endpoint: Endpoint): string {
   return endpoint === 'chat.completions' ? 'data: [DONE]\n\n' : '';
-}
-
-/**
- * The stream a whole answer replays as, for a streaming request whose result came with no chunk
- * before it (a stage may end with the result alone): chat chunks (OpenAI's indexed tool-call
- * deltas, the usage chunk only when asked) or the Responses events.
- */
-export function replayOf(endpoint: Endpoint, body: unknown, requestId: string, includeUsage: boolean): unknown[] {
-  return endpoint === 'responses' ? responseEventsOf(body) : chatChunksOf(body, requestId, includeUsage);
 }
 
 /**

@@ -1,17 +1,6 @@
+import { isJsonObject } from '@sluice/contracts';
 import { invalid } from './rejection.js';
-import {
-  absent,
-  functionName,
-  integer,
-  isObject,
-  metadata,
-  model,
-  optionalBoolean,
-  optionalObjects,
-  optionalString,
-  optionalText,
-  type Json,
-} from './checks.js';
+import { absent, functionName, integer, metadata, model, optionalBoolean, optionalObjects, optionalString, optionalText, type Json } from './checks.js';
 import type { BodyChoices } from './validate.js';
 
 /**
@@ -45,6 +34,6 @@ function input(v: unknown, max: number): void {
   if (v.length === 0) throw invalid('input', 'input must contain at least one item.');
   if (v.length > max) throw invalid('input', `input has ${v.length} items; at most ${max} are allowed.`);
   v.forEach((item, i) => {
-    if (!isObject(item)) throw invalid(`input[${i}]`, `input[${i}] must be an object (an input item).`);
+    if (!isJsonObject(item)) throw invalid(`input[${i}]`, `input[${i}] must be an object (an input item).`);
   });
 }

@@ -11,6 +11,7 @@ import {
   chatChunksOf,
   completionId,
   Consumers,
+  isJsonObject,
   parseEvent,
   responseEventsOf,
   Subjects,
@@ -63,16 +64,15 @@ const RATE_LIMIT: RateLimitState = {
 const USAGE = { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 };
 
 type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** The text the request ends with, which tells the fake stage what to do. */
 function saidIn(endpoint: Endpoint, body: unknown): string {
-  const b = isObject(body) ? body : {};
+  const b = isJsonObject(body) ? body : {};
   const textOf = (content: unknown): string =>
     typeof content === 'string'
       ? content
       : Array.isArray(content)
-        ? content.map((p) => (isObject(p) && typeof p.text === 'string' ? p.text : '')).join('')
+        ? content.map((p) => (isJsonObject(p) && typeof p.text === 'string' ? p.text : '')).join('')
         : '';
   switch (endpoint) {
     case 'chat.completions':

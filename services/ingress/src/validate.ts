@@ -1,7 +1,7 @@
-import { Priority, type ChatRequest, type Endpoint, type SluiceConfig, type Tenant } from '@sluice/contracts';
+import { isJsonObject, Priority, type ChatRequest, type Endpoint, type SluiceConfig, type Tenant } from '@sluice/contracts';
 import { bodyFactsAsync, cacheKey } from '@sluice/facts';
 import { checkChatBody } from './chat-body.js';
-import { isObject, optionalText, text, type Json } from './checks.js';
+import { optionalText, text, type Json } from './checks.js';
 import { checkEmbeddingsBody } from './embeddings-body.js';
 import { invalid, RequestRejected } from './rejection.js';
 import { checkResponsesBody } from './responses-body.js';
@@ -59,7 +59,7 @@ const PRIORITIES: ReadonlySet<string> = new Set(Priority.anyOf.map((p) => p.cons
  * // choices.model === 'auto', choices.priority === 'standard', body is the object passed in
  */
 export function checkBody(endpoint: Endpoint, body: unknown, hints: ChatHints, limits: { maxMessages: number }): CheckedBody {
-  if (!isObject(body)) throw invalid('body', 'The request body must be a JSON object.');
+  if (!isJsonObject(body)) throw invalid('body', 'The request body must be a JSON object.');
   const read = bodyChoices(endpoint, body, limits);
   const choices: RequestChoices = {
     endpoint,

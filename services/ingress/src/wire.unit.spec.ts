@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { chatChunksOf, type RequestContext } from '@sluice/contracts';
+import { chatChunksOf, replayChunks, type RequestContext } from '@sluice/contracts';
 import { answer, chatBody, chatRequest, requestContext } from '@sluice/contracts/testing';
 import { RequestRejected } from './rejection.js';
 import { rejectedEvent, requestedEvent } from './events.js';
 import { continueTrace, newRequestId } from './ids.js';
-import { chatChunkForClient, errorEvent, rateLimitHeaders, replayOf, resetDuration, retryHeaders, sseEvent, streamEnd } from './openai-wire.js';
+import { chatChunkForClient, errorEvent, rateLimitHeaders, resetDuration, retryHeaders, sseEvent, streamEnd } from './openai-wire.js';
 
 const completion = answer('small', 3, 1, 'hello').body;
 const usage = { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 };
@@ -31,9 +31,9 @@ describe('OpenAI wire format', () => {
   });
 
   it('replays a whole answer as the stream it stands for', () => {
-    expect(replayOf('chat.completions', completion, 'req_abc', false).map((c) => (c as { choices: unknown[] }).choices.length)).toEqual([1, 1]);
+    expect(replayChunks('chat.completions', completion, 'req_abc', false).map((c) => (c as { choices: unknown[] }).choices.length)).toEqual([1, 1]);
     const response = { id: 'resp_1', object: 'response', output: [], usage: { input_tokens: 1, output_tokens: 0 } };
-    expect(replayOf('responses', response, 'req_abc', false).map((e) => (e as { type: string }).type)).toEqual([
+    expect(replayChunks('responses', response, 'req_abc', false).map((e) => (e as { type: string }).type)).toEqual([
       'response.created',
       'response.in_progress',
       'response.completed',

@@ -1,9 +1,7 @@
-import { ChatAssembler, completionId, usageOf, type Endpoint, type Usage } from '@sluice/contracts';
+import { ChatAssembler, completionId, isJsonObject, usageOf, type Endpoint, type Usage } from '@sluice/contracts';
 import type { Streamed } from './cancels.js';
 
 type Json = Record<string, unknown>;
-
-const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** The upstream broke its protocol (no usage, an error event inside a stream); classified as a protocol failure. */
 class UpstreamProtocolError extends Error {}
@@ -16,7 +14,7 @@ class UpstreamProtocolError extends Error {}
 export function wholeAnswer(endpoint: Endpoint, requestId: string, data: unknown): { body: unknown; usage: Usage } {
   const usage = usageOf(endpoint, data);
   if (usage === undefined) throw new UpstreamProtocolError('upstream answered without usage');
-  const body = endpoint === 'chat.completions' && isObject(data) ? { ...data, id: completionId(requestId) } : data;
+  const body = endpoint === 'chat.completions' && isJsonObject(data) ? { ...data, id: completionId(requestId) } : data;
   return { body, usage };
 }
 
@@ -51,11 +49,11 @@ class ChatReader implements StreamReader {
 
   take(item: unknown): unknown {
     this.assembler.add(item);
-    if (!isObject(item)) return item;
+    if (!isJsonObject(item)) return item;
     if (typeof item.created === 'number') this.created ??= item.created;
     const chunk: Json = { ...item, id: completionId(this.requestId) };
     if (this.addedUsage) {
-      if (Array.isArray(item.choices) && item.choices.length === 0 && isObject(item.usage)) return undefined;
+      if (Array.isArray(item.choices) && item.choices.length === 0 && isJsonObject(item.usage)) return undefined;
       delete chunk.usage;
     }
     return chunk;
@@ -85,7 +83,7 @@ class ResponsesReader implements StreamReader {
   private text = '';
 
   take(item: unknown): unknown {
-    if (!isObject(item)) return item;
+    if (!isJsonObject(item)) return item;
     const type = item.type;
     if (typeof type === 'string' && RESPONSE_TEXT_DELTAS.has(type) && typeof item.delta === 'string') this.text += item.delta;
     if (type === 'response.completed' || type === 'response.incomplete') this.final = item.response;
@@ -107,7 +105,7 @@ class ResponsesReader implements StreamReader {
 }
 
 function errorText(event: Json): string {
-  const response = isObject(event.response) ? event.response : undefined;
-  const error = isObject(response?.error) ? response.error : event;
+  const response = isJsonObject(event.response) ? event.response : undefined;
+  const error = isJsonObject(response?.error) ? response.error : event;
   return typeof error.message === 'string' ? error.message : String(event.type);
 }

@@ -1,3 +1,4 @@
+import { isJsonObject } from '@sluice/contracts';
 import type { Endpoint } from '@sluice/contracts';
 
 /** The upstream path of each endpoint, under the deployment's base URL (`.../v1`). */
@@ -58,7 +59,7 @@ export function outgoing(endpoint: Endpoint, client: Record<string, unknown>, d:
   }
   let addedUsage = false;
   if (endpoint === 'chat.completions' && d.stream) {
-    const options = isObject(body.stream_options) ? body.stream_options : {};
+    const options = isJsonObject(body.stream_options) ? body.stream_options : {};
     if (options.include_usage !== true) {
       body.stream_options = { ...options, include_usage: true };
       addedUsage = true;
@@ -77,8 +78,4 @@ function capFields(endpoint: Endpoint, body: Record<string, unknown>): string[] 
   if (endpoint === 'responses') return ['max_output_tokens'];
   const used = ['max_completion_tokens', 'max_tokens'].filter((k) => body[k] !== undefined && body[k] !== null);
   return used.length ? used : ['max_completion_tokens'];
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
