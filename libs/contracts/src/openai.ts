@@ -264,3 +264,26 @@ export function replayChunks(endpoint: Endpoint, body: unknown, requestId: strin
   if (endpoint === 'responses') return responseEventsOf(body);
   return [];
 }
+
+/** Upstream statuses another try may fix: timeouts, lock conflicts, rate limits and server errors. */
+export function isRetryableStatus(status: number): boolean {
+  return status === 408 || status === 409 || status === 429 || status >= 500;
+}
+
+/**
+ * Upstream statuses that are the deployment's fault, not the request's: its key is wrong or lacks
+ * access (401, 403). Passing them on would tell the client its own key is bad.
+ */
+export function isDeploymentFault(status: number): boolean {
+  return status === 401 || status === 403;
+}
+
+/**
+ * An upstream status that says the request itself was wrong (400 `context_length_exceeded`, 404,
+ * 422...): a 4xx neither retryable nor the deployment's fault. The upstream is healthy: the
+ * invoker passes the error to the client without retrying, and neither its circuit nor the
+ * degrader counts it as a failure.
+ */
+export function isRequestRefusal(status: number | undefined): boolean {
+  return status !== undefined && status >= 400 && status < 500 && !isRetryableStatus(status) && !isDeploymentFault(status);
+}

@@ -1,4 +1,3 @@
-import { isRequestRefusal } from './handlers.js';
 import { describe, expect, it } from 'vitest';
 import type { SluiceEvent } from '@sluice/contracts';
 import { decide, degradeRecord, evolve, initialState, ratioLevel, type DegraderState, type Signal } from './degrader.js';
@@ -189,15 +188,5 @@ describe('helpers', () => {
     const s = { ...initialState(T0), level: 2 };
     expect(degradeRecord(s, 'why', 4)).toEqual({ level: 2, override: 4, since: T0, reason: 'why' });
     expect(degradeRecord(s, 'why', undefined)).toEqual({ level: 2, since: T0, reason: 'why' });
-  });
-});
-
-describe('isRequestRefusal', () => {
-  it('counts an upstream refusing the request itself as no failure of the upstream', () => {
-    for (const status of [400, 404, 413, 422]) expect(isRequestRefusal(status)).toBe(true);
-  });
-
-  it("counts the upstream's own trouble: its key, timeouts, conflicts, rate limits, server errors, no status", () => {
-    for (const status of [401, 403, 408, 409, 429, 500, 503, undefined]) expect(isRequestRefusal(status)).toBe(false);
   });
 });

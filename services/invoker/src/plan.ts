@@ -1,4 +1,4 @@
-import type { Candidate, ErrorCode, SluiceConfig, UpstreamError } from '@sluice/contracts';
+import { isDeploymentFault, type Candidate, type ErrorCode, type SluiceConfig, type UpstreamError } from '@sluice/contracts';
 import { admit, type Circuit } from './circuit.js';
 import { backoffMs, type Failure } from './retry.js';
 
@@ -22,16 +22,10 @@ export interface FailureContext {
   random: () => number;
 }
 
-/**
- * Statuses that are our configuration's fault, not the request's: the deployment's key is wrong
- * or lacks access. Passing them on would tell the client its own key is bad.
- */
-const DEPLOYMENT_FAULTS = new Set([401, 403]);
-
 /** Whether a failure says the deployment is unhealthy (counts towards its circuit). */
 export function countsAgainstDeployment(f: Failure): boolean {
   if (f.status === undefined) return true;
-  return f.retryable || DEPLOYMENT_FAULTS.has(f.status);
+  return f.retryable || isDeploymentFault(f.status);
 }
 
 /**
@@ -52,7 +46,7 @@ export function afterFailure(f: Failure, c: FailureContext): NextStep {
     };
   }
   if (f.status !== undefined && !f.retryable) {
-    if (DEPLOYMENT_FAULTS.has(f.status)) return { kind: 'next-candidate', reason: `upstream refused our key with ${f.status}` };
+    if (isDeploymentFault(f.status)) return { kind: 'next-candidate', reason: `upstream refused our key with ${f.status}` };
     const code = f.upstream?.code ? ` (${f.upstream.code})` : '';
     return {
       kind: 'fail',

@@ -1,5 +1,5 @@
 import { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
-import type { UpstreamError } from '@sluice/contracts';
+import { isRetryableStatus, type UpstreamError } from '@sluice/contracts';
 
 /** What went wrong with one upstream attempt, in the terms the attempt plan needs. */
 export interface Failure {
@@ -37,11 +37,6 @@ export function remainingOf(headers: HeaderReader | undefined): Remaining | unde
 /** Anything with `get(name)`: fetch Headers, NATS headers, a Map in tests. */
 export interface HeaderReader {
   get(name: string): string | null | undefined;
-}
-
-/** Statuses another try may fix: timeouts, lock conflicts, rate limits and server errors. */
-export function isRetryableStatus(status: number): boolean {
-  return status === 408 || status === 409 || status === 429 || status >= 500;
 }
 
 /**

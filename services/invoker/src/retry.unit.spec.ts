@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { APIConnectionError, APIConnectionTimeoutError, APIError } from 'openai';
-import { backoffMs, CallAborted, classifyError, isRetryableStatus, parseRetryAfter, redact, remainingOf } from './retry.js';
+import { backoffMs, CallAborted, classifyError, parseRetryAfter, redact, remainingOf } from './retry.js';
 
 const NOW = Date.parse('2025-01-01T00:00:00Z');
 const headers = (h: Record<string, string>) => new Headers(h);
@@ -38,13 +38,6 @@ describe('backoffMs', () => {
       expect(d).toBeGreaterThanOrEqual(0);
       expect(d).toBeLessThanOrEqual(Math.min(1000, 100 * 2 ** (n - 1)));
     }
-  });
-});
-
-describe('isRetryableStatus', () => {
-  it('retries rate limits, timeouts, conflicts and server errors only', () => {
-    expect([408, 409, 429, 500, 502, 503, 504].every(isRetryableStatus)).toBe(true);
-    expect([400, 401, 403, 404, 413, 422].some(isRetryableStatus)).toBe(false);
   });
 });
 
