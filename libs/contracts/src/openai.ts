@@ -287,3 +287,22 @@ export function isDeploymentFault(status: number): boolean {
 export function isRequestRefusal(status: number | undefined): boolean {
   return status !== undefined && status >= 400 && status < 500 && !isRetryableStatus(status) && !isDeploymentFault(status);
 }
+
+/**
+ * A duration (ms, rounded up) as OpenAI writes it in its x-ratelimit-reset-* headers and rate-limit
+ * messages (Go's time.Duration style): "20ms", "1s", "8.64s", "6m0s", "1h2m3s"; "0s" for none.
+ * Used by ingress's headers and by the simulator, which speaks as OpenAI does.
+ */
+export function formatDuration(ms: number): string {
+  if (!(ms > 0)) return '0s';
+  const whole = Math.ceil(ms);
+  if (whole < 1000) return `${whole}ms`;
+  const hours = Math.floor(whole / 3_600_000);
+  const minutes = Math.floor((whole % 3_600_000) / 60_000);
+  const secMs = whole % 60_000;
+  // Trailing zeros are dropped, as in "1.5s" rather than "1.500s".
+  const seconds = secMs % 1000 === 0 ? String(secMs / 1000) : (secMs / 1000).toFixed(3).replace(/0+$/, '');
+  if (hours > 0) return `${hours}h${minutes}m${seconds}s`;
+  if (minutes > 0) return `${minutes}m${seconds}s`;
+  return `${seconds}s`;
+}

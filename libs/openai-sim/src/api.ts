@@ -7,7 +7,8 @@ import { type ApiError, apiError, invalidRequest, isApiError, rateLimited, serve
 import { MAX_IDEMPOTENCY_KEY } from './idempotency.js';
 import { responseAnswer } from './response-body.js';
 import { planResponse } from './responses.js';
-import { type Admission, formatDuration } from './limits.js';
+import { formatDuration } from '@sluice/contracts';
+import { type Admission } from './limits.js';
 import type { SimState } from './state.js';
 import { waitUnlessClosed, writeStream } from './stream.js';
 

@@ -1,3 +1,4 @@
+import { formatDuration } from '@sluice/contracts';
 const MINUTE_MS = 60_000;
 // Refill arithmetic is in floats; without slack, a bucket refilled for exactly
 // the right time could still miss by 1e-12 and report a 1 ms retry forever.
@@ -153,22 +154,4 @@ export class RateLimiter {
     }
     return h;
   }
-}
-
-/**
- * Formats a duration the way OpenAI's x-ratelimit-reset-* headers do (Go's
- * time.Duration style): "20ms", "1s", "8.64s", "6m0s", "1h2m3s".
- */
-export function formatDuration(ms: number): string {
-  if (!(ms > 0)) return '0s';
-  const whole = Math.ceil(ms);
-  if (whole < 1000) return `${whole}ms`;
-  const hours = Math.floor(whole / 3_600_000);
-  const minutes = Math.floor((whole % 3_600_000) / 60_000);
-  const secMs = whole % 60_000;
-  // Trailing zeros are dropped, as in "1.5s" rather than "1.500s".
-  const seconds = secMs % 1000 === 0 ? String(secMs / 1000) : (secMs / 1000).toFixed(3).replace(/0+$/, '');
-  if (hours > 0) return `${hours}h${minutes}m${seconds}s`;
-  if (minutes > 0) return `${minutes}m${seconds}s`;
-  return `${seconds}s`;
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { formatDuration, RateLimiter, TokenBucket } from './limits.js';
+import { formatDuration } from '@sluice/contracts';
+import { RateLimiter, TokenBucket } from './limits.js';
 
 describe('TokenBucket', () => {
   it('starts full and refills at capacity per minute', () => {

@@ -1,4 +1,13 @@
-import { isJsonObject, openAiErrorBody, type ChatErrorReply, type Endpoint, type RateLimitState, type SluiceConfig, type Tenant } from '@sluice/contracts';
+import {
+  formatDuration,
+  isJsonObject,
+  openAiErrorBody,
+  type ChatErrorReply,
+  type Endpoint,
+  type RateLimitState,
+  type SluiceConfig,
+  type Tenant,
+} from '@sluice/contracts';
 import { modelsFor } from './tenants.js';
 
 // What ingress writes on the HTTP wire. Answers are the upstream's OpenAI objects, passed whole;
@@ -69,7 +78,7 @@ export function retryHeaders(retryAfterMs: number | undefined): Record<string, s
 /**
  * OpenAI's rate-limit headers from the tightest Sluice limits that applied (on a 429, the bucket
  * that refused): `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, the reset as a
- * duration (`resetDuration`).
+ * duration (`formatDuration`).
  */
 export function rateLimitHeaders(rateLimit: Partial<RateLimitState> | undefined): Record<string, string> {
   if (!rateLimit) return {};
@@ -80,29 +89,9 @@ export function rateLimitHeaders(rateLimit: Partial<RateLimitState> | undefined)
     if (!l) continue;
     out[`x-ratelimit-limit-${kind}`] = String(l.limit);
     out[`x-ratelimit-remaining-${kind}`] = String(Math.max(0, l.remaining));
-    out[`x-ratelimit-reset-${kind}`] = resetDuration(l.resetMs);
+    out[`x-ratelimit-reset-${kind}`] = formatDuration(l.resetMs);
   }
   return out;
-}
-
-/**
- * A duration as OpenAI's reset headers write it (Go's duration format): `120ms` under a second,
- * else hours, minutes and seconds with the seconds' fraction: `1s`, `8.64s`, `6m0s`, `1h0m0s`.
- *
- * @example
- * resetDuration(360_000) // '6m0s'
- */
-export function resetDuration(ms: number): string {
-  const total = Math.max(0, Math.round(ms));
-  if (total === 0) return '0s';
-  if (total < 1000) return `${total}ms`;
-  const hours = Math.floor(total / 3_600_000);
-  const minutes = Math.floor((total % 3_600_000) / 60_000);
-  const millis = total % 60_000;
-  const seconds = `${Math.floor(millis / 1000)}${millis % 1000 ? `.${String(millis % 1000).padStart(3, '0')}`.replace(/0+$/, '') : ''}s`;
-  if (hours) return `${hours}h${minutes}m${seconds}`;
-  if (minutes) return `${minutes}m${seconds}`;
-  return seconds;
 }
 
 export { openAiErrorBody };

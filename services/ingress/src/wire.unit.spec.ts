@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { chatChunksOf, replayChunks, type RequestContext } from '@sluice/contracts';
+import { chatChunksOf, formatDuration, replayChunks, type RequestContext } from '@sluice/contracts';
 import { answer, chatBody, chatRequest, requestContext } from '@sluice/contracts/testing';
 import { RequestRejected } from './rejection.js';
 import { rejectedEvent, requestedEvent } from './events.js';
 import { continueTrace, newRequestId } from './ids.js';
-import { chatChunkForClient, errorEvent, rateLimitHeaders, resetDuration, retryHeaders, sseEvent, streamEnd } from './openai-wire.js';
+import { chatChunkForClient, errorEvent, rateLimitHeaders, retryHeaders, sseEvent, streamEnd } from './openai-wire.js';
 
 const completion = answer('small', 3, 1, 'hello').body;
 const usage = { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 };
@@ -77,7 +77,7 @@ describe('OpenAI wire format', () => {
     [3_600_000, '1h0m0s'],
     [3_723_000, '1h2m3s'],
   ])('writes a reset of %j ms as %j', (ms, text) => {
-    expect(resetDuration(ms)).toBe(text);
+    expect(formatDuration(ms)).toBe(text);
   });
 
   it("sends OpenAI's rate-limit headers from the tightest limits", () => {
