@@ -110,31 +110,16 @@ export class RateLimiter {
     const t = this.tokens;
     const rWait = r === null ? 0 : r.waitMs(1, now);
     const tWait = t === null ? 0 : t.waitMs(tokenCost, now);
-    if (r !== null && rWait > 0) {
-      return {
-        ok: false,
-        kind: 'requests',
-        retryAfterMs: rWait,
-        limit: r.capacity,
-        used: r.capacity - r.remaining(now),
-        requested: 1,
-        headers: this.headers(now),
-      };
-    }
-    if (t !== null && tWait > 0) {
-      return {
-        ok: false,
-        kind: 'tokens',
-        retryAfterMs: tWait,
-        limit: t.capacity,
-        used: t.capacity - t.remaining(now),
-        requested: tokenCost,
-        headers: this.headers(now),
-      };
-    }
+    if (r !== null && rWait > 0) return this.refusal('requests', r, rWait, 1, now);
+    if (t !== null && tWait > 0) return this.refusal('tokens', t, tWait, tokenCost, now);
     r?.take(1, now);
     t?.take(tokenCost, now);
     return { ok: true, headers: this.headers(now) };
+  }
+
+  /** A request `bucket` cannot take now: how long to wait, and what OpenAI's 429 message states. */
+  private refusal(kind: 'requests' | 'tokens', bucket: TokenBucket, retryAfterMs: number, requested: number, now: number): Admission {
+    return { ok: false, kind, retryAfterMs, limit: bucket.capacity, used: bucket.capacity - bucket.remaining(now), requested, headers: this.headers(now) };
   }
 
   /** The x-ratelimit-* headers for the configured limits (none when unlimited). */
