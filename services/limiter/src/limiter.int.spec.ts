@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { carryOut, consumeEvents, getJson, publishEvent, type Consumption } from '@sluice/bus';
-import { Consumers, makeEvent, type ChatErrorReply } from '@sluice/contracts';
+import { Consumers, makeEvent, type AnyEvent, type ChatErrorReply, type RequestContext } from '@sluice/contracts';
 import { answer, completed as completedBy } from '@sluice/contracts/testing';
 import { collectEvents, eventually, startTestBus, type TestBus } from '@sluice/bus/testing';
 import { chatRequested, testConfig } from './int-env.js';
@@ -214,80 +214,66 @@ describe('limiter against NATS', () => {
     expect(bob.admitted).toBe(true);
   });
 
-  it('charges the tenant the actual usage minus the estimate after completion', async () => {
+  /**
+   * Admits `tenant`'s request (6,000 tokens/min) for its estimate, publishes the terminal event
+   * `terminal` makes of it to `consumer`'s reconciliation, and returns the tenant's bucket before
+   * and after that reconciliation wrote it.
+   */
+  async function reconciled(
+    consumer: typeof Consumers.limiterReconcile | typeof Consumers.limiterReconcileCancelled,
+    tenant: string,
+    maxOutputTokens: number,
+    terminal: (ctx: RequestContext, estimate: number) => AnyEvent,
+  ) {
     const store = new LimitStore(env.buckets.limits);
     const reconcile = await consumeEvents(env.bus, {
-      consumer: Consumers.limiterReconcile,
+      consumer,
       concurrency: 16,
       log: env.log,
       handler: onChatCompleted({ store, control: env.control, log: env.log }),
     });
     try {
-      const requested = chatRequested('recon', 'recon-1', { maxOutputTokens: 100 });
+      const requested = chatRequested(tenant, `${tenant}-1`, { maxOutputTokens });
       const estimate = estimateTokens(requested.data.ctx.request);
-      const d = await store.admit(
-        limitKeys('recon'),
-        { tenant: { requestsPerMinute: 100, tokensPerMinute: 6_000 }, global: { requestsPerMinute: 100_000, tokensPerMinute: 100_000_000 } },
-        estimate,
-      );
-      expect(d.admitted).toBe(true);
-      const before = (await getJson<Bucket>(env.buckets.limits, 't.recon'))!;
-
-      const usage = { prompt_tokens: 9, completion_tokens: estimate + 491, total_tokens: estimate + 500 };
-      const completed = completedBy('recon-1', 'recon', { ctx: requested.data.ctx, answer: { ...answer(), usage } });
-      await publishEvent(env.bus.js, completed);
+      const limits = { tenant: { requestsPerMinute: 100, tokensPerMinute: 6_000 }, global: { requestsPerMinute: 100_000, tokensPerMinute: 100_000_000 } };
+      expect((await store.admit(limitKeys(tenant), limits, estimate)).admitted).toBe(true);
+      const key = `t.${tenant}`;
+      const before = (await getJson<Bucket>(env.buckets.limits, key))!;
+      await publishEvent(env.bus.js, terminal(requested.data.ctx, estimate));
       const after = await eventually(
         async () => {
-          const now = (await getJson<Bucket>(env.buckets.limits, 't.recon'))!;
+          const now = (await getJson<Bucket>(env.buckets.limits, key))!;
           return now.revision !== before.revision && now;
         },
         5_000,
-        { what: 'the reconciliation to write t.recon' },
+        { what: `the reconciliation to write ${key}` },
       );
       // 6000 tokens/min refill 0.1 token per ms between the two stamps
-      const refilled = before.value.tokens + (after.value.at - before.value.at) * 0.1;
-      expect(after.value.tokens).toBeCloseTo(refilled - 500, 6);
+      return { estimate, before: before.value, after: after.value, refilled: before.value.tokens + (after.value.at - before.value.at) * 0.1 };
     } finally {
       await reconcile.stop();
     }
+  }
+
+  it('charges the tenant the actual usage minus the estimate after completion', async () => {
+    const { after, refilled } = await reconciled(Consumers.limiterReconcile, 'recon', 100, (ctx, estimate) => {
+      const usage = { prompt_tokens: 9, completion_tokens: estimate + 491, total_tokens: estimate + 500 };
+      return completedBy('recon-1', 'recon', { ctx, answer: { ...answer(), usage } });
+    });
+    expect(after.tokens).toBeCloseTo(refilled - 500, 6);
   });
 
   it('refunds a cancelled request the estimate it did not stream', async () => {
-    const store = new LimitStore(env.buckets.limits);
-    const reconcile = await consumeEvents(env.bus, {
-      consumer: Consumers.limiterReconcileCancelled,
-      concurrency: 16,
-      log: env.log,
-      handler: onChatCompleted({ store, control: env.control, log: env.log }),
-    });
-    try {
-      const requested = chatRequested('cancel', 'cancel-1', { maxOutputTokens: 1000 });
-      const estimate = estimateTokens(requested.data.ctx.request);
-      const limits = { tenant: { requestsPerMinute: 100, tokensPerMinute: 6_000 }, global: { requestsPerMinute: 100_000, tokensPerMinute: 100_000_000 } };
-      expect((await store.admit(limitKeys('cancel'), limits, estimate)).admitted).toBe(true);
-      const before = (await getJson<Bucket>(env.buckets.limits, 't.cancel'))!;
-
-      // the client left after 40 completion tokens: the rest of the estimate comes back
-      const usage = { prompt_tokens: 10, completion_tokens: 40, total_tokens: 50 };
-      const cancelled = makeEvent(
+    // the client left after 40 completion tokens: the rest of the estimate comes back
+    const usage = { prompt_tokens: 10, completion_tokens: 40, total_tokens: 50 };
+    const { estimate, after, refilled } = await reconciled(Consumers.limiterReconcileCancelled, 'cancel', 1000, (ctx) =>
+      makeEvent(
         'chat.cancelled',
         { requestId: 'cancel-1', tenant: 'cancel', service: 'invoker', at: Date.now(), reason: 'client left' },
-        { ctx: requested.data.ctx, model: 'm1', deployment: 'd1', attempts: 1, usage, counted: true },
-      );
-      await publishEvent(env.bus.js, cancelled);
-      const after = await eventually(
-        async () => {
-          const now = (await getJson<Bucket>(env.buckets.limits, 't.cancel'))!;
-          return now.revision !== before.revision && now;
-        },
-        5_000,
-        { what: 'the reconciliation to write t.cancel' },
-      );
-      const refilled = Math.min(6_000, before.value.tokens + (after.value.at - before.value.at) * 0.1);
-      expect(after.value.tokens).toBeCloseTo(Math.min(6_000, refilled + (estimate - 50)), 6);
-    } finally {
-      await reconcile.stop();
-    }
+        { ctx, model: 'm1', deployment: 'd1', attempts: 1, usage, counted: true },
+      ),
+    );
+    expect(after.tokens).toBeCloseTo(Math.min(6_000, Math.min(6_000, refilled) + (estimate - 50)), 6);
   });
 });
 
