@@ -32,6 +32,11 @@ export interface StackOptions {
   devKey: string;
   services?: readonly ServiceName[];
   /**
+   * Processes per service (default 1): replicas share the service's durable consumers, so each
+   * message goes to one of them (the bench compares two invokers and limiters against one).
+   */
+  replicas?: Partial<Record<ServiceName, number>>;
+  /**
    * `compiled` (the default, as `npm start` and the bench run them): each service's
    * services/<name>/dist/main.js, so `turbo run build` must have run. `source`: src/main.ts
    * through tsx, no build needed (the end-to-end tests).
@@ -50,7 +55,10 @@ export interface Stack {
   sim?: Sim;
   nats?: LocalNats;
   config: SluiceConfig;
+  /** The first process of each service. */
   services: Map<ServiceName, Supervised>;
+  /** Every process of each service, the first included (more than one where `replicas` asked). */
+  replicas: Map<ServiceName, Supervised[]>;
   /** Writes a new config to the control bucket (interpolated and validated). */
   applyConfig(raw: unknown): Promise<SluiceConfig>;
   /** Writes the degrade state (an operator override) to the control bucket. */
@@ -109,25 +117,30 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const applyConfig = (raw: unknown) => putConfig(buckets.control, interpolateEnv(raw, env));
   const config = await applyConfig(opts.config);
 
-  const services = new Map<ServiceName, Supervised>();
+  const replicas = new Map<ServiceName, Supervised[]>();
   for (const name of serviceNames) {
-    const s = new Supervised({
-      name,
-      entry: entryOf(name),
-      entries,
-      cwd: ROOT,
-      env: { ...env, OTEL_SERVICE_NAME: `sluice-${name}` },
-      restart: true,
-      onLine: opts.onLine ?? (() => undefined),
-      onExit: opts.onExit ?? (() => undefined),
+    const all = Array.from({ length: opts.replicas?.[name] ?? 1 }, () => {
+      const s = new Supervised({
+        name,
+        entry: entryOf(name),
+        entries,
+        cwd: ROOT,
+        env: { ...env, OTEL_SERVICE_NAME: `sluice-${name}` },
+        restart: true,
+        onLine: opts.onLine ?? (() => undefined),
+        onExit: opts.onExit ?? (() => undefined),
+      });
+      s.start();
+      return s;
     });
-    s.start();
-    services.set(name, s);
+    replicas.set(name, all);
   }
+  const services = new Map([...replicas].map(([name, all]) => [name, all[0]!]));
+  const everyProcess = () => [...replicas.values()].flat();
   try {
-    await Promise.all([...services.values()].map((s) => s.whenReady(90_000)));
+    await Promise.all(everyProcess().map((s) => s.whenReady(90_000)));
   } catch (e) {
-    await Promise.all([...services.values()].map((s) => s.stop(1000)));
+    await Promise.all(everyProcess().map((s) => s.stop(1000)));
     await bus.nc.close();
     await sim?.close();
     await nats?.stop();
@@ -142,6 +155,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     ...(nats ? { nats } : {}),
     config,
     services,
+    replicas,
     applyConfig,
     applyDegrade: (state) => putDegrade(buckets.control, state),
     async restartNats() {
@@ -151,7 +165,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       stack.nats = nats;
     },
     async stop() {
-      await Promise.all([...services.values()].map((s) => s.stop()));
+      await Promise.all(everyProcess().map((s) => s.stop()));
       await bus.nc.close().catch(() => undefined);
       await sim?.close();
       await nats?.stop();
