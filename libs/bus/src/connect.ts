@@ -2,8 +2,9 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import type { Logger } from '@sluice/telemetry';
 import { requestPatchActive } from './request-patch.js';
+import { flushPatchActive } from './flush-patch.js';
 
-/** An inactive request patch (request-patch.ts) is reported once per process, not per connection. */
+/** An inactive patch (request-patch.ts, flush-patch.ts) is reported once per process, not per connection. */
 let patchWarned = false;
 
 export interface Bus {
@@ -29,11 +30,11 @@ export async function connectBus(url: string, name: string, log?: Logger): Promi
     ...(process.env.NATS_USER ? { user: process.env.NATS_USER, pass: process.env.NATS_PASSWORD ?? '' } : {}),
   });
   if (log) {
-    if (!patchWarned && !requestPatchActive()) {
+    if (!patchWarned && (!requestPatchActive() || !flushPatchActive())) {
       patchWarned = true;
       log.warn(
-        { package: '@nats-io/nats-core' },
-        'request patch inactive: nats-core internals are not the 3.4.0 shape, so every request builds a throwaway error (4-8% of CPU)',
+        { package: '@nats-io/nats-core', requestPatch: requestPatchActive(), flushPatch: flushPatchActive() },
+        'nats-core patch inactive: its internals are not the 3.4.0 shape, so requests build a throwaway error (request patch) or writes are not batched per loop turn (flush patch)',
       );
     }
     void (async () => {
