@@ -41,6 +41,7 @@ export async function attemptCall(deps: CallDeps, input: CallInput, candidate: C
   try {
     const answer = await callUpstream({
       client: deps.clients.get(candidate.deployment, deployment),
+      post: deps.clients.post,
       endpoint,
       requestId,
       request,

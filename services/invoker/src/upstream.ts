@@ -2,9 +2,10 @@ import OpenAI from 'openai';
 import type { Stream } from 'openai/streaming';
 import type { Deployment, Endpoint, SluiceConfig, Usage } from '@sluice/contracts';
 import { wholeAnswer, type StreamReader } from './answer.js';
-import { createHttpFetch } from './http-fetch.js';
+import { createAgents, createHttpFetch } from './http-fetch.js';
+import { createJsonPost, type JsonPost } from './json-call.js';
 import type { Outgoing } from './outgoing.js';
-import { CallAborted, CallCancelled, remainingOf, type Remaining } from './retry.js';
+import { CallAborted, CallCancelled, remainingOf, type HeaderReader, type Remaining } from './retry.js';
 
 /** A placeholder key: the simulator and many self-hosted upstreams ignore it, the SDK insists on one. */
 const NO_KEY = 'sk-none';
@@ -15,7 +16,10 @@ const NO_KEY = 'sk-none';
  */
 export class ClientPool {
   private readonly clients = new Map<string, { fingerprint: string; client: OpenAI }>();
-  private readonly fetch = createHttpFetch();
+  private readonly agents = createAgents();
+  private readonly fetch = createHttpFetch(this.agents);
+  /** Whole (not streamed) calls, without the SDK's request pipeline (json-call.ts). */
+  readonly post: JsonPost = createJsonPost(this.agents);
 
   constructor(private readonly env: Record<string, string | undefined>) {}
 
@@ -37,7 +41,10 @@ export class ClientPool {
 }
 
 export interface UpstreamCall {
+  /** Streamed calls go through the SDK's client (its SSE reader)... */
   client: OpenAI;
+  /** ...whole ones through the direct JSON call, to the client's base URL with its key. */
+  post: JsonPost;
   endpoint: Endpoint;
   requestId: string;
   /** What to send (outgoing.ts): the client's body with Sluice's decisions applied. */
@@ -69,9 +76,10 @@ export interface UpstreamAnswer {
 }
 
 /**
- * One call of one endpoint against one deployment, streamed when the request is, through the
- * SDK's generic `post` so the SDK sends the body exactly as given (its typed methods add
- * fields of their own: `embeddings.create` asks for base64). Throws whatever the SDK throws
+ * One call of one endpoint against one deployment: a whole answer through the direct JSON call
+ * (json-call.ts), a streamed one through the SDK's generic `post` (its typed methods add fields
+ * of their own: `embeddings.create` asks for base64); either sends the body exactly as given.
+ * Throws whatever the SDK throws
  * (classify with `classifyError`), CallAborted when the idle timeout or the deadline cut the
  * call short, CallCancelled when the client cancelled.
  */
@@ -79,19 +87,16 @@ export async function callUpstream(call: UpstreamCall): Promise<UpstreamAnswer> 
   const timer = new AbortTimer(call);
   try {
     const { path, body, stream } = call.request;
-    // the SDK's header timeout a little later than ours, so ours wins and names the reason
-    const options = {
-      body,
-      stream,
-      signal: timer.signal,
-      timeout: timer.arm() + 50,
-      ...(call.idempotencyKey !== undefined ? { headers: { 'Idempotency-Key': call.idempotencyKey } } : {}),
-    };
+    const headers = call.idempotencyKey !== undefined ? { 'Idempotency-Key': call.idempotencyKey } : undefined;
+    const ms = timer.arm();
     if (!stream || !call.reader) {
-      const { data, response } = await call.client.post<unknown>(path, options).withResponse();
+      const { baseURL, apiKey } = call.client;
+      const got = await call.post({ baseURL, path, apiKey, body, signal: timer.signal, ...(headers ? { headers } : {}) });
       timer.throwIfAborted();
-      return { status: response.status, ...wholeAnswer(call.endpoint, call.requestId, data), ...withRemaining(response.headers) };
+      return { status: got.status, ...wholeAnswer(call.endpoint, call.requestId, got.data), ...withRemaining(got.headers) };
     }
+    // the SDK's header timeout a little later than ours, so ours wins and names the reason
+    const options = { body, stream, signal: timer.signal, timeout: ms + 50, ...(headers ? { headers } : {}) };
     const { data, response } = await call.client.post<Stream<unknown>>(path, options).withResponse();
     for await (const item of data) {
       timer.arm();
@@ -109,7 +114,7 @@ export async function callUpstream(call: UpstreamCall): Promise<UpstreamAnswer> 
   }
 }
 
-function withRemaining(h: Headers): { remaining?: Remaining } {
+function withRemaining(h: HeaderReader): { remaining?: Remaining } {
   const remaining = remainingOf(h);
   return remaining ? { remaining } : {};
 }
