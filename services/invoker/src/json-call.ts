@@ -28,7 +28,8 @@ export type JsonPost = (call: JsonCall) => Promise<JsonAnswer>;
 /**
  * A non-streamed OpenAI call over node:http, without the SDK's request pipeline: the SDK builds
  * its options, headers and log details, an AbortController, a web `Response` over the socket and
- * its body reader for every call, which was a third of the invoker's CPU per request. This sends
+ * its body reader for every call: measured alone against the simulator, 0.55-1.08 ms of CPU per
+ * call through the SDK over http-fetch.ts, 0.25-0.33 ms this way. This sends
  * what the SDK sends an OpenAI-compatible upstream (`Authorization: Bearer`, JSON body, the path
  * under the base URL) and fails the way the SDK fails, so `classifyError` reads both alike:
  * - a status of 400 or more: the SDK's error for it (`APIError.generate`: RateLimitError,
