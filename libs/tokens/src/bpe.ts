@@ -1,4 +1,4 @@
-import ranksByIndex from 'gpt-tokenizer/bpeRanks/o200k_base';
+import { createRequire } from 'node:module';
 
 /**
  * Byte-pair encoding of one pre-tokenizer piece in o200k_base, counting only. The merges are
@@ -14,16 +14,30 @@ const BOM = '\xef\xbb\xbf';
 const strictDecoder = new TextDecoder('utf-8', { fatal: true });
 
 // token bytes as a binary string (one char per byte) -> rank
-const rankOf = new Map<string, number>();
+let rankOf = new Map<string, number>();
 // a bit per hash of a token's bytes (2^22 bits, 512 KB, ~5% set): most candidate pairs are not
 // tokens, and ruling them out here is several times cheaper than slicing and a failed Map lookup
 const HASH_BITS = 22;
-const maybeToken = new Int32Array(2 ** HASH_BITS / 32);
+let maybeToken = new Int32Array(0);
 // rank of every token of exactly two bytes, by (first << 8 | second); -1: none
-const pairRank = new Int32Array(65_536).fill(-1);
-{
+let pairRank = new Int32Array(0);
+let loaded = false;
+
+/**
+ * Builds the tables from o200k_base's rank list the first time a piece is counted, not at import:
+ * the list and the tables take ~60 MB, and a process that imports this package without counting
+ * (the router, for the complexity names; the invoker, which counts only a cancelled stream's
+ * text) never pays for them. Loaded with require: the list is gpt-tokenizer's CommonJS build of
+ * the module an import would load, and a require can run synchronously inside `countPiece`.
+ */
+function load(): void {
+  loaded = true;
+  const ranksByIndex = createRequire(import.meta.url)('gpt-tokenizer/bpeRanks/o200k_base') as { default: readonly (string | readonly number[])[] };
   const encoder = new TextEncoder();
-  ranksByIndex.forEach((token, rank) => {
+  rankOf = new Map();
+  maybeToken = new Int32Array(2 ** HASH_BITS / 32);
+  pairRank = new Int32Array(65_536).fill(-1);
+  ranksByIndex.default.forEach((token, rank) => {
     const key = binary(typeof token === 'string' ? encoder.encode(token) : token);
     // gpt-tokenizer finds a byte sequence that is valid UTF-8 only among the tokens it keeps as
     // strings; the few it keeps as bytes although valid (they start with a BOM) it never finds
@@ -35,6 +49,11 @@ const pairRank = new Int32Array(65_536).fill(-1);
   });
 }
 
+/** Builds the tables now, so the first request does not wait for them (ingress calls it at start). */
+export function loadTables(): void {
+  if (!loaded) load();
+}
+
 const NONE = 2 ** 30;
 
 /**
@@ -44,6 +63,7 @@ const NONE = 2 ** 30;
  * countPiece(binary(new TextEncoder().encode(' hello'))) // 1
  */
 export function countPiece(bytes: string): number {
+  if (!loaded) load();
   const n = bytes.length;
   if (n <= 1 || rankOf.has(bytes)) return n === 0 ? 0 : 1;
   // parts are byte offsets; next[i]: where the part starting at i ends

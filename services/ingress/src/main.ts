@@ -1,5 +1,6 @@
 import { runService } from '@sluice/bus';
 import { ServiceName } from '@sluice/contracts';
+import { warmTokenizer } from '@sluice/facts';
 import { startFrontDoors } from './ingress.js';
 
 // ingress: consumes no events; it is where requests come in.
@@ -11,4 +12,6 @@ import { startFrontDoors } from './ingress.js';
 //   core:    sluice.cancel.<requestId> when an HTTP client leaves before its answer ended
 //   config:  tenants, keys, models, ingress.* applied live (the HTTP limits too)
 // Any number of replicas. The doors are composed in ingress.ts so the int tests start the same thing.
+// the tokenizer's tables are built on first use (~60 MB, ~0.5 s): here, before the first request
+warmTokenizer();
 await runService(ServiceName.Ingress, async (ctx) => (await startFrontDoors(ctx)).closers);
