@@ -46,7 +46,7 @@ export function project(seq: number, e: AnyEvent, priceOf: PriceOf): Projection 
     service: e.service,
     at: new Date(e.at),
     reason: e.reason,
-    data: timelineData(e.data),
+    data: timelineData(e),
   };
   const request = e.requestId ? requestChange(e, priceOf) : undefined;
   return request ? { event, request } : { event };
@@ -166,13 +166,27 @@ function finish(e: AnyEvent, receivedAt: number, patch: RequestPatch, known: Par
 }
 
 /**
- * The event's data for the timeline, without the client's body: bulky, and not the ledger's
- * business (the conversation stays in the stream, under its retention).
+ * The event's data for the timeline: the request context once, on the request's chat.requested
+ * row (without the client's body: bulky, and not the ledger's business; the conversation stays
+ * in the stream, under its retention), and on chat.admitted what the limiter added to it (the
+ * rate-limit state, where the body is). Later events carry the same context again for the stages
+ * after them; repeating it on every row took about half of the JSON the ledger parses and stores
+ * per request. What the context settles to (settledContext) is on the requests row.
  */
-function timelineData(data: AnyEvent['data']): unknown {
-  if (!('body' in data)) return data;
-  const { body: _body, ...rest } = data;
-  return rest;
+function timelineData(e: AnyEvent): unknown {
+  const data = e.data;
+  if (e.type === 'chat.requested') {
+    const { body: _body, ...rest } = e.data;
+    return rest;
+  }
+  if (!('ctx' in data)) return data;
+  const { ctx, ...rest } = data;
+  if (e.type !== 'chat.admitted') return rest;
+  return {
+    ...rest,
+    ...(ctx.requestSeq !== undefined ? { requestSeq: ctx.requestSeq } : {}),
+    ...(ctx.rateLimit !== undefined ? { rateLimit: ctx.rateLimit } : {}),
+  };
 }
 
 /**

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { mergeUpserts, project, type Projection } from './project.js';
 import { makeEvent } from '@sluice/contracts';
-import { chatRequest, requestContext } from '@sluice/contracts/testing';
+import { admitted, chatRequest, requestContext, routed } from '@sluice/contracts/testing';
 import {
   T0,
   cachedRequest,
@@ -44,6 +44,21 @@ describe('project', () => {
     expect(data.body).toBeUndefined();
     expect(data.ctx).toEqual((event as { data: { ctx: unknown } }).data.ctx);
     expect(p.event).toMatchObject({ seq: 1, request_id: 'r1', type: 'chat.requested', service: 'ingress', tenant: 'acme' });
+  });
+
+  it("keeps the request context on chat.requested's row only; chat.admitted's keeps what the limiter added", () => {
+    const rateLimit = {
+      requests: { limit: 100, remaining: 99, resetMs: 600 },
+      tokens: { limit: 10_000, remaining: 9_990, resetMs: 60 },
+    };
+    const ctx = requestContext(chatRequest(), { requestSeq: 7, rateLimit });
+    const admittedRow = project(2, admitted('r1', 'acme', { ctx, estimatedTokens: 12 }), priceOf).event.data;
+    expect(admittedRow).toEqual({ estimatedTokens: 12, requestSeq: 7, rateLimit });
+    const routedEvent = routed('r1', 'acme', { ctx });
+    const routedRow = project(3, routedEvent, priceOf).event.data as Record<string, unknown>;
+    expect(routedRow.ctx).toBeUndefined();
+    const { ctx: _ctx, ...rest } = routedEvent.data;
+    expect(routedRow).toEqual(rest);
   });
 
   it('given chat.cancelled, bills what was streamed and records the outcome', () => {
