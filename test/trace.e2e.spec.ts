@@ -228,6 +228,27 @@ describe('tracing across the pipeline', () => {
     }, SETTLE_MS);
   });
 
+  it("records nothing for a request whose caller's traceparent is unsampled, in any service", async () => {
+    // the default sampler follows the parent: the caller's "not sampled" holds for every hop
+    const unsampled = '0af7651916cd43dd8448eb211c80319c';
+    const { response } = await stack
+      .openai()
+      .chat.completions.create(ask('Do not trace me'), { headers: { traceparent: `00-${unsampled}-b7ad6b7169203331-00` } })
+      .withResponse();
+    const skipped = response.headers.get('x-sluice-request-id')!;
+    // a sampled request after it: once its trace has reached the ledger, so would the other's have
+    const { response: next } = await stack.openai().chat.completions.create(ask('Trace me after')).withResponse();
+    await eventually(
+      () =>
+        expectChain(
+          traceOf(next.headers.get('x-sluice-request-id')!),
+          one(traceOf(next.headers.get('x-sluice-request-id')!), 'sluice-ingress', Kind.server, 'POST /v1/chat/completions'),
+        ),
+      SETTLE_MS,
+    );
+    expect(receiver.spans.filter((s) => s.traceId === unsampled || s.attributes['sluice.request_id'] === skipped)).toEqual([]);
+  });
+
   it("continues the HTTP caller's traceparent", async () => {
     const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
     const parent = '00f067aa0ba902b7';

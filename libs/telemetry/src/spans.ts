@@ -1,19 +1,23 @@
 import {
   context,
+  INVALID_SPANID,
+  INVALID_TRACEID,
   propagation,
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
   trace,
+  TraceFlags,
   type Attributes,
   type AttributeValue,
   type Context,
   type Link,
   type Span,
+  type SpanContext,
   type Tracer,
 } from '@opentelemetry/api';
 import { MessagingOperation, MessagingSystem, SpanAttributes, type SpanAttribute } from './attributes.js';
-import { tracingOn } from './state.js';
+import { followsParent, tracingOn } from './state.js';
 import { getRPCMetadata } from '@opentelemetry/core';
 
 /** W3C trace context as it travels in message headers. */
@@ -39,6 +43,12 @@ export interface MessageFacts {
 
 export type SpanAttrs = Partial<Record<SpanAttribute, AttributeValue | undefined>>;
 
+/**
+ * A message's facts, or a function that makes them, called only when a span is built: a caller
+ * whose facts cost something (parsing the event) pays nothing for a request that is not sampled.
+ */
+export type FactsOf = MessageFacts | (() => MessageFacts);
+
 /** A started span. Every method is safe to call when tracing is off (it then does nothing). */
 export interface OpenSpan {
   /** The span's own context as headers: what the next hop continues, or what a link points at. */
@@ -63,24 +73,27 @@ const tracer = (): Tracer => (cachedTracer ??= trace.getTracer('@sluice/telemetr
  * const span = startProducerSpan({ name: 'publish chat.admitted', destination: subject, messageId: id });
  * try { await send(span.headers); } catch (e) { span.fail(e); throw e; } finally { span.end(); }
  */
-export function startProducerSpan(facts: MessageFacts, fallback?: TraceHeaders): OpenSpan {
+export function startProducerSpan(facts: FactsOf, fallback?: TraceHeaders): OpenSpan {
   const active = context.active();
-  const parent = trace.getSpan(active) === undefined && fallback?.traceparent ? propagation.extract(active, fallback) : active;
-  return open(tracer().startSpan(facts.name, { kind: SpanKind.PRODUCER, attributes: messaging(facts, MessagingOperation.send) }, parent), parent);
+  const activeSpan = trace.getSpan(active);
+  if (activeSpan === undefined && fallback?.traceparent) {
+    const skipped = unsampledChildOf(fallback);
+    if (skipped) return skipped;
+  }
+  if (activeSpan && followsParent() && isUnsampled(activeSpan.spanContext())) return passThrough(active, headersOf(activeSpan.spanContext()));
+  const parent = activeSpan === undefined && fallback?.traceparent ? propagation.extract(active, fallback) : active;
+  return start(facts, SpanKind.PRODUCER, MessagingOperation.send, parent);
 }
 
 /**
  * A CONSUMER span for a received message, the child of the producer span whose context came in
  * `incoming` (a new trace when there is none). `links` point at related spans in other traces.
  */
-export function startConsumerSpan(facts: MessageFacts, incoming: TraceHeaders | undefined, links: TraceHeaders[] = []): OpenSpan {
+export function startConsumerSpan(facts: FactsOf, incoming: TraceHeaders | undefined, links: TraceHeaders[] = []): OpenSpan {
+  const skipped = incoming && unsampledChildOf(incoming);
+  if (skipped) return skipped;
   const parent = incoming?.traceparent ? propagation.extract(ROOT_CONTEXT, incoming) : ROOT_CONTEXT;
-  const span = tracer().startSpan(
-    facts.name,
-    { kind: SpanKind.CONSUMER, attributes: messaging(facts, MessagingOperation.process), links: toLinks(links) },
-    parent,
-  );
-  return open(span, parent);
+  return start(facts, SpanKind.CONSUMER, MessagingOperation.process, parent, links);
 }
 
 /**
@@ -88,15 +101,19 @@ export function startConsumerSpan(facts: MessageFacts, incoming: TraceHeaders | 
  * parent of all of them), linked to each message's producer span.
  */
 export function startBatchSpan(facts: MessageFacts, messages: TraceHeaders[]): OpenSpan {
-  const attributes = { ...messaging(facts, MessagingOperation.process), [SpanAttributes.messagingBatchMessageCount]: messages.length };
-  return open(tracer().startSpan(facts.name, { kind: SpanKind.CONSUMER, root: true, attributes, links: toLinks(messages) }, ROOT_CONTEXT), ROOT_CONTEXT);
+  const span = tracer().startSpan(facts.name, { kind: SpanKind.CONSUMER, root: true }, ROOT_CONTEXT);
+  if (span.isRecording()) {
+    span.setAttributes({ ...messaging(facts, MessagingOperation.process), [SpanAttributes.messagingBatchMessageCount]: messages.length });
+    span.addLinks(toLinks(messages));
+  }
+  return open(span, ROOT_CONTEXT);
 }
 
 /**
  * Runs a message handler inside a CONSUMER span parented to the message's incoming context; a
  * throw marks the span failed and is rethrown.
  */
-export async function traceProcess<T>(facts: MessageFacts, incoming: TraceHeaders | undefined, fn: () => Promise<T>): Promise<T> {
+export async function traceProcess<T>(facts: FactsOf, incoming: TraceHeaders | undefined, fn: () => Promise<T>): Promise<T> {
   const span = startConsumerSpan(facts, incoming);
   try {
     return await span.run(fn);
@@ -111,7 +128,8 @@ export async function traceProcess<T>(facts: MessageFacts, incoming: TraceHeader
 /** Sets attributes on the active span (when tracing is on and one is active). */
 export function tagActiveSpan(attributes: SpanAttrs): void {
   if (!tracingOn()) return;
-  trace.getActiveSpan()?.setAttributes(clean(attributes));
+  const span = trace.getActiveSpan();
+  if (span?.isRecording()) span.setAttributes(clean(attributes));
 }
 
 /**
@@ -123,7 +141,7 @@ export function tagActiveSpan(attributes: SpanAttrs): void {
 export function tagHttpServerSpan(method: string, route: string | undefined, attributes: SpanAttrs = {}): void {
   if (!tracingOn()) return;
   const span = getRPCMetadata(context.active())?.span ?? trace.getActiveSpan();
-  if (!span) return;
+  if (!span?.isRecording()) return;
   if (route) span.updateName(`${method} ${route}`).setAttribute(SpanAttributes.httpRoute, route);
   span.setAttributes(clean(attributes));
 }
@@ -134,6 +152,61 @@ export function activeTraceIds(): { trace_id: string; span_id: string } | undefi
   if (!span) return undefined;
   const { traceId, spanId } = span.spanContext();
   return { trace_id: traceId, span_id: spanId };
+}
+
+/**
+ * Starts a span under `parent`. The sampler decides from the trace (id, parent), not from
+ * attributes or links, so those are made only for a span that records.
+ */
+function start(factsOf: FactsOf, kind: SpanKind, operation: MessagingOperation, parent: Context, links: TraceHeaders[] = []): OpenSpan {
+  const facts = typeof factsOf === 'function' ? factsOf() : factsOf;
+  const span = tracer().startSpan(facts.name, { kind }, parent);
+  if (span.isRecording()) {
+    span.setAttributes(messaging(facts, operation));
+    if (links.length > 0) span.addLinks(toLinks(links));
+  }
+  return open(span, parent);
+}
+
+/**
+ * With a parent-based sampler, the child of an unsampled span is not recorded: rather than
+ * building a span that records nothing (an id, attributes, the sampler, a context to inject),
+ * the work runs under the incoming context and the same context goes on to the next hop, so
+ * the whole request stays unsampled and one trace id. Undefined when the child may record.
+ */
+function unsampledChildOf(incoming: TraceHeaders): OpenSpan | undefined {
+  if (!followsParent() || !incoming.traceparent || sampledFlag(incoming.traceparent) !== false) return undefined;
+  const parent = propagation.extract(ROOT_CONTEXT, incoming);
+  return trace.getSpanContext(parent) ? passThrough(parent, incoming) : undefined;
+}
+
+const noop = () => undefined;
+/** A span that is not one: runs work under `ctx` and hands `headers` on. */
+function passThrough(ctx: Context, headers: TraceHeaders): OpenSpan {
+  return { headers, run: (fn) => context.with(ctx, fn), set: noop, fail: noop, end: noop };
+}
+
+/**
+ * The sampled flag of a version-00 W3C traceparent (`00-<32 hex>-<16 hex>-<2 hex flags>`), read
+ * without parsing the rest; undefined for anything else (it then takes the full extract).
+ */
+function sampledFlag(traceparent: string): boolean | undefined {
+  if (traceparent.length !== 55 || !traceparent.startsWith('00-') || traceparent[35] !== '-' || traceparent[52] !== '-') return undefined;
+  const flags = parseInt(traceparent.slice(53), 16);
+  return Number.isNaN(flags) ? undefined : (flags & TraceFlags.SAMPLED) !== 0;
+}
+
+/** A real span context (not the invalid one a suppressed or missing span has) whose trace is not sampled. */
+export function isUnsampled(sc: SpanContext): boolean {
+  return (sc.traceFlags & TraceFlags.SAMPLED) === 0 && sc.traceId !== INVALID_TRACEID && sc.spanId !== INVALID_SPANID;
+}
+
+/** A span context as W3C headers, formatted directly (what the propagator would write, without its validation of ids we made). */
+function headersOf(sc: SpanContext): TraceHeaders {
+  const headers: TraceHeaders = { traceparent: `00-${sc.traceId}-${sc.spanId}-${sc.traceFlags.toString(16).padStart(2, '0')}` };
+  const state = sc.traceState?.serialize();
+  if (state) headers.tracestate = state;
+  return headers;
 }
 
 function open(span: Span, parent: Context): OpenSpan {

@@ -97,6 +97,37 @@ describe('tracing on', () => {
     expect(perEvent!.links[0]!.context.spanId).toBe(whole!.spanContext().spanId);
   });
 
+  describe('with a parent-based sampler', () => {
+    const unsampled = { traceparent: `00-${TRACE}-${PARENT}-00` };
+    beforeAll(() => markTracingStarted({ shutdown: () => sdk.shutdown(), followsParent: true }));
+    afterAll(() => markTracingStarted({ shutdown: () => sdk.shutdown() }));
+
+    it('builds nothing for an unsampled request, and hands its context on unchanged', async () => {
+      let asked = 0;
+      const facts = () => (asked++, { name: 'process chat.admitted', destination: 'x' });
+      const consumer = startConsumerSpan(facts, unsampled);
+      expect(consumer.headers).toEqual(unsampled);
+      const published = await traceProcess(facts, unsampled, async () => {
+        expect(trace.getActiveSpan()?.spanContext()).toMatchObject({ traceId: TRACE, spanId: PARENT, traceFlags: 0 });
+        tagActiveSpan({ [SpanAttributes.requestId]: 'req_3' });
+        return startProducerSpan(facts).headers;
+      });
+      expect(published.traceparent).toBe(unsampled.traceparent);
+      expect(startProducerSpan(facts, unsampled).headers).toEqual(unsampled);
+      expect(asked).toBe(0);
+      expect(spans()).toEqual([]);
+    });
+
+    it('still records a sampled request, and decides a new trace at its root', () => {
+      startConsumerSpan(() => ({ name: 'process chat.admitted', destination: 'x' }), incoming).end();
+      startConsumerSpan({ name: 'process chat request', destination: 'y' }, undefined).end();
+      const [child, root] = spans();
+      expect(child!.parentSpanContext?.spanId).toBe(PARENT);
+      expect(child!.attributes[SpanAttributes.messagingDestination]).toBe('x');
+      expect(root!.parentSpanContext).toBeUndefined();
+    });
+  });
+
   it('stamps log lines with the active span, and only once', async () => {
     const out: string[] = [];
     const log = createLogger('unit', 'info', new Writable({ write: (c, _e, cb) => (out.push(String(c)), cb()) }));

@@ -2,6 +2,11 @@
 export interface TracingHandle {
   /** Exports what is buffered, then stops the SDK. */
   shutdown(): Promise<void>;
+  /**
+   * The sampler follows the parent's decision (`parentbased_*`, OpenTelemetry's default): a child
+   * of an unsampled span is never recorded, so no span needs building for it.
+   */
+  followsParent?: boolean;
 }
 
 // On globalThis rather than in a module variable: the preload and the service could load this
@@ -16,6 +21,11 @@ type WithHandle = typeof globalThis & { [KEY]?: TracingHandle };
  */
 export function tracingOn(): boolean {
   return (globalThis as WithHandle)[KEY] !== undefined;
+}
+
+/** Whether a child of an unsampled span is unsampled too (tracing on, parent-based sampler). */
+export function followsParent(): boolean {
+  return (globalThis as WithHandle)[KEY]?.followsParent === true;
 }
 
 /** Called once by the preload after the SDK started. */
