@@ -15,15 +15,16 @@
  *                 concurrency and at 1 in flight, for the latency tracing adds.
  * BENCH_SWEEPS picks sweeps (default all, in that order); each but concurrency runs at
  * BENCH_SWEEP_CONCURRENCY (default 32) in flight. BENCH_SECONDS (default 5) per run.
+ * BENCH_ROUNDS (default 1) repeats the replicas and tracing sweeps, every variant once a round,
+ * and pools each variant's runs: the machine's slow minutes then fall on all of them alike.
  * Sweeps that change how the services run (replicas, tracing) start a stack for each row; the
  * others share one. Every row is read after the ledger caught up, as in `npm run bench`, and
  * ratios are to the sweep's first row: on a noisy machine, compare within one table.
  */
 import { cpus } from 'node:os';
-import type { ServiceName } from '@sluice/contracts';
 import { closeConnections, drive, pct, requestsPerSecond, requestsSent, sleep, type Call } from './bench/load.js';
 import { startOtlpReceiver } from './bench/otlp.js';
-import { startBenchStack, type BenchStack, type BenchStackOptions, type Measured } from './bench/sluice.js';
+import { pooled, startBenchStack, type BenchStack, type BenchStackOptions, type Measured } from './bench/sluice.js';
 import { num, table, times } from './bench/table.js';
 import { POOL_SIZE, type Workload } from './bench/workload.js';
 
@@ -32,6 +33,7 @@ const list = (name: string, fallback: string) => (process.env[name] ?? fallback)
 const sweeps = new Set(list('BENCH_SWEEPS', 'concurrency,prompt,cache,replicas,tracing'));
 const path = process.env.BENCH_SWEEP_PATH === 'nats' ? 'nats' : 'http';
 const concurrency = Number(process.env.BENCH_SWEEP_CONCURRENCY ?? 32);
+const rounds = Number(process.env.BENCH_ROUNDS ?? 1);
 const SHORT: Workload = { promptBytes: 0, repeatRate: 0 };
 
 const pathOf = (b: BenchStack, w: Workload): Call => (path === 'nats' ? b.nats(w) : b.http(w));
@@ -111,17 +113,22 @@ if (sweeps.has('concurrency') || sweeps.has('prompt') || sweeps.has('cache')) {
   });
 }
 
+/**
+ * Runs `measure` for each variant, all variants once per round (BENCH_ROUNDS, default 1), so a
+ * slow minute on this machine falls on every variant alike; each variant's runs are then pooled.
+ */
+async function alternate<T>(variants: readonly string[], measure: (variant: string) => Promise<T>): Promise<Map<string, T[]>> {
+  const results = new Map(variants.map((v) => [v, [] as T[]]));
+  for (let round = 0; round < rounds; round++) for (const v of variants) results.get(v)!.push(await measure(v));
+  return results;
+}
+
 if (sweeps.has('replicas')) {
-  const rows: Row[] = [];
-  for (const n of [1, 2]) {
-    const replicas: Partial<Record<ServiceName, number>> = { invoker: n, limiter: n };
-    rows.push(
-      await withStack({ replicas }, async (b) => ({
-        label: n === 1 ? 'one of each' : 'invoker ×2, limiter ×2',
-        m: await b.measure(seconds, concurrency, pathOf(b, SHORT)),
-      })),
-    );
-  }
+  const counts = ['1', '2'];
+  const runs = await alternate(counts, (n) =>
+    withStack({ replicas: { invoker: Number(n), limiter: Number(n) } }, (b) => b.measure(seconds, concurrency, pathOf(b, SHORT))),
+  );
+  const rows = counts.map((n) => ({ label: n === '1' ? 'one of each' : 'invoker ×2, limiter ×2', m: pooled(runs.get(n)!) }));
   out(render(`By replicas (${concurrency} in flight, 137-byte body, CPU summed over every process)`, 'processes', rows));
 }
 
@@ -131,9 +138,8 @@ const EXPORT_SETTLE_MS = EXPORT_DELAY_MS + 300;
 
 if (sweeps.has('tracing')) {
   const receiver = await startOtlpReceiver();
-  const rows: Row[] = [];
-  const atOne: Array<{ p50: number; direct: number }> = [];
-  for (const ratio of list('BENCH_TRACE_RATIOS', 'off,0.1,1')) {
+  const ratios = list('BENCH_TRACE_RATIOS', 'off,0.1,1');
+  const runs = await alternate(ratios, async (ratio) => {
     const env: NodeJS.ProcessEnv =
       ratio === 'off'
         ? { OTEL_EXPORTER_OTLP_ENDPOINT: undefined, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: undefined }
@@ -145,36 +151,48 @@ if (sweeps.has('tracing')) {
             OTEL_BSP_SCHEDULE_DELAY: String(EXPORT_DELAY_MS),
           };
     const [spans0, sent0] = [receiver.spans(), requestsSent()];
-    let directRequests = 0;
-    const row = await withStack({ env }, async (b) => {
+    const measured = await withStack({ env }, async (b) => {
       const direct = await drive(seconds, 1, b.direct(SHORT));
-      directRequests = direct.latencies.length + direct.errors;
       // every row waits as long, so the spans a run leaves batched are exported (and paid) before its CPU is read
       const one = await b.measure(seconds, 1, pathOf(b, SHORT), EXPORT_SETTLE_MS);
       const m = await b.measure(seconds, concurrency, pathOf(b, SHORT), EXPORT_SETTLE_MS);
-      atOne.push({ p50: pct(one.run.latencies, 50), direct: pct(direct.latencies, 50) });
-      return { m, one };
+      return { direct, one, m };
     });
-    // the stack's shutdown flushed what was left: spans per gateway request over its warm-up and both runs
-    const spansPerRequest = (receiver.spans() - spans0) / (requestsSent() - sent0 - directRequests);
-    const [o, off] = [atOne.at(-1)!, atOne[0]!];
-    rows.push({
-      label: ratio === 'off' ? 'off' : `${Number(ratio) * 100} %`,
-      m: row.m,
-      extra: [
-        num(row.one.cpuMsPerRequest),
-        num(o.p50 - o.direct),
-        num(o.p50 - o.direct - (off.p50 - off.direct)),
-        ratio === 'off' ? '' : num(spansPerRequest, 1),
-      ],
-    });
-  }
+    // the stack's shutdown flushed what was left: spans over every gateway request of its life, warm-up included
+    const gatewayRequests = requestsSent() - sent0 - (measured.direct.latencies.length + measured.direct.errors);
+    return { ...measured, spans: receiver.spans() - spans0, gatewayRequests };
+  });
   await receiver.close();
+  /** At 1 in flight: the gateway's p50 over the simulator's, measured just before on the same stack. */
+  const addedP50 = (ratio: string) => {
+    const all = runs.get(ratio)!;
+    return (
+      pct(pooled(all.map((r) => r.one)).run.latencies, 50) -
+      pct(
+        all.flatMap((r) => r.direct.latencies).sort((a, b) => a - b),
+        50,
+      )
+    );
+  };
+  const rows = ratios.map((ratio) => {
+    const all = runs.get(ratio)!;
+    const spans = all.reduce((s, r) => s + r.spans, 0) / all.reduce((s, r) => s + r.gatewayRequests, 0);
+    return {
+      label: ratio === 'off' ? 'off' : `${Number(ratio) * 100} %`,
+      m: pooled(all.map((r) => r.m)),
+      extra: [
+        num(pooled(all.map((r) => r.one)).cpuMsPerRequest),
+        num(addedP50(ratio)),
+        num(addedP50(ratio) - addedP50(ratios[0]!)),
+        ratio === 'off' ? '' : num(spans, 1),
+      ],
+    };
+  });
   out(
-    render(`By tracing (${concurrency} in flight; at 1 in flight: CPU, added p50 over direct, and over tracing off)`, 'sampled', rows, [
+    render(`By tracing (${concurrency} in flight; at 1 in flight: CPU, added p50 over direct, and over the first row)`, 'sampled', rows, [
       'c=1 CPU ms/req',
       'c=1 +p50 ms',
-      'vs off',
+      'vs first',
       'spans/req',
     ]),
   );

@@ -139,6 +139,28 @@ export async function startBenchStack(opts: BenchStackOptions = {}): Promise<Ben
   };
 }
 
+/** Several runs of one configuration as one: requests, time and CPU added up, latencies merged. */
+export function pooled(all: Measured[]): Measured {
+  const total = (f: (m: Measured) => number) => all.reduce((s, m) => s + f(m), 0);
+  const requests = total((m) => m.requests);
+  return {
+    run: {
+      latencies: all.flatMap((m) => m.run.latencies).sort((a, b) => a - b),
+      errors: total((m) => m.run.errors),
+      cached: total((m) => m.run.cached),
+      elapsedMs: total((m) => m.run.elapsedMs),
+    },
+    requests,
+    cpuMsPerRequest: total((m) => m.cpuMsPerRequest * m.requests) / requests,
+    rssMiB: all.at(-1)!.rssMiB,
+    bytesPerRequest: total((m) => m.bytesPerRequest * m.requests) / requests,
+    ledger: all.map((m) => m.ledger).join('; '),
+    before: all[0]!.before,
+    after: all[0]!.after,
+    benchMs: total((m) => m.benchMs),
+  };
+}
+
 const streamBytes = async (jsm: JetStreamManager) => (await jsm.streams.info('SLUICE_EVENTS')).state.bytes;
 
 /**
