@@ -260,9 +260,11 @@ export function eventProblem(value: unknown): string | undefined {
   return undefined;
 }
 
+const decoder = new TextDecoder();
+
 /** Parses and validates an event; throws with the first problem. */
 export function parseEvent(bytes: Uint8Array | string): AnyEvent {
-  const value: unknown = JSON.parse(typeof bytes === 'string' ? bytes : new TextDecoder().decode(bytes));
+  const value: unknown = JSON.parse(typeof bytes === 'string' ? bytes : decoder.decode(bytes));
   const problem = eventProblem(value);
   if (problem) throw new Error(`malformed event: ${problem}`);
   return value as AnyEvent;
