@@ -175,9 +175,12 @@ function start(factsOf: FactsOf, kind: SpanKind, operation: MessagingOperation, 
  * the whole request stays unsampled and one trace id. Undefined when the child may record.
  */
 function unsampledChildOf(incoming: TraceHeaders): OpenSpan | undefined {
-  if (!followsParent() || !incoming.traceparent || sampledFlag(incoming.traceparent) !== false) return undefined;
-  const parent = propagation.extract(ROOT_CONTEXT, incoming);
-  return trace.getSpanContext(parent) ? passThrough(parent, incoming) : undefined;
+  if (!followsParent() || !incoming.traceparent) return undefined;
+  const parent = unsampledParent(incoming.traceparent);
+  if (!parent) return undefined;
+  // a tracestate (rare: a caller's vendor data) goes through the propagator, which parses it
+  const ctx = incoming.tracestate ? propagation.extract(ROOT_CONTEXT, incoming) : trace.setSpanContext(ROOT_CONTEXT, parent);
+  return passThrough(ctx, incoming);
 }
 
 const noop = () => undefined;
@@ -186,14 +189,19 @@ function passThrough(ctx: Context, headers: TraceHeaders): OpenSpan {
   return { headers, run: (fn) => context.with(ctx, fn), set: noop, fail: noop, end: noop };
 }
 
+/** W3C trace context, version 00: `00-<trace id>-<parent id>-<flags>`, lowercase hex. */
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+
 /**
- * The sampled flag of a version-00 W3C traceparent (`00-<32 hex>-<16 hex>-<2 hex flags>`), read
- * without parsing the rest; undefined for anything else (it then takes the full extract).
+ * The remote span context of a valid, unsampled traceparent; undefined for a sampled one or
+ * anything else (those take the SDK's path). One regex and no propagator: this runs for nine
+ * messages in ten at a 10 % ratio.
  */
-function sampledFlag(traceparent: string): boolean | undefined {
-  if (traceparent.length !== 55 || !traceparent.startsWith('00-') || traceparent[35] !== '-' || traceparent[52] !== '-') return undefined;
-  const flags = parseInt(traceparent.slice(53), 16);
-  return Number.isNaN(flags) ? undefined : (flags & TraceFlags.SAMPLED) !== 0;
+function unsampledParent(traceparent: string): SpanContext | undefined {
+  const m = TRACEPARENT.exec(traceparent);
+  if (!m) return undefined;
+  const sc: SpanContext = { traceId: m[1]!, spanId: m[2]!, traceFlags: parseInt(m[3]!, 16), isRemote: true };
+  return isUnsampled(sc) ? sc : undefined;
 }
 
 /** A real span context (not the invalid one a suppressed or missing span has) whose trace is not sampled. */
