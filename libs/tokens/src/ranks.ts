@@ -1,0 +1,139 @@
+import { createRequire } from 'node:module';
+
+/**
+ * o200k_base's rank table, compact: every token's bytes end to end in one array, found through
+ * an open-addressing hash table of ranks, so a span of a piece is looked up where it lies (hashed
+ * and compared byte by byte) without slicing it into a string. ~5 MB of typed arrays in all,
+ * where a Map from ~200k binary strings took ~19 MB of heap and its build ~70 MB of RSS.
+ */
+
+/** No rank: the bytes are not a token. */
+export const NONE = 2 ** 30;
+
+// token r is tokenBytes[tokenStart[r], tokenStart[r + 1])
+let tokenBytes = new Uint8Array(0);
+let tokenStart = new Int32Array(0);
+// rank at the slot a token's hash leads to, or the next free one after it (linear probing); -1
+// free. 2^19 slots (2 MB) for ~200k tokens: 38% full, so a miss probes ~2 slots
+const SLOT_BITS = 19;
+const SLOT_MASK = 2 ** SLOT_BITS - 1;
+let slots = new Int32Array(0);
+// a bit per hash of a token's bytes (2^22 bits, 512 KB, ~5% set): most candidate pairs are not
+// tokens, and one bit rules them out before the probes and byte comparisons of the slots
+const FILTER_BITS = 22;
+let maybeToken = new Int32Array(0);
+// rank of every token of exactly two bytes, by (first << 8 | second); -1: none
+let pairRank = new Int32Array(0);
+let loaded = false;
+
+const BOM = [0xef, 0xbb, 0xbf] as const;
+const strictDecoder = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Builds the tables now if no count has yet (ingress calls it at start, so the first request does
+ * not wait for them). Not at import: a process that imports the package without counting (the
+ * router, for the complexity names; the invoker, which counts only a cancelled stream's text)
+ * never pays for them.
+ */
+export function loadTables(): void {
+  if (!loaded) load();
+}
+
+/**
+ * The ranks are gpt-tokenizer's CommonJS list of o200k_base (the module an import of its encoder
+ * loads), read with require so that it can run synchronously inside a count. The list is ~200k
+ * strings (~10 MB of heap) that require would cache for good: once copied into the tables it
+ * leaves the cache, so it can be collected.
+ */
+function load(): void {
+  loaded = true;
+  const require = createRequire(import.meta.url);
+  const path = require.resolve('gpt-tokenizer/bpeRanks/o200k_base');
+  const tokens = (require(path) as { default: readonly (string | readonly number[])[] }).default;
+  delete require.cache[path];
+  const buffer = Buffer.alloc(tokens.reduce<number>((n, t) => n + (typeof t === 'string' ? Buffer.byteLength(t) : t.length), 0));
+  tokenStart = new Int32Array(tokens.length + 1);
+  slots = new Int32Array(2 ** SLOT_BITS).fill(-1);
+  maybeToken = new Int32Array(2 ** FILTER_BITS / 32);
+  pairRank = new Int32Array(65_536).fill(-1);
+  let at = 0;
+  tokens.forEach((token, rank) => {
+    const from = at;
+    if (typeof token === 'string') at += buffer.write(token, at);
+    else for (const byte of token) buffer[at++] = byte;
+    tokenStart[rank + 1] = at;
+    // gpt-tokenizer finds a byte sequence that is valid UTF-8 only among the tokens it keeps as
+    // strings; the few it keeps as bytes although valid (they start with a BOM) it never finds
+    if (typeof token !== 'string' && isUtf8(buffer.subarray(from, at))) return;
+    const h = tokenHash(buffer, from, at);
+    maybeToken[h >>> (32 - FILTER_BITS + 5)]! |= 1 << ((h >>> (32 - FILTER_BITS)) & 31);
+    let slot = h >>> (32 - SLOT_BITS);
+    while (slots[slot] !== -1) slot = (slot + 1) & SLOT_MASK;
+    slots[slot] = rank;
+    if (at - from === 2) pairRank[(buffer[from]! << 8) | buffer[from + 1]!] = rank;
+  });
+  tokenBytes = buffer;
+}
+
+/** Rank of the token of bytes[from, to) of a binary string (one char, 0-255, per byte), or NONE. */
+export function rankOf(piece: string, from: number, to: number): number {
+  const h = spanHash(piece, from, to);
+  if ((maybeToken[h >>> (32 - FILTER_BITS + 5)]! & (1 << ((h >>> (32 - FILTER_BITS)) & 31))) === 0) return NONE;
+  const length = to - from;
+  for (let slot = h >>> (32 - SLOT_BITS); slots[slot] !== -1; slot = (slot + 1) & SLOT_MASK) {
+    const rank = slots[slot]!;
+    const at = tokenStart[rank]!;
+    if (tokenStart[rank + 1]! - at === length && sameBytes(piece, from, at, length)) return rank;
+  }
+  return NONE;
+}
+
+/**
+ * Rank of the pair of parts bytes[from, to) as gpt-tokenizer finds it during merges: it decodes a
+ * valid UTF-8 pair to a string before its lookup, and decoding drops a leading byte order mark
+ * ("\uFEFF\n" is ranked as "\n"). Copied, so counts match it exactly.
+ */
+export function mergedRank(piece: string, from: number, to: number): number {
+  if (startsWithBom(piece, from, to) && isUtf8(Uint8Array.from(piece.slice(from, to), (c) => c.charCodeAt(0)))) return rankOf(piece, from + 3, to);
+  return rankOf(piece, from, to);
+}
+
+/** Rank of the two-byte token `first second`, or -1. */
+export function pairRankOf(first: number, second: number): number {
+  return pairRank[(first << 8) | second]!;
+}
+
+function sameBytes(piece: string, from: number, at: number, length: number): boolean {
+  for (let i = 0; i < length; i++) if (piece.charCodeAt(from + i) !== tokenBytes[at + i]) return false;
+  return true;
+}
+
+function startsWithBom(piece: string, from: number, to: number): boolean {
+  return to - from >= 3 && piece.charCodeAt(from) === BOM[0] && piece.charCodeAt(from + 1) === BOM[1] && piece.charCodeAt(from + 2) === BOM[2];
+}
+
+// FNV-1a, 32 bits; the same over a binary string and over bytes (a token's slot is found by one,
+// looked up by the other). Its high bits are the well mixed ones: they index the filter and slots
+/** FNV-1a of piece[from, to), a binary string. */
+function spanHash(piece: string, from: number, to: number): number {
+  let h = 0x811c9dc5;
+  for (let i = from; i < to; i++) h = Math.imul(h ^ piece.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+/** FNV-1a of data[from, to). */
+function tokenHash(data: Uint8Array, from: number, to: number): number {
+  let h = 0x811c9dc5;
+  for (let i = from; i < to; i++) h = Math.imul(h ^ data[i]!, 0x01000193);
+  return h >>> 0;
+}
+
+/** Whether bytes are well-formed UTF-8 (what TextDecoder with fatal: true accepts). */
+function isUtf8(data: Uint8Array): boolean {
+  try {
+    strictDecoder.decode(data);
+    return true;
+  } catch {
+    return false;
+  }
+}
