@@ -67,7 +67,8 @@ const tracer = (): Tracer => (cachedTracer ??= trace.getTracer('@sluice/telemetr
 /**
  * A PRODUCER span for a message about to be sent. Its parent is the active span, or, when none is
  * active, the trace context in `fallback` (a caller that kept the incoming traceparent). Put
- * `headers` on the message so the consumer's span becomes this one's child.
+ * `headers` on the message so the consumer's span becomes this one's child. Under a parent-based
+ * sampler an unsampled parent gets no child built: `headers` are then the parent's own.
  *
  * @example
  * const span = startProducerSpan({ name: 'publish chat.admitted', destination: subject, messageId: id });
@@ -88,6 +89,8 @@ export function startProducerSpan(facts: FactsOf, fallback?: TraceHeaders): Open
 /**
  * A CONSUMER span for a received message, the child of the producer span whose context came in
  * `incoming` (a new trace when there is none). `links` point at related spans in other traces.
+ * As for a producer, an unsampled parent under a parent-based sampler gets no span: `run` runs
+ * under the incoming context and `headers` hand it on.
  */
 export function startConsumerSpan(facts: FactsOf, incoming: TraceHeaders | undefined, links: TraceHeaders[] = []): OpenSpan {
   const skipped = incoming && unsampledChildOf(incoming);
