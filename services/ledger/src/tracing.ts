@@ -16,7 +16,7 @@ const decoder = new TextDecoder();
 export async function traceCommit(durable: string, batch: JsMsg[], commit: () => Promise<boolean>): Promise<boolean> {
   const incoming = batch.map(traceHeadersOf);
   const batchSpan = startBatchSpan({ name: 'process batch', destination: Subjects.allEvents, consumerGroup: durable }, incoming);
-  const spans: OpenSpan[] = [batchSpan, ...batch.map((m, i) => startConsumerSpan(eventFacts(m, durable), incoming[i], [batchSpan.headers]))];
+  const spans: OpenSpan[] = [batchSpan, ...batch.map((m, i) => startConsumerSpan(() => eventFacts(m, durable), incoming[i], [batchSpan.headers]))];
   try {
     const committed = await batchSpan.run(commit);
     if (!committed) for (const s of spans) s.fail(new Error('stopped before the batch committed; it will be redelivered'));
