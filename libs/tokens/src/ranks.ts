@@ -1,10 +1,12 @@
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
 /**
  * o200k_base's rank table, compact: every token's bytes end to end in one array, found through
  * an open-addressing hash table of ranks, so a span of a piece is looked up where it lies (hashed
- * and compared byte by byte) without slicing it into a string. ~5 MB of typed arrays in all,
- * where a Map from ~200k binary strings took ~19 MB of heap and its build ~70 MB of RSS.
+ * and compared byte by byte) without slicing it into a string. ~5 MB of typed arrays, and the
+ * build leaves ~11 MB more resident in all; a Map from ~200k binary strings, built from
+ * gpt-tokenizer's rank list, left ~68 MB (19 MB of it heap).
  */
 
 /** No rank: the bytes are not a token. */
@@ -27,6 +29,8 @@ let pairRank = new Int32Array(0);
 let loaded = false;
 
 const BOM = [0xef, 0xbb, 0xbf] as const;
+const NEWLINE = 0x0a;
+const SPACE = 0x20;
 const strictDecoder = new TextDecoder('utf-8', { fatal: true });
 
 /**
@@ -40,39 +44,48 @@ export function loadTables(): void {
 }
 
 /**
- * The ranks are gpt-tokenizer's CommonJS list of o200k_base (the module an import of its encoder
- * loads), read with require so that it can run synchronously inside a count. The list is ~200k
- * strings (~10 MB of heap) that require would cache for good: once copied into the tables it
- * leaves the cache, so it can be collected.
+ * Reads o200k_base's own rank file as gpt-tokenizer ships it (data/o200k_base.tiktoken: a line
+ * per token, its bytes in base64, a space and its rank; gpt-tokenizer's rank list is generated
+ * from it), synchronously, as the first count needs it at once. Read as bytes and decoded line by
+ * line: requiring gpt-tokenizer's list instead meant compiling a 2.2 MB script of ~200k strings,
+ * which left ~30 MB more resident after the build even once collected, and took twice as long.
  */
 function load(): void {
   loaded = true;
-  const require = createRequire(import.meta.url);
-  const path = require.resolve('gpt-tokenizer/bpeRanks/o200k_base');
-  const tokens = (require(path) as { default: readonly (string | readonly number[])[] }).default;
-  delete require.cache[path];
-  const buffer = Buffer.alloc(tokens.reduce<number>((n, t) => n + (typeof t === 'string' ? Buffer.byteLength(t) : t.length), 0));
-  tokenStart = new Int32Array(tokens.length + 1);
+  const path = createRequire(import.meta.url).resolve('gpt-tokenizer/data/o200k_base.tiktoken');
+  const file = readFileSync(path);
+  let count = file.at(-1) === NEWLINE ? 0 : 1;
+  for (let at = file.indexOf(NEWLINE); at >= 0; at = file.indexOf(NEWLINE, at + 1)) count++;
+  // base64 is 4 chars for 3 bytes: the file's size bounds the tokens' bytes
+  const buffer = Buffer.alloc(Math.ceil((file.length * 3) / 4));
+  tokenStart = new Int32Array(count + 1);
   slots = new Int32Array(2 ** SLOT_BITS).fill(-1);
   maybeToken = new Int32Array(2 ** FILTER_BITS / 32);
   pairRank = new Int32Array(65_536).fill(-1);
-  let at = 0;
-  tokens.forEach((token, rank) => {
-    const from = at;
-    if (typeof token === 'string') at += buffer.write(token, at);
-    else for (const byte of token) buffer[at++] = byte;
-    tokenStart[rank + 1] = at;
-    // gpt-tokenizer finds a byte sequence that is valid UTF-8 only among the tokens it keeps as
-    // strings; the few it keeps as bytes although valid (they start with a BOM) it never finds
-    if (typeof token !== 'string' && isUtf8(buffer.subarray(from, at))) return;
-    const h = tokenHash(buffer, from, at);
+  let end = 0;
+  for (let rank = 0, line = 0; rank < count; rank++) {
+    const space = file.indexOf(SPACE, line);
+    let eol = file.indexOf(NEWLINE, space);
+    if (eol < 0) eol = file.length;
+    // gpt-tokenizer's list has a hole for a rank the file skips; none does, so a skip is refused
+    if (space < 0 || Number(file.toString('latin1', space + 1, eol)) !== rank) throw new Error(`${path}: line ${rank + 1} is not rank ${rank}`);
+    const from = end;
+    end += buffer.write(file.toString('latin1', line, space), end, 'base64');
+    tokenStart[rank + 1] = end;
+    line = eol + 1;
+    // gpt-tokenizer keeps a token as text if its bytes decode as UTF-8 and encode back the same,
+    // and looks up valid UTF-8 only among those. Decoding drops a leading BOM, so the few valid
+    // tokens that start with one are kept as bytes: it never finds them
+    if (BOM.every((byte, i) => buffer[from + i] === byte) && isUtf8(buffer.subarray(from, end))) continue;
+    const h = tokenHash(buffer, from, end);
     maybeToken[h >>> (32 - FILTER_BITS + 5)]! |= 1 << ((h >>> (32 - FILTER_BITS)) & 31);
     let slot = h >>> (32 - SLOT_BITS);
     while (slots[slot] !== -1) slot = (slot + 1) & SLOT_MASK;
     slots[slot] = rank;
-    if (at - from === 2) pairRank[(buffer[from]! << 8) | buffer[from + 1]!] = rank;
-  });
-  tokenBytes = buffer;
+    if (end - from === 2) pairRank[(buffer[from]! << 8) | buffer[from + 1]!] = rank;
+  }
+  // a copy of the bytes used, so the rest of the buffer is freed
+  tokenBytes = new Uint8Array(buffer.subarray(0, end));
 }
 
 /** Rank of the token of bytes[from, to) of a binary string (one char, 0-255, per byte), or NONE. */
