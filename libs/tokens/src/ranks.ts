@@ -15,10 +15,15 @@ export const NONE = 2 ** 30;
 // token r is tokenBytes[tokenStart[r], tokenStart[r + 1])
 let tokenBytes = new Uint8Array(0);
 let tokenStart = new Int32Array(0);
-// rank at the slot a token's hash leads to, or the next free one after it (linear probing); -1
-// free. 2^19 slots (2 MB) for ~200k tokens: 38% full, so a miss probes ~2 slots
+// at the slot a token's hash leads to, or the next free one after it (linear probing): its rank,
+// and above it the hash's low bits, so a probe rarely reads a token that cannot match; -1 free.
+// 2^19 slots (2 MB) for ~200k tokens: 38% full, so a miss probes ~2 slots
 const SLOT_BITS = 19;
 const SLOT_MASK = 2 ** SLOT_BITS - 1;
+const RANK_BITS = 18;
+const RANK_MASK = 2 ** RANK_BITS - 1;
+// the hash's bits below those that index the slot: 13, which with a rank fill 31 bits
+const CHECK_MASK = 2 ** (32 - SLOT_BITS) - 1;
 let slots = new Int32Array(0);
 // a bit per hash of a token's bytes (2^22 bits, 512 KB, ~5% set): most candidate pairs are not
 // tokens, and one bit rules them out before the probes and byte comparisons of the slots
@@ -56,6 +61,7 @@ function load(): void {
   const file = readFileSync(path);
   let count = file.at(-1) === NEWLINE ? 0 : 1;
   for (let at = file.indexOf(NEWLINE); at >= 0; at = file.indexOf(NEWLINE, at + 1)) count++;
+  if (count > RANK_MASK + 1) throw new Error(`${path}: ${count} tokens, more than a slot holds (${RANK_MASK + 1})`);
   // base64 is 4 chars for 3 bytes: the file's size bounds the tokens' bytes
   const buffer = Buffer.alloc(Math.ceil((file.length * 3) / 4));
   tokenStart = new Int32Array(count + 1);
@@ -81,7 +87,7 @@ function load(): void {
     maybeToken[h >>> (32 - FILTER_BITS + 5)]! |= 1 << ((h >>> (32 - FILTER_BITS)) & 31);
     let slot = h >>> (32 - SLOT_BITS);
     while (slots[slot] !== -1) slot = (slot + 1) & SLOT_MASK;
-    slots[slot] = rank;
+    slots[slot] = ((h & CHECK_MASK) << RANK_BITS) | rank;
     if (end - from === 2) pairRank[(buffer[from]! << 8) | buffer[from + 1]!] = rank;
   }
   // a copy of the bytes used, so the rest of the buffer is freed
@@ -93,8 +99,10 @@ export function rankOf(piece: string, from: number, to: number): number {
   const h = spanHash(piece, from, to);
   if ((maybeToken[h >>> (32 - FILTER_BITS + 5)]! & (1 << ((h >>> (32 - FILTER_BITS)) & 31))) === 0) return NONE;
   const length = to - from;
+  const check = h & CHECK_MASK;
   for (let slot = h >>> (32 - SLOT_BITS); slots[slot] !== -1; slot = (slot + 1) & SLOT_MASK) {
-    const rank = slots[slot]!;
+    if (slots[slot]! >>> RANK_BITS !== check) continue;
+    const rank = slots[slot]! & RANK_MASK;
     const at = tokenStart[rank]!;
     if (tokenStart[rank + 1]! - at === length && sameBytes(piece, from, at, length)) return rank;
   }
