@@ -26,7 +26,11 @@
  * and the CPU each process spent per request, and the idle CPU of every process. After each Sluice
  * run the ledger's lag is printed (waiting for it keeps the next run from paying for this one's
  * backlog); the end prints each process's resident memory. BENCH_PROMPT_BYTES pads every prompt to
- * about that many bytes; BENCH_JSON=1 adds the rows as JSON.
+ * about that many bytes; BENCH_JSON=1 adds the rows as JSON. BENCH_STREAM=1 (the default; 0 turns
+ * it off) adds a table of streamed requests (`stream: true`) at each level for direct and the HTTP
+ * door (Portkey 1.15.2 cannot stream on Node: see below): requests/s and the time to the first
+ * chunk of the answer (p50/p99, and added over direct's), what a chat UI waits for before it
+ * shows a token.
  *
  * How cost grows (concurrency, prompt size, cache hits, replicas, tracing) is `npm run bench:sweep`
  * (bench-sweep.ts); the pieces both share are under bench/.
@@ -40,6 +44,7 @@ import { memoryLine, sum, usage, type Roots } from './bench/procs.js';
 import { startBenchStack } from './bench/sluice.js';
 import { idleCpu, watchHops } from './bench/detail.js';
 import { messagesOf, type Workload } from './bench/workload.js';
+import { closeStreamConnections, streamCall, type StreamCall } from './bench/stream.js';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 5);
 const levels = (process.env.BENCH_LEVELS ?? '1,8,32,128').split(',').map(Number);
@@ -47,6 +52,7 @@ const only = (list: string | undefined) => (list ? new Set(list.split(',')) : un
 const pathFilter = only(process.env.BENCH_PATHS);
 const serviceList = process.env.BENCH_SERVICES?.split(',') as ServiceName[] | undefined;
 const detail = process.env.BENCH_DETAIL === '1';
+const streams = process.env.BENCH_STREAM !== '0';
 // BENCH_PROMPT_BYTES pads each prompt (a long conversation), to see what the body costs each hop
 const workload: Workload = { promptBytes: Number(process.env.BENCH_PROMPT_BYTES ?? 0), repeatRate: 0 };
 
@@ -69,6 +75,15 @@ const allPaths: Record<string, Call> = {
   portkey: async (i) => ((await post(peer, body(i), peerHeaders)).status === 200 ? 'ok' : 'failed'),
   http: sluice.http(workload),
   nats: sluice.nats(workload),
+};
+
+// streamed: the time to the first chunk is what counts (BENCH_STREAM). Not Portkey: 1.15.2 on
+// Node fails every streamed request ("TypeError: immutable" in its updateHeaders; its issues #1389
+// and #1550), whichever @hono/node-server it runs on
+const streamBody = (i: number) => JSON.stringify({ model: 'gpt-4o-mini', messages: messages(i), stream: true });
+const streamPaths: Record<string, () => StreamCall> = {
+  direct: () => streamCall(new URL(`${sluice.stack.sim!.url}/chat/completions`), streamBody, {}),
+  http: () => streamCall(new URL(`${sluice.stack.ingressUrl}/v1/chat/completions`), streamBody, { authorization: 'Bearer sk-bench' }),
 };
 
 const paths = Object.fromEntries(Object.entries(allPaths).filter(([name]) => name === 'direct' || !pathFilter || pathFilter.has(name)));
@@ -149,6 +164,28 @@ for (const c of levels) {
     rows.push(row);
   }
 }
+if (streams) {
+  const wanted = Object.keys(streamPaths).filter((name) => name === 'direct' || !pathFilter || pathFilter.has(name));
+  process.stdout.write('\nstreamed (stream: true): time to first chunk\npath    conc   req/s  TTFT p50  TTFT p99 errors | +TTFT p50 +TTFT p99\n');
+  for (const c of levels) {
+    const got = new Map<string, { run: Run; first: number[] }>();
+    for (const name of wanted) {
+      const s = streamPaths[name]!();
+      const run = await drive(seconds, c, s.call);
+      got.set(name, { run, first: s.firstChunkMs.sort((a, b) => a - b) });
+    }
+    const d = got.get('direct')!.first;
+    for (const [name, { run, first }] of got) {
+      const [p50, p99] = [pct(first, 50), pct(first, 99)];
+      const added = name === 'direct' ? '' : `${fmt(p50 - pct(d, 50))}   ${fmt(p99 - pct(d, 99))}`;
+      process.stdout.write(
+        `${name.padEnd(7)} ${String(c).padStart(4)} ${requestsPerSecond(run).toFixed(0).padStart(7)}   ${fmt(p50)}   ${fmt(p99)} ${String(run.errors).padStart(6)} | ${added}`.trimEnd() +
+          '\n',
+      );
+      rows.push({ path: `${name}-stream`, concurrency: c, rps: Math.round(requestsPerSecond(run)), p50, p95: pct(first, 95), p99, errors: run.errors });
+    }
+  }
+}
 for (const l of lags) process.stdout.write(l);
 for (const d of details) process.stdout.write(d);
 process.stdout.write(memoryLine([...sluice.pids(), ...portkeyPids()]));
@@ -156,3 +193,4 @@ if (process.env.BENCH_JSON) process.stdout.write(`${JSON.stringify(rows)}\n`);
 await sluice.close();
 if (portkey) await stopPortkey(portkey);
 closeConnections();
+closeStreamConnections();

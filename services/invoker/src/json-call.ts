@@ -4,13 +4,13 @@ import { transportFor, type Agents } from './http-fetch.js';
 import type { HeaderReader } from './retry.js';
 
 /** One whole (not streamed) answer: the status, the parsed JSON body (text when it is not JSON), the headers. */
-export interface JsonAnswer {
+interface JsonAnswer {
   status: number;
   data: unknown;
   headers: HeaderReader;
 }
 
-export interface JsonCall {
+interface JsonCall {
   /** The deployment's base URL as the SDK takes it (`.../v1`); `path` is appended as the SDK appends it. */
   baseURL: string;
   path: string;
