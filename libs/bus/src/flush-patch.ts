@@ -1,4 +1,5 @@
 import { ProtocolHandler } from '@nats-io/nats-core/internal';
+import type { NatsConnection } from '@nats-io/transport-node';
 
 /**
  * nats-core writes what a connection has queued once the current microtask queue reaches the
@@ -39,4 +40,18 @@ if (proto && !proto.__sluiceFlushPatched && typeof proto.sendCommand === 'functi
 /** Whether nats-core's writes are batched per turn of the event loop in this process (see above). */
 export function flushPatchActive(): boolean {
   return proto?.__sluiceFlushPatched === true;
+}
+
+/**
+ * Writes what `nc` has queued at the next microtask, as nats-core does unpatched, for a message
+ * whose latency matters more than sharing a write: a reply a client is waiting for. An invoker
+ * that reads a whole SSE answer in one socket read forwards every chunk in the same turn of the
+ * loop; batched per turn, the first chunk leaves with the last. (Two pairs of bench runs against
+ * the zero-latency simulator measured +2.5 ms to the first token at one request in flight with
+ * the batching and without this; a later three pairs could not tell the two apart in the
+ * machine's noise.) The turn's later writes still share the write scheduled for its end.
+ */
+export function flushSoon(nc: NatsConnection): void {
+  const protocol = (nc as unknown as { protocol?: Partial<Internals> }).protocol;
+  if (typeof protocol?.flushPending === 'function') queueMicrotask(() => protocol.flushPending!());
 }
