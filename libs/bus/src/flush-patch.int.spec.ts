@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectBus, type Bus } from './connect.js';
-import { flushPatchActive } from './flush-patch.js';
+import { flushPatchActive, flushSoon } from './flush-patch.js';
 import { freePort, startNats, type LocalNats } from './nats-server.js';
 
 /** Counts the socket writes of a connection (nats-core's transport `send`, one per write). */
@@ -55,6 +55,18 @@ describe('the nats-core flush patch against a real nats-server', () => {
     await bus.nc.flush();
     expect(got).toEqual(['a', 'b', 'c']);
     sub.unsubscribe();
+  });
+
+  it('given a message flushed soon (a reply), when the current microtasks have run, then it is written before the turn ends', async () => {
+    await bus.nc.flush();
+    const writes = countWrites(bus.nc);
+    bus.nc.publish('flush.reply', 'answer');
+    flushSoon(bus.nc);
+    await Promise.resolve();
+    expect(writes.count()).toBe(1);
+    // the flush scheduled for the end of the turn finds nothing left to write
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(writes.count()).toBe(1);
   });
 
   it('given more than nats-core writes at once, when queued, then it is written without waiting for the turn to end', async () => {
