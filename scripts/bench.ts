@@ -26,7 +26,9 @@
  * and the CPU each process spent per request, and the idle CPU of every process. After each Sluice
  * run the ledger's lag is printed (waiting for it keeps the next run from paying for this one's
  * backlog); the end prints each process's resident memory. BENCH_PROMPT_BYTES pads every prompt to
- * about that many bytes; BENCH_JSON=1 adds the rows as JSON. BENCH_STREAM=1 (the default; 0 turns
+ * about that many bytes; BENCH_JSON=1 adds the rows as JSON. BENCH_DATABASE_URL puts the ledger on
+ * that Postgres database (empty: it migrates it) instead of PGlite; the database's own processes
+ * are not counted. BENCH_STREAM=1 (the default; 0 turns
  * it off) adds a table of streamed requests (`stream: true`) at each level for direct and the HTTP
  * door (Portkey 1.15.2 cannot stream on Node: see below): requests/s and the time to the first
  * chunk of the answer (p50/p99, and added over direct's), what a chat UI waits for before it

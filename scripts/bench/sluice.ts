@@ -75,6 +75,8 @@ export async function startBenchStack(opts: BenchStackOptions = {}): Promise<Ben
     env: { LOG_LEVEL: 'warn', ...opts.env },
     ...(opts.services ? { services: opts.services } : {}),
     ...(opts.replicas ? { replicas: opts.replicas } : {}),
+    // the ledger on Postgres instead of PGlite (an empty database: it migrates it)
+    ...(process.env.BENCH_DATABASE_URL ? { databaseUrl: process.env.BENCH_DATABASE_URL } : {}),
   });
   const nc = await connect({ servers: stack.natsUrl });
   const jsm = await jetstreamManager(nc);
