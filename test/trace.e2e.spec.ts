@@ -1,9 +1,7 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SluiceClient } from '@sluice/client';
 import { eventually } from '@sluice/bus/testing';
+import { startOtlpReceiver as startReceiver } from '@sluice/scripts/otlp';
 import { DEV_KEY, startE2eStack, type E2eStack } from './harness.js';
 
 // The whole stack with tracing on, exporting to an OTLP/HTTP receiver in this process: one
@@ -33,46 +31,29 @@ interface OtlpExport {
   }>;
 }
 
-/** An OTLP/HTTP trace receiver (JSON encoding): POST /v1/traces, spans kept in memory. */
+/** The stack's spans as the OTLP receiver gets them, kept in memory. */
 async function startOtlpReceiver(): Promise<{ url: string; spans: ReceivedSpan[]; close(): Promise<void> }> {
   const spans: ReceivedSpan[] = [];
-  const server: Server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      if (req.method !== 'POST' || req.url !== '/v1/traces') {
-        res.writeHead(404).end();
-        return;
-      }
-      let body = Buffer.concat(chunks);
-      if (req.headers['content-encoding'] === 'gzip') body = gunzipSync(body);
-      const parsed = JSON.parse(body.toString('utf8')) as OtlpExport;
-      for (const rs of parsed.resourceSpans ?? []) {
-        const service = String(valueOf(rs.resource?.attributes?.find((a) => a.key === 'service.name')?.value));
-        for (const ss of rs.scopeSpans ?? []) {
-          for (const s of ss.spans ?? []) {
-            spans.push({
-              service,
-              traceId: s.traceId,
-              spanId: s.spanId,
-              parentSpanId: s.parentSpanId ?? '',
-              name: s.name,
-              kind: s.kind,
-              attributes: Object.fromEntries((s.attributes ?? []).map((a) => [a.key, valueOf(a.value)])),
-              links: (s.links ?? []).map((l) => ({ traceId: l.traceId, spanId: l.spanId })),
-            });
-          }
+  const receiver = await startReceiver((body) => {
+    for (const rs of (body as OtlpExport).resourceSpans ?? []) {
+      const service = String(valueOf(rs.resource?.attributes?.find((a) => a.key === 'service.name')?.value));
+      for (const ss of rs.scopeSpans ?? []) {
+        for (const s of ss.spans ?? []) {
+          spans.push({
+            service,
+            traceId: s.traceId,
+            spanId: s.spanId,
+            parentSpanId: s.parentSpanId ?? '',
+            name: s.name,
+            kind: s.kind,
+            attributes: Object.fromEntries((s.attributes ?? []).map((a) => [a.key, valueOf(a.value)])),
+            links: (s.links ?? []).map((l) => ({ traceId: l.traceId, spanId: l.spanId })),
+          });
         }
       }
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
-    });
+    }
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    spans,
-    close: () => new Promise<void>((r) => server.close(() => r())),
-  };
+  return { url: receiver.url, spans, close: () => receiver.close() };
 }
 
 function valueOf(v: OtlpValue | undefined): unknown {

@@ -2,7 +2,12 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gunzipSync } from 'node:zlib';
 
-/** An OTLP/HTTP trace receiver standing in for a collector: it counts what it is sent and keeps nothing. */
+/** One OTLP/HTTP export request in the JSON encoding, as far as the receiver reads it. */
+export interface OtlpExport<Span = unknown> {
+  resourceSpans?: Array<{ resource?: { attributes?: unknown[] }; scopeSpans?: Array<{ spans?: Span[] }> }>;
+}
+
+/** An OTLP/HTTP trace receiver standing in for a collector: it counts what it is sent, and hands each export to `onExport` if given. */
 export interface OtlpReceiver {
   /** Base URL, for OTEL_EXPORTER_OTLP_ENDPOINT. */
   url: string;
@@ -15,10 +20,11 @@ export interface OtlpReceiver {
 
 /**
  * Starts a receiver on a free port: POST /v1/traces in the OTLP JSON encoding (what
- * `@opentelemetry/exporter-trace-otlp-http` sends, gzip or not), answered 200 `{}`. It runs inside
- * the bench, so its CPU is the bench's, not the gateway's: a real collector runs elsewhere.
+ * `@opentelemetry/exporter-trace-otlp-http` sends, gzip or not), answered 200 `{}`. In the bench it
+ * runs inside the bench process, so its CPU is the bench's, not the gateway's (a real collector
+ * runs elsewhere); the trace e2e test keeps the spans through `onExport`.
  */
-export async function startOtlpReceiver(): Promise<OtlpReceiver> {
+export async function startOtlpReceiver(onExport?: (body: OtlpExport) => void): Promise<OtlpReceiver> {
   let spans = 0;
   let exports = 0;
   const server = createServer((req, res) => {
@@ -31,9 +37,10 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
       }
       let body = Buffer.concat(chunks);
       if (req.headers['content-encoding'] === 'gzip') body = gunzipSync(body);
-      const parsed = JSON.parse(body.toString('utf8')) as { resourceSpans?: Array<{ scopeSpans?: Array<{ spans?: unknown[] }> }> };
+      const parsed = JSON.parse(body.toString('utf8')) as OtlpExport;
       for (const rs of parsed.resourceSpans ?? []) for (const ss of rs.scopeSpans ?? []) spans += ss.spans?.length ?? 0;
       exports++;
+      onExport?.(parsed);
       res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
     });
   });
