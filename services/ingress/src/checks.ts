@@ -17,10 +17,7 @@ export const absent = (v: unknown): v is undefined | null => v === undefined || 
 
 /** The model asked for: absent means `auto` (the router chooses; the invoker then sets the routed model in the body). */
 export function model(v: unknown): string {
-  if (absent(v)) return 'auto';
-  if (typeof v !== 'string' || v.length === 0 || v.length > MAX_ID_CHARS)
-    throw invalid('model', `model must be a non-empty string of at most ${MAX_ID_CHARS} characters.`);
-  return v;
+  return absent(v) ? 'auto' : text(v, 'model');
 }
 
 export function optionalBoolean(obj: Json, field: string, param = field): boolean | undefined {
