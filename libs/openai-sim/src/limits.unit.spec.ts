@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { formatDuration } from '@sluice/contracts';
 import { RateLimiter, TokenBucket } from './limits.js';
 
 describe('TokenBucket', () => {
@@ -77,22 +76,5 @@ describe('RateLimiter', () => {
     expect(l.admit(1, 0).ok).toBe(false);
     l.fill(0);
     expect(l.admit(100, 0).ok).toBe(true);
-  });
-});
-
-describe('formatDuration', () => {
-  it.each([
-    [0, '0s'],
-    [-5, '0s'],
-    [0.2, '1ms'],
-    [20, '20ms'],
-    [1000, '1s'],
-    [1500, '1.5s'],
-    [8640, '8.64s'],
-    [360_000, '6m0s'],
-    [61_250, '1m1.25s'],
-    [3_723_000, '1h2m3s'],
-  ])('%d ms -> %s', (ms, s) => {
-    expect(formatDuration(ms)).toBe(s);
   });
 });

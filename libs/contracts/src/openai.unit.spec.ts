@@ -1,0 +1,26 @@
+import { describe, expect, it } from 'vitest';
+import { formatDuration } from './openai.js';
+
+// the rows both users of formatDuration tested: ingress's x-ratelimit-reset-* headers and the simulator's
+describe("formatDuration (OpenAI's reset durations)", () => {
+  it.each([
+    [0, '0s'],
+    [-5, '0s'],
+    [0.2, '1ms'],
+    [17, '17ms'],
+    [20, '20ms'],
+    [120, '120ms'],
+    [1000, '1s'],
+    [1500, '1.5s'],
+    [8640, '8.64s'],
+    [59_999, '59.999s'],
+    [60_000, '1m0s'],
+    [61_250, '1m1.25s'],
+    [90_500, '1m30.5s'],
+    [360_000, '6m0s'],
+    [3_600_000, '1h0m0s'],
+    [3_723_000, '1h2m3s'],
+  ])('writes %j ms as %j', (ms, text) => {
+    expect(formatDuration(ms)).toBe(text);
+  });
+});
