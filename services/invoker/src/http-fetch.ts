@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import type { Agent, IncomingMessage } from 'node:http';
+import type { Agent, IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 
 // Loaded with require on purpose: OpenTelemetry's http instrumentation patches node:http when
@@ -45,8 +45,7 @@ export function createHttpFetch(agents: Agents): typeof fetch {
     if (signal?.aborted) throw abortError(signal);
     return new Promise<Response>((resolve, reject) => {
       const req = transport.send(url, { method: init?.method ?? 'GET', headers, agent: transport.agent }, (res: IncomingMessage) => {
-        const h = new Headers();
-        for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) h.set(k, Array.isArray(v) ? v.join(', ') : v);
+        const h = webHeaders(res.headers);
         const status = res.statusCode ?? 0;
         // a Response may not carry a body for these statuses
         const noBody = status === 204 || status === 205 || status === 304 || init?.method === 'HEAD';
@@ -65,6 +64,13 @@ export function createHttpFetch(agents: Agents): typeof fetch {
     });
   };
   return httpFetch;
+}
+
+/** node's response headers as fetch Headers (repeated headers joined with ", "). */
+export function webHeaders(headers: IncomingHttpHeaders): Headers {
+  const h = new Headers();
+  for (const [k, v] of Object.entries(headers)) if (v !== undefined) h.set(k, Array.isArray(v) ? v.join(', ') : v);
+  return h;
 }
 
 function abortError(signal: AbortSignal): Error {

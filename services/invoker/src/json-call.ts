@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { APIConnectionError, APIError, APIUserAbortError } from 'openai';
-import { transportFor, type Agents } from './http-fetch.js';
+import { transportFor, webHeaders, type Agents } from './http-fetch.js';
 import type { HeaderReader } from './retry.js';
 
 /** One whole (not streamed) answer: the status, the parsed JSON body (text when it is not JSON), the headers. */
@@ -131,10 +131,4 @@ function readerOf(headers: IncomingHttpHeaders): HeaderReader {
       return Array.isArray(v) ? v.join(', ') : v;
     },
   };
-}
-
-function webHeaders(headers: IncomingHttpHeaders): Headers {
-  const h = new Headers();
-  for (const [k, v] of Object.entries(headers)) if (v !== undefined) h.set(k, Array.isArray(v) ? v.join(', ') : v);
-  return h;
 }
