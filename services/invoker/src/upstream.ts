@@ -79,9 +79,9 @@ export interface UpstreamAnswer {
  * One call of one endpoint against one deployment: a whole answer through the direct JSON call
  * (json-call.ts), a streamed one through the SDK's generic `post` (its typed methods add fields
  * of their own: `embeddings.create` asks for base64); either sends the body exactly as given.
- * Throws whatever the SDK throws
- * (classify with `classifyError`), CallAborted when the idle timeout or the deadline cut the
- * call short, CallCancelled when the client cancelled.
+ * Throws whatever the SDK throws (json-call.ts throws the same; classify with `classifyError`),
+ * CallAborted when the idle timeout or the deadline cut the call short, CallCancelled when the
+ * client cancelled.
  */
 export async function callUpstream(call: UpstreamCall): Promise<UpstreamAnswer> {
   const timer = new AbortTimer(call);
