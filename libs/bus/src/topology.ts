@@ -11,6 +11,8 @@ export interface Buckets {
   control: KV;
   budgets: KV;
   results: KV;
+  /** Virtual keys by id (the admin API writes, ingress watches). */
+  keys: KV;
 }
 
 export interface TopologyOptions {
@@ -48,14 +50,15 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions = {}): Prom
   const b = Topology.buckets;
   const open = (name: string, ttlSeconds: number, history: number) =>
     kvm.create(name, { history, replicas, ...(ttlSeconds > 0 ? { ttl: ttlSeconds * 1000 } : {}) });
-  const [limits, cache, control, budgets, results] = await Promise.all([
+  const [limits, cache, control, budgets, results, keys] = await Promise.all([
     open(b.limits.name, b.limits.ttlSeconds, b.limits.history),
     open(b.cache.name, opts.cacheTtlSeconds ?? b.cache.ttlSeconds, b.cache.history),
     open(b.control.name, b.control.ttlSeconds, b.control.history),
     open(b.budgets.name, b.budgets.ttlSeconds, b.budgets.history),
     open(b.results.name, b.results.ttlSeconds, b.results.history),
+    open(b.keys.name, b.keys.ttlSeconds, b.keys.history),
   ]);
-  return { limits, cache, control, budgets, results };
+  return { limits, cache, control, budgets, results, keys };
 }
 
 async function ensureStream(bus: Bus, config: Partial<StreamConfig> & { name: string }): Promise<void> {

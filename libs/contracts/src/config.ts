@@ -1,117 +1,167 @@
 import { TENANT_ID_PATTERN } from './subjects.js';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { Alerts, Budget, DEFAULT_LANE_SHARES, LANES, Lanes, Priority, Rate, TokenBudget, type Lane } from './spend.js';
 
-const Rate = Type.Object({
-  requestsPerMinute: Type.Integer({ minimum: 1 }),
-  tokensPerMinute: Type.Integer({ minimum: 1 }),
-});
-export type Rate = Static<typeof Rate>;
+export type { Rate };
 
-const Tenant = Type.Object({
-  id: Type.String({ pattern: TENANT_ID_PATTERN.source }),
-  /** SHA-256 hex digests of the tenant's API keys; the keys themselves are never stored. */
-  keySha256: Type.Array(Type.String({ pattern: '^[0-9a-f]{64}$' }), { minItems: 1 }),
-  /** Models the tenant may name explicitly; absent means every configured model. */
-  models: Type.Optional(Type.Array(Type.String())),
-  /** Per-tenant limits; absent means `limits.tenantDefault`. */
-  limits: Type.Optional(Rate),
-  /** Per-user limits inside this tenant; absent means `limits.userDefault`. */
-  userLimits: Type.Optional(Rate),
-});
+/** Every config object is closed: an unknown key is refused with its path, never ignored. */
+const closed = { additionalProperties: false } as const;
+
+const Tenant = Type.Object(
+  {
+    id: Type.String({ pattern: TENANT_ID_PATTERN.source }),
+    /** SHA-256 hex digests of the tenant's API keys; the keys themselves are never stored. */
+    keySha256: Type.Array(Type.String({ pattern: '^[0-9a-f]{64}$' }), { minItems: 1 }),
+    /** Models the tenant may name explicitly; absent means every configured model. */
+    models: Type.Optional(Type.Array(Type.String())),
+    /** Per-tenant limits; absent means `limits.tenantDefault`. */
+    limits: Type.Optional(Rate),
+    /** Per-user limits inside this tenant; absent means `limits.userDefault`. */
+    userLimits: Type.Optional(Rate),
+    /** SHA-256 hex digests of keys that may read this tenant's costs, SLOs and timelines from the ledger (and nothing else). */
+    readKeySha256: Type.Optional(Type.Array(Type.String({ pattern: '^[0-9a-f]{64}$' }))),
+    /** Spend limits in USD per window (issue 11); alerts at `alerts.thresholds`. */
+    budgets: Type.Optional(Type.Array(Budget)),
+    /** Lane of a request that names none and has no feature or key lane; absent: `standard`. */
+    lane: Type.Optional(Priority),
+    ledger: Type.Optional(
+      Type.Object(
+        {
+          /** Keep prompt and answer text on the ledger's timeline; off by default (the timeline shows decisions only). */
+          storeContent: Type.Boolean({ default: false }),
+        },
+        closed,
+      ),
+    ),
+  },
+  closed,
+);
 export type Tenant = Static<typeof Tenant>;
 
-const Deployment = Type.Object({
-  /** OpenAI-compatible base URL, e.g. https://api.openai.com/v1. */
-  baseUrl: Type.String({ minLength: 1 }),
-  /** Name of the environment variable that holds the API key (secrets never live in config). */
-  apiKeyEnv: Type.Optional(Type.String()),
-  /** Model name the upstream knows, when it differs from the gateway's name. */
-  upstreamModel: Type.Optional(Type.String()),
-  timeoutMs: Type.Integer({ minimum: 100, default: 30_000 }),
-});
+const Deployment = Type.Object(
+  {
+    /** OpenAI-compatible base URL, e.g. https://api.openai.com/v1. */
+    baseUrl: Type.String({ minLength: 1 }),
+    /** Name of the environment variable that holds the API key (secrets never live in config). */
+    apiKeyEnv: Type.Optional(Type.String()),
+    /** Model name the upstream knows, when it differs from the gateway's name. */
+    upstreamModel: Type.Optional(Type.String()),
+    timeoutMs: Type.Integer({ minimum: 100, default: 30_000 }),
+  },
+  closed,
+);
 export type Deployment = Static<typeof Deployment>;
 
-const Model = Type.Object({
-  /** Deployments serving this model, tried in order. */
-  deployments: Type.Array(Type.String(), { minItems: 1 }),
-  /** Models tried next when every deployment of this one fails. */
-  fallback: Type.Array(Type.String(), { default: [] }),
-  /** USD per million tokens. */
-  price: Type.Object({ inputPerMTok: Type.Number({ minimum: 0 }), outputPerMTok: Type.Number({ minimum: 0 }) }),
-});
+const Model = Type.Object(
+  {
+    /** Deployments serving this model, tried in order. */
+    deployments: Type.Array(Type.String(), { minItems: 1 }),
+    /** Models tried next when every deployment of this one fails. */
+    fallback: Type.Array(Type.String(), { default: [] }),
+    /** USD per million tokens. */
+    price: Type.Object({ inputPerMTok: Type.Number({ minimum: 0 }), outputPerMTok: Type.Number({ minimum: 0 }) }, closed),
+  },
+  closed,
+);
 export type Model = Static<typeof Model>;
 
-const Tier = Type.Object({
-  name: Type.String(),
-  model: Type.String(),
-  /** Requests whose complexity score is at most this go to this tier (tiers are ordered cheapest first). */
-  maxComplexity: Type.Number({ minimum: 0, maximum: 1 }),
-});
+const Tier = Type.Object(
+  {
+    name: Type.String(),
+    model: Type.String(),
+    /** Requests whose complexity score is at most this go to this tier (tiers are ordered cheapest first). */
+    maxComplexity: Type.Number({ minimum: 0, maximum: 1 }),
+  },
+  closed,
+);
 export type Tier = Static<typeof Tier>;
 
-export const SluiceConfig = Type.Object({
-  tenants: Type.Array(Tenant, { minItems: 1 }),
-  limits: Type.Object({
-    global: Rate,
-    tenantDefault: Rate,
-    userDefault: Rate,
-  }),
-  deployments: Type.Record(Type.String(), Deployment),
-  models: Type.Record(Type.String(), Model),
-  /** Ordered cheapest first; `auto` picks by complexity. */
-  tiers: Type.Array(Tier, { minItems: 1 }),
-  router: Type.Object({
-    /** max_tokens applied at degrade level 1 and above. */
-    degradedMaxTokens: Type.Integer({ minimum: 1, default: 256 }),
-    /** Answer used at degrade level 3. */
-    staticFallback: Type.String({ default: 'The assistant is temporarily unavailable. Please try again shortly.' }),
-    shedRetryAfterMs: Type.Integer({ minimum: 0, default: 5000 }),
-  }),
-  invoker: Type.Object({
-    maxAttemptsPerDeployment: Type.Integer({ minimum: 1, default: 3 }),
-    baseBackoffMs: Type.Integer({ minimum: 0, default: 100 }),
-    maxBackoffMs: Type.Integer({ minimum: 0, default: 5000 }),
-    circuitFailureThreshold: Type.Integer({ minimum: 1, default: 5 }),
-    circuitOpenMs: Type.Integer({ minimum: 100, default: 30_000 }),
-    concurrency: Type.Integer({ minimum: 1, default: 256 }),
-  }),
-  cache: Type.Object({ ttlSeconds: Type.Integer({ minimum: 1, default: 3600 }) }),
-  degrader: Type.Object({
-    windowMs: Type.Integer({ minimum: 1000, default: 30_000 }),
-    minSamples: Type.Integer({ minimum: 1, default: 20 }),
-    /** Failure ratios at which levels 1, 2 and 3 are entered. */
-    enterRatios: Type.Array(Type.Number({ minimum: 0, maximum: 1 }), { minItems: 3, maxItems: 3, default: [0.2, 0.5, 0.9] }),
-    /** A level is left only when the ratio is below its entry ratio minus this. */
-    hysteresis: Type.Number({ minimum: 0, maximum: 1, default: 0.1 }),
-    /** A level is held at least this long before it is lowered. */
-    minHoldMs: Type.Integer({ minimum: 0, default: 10_000 }),
-  }),
-  ingress: Type.Object({
-    maxBodyBytes: Type.Integer({ minimum: 1024, default: 1_048_576 }),
-    maxMessages: Type.Integer({ minimum: 1, default: 256 }),
-    defaultDeadlineMs: Type.Integer({ minimum: 100, default: 60_000 }),
-    /**
-     * The HTTP server's edges, applied live (README, "Ingress HTTP"). The idle timeout is never
-     * shorter than `defaultDeadlineMs` + 1 s: a request waiting for its answer moves no bytes.
-     */
-    http: Type.Object(
+export const SluiceConfig = Type.Object(
+  {
+    tenants: Type.Array(Tenant, { minItems: 1 }),
+    limits: Type.Object(
       {
-        /** Receiving the whole request, body included (not the answer). Past it: 408 request_timeout. */
-        requestTimeoutMs: Type.Integer({ minimum: 100, default: 30_000 }),
-        /** Receiving the request line and headers; capped by requestTimeoutMs. Past it: 408. */
-        headersTimeoutMs: Type.Integer({ minimum: 100, default: 10_000 }),
-        /** Longer than a load balancer's idle timeout (60 s on AWS's), so the balancer closes first. */
-        keepAliveTimeoutMs: Type.Integer({ minimum: 1000, default: 72_000 }),
-        /** No byte either way for this long (e.g. a client that stopped reading): destroyed. */
-        idleTimeoutMs: Type.Integer({ minimum: 1000, default: 120_000 }),
-        /** Keep under the process's open-file limit, with room for NATS. */
-        maxConnections: Type.Integer({ minimum: 1, default: 4096 }),
+        global: Rate,
+        tenantDefault: Rate,
+        userDefault: Rate,
       },
-      { default: {} },
+      closed,
     ),
-  }),
-});
+    deployments: Type.Record(Type.String(), Deployment),
+    models: Type.Record(Type.String(), Model),
+    /** Ordered cheapest first; `auto` picks by complexity. */
+    tiers: Type.Array(Tier, { minItems: 1 }),
+    router: Type.Object(
+      {
+        /** max_tokens applied at degrade level 1 and above. */
+        degradedMaxTokens: Type.Integer({ minimum: 1, default: 256 }),
+        /** Answer used at degrade level 3. */
+        staticFallback: Type.String({ default: 'The assistant is temporarily unavailable. Please try again shortly.' }),
+        shedRetryAfterMs: Type.Integer({ minimum: 0, default: 5000 }),
+      },
+      closed,
+    ),
+    invoker: Type.Object(
+      {
+        maxAttemptsPerDeployment: Type.Integer({ minimum: 1, default: 3 }),
+        baseBackoffMs: Type.Integer({ minimum: 0, default: 100 }),
+        maxBackoffMs: Type.Integer({ minimum: 0, default: 5000 }),
+        circuitFailureThreshold: Type.Integer({ minimum: 1, default: 5 }),
+        circuitOpenMs: Type.Integer({ minimum: 100, default: 30_000 }),
+        concurrency: Type.Integer({ minimum: 1, default: 256 }),
+      },
+      closed,
+    ),
+    cache: Type.Object({ ttlSeconds: Type.Integer({ minimum: 1, default: 3600 }) }, closed),
+    degrader: Type.Object(
+      {
+        windowMs: Type.Integer({ minimum: 1000, default: 30_000 }),
+        minSamples: Type.Integer({ minimum: 1, default: 20 }),
+        /** Failure ratios at which levels 1, 2 and 3 are entered. */
+        enterRatios: Type.Array(Type.Number({ minimum: 0, maximum: 1 }), { minItems: 3, maxItems: 3, default: [0.2, 0.5, 0.9] }),
+        /** A level is left only when the ratio is below its entry ratio minus this. */
+        hysteresis: Type.Number({ minimum: 0, maximum: 1, default: 0.1 }),
+        /** A level is held at least this long before it is lowered. */
+        minHoldMs: Type.Integer({ minimum: 0, default: 10_000 }),
+      },
+      closed,
+    ),
+    ingress: Type.Object(
+      {
+        maxBodyBytes: Type.Integer({ minimum: 1024, default: 1_048_576 }),
+        maxMessages: Type.Integer({ minimum: 1, default: 256 }),
+        defaultDeadlineMs: Type.Integer({ minimum: 100, default: 60_000 }),
+        /**
+         * The HTTP server's edges, applied live (README, "Ingress HTTP"). The idle timeout is never
+         * shorter than `defaultDeadlineMs` + 1 s: a request waiting for its answer moves no bytes.
+         */
+        http: Type.Object(
+          {
+            /** Receiving the whole request, body included (not the answer). Past it: 408 request_timeout. */
+            requestTimeoutMs: Type.Integer({ minimum: 100, default: 30_000 }),
+            /** Receiving the request line and headers; capped by requestTimeoutMs. Past it: 408. */
+            headersTimeoutMs: Type.Integer({ minimum: 100, default: 10_000 }),
+            /** Longer than a load balancer's idle timeout (60 s on AWS's), so the balancer closes first. */
+            keepAliveTimeoutMs: Type.Integer({ minimum: 1000, default: 72_000 }),
+            /** No byte either way for this long (e.g. a client that stopped reading): destroyed. */
+            idleTimeoutMs: Type.Integer({ minimum: 1000, default: 120_000 }),
+            /** Keep under the process's open-file limit, with room for NATS. */
+            maxConnections: Type.Integer({ minimum: 1, default: 4096 }),
+          },
+          { ...closed, default: {} },
+        ),
+      },
+      closed,
+    ),
+    /** SHA-256 hex digests of admin keys: the admin API (`/admin/v1/...`) and every tenant's ledger data. */
+    admin: Type.Object({ keySha256: Type.Array(Type.String({ pattern: '^[0-9a-f]{64}$' }), { default: [] }) }, { ...closed, default: {} }),
+    alerts: Alerts,
+    lanes: Lanes,
+    tokenBudgets: Type.Array(TokenBudget, { default: [] }),
+  },
+  closed,
+);
 export type SluiceConfig = Static<typeof SluiceConfig>;
 
 /** The degrade level and who set it, kept under `degrade` in the control bucket. */
@@ -154,9 +204,39 @@ export function parseConfig(value: unknown): SluiceConfig {
   });
   config.tenants.forEach((t, i) => {
     for (const m of t.models ?? []) if (!config.models[m]) problems.push(`config.tenants.${i}.models: unknown model ${m}`);
+    const ids = new Set<string>();
+    (t.budgets ?? []).forEach((b, j) => {
+      if (ids.has(b.id)) problems.push(`config.tenants.${i}.budgets.${j}.id: budget ${b.id} appears twice`);
+      ids.add(b.id);
+      if (b.timeZone !== undefined && !isTimeZone(b.timeZone)) problems.push(`config.tenants.${i}.budgets.${j}.timeZone: unknown time zone ${b.timeZone}`);
+      if (b.scope === 'tenant' && b.match !== undefined)
+        problems.push(`config.tenants.${i}.budgets.${j}.match: a tenant budget matches no user, feature or key`);
+    });
   });
+  config.tokenBudgets.forEach((r, i) => {
+    if (r.model !== undefined && !config.models[r.model]) problems.push(`config.tokenBudgets.${i}.model: unknown model ${r.model}`);
+  });
+  config.alerts.webhooks.forEach((w, i) => {
+    for (const t of w.tenants ?? []) if (!config.tenants.some((x) => x.id === t)) problems.push(`config.alerts.webhooks.${i}.tenants: unknown tenant ${t}`);
+  });
+  const shares = Object.values(laneSpecs(config)).reduce((sum, l) => sum + l.share, 0);
+  if (shares > 1 + 1e-9) problems.push(`config.lanes: the lanes' shares add up to ${shares.toFixed(2)}, more than 1`);
   if (problems.length) throw new ConfigError(problems.join('; '));
   return config;
+}
+
+/** Each lane's spec, the defaults (`DEFAULT_LANE_SHARES`) where config leaves one out. */
+export function laneSpecs(config: Pick<SluiceConfig, 'lanes'>): Record<Priority, Lane> {
+  return Object.fromEntries(LANES.map((l) => [l, config.lanes[l] ?? { share: DEFAULT_LANE_SHARES[l] }])) as Record<Priority, Lane>;
+}
+
+function isTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function fillRecordDefaults(config: Record<string, unknown>, key: string, schema: TSchema): void {

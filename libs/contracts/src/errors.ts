@@ -12,6 +12,12 @@ export const Errors = {
     message: 'No API key provided. Send it as "Authorization: Bearer <key>" (HTTP) or the sluice-key header (NATS).',
   },
   invalid_api_key: { status: 401, type: 'invalid_request_error', message: 'The API key is not valid for this tenant.' },
+  /** The key is valid but may not do this (a tenant's read key asking for another tenant, a non-admin key on the admin API). */
+  permission_denied: { status: 403, type: 'invalid_request_error', message: 'This key may not do that.' },
+  /** The key was revoked or has expired. */
+  key_expired: { status: 401, type: 'invalid_request_error', message: 'The API key has expired or was revoked.' },
+  /** A token budget rule refuses inputs over its size (instead of trimming them). */
+  token_budget_exceeded: { status: 400, type: 'invalid_request_error', message: 'The input is larger than this key or feature allows.' },
   model_not_found: { status: 404, type: 'invalid_request_error', message: 'The model does not exist.' },
   model_not_allowed: { status: 403, type: 'invalid_request_error', message: 'This tenant may not use the model.' },
   rate_limit_exceeded: { status: 429, type: 'rate_limit_error', message: 'Rate limit reached; retry after the given time.' },

@@ -3,6 +3,7 @@ import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { ChatRequest, RequestContext } from './request.js';
 import { Usage } from './reply.js';
 import { Errors, type ErrorCode } from './errors.js';
+import { BudgetAction, BudgetWindow } from './spend.js';
 
 /**
  * The event vocabulary. Every decision a service takes is one of these, published to
@@ -27,6 +28,12 @@ export const EventType = {
   ChatCancelled: 'chat.cancelled',
   DegradeChanged: 'degrade.changed',
   EventParked: 'event.parked',
+  BudgetThresholdCrossed: 'budget.threshold_crossed',
+  AlertDeliveryAttempted: 'alert.delivery_attempted',
+  KeyCreated: 'key.created',
+  KeyRotated: 'key.rotated',
+  KeyRevoked: 'key.revoked',
+  UpstreamLimitsObserved: 'upstream.limits_observed',
 } as const;
 export type EventType = (typeof EventType)[keyof typeof EventType];
 
@@ -199,6 +206,61 @@ export const EventData = {
     /** The last error, one line, at most 500 characters. */
     error: Type.String(),
     deliveries: Type.Integer({ minimum: 0 }),
+  }),
+  /**
+   * A budget's spend reached one of its alert thresholds in a window. Emitted by the ledger
+   * from its exact projection, once per budget, window and threshold (a replay or a restart
+   * never emits it again); also published on `sluice.alerts.<tenant>` and POSTed to webhooks.
+   */
+  'budget.threshold_crossed': Type.Object({
+    /** The budget's id (`key:<keyId>` for a virtual key's own budget). */
+    budget: Type.String(),
+    /** The spend counter: budget, and the user, feature or key it counts for (hashed where it is a user). */
+    budgetKey: Type.String(),
+    scope: Type.String(),
+    window: BudgetWindow,
+    /** The window's id (`2026-11-30`, `2026-11`) and when it resets (epoch ms). */
+    windowId: Type.String(),
+    resetsAt: Type.Number(),
+    /** The fraction of the limit crossed, e.g. 0.75. */
+    threshold: Type.Number(),
+    limitUsd: Type.Number(),
+    /** Spend when it was crossed, an exact decimal string. */
+    spentUsd: Type.String(),
+    action: BudgetAction,
+  }),
+  /** One attempt to POST an alert to a webhook; the alert is its event id. */
+  'alert.delivery_attempted': Type.Object({
+    alertId: Type.String(),
+    webhook: Type.String(),
+    attempt: Type.Integer({ minimum: 1 }),
+    ok: Type.Boolean(),
+    status: Type.Optional(Type.Integer()),
+    error: Type.Optional(Type.String()),
+    latencyMs: Type.Number(),
+    /** When the next attempt is due, ms from now; absent when delivered or given up. */
+    retryInMs: Type.Optional(Type.Integer({ minimum: 0 })),
+  }),
+  /** An admin created a virtual key (the key itself is never in an event). */
+  'key.created': Type.Object({ keyId: Type.String(), name: Type.String() }),
+  'key.rotated': Type.Object({ keyId: Type.String(), name: Type.String(), previousValidUntil: Type.Optional(Type.Number()) }),
+  'key.revoked': Type.Object({ keyId: Type.String(), name: Type.String() }),
+  /**
+   * What a deployment's answer said of its own rate limits (OpenAI's x-ratelimit-* headers, or a
+   * 429 with Retry-After): the limiter's global bucket for it adapts.
+   */
+  'upstream.limits_observed': Type.Object({
+    deployment: Type.String(),
+    status: Type.Integer(),
+    /** True for a 429 from the upstream. */
+    throttled: Type.Boolean(),
+    retryAfterMs: Type.Optional(Type.Integer({ minimum: 0 })),
+    limitRequests: Type.Optional(Type.Integer({ minimum: 0 })),
+    remainingRequests: Type.Optional(Type.Integer({ minimum: 0 })),
+    resetRequestsMs: Type.Optional(Type.Integer({ minimum: 0 })),
+    limitTokens: Type.Optional(Type.Integer({ minimum: 0 })),
+    remainingTokens: Type.Optional(Type.Integer({ minimum: 0 })),
+    resetTokensMs: Type.Optional(Type.Integer({ minimum: 0 })),
   }),
 } satisfies Record<EventType, TSchema>;
 

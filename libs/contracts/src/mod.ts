@@ -7,4 +7,5 @@ export * from './topology.js';
 export * from './consumers.js';
 export * from './config.js';
 export * from './hash.js';
+export * from './spend.js';
 export * from './openai.js';

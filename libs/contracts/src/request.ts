@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
+import { Priority, RequestKey } from './spend.js';
 
-export const Priority = Type.Union([Type.Literal('critical'), Type.Literal('realtime'), Type.Literal('standard'), Type.Literal('batch'), Type.Literal('low')]);
-export type Priority = Static<typeof Priority>;
+export { Priority };
 
 /**
  * The OpenAI API a request was made to, by its path: `POST /v1/chat/completions`,
@@ -68,6 +68,13 @@ export const RequestContext = Type.Object({
   requestSeq: Type.Optional(Type.Integer({ minimum: 1 })),
   /** The tightest rate limits that applied, set by the limiter; ingress sends them as x-ratelimit-* headers. */
   rateLimit: Type.Optional(Type.Object({ requests: BucketState, tokens: BucketState })),
+  /** The virtual key the request came with (ingress); absent for a tenant's config key. */
+  key: Type.Optional(RequestKey),
+  /**
+   * Set by the limiter when a budget with `action: downgrade` is spent: the router sends the
+   * request to the cheapest tier. Names the budget, for the timeline.
+   */
+  downgrade: Type.Optional(Type.Object({ budget: Type.String() })),
 });
 export type RequestContext = Static<typeof RequestContext>;
 export type RateLimitState = NonNullable<RequestContext['rateLimit']>;

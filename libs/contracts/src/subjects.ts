@@ -11,6 +11,9 @@ export const Subjects = {
    */
   cancel: (requestId: string) => `sluice.cancel.${requestId}`,
   cancelAll: 'sluice.cancel.*',
+  /** Budget alerts for a tenant (core NATS; each is also a `budget.threshold_crossed` event). */
+  alerts: (tenant: string) => `sluice.alerts.${tenant}`,
+  alertsAll: 'sluice.alerts.*',
   /** Async results by request id. */
   result: (requestId: string) => `sluice.results.${requestId}`,
   /** One event of a type for a tenant. */

@@ -32,6 +32,8 @@ export const Topology = {
     control: { name: 'sluice_control', ttlSeconds: 0, history: 5 },
     budgets: { name: 'sluice_budgets', ttlSeconds: 0, history: 1 },
     results: { name: 'sluice_results', ttlSeconds: 3600, history: 1 },
+    /** Virtual keys by id (`VirtualKey`), written by the admin API, watched by ingress. */
+    keys: { name: 'sluice_keys', ttlSeconds: 0, history: 5 },
   },
 } as const;
 

@@ -132,6 +132,12 @@ function requestChange(e: AnyEvent, priceOf: PriceOf): RequestUpsert | undefined
     case 'circuit.closed':
     case 'degrade.changed':
     case 'event.parked':
+    case 'budget.threshold_crossed':
+    case 'alert.delivery_attempted':
+    case 'key.created':
+    case 'key.rotated':
+    case 'key.revoked':
+    case 'upstream.limits_observed':
       // on the timeline only
       return undefined;
     default: {
