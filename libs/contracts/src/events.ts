@@ -4,6 +4,7 @@ import { ChatRequest, RequestContext } from './request.js';
 import { Usage } from './reply.js';
 import { Errors, type ErrorCode } from './errors.js';
 import { BudgetAction, BudgetWindow } from './spend.js';
+import { Reservation } from './budgets.js';
 
 /**
  * The event vocabulary. Every decision a service takes is one of these, published to
@@ -101,7 +102,12 @@ export const EventData = {
     replyTo: Type.Optional(Type.String()),
     receivedAt: Type.Optional(Type.Number()),
   }),
-  'chat.admitted': Type.Object({ ctx: RequestContext, estimatedTokens: Type.Integer() }),
+  'chat.admitted': Type.Object({
+    ctx: RequestContext,
+    estimatedTokens: Type.Integer(),
+    /** The budgets the request was admitted against and its estimated cost reserved on them (`budgets.ts`). */
+    budgets: Type.Optional(Reservation),
+  }),
   'chat.throttled': Type.Object({
     layer: Layer,
     limit: LimitKind,

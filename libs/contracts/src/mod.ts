@@ -8,4 +8,5 @@ export * from './consumers.js';
 export * from './config.js';
 export * from './hash.js';
 export * from './spend.js';
+export * from './budgets.js';
 export * from './openai.js';
