@@ -27,7 +27,7 @@ export const Consumers = {
     service: ServiceName.Limiter,
     filter: Subjects.eventsOf(E.ChatRequested),
     receives: [E.ChatRequested],
-    emits: [E.ChatAdmitted, E.ChatThrottled, E.ChatFailed],
+    emits: [E.ChatAdmitted, E.ChatThrottled, E.ChatRejected, E.ChatFailed],
   },
   /** chat.completed -> token buckets charged the actual usage minus the estimate (no event). */
   limiterReconcile: {

@@ -60,7 +60,8 @@ export const SYSTEM_TENANT = '_system';
 /** Tenant token for rejections before a tenant is known (missing or wrong key). */
 export const UNKNOWN_TENANT = '_unknown';
 
-const Layer = Type.Union([Type.Literal('user'), Type.Literal('tenant'), Type.Literal('global')]);
+/** A rate-limit layer: the user's, the virtual key's, the tenant's, or the global (upstream) one. */
+const Layer = Type.Union([Type.Literal('user'), Type.Literal('key'), Type.Literal('tenant'), Type.Literal('global')]);
 /** A code of the error catalogue: what a refused, shed or failed request's client was told. */
 const Code = Type.Union((Object.keys(Errors) as ErrorCode[]).map((code) => Type.Literal(code)));
 const LimitKind = Type.Union([Type.Literal('requests'), Type.Literal('tokens')]);
@@ -101,6 +102,8 @@ export const EventData = {
     user: Type.Optional(Type.String()),
     replyTo: Type.Optional(Type.String()),
     receivedAt: Type.Optional(Type.Number()),
+    /** When asking again can succeed (a spent budget's reset), for the client's Retry-After. */
+    retryAfterMs: Type.Optional(Type.Integer({ minimum: 0 })),
   }),
   'chat.admitted': Type.Object({
     ctx: RequestContext,
