@@ -176,12 +176,14 @@ export async function consumeEvents<C extends ConsumerSpec>(bus: Bus, opts: Cons
       const expired = opts.failPastDeadline ? pastDeadline(event, service, Date.now()) : undefined;
       // decide, publish the decision and await its acks, then answer: all inside the consumer
       // span, so the publish spans are its children
+      let redeliverInMs: number | undefined;
       const run = async () => {
         const decision: Decided = expired
           ? { events: [expired.event], replies: [{ to: expired.replyTo, reply: expired.reply }] }
           : await opts.handler(event as Received<C>, delivery);
         for (const e of decision.events) if (!expired && !emits.has(e.type)) throw new Error(`${durable} may not emit ${e.type}`);
         await carryOut(bus, decision, traceOf(delivery));
+        redeliverInMs = decision.redeliverInMs;
       };
       if (tracingOn()) await traceProcess(processFacts(msg, event, durable), delivery, run);
       else await run();
@@ -189,7 +191,9 @@ export async function consumeEvents<C extends ConsumerSpec>(bus: Bus, opts: Cons
       // held briefly to share a write with the next publish (acks.ts): a write per ack was a
       // large part of each service's CPU at low rates. A held ack keeps its max_ack_pending slot
       // for up to ACK_LINGER_MS, which only a consumer with few slots would feel.
-      if (opts.concurrency >= MIN_CONCURRENCY_TO_HOLD_ACKS) ackSoon(msg);
+      // the handler asked to see the event again later (its own backoff): not a failure, never parked
+      if (redeliverInMs !== undefined) msg.nak(redeliverInMs);
+      else if (opts.concurrency >= MIN_CONCURRENCY_TO_HOLD_ACKS) ackSoon(msg);
       else msg.ack();
     } catch (e) {
       const poison = e instanceof PoisonMessage || (deliveries >= maxDeliveries && !isTransient(e));

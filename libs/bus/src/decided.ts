@@ -17,6 +17,12 @@ export interface Reply {
 export interface Decided<E extends AnyEvent = AnyEvent> {
   events: E[];
   replies: Reply[];
+  /**
+   * Have the input redelivered after this many ms instead of acking it, once the events are
+   * published: a retry on the handler's own schedule (a webhook that did not answer 2xx yet).
+   * Not a failure, so it never counts toward parking the event.
+   */
+  redeliverInMs?: number;
 }
 
 /** The event a consumer's handler is given: only the types its spec receives. */
