@@ -151,6 +151,8 @@ export const BudgetKeys = {
   admitted: (budgetKey: string, windowId: string) => `admitted.${budgetKey}.${windowId}`,
   /** An alert already emitted for a threshold of a budget window: never emitted again. */
   alert: (budgetKey: string, windowId: string, threshold: number) => `alert.${budgetKey}.${windowId}.${Math.round(threshold * 1000)}`,
+  /** A webhook acknowledged an alert (`alertId` is its `alert` key): never POSTed it again. */
+  delivered: (alertId: string, webhook: string) => `delivered.${alertId}.${webhook}`,
 } as const;
 
 /**

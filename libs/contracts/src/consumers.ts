@@ -94,13 +94,25 @@ export const Consumers = {
     receives: [E.CircuitOpened, E.CircuitClosed],
     emits: [],
   },
-  /** Every event, projected into Postgres in ordered batches (services/ledger; not consumeEvents). */
+  /**
+   * Every event, projected into Postgres in ordered batches (services/ledger; not consumeEvents).
+   * A budget counter crossing a threshold is written to an outbox in the batch's transaction and
+   * published from there after commit, so a crash or a replay never loses or repeats an alert.
+   */
   ledger: {
     durable: 'ledger',
     service: ServiceName.Ledger,
     filter: Subjects.allEvents,
     receives: Object.values(E),
-    emits: [],
+    emits: [E.BudgetThresholdCrossed],
+  },
+  /** budget.threshold_crossed -> a signed POST to each configured webhook until it answers 2xx. */
+  ledgerAlerts: {
+    durable: 'ledger-alerts',
+    service: ServiceName.Ledger,
+    filter: Subjects.eventsOf(E.BudgetThresholdCrossed),
+    receives: [E.BudgetThresholdCrossed],
+    emits: [E.AlertDeliveryAttempted],
   },
 } as const satisfies Record<string, ConsumerSpec>;
 
