@@ -10,3 +10,4 @@ export * from './hash.js';
 export * from './spend.js';
 export * from './budgets.js';
 export * from './openai.js';
+export * from './admin.js';
