@@ -306,3 +306,18 @@ export function formatDuration(ms: number): string {
   if (minutes > 0) return `${minutes}m${seconds}s`;
   return `${seconds}s`;
 }
+
+/**
+ * Reads a duration as OpenAI writes it in x-ratelimit-reset-* (the inverse of `formatDuration`,
+ * and Go's units besides: "20ms", "1s", "8.64s", "6m0s", "1h2m3s", "500us"), in ms. Undefined for
+ * anything else (an empty, negative or unitless value), so a header a deployment words its own way
+ * is ignored rather than misread.
+ */
+export function parseDuration(text: string): number | undefined {
+  const s = text.trim();
+  if (!/^(\d+(\.\d+)?(h|m|s|ms|us|µs|ns))+$/.test(s)) return undefined;
+  const unitMs: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1000, ms: 1, us: 0.001, µs: 0.001, ns: 0.000001 };
+  let ms = 0;
+  for (const [, n, , unit] of s.matchAll(/(\d+(\.\d+)?)(h|ms|m|s|us|µs|ns)/g)) ms += Number(n) * unitMs[unit!]!;
+  return ms;
+}
