@@ -85,6 +85,26 @@ export const SluiceConfig = Type.Object(
         global: Rate,
         tenantDefault: Rate,
         userDefault: Rate,
+        /**
+         * The global layer learns from the upstreams' own rate-limit headers and 429s
+         * (`upstream.limits_observed`; docs/adaptive-limits.md): it never exceeds `global`.
+         */
+        adaptive: Type.Object(
+          {
+            enabled: Type.Boolean({ default: true }),
+            /** A 429 multiplies a deployment's learned rate by this (once per `backoffEveryMs`). */
+            backoff: Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1, default: 0.7 }),
+            backoffEveryMs: Type.Integer({ minimum: 0, default: 1000 }),
+            /** Without 429s the learned rate climbs back by this fraction of its target per `recoveryEveryMs`. */
+            recovery: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.05 }),
+            recoveryEveryMs: Type.Integer({ minimum: 100, default: 10_000 }),
+            /** Back-off never goes below this fraction of the target. */
+            floor: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.1 }),
+            /** A deployment not heard of for this long is forgotten (and limits nothing). */
+            forgetAfterMs: Type.Integer({ minimum: 1000, default: 300_000 }),
+          },
+          { ...closed, default: {} },
+        ),
       },
       closed,
     ),
