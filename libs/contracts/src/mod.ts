@@ -11,3 +11,4 @@ export * from './spend.js';
 export * from './budgets.js';
 export * from './openai.js';
 export * from './admin.js';
+export * from './webhooks.js';
