@@ -3,9 +3,10 @@ import type { RequestRejected } from './rejection.js';
 
 /**
  * The event that starts a request's way through the pipeline, and the only one that carries the
- * client's body (as sent); later events carry the facts in `ctx.request` and a reference to it.
+ * client's body (as sent, or as its token budget changed it: `tokenBudget` lists each change, for
+ * the timeline); later events carry the facts in `ctx.request` and a reference to it.
  */
-export function requestedEvent(requestId: string, tenant: string, ctx: RequestContext, body: unknown): SluiceEvent<'chat.requested'> {
+export function requestedEvent(requestId: string, tenant: string, ctx: RequestContext, body: unknown, tokenBudget?: string): SluiceEvent<'chat.requested'> {
   const { endpoint, model, priority } = ctx.request;
   return makeEvent(
     'chat.requested',
@@ -14,7 +15,7 @@ export function requestedEvent(requestId: string, tenant: string, ctx: RequestCo
       tenant,
       service: ServiceName.Ingress,
       at: ctx.receivedAt,
-      reason: `accepted at the ${ctx.frontDoor} front door (${endpoint}, model ${model}, priority ${priority})`,
+      reason: `accepted at the ${ctx.frontDoor} front door (${endpoint}, model ${model}, priority ${priority})${tokenBudget ? `; ${tokenBudget}` : ''}`,
     },
     { ctx, body },
   );

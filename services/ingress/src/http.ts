@@ -173,7 +173,7 @@ async function answerRequest(deps: IngressDeps, endpoint: Endpoint, request: Fas
   const tenant = state.tenant!;
   const config = deps.config();
   reply.header('x-sluice-cache', 'miss');
-  const { request: chat, body, includeUsage } = await validateRequest(endpoint, request.body, hintsFrom(request.headers), tenant, config);
+  const { request: chat, body, includeUsage, tokenBudget } = await validateRequest(endpoint, request.body, hintsFrom(request.headers), tenant, config);
   state.model = chat.model;
   if (chat.user !== undefined) state.user = chat.user;
 
@@ -181,7 +181,7 @@ async function answerRequest(deps: IngressDeps, endpoint: Endpoint, request: Fas
   // listen before publishing: the answer can come back before the publish ack does
   const pending = deps.inbox.listen(request.id, deadline);
   const ctx: RequestContext = { request: chat, replyTo: pending.subject, frontDoor: 'http', receivedAt: state.receivedAt, deadline };
-  const event = requestedEvent(request.id, tenant.id, ctx, body);
+  const event = requestedEvent(request.id, tenant.id, ctx, body, tokenBudget);
   try {
     // a chunked body has no Content-Length: checkFits then measures the event itself
     const declared = Number(request.headers['content-length']);

@@ -72,11 +72,11 @@ async function handle(nc: NatsConnection, deps: IngressDeps, msg: Msg): Promise<
     const limit = config.ingress.maxBodyBytes;
     if (msg.data.length > limit) throw new RequestRejected('body_too_large', `The request body is larger than ${limit} bytes.`, 'body');
     const endpoint = endpointOf(msg);
-    const { request, body } = await validateRequest(endpoint, parseJsonBody(decoder.decode(msg.data)), hintsFrom(msg), tenant, config);
+    const { request, body, tokenBudget } = await validateRequest(endpoint, parseJsonBody(decoder.decode(msg.data)), hintsFrom(msg), tenant, config);
     known.model = request.model;
     if (request.user !== undefined) known.user = request.user;
     const ctx: RequestContext = { request, replyTo, frontDoor: 'nats', receivedAt, deadline: receivedAt + config.ingress.defaultDeadlineMs };
-    const event = requestedEvent(requestId, tenant.id, ctx, body);
+    const event = requestedEvent(requestId, tenant.id, ctx, body, tokenBudget);
     checkFits(event, msg.data.length, deps.maxPayload());
     try {
       await deps.publish(event, traceparent);

@@ -1,10 +1,11 @@
-import { isJsonObject, Priority, type ChatRequest, type Endpoint, type SluiceConfig, type Tenant } from '@sluice/contracts';
+import { isJsonObject, Priority, type ChatRequest, type Endpoint, type RequestKey, type SluiceConfig, type Tenant } from '@sluice/contracts';
 import { bodyFactsAsync, cacheKey } from '@sluice/facts';
 import { checkChatBody } from './chat-body.js';
 import { optionalText, text, type Json } from './checks.js';
 import { checkEmbeddingsBody } from './embeddings-body.js';
 import { invalid, RequestRejected } from './rejection.js';
 import { checkResponsesBody } from './responses-body.js';
+import { applyTokenBudget, tokenBudgetFor } from './token-budget.js';
 
 /**
  * Request facts that arrive outside the JSON body: HTTP `x-sluice-*` headers, NATS headers.
@@ -39,9 +40,11 @@ export interface CheckedBody {
 export interface Normalised {
   /** The request's facts, carried by every event of the pipeline. */
   request: ChatRequest;
-  /** The client's body as sent; written to the stream once, in `chat.requested`. */
+  /** The client's body as sent (or as its token budget changed it); written to the stream once, in `chat.requested`. */
   body: Json;
   includeUsage: boolean;
+  /** What a token budget changed in the body, for `chat.requested`'s reason; absent when nothing. */
+  tokenBudget?: string;
 }
 
 // the contracts' own union, so a priority added there is accepted here
@@ -114,18 +117,34 @@ export function checkModel(choices: Pick<ChatRequest, 'model' | 'user'>, tenant:
 
 /**
  * Everything both front doors check after authentication (`checkBody`, `checkModel`), then the
- * facts later stages need, counted once here: prompt tokens, output cap, choices, complexity
+ * request's token budget (the first of `config.tokenBudgets` matching its tenant, feature and
+ * `key`: output cap, model, input trimmed or refused), then the facts later stages need, counted
+ * once here on the body as it will be sent: prompt tokens, output cap, choices, complexity
  * (`@sluice/facts`, long texts off the event loop) and, unless the cache hint is `skip`, the
  * cache key.
  *
- * @throws RequestRejected as `checkBody` and `checkModel` do.
+ * @param key the virtual key the request came with, when it came with one (token budgets may name it).
+ * @throws RequestRejected as `checkBody` and `checkModel` do; token_budget_exceeded.
  * @example
  * const { request, body } = await validateRequest('embeddings', { model: 'small', input: 'hi' }, {}, tenant, config);
  */
-export async function validateRequest(endpoint: Endpoint, raw: unknown, hints: ChatHints, tenant: Tenant, config: SluiceConfig): Promise<Normalised> {
-  const { choices, body, includeUsage } = checkBody(endpoint, raw, hints, config.ingress);
+export async function validateRequest(
+  endpoint: Endpoint,
+  raw: unknown,
+  hints: ChatHints,
+  tenant: Tenant,
+  config: SluiceConfig,
+  key?: Pick<RequestKey, 'id'>,
+): Promise<Normalised> {
+  const { choices, body: sent, includeUsage } = checkBody(endpoint, raw, hints, config.ingress);
   checkModel(choices, tenant, config);
-  const facts = await bodyFactsAsync(endpoint, body);
+  // a token budget changes the body before anything counts it (token-budget.ts); no rule, no cost
+  const rule = tokenBudgetFor(config.tokenBudgets, { tenant: tenant.id, feature: choices.feature, key: key?.id });
+  const count = (b: Json) => bodyFactsAsync(endpoint, b);
+  const { body, facts, model, note } = rule
+    ? await applyTokenBudget(endpoint, sent, rule, choices, count)
+    : { body: sent, facts: await count(sent), model: undefined, note: undefined };
+  if (model !== undefined) choices.model = model;
   const request: ChatRequest = {
     ...choices,
     promptTokens: facts.promptTokens,
@@ -134,7 +153,7 @@ export async function validateRequest(endpoint: Endpoint, raw: unknown, hints: C
   };
   if (facts.maxOutputTokens !== undefined) request.maxOutputTokens = facts.maxOutputTokens;
   if (choices.cache !== 'skip') request.cacheKey = cacheKey(tenant.id, endpoint, body);
-  return { request, body, includeUsage };
+  return { request, body, includeUsage, ...(note !== undefined ? { tokenBudget: note } : {}) };
 }
 
 /**
