@@ -6,6 +6,7 @@ const NUMERIC: ReadonlyArray<readonly [string, keyof SimOptions]> = [
   ['SIM_TOKEN_LATENCY_MS', 'tokenLatencyMs'],
   ['SIM_RPM', 'requestsPerMinute'],
   ['SIM_TPM', 'tokensPerMinute'],
+  ['SIM_BURST_SECONDS', 'burstSeconds'],
   ['SIM_ERROR_RATE', 'errorRate'],
   ['SIM_TIMEOUT_RATE', 'timeoutRate'],
   ['SIM_CONTEXT_WINDOW', 'contextWindow'],

@@ -42,7 +42,15 @@ describe('failure injection', () => {
     await client.chat.completions.create({ model: 'gpt-4o-mini', messages });
     const on = await post(`${admin}/faults`, { errorRate: 1 });
     expect(on.status).toBe(200);
-    expect(await on.json()).toEqual({ latencyMs: 0, tokenLatencyMs: 0, errorRate: 1, timeoutRate: 0, requestsPerMinute: null, tokensPerMinute: null });
+    expect(await on.json()).toEqual({
+      latencyMs: 0,
+      tokenLatencyMs: 0,
+      errorRate: 1,
+      timeoutRate: 0,
+      requestsPerMinute: null,
+      tokensPerMinute: null,
+      burstSeconds: 60,
+    });
     await expect(client.chat.completions.create({ model: 'gpt-4o-mini', messages })).rejects.toBeInstanceOf(OpenAI.InternalServerError);
     await post(`${admin}/faults`, { errorRate: 0 });
     await client.chat.completions.create({ model: 'gpt-4o-mini', messages });

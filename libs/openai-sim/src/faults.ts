@@ -6,7 +6,7 @@ export type FaultOutcome = 'none' | 'error' | 'timeout';
 const NON_NEGATIVE = ['latencyMs', 'tokenLatencyMs'] as const;
 const RATES = ['errorRate', 'timeoutRate'] as const;
 const LIMITS = ['requestsPerMinute', 'tokensPerMinute'] as const;
-const KEYS = new Set<string>([...NON_NEGATIVE, ...RATES, ...LIMITS]);
+const KEYS = new Set<string>([...NON_NEGATIVE, ...RATES, ...LIMITS, 'burstSeconds']);
 
 /** Initial faults from start options; throws on invalid values. */
 export function faultsFromOptions(o: SimOptions): Faults {
@@ -17,6 +17,7 @@ export function faultsFromOptions(o: SimOptions): Faults {
     timeoutRate: 0,
     requestsPerMinute: null,
     tokensPerMinute: null,
+    burstSeconds: 60,
   };
   const patch: Record<string, unknown> = {};
   for (const k of KEYS) {
@@ -56,6 +57,11 @@ export function applyFaultPatch(current: Faults, patch: unknown): Faults | strin
     if (v === null) next[k] = null;
     else if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) return `'${k}' must be a number > 0 or null`;
     else next[k] = v;
+  }
+  const burst = p.burstSeconds;
+  if (burst !== undefined) {
+    if (typeof burst !== 'number' || !(burst > 0 && burst <= 60)) return `'burstSeconds' must be a number in (0, 60]`;
+    next.burstSeconds = burst;
   }
   return next;
 }

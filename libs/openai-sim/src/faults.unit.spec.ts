@@ -6,7 +6,7 @@ const base: Faults = faultsFromOptions({});
 
 describe('faultsFromOptions', () => {
   it('defaults to no faults and no limits', () => {
-    expect(base).toEqual({ latencyMs: 0, tokenLatencyMs: 0, errorRate: 0, timeoutRate: 0, requestsPerMinute: null, tokensPerMinute: null });
+    expect(base).toEqual({ latencyMs: 0, tokenLatencyMs: 0, errorRate: 0, timeoutRate: 0, requestsPerMinute: null, tokensPerMinute: null, burstSeconds: 60 });
   });
 
   it('takes the options and ignores unrelated ones', () => {
@@ -25,6 +25,10 @@ describe('applyFaultPatch', () => {
     expect(next).toEqual({ ...base, errorRate: 0.25, requestsPerMinute: null, tokensPerMinute: 100 });
   });
 
+  it('takes a burst shorter than the minute', () => {
+    expect(applyFaultPatch(base, { burstSeconds: 2.5 })).toMatchObject({ burstSeconds: 2.5 });
+  });
+
   it.each([
     [{ errorRate: 1.5 }],
     [{ timeoutRate: -0.1 }],
@@ -32,6 +36,9 @@ describe('applyFaultPatch', () => {
     [{ latencyMs: 'slow' }],
     [{ requestsPerMinute: 0 }],
     [{ tokensPerMinute: Infinity }],
+    [{ burstSeconds: 0 }],
+    [{ burstSeconds: 61 }],
+    [{ burstSeconds: null }],
     [{ errorRates: 0.1 }],
     [[]],
     [null],

@@ -5,22 +5,27 @@ const MINUTE_MS = 60_000;
 const EPSILON = 1e-9;
 
 /**
- * A token bucket holding at most `capacity`, refilled continuously at
- * `capacity` per minute, which is how OpenAI describes its limits. Pure: the
- * caller passes the clock.
+ * A token bucket refilled continuously at `limit` per minute, which is how OpenAI describes its
+ * limits, holding at most `capacity`: the whole minute's `limit` by default, less when the
+ * limit is enforced over a shorter window (OpenAI quantizes: 60,000 RPM may be enforced as
+ * 1,000 per second). Pure: the caller passes the clock.
  */
 export class TokenBucket {
   private level: number;
   private last: number;
   private readonly perMs: number;
+  /** The most it holds: `limit` scaled to `burstSeconds`. */
+  readonly capacity: number;
 
   constructor(
-    readonly capacity: number,
+    readonly limit: number,
     now: number,
+    readonly burstSeconds = 60,
   ) {
-    this.level = capacity;
+    this.capacity = burstSeconds >= 60 ? limit : Math.max(1, (limit * burstSeconds) / 60);
+    this.level = this.capacity;
     this.last = now;
-    this.perMs = capacity / MINUTE_MS;
+    this.perMs = limit / MINUTE_MS;
   }
 
   private refill(now: number): void {
@@ -83,16 +88,18 @@ export class RateLimiter {
   private requests: TokenBucket | null = null;
   private tokens: TokenBucket | null = null;
 
-  constructor(rpm: number | null, tpm: number | null, now: number) {
-    this.configure(rpm, tpm, now);
+  /** `burstSeconds`: how much of a minute's limit the buckets hold (60: all of it). */
+  constructor(rpm: number | null, tpm: number | null, now: number, burstSeconds = 60) {
+    this.configure(rpm, tpm, now, burstSeconds);
   }
 
-  /** Changes the limits; a bucket whose limit is unchanged keeps its level. */
-  configure(rpm: number | null, tpm: number | null, now: number): void {
+  /** Changes the limits; a bucket whose limit and burst are unchanged keeps its level. */
+  configure(rpm: number | null, tpm: number | null, now: number, burstSeconds = 60): void {
+    const same = (b: TokenBucket | null, limit: number) => b?.limit === limit && b.burstSeconds === burstSeconds;
     if (rpm === null) this.requests = null;
-    else if (this.requests?.capacity !== rpm) this.requests = new TokenBucket(rpm, now);
+    else if (!same(this.requests, rpm)) this.requests = new TokenBucket(rpm, now, burstSeconds);
     if (tpm === null) this.tokens = null;
-    else if (this.tokens?.capacity !== tpm) this.tokens = new TokenBucket(tpm, now);
+    else if (!same(this.tokens, tpm)) this.tokens = new TokenBucket(tpm, now, burstSeconds);
   }
 
   /** Refills both buckets. */
@@ -119,7 +126,7 @@ export class RateLimiter {
 
   /** A request `bucket` cannot take now: how long to wait, and what OpenAI's 429 message states. */
   private refusal(kind: 'requests' | 'tokens', bucket: TokenBucket, retryAfterMs: number, requested: number, now: number): Admission {
-    return { ok: false, kind, retryAfterMs, limit: bucket.capacity, used: bucket.capacity - bucket.remaining(now), requested, headers: this.headers(now) };
+    return { ok: false, kind, retryAfterMs, limit: bucket.limit, used: bucket.limit - bucket.remaining(now), requested, headers: this.headers(now) };
   }
 
   /** The x-ratelimit-* headers for the configured limits (none when unlimited). */
@@ -128,12 +135,12 @@ export class RateLimiter {
     const r = this.requests;
     const t = this.tokens;
     if (r !== null) {
-      h['x-ratelimit-limit-requests'] = String(r.capacity);
+      h['x-ratelimit-limit-requests'] = String(r.limit);
       h['x-ratelimit-remaining-requests'] = String(Math.max(0, r.remaining(now)));
       h['x-ratelimit-reset-requests'] = formatDuration(r.resetMs(now));
     }
     if (t !== null) {
-      h['x-ratelimit-limit-tokens'] = String(t.capacity);
+      h['x-ratelimit-limit-tokens'] = String(t.limit);
       h['x-ratelimit-remaining-tokens'] = String(Math.max(0, t.remaining(now)));
       h['x-ratelimit-reset-tokens'] = formatDuration(t.resetMs(now));
     }

@@ -26,6 +26,45 @@ describe('TokenBucket', () => {
   });
 });
 
+describe('TokenBucket with a burst shorter than the minute', () => {
+  it('holds burstSeconds of the limit but refills at the per-minute rate', () => {
+    const b = new TokenBucket(120, 0, 5);
+    expect(b.limit).toBe(120);
+    expect(b.remaining(0)).toBe(10);
+    b.take(10, 0);
+    // 2 per second, as 120/min
+    expect(b.remaining(1000)).toBe(2);
+    expect(b.resetMs(1000)).toBeCloseTo(4000, 6);
+    expect(b.remaining(60_000)).toBe(10);
+  });
+
+  it('never holds less than one unit', () => {
+    expect(new TokenBucket(6, 0, 1).capacity).toBe(1);
+  });
+});
+
+describe('RateLimiter with a burst', () => {
+  it('states the per-minute limit and what is left of the burst', () => {
+    const l = new RateLimiter(120, null, 0, 1);
+    expect(l.admit(0, 0).ok).toBe(true);
+    expect(l.admit(0, 0).ok).toBe(true);
+    const refused = l.admit(0, 0);
+    expect(refused).toMatchObject({ ok: false, kind: 'requests', limit: 120 });
+    expect(refused.headers['x-ratelimit-limit-requests']).toBe('120');
+    expect(refused.headers['x-ratelimit-remaining-requests']).toBe('0');
+    expect(refused.headers['x-ratelimit-reset-requests']).toBe('1s');
+  });
+
+  it('a new burst replaces the buckets; the same one keeps their levels', () => {
+    const l = new RateLimiter(60, null, 0);
+    l.admit(0, 0);
+    l.configure(60, null, 0);
+    expect(l.headers(0)['x-ratelimit-remaining-requests']).toBe('59');
+    l.configure(60, null, 0, 10);
+    expect(l.headers(0)['x-ratelimit-remaining-requests']).toBe('10');
+  });
+});
+
 describe('RateLimiter', () => {
   it('admits up to the request limit, then rejects without consuming', () => {
     const l = new RateLimiter(2, null, 0);

@@ -58,7 +58,7 @@ export class SimState {
     this.defaultWindow = opts.contextWindow === undefined ? Number.POSITIVE_INFINITY : checkWindow('contextWindow', opts.contextWindow);
     this.windows = new Map(Object.entries(opts.contextWindows ?? {}).map(([m, w]) => [m, checkWindow(`contextWindows.${m}`, w)]));
     this.current = faultsFromOptions(opts);
-    this.limiter = new RateLimiter(this.current.requestsPerMinute, this.current.tokensPerMinute, now());
+    this.limiter = new RateLimiter(this.current.requestsPerMinute, this.current.tokensPerMinute, now(), this.current.burstSeconds);
   }
 
   get faults(): Readonly<Faults> {
@@ -70,7 +70,7 @@ export class SimState {
     const next = applyFaultPatch(this.current, patch);
     if (typeof next === 'string') return next;
     this.current = next;
-    this.limiter.configure(next.requestsPerMinute, next.tokensPerMinute, now());
+    this.limiter.configure(next.requestsPerMinute, next.tokensPerMinute, now(), next.burstSeconds);
     return { ...next };
   }
 

@@ -12,6 +12,12 @@ export interface SimOptions {
   requestsPerMinute?: number;
   /** Token budget per minute (token bucket); unset = unlimited. */
   tokensPerMinute?: number;
+  /**
+   * Seconds of the per-minute limits the buckets hold, in (0, 60]: a burst after a quiet spell
+   * is at most this much of a minute's limit (OpenAI enforces limits over windows shorter than a
+   * minute). Default 60, the whole minute.
+   */
+  burstSeconds?: number;
   /** Fraction (0..1) of chat and Responses requests answered with a 500. */
   errorRate?: number;
   /** Fraction (0..1) of chat and Responses requests that are accepted and never answered. */
@@ -32,6 +38,7 @@ export interface Faults {
   timeoutRate: number;
   requestsPerMinute: number | null;
   tokensPerMinute: number | null;
+  burstSeconds: number;
 }
 
 /**
