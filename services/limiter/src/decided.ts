@@ -1,15 +1,15 @@
 import { DeliverPolicy, type JetStreamClient } from '@nats-io/jetstream';
-import { EventType, parseEvent, Subjects, Topology, type SluiceEvent } from '@sluice/contracts';
+import { EventType, parseEvent, ServiceName, Subjects, Topology, type AnyEvent, type SluiceEvent } from '@sluice/contracts';
 
-type Decision = SluiceEvent<'chat.admitted'> | SluiceEvent<'chat.throttled'>;
+type Decision = SluiceEvent<'chat.admitted'> | SluiceEvent<'chat.throttled'> | SluiceEvent<'chat.rejected'>;
 
 /** Finds the decision already published for a redelivered chat.requested, if there is one. */
 export type FindDecision = (requested: SluiceEvent<'chat.requested'>, seq: number) => Promise<Decision | undefined>;
 
 /**
- * Reads the stream after the request (its sequence) for a chat.admitted or chat.throttled of the
- * same request: the tenant's `chat.*` events only, with an ordered consumer, stopping at the first
- * match or the end of the stream. Only redeliveries ask, so the scan (the tenant's traffic since
+ * Reads the stream after the request (its sequence) for a chat.admitted, chat.throttled or (a
+ * spent budget) chat.rejected of the same request: the tenant's `chat.*` events only, with an
+ * ordered consumer, stopping at the first match or the end of the stream. Only redeliveries ask, so the scan (the tenant's traffic since
  * the request, seconds of it) is paid only after a crash between the decision and the ack.
  */
 export function streamDecisions(js: JetStreamClient): FindDecision {
@@ -24,7 +24,7 @@ export function streamDecisions(js: JetStreamClient): FindDecision {
     try {
       for await (const m of messages) {
         const e = parseEvent(m.data);
-        if (e.requestId === requested.requestId && (e.type === EventType.ChatAdmitted || e.type === EventType.ChatThrottled)) return e;
+        if (e.requestId === requested.requestId && isDecision(e)) return e;
         if (m.info.pending === 0) return undefined;
       }
     } finally {
@@ -32,4 +32,9 @@ export function streamDecisions(js: JetStreamClient): FindDecision {
     }
     return undefined;
   };
+}
+
+/** The limiter's own decisions (ingress also rejects, but before the request is in the stream). */
+function isDecision(e: AnyEvent): e is Decision {
+  return e.type === EventType.ChatAdmitted || e.type === EventType.ChatThrottled || (e.type === EventType.ChatRejected && e.service === ServiceName.Limiter);
 }

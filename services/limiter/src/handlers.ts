@@ -1,10 +1,23 @@
 import { decided, NOTHING, type Control, type Decided, type Delivery, type Emitted, type Received } from '@sluice/bus';
-import { Consumers, EventType, makeEvent, ServiceName, type ChatErrorReply, type SluiceConfig, type SluiceEvent, type Tenant } from '@sluice/contracts';
+import {
+  Consumers,
+  EventType,
+  makeEvent,
+  ServiceName,
+  type ChatErrorReply,
+  type RequestContext,
+  type RequestKey,
+  type SluiceConfig,
+  type SluiceEvent,
+  type Tenant,
+} from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 import { bucketState, estimateTokens, rateLimitState } from './estimate.js';
-import { admitReason, throttleReason, type Layer, type Limits, type Throttled } from './limiter.js';
+import { admitReason, layersOf, throttleReason, type Layer, type Limits, type Throttled } from './limiter.js';
 import { limitKeys, type LimitStore } from './store.js';
 import type { FindDecision } from './decided.js';
+import type { BudgetCounters } from './counters.js';
+import { budgetRejection, planBudgets, rejectionReply, reservationOf, spentAtReserve } from './budget-admission.js';
 
 type Admission = typeof Consumers.limiter;
 type Reconcile = typeof Consumers.limiterReconcile | typeof Consumers.limiterReconcileCancelled;
@@ -15,63 +28,104 @@ export interface LimiterDeps {
   log: Logger;
   /** The decision a redelivered request already has in the stream (decided.ts); unset: none looked for. */
   decided?: FindDecision;
+  /** Budget counters in `sluice_budgets` (counters.ts); unset: budgets are not enforced. */
+  budgets?: BudgetCounters;
   now?: () => number;
 }
 
 const tenantIndex = new WeakMap<SluiceConfig, Map<string, Tenant>>();
 
-/** The limits that apply to a request, from the live config. */
-function limitsFor(config: SluiceConfig, tenantId: string, user: string | undefined): Limits {
+/** The limits that apply to a request, from the live config (and its virtual key's own). */
+function limitsFor(config: SluiceConfig, tenantId: string, user: string | undefined, key?: RequestKey): Limits {
   let index = tenantIndex.get(config);
   if (!index) tenantIndex.set(config, (index = new Map(config.tenants.map((t) => [t.id, t]))));
   const tenant = index.get(tenantId);
   const limits: Limits = { tenant: tenant?.limits ?? config.limits.tenantDefault, global: config.limits.global };
   if (user !== undefined) limits.user = tenant?.userLimits ?? config.limits.userDefault;
+  if (key?.limits) limits.key = key.limits;
   return limits;
 }
 
 /**
- * chat.requested -> chat.admitted | chat.throttled. A throttle ends the request: the event comes
- * with the client's 429 (with the retry-after), sent once the event is stored.
+ * chat.requested -> chat.admitted | chat.throttled | chat.rejected (a spent budget). A throttle
+ * or a refusal ends the request: the event comes with the client's 429, sent once it is stored.
+ *
+ * The order: the budgets are checked first (read only: a spent budget debits no rate limit),
+ * then the rate limits decide and debit, then the estimated cost is reserved on every budget
+ * (compare-and-set). A budget another replica filled meanwhile refuses at that write, and the
+ * rate limits get their debit back.
  */
 export function onChatRequested(deps: LimiterDeps) {
   const now = deps.now ?? Date.now;
   return async (event: Received<Admission>, delivery: Delivery): Promise<Decided<Emitted<Admission>>> => {
     const { ctx } = event.data;
     // a redelivery after a crash between the decision and the ack: the decision stands, and the
-    // buckets were debited for it once already (a crash before the decision was published still
-    // debits twice: nothing recorded says the first debit happened)
+    // buckets and budgets were debited for it once already (a crash before the decision was
+    // published still debits twice: nothing recorded says the first debit happened)
     const earlier = delivery.deliveryCount > 1 ? await deps.decided?.(event, delivery.seq) : undefined;
     if (earlier) {
       deps.log.info(
         { requestId: event.requestId, decision: earlier.type, delivery: delivery.deliveryCount },
         'redelivered request was already decided; not debiting it again',
       );
-      return earlier.type === EventType.ChatThrottled ? decided([], [{ to: ctx.replyTo, reply: throttledReply(earlier) }]) : NOTHING;
+      if (earlier.type === EventType.ChatThrottled) return decided([], [{ to: ctx.replyTo, reply: throttledReply(earlier) }]);
+      if (earlier.type === EventType.ChatRejected) return decided([], [{ to: ctx.replyTo, reply: rejectionReply(earlier) }]);
+      return NOTHING;
     }
+    const config = deps.control.config();
     const user = ctx.request.user;
-    const limits = limitsFor(deps.control.config(), event.tenant, user);
+    const fields = { requestId: event.requestId, tenant: event.tenant, service: ServiceName.Limiter, at: now() };
+    const budgets = deps.budgets && (await planBudgets(deps.budgets, config, event.tenant, ctx, fields.at));
+    if (budgets?.verdict.kind === 'spent') return refused(budgetRejection({ ...fields, reason: budgets.verdict.message }, ctx, budgets.verdict));
+
+    const limits = limitsFor(config, event.tenant, user, ctx.key);
+    const keys = limitKeys(event.tenant, user, ctx.key?.limits ? ctx.key.id : undefined);
     // the prompt was counted once, at ingress (a long one off its event loop)
     const estimatedTokens = estimateTokens(ctx.request);
-    const decision = await deps.store.admit(limitKeys(event.tenant, user), limits, estimatedTokens);
-    const fields = { requestId: event.requestId, tenant: event.tenant, service: ServiceName.Limiter, at: now() };
+    const decision = await deps.store.admit(keys, limits, estimatedTokens);
 
-    if (decision.admitted) {
-      const reason = admitReason(estimatedTokens, decision.buckets, limits);
-      // later stages find the body by the sequence of the event that carries it
-      const rateLimit = rateLimitState(decision.buckets, limits);
-      const admittedCtx = { ...ctx, requestSeq: delivery.seq, ...(rateLimit ? { rateLimit } : {}) };
-      return decided([makeEvent(EventType.ChatAdmitted, { ...fields, reason }, { ctx: admittedCtx, estimatedTokens })]);
+    if (!decision.admitted) {
+      const { layer, limit, retryAfterMs } = decision;
+      const reason = throttleReason(decision);
+      const throttled = makeEvent(
+        EventType.ChatThrottled,
+        { ...fields, reason },
+        { layer, limit, retryAfterMs, replyTo: ctx.replyTo, receivedAt: ctx.receivedAt },
+      );
+      return decided([throttled], [{ to: ctx.replyTo, reply: throttledReply(throttled, decision) }]);
     }
-    const { layer, limit, retryAfterMs } = decision;
-    const reason = throttleReason(decision);
-    const throttled = makeEvent(
-      EventType.ChatThrottled,
-      { ...fields, reason },
-      { layer, limit, retryAfterMs, replyTo: ctx.replyTo, receivedAt: ctx.receivedAt },
-    );
-    return decided([throttled], [{ to: ctx.replyTo, reply: throttledReply(throttled, decision) }]);
+
+    let reason = admitReason(estimatedTokens, decision.buckets, limits);
+    let budgeted: Pick<SluiceEvent<'chat.admitted'>['data'], 'budgets'> = {};
+    let downgrade: RequestContext['downgrade'];
+    if (budgets && deps.budgets) {
+      const { estimateNanos } = budgets.verdict;
+      const reserved = await deps.budgets.reserve(budgets.refs, estimateNanos);
+      if (!reserved.reserved) {
+        // the request never counted: its rate-limit debit goes back (not awaited: a change waits
+        // for the next admission's write, and the client's 429 need not)
+        deps.store
+          .adjust(keys, limits, layersOf(limits), { requests: 1, tokens: estimatedTokens })
+          .catch((err: unknown) => deps.log.warn({ err, requestId: event.requestId }, 'could not refund the rate limits of a request a budget refused'));
+        const spent = spentAtReserve(reserved.spent, reserved.state, estimateNanos, fields.at);
+        return refused(budgetRejection({ ...fields, reason: spent.message }, ctx, spent));
+      }
+      const over = budgets.verdict.kind === 'within' ? (budgets.verdict.downgrade ?? reserved.overDowngrade[0]) : undefined;
+      if (over) downgrade = { budget: over.budget };
+      budgeted = { budgets: reservationOf(budgets) };
+      reason += `; reserved ${estimateNanos} nano-USD on ${budgets.refs.length} budget${budgets.refs.length === 1 ? '' : 's'}`;
+      if (over) reason += `; budget ${over.budget} is spent: downgraded to the cheapest tier`;
+    }
+    // later stages find the body by the sequence of the event that carries it
+    const rateLimit = rateLimitState(decision.buckets, limits);
+    const admittedCtx = { ...ctx, requestSeq: delivery.seq, ...(rateLimit ? { rateLimit } : {}), ...(downgrade ? { downgrade } : {}) };
+    return decided([makeEvent(EventType.ChatAdmitted, { ...fields, reason }, { ctx: admittedCtx, estimatedTokens, ...budgeted })]);
   };
+}
+
+/** A budget refusal: the event, and the client's 429 once it is stored. */
+function refused(rejected: SluiceEvent<'chat.rejected'>): Decided<Emitted<Admission>> {
+  return decided([rejected], [{ to: rejected.data.replyTo, reply: rejectionReply(rejected) }]);
 }
 
 /**
@@ -89,7 +143,7 @@ function throttledReply(e: SluiceEvent<'chat.throttled'>, decision?: Throttled):
 }
 
 /**
- * chat.completed | chat.cancelled -> the tenant and user token buckets are charged the difference
+ * chat.completed | chat.cancelled -> the tenant, key and user token buckets are charged the difference
  * between the tokens actually used (a cancelled request's: what it streamed before the client
  * left) and the estimate admitted (a refund when the answer was shorter).
  * The estimate is recomputed from the request's facts the event carries (`estimateTokens`,
@@ -104,10 +158,10 @@ export function onChatCompleted(deps: LimiterDeps) {
     const difference = usage.total_tokens - estimateTokens(ctx.request);
     if (difference === 0) return NOTHING;
     const user = ctx.request.user;
-    const limits = limitsFor(deps.control.config(), event.tenant, user);
+    const limits = limitsFor(deps.control.config(), event.tenant, user, ctx.key);
     // the global layer models the upstream's own limit and is the hot key: left to refill
-    const layers: Layer[] = limits.user ? ['user', 'tenant'] : ['tenant'];
-    await deps.store.adjust(limitKeys(event.tenant, user), limits, layers, { tokens: -difference });
+    const layers: Layer[] = layersOf(limits).filter((l) => l !== 'global');
+    await deps.store.adjust(limitKeys(event.tenant, user, ctx.key?.limits ? ctx.key.id : undefined), limits, layers, { tokens: -difference });
     deps.log.debug({ requestId: event.requestId, difference }, 'usage reconciled');
     return NOTHING;
   };

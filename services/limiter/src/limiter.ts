@@ -1,11 +1,11 @@
 import type { Rate } from '@sluice/contracts';
 
 /**
- * The admission decision: token buckets for requests/min and tokens/min at three layers.
+ * The admission decision: token buckets for requests/min and tokens/min at up to four layers.
  * Pure — state and `now` come in, the decision and the next state go out.
  */
 
-export type Layer = 'user' | 'tenant' | 'global';
+export type Layer = 'user' | 'key' | 'tenant' | 'global';
 type LimitKind = 'requests' | 'tokens';
 
 /**
@@ -22,9 +22,13 @@ export interface Bucket {
 /** Buckets by layer; an absent bucket has never been used and counts as full. */
 export type Buckets = Partial<Record<Layer, Bucket>>;
 
-/** Limits by layer; no `user` means the request has no user and skips the user layer. */
+/**
+ * Limits by layer; no `user` means the request has no user and skips the user layer, no `key`
+ * that it came without a virtual key that has limits of its own.
+ */
 export interface Limits {
   user?: Rate;
+  key?: Rate;
   tenant: Rate;
   global: Rate;
 }
@@ -62,9 +66,13 @@ export type Decision = Admitted | Throttled;
 /** Retry-after for a request that can never pass: one full refill, so a client backs off properly. */
 const OVERSIZE_RETRY_AFTER_MS = 60_000;
 
-/** The layers a request is decided on, in check order (narrowest first). */
+/** The layers a request is decided on, in check order (narrowest first: user, key, tenant, global). */
 export function layersOf(limits: Limits): Layer[] {
-  return limits.user ? ['user', 'tenant', 'global'] : ['tenant', 'global'];
+  const layers: Layer[] = [];
+  if (limits.user) layers.push('user');
+  if (limits.key) layers.push('key');
+  layers.push('tenant', 'global');
+  return layers;
 }
 
 export function rateOf(limits: Limits, layer: Layer): Rate {
@@ -107,7 +115,7 @@ function waitFor(deficit: number, perMinute: number): number {
 
 /**
  * Admits a request only if every layer has both one request and `estimatedTokens` tokens;
- * then every layer is debited. Otherwise names the first layer (user, tenant, global) and
+ * then every layer is debited. Otherwise names the first layer (user, key, tenant, global) and
  * limit kind that blocks, and when it will have enough.
  *
  * @example

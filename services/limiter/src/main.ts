@@ -3,14 +3,19 @@ import { Consumers, ServiceName } from '@sluice/contracts';
 import { onChatCompleted, onChatRequested } from './handlers.js';
 import { LimitStore } from './store.js';
 import { streamDecisions } from './decided.js';
+import { BudgetCounters } from './counters.js';
 
-// limiter: chat.requested -> chat.admitted | chat.throttled (terminal, 429 with retry-after);
+// limiter: chat.requested -> chat.admitted (with the budgets' reservation) | chat.throttled (terminal,
+// 429 with retry-after) | chat.rejected (terminal, a spent budget: 429 insufficient_quota);
 // chat.completed, chat.cancelled -> token buckets charged the actual usage minus the estimate.
 await runService(ServiceName.Limiter, async ({ bus, buckets, control, log }) => {
   // leased blocks of 1% of a bucket's per-minute requests, unused remainders given back after 2 s:
   // most admissions need no KV round trip (a burst may exceed a full bucket by 1% per replica)
   const store = new LimitStore(buckets.limits, { log, lease: { fraction: 0.01, ttlMs: 2000 } });
-  const deps = { store, control, log, decided: streamDecisions(bus.js) };
+  // budget spend (the ledger's) and reservations (the replicas'), kept current by a watch of sluice_budgets
+  const budgets = new BudgetCounters(buckets.budgets, { log });
+  await budgets.start();
+  const deps = { store, control, log, budgets, decided: streamDecisions(bus.js) };
   const admission = await consumeEvents(bus, {
     consumer: Consumers.limiter,
     concurrency: 256,
@@ -35,5 +40,5 @@ await runService(ServiceName.Limiter, async ({ bus, buckets, control, log }) => 
     handler: onChatCompleted(deps),
   });
   // closed last: consumers stop first, then the leases go back to their buckets
-  return [() => store.close(), admission, reconcile, reconcileCancelled];
+  return [() => store.close(), () => budgets.stop(), admission, reconcile, reconcileCancelled];
 });

@@ -1,0 +1,164 @@
+import type { KV } from '@nats-io/kv';
+import { BudgetKeys, type BudgetRef } from '@sluice/contracts';
+import { encodeJson, isWrongRevision } from '@sluice/bus';
+import type { Logger } from '@sluice/telemetry';
+import { fits, type CounterState } from './budget-check.js';
+import { KvMirror, type Seen } from './mirror.js';
+
+export interface BudgetCountersOptions {
+  /** Compare-and-set attempts per batch before its reservations fail (default 20). */
+  maxRounds?: number;
+  /** Keys kept current in memory (default 10,000). */
+  maxKnownKeys?: number;
+  log?: Logger;
+}
+
+/** One change to an `admitted` counter: a reservation (checked against its budget's limit) or a release. */
+interface Pending {
+  nanos: number;
+  /** The budget's limit the change is checked against; unset: none (a release). */
+  limitNanos?: number;
+  /** Applied only if it fits (a `refuse` budget); otherwise applied either way, and whether it fitted is reported. */
+  mustFit: boolean;
+  spendKey: string;
+  resolve: (fit: boolean) => void;
+  reject: (e: unknown) => void;
+}
+
+/** What reserving a request's estimate on its budgets came to. */
+export type Reserved = { reserved: true; overDowngrade: BudgetRef[] } | { reserved: false; spent: BudgetRef; state: CounterState };
+
+/**
+ * The budget counters in `sluice_budgets`: the ledger's spend (`spend.<budgetKey>.<windowId>`,
+ * read only) and the `admitted.<budgetKey>.<windowId>` counters limiter replicas add each admitted
+ * request's estimated cost to with compare-and-set. Both are read through a KvMirror (a get the
+ * first time, then kept current by a watch), so a check costs no round trip once a counter is
+ * known and a reservation costs one write per counter.
+ *
+ * Reservations on one counter are batched: while a write is in flight, new ones queue, and the
+ * next write carries all of them (each checked in arrival order against the running total), so a
+ * replica never races itself. A lost race with another replica reads the counter afresh and
+ * checks the whole batch again: a reservation is made only if it still fits after every other
+ * replica's, which is what keeps the overshoot to the requests in flight.
+ */
+export class BudgetCounters {
+  private readonly mirror: KvMirror;
+  private readonly queues = new Map<string, Pending[]>();
+  private readonly maxRounds: number;
+
+  constructor(
+    private readonly kv: KV,
+    private readonly opts: BudgetCountersOptions = {},
+  ) {
+    this.mirror = new KvMirror(kv, opts.maxKnownKeys ?? 10_000, opts.log);
+    this.maxRounds = opts.maxRounds ?? 20;
+  }
+
+  async start(): Promise<void> {
+    await this.mirror.start();
+  }
+
+  stop(): void {
+    this.mirror.stop();
+  }
+
+  /** A budget's counter as last known (a KV read only the first time a counter is asked for). */
+  async state(ref: BudgetRef): Promise<CounterState> {
+    const [spend, admitted] = await Promise.all([this.mirror.get(spendKey(ref)), this.mirror.get(admittedKey(ref))]);
+    return stateOf(spend, admitted);
+  }
+
+  /**
+   * Adds `nanos` to every budget's admitted counter. A `refuse` budget takes it only if it still
+   * fits; if one does not, what the others took is released and the request is refused. A
+   * `downgrade` budget always takes it (the request goes on, downgraded); those it did not fit
+   * are listed in `overDowngrade`.
+   */
+  async reserve(refs: readonly BudgetRef[], nanos: number): Promise<Reserved> {
+    const took = await Promise.allSettled(refs.map((ref) => this.enqueue(admittedKey(ref), spendKey(ref), nanos, ref.limitNanos, ref.action === 'refuse')));
+    const fitted = took.map((t) => t.status === 'fulfilled' && t.value);
+    const failed = took.find((t): t is PromiseRejectedResult => t.status === 'rejected');
+    const spentAt = refs.findIndex((ref, i) => ref.action === 'refuse' && !fitted[i]);
+    if (!failed && spentAt < 0) return { reserved: true, overDowngrade: refs.filter((_, i) => !fitted[i]) };
+    // a refuse budget that did not fit took nothing, a downgrade budget took it either way
+    await this.release(
+      refs.filter((ref, i) => took[i]!.status === 'fulfilled' && (fitted[i] || ref.action === 'downgrade')),
+      nanos,
+    );
+    if (failed) throw failed.reason;
+    const spent = refs[spentAt]!;
+    return { reserved: false, spent, state: await this.state(spent) };
+  }
+
+  /** Takes `nanos` off each budget's admitted counter again (a reservation that did not go through). */
+  async release(refs: readonly BudgetRef[], nanos: number): Promise<void> {
+    await Promise.all(
+      refs.map((ref) =>
+        this.enqueue(admittedKey(ref), spendKey(ref), -nanos, undefined, false).catch((err: unknown) =>
+          this.opts.log?.warn({ err, budget: ref.budget }, 'could not release a reservation; the budget counts it in flight until the window ends'),
+        ),
+      ),
+    );
+  }
+
+  private enqueue(key: string, spendKey: string, nanos: number, limitNanos: number | undefined, mustFit: boolean): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      let queue = this.queues.get(key);
+      const start = !queue;
+      if (!queue) this.queues.set(key, (queue = []));
+      queue.push({ nanos, limitNanos, mustFit, spendKey, resolve, reject });
+      if (start) void this.drain(key);
+    });
+  }
+
+  /** Writes the key's queued changes, a batch per write, until none are left. */
+  private async drain(key: string): Promise<void> {
+    const queue = this.queues.get(key)!;
+    while (queue.length) {
+      const batch = queue.splice(0);
+      try {
+        const fitted = await this.writeBatch(key, batch);
+        batch.forEach((p, i) => p.resolve(fitted[i]!));
+      } catch (e) {
+        for (const p of batch) p.reject(e);
+      }
+    }
+    this.queues.delete(key);
+  }
+
+  /** One compare-and-set of the batch's sum of fitting changes; read afresh and again on a lost race. */
+  private async writeBatch(key: string, batch: Pending[]): Promise<boolean[]> {
+    for (let round = 0; round < this.maxRounds; round++) {
+      const admitted = round === 0 ? await this.mirror.get(key) : await this.mirror.refresh(key);
+      const spends = await Promise.all(batch.map((p) => this.mirror.get(p.spendKey)));
+      let total = numberOf(admitted.value);
+      const fitted = batch.map((p, i) => {
+        const ok = p.limitNanos === undefined || fits({ ...stateOf(spends[i]!, undefined), admittedNanos: total }, p.nanos, p.limitNanos);
+        if (ok || !p.mustFit) total += p.nanos;
+        return ok;
+      });
+      if (total === numberOf(admitted.value)) return fitted;
+      try {
+        const body = encodeJson(total);
+        const revision = admitted.revision > 0 ? await this.kv.update(key, body, admitted.revision) : await this.kv.create(key, body);
+        this.mirror.observe(key, { value: total, revision });
+        return fitted;
+      } catch (e) {
+        if (!isWrongRevision(e)) throw e;
+      }
+    }
+    throw new Error(`budget counter ${key}: compare-and-set lost ${this.maxRounds} times in a row`);
+  }
+}
+
+const spendKey = (ref: BudgetRef) => BudgetKeys.spend(ref.budgetKey, ref.windowId);
+const admittedKey = (ref: BudgetRef) => BudgetKeys.admitted(ref.budgetKey, ref.windowId);
+
+function numberOf(value: unknown): number {
+  return typeof value === 'number' && Number.isFinite(value) ? value : 0;
+}
+
+function stateOf(spend: Seen, admitted: Seen | undefined): CounterState {
+  const s = spend.value as { spentNanos?: unknown; settledNanos?: unknown } | undefined;
+  return { spentNanos: numberOf(s?.spentNanos), settledNanos: numberOf(s?.settledNanos), admittedNanos: numberOf(admitted?.value) };
+}
