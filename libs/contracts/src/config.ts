@@ -1,7 +1,7 @@
 import { TENANT_ID_PATTERN } from './subjects.js';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { Alerts, Budget, DEFAULT_LANE_SHARES, LANES, Lanes, Priority, Rate, TokenBudget, type Lane } from './spend.js';
+import { Alerts, Budget, DEFAULT_LANE_SHARES, KEY_ID_PATTERN, LANES, Lanes, Priority, Rate, TokenBudget, type Lane } from './spend.js';
 
 export type { Rate };
 
@@ -233,8 +233,16 @@ export function parseConfig(value: unknown): SluiceConfig {
         problems.push(`config.tenants.${i}.budgets.${j}.match: a tenant budget matches no user, feature or key`);
     });
   });
+  const ruleIds = new Set<string>();
   config.tokenBudgets.forEach((r, i) => {
+    // the timeline names a rule by its id: two rules with one id could not be told apart
+    if (ruleIds.has(r.id)) problems.push(`config.tokenBudgets.${i}.id: token budget ${r.id} appears twice`);
+    ruleIds.add(r.id);
     if (r.model !== undefined && !config.models[r.model]) problems.push(`config.tokenBudgets.${i}.model: unknown model ${r.model}`);
+    if (r.tenant !== undefined && !config.tenants.some((t) => t.id === r.tenant)) problems.push(`config.tokenBudgets.${i}.tenant: unknown tenant ${r.tenant}`);
+    if (r.key !== undefined && !KEY_ID_PATTERN.test(r.key))
+      problems.push(`config.tokenBudgets.${i}.key: ${r.key} is not a key id (key_ and 20 letters or digits)`);
+    if (r.onOverflow !== undefined && r.maxInputTokens === undefined) problems.push(`config.tokenBudgets.${i}.onOverflow: needs maxInputTokens`);
   });
   config.alerts.webhooks.forEach((w, i) => {
     for (const t of w.tenants ?? []) if (!config.tenants.some((x) => x.id === t)) problems.push(`config.alerts.webhooks.${i}.tenants: unknown tenant ${t}`);
