@@ -2,6 +2,7 @@ import { publishEvent, type ServiceContext } from '@sluice/bus';
 import { Subjects, Topology, type EventType, type SluiceConfig, type SluiceEvent } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 import type { ReplyInbox } from './inbox.js';
+import type { KeyIndex } from './keys.js';
 import { indexTenants, type TenantIndex } from './tenants.js';
 
 /** What both front doors need; `ingressDeps` builds it from the service context. */
@@ -10,6 +11,8 @@ export interface IngressDeps {
   config(): SluiceConfig;
   /** Tenants by key hash, rebuilt with the config. */
   tenants(): TenantIndex;
+  /** Virtual keys by key hash, as the `sluice_keys` bucket has them now (keys-watch.ts). */
+  keys(): KeyIndex;
   /** Publishes an event to the stream and resolves on its ack. */
   publish(event: SluiceEvent<EventType>, traceparent: string): Promise<void>;
   /**
@@ -27,10 +30,10 @@ export interface IngressDeps {
 
 /**
  * The doors' deps on a live bus: the config and the tenant index follow the control bucket (the
- * index is rebuilt once per new config, not per request), events are published with the
+ * index is rebuilt once per new config, not per request), virtual keys follow `keys`, events are published with the
  * request's traceparent, and `max_payload` is the connected server's.
  */
-export function ingressDeps({ bus, control, log }: Pick<ServiceContext, 'bus' | 'control' | 'log'>, inbox: ReplyInbox): IngressDeps {
+export function ingressDeps({ bus, control, log }: Pick<ServiceContext, 'bus' | 'control' | 'log'>, inbox: ReplyInbox, keys: () => KeyIndex): IngressDeps {
   let config = control.config();
   let tenants = indexTenants(config);
   control.onChange(() => {
@@ -42,6 +45,7 @@ export function ingressDeps({ bus, control, log }: Pick<ServiceContext, 'bus' | 
   return {
     config: () => config,
     tenants: () => tenants,
+    keys,
     publish: async (event, traceparent) => {
       await publishEvent(bus.js, event, { traceparent });
     },

@@ -12,6 +12,7 @@ import {
   type RequestContext,
   type SluiceConfig,
   type Tenant,
+  type VirtualKey,
 } from '@sluice/contracts';
 import { SpanAttributes, tagHttpServerSpan, withTrace } from '@sluice/telemetry';
 import type { IngressDeps } from './deps.js';
@@ -22,6 +23,7 @@ import { continueTrace, newRequestId } from './ids.js';
 import { toModel, toModelList } from './openai-wire.js';
 import { RequestRejected } from './rejection.js';
 import { checkFits } from './fits.js';
+import { checkKeyModel, requestKey } from './keys.js';
 import { authenticate, bearerKey, modelsFor } from './tenants.js';
 import { validateRequest, type ChatHints } from './validate.js';
 
@@ -40,6 +42,8 @@ interface RequestState {
   receivedAt: number;
   traceparent: string;
   tenant?: Tenant;
+  /** The virtual key the request came with; undefined for a tenant's config key. */
+  key?: VirtualKey;
   model?: string;
   user?: string;
 }
@@ -108,17 +112,19 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
   );
 
   const authenticated = async (request: FastifyRequest) => {
-    request.sluice.tenant = authenticate(deps.tenants(), bearerKey(header(request.headers, 'authorization')));
+    const caller = authenticate(deps.tenants(), bearerKey(header(request.headers, 'authorization')), undefined, deps.keys(), deps.now());
+    request.sluice.tenant = caller.tenant;
+    if (caller.key) request.sluice.key = caller.key;
   };
 
   app.get('/healthz', async () => ({ status: 'ok' }));
 
-  app.get('/v1/models', { onRequest: authenticated }, async (request) => toModelList(request.sluice.tenant!, deps.config()));
+  app.get('/v1/models', { onRequest: authenticated }, async (request) => toModelList(request.sluice.tenant!, deps.config(), request.sluice.key));
 
   // a wildcard, not `:id`: model ids may hold a slash (`org/model`)
   app.get<{ Params: { '*': string } }>('/v1/models/*', { onRequest: authenticated }, async (request, reply) => {
     const id = request.params['*'];
-    if (!modelsFor(request.sluice.tenant!, deps.config()).includes(id)) {
+    if (!modelsFor(request.sluice.tenant!, deps.config(), request.sluice.key).includes(id)) {
       return sendError(reply, 'model_not_found', `The model ${JSON.stringify(id)} does not exist or you do not have access to it.`, 404, undefined, 'model');
     }
     return toModel(id);
@@ -176,11 +182,13 @@ async function answerRequest(deps: IngressDeps, endpoint: Endpoint, request: Fas
   const { request: chat, body, includeUsage, tokenBudget } = await validateRequest(endpoint, request.body, hintsFrom(request.headers), tenant, config);
   state.model = chat.model;
   if (chat.user !== undefined) state.user = chat.user;
+  checkKeyModel(state.key, chat.model, chat.user);
 
   const deadline = state.receivedAt + config.ingress.defaultDeadlineMs;
   // listen before publishing: the answer can come back before the publish ack does
   const pending = deps.inbox.listen(request.id, deadline);
   const ctx: RequestContext = { request: chat, replyTo: pending.subject, frontDoor: 'http', receivedAt: state.receivedAt, deadline };
+  if (state.key) ctx.key = requestKey(state.key);
   const event = requestedEvent(request.id, tenant.id, ctx, body, tokenBudget);
   try {
     // a chunked body has no Content-Length: checkFits then measures the event itself

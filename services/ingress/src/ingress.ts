@@ -4,6 +4,7 @@ import { applyHttpLimits } from '@sluice/contracts';
 import { ingressDeps } from './deps.js';
 import { buildApp, ingressHttpLimits } from './http.js';
 import { openReplyInbox } from './inbox.js';
+import { watchKeys } from './keys-watch.js';
 import { openNatsDoor } from './nats-door.js';
 
 export interface FrontDoors {
@@ -17,14 +18,22 @@ export interface FrontDoors {
 
 /**
  * Both front doors on one set of deps, listening before this resolves: the reply inbox HTTP
- * answers arrive on, the NATS door (`sluice.chat.<tenant>`, queue group `ingress`) and the HTTP
+ * answers arrive on, the virtual keys' index (watching `sluice_keys`), the NATS door (`sluice.chat.<tenant>`, queue group `ingress`) and the HTTP
  * server on `SLUICE_HOST:SLUICE_INGRESS_PORT`, its limits re-applied on every config change.
  * The int tests start exactly this. Closing stops HTTP first (in-flight answers finish), then
  * the NATS door, then the inbox.
  */
-export async function startFrontDoors({ bus, control, log, env }: Pick<ServiceContext, 'bus' | 'control' | 'log' | 'env'>): Promise<FrontDoors> {
+export async function startFrontDoors({
+  bus,
+  buckets,
+  control,
+  log,
+  env,
+}: Pick<ServiceContext, 'bus' | 'buckets' | 'control' | 'log' | 'env'>): Promise<FrontDoors> {
+  // before the doors open: a restarted replica must not refuse the keys it has not read yet
+  const keys = await watchKeys(buckets.keys, log);
   const inbox = openReplyInbox(bus.nc, log);
-  const deps = ingressDeps({ bus, control, log }, inbox);
+  const deps = ingressDeps({ bus, control, log }, inbox, () => keys.index());
   const door = openNatsDoor(bus.nc, deps);
   const app = buildApp(deps);
   // node reads its timeouts and connection limit live: a config change applies without a restart
@@ -32,5 +41,5 @@ export async function startFrontDoors({ bus, control, log, env }: Pick<ServiceCo
   await app.listen({ host: env.SLUICE_HOST || '127.0.0.1', port: Number(env.SLUICE_INGRESS_PORT ?? 8080) });
   const port = (app.server.address() as AddressInfo).port;
   log.info({ port }, 'http front door listening');
-  return { port, closers: [() => inbox.stop(), () => door.stop(), () => app.close()], waiting: () => inbox.size() };
+  return { port, closers: [() => keys.stop(), () => inbox.stop(), () => door.stop(), () => app.close()], waiting: () => inbox.size() };
 }

@@ -1,12 +1,13 @@
 import type { Msg, NatsConnection } from '@nats-io/transport-node';
 import { sendReply } from '@sluice/bus';
-import { Headers, SluiceError, Subjects, type Endpoint, type RequestContext, type Tenant } from '@sluice/contracts';
+import { Headers, SluiceError, Subjects, type Endpoint, type RequestContext, type Tenant, type VirtualKey } from '@sluice/contracts';
 import { SpanAttributes, tagActiveSpan, traceProcess, tracingOn, withTrace, type MessageFacts } from '@sluice/telemetry';
 import type { IngressDeps } from './deps.js';
 import { rejectedEvent, requestedEvent } from './events.js';
 import { continueTrace, newRequestId } from './ids.js';
 import { invalid, RequestRejected } from './rejection.js';
 import { checkFits } from './fits.js';
+import { checkKeyModel, requestKey } from './keys.js';
 import { authenticate } from './tenants.js';
 import { parseJsonBody, validateRequest, type ChatHints } from './validate.js';
 
@@ -66,16 +67,19 @@ async function handle(nc: NatsConnection, deps: IngressDeps, msg: Msg): Promise<
 
   const config = deps.config();
   let tenant: Tenant | undefined;
+  let key: VirtualKey | undefined;
   const known: { model?: string; user?: string } = {};
   try {
-    tenant = authenticate(deps.tenants(), msg.headers?.get(Headers.tenantKey) || undefined, claimed);
+    ({ tenant, key } = authenticate(deps.tenants(), msg.headers?.get(Headers.tenantKey) || undefined, claimed, deps.keys(), receivedAt));
     const limit = config.ingress.maxBodyBytes;
     if (msg.data.length > limit) throw new RequestRejected('body_too_large', `The request body is larger than ${limit} bytes.`, 'body');
     const endpoint = endpointOf(msg);
     const { request, body, tokenBudget } = await validateRequest(endpoint, parseJsonBody(decoder.decode(msg.data)), hintsFrom(msg), tenant, config);
     known.model = request.model;
     if (request.user !== undefined) known.user = request.user;
+    checkKeyModel(key, request.model, request.user);
     const ctx: RequestContext = { request, replyTo, frontDoor: 'nats', receivedAt, deadline: receivedAt + config.ingress.defaultDeadlineMs };
+    if (key) ctx.key = requestKey(key);
     const event = requestedEvent(requestId, tenant.id, ctx, body, tokenBudget);
     checkFits(event, msg.data.length, deps.maxPayload());
     try {

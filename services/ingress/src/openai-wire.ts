@@ -7,6 +7,7 @@ import {
   type RateLimitState,
   type SluiceConfig,
   type Tenant,
+  type VirtualKey,
 } from '@sluice/contracts';
 import { modelsFor } from './tenants.js';
 
@@ -63,9 +64,9 @@ export function toModel(id: string) {
   return { id, object: 'model' as const, created: 0, owned_by: 'sluice' };
 }
 
-/** `GET /v1/models` for a tenant. */
-export function toModelList(tenant: Tenant, config: SluiceConfig) {
-  return { object: 'list' as const, data: modelsFor(tenant, config).map(toModel) };
+/** `GET /v1/models` for a tenant, or for one of its virtual keys. */
+export function toModelList(tenant: Tenant, config: SluiceConfig, key?: VirtualKey) {
+  return { object: 'list' as const, data: modelsFor(tenant, config, key).map(toModel) };
 }
 
 /** Retry-After (whole seconds, rounded up) and OpenAI's retry-after-ms, when a retry time is known. */

@@ -19,8 +19,8 @@ function code(fn: () => unknown): string {
 
 describe('authenticate', () => {
   it('given a tenant key, then its tenant', () => {
-    expect(authenticate(index, 'sk-acme-test').id).toBe('acme');
-    expect(authenticate(index, 'sk-beta-test', 'beta').id).toBe('beta');
+    expect(authenticate(index, 'sk-acme-test').tenant.id).toBe('acme');
+    expect(authenticate(index, 'sk-beta-test', 'beta').tenant.id).toBe('beta');
   });
 
   it('given no key, then missing_api_key', () => {
@@ -38,7 +38,7 @@ describe('authenticate', () => {
 
   it('given a config change, then a new index knows the new key and forgets the old', () => {
     const next = indexTenants({ ...config, tenants: [{ id: 'acme', keySha256: ['8cfc081275dc8661b5563ac4561098699d983863324c12e7f05688ddf16d8ca9'] }] });
-    expect(authenticate(next, 'sk-beta-test').id).toBe('acme');
+    expect(authenticate(next, 'sk-beta-test').tenant.id).toBe('acme');
     expect(code(() => authenticate(next, 'sk-acme-test'))).toBe('invalid_api_key');
   });
 });
