@@ -26,6 +26,7 @@ export interface SloQuery {
   from: Date;
   to: Date;
   groupBy?: SloDimension;
+  tenant?: string;
 }
 
 type Query = Record<string, unknown>;
@@ -69,7 +70,7 @@ export function parseCostsQuery(q: Query, now: number): CostsQuery {
   return { from, to, groupBy, ...(tenant ? { tenant } : {}) };
 }
 
-/** `/v1/slo` parameters: a window like 15m, 1h, 24h or 7d (default 1h) ending now, optionally grouped. */
+/** `/v1/slo` parameters: a window like 15m, 1h, 24h or 7d (default 1h) ending now, optionally grouped, optionally one tenant's. */
 export function parseSloQuery(q: Query, now: number): SloQuery {
   const window = one(q, 'window') ?? '1h';
   const m = /^(\d{1,6})([mhd])$/.exec(window);
@@ -77,5 +78,7 @@ export function parseSloQuery(q: Query, now: number): SloQuery {
   if (ms <= 0 || ms > MAX_WINDOW_MS) throw new BadParam('window', 'window must be a positive duration up to 366d in m, h or d, e.g. 15m, 1h, 7d');
   const groupBy = list(q, 'groupBy', SloDimensions);
   if (groupBy && groupBy.length > 1) throw new BadParam('groupBy', 'groupBy takes one of model, tenant');
-  return { window, from: new Date(now - ms), to: new Date(now), ...(groupBy ? { groupBy: groupBy[0]! } : {}) };
+  const tenant = one(q, 'tenant');
+  if (tenant === '') throw new BadParam('tenant', 'tenant must not be empty');
+  return { window, from: new Date(now - ms), to: new Date(now), ...(groupBy ? { groupBy: groupBy[0]! } : {}), ...(tenant ? { tenant } : {}) };
 }

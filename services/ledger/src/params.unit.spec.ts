@@ -46,5 +46,11 @@ describe('parseSloQuery', () => {
     for (const window of ['0h', '1w', 'h', '-1h', '400d', '1.5h']) expect(badParam(() => parseSloQuery({ window }, now))).toBe('window');
     expect(badParam(() => parseSloQuery({ groupBy: 'user' }, now))).toBe('groupBy');
     expect(badParam(() => parseSloQuery({ groupBy: 'model,tenant' }, now))).toBe('groupBy');
+    expect(badParam(() => parseSloQuery({ tenant: '' }, now))).toBe('tenant');
+    expect(badParam(() => parseSloQuery({ tenant: ['a', 'b'] }, now))).toBe('tenant');
+  });
+
+  it('narrows to one tenant', () => {
+    expect(parseSloQuery({ tenant: 'acme' }, now)).toMatchObject({ tenant: 'acme' });
   });
 });

@@ -102,7 +102,8 @@ function toCounts(r: Record<string, unknown>): SloCounts {
  * await slo(db, { window: '1h', from, to, groupBy: 'model' })
  */
 export async function slo(db: Db, q: SloQuery): Promise<SloReport> {
-  const base = db.selectFrom('requests').where('received_at', '>=', q.from).where('received_at', '<', q.to);
+  let base = db.selectFrom('requests').where('received_at', '>=', q.from).where('received_at', '<', q.to);
+  if (q.tenant) base = base.where('tenant', '=', q.tenant);
   const totals = await base.select(measures).executeTakeFirstOrThrow();
   const dim = q.groupBy;
   const rows = dim
