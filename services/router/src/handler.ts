@@ -33,7 +33,7 @@ export function onCacheMissed(deps: RouterDeps) {
   const now = deps.now ?? Date.now;
   return async (event: Received<Router>): Promise<Decided<Emitted<Router>>> => {
     const { ctx, key } = event.data;
-    const decision = route({ tenant: event.tenant, request: ctx.request }, deps.control.config(), deps.control.degrade());
+    const decision = route({ tenant: event.tenant, request: ctx.request, downgrade: ctx.downgrade }, deps.control.config(), deps.control.degrade());
     const at = now();
     const fields = { requestId: event.requestId, tenant: event.tenant, service: ServiceName.Router, at, reason: decision.reason };
 
@@ -47,9 +47,9 @@ export function onCacheMissed(deps: RouterDeps) {
           candidates,
           degradeLevel,
           ...(maxTokens !== undefined ? { maxTokens } : {}),
-          // an answer made under a degrade level (cheaper tier, capped length) is not the answer to
-          // the request the client made: it is not stored under that request's key
-          ...(key !== undefined && degradeLevel === 0 ? { cacheKey: key } : {}),
+          // an answer made under a degrade level or a spent budget's downgrade (cheaper tier, capped
+          // length) is not the answer to the request the client made: it is not stored under that request's key
+          ...(key !== undefined && degradeLevel === 0 && !ctx.downgrade ? { cacheKey: key } : {}),
         };
         return decided([makeEvent(EventType.ChatRouted, fields, data)]);
       }

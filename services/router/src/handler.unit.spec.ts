@@ -95,6 +95,14 @@ describe('router handler', () => {
     expect(full.events[0]!.data).toHaveProperty('cacheKey', 'acme.key');
   });
 
+  it('given a spent downgrade budget, then chat.routed takes the cheapest tier, names the budget and carries no cache key', async () => {
+    const miss = aMiss({ model: 'm1' }, 'acme.key');
+    const d = await decide(0)({ ...miss, data: { ...miss.data, ctx: { ...miss.data.ctx, downgrade: { budget: 'daily' } } } });
+    expect(d.events[0]).toMatchObject({ type: 'chat.routed', data: { tier: config.tiers[0]!.name, degradeLevel: 0 } });
+    expect(d.events[0]!.reason).toMatch(/^budget daily is spent: cheapest tier/);
+    expect(d.events[0]!.data).not.toHaveProperty('cacheKey');
+  });
+
   it('given level 4 (maintenance), then chat.shed with maintenance', async () => {
     const d = await decide(4)(aMiss());
     expect(d.events[0]).toMatchObject({ type: 'chat.shed', data: { code: 'maintenance', degradeLevel: 4 } });

@@ -20,6 +20,8 @@ export type RouteDecision =
 export interface RouteInput {
   tenant: string;
   request: ChatRequest;
+  /** Set by the limiter when a `downgrade` budget is spent (`RequestContext.downgrade`): the cheapest tier, whatever the model. */
+  downgrade?: { budget: string };
 }
 
 /** The `tier` of a request that named its model itself. */
@@ -31,6 +33,8 @@ const EXPLICIT_TIER = 'explicit';
  * cheapest tier and every request's max_tokens is capped. At 0 `auto` takes the first tier
  * whose maxComplexity covers the request's complexity score (computed once, at ingress). A named model must (still)
  * exist and be allowed for the tenant: config may have changed since ingress checked it.
+ * A request whose `downgrade` budget is spent takes the cheapest tier whatever it asked for
+ * (an embedding keeps its model: the tiers are chat models).
  *
  * @example
  * const d = route({ tenant: 'acme', request }, control.config(), control.degrade());
@@ -58,7 +62,10 @@ export function route(input: RouteInput, config: SluiceConfig, degrade: DegradeS
   let model: string;
   let tier: string;
   let why: string;
-  if (request.model === 'auto') {
+  if (input.downgrade && request.endpoint !== 'embeddings') {
+    ({ model, name: tier } = config.tiers[0]!);
+    why = `budget ${input.downgrade.budget} is spent: cheapest tier ${tier} (${model}) instead of ${request.model}`;
+  } else if (request.model === 'auto') {
     if (level >= 1) {
       ({ model, name: tier } = config.tiers[0]!);
       why = `degrade level ${level}: cheapest tier ${tier} (${model})`;

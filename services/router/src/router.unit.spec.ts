@@ -105,6 +105,39 @@ describe('route at degrade level 0', () => {
   });
 });
 
+describe('route with a spent downgrade budget', () => {
+  const downgrade = { budget: 'daily-cap' };
+
+  it('given a hard auto request, when its downgrade budget is spent, then it takes the cheapest tier and says which budget', () => {
+    const d = routed(route({ tenant: 'acme', request: request(say(hard)), downgrade }, config, level(0)));
+    expect(d).toMatchObject({ tier: 'cheap', candidates: [{ model: 'small' }, { model: 'backup' }], degradeLevel: 0 });
+    expect(d.maxTokens).toBeUndefined();
+    expect(d.reason).toMatch(/^budget daily-cap is spent: cheapest tier cheap \(small\) instead of auto; lane standard/);
+  });
+
+  it('given a named model, when its downgrade budget is spent, then the cheapest tier is used whatever the model', () => {
+    const d = routed(route({ tenant: 'acme', request: request({ model: 'large' }), downgrade }, config, level(0)));
+    expect(d.tier).toBe('cheap');
+    expect(d.candidates[0]).toEqual({ model: 'small', deployment: 'd-small' });
+    expect(d.reason).toContain('instead of large');
+  });
+
+  it('given an embeddings request, then it keeps its model: the tiers are chat models', () => {
+    const d = routed(route({ tenant: 'acme', request: request({ endpoint: 'embeddings', model: 'mid' }), downgrade }, config, level(0)));
+    expect(d.tier).toBe('explicit');
+    expect(d.candidates[0]!.model).toBe('mid');
+  });
+
+  it('given degrade level 1 too, then both apply: cheapest tier and the max_tokens cap', () => {
+    const d = routed(route({ tenant: 'acme', request: request({ model: 'large' }), downgrade }, config, level(1)));
+    expect(d).toMatchObject({ tier: 'cheap', maxTokens: 128 });
+  });
+
+  it('given degrade level 2, then the degrade level still sheds first', () => {
+    expect(route({ tenant: 'acme', request: request(), downgrade }, config, level(2)).kind).toBe('shed');
+  });
+});
+
 describe('candidatesFor', () => {
   it('lists the model, then its fallbacks breadth first, each model once even through a cycle', () => {
     expect(candidatesFor(config, 'large')).toEqual([
