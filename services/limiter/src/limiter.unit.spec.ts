@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { adjust, admitReason, decide, refill, throttleReason, type Buckets, type Limits, type Throttled } from './limiter.js';
+import { adjust, admitReason, decide, layersOf, refill, throttleReason, type Buckets, type Limits, type Throttled } from './limiter.js';
 
 const T0 = 1_700_000_000_000;
 const limits: Limits = {
@@ -29,6 +29,19 @@ describe('decide', () => {
         global: { requests: 599, tokens: 599_500, at: T0 },
       },
     });
+  });
+
+  it("decides a virtual key's layer between the user and the tenant", () => {
+    const withKey: Limits = { ...limits, key: { requestsPerMinute: 5, tokensPerMinute: 1_000 } };
+    expect(layersOf(withKey)).toEqual(['user', 'key', 'tenant', 'global']);
+    const { user: _, ...keyOnly } = withKey;
+    expect(layersOf(keyOnly)).toEqual(['key', 'tenant', 'global']);
+    const d = decide({}, { estimatedTokens: 100 }, withKey, T0);
+    expect(d.admitted && d.buckets.key).toEqual({ requests: 4, tokens: 900, at: T0 });
+    // the user has room for 1,200 tokens, the key not: the key's layer is the one named
+    expect(throttled(decide({}, { estimatedTokens: 1_200 }, withKey, T0))).toMatchObject({ layer: 'key', limit: 'tokens', oversize: true });
+    const spentKey = { key: { requests: 0.5, tokens: 1_000, at: T0 } };
+    expect(throttled(decide(spentKey, { estimatedTokens: 10 }, withKey, T0))).toMatchObject({ layer: 'key', limit: 'requests' });
   });
 
   it('treats buckets never seen as full', () => {

@@ -1,0 +1,94 @@
+import { describe, expect, it } from 'vitest';
+import { budgetPeriod, type BudgetRef } from '@sluice/contracts';
+import { checkBudgets, counterOf, fits, inFlightNanos, type CounterState } from './budget-check.js';
+
+const NOW = Date.UTC(2026, 10, 30, 15, 0, 0);
+const USD = 1_000_000_000;
+
+function budget(id: string, limitUsd: number, over: Partial<BudgetRef> = {}): BudgetRef {
+  return {
+    budget: id,
+    scope: 'tenant',
+    budgetKey: `acme.${id}`,
+    window: 'daily',
+    limitUsd,
+    limitNanos: limitUsd * USD,
+    action: 'refuse',
+    thresholds: [0.5, 1],
+    ...budgetPeriod('daily', NOW),
+    ...over,
+  };
+}
+const state = (spentNanos: number, settledNanos = 0, admittedNanos = 0): CounterState => ({ spentNanos, settledNanos, admittedNanos });
+
+describe('the reservation rule', () => {
+  it('given spent, in flight and an estimate, then it fits only when their sum is at most the limit', () => {
+    // spent 6, admitted 5 of which 2 settled: 3 in flight; 6 + 3 + 1 = 10
+    expect(fits(state(6, 2, 5), 1, 10)).toBe(true);
+    expect(fits(state(6, 2, 5), 2, 10)).toBe(false);
+  });
+
+  it('given more settled than admitted (a counter reset by hand), then nothing counts as in flight, never a credit', () => {
+    expect(inFlightNanos(state(0, 9, 4))).toBe(0);
+    expect(fits(state(9, 9, 4), 2, 10)).toBe(false);
+  });
+
+  it('names a counter by budget key and window', () => {
+    expect(counterOf(budget('daily', 1))).toBe('acme.daily.2026-11-30');
+  });
+});
+
+describe('checkBudgets', () => {
+  const states = (m: Record<string, CounterState>) => (ref: BudgetRef) => m[ref.budget] ?? state(0);
+  const priced = (full: number, cheap: number) => (downgraded: boolean) => (downgraded ? cheap : full);
+
+  it('given room in every budget, then within, reserving the full estimate', () => {
+    const v = checkBudgets([budget('a', 1), budget('b', 5)], states({}), priced(1000, 10), NOW);
+    expect(v).toEqual({ kind: 'within', estimateNanos: 1000 });
+  });
+
+  it('given a spent refuse budget, then spent, naming it, its window, limit and reset, with the time until the reset', () => {
+    const v = checkBudgets([budget('a', 0.01)], states({ a: state(0.009 * USD, 0, 0.0005 * USD) }), priced(0.001 * USD, 1), NOW);
+    expect(v.kind).toBe('spent');
+    if (v.kind !== 'spent') return;
+    expect(v.budget.budget).toBe('a');
+    // 9 h until midnight UTC
+    expect(v.retryAfterMs).toBe(9 * 3_600_000);
+    expect(v.message).toBe(
+      'Budget a of $0.0100 for the daily window 2026-11-30 is used up ($0.0090 spent and $0.0005 reserved by requests in flight); it resets at 2026-12-01T00:00:00.000Z.',
+    );
+  });
+
+  it('given two spent refuse budgets, then the one that resets last is named: asking before then cannot succeed', () => {
+    // New York's day ends five hours after UTC's
+    const ny = budget('ny', 1, budgetPeriod('daily', NOW, 'America/New_York'));
+    const v = checkBudgets([budget('d', 1), ny], states({ d: state(USD), ny: state(USD) }), priced(1, 1), NOW);
+    expect(v.kind === 'spent' && v.budget.budget).toBe('ny');
+    expect(v.kind === 'spent' && v.retryAfterMs).toBe(14 * 3_600_000);
+    expect(v.kind === 'spent' && v.message).toMatch(/resets at 2026-12-01T05:00:00.000Z\.$/);
+  });
+
+  it('given a spent downgrade budget, then within, downgraded, and priced at the cheapest tier', () => {
+    const v = checkBudgets([budget('soft', 1, { action: 'downgrade' })], states({ soft: state(USD) }), priced(1000, 10), NOW);
+    expect(v).toMatchObject({ kind: 'within', estimateNanos: 10, downgrade: { budget: 'soft' } });
+  });
+
+  it('given a downgrade, then the refuse budgets are checked with the cheaper estimate', () => {
+    const refs = [budget('soft', 1, { action: 'downgrade' }), budget('hard', 2)];
+    // 1.99999 spent of 2: the full estimate (1000) would not fit, the downgraded one (10) does
+    const v = checkBudgets(refs, states({ soft: state(USD), hard: state(2 * USD - 10) }), priced(1000, 10), NOW);
+    expect(v).toMatchObject({ kind: 'within', estimateNanos: 10, downgrade: { budget: 'soft' } });
+    const no = checkBudgets(refs, states({ soft: state(USD), hard: state(2 * USD - 9) }), priced(1000, 10), NOW);
+    expect(no).toMatchObject({ kind: 'spent', budget: { budget: 'hard' } });
+  });
+
+  it('given a per-user budget, then the message says whose', () => {
+    const v = checkBudgets([budget('per-user', 1, { scope: 'user' })], states({ 'per-user': state(USD) }), priced(1, 1), NOW);
+    expect(v.kind === 'spent' && v.message).toMatch(/^Budget per-user \(per user\) of \$1.00/);
+  });
+
+  it('given a budget exactly full after this request, then it still fits (at most the limit)', () => {
+    expect(checkBudgets([budget('a', 1)], states({ a: state(USD - 100) }), priced(100, 1), NOW).kind).toBe('within');
+    expect(checkBudgets([budget('a', 1)], states({ a: state(USD - 99) }), priced(100, 1), NOW).kind).toBe('spent');
+  });
+});
