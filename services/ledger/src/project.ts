@@ -3,6 +3,7 @@ import { Errors, type AnyEvent, type RequestContext } from '@sluice/contracts';
 import type { EventsTable } from './events.table.js';
 import { Outcome, type NewRequest, type RequestPatch } from './requests.table.js';
 import { costUsd, type Price } from './money.js';
+import { withoutContent } from './content.js';
 
 /** Looks up a model's price in the live config; undefined for models without one. */
 export type PriceOf = (model: string) => Price | undefined;
@@ -46,7 +47,8 @@ export function project(seq: number, e: AnyEvent, priceOf: PriceOf): Projection 
     service: e.service,
     at: new Date(e.at),
     reason: e.reason,
-    data: timelineData(e),
+    // the conversation is never stored: the timeline reads it back from the stream for tenants that opted in (content.ts)
+    data: withoutContent(e.type, timelineData(e)),
   };
   const request = e.requestId ? requestChange(e, priceOf) : undefined;
   return request ? { event, request } : { event };
