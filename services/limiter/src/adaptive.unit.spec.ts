@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig, type SluiceConfig } from '@sluice/contracts';
 import { minimalConfig } from '@sluice/bus/testing';
 import { evolve, factorAt, forget, globalLimit, initialState, type AdaptiveState, type Observation } from './adaptive.js';
+import { decide, type LayerRate } from './limiter.js';
 
 const T0 = 1_700_000_000_000;
 const GLOBAL = { requestsPerMinute: 100_000, tokensPerMinute: 100_000_000 };
@@ -160,5 +161,30 @@ describe('back-off and recovery', () => {
     for (let i = 0; i < 10; i++) s = evolve(s, 'd1', ok(), T0 + i * 1000, settings);
     expect(s.d1!.factor).toBe(1);
     expect(globalLimit(s, config(), T0 + 10_000)).toMatchObject({ rate: { requestsPerMinute: 120 }, learnedFrom: ['d1'] });
+  });
+});
+
+describe('the global layer decides on what was learned', () => {
+  const tenant = { requestsPerMinute: 1_000_000, tokensPerMinute: 1_000_000_000 };
+  const layerRate = (s: AdaptiveState, now: number): LayerRate => {
+    const { rate, ceiling } = globalLimit(s, config(), now);
+    return ceiling ? { ...rate, ceiling } : rate;
+  };
+
+  it('throttles a request while the upstream has nothing left, though a minute of the rate is unused', () => {
+    const s = given([T0, throttled({ resetRequestsMs: 4000 })]);
+    const global = layerRate(s, T0 + 100);
+    // a full global bucket, as the configured limit left it
+    const buckets = { global: { requests: GLOBAL.requestsPerMinute, tokens: GLOBAL.tokensPerMinute, at: T0 } };
+    const d = decide(buckets, { estimatedTokens: 10 }, { tenant, global }, T0 + 100);
+    expect(d).toMatchObject({ admitted: false, layer: 'global', limit: 'requests' });
+    // 84/min after the back-off; the upstream refills at its stated 120/min: one request after 500 ms
+    const later = decide(buckets, { estimatedTokens: 10 }, { tenant, global: layerRate(s, T0 + 600) }, T0 + 600);
+    expect(later.admitted).toBe(true);
+  });
+
+  it('admits what the configured limit admits while nothing is learned', () => {
+    const d = decide({}, { estimatedTokens: 10 }, { tenant, global: layerRate(initialState, T0) }, T0);
+    expect(d.admitted && d.buckets.global).toEqual({ requests: GLOBAL.requestsPerMinute - 1, tokens: GLOBAL.tokensPerMinute - 10, at: T0 });
   });
 });

@@ -13,7 +13,8 @@ import {
 } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 import { bucketState, estimateTokens, rateLimitState } from './estimate.js';
-import { admitReason, layersOf, throttleReason, type Layer, type Limits, type Throttled } from './limiter.js';
+import { admitReason, layersOf, throttleReason, type Layer, type LayerRate, type Limits, type Throttled } from './limiter.js';
+import type { AdaptiveLimits } from './adaptive-feed.js';
 import { limitKeys, type LimitStore } from './store.js';
 import type { FindDecision } from './decided.js';
 import type { BudgetCounters } from './counters.js';
@@ -30,17 +31,19 @@ export interface LimiterDeps {
   decided?: FindDecision;
   /** Budget counters in `sluice_budgets` (counters.ts); unset: budgets are not enforced. */
   budgets?: BudgetCounters;
+  /** The global limit learned from the upstreams (adaptive-feed.ts); unset: `limits.global` as configured. */
+  adaptive?: Pick<AdaptiveLimits, 'rate'>;
   now?: () => number;
 }
 
 const tenantIndex = new WeakMap<SluiceConfig, Map<string, Tenant>>();
 
 /** The limits that apply to a request, from the live config (and its virtual key's own). */
-function limitsFor(config: SluiceConfig, tenantId: string, user: string | undefined, key?: RequestKey): Limits {
+function limitsFor(config: SluiceConfig, tenantId: string, user: string | undefined, key?: RequestKey, global: LayerRate = config.limits.global): Limits {
   let index = tenantIndex.get(config);
   if (!index) tenantIndex.set(config, (index = new Map(config.tenants.map((t) => [t.id, t]))));
   const tenant = index.get(tenantId);
-  const limits: Limits = { tenant: tenant?.limits ?? config.limits.tenantDefault, global: config.limits.global };
+  const limits: Limits = { tenant: tenant?.limits ?? config.limits.tenantDefault, global };
   if (user !== undefined) limits.user = tenant?.userLimits ?? config.limits.userDefault;
   if (key?.limits) limits.key = key.limits;
   return limits;
@@ -78,7 +81,7 @@ export function onChatRequested(deps: LimiterDeps) {
     const budgets = deps.budgets && (await planBudgets(deps.budgets, config, event.tenant, ctx, fields.at));
     if (budgets?.verdict.kind === 'spent') return refused(budgetRejection({ ...fields, reason: budgets.verdict.message }, ctx, budgets.verdict));
 
-    const limits = limitsFor(config, event.tenant, user, ctx.key);
+    const limits = limitsFor(config, event.tenant, user, ctx.key, deps.adaptive?.rate(config, fields.at));
     const keys = limitKeys(event.tenant, user, ctx.key?.limits ? ctx.key.id : undefined);
     // the prompt was counted once, at ingress (a long one off its event loop)
     const estimatedTokens = estimateTokens(ctx.request);

@@ -23,6 +23,12 @@ export interface Bucket {
 export type Buckets = Partial<Record<Layer, Bucket>>;
 
 /**
+ * A layer's rate. `ceiling` holds its bucket's levels below the per-minute rate for now: the
+ * global layer's while the upstreams say they have less left than a minute's worth (adaptive.ts).
+ */
+export type LayerRate = Rate & { ceiling?: { requests: number; tokens: number } };
+
+/**
  * Limits by layer; no `user` means the request has no user and skips the user layer, no `key`
  * that it came without a virtual key that has limits of its own.
  */
@@ -30,7 +36,7 @@ export interface Limits {
   user?: Rate;
   key?: Rate;
   tenant: Rate;
-  global: Rate;
+  global: LayerRate;
 }
 
 export interface Demand {
@@ -81,15 +87,19 @@ export function rateOf(limits: Limits, layer: Layer): Rate {
   return rate;
 }
 
-/** The bucket as of `now`: refilled for the time passed, never above capacity. */
-export function refill(bucket: Bucket | undefined, rate: Rate, now: number): Bucket {
-  if (!bucket) return { requests: rate.requestsPerMinute, tokens: rate.tokensPerMinute, at: now };
+/** The bucket as of `now`: refilled for the time passed, never above capacity (nor the rate's ceiling). */
+export function refill(bucket: Bucket | undefined, rate: LayerRate, now: number): Bucket {
+  const most = {
+    requests: Math.min(rate.requestsPerMinute, rate.ceiling?.requests ?? Infinity),
+    tokens: Math.min(rate.tokensPerMinute, rate.ceiling?.tokens ?? Infinity),
+  };
+  if (!bucket) return { ...most, at: now };
   // another replica's clock may be ahead: never refill backwards, and keep the later stamp
   // so that time is not counted twice
   const elapsed = Math.max(0, now - bucket.at);
   return {
-    requests: Math.min(rate.requestsPerMinute, bucket.requests + (elapsed * rate.requestsPerMinute) / 60_000),
-    tokens: Math.min(rate.tokensPerMinute, bucket.tokens + (elapsed * rate.tokensPerMinute) / 60_000),
+    requests: Math.min(most.requests, bucket.requests + (elapsed * rate.requestsPerMinute) / 60_000),
+    tokens: Math.min(most.tokens, bucket.tokens + (elapsed * rate.tokensPerMinute) / 60_000),
     at: Math.max(bucket.at, now),
   };
 }

@@ -4,10 +4,12 @@ import { onChatCompleted, onChatRequested } from './handlers.js';
 import { LimitStore } from './store.js';
 import { streamDecisions } from './decided.js';
 import { BudgetCounters } from './counters.js';
+import { AdaptiveLimits } from './adaptive-feed.js';
 
 // limiter: chat.requested -> chat.admitted (with the budgets' reservation) | chat.throttled (terminal,
 // 429 with retry-after) | chat.rejected (terminal, a spent budget: 429 insufficient_quota);
-// chat.completed, chat.cancelled -> token buckets charged the actual usage minus the estimate.
+// chat.completed, chat.cancelled -> token buckets charged the actual usage minus the estimate;
+// upstream.limits_observed (every one, each replica) -> the global limit learned from the upstreams.
 await runService(ServiceName.Limiter, async ({ bus, buckets, control, log }) => {
   // leased blocks of 1% of a bucket's per-minute requests, unused remainders given back after 2 s:
   // most admissions need no KV round trip (a burst may exceed a full bucket by 1% per replica)
@@ -15,7 +17,10 @@ await runService(ServiceName.Limiter, async ({ bus, buckets, control, log }) => 
   // budget spend (the ledger's) and reservations (the replicas'), kept current by a watch of sluice_budgets
   const budgets = new BudgetCounters(buckets.budgets, { log });
   await budgets.start();
-  const deps = { store, control, log, budgets, decided: streamDecisions(bus.js) };
+  // an ordered consumer of its own: every replica folds every observation (adaptive-feed.ts)
+  const adaptive = new AdaptiveLimits(control, log);
+  await adaptive.start(bus.js);
+  const deps = { store, control, log, budgets, adaptive, decided: streamDecisions(bus.js) };
   const admission = await consumeEvents(bus, {
     consumer: Consumers.limiter,
     concurrency: 256,
@@ -40,5 +45,5 @@ await runService(ServiceName.Limiter, async ({ bus, buckets, control, log }) => 
     handler: onChatCompleted(deps),
   });
   // closed last: consumers stop first, then the leases go back to their buckets
-  return [() => store.close(), () => budgets.stop(), admission, reconcile, reconcileCancelled];
+  return [() => store.close(), () => budgets.stop(), () => adaptive.stop(), admission, reconcile, reconcileCancelled];
 });
