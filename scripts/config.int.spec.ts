@@ -1,0 +1,63 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ControlKeys, type SluiceConfig } from '@sluice/contracts';
+import { getJson } from '@sluice/bus';
+import { minimalConfig, startTestBus, type TestBus } from '@sluice/bus/testing';
+import { ROOT } from './stack.js';
+
+// Issue 11, item 7: `npm run config -- apply` validates a file as the services do at start; a bad
+// one is refused with the wrong key's path, and the running config stays as it was.
+
+/** `npm run config -- <args>` against the test's server: its exit code and output. */
+function runConfig(natsUrl: string, args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--conditions=sluice-src', '--import', 'tsx', join(ROOT, 'scripts', 'config.ts'), ...args], {
+      cwd: ROOT,
+      env: { ...process.env, NATS_URL: natsUrl, SLUICE_UPSTREAM_URL: 'http://127.0.0.1:9/v1' },
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, out, err }));
+  });
+}
+
+let t: TestBus;
+let dir: string;
+beforeAll(async () => {
+  t = await startTestBus(minimalConfig([{ id: 'acme' }]), { name: 'config-cli' });
+  dir = mkdtempSync(join(tmpdir(), 'sluice-config-cli-'));
+});
+afterAll(async () => {
+  await t?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+const current = async () => (await getJson<SluiceConfig>(t.buckets.control, ControlKeys.config))?.value;
+
+describe('npm run config -- apply', () => {
+  it('refuses a file with an invented section, naming it, and leaves the live config as it was', async () => {
+    const before = await current();
+    const file = join(dir, 'bad.json');
+    writeFileSync(file, JSON.stringify({ ...minimalConfig([{ id: 'acme' }]), budgets: { acme: { dailyUsd: 10 } } }));
+    const r = await runConfig(t.nats.url, ['apply', file]);
+    expect(r.code).not.toBe(0);
+    expect(r.err).toContain('config.budgets: Unexpected property');
+    expect(r.out).not.toContain('applied');
+    expect(await current()).toEqual(before);
+  });
+
+  it('applies the shipped config, token budgets and all', async () => {
+    const r = await runConfig(t.nats.url, ['apply', join(ROOT, 'config', 'sluice.json')]);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^applied .*sluice\.json: \d+ tenants, \d+ models\n$/);
+    const shipped = JSON.parse(readFileSync(join(ROOT, 'config', 'sluice.json'), 'utf8')) as SluiceConfig;
+    expect((await current())?.tokenBudgets).toEqual(shipped.tokenBudgets);
+  });
+});
