@@ -5,6 +5,8 @@ import { Consumers, parseEvent, Subjects, Topology, type AnyEvent } from '@sluic
 import { tracingOn, type Logger } from '@sluice/telemetry';
 import type { Db } from './db.js';
 import type { PriceOf } from './project.js';
+import type { BudgetsOf } from './spend.js';
+import type { SpendResult } from './spend-writes.js';
 import { applyBatch, applyReplayed, projectionWorks, readPosition, skipParked, type BatchResult, type RawEvent, type StreamReader } from './store.js';
 import { traceCommit } from './tracing.js';
 
@@ -85,6 +87,10 @@ export async function streamLastSeq(jsm: JetStreamManager): Promise<number> {
 export interface ProjectorOptions {
   db: Db;
   priceOf: PriceOf;
+  /** The budgets a request counts against, for their limits and alert thresholds (see BatchDeps). */
+  budgetsOf?: BudgetsOf;
+  /** Called after each commit that changed budget counters or put alerts in the outbox. */
+  onSpend?: (result: SpendResult, position: number) => void;
   log: Logger;
   /** Most events per transaction. */
   batchSize?: number;
@@ -140,7 +146,18 @@ export async function startProjector(bus: Bus, opts: ProjectorOptions): Promise<
     opts.log.error({ err: error, seq: m.seq }, 'parked an event the ledger cannot project');
     opts.onParked?.(m.seq, error);
   };
-  const deps = { name: DURABLE, priceOf: opts.priceOf, stream, log: opts.log, park: (m: RawEvent, err: unknown) => parkRaw(m, err, 1) };
+  const deps = {
+    name: DURABLE,
+    priceOf: opts.priceOf,
+    ...(opts.budgetsOf ? { budgetsOf: opts.budgetsOf } : {}),
+    stream,
+    log: opts.log,
+    park: (m: RawEvent, err: unknown) => parkRaw(m, err, 1),
+  };
+  const committed = (result: BatchResult) => {
+    if (result.spend.changed.length || result.spend.alerts) opts.onSpend?.(result.spend, result.position);
+    opts.onBatch?.(result);
+  };
 
   await ensureLedgerConsumer(bus.jsm, await readPosition(opts.db, DURABLE), opts.log);
   const consumer = await bus.js.consumers.get(STREAM, DURABLE);
@@ -184,8 +201,7 @@ export async function startProjector(bus: Bus, opts: ProjectorOptions): Promise<
     const raw = batch.map((m) => ({ seq: m.seq, data: m.data, subject: m.subject }));
     for (let attempt = 0; ; attempt++) {
       try {
-        const result = await applyBatch(opts.db, raw, deps);
-        opts.onBatch?.(result);
+        committed(await applyBatch(opts.db, raw, deps));
         return true;
       } catch (err) {
         // a probe event projects and the batch still fails: something in it cannot be projected
@@ -207,7 +223,7 @@ export async function startProjector(bus: Bus, opts: ProjectorOptions): Promise<
       if (!m) continue;
       for (let attempt = 0; ; attempt++) {
         try {
-          opts.onBatch?.(await applyBatch(opts.db, [m], deps));
+          committed(await applyBatch(opts.db, [m], deps));
           break;
         } catch (err) {
           if (attempt + 1 >= TRIES_BEFORE_PARKING && (await projectionWorks(opts.db, opts.priceOf))) {
@@ -226,7 +242,8 @@ export async function startProjector(bus: Bus, opts: ProjectorOptions): Promise<
   const replays = await consumeReplays(bus, { durable: DURABLE, log: opts.log }, async (msg, r) => {
     const m = { seq: r.seq, data: msg.data, subject: r.subject };
     try {
-      await applyReplayed(opts.db, m, opts.priceOf);
+      const spend = await applyReplayed(opts.db, m, deps);
+      if (spend.changed.length || spend.alerts) opts.onSpend?.(spend, await readPosition(opts.db, DURABLE));
       msg.ack();
     } catch (err) {
       if (msg.info.deliveryCount >= TRIES_BEFORE_PARKING && (await projectionWorks(opts.db, opts.priceOf))) {

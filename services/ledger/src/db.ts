@@ -8,11 +8,15 @@ import { PGliteDialect } from 'kysely-pglite-dialect';
 import type { EventsTable } from './events.table.js';
 import type { RequestsTable } from './requests.table.js';
 import type { PositionTable } from './position.table.js';
+import type { BudgetAlertsTable, BudgetCountersTable, BudgetReservationsTable } from './budgets.table.js';
 
 export interface Database {
   events: EventsTable;
   requests: RequestsTable;
   ledger_position: PositionTable;
+  budget_reservations: BudgetReservationsTable;
+  budget_counters: BudgetCountersTable;
+  budget_alerts: BudgetAlertsTable;
 }
 
 export type Db = Kysely<Database>;

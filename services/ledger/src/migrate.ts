@@ -1,12 +1,14 @@
 import { Migrator, type Kysely, type Migration } from 'kysely';
 import * as init from './migrations/20251121000000_init.js';
 import * as endpointsCancelled from './migrations/20261130000000_endpoints_cancelled.js';
+import * as budgets from './migrations/20261201000000_budgets.js';
 
 // Listed in code rather than read from the folder (FileMigrationProvider): dynamic imports of
 // .ts files by path depend on how the process was started (tsx, vitest, a bundle); a list does not.
 const migrations: Record<string, Migration> = {
   '20251121000000_init': init,
   '20261130000000_endpoints_cancelled': endpointsCancelled,
+  '20261201000000_budgets': budgets,
 };
 
 /** Brings the schema to the latest migration; throws with the failing migration's error. */

@@ -34,3 +34,31 @@ export function costUsd(inputTokens: number, outputTokens: number, price: Price 
   if (!price) return '0';
   return formatUnits(BigInt(inputTokens) * priceUnits(price.inputPerMTok) + BigInt(outputTokens) * priceUnits(price.outputPerMTok));
 }
+
+/** An exact decimal USD string as an integer of 1e-18 USD. Throws on anything but a plain non-negative decimal. */
+export function usdUnits(usd: string): bigint {
+  const m = /^(\d+)(?:\.(\d+))?$/.exec(usd);
+  if (!m) throw new RangeError(`${usd} is not a decimal USD amount`);
+  const frac = (m[2] ?? '').replace(/0+$/, '');
+  if (frac.length > USD_DECIMALS) throw new RangeError(`${usd} has more than ${USD_DECIMALS} decimals`);
+  return BigInt(m[1]!) * 10n ** BigInt(USD_DECIMALS) + BigInt(frac.padEnd(USD_DECIMALS, '0') || '0');
+}
+
+/** The exact decimal string of an integer of 1e-18 USD (the inverse of usdUnits). */
+export function formatUsd(units: bigint): string {
+  return formatUnits(units);
+}
+
+const UNITS_PER_NANO = 10n ** BigInt(USD_DECIMALS - 9);
+
+/**
+ * A USD amount in whole nano-USD, rounded up: what a budget counter counts (see NANOS_PER_USD in
+ * contracts), so a budget never looks less spent than it is.
+ *
+ * @example
+ * nanosCeil('0.00045') // 450000n; nanosCeil('0.0000000001') // 1n
+ */
+export function nanosCeil(usd: string): bigint {
+  const units = usdUnits(usd);
+  return (units + UNITS_PER_NANO - 1n) / UNITS_PER_NANO;
+}

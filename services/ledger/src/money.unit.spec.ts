@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { costUsd } from './money.js';
+import { costUsd, formatUsd, nanosCeil, usdUnits } from './money.js';
 
 describe('costUsd', () => {
   it('prices input and output tokens per million', () => {
@@ -21,5 +21,26 @@ describe('costUsd', () => {
   it('refuses a price that is not an amount', () => {
     expect(() => costUsd(1, 1, { inputPerMTok: -1, outputPerMTok: 0 })).toThrow(RangeError);
     expect(() => costUsd(1, 1, { inputPerMTok: Number.NaN, outputPerMTok: 0 })).toThrow(RangeError);
+  });
+});
+
+describe('nano-USD for budget counters', () => {
+  it('rounds a cost up to whole nano-USD', () => {
+    expect(nanosCeil('0.00045')).toBe(450_000n);
+    expect(nanosCeil('0.0000000001')).toBe(1n);
+    expect(nanosCeil('0.000000001')).toBe(1n);
+    expect(nanosCeil('0.0000000010000001')).toBe(2n);
+    expect(nanosCeil('0')).toBe(0n);
+    expect(nanosCeil('12.5')).toBe(12_500_000_000n);
+  });
+
+  it('adds exact decimals through units and back', () => {
+    expect(formatUsd(usdUnits('0.1') + usdUnits('0.2'))).toBe('0.3');
+    expect(formatUsd(usdUnits('0.000450000000000000'))).toBe('0.00045');
+    expect(formatUsd(0n)).toBe('0');
+  });
+
+  it('refuses what is not a plain decimal', () => {
+    for (const bad of ['', '-1', '1e-9', 'abc', '0.1234567890123456789']) expect(() => usdUnits(bad)).toThrow(RangeError);
   });
 });

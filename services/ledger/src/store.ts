@@ -4,6 +4,8 @@ import { makeEvent, parseEvent, SYSTEM_TENANT } from '@sluice/contracts';
 import type { Db } from './db.js';
 import { mergeUpserts, project, type PriceOf, type Projection } from './project.js';
 import { insertTimeline, lockPosition, savePosition, upsertRequests } from './writes.js';
+import { budgetChange, type BudgetsOf, type Ended, type Reserved } from './spend.js';
+import { applySpend, type SpendResult } from './spend-writes.js';
 
 /** A message of the event stream: its sequence and its bytes. */
 export interface RawEvent {
@@ -25,6 +27,8 @@ export interface BatchDeps {
   /** Name of the position row (one per projector). */
   name: string;
   priceOf: PriceOf;
+  /** The budgets a request counts against (for their limits and alert thresholds); absent: spend is counted without alerts. */
+  budgetsOf?: BudgetsOf;
   stream: StreamReader;
   log: Logger;
   /**
@@ -44,6 +48,8 @@ export interface BatchResult {
   malformed: number;
   /** Read from the stream directly because the consumer had not delivered them yet. */
   filled: number;
+  /** Budget counters the batch changed and alerts it put in the outbox (both acted on after commit). */
+  spend: SpendResult;
 }
 
 /**
@@ -78,10 +84,17 @@ export async function applyBatch(db: Db, messages: RawEvent[], deps: BatchDeps):
     }
 
     const projections: Projection[] = [];
+    const reserved: Reserved[] = [];
+    const ended: Ended[] = [];
     let malformed = 0;
     for (const m of ordered) {
       try {
-        projections.push(project(m.seq, parseEvent(m.data), deps.priceOf));
+        const e = parseEvent(m.data);
+        const p = project(m.seq, e, deps.priceOf);
+        const b = budgetChange(m.seq, e, p.request?.update?.cost_usd, deps.budgetsOf);
+        projections.push(p);
+        if (b.reserved) reserved.push(b.reserved);
+        if (b.ended) ended.push(b.ended);
       } catch (err) {
         // counted as seen, so it is never retried: a malformed event will not parse next time either
         malformed++;
@@ -97,8 +110,9 @@ export async function applyBatch(db: Db, messages: RawEvent[], deps: BatchDeps):
       );
     await upsertRequests(trx, mergeUpserts(projections.flatMap((p) => (p.request ? [p.request] : []))));
     const position = ordered.length ? ordered[ordered.length - 1]!.seq : from;
+    const spend = await applySpend(trx, reserved, ended, position);
     if (position !== from) await savePosition(trx, deps.name, position);
-    return { position, applied: projections.length, skipped: messages.length - fresh.length, malformed, filled };
+    return { position, applied: projections.length, skipped: messages.length - fresh.length, malformed, filled, spend };
   });
 }
 
@@ -132,11 +146,15 @@ export async function skipParked(db: Db, name: string, seq: number): Promise<voi
  * position (it passed the event when it was parked). Projections set columns rather than add
  * to them, and timeline rows are keyed by sequence, so a replay applied twice counts once.
  */
-export async function applyReplayed(db: Db, m: RawEvent, priceOf: PriceOf): Promise<void> {
-  const p = project(m.seq, parseEvent(m.data), priceOf);
-  await db.transaction().execute(async (trx) => {
+export async function applyReplayed(db: Db, m: RawEvent, deps: Pick<BatchDeps, 'name' | 'priceOf' | 'budgetsOf'>): Promise<SpendResult> {
+  const e = parseEvent(m.data);
+  const p = project(m.seq, e, deps.priceOf);
+  const b = budgetChange(m.seq, e, p.request?.update?.cost_usd, deps.budgetsOf);
+  return db.transaction().execute(async (trx) => {
     await insertTimeline(trx, [p.event]);
     if (p.request) await upsertRequests(trx, [p.request]);
+    // a reservation is stored once and settled once, so a replay applied twice counts once here too
+    return applySpend(trx, b.reserved ? [b.reserved] : [], b.ended ? [b.ended] : [], await lockPosition(trx, deps.name));
   });
 }
 
@@ -198,7 +216,7 @@ export async function readPosition(db: Db, name: string): Promise<number> {
 /** Empties the projections and sets the position back to 0, in one transaction, for a replay. */
 export async function truncateProjections(db: Db, name: string): Promise<void> {
   await db.transaction().execute(async (trx) => {
-    await sql`truncate table events, requests`.execute(trx);
+    await sql`truncate table events, requests, budget_reservations, budget_counters, budget_alerts`.execute(trx);
     await trx
       .insertInto('ledger_position')
       .values({ name, seq: 0 })
