@@ -1,14 +1,21 @@
-import { runService } from '@sluice/bus';
+import { consumeEvents, runService } from '@sluice/bus';
+import { budgetsFor, Consumers } from '@sluice/contracts';
 import { createDb } from './db.js';
 import { migrate } from './migrate.js';
 import { buildApp } from './http.js';
 import { LEDGER_POSITION, startProjector, streamLastSeq } from './consumer.js';
+import { readPosition } from './store.js';
+import { startSpendKv } from './spend-kv.js';
+import { startAlertOutbox } from './alert-outbox.js';
+import { alertDeliveryHandler } from './deliver.js';
 
 /** How long the projector waits for more events before committing a short batch (see below). */
 const LINGER_MS = 250;
 
-// ledger: every event (sluice.evt.>) -> Postgres/PGlite projections; HTTP read API. Emits nothing.
-await runService('ledger', async ({ env, log, bus, control }) => {
+// ledger: every event (sluice.evt.>) -> Postgres/PGlite projections, budget spend -> sluice_budgets,
+// budget.threshold_crossed (+ sluice.alerts.<tenant>); HTTP read API.
+// ledger-alerts: budget.threshold_crossed -> signed webhook POSTs -> alert.delivery_attempted.
+await runService('ledger', async ({ env, log, bus, buckets, control }) => {
   const db = createDb({ databaseUrl: env.DATABASE_URL, dataDir: env.SLUICE_DATA_DIR ?? '.sluice', log });
   await migrate(db);
   log.info({ database: env.DATABASE_URL ? 'postgres' : 'pglite' }, 'ledger database ready');
@@ -20,8 +27,33 @@ await runService('ledger', async ({ env, log, bus, control }) => {
   // Each statement costs PGlite a fixed ~0.5-1.5 ms of CPU whatever its size, and the ledger
   // shares the machine with the request path: waiting 250 ms for a fuller batch (up to 1,000
   // events) keeps that overhead small, and a timeline is still current well within a second.
-  const projector = await startProjector(bus, { db, log, lingerMs: LINGER_MS, priceOf: (model) => control.config().models[model]?.price });
+  // Budget limits and thresholds also come from the live config, looked up when a request's
+  // chat.admitted is projected (its context names its user, feature and key; a key's own budget
+  // is only there). After each commit the changed counters go to KV and crossed thresholds out.
+  const spendKv = startSpendKv(buckets.budgets, log);
+  const outbox = startAlertOutbox({ db, bus, kv: buckets.budgets, log });
+  const deliveries = await consumeEvents(bus, {
+    consumer: Consumers.ledgerAlerts,
+    concurrency: 16,
+    log,
+    handler: alertDeliveryHandler({ config: control.config, kv: buckets.budgets, env, log }),
+  });
+  // a crash after a commit may have lost its KV writes and left alerts unsent
+  await spendKv.republish(db, await readPosition(db, LEDGER_POSITION), Date.now());
+  outbox.kick();
+  const projector = await startProjector(bus, {
+    db,
+    log,
+    lingerMs: LINGER_MS,
+    priceOf: (model) => control.config().models[model]?.price,
+    budgetsOf: (subject, at) => budgetsFor(control.config(), subject, at),
+    onSpend: (spend) => {
+      spendKv.changed(spend.changed);
+      if (spend.alerts) outbox.kick();
+    },
+  });
 
-  // closed in reverse: the projector finishes its batch, then HTTP stops, then the database closes
-  return [() => db.destroy(), () => app.close(), projector];
+  // closed in reverse: the projector finishes its batch, its spend and alerts go out, then HTTP
+  // stops, then the database closes
+  return [() => db.destroy(), () => app.close(), deliveries, outbox, spendKv, projector];
 });
