@@ -1,5 +1,6 @@
 import { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
 import { isRetryableStatus, type UpstreamError } from '@sluice/contracts';
+import { readLimits, type UpstreamLimits } from './observe-limits.js';
 
 /** What went wrong with one upstream attempt, in the terms the attempt plan needs. */
 export interface Failure {
@@ -16,6 +17,8 @@ export interface Failure {
   partial?: boolean;
   /** The upstream's x-ratelimit-remaining-* headroom, when it said. */
   remaining?: Remaining;
+  /** All six x-ratelimit-* headers, read (observe-limits.ts). */
+  limits?: UpstreamLimits;
   /** The upstream's own error (status, OpenAI type, code, param, message), for a status it answered with. */
   upstream?: UpstreamError;
 }
@@ -120,6 +123,7 @@ export function classifyError(e: unknown, now: number): Failure {
     }
     const retryAfterMs = parseRetryAfter(e.headers, now);
     const remaining = remainingOf(e.headers);
+    const limits = readLimits(e.headers);
     return {
       kind: 'status',
       status: e.status,
@@ -127,6 +131,7 @@ export function classifyError(e: unknown, now: number): Failure {
       retryable: isRetryableStatus(e.status),
       ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
       ...(remaining !== undefined ? { remaining } : {}),
+      ...(limits !== undefined ? { limits } : {}),
       upstream: upstreamErrorOf(e, e.status, message),
     };
   }

@@ -5,6 +5,7 @@ import { wholeAnswer, type StreamReader } from './answer.js';
 import { createAgents, createHttpFetch } from './http-fetch.js';
 import { createJsonPost, type JsonPost } from './json-call.js';
 import type { Outgoing } from './outgoing.js';
+import { readLimits, type UpstreamLimits } from './observe-limits.js';
 import { CallAborted, CallCancelled, remainingOf, type HeaderReader, type Remaining } from './retry.js';
 
 /** A placeholder key: the simulator and many self-hosted upstreams ignore it, the SDK insists on one. */
@@ -73,6 +74,8 @@ export interface UpstreamAnswer {
   usage: Usage;
   /** x-ratelimit-remaining-* as the upstream sent them. */
   remaining?: Remaining;
+  /** All six x-ratelimit-* headers, read (observe-limits.ts). */
+  limits?: UpstreamLimits;
 }
 
 /**
@@ -114,9 +117,10 @@ export async function callUpstream(call: UpstreamCall): Promise<UpstreamAnswer> 
   }
 }
 
-function withRemaining(h: HeaderReader): { remaining?: Remaining } {
+function withRemaining(h: HeaderReader): { remaining?: Remaining; limits?: UpstreamLimits } {
   const remaining = remainingOf(h);
-  return remaining ? { remaining } : {};
+  const limits = readLimits(h);
+  return { ...(remaining ? { remaining } : {}), ...(limits ? { limits } : {}) };
 }
 
 /**
