@@ -77,7 +77,7 @@ export const Consumers = {
     service: ServiceName.Invoker,
     filter: Subjects.eventsOf(E.ChatRouted),
     receives: [E.ChatRouted],
-    emits: [E.InvokeAttempted, E.InvokeFailed, E.CircuitOpened, E.CircuitClosed, E.ChatCompleted, E.ChatFailed, E.ChatCancelled],
+    emits: [E.InvokeAttempted, E.InvokeFailed, E.CircuitOpened, E.CircuitClosed, E.ChatCompleted, E.ChatFailed, E.ChatCancelled, E.UpstreamLimitsObserved],
   },
   /** The degrader folds attempts and circuit changes into its window; its loop emits degrade.changed. */
   degraderInvoke: {

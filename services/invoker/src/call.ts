@@ -3,6 +3,7 @@ import type { Candidate, ChatReply, Deployment, SluiceEvent } from '@sluice/cont
 import { streamReader } from './answer.js';
 import type { AttemptOutcome } from './attempts.js';
 import { outgoing } from './outgoing.js';
+import type { CallResult } from './observe-limits.js';
 import { CallCancelled, classifyError } from './retry.js';
 import { callUpstream, type ClientPool } from './upstream.js';
 
@@ -11,6 +12,8 @@ export interface CallDeps {
   clients: ClientPool;
   reply: (replyTo: string | undefined, reply: ChatReply) => void;
   now: () => number;
+  /** Hears each call's status and x-ratelimit-* headers (observe-limits.ts). */
+  observe?: (deployment: string, requestId: string, result: CallResult) => void;
 }
 
 /** One request as the attempts send it: the routed event, the client's body, the client's cancel. */
@@ -58,10 +61,12 @@ export async function attemptCall(deps: CallDeps, input: CallInput, candidate: C
         forwarded = true;
       },
     });
+    deps.observe?.(candidate.deployment, requestId, answer);
     return { kind: 'answered', answer, latencyMs: latency(), sent: request.changes };
   } catch (e) {
     if (e instanceof CallCancelled) return { kind: 'cancelled', streamed: reader?.streamed() ?? { text: '' }, latencyMs: latency() };
     const failure = classifyError(e, deps.now());
+    deps.observe?.(candidate.deployment, requestId, failure);
     return { kind: 'failed', failure: forwarded ? { ...failure, partial: true } : failure, latencyMs: latency(), sent: request.changes };
   }
 }

@@ -9,6 +9,7 @@ import type { Circuit } from './circuit.js';
 import { decideDelivery, mayHaveAnswer, type DeliveryCount, type StoredAnswer } from './replay.js';
 import type { ResultStore } from './results.js';
 import { step, unsendable } from './step.js';
+import { LimitsObserver } from './observe-limits.js';
 import { Timeline } from './timeline.js';
 import type { ClientPool } from './upstream.js';
 
@@ -63,7 +64,9 @@ export function createInvoker(deps: InvokerDeps): Invoke {
   const now = deps.now ?? Date.now;
   const random = deps.random ?? Math.random;
   const sleep = deps.sleep ?? sleepUnlessCancelled;
-  const calls = { clients: deps.clients, reply: deps.reply, now };
+  // what the upstreams say of their own limits, sampled, beside the requests' events (observe-limits.ts)
+  const limits = new LimitsObserver((e) => deps.publish(e, {}), deps.log, now);
+  const calls = { clients: deps.clients, reply: deps.reply, now, observe: limits.observe };
 
   return async function invoke(event, delivery = {}) {
     const { ctx, candidates } = event.data;
