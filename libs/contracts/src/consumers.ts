@@ -1,5 +1,6 @@
 import { EventType, ServiceName } from './events.js';
 import { Subjects } from './subjects.js';
+import type { Priority } from './spend.js';
 
 /**
  * One durable consumer: the service it belongs to, the event types it receives (through one
@@ -67,18 +68,6 @@ export const Consumers = {
     // chat.completed: the static answer of degrade level 3
     emits: [E.ChatRouted, E.ChatShed, E.ChatCompleted, E.ChatFailed],
   },
-  /**
-   * The invoker publishes attempts and circuit changes as they happen (a request's retries can
-   * take seconds, and the degrader reacts to attempts), through its own Timeline; its handler
-   * returns nothing. It is the one handler that publishes by itself.
-   */
-  invoker: {
-    durable: 'invoker',
-    service: ServiceName.Invoker,
-    filter: Subjects.eventsOf(E.ChatRouted),
-    receives: [E.ChatRouted],
-    emits: [E.InvokeAttempted, E.InvokeFailed, E.CircuitOpened, E.CircuitClosed, E.ChatCompleted, E.ChatFailed, E.ChatCancelled, E.UpstreamLimitsObserved],
-  },
   /** The degrader folds attempts and circuit changes into its window; its loop emits degrade.changed. */
   degraderInvoke: {
     durable: 'degrader-invoke',
@@ -115,6 +104,32 @@ export const Consumers = {
     emits: [E.AlertDeliveryAttempted],
   },
 } as const satisfies Record<string, ConsumerSpec>;
+
+/**
+ * The invoker's consumer of one lane: durable `invoker-<lane>`, filter
+ * `sluice.evt.chat.routed.<lane>.*`. nats-server 2.9 has one filter subject per consumer and no
+ * priority groups, so each lane is a consumer of its own and the invoker's scheduler pulls from
+ * them by priority (services/invoker/src/lanes.ts). The invoker publishes attempts and circuit
+ * changes as they happen (a request's retries can take seconds, and the degrader reacts to
+ * attempts), through its own Timeline; its handler returns nothing. It is the one handler that
+ * publishes by itself.
+ */
+export function invokerConsumer(lane: Priority) {
+  return {
+    durable: `invoker-${lane}`,
+    service: ServiceName.Invoker,
+    filter: Subjects.routedIn(lane),
+    receives: [E.ChatRouted],
+    emits: [E.InvokeAttempted, E.InvokeFailed, E.CircuitOpened, E.CircuitClosed, E.ChatCompleted, E.ChatFailed, E.ChatCancelled, E.UpstreamLimitsObserved],
+  } as const satisfies ConsumerSpec;
+}
+export type InvokerConsumer = ReturnType<typeof invokerConsumer>;
+
+/**
+ * The invoker's one durable before lanes (filter `sluice.evt.chat.routed.*`). The invoker deletes
+ * it at start: left alone it would keep its unacked messages and hold a filter no event matches.
+ */
+export const LEGACY_INVOKER_DURABLE = 'invoker';
 
 /** The event a consumer's handler receives. */
 export type ReceivedBy<C extends ConsumerSpec> = C['receives'][number];

@@ -3,7 +3,7 @@ import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { ChatRequest, RequestContext } from './request.js';
 import { Usage } from './reply.js';
 import { Errors, type ErrorCode } from './errors.js';
-import { BudgetAction, BudgetWindow } from './spend.js';
+import { BudgetAction, BudgetWindow, Priority } from './spend.js';
 import { Reservation } from './budgets.js';
 
 /**
@@ -129,7 +129,8 @@ export const EventData = {
   'chat.routed': Type.Object({
     ctx: RequestContext,
     tier: Type.String(),
-    lane: Type.String(),
+    /** The request's lane (`ctx.request.priority`): a token of the event's subject (`Subjects.routed`). */
+    lane: Priority,
     candidates: Type.Array(Candidate, { minItems: 1 }),
     maxTokens: Type.Optional(Type.Integer()),
     degradeLevel: Type.Integer(),
@@ -149,6 +150,11 @@ export const EventData = {
     ok: Type.Boolean(),
     latencyMs: Type.Number(),
     status: Type.Optional(Type.Integer()),
+    /**
+     * On a request's first attempt: ms it waited in its lane, from chat.routed's `at` to the
+     * invoker taking it from the stream (across redeliveries, from the first routing).
+     */
+    queuedMs: Type.Optional(Type.Number({ minimum: 0 })),
   }),
   'invoke.failed': Type.Object({
     attempt: Type.Integer(),
@@ -169,6 +175,8 @@ export const EventData = {
     attempts: Type.Integer(),
     upstreamLatencyMs: Type.Number(),
     cacheKey: Type.Optional(Type.String()),
+    /** ms the request waited in its lane before the invoker took it (as on its first invoke.attempted). */
+    queuedMs: Type.Optional(Type.Number({ minimum: 0 })),
   }),
   'chat.failed': Type.Object({
     code: Code,

@@ -35,6 +35,8 @@ export const ChatResult = Type.Object({
   /** Unix seconds. */
   created: Type.Integer(),
   rateLimit: RateLimit,
+  /** ms the request waited in its priority lane for an upstream slot; ingress sends it as `x-sluice-queue-ms`. */
+  queueMs: Type.Optional(Type.Number({ minimum: 0 })),
 });
 export type ChatResult = Static<typeof ChatResult>;
 
@@ -53,6 +55,8 @@ export const ChatChunk = Type.Object({
   cached: Type.Optional(Type.Boolean()),
   /** On the first chunk: the limits ingress sends as headers with it. */
   rateLimit: RateLimit,
+  /** On the first chunk: ms waited in the lane (`ChatResult.queueMs`), sent as a header with it. */
+  queueMs: Type.Optional(Type.Number({ minimum: 0 })),
 });
 export type ChatChunk = Static<typeof ChatChunk>;
 

@@ -1,4 +1,5 @@
-import type { EventType } from './events.js';
+import type { AnyEvent, EventType } from './events.js';
+import type { Priority } from './spend.js';
 
 /** Every subject Sluice uses is built here; no service writes a subject string inline. */
 export const Subjects = {
@@ -18,8 +19,21 @@ export const Subjects = {
   result: (requestId: string) => `sluice.results.${requestId}`,
   /** One event of a type for a tenant. */
   event: (type: EventType, tenant: string) => `sluice.evt.${type}.${tenant}`,
-  /** Filter for one event type, every tenant. */
+  /**
+   * Filter for one event type, every tenant. Not for `chat.routed`, whose subject has a lane token
+   * before the tenant (`routed`, `routedIn`, `routedAll`).
+   */
   eventsOf: (type: EventType) => `sluice.evt.${type}.*`,
+  /**
+   * `chat.routed` in its lane: `sluice.evt.chat.routed.<lane>.<tenant>`. nats-server 2.9 gives a
+   * consumer one filter subject and no priority groups, so the lane is a token and each lane has
+   * its own invoker consumer (`Consumers.invokerLane`), drained by priority.
+   */
+  routed: (lane: Priority, tenant: string) => `sluice.evt.chat.routed.${lane}.${tenant}`,
+  /** Filter for one lane's `chat.routed`, every tenant. */
+  routedIn: (lane: Priority) => `sluice.evt.chat.routed.${lane}.*`,
+  /** Filter for every lane's `chat.routed`. */
+  routedAll: 'sluice.evt.chat.routed.*.*',
   /** Filter for one event family (`invoke`, `circuit`, ...), every tenant. */
   family: (family: string) => `sluice.evt.${family}.>`,
   /** Filter for one event family (`chat`, ...) of one tenant. */
@@ -31,6 +45,12 @@ export const Subjects = {
   /** Parked events sent back to the one consumer that parked them (`npm run config -- replay`). */
   replay: (durable: string) => `sluice.dlq.replay.${durable}`,
 } as const;
+
+/** The subject an event is published on: `event(type, tenant)`, with the lane token for `chat.routed`. */
+export function subjectOf(event: AnyEvent): string {
+  if (event.type === 'chat.routed') return Subjects.routed(event.data.lane, event.tenant);
+  return Subjects.event(event.type, event.tenant);
+}
 
 /** Headers on front-door requests and on events. */
 export const Headers = {
