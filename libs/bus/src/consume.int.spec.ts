@@ -9,13 +9,13 @@ import { publishEvent } from './publish.js';
 import { collectEvents, eventually, minimalConfig, startTestBus, type TestBus } from './testing.js';
 
 const rate = { requestsPerMinute: 1000, tokensPerMinute: 1_000_000 };
-const config = minimalConfig([{ id: 'acme', name: 'Acme' }], { global: rate, tenantDefault: rate, userDefault: rate });
+const config = minimalConfig([{ id: 'acme' }], { global: rate, tenantDefault: rate, userDefault: rate });
 
 const requested = (requestId: string) => requestedBy(requestId, 'acme', { ctx: requestContext(chatRequest()) });
 
 /** A consumer of one event type that emits nothing (test durables). */
 function testConsumer(durable: string, type: EventType, service: ServiceName): ConsumerSpec {
-  return { durable, service, filter: Subjects.eventsOf(type), receives: [type], emits: [] };
+  return { durable, service, filter: type === 'chat.routed' ? Subjects.routedAll : Subjects.eventsOf(type), receives: [type], emits: [] };
 }
 
 describe('consumeEvents against a real nats-server', () => {

@@ -1,48 +1,16 @@
-import type { PublishOptions } from './publish.js';
-import { nanos, type MsgHdrs } from '@nats-io/transport-node';
-import { AckPolicy, DeliverPolicy, type JsMsg } from '@nats-io/jetstream';
-import { Headers, parseEvent, Topology, type AnyEvent, type ConsumerSpec } from '@sluice/contracts';
-import { SpanAttributes, traceProcess, tracingOn, type Logger } from '@sluice/telemetry';
+import { Topology, type ConsumerSpec } from '@sluice/contracts';
+import type { Logger } from '@sluice/telemetry';
 import type { Bus } from './connect.js';
-import { createOrFind } from './create.js';
-import { ackSoon, flushAcks } from './acks.js';
+import { flushAcks } from './acks.js';
 import { pullInBatches } from './linger.js';
-import { consumeReplays, type Replayed } from './replay.js';
-import { DEFAULT_MAX_DELIVERIES, isTransient, park } from './dead-letter.js';
-import { pastDeadline } from './deadline.js';
-import { carryOut, type Decided, type Emitted, type Received } from './decided.js';
+import { consumeReplays } from './replay.js';
+import type { Decided, Emitted, Received } from './decided.js';
+import { createRunner, DEFAULT_ACK_WAIT_MS, ensureDurable, type Delivery } from './runner.js';
 
-/** Redelivery delay of a message whose consumer died without acking it. */
-export const DEFAULT_ACK_WAIT_MS = 5_000;
+export { DEFAULT_ACK_WAIT_MS, PoisonMessage, traceOf, type Delivery } from './runner.js';
 
 /** Below this many messages in flight, acks go out at once rather than waiting to share a write. */
 const MIN_CONCURRENCY_TO_HOLD_ACKS = 32;
-
-/** Thrown by a handler for input that can never succeed: the message is parked at once, not redelivered. */
-export class PoisonMessage extends Error {}
-
-export interface Delivery {
-  /** Stream sequence of the message. */
-  seq: number;
-  /** How many times it has been delivered (1 on the first; a replayed dead letter counts its earlier tries). */
-  deliveryCount: number;
-  /** True when an operator sent the event back from the dead-letter stream. */
-  replayed?: boolean;
-  headers?: MsgHdrs;
-  traceparent?: string;
-  tracestate?: string;
-}
-
-/**
- * A delivery's trace context as `publishEvent` takes it, so the event a handler publishes
- * continues the trace of the event it handles (the fallback when no span is active).
- */
-export function traceOf(delivery: Delivery): PublishOptions {
-  return {
-    ...(delivery.traceparent ? { traceparent: delivery.traceparent } : {}),
-    ...(delivery.tracestate ? { tracestate: delivery.tracestate } : {}),
-  };
-}
 
 export interface ConsumeOptions<C extends ConsumerSpec = ConsumerSpec> {
   /**
@@ -87,133 +55,29 @@ export interface Consumption {
 
 /**
  * Consumes events with a durable pull consumer and runs handlers concurrently (a consume loop
- * that awaits each message caps at ~1,000 msg/s). The delivery rule lives here: the handler
- * returns what it decided, the bus publishes those events and awaits the stream's acks, sends the
- * replies, and only then acks the input (the ack itself may wait up to ACK_LINGER_MS to share a
- * write, see acks.ts). A handler is given only the event types its consumer receives, and may
- * decide only those it emits (else it is a bug: thrown, and parked after its tries). A throw
- * naks the input with a delay. A
- * malformed event, a PoisonMessage, or an event whose handler failed `maxDeliveries` times for
- * reasons other than a transient fault is parked in the dead-letter stream (dead-letter.ts) and
- * terminated, so one bad event never stops a consumer.
+ * that awaits each message caps at ~1,000 msg/s), under the delivery rule of `createRunner`
+ * (runner.ts): the handler returns what it decided, the bus publishes those events and awaits
+ * the stream's acks, sends the replies, and only then acks the input (the ack itself may wait up
+ * to ACK_LINGER_MS to share a write, see acks.ts); failures are redelivered with a delay, poison
+ * is parked in the dead-letter stream. For a consumer whose caller decides when to take each
+ * message, see `pullEvents` (pulled.ts).
  */
 export async function consumeEvents<C extends ConsumerSpec>(bus: Bus, opts: ConsumeOptions<C>): Promise<Consumption> {
-  const stream = Topology.stream.name;
-  const { durable, filter, service } = opts.consumer;
+  const { durable } = opts.consumer;
   const ackWaitMs = opts.ackWaitMs ?? DEFAULT_ACK_WAIT_MS;
-  const config = {
-    durable_name: durable,
-    ack_policy: AckPolicy.Explicit,
-    deliver_policy: opts.deliverAll ? DeliverPolicy.All : DeliverPolicy.New,
-    filter_subject: filter,
-    max_ack_pending: opts.concurrency,
-    ack_wait: nanos(ackWaitMs),
-    max_deliver: -1,
-  };
-  try {
-    const info = await bus.jsm.consumers.info(stream, durable);
-    if (info.config.max_ack_pending !== opts.concurrency || info.config.ack_wait !== config.ack_wait) {
-      await bus.jsm.consumers.update(stream, durable, { max_ack_pending: opts.concurrency, ack_wait: config.ack_wait });
-    }
-  } catch {
-    await createOrFind(
-      () => bus.jsm.consumers.add(stream, config),
-      () => bus.jsm.consumers.info(stream, durable),
-    );
-  }
-  const consumer = await bus.js.consumers.get(stream, durable);
-  const receives = new Set<string>(opts.consumer.receives);
-  const emits = new Set<string>(opts.consumer.emits);
-  // started-at of every message being handled; one timer sends working() for the slow ones
-  const inFlight = new Map<JsMsg, number>();
-  let drained: (() => void) | undefined;
-  const beatEveryMs = Math.max(100, Math.floor(ackWaitMs / 3));
-  const heartbeat = setInterval(() => {
-    const due = Date.now() - beatEveryMs;
-    for (const [msg, startedAt] of inFlight) if (startedAt <= due) msg.working();
-  }, beatEveryMs);
-  heartbeat.unref();
-
-  const maxDeliveries = opts.maxDeliveries ?? DEFAULT_MAX_DELIVERIES;
-
-  /**
-   * Handles one message of the stream, or a dead letter sent back by replay (`replayed`: its
-   * sequence, subject and earlier tries come from the dead letter's headers).
-   */
-  const handle = async (msg: JsMsg, replayed?: Replayed) => {
-    inFlight.set(msg, Date.now());
-    const seq = replayed?.seq ?? msg.seq;
-    const deliveries = (replayed?.deliveries ?? 0) + msg.info.deliveryCount;
-    let event: AnyEvent | undefined;
-    // a failed replay parks again under its own id, so it is not taken for the first parking
-    const parkNow = async (error: unknown) => {
-      await park(bus, {
-        durable,
-        service,
-        seq,
-        subject: replayed?.subject ?? msg.subject,
-        data: msg.data,
-        headers: msg.headers,
-        deliveries,
-        error,
-        event,
-        attempt: replayed ? `replay-${msg.seq}` : undefined,
-      });
-      opts.log.error({ err: error, seq, deliveries, type: event?.type, requestId: event?.requestId }, 'parked an event in the dead-letter stream');
-      msg.term();
-    };
-    try {
-      try {
-        event = parseEvent(msg.data);
-      } catch (e) {
-        // it will not parse next time either
-        await parkNow(e);
-        return;
-      }
-      // the filter lets only these through; anything else was published under a wrong subject
-      if (!receives.has(event.type)) throw new PoisonMessage(`${durable} receives ${[...receives].join(', ')}, not ${event.type}`);
-      const delivery = deliveryOf(msg, seq, deliveries, replayed !== undefined);
-      const expired = opts.failPastDeadline ? pastDeadline(event, service, Date.now()) : undefined;
-      // decide, publish the decision and await its acks, then answer: all inside the consumer
-      // span, so the publish spans are its children
-      let redeliverInMs: number | undefined;
-      const run = async () => {
-        const decision: Decided = expired
-          ? { events: [expired.event], replies: [{ to: expired.replyTo, reply: expired.reply }] }
-          : await opts.handler(event as Received<C>, delivery);
-        for (const e of decision.events) if (!expired && !emits.has(e.type)) throw new Error(`${durable} may not emit ${e.type}`);
-        await carryOut(bus, decision, traceOf(delivery));
-        redeliverInMs = decision.redeliverInMs;
-      };
-      if (tracingOn()) await traceProcess(processFacts(msg, event, durable), delivery, run);
-      else await run();
-      if (expired) opts.log.warn({ seq, type: event.type, requestId: event.requestId }, 'request past its deadline; ended it');
-      // held briefly to share a write with the next publish (acks.ts): a write per ack was a
-      // large part of each service's CPU at low rates. A held ack keeps its max_ack_pending slot
-      // for up to ACK_LINGER_MS, which only a consumer with few slots would feel.
-      // the handler asked to see the event again later (its own backoff): not a failure, never parked
-      if (redeliverInMs !== undefined) msg.nak(redeliverInMs);
-      else if (opts.concurrency >= MIN_CONCURRENCY_TO_HOLD_ACKS) ackSoon(msg);
-      else msg.ack();
-    } catch (e) {
-      const poison = e instanceof PoisonMessage || (deliveries >= maxDeliveries && !isTransient(e));
-      try {
-        if (poison) {
-          await parkNow(e);
-          return;
-        }
-      } catch (parkErr) {
-        opts.log.error({ err: parkErr, seq }, 'could not park an event; redelivering it');
-      }
-      const delay = Math.min(30_000, 250 * 2 ** Math.min(msg.info.deliveryCount, 7));
-      opts.log.warn({ err: e, seq, delivery: deliveries, delayMs: delay }, 'handler failed; redelivering');
-      msg.nak(delay);
-    } finally {
-      inFlight.delete(msg);
-      if (inFlight.size === 0) drained?.();
-    }
-  };
-
+  await ensureDurable(bus, opts.consumer, { maxAckPending: opts.concurrency, ackWaitMs, ...(opts.deliverAll ? { deliverAll: true } : {}) });
+  const consumer = await bus.js.consumers.get(Topology.stream.name, durable);
+  const runner = createRunner(bus, {
+    consumer: opts.consumer,
+    ackWaitMs,
+    ...(opts.maxDeliveries !== undefined ? { maxDeliveries: opts.maxDeliveries } : {}),
+    ...(opts.failPastDeadline ? { failPastDeadline: true } : {}),
+    // a held ack keeps its max_ack_pending slot for up to ACK_LINGER_MS, which only a consumer with few slots would feel
+    holdAcks: opts.concurrency >= MIN_CONCURRENCY_TO_HOLD_ACKS,
+    log: opts.log,
+    handler: opts.handler,
+  });
+  const handle = runner.handle;
   const maxMessages = Math.max(1, Math.min(opts.concurrency, 1000));
   const messages =
     opts.lingerMs !== undefined
@@ -229,38 +93,8 @@ export async function consumeEvents<C extends ConsumerSpec>(bus: Bus, opts: Cons
     async stop() {
       await messages.close();
       await replays.close();
-      if (inFlight.size > 0) await new Promise<void>((r) => (drained = r));
+      await runner.stop();
       flushAcks();
-      clearInterval(heartbeat);
-    },
-  };
-}
-
-function deliveryOf(msg: JsMsg, seq: number, deliveries: number, replayed: boolean): Delivery {
-  const traceparent = msg.headers?.get(Headers.traceparent) || undefined;
-  const tracestate = msg.headers?.get(Headers.tracestate) || undefined;
-  return {
-    seq,
-    deliveryCount: deliveries,
-    ...(replayed ? { replayed } : {}),
-    ...(msg.headers ? { headers: msg.headers } : {}),
-    ...(traceparent ? { traceparent } : {}),
-    ...(tracestate ? { tracestate } : {}),
-  };
-}
-
-function processFacts(msg: JsMsg, event: AnyEvent, durable: string) {
-  return {
-    name: `process ${event.type}`,
-    destination: msg.subject,
-    messageId: event.id,
-    consumerGroup: durable,
-    attributes: {
-      [SpanAttributes.requestId]: event.requestId,
-      [SpanAttributes.tenant]: event.tenant,
-      [SpanAttributes.eventType]: event.type,
-      [SpanAttributes.streamSeq]: msg.seq,
-      [SpanAttributes.deliveryCount]: msg.info.deliveryCount,
     },
   };
 }

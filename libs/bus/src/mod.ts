@@ -4,6 +4,7 @@ export * from './topology.js';
 export * from './publish.js';
 export * from './retry.js';
 export * from './consume.js';
+export * from './pulled.js';
 export * from './decided.js';
 export * from './dead-letter.js';
 export * from './deadline.js';

@@ -1,6 +1,6 @@
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
-import { Headers, Subjects, type AnyEvent, type SluiceEvent, type EventType } from '@sluice/contracts';
+import { Headers, subjectOf, type AnyEvent, type SluiceEvent, type EventType } from '@sluice/contracts';
 import { retryFor } from './retry.js';
 import { flushAcks } from './acks.js';
 import { SpanAttributes, startProducerSpan, tracingOn, type TraceHeaders } from '@sluice/telemetry';
@@ -27,11 +27,12 @@ export interface PublishOptions {
 }
 
 /**
- * Publishes an event and waits for the stream's ack. The event id is the Nats-Msg-Id, so a
- * repeat within the duplicate window is dropped by the server.
+ * Publishes an event on its subject (`subjectOf`) and waits for the stream's ack. The event id is
+ * the Nats-Msg-Id, so a repeat within the duplicate window is dropped by the server.
  */
 export async function publishEvent(js: JetStreamClient, event: SluiceEvent<EventType> | AnyEvent, opts: PublishOptions = {}): Promise<PubAck> {
-  const subject = Subjects.event(event.type, event.tenant);
+  // chat.routed goes out in its lane (sluice.evt.chat.routed.<lane>.<tenant>)
+  const subject = subjectOf(event as AnyEvent);
   if (!tracingOn()) return send(js, subject, event, opts, opts);
   const span = startProducerSpan(
     {
