@@ -16,6 +16,11 @@ export interface Invocation {
   maxPayload: number;
   /** Backoff jitter in [0, 1) (Math.random in production, fixed in tests). */
   random: () => number;
+  /**
+   * ms the request waited in its lane: from chat.routed's `at` to the invoker taking it. On the
+   * first attempt's event, chat.completed and the client's answer (`x-sluice-queue-ms`).
+   */
+  queuedMs?: number;
 }
 
 /** Where the attempt loop of one request stands between two steps. */

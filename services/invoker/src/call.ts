@@ -21,6 +21,8 @@ export interface CallInput {
   event: SluiceEvent<'chat.routed'>;
   body: Record<string, unknown>;
   cancel: AbortSignal;
+  /** ms the request waited in its lane: sent with the first chunk, for the `x-sluice-queue-ms` header. */
+  queuedMs?: number;
 }
 
 /**
@@ -57,7 +59,8 @@ export async function attemptCall(deps: CallDeps, input: CallInput, candidate: C
       forward: (chunk) => {
         // the first chunk carries the limits ingress sends as headers with it
         const limits = !forwarded && ctx.rateLimit !== undefined ? { rateLimit: ctx.rateLimit } : {};
-        deps.reply(ctx.replyTo, { requestId, model: candidate.model, chunk, ...limits });
+        const queue = !forwarded && input.queuedMs !== undefined ? { queueMs: input.queuedMs } : {};
+        deps.reply(ctx.replyTo, { requestId, model: candidate.model, chunk, ...limits, ...queue });
         forwarded = true;
       },
     });

@@ -1,9 +1,9 @@
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { consumeEvents, publishEvent, type Bus } from '@sluice/bus';
+import { publishEvent, type Bus } from '@sluice/bus';
 import { eventuallyFound, startTestBus } from '@sluice/bus/testing';
 import {
-  Consumers,
+  laneSpecs,
   isChunk,
   makeEvent,
   parseEvent,
@@ -25,6 +25,7 @@ import { startSim, type Sim, type SimOptions } from '@sluice/openai-sim';
 import type { Arrival } from './invoke.js';
 import type { StoredAnswer } from './replay.js';
 import { kvResultStore } from './results.js';
+import { startLanes } from './lanes.js';
 import { onChatRouted, wireInvoker } from './service.js';
 
 /**
@@ -117,9 +118,9 @@ export async function startHarness(deployments: Record<string, DeploymentSpec>, 
   const { bus, buckets, control, log } = testBus;
   // the consumer as main.ts wires it
   const wired = wireInvoker({ bus, buckets, control, log, env: {} });
-  const consumption = await consumeEvents(bus, {
-    consumer: Consumers.invoker,
-    concurrency: control.config().invoker.concurrency,
+  const consumption = await startLanes(bus, {
+    settings: () => ({ slots: control.config().invoker.concurrency, lanes: laneSpecs(control.config()) }),
+    onChange: (listener) => control.onChange(listener),
     log,
     handler: onChatRouted(wired.invoke),
   });

@@ -69,6 +69,8 @@ export function createInvoker(deps: InvokerDeps): Invoke {
   const calls = { clients: deps.clients, reply: deps.reply, now, observe: limits.observe };
 
   return async function invoke(event, delivery = {}) {
+    // the lane scheduler runs a message as it gives it a slot, so this is when its wait ended
+    const queuedMs = queueTime(event.at, now());
     const { ctx, candidates } = event.data;
     const { requestId, tenant } = event;
     const log = withTrace(deps.log, delivery.traceparent, { requestId });
@@ -85,7 +87,7 @@ export function createInvoker(deps: InvokerDeps): Invoke {
     }
 
     const config = deps.config();
-    const inv: Invocation = { event, delivery, settings: config.invoker, deployments: config.deployments, maxPayload: deps.maxPayload(), random };
+    const inv: Invocation = { event, delivery, settings: config.invoker, deployments: config.deployments, maxPayload: deps.maxPayload(), random, queuedMs };
     const timeline = new Timeline(publish);
     const cancel = deps.cancels.watch(requestId);
     try {
@@ -115,7 +117,7 @@ export function createInvoker(deps: InvokerDeps): Invoke {
         s = undefined;
         switch (next.kind) {
           case 'call':
-            outcome = await attemptCall(calls, { event, body: body!, cancel }, next.candidate, config.deployments[next.candidate.deployment]!);
+            outcome = await attemptCall(calls, { event, body: body!, cancel, queuedMs }, next.candidate, config.deployments[next.candidate.deployment]!);
             break;
           case 'wait':
             await sleep(next.ms, cancel);
@@ -141,6 +143,14 @@ export function createInvoker(deps: InvokerDeps): Invoke {
       deps.cancels.done(requestId);
     }
   };
+}
+
+/**
+ * ms from the routing to now, whole; never negative (the router's clock may run ahead of this
+ * host's). A redelivered request counts from its first routing, the earlier try included.
+ */
+export function queueTime(routedAt: number, takenAt: number): number {
+  return Math.max(0, Math.round(takenAt - routedAt));
 }
 
 /** Sleeps `ms`, or less when the request is cancelled meanwhile. */

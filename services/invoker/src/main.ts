@@ -1,23 +1,26 @@
-import { consumeEvents, runService } from '@sluice/bus';
-import { Consumers, ServiceName } from '@sluice/contracts';
+import { runService } from '@sluice/bus';
+import { laneSpecs, ServiceName } from '@sluice/contracts';
+import { dropLegacyInvoker, startLanes } from './lanes.js';
 import { onChatRouted, wireInvoker } from './service.js';
 
-// invoker: chat.routed -> invoke.attempted / invoke.failed per upstream attempt,
-// circuit.opened / circuit.closed, then chat.completed | chat.failed | chat.cancelled (+ the reply
-// to ctx.replyTo). It reads each request's body from its chat.requested (by ctx.requestSeq) and
-// hears the clients' cancels on sluice.cancel.* (core NATS). Each terminal answer is stored in
-// sluice_results, so a redelivery re-sends it instead of calling again.
+// invoker: chat.routed (one durable per lane, invoker-<lane>) -> invoke.attempted / invoke.failed
+// per upstream attempt, circuit.opened / circuit.closed, then chat.completed | chat.failed |
+// chat.cancelled (+ the reply to ctx.replyTo). A scheduler shares this replica's upstream slots
+// among the lanes by priority and share (lanes.ts). It reads each request's body from its
+// chat.requested (by ctx.requestSeq) and hears the clients' cancels on sluice.cancel.* (core
+// NATS). Each terminal answer is stored in sluice_results, so a redelivery re-sends it instead
+// of calling again.
 await runService(ServiceName.Invoker, async ({ bus, buckets, control, log, env }) => {
   const invoker = wireInvoker({ bus, buckets, control, log, env });
-  const consumption = await consumeEvents(bus, {
-    consumer: Consumers.invoker,
-    // read once: max_ack_pending is a consumer setting, applied when the service starts
-    concurrency: control.config().invoker.concurrency,
-    // no failPastDeadline: the invoker checks deadlines itself, after its stored-answer check
+  await dropLegacyInvoker(bus, log);
+  const lanes = await startLanes(bus, {
+    // read live: slots and lane shares change with the config, no restart
+    settings: () => ({ slots: control.config().invoker.concurrency, lanes: laneSpecs(control.config()) }),
+    onChange: (listener) => control.onChange(listener),
     log,
     // the one handler that publishes by itself (attempts, circuits, chunks as they happen)
     handler: onChatRouted(invoker.invoke),
   });
-  // closed in reverse: the consumer stops (in-flight requests finish), then the cancels
-  return [() => invoker.stop(), consumption];
+  // closed in reverse: the lanes stop (held messages go back, in-flight requests finish), then the cancels
+  return [() => invoker.stop(), lanes];
 });

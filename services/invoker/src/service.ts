@@ -1,5 +1,5 @@
 import { NOTHING, publishEvent, sendReply, type Decided, type Delivery, type Received, type ServiceContext } from '@sluice/bus';
-import { Consumers, Subjects, Topology } from '@sluice/contracts';
+import { Subjects, Topology, type InvokerConsumer } from '@sluice/contracts';
 import { streamBodies } from './body.js';
 import { Cancels } from './cancels.js';
 import type { Circuit } from './circuit.js';
@@ -44,12 +44,12 @@ export function wireInvoker(svc: Wiring): WiredInvoker {
 
 /**
  * chat.routed -> everything the invoker publishes, by itself: attempts and circuit changes go out
- * as they happen, and streamed chunks as they arrive (see `Consumers.invoker`), so the decision
+ * as they happen, and streamed chunks as they arrive (see `invokerConsumer`), so the decision
  * handed back is always nothing. It resolves once the terminal event is stored, so the input is
  * still acked only after it.
  */
 export function onChatRouted(invoke: Invoke) {
-  return async (event: Received<typeof Consumers.invoker>, delivery: Delivery): Promise<Decided<never>> => {
+  return async (event: Received<InvokerConsumer>, delivery: Delivery): Promise<Decided<never>> => {
     await invoke(event, delivery);
     return NOTHING;
   };

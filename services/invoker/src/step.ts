@@ -74,7 +74,7 @@ function answered(d: Draft, answer: UpstreamAnswer, latencyMs: number): Step {
   d.settle(candidate.deployment, recordSuccess(d.circuitOf(candidate.deployment)));
   const base = { attempt, model: candidate.model, deployment: candidate.deployment, latencyMs };
   const what = `${describe(candidate)} answered ${answer.status} in ${latencyMs} ms${headroom(answer.remaining)}`;
-  d.emit(d.stamp('invoke.attempted', what, { ...base, ok: true, status: answer.status }, attemptSuffix(delivery, attempt)));
+  d.emit(d.stamp('invoke.attempted', what, { ...base, ok: true, status: answer.status, ...queuedOn(d, attempt) }, attemptSuffix(delivery, attempt)));
 
   // billed in full whatever its size: an answer too large to carry is cut, never dropped
   const fitted = fitBody(answer.body, ctx.request.endpoint, ctx, maxPayload);
@@ -86,6 +86,7 @@ function answered(d: Draft, answer: UpstreamAnswer, latencyMs: number): Step {
     attempts: attempt,
     upstreamLatencyMs: latencyMs,
     ...(cacheKey !== undefined ? { cacheKey } : {}),
+    ...(d.inv.queuedMs !== undefined ? { queuedMs: d.inv.queuedMs } : {}),
   });
   const reply = {
     requestId: event.requestId,
@@ -95,6 +96,7 @@ function answered(d: Draft, answer: UpstreamAnswer, latencyMs: number): Step {
     cached: false,
     created: Math.floor(completed.at / 1000),
     ...(ctx.rateLimit !== undefined ? { rateLimit: ctx.rateLimit } : {}),
+    ...(d.inv.queuedMs !== undefined ? { queueMs: d.inv.queuedMs } : {}),
   };
   return d.done({ kind: 'conclude', terminal: completed, reply });
 }
@@ -114,7 +116,7 @@ function failed(d: Draft, failure: Failure, latencyMs: number): Step {
   const status = failure.status !== undefined ? { status: failure.status } : {};
   const suffix = attemptSuffix(delivery, attempt);
   const what = `${describe(candidate)} failed${failure.status !== undefined ? ` with ${failure.status}` : ` (${failure.kind})`} after ${latencyMs} ms${headroom(failure.remaining)}`;
-  d.emit(d.stamp('invoke.attempted', what, { ...base, ok: false, ...status }, suffix));
+  d.emit(d.stamp('invoke.attempted', what, { ...base, ok: false, ...status, ...queuedOn(d, attempt) }, suffix));
   const retryAfter = failure.retryAfterMs !== undefined ? { retryAfterMs: failure.retryAfterMs } : {};
   const data = { ...base, ...status, error: failure.message, retryable: failure.retryable, ...retryAfter };
   d.emit(d.stamp('invoke.failed', `${failure.message}; next: ${then.kind} (${then.reason})`, data, suffix));
@@ -207,6 +209,11 @@ function fail(d: Draft, code: ErrorCode, message: string, reason: string, from: 
 /** What Sluice changed in the body it sent, prefixed to the attempt's reason. */
 function noteSent(d: Draft, sent: readonly string[] | undefined): void {
   if (sent?.length) d.note(`sent with ${sent.join(', ')}`);
+}
+
+/** The lane wait, on the first attempt of a delivery only (the later ones did not wait in the lane). */
+function queuedOn(d: Draft, attempt: number): { queuedMs?: number } {
+  return attempt === 1 && d.inv.queuedMs !== undefined ? { queuedMs: d.inv.queuedMs } : {};
 }
 
 /** The upstream's rate-limit headroom, for the timeline (a proper event for it is a later step). */
