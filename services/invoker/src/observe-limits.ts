@@ -68,7 +68,10 @@ export function worthReporting(result: CallResult, lastAt: number | undefined, n
   return now - lastAt >= (urgent ? sampling.urgentEveryMs : sampling.everyMs);
 }
 
-/** The observation event of one call. It belongs to no tenant; its id names the request, the deployment and the moment. */
+/**
+ * The observation event of one call. It belongs to no tenant and no request (it is not on the
+ * request's timeline); its id names the deployment, the request whose call it was and the moment.
+ */
 export function observationOf(deployment: string, requestId: string, result: CallResult, at: number): SluiceEvent<'upstream.limits_observed'> {
   const throttled = result.status === 429;
   const data: Observed = {
@@ -86,7 +89,14 @@ export function observationOf(deployment: string, requestId: string, result: Cal
     : `${deployment} rate limits${left}`;
   return makeEvent(
     EventType.UpstreamLimitsObserved,
-    { requestId, tenant: SYSTEM_TENANT, service: ServiceName.Invoker, at, reason, suffix: `${deployment}.${at}` },
+    {
+      requestId: '',
+      tenant: SYSTEM_TENANT,
+      service: ServiceName.Invoker,
+      at,
+      reason: `${reason} (request ${requestId})`,
+      suffix: `${deployment}:${requestId}:${at}`,
+    },
     data,
   );
 }

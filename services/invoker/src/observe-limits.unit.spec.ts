@@ -88,16 +88,17 @@ describe('worthReporting', () => {
 });
 
 describe('observationOf', () => {
-  it('is a well-formed event of no tenant, its id naming the request, the deployment and the moment', () => {
+  it('is a well-formed event of no tenant and no request, its id naming the deployment, the request and the moment', () => {
     const e = observationOf('primary', 'req-1', { status: 429, retryAfterMs: 750.4, limits: { limitRequests: 60, remainingRequests: 0 } }, T0);
     expect(eventProblem(e)).toBeUndefined();
     expect(e).toMatchObject({
-      id: `req-1:upstream.limits_observed:primary.${T0}`,
+      id: `_system:upstream.limits_observed:primary:req-1:${T0}`,
+      requestId: '',
       tenant: '_system',
       service: 'invoker',
       data: { deployment: 'primary', status: 429, throttled: true, retryAfterMs: 750, limitRequests: 60, remainingRequests: 0 },
     });
-    expect(e.reason).toBe('primary answered 429, retry after 750 ms; 0 of 60 requests left');
+    expect(e.reason).toBe('primary answered 429, retry after 750 ms; 0 of 60 requests left (request req-1)');
   });
 
   it('carries no Retry-After for a clean answer', () => {
@@ -131,6 +132,6 @@ describe('LimitsObserver', () => {
     now += 300;
     o.observe('b', 'r5', { status: 429 });
     await new Promise((r) => setTimeout(r, 0));
-    expect(sent.map((e) => e.requestId)).toEqual(['r1', 'r2', 'r4']);
+    expect(sent.map((e) => e.reason.match(/request (\w+)/)?.[1])).toEqual(['r1', 'r2', 'r4']);
   });
 });
