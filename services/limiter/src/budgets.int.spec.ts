@@ -4,7 +4,8 @@ import { BudgetKeys, budgetPeriod, Consumers, NANOS_PER_USD, parseConfig, type B
 import { minimalConfig } from '@sluice/bus/testing';
 import { collectEvents, startTestBus, type TestBus } from '@sluice/bus/testing';
 import { chatRequested } from './int-env.js';
-import { onChatRequested } from './handlers.js';
+import { answer, completed as completedBy } from '@sluice/contracts/testing';
+import { onChatCompleted, onChatRequested } from './handlers.js';
 import { LimitStore } from './store.js';
 import { BudgetCounters } from './counters.js';
 import { streamDecisions } from './decided.js';
@@ -288,6 +289,22 @@ describe("a virtual key's rate limits", () => {
     } finally {
       seen.stop();
       await r.stop();
+    }
+  });
+
+  it("are charged the actual usage after completion, like the user's and the tenant's", async () => {
+    const store = new LimitStore(env.buckets.limits, { adjustLingerMs: 0 });
+    const reconcile = onChatCompleted({ store, control: env.control, log: env.log });
+    const id = 'key_cccccccccccccccccccc';
+    const ctx = { ...chatRequested('keyed', 'keyed-r').data.ctx, key: { id, limits: { requestsPerMinute: 60, tokensPerMinute: 6_000 } } };
+    try {
+      // the estimate is 10 + 256 tokens; the answer used 500 more
+      const usage = { prompt_tokens: 10, completion_tokens: 756, total_tokens: 766 };
+      await reconcile(completedBy('keyed-r', 'keyed', { ctx, answer: { ...answer(), usage } }));
+      const bucket = (await getJson<{ tokens: number }>(env.buckets.limits, `k.keyed.${id}`))!.value;
+      expect(bucket.tokens).toBeCloseTo(6_000 - 500, 0);
+    } finally {
+      await store.close();
     }
   });
 });
