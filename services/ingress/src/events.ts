@@ -6,7 +6,15 @@ import type { RequestRejected } from './rejection.js';
  * client's body (as sent, or as its token budget changed it: `tokenBudget` lists each change, for
  * the timeline); later events carry the facts in `ctx.request` and a reference to it.
  */
-export function requestedEvent(requestId: string, tenant: string, ctx: RequestContext, body: unknown, tokenBudget?: string): SluiceEvent<'chat.requested'> {
+export function requestedEvent(
+  requestId: string,
+  tenant: string,
+  ctx: RequestContext,
+  body: unknown,
+  tokenBudget?: string,
+  /** Why the request is in its lane (lanes.ts `LaneChoice.reason`). */
+  lane?: string,
+): SluiceEvent<'chat.requested'> {
   const { endpoint, model, priority } = ctx.request;
   return makeEvent(
     'chat.requested',
@@ -15,7 +23,7 @@ export function requestedEvent(requestId: string, tenant: string, ctx: RequestCo
       tenant,
       service: ServiceName.Ingress,
       at: ctx.receivedAt,
-      reason: `accepted at the ${ctx.frontDoor} front door (${endpoint}, model ${model}, priority ${priority})${tokenBudget ? `; ${tokenBudget}` : ''}`,
+      reason: `accepted at the ${ctx.frontDoor} front door (${endpoint}, model ${model}, ${lane ?? `priority ${priority}`})${tokenBudget ? `; ${tokenBudget}` : ''}`,
     },
     { ctx, body },
   );

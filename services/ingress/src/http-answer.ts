@@ -13,6 +13,14 @@ function clientGone(reply: FastifyReply): boolean {
   return reply.raw.destroyed || !socket || socket.destroyed;
 }
 
+/**
+ * `x-sluice-queue-ms`: how long the request waited in its priority lane for an upstream slot
+ * (the invoker's measure); absent on answers no upstream call made (cache hits, static answers).
+ */
+function queueHeader(queueMs: number | undefined): Record<string, string> {
+  return queueMs !== undefined ? { 'x-sluice-queue-ms': String(queueMs) } : {};
+}
+
 /** What a streamed answer needs to know of its request. */
 export interface StreamShape {
   endpoint: Endpoint;
@@ -57,7 +65,7 @@ export async function answerWhole(request: FastifyRequest, reply: FastifyReply, 
         }
         request.log.debug({ model: r.model, cached: r.cached }, 'answered');
         return reply
-          .headers(rateLimitHeaders(r.rateLimit))
+          .headers({ ...rateLimitHeaders(r.rateLimit), ...queueHeader(r.queueMs) })
           .header('x-sluice-model', r.model)
           .header('x-sluice-cache', r.cached ? 'hit' : 'miss')
           .header('content-type', 'application/json; charset=utf-8')
@@ -93,13 +101,14 @@ export async function answerStream(request: FastifyRequest, reply: FastifyReply,
     const forClient = chatChunkForClient(chunk, includeUsage);
     if (forClient !== undefined) write(sseEvent(endpoint, forClient));
   };
-  const start = (model: string, cached: boolean, rateLimit: RateLimitState | undefined) => {
+  const start = (model: string, cached: boolean, rateLimit: RateLimitState | undefined, queueMs: number | undefined) => {
     reply.hijack();
     const headers: Record<string, string | number | string[]> = {};
     for (const [k, v] of Object.entries(reply.getHeaders())) if (v !== undefined) headers[k] = v;
     raw.writeHead(200, {
       ...headers,
       ...rateLimitHeaders(rateLimit),
+      ...queueHeader(queueMs),
       'content-type': 'text/event-stream',
       'cache-control': 'no-cache',
       connection: 'keep-alive',
@@ -134,13 +143,13 @@ export async function answerStream(request: FastifyRequest, reply: FastifyReply,
           return fail(r.error, r.rateLimit);
         }
         if (isChunk(r)) {
-          if (!started) start(r.model, r.cached === true, r.rateLimit);
+          if (!started) start(r.model, r.cached === true, r.rateLimit, r.queueMs);
           writeChunk(r.chunk);
           continue;
         }
         if (!started) {
           // a stage may end a stream with the result alone; the client still gets a whole stream
-          start(r.model, r.cached, r.rateLimit);
+          start(r.model, r.cached, r.rateLimit, r.queueMs);
           // a stage may end with the result alone: the stream it stands for, the usage chunk only when asked
           for (const chunk of replayChunks(endpoint, r.body, shape.requestId, includeUsage)) writeChunk(chunk);
         } else if (endpoint === 'chat.completions' && includeUsage && !sawUsage) {

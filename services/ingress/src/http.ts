@@ -179,7 +179,7 @@ async function answerRequest(deps: IngressDeps, endpoint: Endpoint, request: Fas
   const tenant = state.tenant!;
   const config = deps.config();
   reply.header('x-sluice-cache', 'miss');
-  const { request: chat, body, includeUsage, tokenBudget } = await validateRequest(endpoint, request.body, hintsFrom(request.headers), tenant, config);
+  const { request: chat, body, includeUsage, tokenBudget, lane } = await validateRequest(endpoint, request.body, hintsFrom(request.headers), tenant, config);
   state.model = chat.model;
   if (chat.user !== undefined) state.user = chat.user;
   checkKeyModel(state.key, chat.model, chat.user);
@@ -189,7 +189,7 @@ async function answerRequest(deps: IngressDeps, endpoint: Endpoint, request: Fas
   const pending = deps.inbox.listen(request.id, deadline);
   const ctx: RequestContext = { request: chat, replyTo: pending.subject, frontDoor: 'http', receivedAt: state.receivedAt, deadline };
   if (state.key) ctx.key = requestKey(state.key);
-  const event = requestedEvent(request.id, tenant.id, ctx, body, tokenBudget);
+  const event = requestedEvent(request.id, tenant.id, ctx, body, tokenBudget, lane.reason);
   try {
     // a chunked body has no Content-Length: checkFits then measures the event itself
     const declared = Number(request.headers['content-length']);

@@ -74,13 +74,13 @@ async function handle(nc: NatsConnection, deps: IngressDeps, msg: Msg): Promise<
     const limit = config.ingress.maxBodyBytes;
     if (msg.data.length > limit) throw new RequestRejected('body_too_large', `The request body is larger than ${limit} bytes.`, 'body');
     const endpoint = endpointOf(msg);
-    const { request, body, tokenBudget } = await validateRequest(endpoint, parseJsonBody(decoder.decode(msg.data)), hintsFrom(msg), tenant, config);
+    const { request, body, tokenBudget, lane } = await validateRequest(endpoint, parseJsonBody(decoder.decode(msg.data)), hintsFrom(msg), tenant, config);
     known.model = request.model;
     if (request.user !== undefined) known.user = request.user;
     checkKeyModel(key, request.model, request.user);
     const ctx: RequestContext = { request, replyTo, frontDoor: 'nats', receivedAt, deadline: receivedAt + config.ingress.defaultDeadlineMs };
     if (key) ctx.key = requestKey(key);
-    const event = requestedEvent(requestId, tenant.id, ctx, body, tokenBudget);
+    const event = requestedEvent(requestId, tenant.id, ctx, body, tokenBudget, lane.reason);
     checkFits(event, msg.data.length, deps.maxPayload());
     try {
       await deps.publish(event, traceparent);

@@ -1,4 +1,4 @@
-import { isJsonObject, Priority, type ChatRequest, type Endpoint, type RequestKey, type SluiceConfig, type Tenant } from '@sluice/contracts';
+import { isJsonObject, Priority, type ChatRequest, type Endpoint, type SluiceConfig, type Tenant, type VirtualKey } from '@sluice/contracts';
 import { bodyFactsAsync, cacheKey } from '@sluice/facts';
 import { checkChatBody } from './chat-body.js';
 import { optionalText, text, type Json } from './checks.js';
@@ -6,6 +6,7 @@ import { checkEmbeddingsBody } from './embeddings-body.js';
 import { invalid, RequestRejected } from './rejection.js';
 import { checkResponsesBody } from './responses-body.js';
 import { applyTokenBudget, tokenBudgetFor } from './token-budget.js';
+import { resolveLane, type LaneChoice } from './lanes.js';
 
 /**
  * Request facts that arrive outside the JSON body: HTTP `x-sluice-*` headers, NATS headers.
@@ -31,7 +32,10 @@ export interface BodyChoices {
 type RequestChoices = Pick<ChatRequest, 'endpoint' | 'model' | 'user' | 'feature' | 'priority' | 'stream' | 'cache'>;
 
 export interface CheckedBody {
+  /** `priority` is what the request asked for (`standard` when nothing): `validateRequest` resolves the lane. */
   choices: RequestChoices;
+  /** The priority the request asked for, if it asked (`x-sluice-priority` or `priority`). */
+  requestedPriority?: Priority;
   /** The client's body: the very object it sent, nothing removed or rewritten. */
   body: Json;
   includeUsage: boolean;
@@ -45,6 +49,8 @@ export interface Normalised {
   includeUsage: boolean;
   /** What a token budget changed in the body, for `chat.requested`'s reason; absent when nothing. */
   tokenBudget?: string;
+  /** The request's lane (`request.priority`) and where it came from (lanes.ts). */
+  lane: LaneChoice;
 }
 
 // the contracts' own union, so a priority added there is accepted here
@@ -64,17 +70,18 @@ const PRIORITIES: ReadonlySet<string> = new Set(Priority.anyOf.map((p) => p.cons
 export function checkBody(endpoint: Endpoint, body: unknown, hints: ChatHints, limits: { maxMessages: number }): CheckedBody {
   if (!isJsonObject(body)) throw invalid('body', 'The request body must be a JSON object.');
   const read = bodyChoices(endpoint, body, limits);
+  const requestedPriority = priority(hints.priority ?? fromBody(body, 'priority'));
   const choices: RequestChoices = {
     endpoint,
     model: read.model,
-    priority: priority(hints.priority ?? fromBody(body, 'priority')),
+    priority: requestedPriority ?? 'standard',
     stream: read.stream,
     cache: cache(hints.cache),
   };
   if (read.user !== undefined) choices.user = read.user;
   const feature = hints.feature ? text(hints.feature.value, hints.feature.param) : optionalText(body, 'feature');
   if (feature !== undefined) choices.feature = feature;
-  return { choices, body, includeUsage: read.includeUsage };
+  return { choices, body, includeUsage: read.includeUsage, ...(requestedPriority !== undefined ? { requestedPriority } : {}) };
 }
 
 function bodyChoices(endpoint: Endpoint, body: Json, limits: { maxMessages: number }): BodyChoices {
@@ -123,7 +130,10 @@ export function checkModel(choices: Pick<ChatRequest, 'model' | 'user'>, tenant:
  * (`@sluice/facts`, long texts off the event loop) and, unless the cache hint is `skip`, the
  * cache key.
  *
- * @param key the virtual key the request came with, when it came with one (token budgets may name it).
+ * The lane (`request.priority`) is resolved here too (`resolveLane`): the key's, the request's,
+ * its feature's, its tenant's or `standard`.
+ *
+ * @param key the virtual key the request came with, when it came with one (token budgets may name it; its lane is forced).
  * @throws RequestRejected as `checkBody` and `checkModel` do; token_budget_exceeded.
  * @example
  * const { request, body } = await validateRequest('embeddings', { model: 'small', input: 'hi' }, {}, tenant, config);
@@ -134,10 +144,12 @@ export async function validateRequest(
   hints: ChatHints,
   tenant: Tenant,
   config: SluiceConfig,
-  key?: Pick<RequestKey, 'id'>,
+  key?: Pick<VirtualKey, 'id' | 'lane'>,
 ): Promise<Normalised> {
-  const { choices, body: sent, includeUsage } = checkBody(endpoint, raw, hints, config.ingress);
+  const { choices, body: sent, includeUsage, requestedPriority } = checkBody(endpoint, raw, hints, config.ingress);
   checkModel(choices, tenant, config);
+  const lane = resolveLane({ requested: requestedPriority, feature: choices.feature, keyLane: key?.lane, tenantLane: tenant.lane }, config);
+  choices.priority = lane.lane;
   // a token budget changes the body before anything counts it (token-budget.ts); no rule, no cost
   const rule = tokenBudgetFor(config.tokenBudgets, { tenant: tenant.id, feature: choices.feature, key: key?.id });
   const count = (b: Json) => bodyFactsAsync(endpoint, b);
@@ -153,7 +165,7 @@ export async function validateRequest(
   };
   if (facts.maxOutputTokens !== undefined) request.maxOutputTokens = facts.maxOutputTokens;
   if (choices.cache !== 'skip') request.cacheKey = cacheKey(tenant.id, endpoint, body);
-  return { request, body, includeUsage, ...(note !== undefined ? { tokenBudget: note } : {}) };
+  return { request, body, includeUsage, lane, ...(note !== undefined ? { tokenBudget: note } : {}) };
 }
 
 /**
@@ -209,8 +221,8 @@ function nestsDeeperThan(text: string, max: number): boolean {
   return false;
 }
 
-function priority(v: { value: unknown; param: string } | undefined): Priority {
-  if (v === undefined) return 'standard';
+function priority(v: { value: unknown; param: string } | undefined): Priority | undefined {
+  if (v === undefined) return undefined;
   if (typeof v.value !== 'string' || !PRIORITIES.has(v.value)) throw invalid(v.param, `${v.param} must be one of ${[...PRIORITIES].join(', ')}.`);
   return v.value as Priority;
 }
