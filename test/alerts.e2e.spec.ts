@@ -1,0 +1,200 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import OpenAI from 'openai';
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { eventually } from '@sluice/bus/testing';
+import {
+  budgetPeriod,
+  BudgetKeys,
+  NANOS_PER_USD,
+  Subjects,
+  Topology,
+  verifySignature,
+  WebhookHeaders,
+  type AnyEvent,
+  type BudgetSpend,
+  type EventType,
+  type SluiceEvent,
+} from '@sluice/contracts';
+import { defaultConfig, startE2eStack, type E2eStack } from './harness.js';
+
+// Budget alerts through the whole stack: requests spend two budgets of the dev tenant until the
+// limiter refuses; every threshold the ledger's exact spend reached is published once on
+// sluice.alerts.dev and POSTed, signed, to two real receivers, one of which answers 500 first.
+
+const SECRET = 'whsec_e2e_alerts_0123456789';
+const SECRET_ENV = 'SLUICE_E2E_ALERTS_SECRET';
+/** The flaky receiver answers each alert 500, then 503, then 200. */
+const FLAKY_STATUSES = [500, 503, 200];
+
+interface Post {
+  body: string;
+  signature: string | undefined;
+  eventId: string | undefined;
+  status: number;
+}
+
+interface Receiver {
+  url: string;
+  posts: Post[];
+  close(): Promise<void>;
+}
+
+/** A node:http receiver that answers `statusFor(n)` to the n-th POST (from 0) of each event id. */
+async function startReceiver(statusFor: (n: number) => number): Promise<Receiver> {
+  const posts: Post[] = [];
+  const server: Server = createServer((req, res) => {
+    const parts: Buffer[] = [];
+    req.on('data', (c: Buffer) => parts.push(c));
+    req.on('end', () => {
+      const eventId = req.headers[WebhookHeaders.eventId] as string | undefined;
+      const status = statusFor(posts.filter((p) => p.eventId === eventId).length);
+      posts.push({ body: Buffer.concat(parts).toString('utf8'), signature: req.headers[WebhookHeaders.signature] as string | undefined, eventId, status });
+      res.writeHead(status, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/alerts`,
+    posts,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
+
+let stack: E2eStack;
+let jsm: JetStreamManager;
+let steady: Receiver;
+let flaky: Receiver;
+const onCore: AnyEvent[] = [];
+
+// soft: 0.0001 USD a day, downgrades when spent, the default thresholds (50, 75, 90, 100 %);
+// hard: 0.0004 USD a day, refuses when spent, alerts at 50, 75 and 90 % (the limiter refuses a
+// request whose estimate no longer fits, so a refusing budget's spend may stop short of 100 %)
+const SOFT = { id: 'soft', scope: 'tenant', window: 'daily', limitUsd: 0.0001, action: 'downgrade' };
+const HARD = { id: 'hard', scope: 'tenant', window: 'daily', limitUsd: 0.0004, action: 'refuse', thresholds: [0.5, 0.75, 0.9] };
+
+beforeAll(async () => {
+  steady = await startReceiver(() => 204);
+  flaky = await startReceiver((n) => FLAKY_STATUSES[Math.min(n, FLAKY_STATUSES.length - 1)]!);
+  const config = defaultConfig();
+  config.tenants[0].budgets = [SOFT, HARD];
+  config.alerts = {
+    webhooks: [
+      { id: 'steady', url: steady.url, secretEnv: SECRET_ENV },
+      { id: 'flaky', url: flaky.url, secretEnv: SECRET_ENV, tenants: ['dev'] },
+    ],
+    retry: { initialDelayMs: 100, maxDelayMs: 1000, giveUpAfterMs: 120_000, timeoutMs: 2000 },
+  };
+  stack = await startE2eStack({ config, env: { [SECRET_ENV]: SECRET } });
+  jsm = await jetstreamManager(stack.nc);
+  stack.nc.subscribe(Subjects.alerts('dev'), { callback: (_e, m) => void onCore.push(m.json<AnyEvent>()) });
+});
+afterAll(async () => {
+  await stack?.close();
+  await steady?.close();
+  await flaky?.close();
+});
+
+/** The events of a type the stream holds (duplicates dropped by their msg ids), in order. */
+async function stored<T extends EventType>(type: T): Promise<Array<SluiceEvent<T>>> {
+  const info = await jsm.streams.info(Topology.stream.name);
+  const out: Array<SluiceEvent<T>> = [];
+  for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
+    const m = await jsm.streams.getMessage(Topology.stream.name, { seq }).catch(() => null);
+    if (m?.subject === Subjects.event(type, 'dev')) out.push(m.json<SluiceEvent<T>>());
+  }
+  return out;
+}
+
+describe('budget alerts', () => {
+  it('alerts every threshold the spend reached exactly once, on NATS and to each webhook, signed, retrying a webhook that fails', async () => {
+    const client = stack.openai();
+    let refused: InstanceType<typeof OpenAI.RateLimitError> | undefined;
+    let answered = 0;
+    for (let i = 0; i < 200 && !refused; i++) {
+      try {
+        await client.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 32, messages: [{ role: 'user', content: `spend ${i} ${Date.now()}` }] });
+        answered++;
+      } catch (e) {
+        if (e instanceof OpenAI.RateLimitError && e.code === 'insufficient_quota') refused = e;
+        else throw e;
+      }
+    }
+    expect(refused, 'the hard budget was never refused').toBeDefined();
+    expect(refused!.message).toContain('Budget hard');
+    await stack.consumersDrained(60_000);
+
+    // what the ledger counted, from sluice_budgets
+    const kv = await new Kvm(stack.nc).open(Topology.buckets.budgets.name);
+    const { windowId } = budgetPeriod('daily', Date.now());
+    const spent = async (b: string) => (await kv.get(BudgetKeys.spend(`dev.${b}`, windowId)))!.json<BudgetSpend>();
+    const soft = await spent('soft');
+    const hard = await spent('hard');
+    // the thresholds each budget's spend reached, in integers as the ledger decides them
+    const reached = (b: string, s: BudgetSpend, limitUsd: number, thresholds: number[]) =>
+      thresholds
+        .filter((t) => s.spentNanos * 1000 >= Math.round(t * 1000) * Math.round(limitUsd * NANOS_PER_USD))
+        .map((t) => BudgetKeys.alert(`dev.${b}`, windowId, t));
+    const expected = [...reached('soft', soft, SOFT.limitUsd, [0.5, 0.75, 0.9, 1]), ...reached('hard', hard, HARD.limitUsd, HARD.thresholds)].sort();
+    // the soft budget was spent (the rest were downgraded), the hard one at least to 75 %
+    expect(expected).toEqual(expect.arrayContaining([BudgetKeys.alert('dev.soft', windowId, 1), BudgetKeys.alert('dev.hard', windowId, 0.75)]));
+
+    // once each in the stream and on sluice.alerts.dev
+    const alerts = await eventually(async () => {
+      const a = await stored('budget.threshold_crossed');
+      expect(a.map((e) => e.requestId).sort()).toEqual(expected);
+      return a;
+    }, 30_000);
+    await eventually(() => onCore.length >= expected.length);
+    expect(onCore.map((e) => e.requestId).sort()).toEqual(expected);
+
+    // each webhook acknowledged each alert once; the flaky one after two failures
+    await eventually(() => steady.posts.length === expected.length && flaky.posts.filter((p) => p.status === 200).length === expected.length, 30_000);
+    const byId = new Map(alerts.map((a) => [a.id, JSON.stringify(a)]));
+    for (const p of [...steady.posts, ...flaky.posts]) {
+      expect(byId.get(p.eventId!)).toBe(p.body);
+      expect(verifySignature(SECRET, p.signature, p.body, 300)).toBe(true);
+    }
+    expect(new Set(steady.posts.map((p) => p.eventId)).size).toBe(expected.length);
+    expect(flaky.posts.map((p) => p.status).sort()).toEqual(expected.flatMap(() => FLAKY_STATUSES).sort());
+
+    // every attempt is an event: steady 1 (ok), flaky 3 (500, 503, 200) per alert
+    const attempts = await eventually(async () => {
+      const a = await stored('alert.delivery_attempted');
+      expect(a).toHaveLength(expected.length * 4);
+      return a;
+    }, 30_000);
+    for (const alert of alerts) {
+      const mine = attempts.filter((a) => a.data.alertId === alert.requestId);
+      expect(mine.filter((a) => a.data.webhook === 'steady').map((a) => [a.data.attempt, a.data.ok])).toEqual([[1, true]]);
+      expect(mine.filter((a) => a.data.webhook === 'flaky').map((a) => [a.data.attempt, a.data.ok, a.data.status])).toEqual([
+        [1, false, 500],
+        [2, false, 503],
+        [3, true, 200],
+      ]);
+    }
+    const perThreshold = Object.fromEntries(
+      alerts.map((a) => [
+        a.requestId,
+        attempts.filter((x) => x.data.alertId === a.requestId).map((x) => `${x.data.webhook}#${x.data.attempt}:${x.data.status ?? x.data.error}`),
+      ]),
+    );
+    console.log(
+      JSON.stringify({
+        answered,
+        refusedAfter: answered,
+        soft: soft.spentUsd,
+        hard: hard.spentUsd,
+        alerts: expected.length,
+        posts: { steady: steady.posts.length, flaky: flaky.posts.length },
+        perThreshold,
+      }),
+    );
+  });
+});
