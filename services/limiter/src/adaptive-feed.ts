@@ -76,8 +76,8 @@ export class AdaptiveLimits {
 
   /** The global layer's rate and ceiling now, as the admission's limits take them. */
   rate(config: SluiceConfig = this.control.config(), now = this.now()): LayerRate {
-    const { rate, ceiling } = this.global(config, now);
-    return ceiling ? { ...rate, ceiling } : rate;
+    const { rate, ceiling, note } = this.global(config, now);
+    return { ...rate, ...(ceiling ? { ceiling } : {}), ...(note ? { note } : {}) };
   }
 
   async stop(): Promise<void> {

@@ -98,6 +98,8 @@ export interface GlobalLimit {
   ceiling?: { requests: number; tokens: number };
   /** The deployments whose observations shaped it; empty when it is the configured limit. */
   learnedFrom: string[];
+  /** For a throttle's reason, when what was learned is below the configured limit. */
+  note?: string;
 }
 
 /**
@@ -137,7 +139,9 @@ export function globalLimit(state: AdaptiveState, config: SluiceConfig, now: num
   };
   const capped = left.requests < rate.requestsPerMinute || left.tokens < rate.tokensPerMinute;
   const ceiling = capped ? { requests: Math.min(left.requests, rate.requestsPerMinute), tokens: Math.min(left.tokens, rate.tokensPerMinute) } : undefined;
-  return { rate, ...(ceiling ? { ceiling } : {}), learnedFrom: deployments };
+  const below = rate.requestsPerMinute < configured.requestsPerMinute || rate.tokensPerMinute < configured.tokensPerMinute;
+  const note = below || ceiling ? noteOf(state, deployments, settings, now, ceiling) : undefined;
+  return { rate, ...(ceiling ? { ceiling } : {}), learnedFrom: deployments, ...(note ? { note } : {}) };
 }
 
 /**
@@ -149,6 +153,22 @@ function leftAt(left: Left | undefined, stated: number | undefined, now: number)
   if (!left || now >= left.resetAt) return Number.POSITIVE_INFINITY;
   const refilled = stated === undefined ? 0 : (stated * Math.max(0, now - left.at)) / 60_000;
   return stated === undefined ? left.remaining : Math.min(stated, left.remaining + refilled);
+}
+
+/** e.g. `global limit learned from primary (states 120 requests/min, backed off to 70 %); 0 requests left upstream now`. */
+function noteOf(state: AdaptiveState, deployments: string[], settings: AdaptiveSettings, now: number, ceiling?: { requests: number; tokens: number }): string {
+  const each = deployments.map((name) => {
+    const l = state[name]!;
+    const parts = [
+      ...(l.stated.requests !== undefined ? [`states ${l.stated.requests} requests/min`] : []),
+      ...(l.stated.tokens !== undefined ? [`${l.stated.tokens} tokens/min`] : []),
+    ];
+    const factor = factorAt(l, settings, now);
+    if (factor < 1) parts.push(`backed off to ${Math.round(factor * 100)} %`);
+    return parts.length ? `${name} (${parts.join(', ')})` : name;
+  });
+  const left = ceiling ? `; ${Math.floor(ceiling.requests)} requests left upstream now` : '';
+  return `global limit learned from ${each.join(', ')}${left}`;
 }
 
 const routedOf = new WeakMap<SluiceConfig, string[]>();

@@ -71,7 +71,11 @@ describe('globalLimit', () => {
     const s = given([T0, ok()]);
     expect(globalLimit(s, config(), T0 + 1)).toMatchObject({ rate: { requestsPerMinute: 120, tokensPerMinute: 40_000 }, learnedFrom: ['d1'] });
     // once both resets have passed, the upstream is full: nothing caps the bucket below its rate
-    expect(globalLimit(s, config(), T0 + 10_000)).toEqual({ rate: { requestsPerMinute: 120, tokensPerMinute: 40_000 }, learnedFrom: ['d1'] });
+    expect(globalLimit(s, config(), T0 + 10_000)).toEqual({
+      rate: { requestsPerMinute: 120, tokensPerMinute: 40_000 },
+      learnedFrom: ['d1'],
+      note: 'global limit learned from d1 (states 120 requests/min, 40000 tokens/min)',
+    });
   });
 
   it('never exceeds the configured limit', () => {
@@ -121,7 +125,10 @@ describe('globalLimit', () => {
 describe('back-off and recovery', () => {
   it('multiplies the rate by 0.7 on a 429', () => {
     const s = given([T0, ok()], [T0 + 10, throttled()]);
-    expect(globalLimit(s, config(), T0 + 10).rate.requestsPerMinute).toBe(84);
+    expect(globalLimit(s, config(), T0 + 10)).toMatchObject({
+      rate: { requestsPerMinute: 84 },
+      note: 'global limit learned from d1 (states 120 requests/min, 40000 tokens/min, backed off to 70 %); 0 requests left upstream now',
+    });
   });
 
   it('backs off once per backoffEveryMs, however many 429s the requests in flight bring', () => {

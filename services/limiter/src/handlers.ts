@@ -89,7 +89,8 @@ export function onChatRequested(deps: LimiterDeps) {
 
     if (!decision.admitted) {
       const { layer, limit, retryAfterMs } = decision;
-      const reason = throttleReason(decision);
+      const learned = decision.layer === 'global' && limits.global.note ? `; ${limits.global.note}` : '';
+      const reason = throttleReason(decision) + learned;
       const throttled = makeEvent(
         EventType.ChatThrottled,
         { ...fields, reason },

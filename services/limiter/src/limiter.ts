@@ -25,8 +25,9 @@ export type Buckets = Partial<Record<Layer, Bucket>>;
 /**
  * A layer's rate. `ceiling` holds its bucket's levels below the per-minute rate for now: the
  * global layer's while the upstreams say they have less left than a minute's worth (adaptive.ts).
+ * `note` says where a learned rate came from, for a throttle's reason.
  */
-export type LayerRate = Rate & { ceiling?: { requests: number; tokens: number } };
+export type LayerRate = Rate & { ceiling?: { requests: number; tokens: number }; note?: string };
 
 /**
  * Limits by layer; no `user` means the request has no user and skips the user layer, no `key`
