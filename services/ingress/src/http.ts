@@ -179,7 +179,13 @@ async function answerRequest(deps: IngressDeps, endpoint: Endpoint, request: Fas
   const tenant = state.tenant!;
   const config = deps.config();
   reply.header('x-sluice-cache', 'miss');
-  const { request: chat, body, includeUsage, tokenBudget, lane } = await validateRequest(endpoint, request.body, hintsFrom(request.headers), tenant, config);
+  const {
+    request: chat,
+    body,
+    includeUsage,
+    tokenBudget,
+    lane,
+  } = await validateRequest(endpoint, request.body, hintsFrom(request.headers), tenant, config, state.key);
   state.model = chat.model;
   if (chat.user !== undefined) state.user = chat.user;
   checkKeyModel(state.key, chat.model, chat.user);

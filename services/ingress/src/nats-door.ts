@@ -74,7 +74,7 @@ async function handle(nc: NatsConnection, deps: IngressDeps, msg: Msg): Promise<
     const limit = config.ingress.maxBodyBytes;
     if (msg.data.length > limit) throw new RequestRejected('body_too_large', `The request body is larger than ${limit} bytes.`, 'body');
     const endpoint = endpointOf(msg);
-    const { request, body, tokenBudget, lane } = await validateRequest(endpoint, parseJsonBody(decoder.decode(msg.data)), hintsFrom(msg), tenant, config);
+    const { request, body, tokenBudget, lane } = await validateRequest(endpoint, parseJsonBody(decoder.decode(msg.data)), hintsFrom(msg), tenant, config, key);
     known.model = request.model;
     if (request.user !== undefined) known.user = request.user;
     checkKeyModel(key, request.model, request.user);
