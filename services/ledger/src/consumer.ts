@@ -6,7 +6,7 @@ import { tracingOn, type Logger } from '@sluice/telemetry';
 import type { Db } from './db.js';
 import type { PriceOf } from './project.js';
 import type { BudgetsOf } from './spend.js';
-import type { SpendResult } from './spend-writes.js';
+import { countOpen, type SpendResult } from './spend-writes.js';
 import { applyBatch, applyReplayed, projectionWorks, readPosition, skipParked, type BatchResult, type RawEvent, type StreamReader } from './store.js';
 import { traceCommit } from './tracing.js';
 
@@ -146,15 +146,18 @@ export async function startProjector(bus: Bus, opts: ProjectorOptions): Promise<
     opts.log.error({ err: error, seq: m.seq }, 'parked an event the ledger cannot project');
     opts.onParked?.(m.seq, error);
   };
+  const open = await countOpen(opts.db);
   const deps = {
     name: DURABLE,
     priceOf: opts.priceOf,
     ...(opts.budgetsOf ? { budgetsOf: opts.budgetsOf } : {}),
+    open,
     stream,
     log: opts.log,
     park: (m: RawEvent, err: unknown) => parkRaw(m, err, 1),
   };
   const committed = (result: BatchResult) => {
+    open.count += result.spend.opened - result.spend.settled;
     if (result.spend.changed.length || result.spend.alerts) opts.onSpend?.(result.spend, result.position);
     opts.onBatch?.(result);
   };
@@ -243,6 +246,7 @@ export async function startProjector(bus: Bus, opts: ProjectorOptions): Promise<
     const m = { seq: r.seq, data: msg.data, subject: r.subject };
     try {
       const spend = await applyReplayed(opts.db, m, deps);
+      open.count += spend.opened - spend.settled;
       if (spend.changed.length || spend.alerts) opts.onSpend?.(spend, await readPosition(opts.db, DURABLE));
       msg.ack();
     } catch (err) {

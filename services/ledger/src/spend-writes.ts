@@ -1,4 +1,4 @@
-import { sql, type Transaction } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
 import type { BudgetSpend } from '@sluice/contracts';
 import type { Database } from './db.js';
 import type { CounterBudget } from './budgets.table.js';
@@ -19,21 +19,47 @@ export interface SpendResult {
   changed: SpendChange[];
   /** Alerts the batch put in the outbox. */
   alerts: number;
+  /** Reservations the batch stored and settled: after commit, what moves `OpenReservations`. */
+  opened: number;
+  settled: number;
+}
+
+const NOTHING: SpendResult = { changed: [], alerts: 0, opened: 0, settled: 0 };
+
+/**
+ * How many reservations are open (requests admitted against budgets and not ended), as this
+ * process knows it: counted at start, moved after each commit. While it is 0, a batch's endings
+ * cost no statement; without budgets in the config it stays 0, and the ledger pays nothing for them.
+ */
+export interface OpenReservations {
+  count: number;
+}
+
+/** Counts the open reservations (at start). */
+export async function countOpen(db: Kysely<Database>): Promise<OpenReservations> {
+  const row = await db
+    .selectFrom('budget_reservations')
+    .select((eb) => eb.fn.countAll<string | number>().as('n'))
+    .where('settled_seq', 'is', null)
+    .executeTakeFirst();
+  return { count: Number(row?.n ?? 0) };
 }
 
 /**
  * A batch's budget work, in its transaction: stores the new reservations, settles the ones whose
  * requests ended (each once: a settled reservation is never settled again), folds both into the
  * counters (spend.ts) and writes them back as absolutes, and puts crossed thresholds in the
- * outbox. Nothing happens without reservations or endings; endings of requests that reserved
- * nothing cost one statement. `position` stamps the spend written to KV after commit.
+ * outbox. Nothing happens without reservations or endings, and endings cost nothing while no
+ * reservation is open (`open`; undefined: not known, always look). `position` stamps the spend
+ * written to KV after commit.
  */
-export async function applySpend(trx: Trx, reserved: Reserved[], ended: Ended[], position: number): Promise<SpendResult> {
-  if (reserved.length === 0 && ended.length === 0) return { changed: [], alerts: 0 };
-  if (reserved.length) await insertReservations(trx, reserved);
-  const settled = ended.length ? await settle(trx, firstEndings(ended)) : [];
+export async function applySpend(trx: Trx, reserved: Reserved[], ended: Ended[], position: number, open?: OpenReservations): Promise<SpendResult> {
+  const mayEnd = ended.length > 0 && (reserved.length > 0 || open === undefined || open.count > 0);
+  if (reserved.length === 0 && !mayEnd) return NOTHING;
+  const opened = reserved.length ? await insertReservations(trx, reserved) : 0;
+  const settled = mayEnd ? await settle(trx, firstEndings(ended)) : [];
   const names = new Set([...reserved.flatMap((r) => r.counters.map((c) => c.counter)), ...settled.flatMap((s) => s.counters)]);
-  if (names.size === 0) return { changed: [], alerts: 0 };
+  if (names.size === 0) return { ...NOTHING, opened, settled: settled.length };
   const before = await readCounters(trx, [...names]);
   const { counters, crossings } = foldSpend(before, reserved, settled);
   await writeCounters(trx, counters);
@@ -46,10 +72,16 @@ export async function applySpend(trx: Trx, reserved: Reserved[], ended: Ended[],
       )}::jsonb) as x(alert_id text, tenant text, counter text, threshold double precision, crossed_seq bigint, event jsonb)
       on conflict (alert_id) do nothing`.execute(trx);
   }
-  return { changed: counters.map((c) => ({ budgetKey: c.budgetKey, windowId: c.windowId, spend: spendValue(c, position) })), alerts: crossings.length };
+  return {
+    changed: counters.map((c) => ({ budgetKey: c.budgetKey, windowId: c.windowId, spend: spendValue(c, position) })),
+    alerts: crossings.length,
+    opened,
+    settled: settled.length,
+  };
 }
 
-async function insertReservations(trx: Trx, reserved: Reserved[]): Promise<void> {
+/** Stores reservations; returns how many were new. */
+async function insertReservations(trx: Trx, reserved: Reserved[]): Promise<number> {
   const rows = reserved.map((r) => ({
     request_id: r.requestId,
     tenant: r.tenant,
@@ -58,11 +90,13 @@ async function insertReservations(trx: Trx, reserved: Reserved[]): Promise<void>
     admitted_seq: r.seq,
   }));
   // a request admitted twice (a redelivered limiter decision under another id) reserves once
-  await sql`
+  const { rows: inserted } = await sql<{ request_id: string }>`
     insert into budget_reservations (request_id, tenant, counters, reserved_nanos, admitted_seq)
     select request_id, tenant, counters, reserved_nanos, admitted_seq
     from jsonb_to_recordset(${pgJson(rows)}::jsonb) as x(request_id text, tenant text, counters jsonb, reserved_nanos bigint, admitted_seq bigint)
-    on conflict (request_id) do nothing`.execute(trx);
+    on conflict (request_id) do nothing
+    returning request_id`.execute(trx);
+  return inserted.length;
 }
 
 /** Marks the open reservations of ended requests settled; returns them with their endings. */
@@ -92,7 +126,7 @@ interface CounterRow {
 }
 
 /** The stored counters among `names`, by name. */
-export async function readCounters(trx: Trx | Transaction<any>, names: string[]): Promise<Map<string, Counter>> {
+export async function readCounters(trx: Trx, names: string[]): Promise<Map<string, Counter>> {
   const { rows } = await sql<CounterRow>`
     select counter, budget_key, window_id, tenant, budget, spent_usd::text as spent_usd, spent_nanos, settled_nanos, requests, alerted, updated_seq
     from budget_counters where counter in (select jsonb_array_elements_text(${pgJson(names)}::jsonb))`.execute(trx);

@@ -167,6 +167,23 @@ describe('ledger budget spend and alerts', () => {
     await stop();
   });
 
+  it('settles a reservation left open across a restart', async () => {
+    const [admit, done] = request('r8', 10, 10);
+    await start();
+    const before = await counterRow();
+    await publishAll([admit!]);
+    await caughtUp();
+    await stop();
+    await start();
+    await publishAll([done!]);
+    await caughtUp();
+    const after = await counterRow();
+    expect(after.requests - before.requests).toBe(1);
+    expect(BigInt(after.spent_nanos) - BigInt(before.spent_nanos)).toBe(nanosCeil(costUsd(10, 10, PRICE)));
+    expect(await db.selectFrom('budget_reservations').select('request_id').where('settled_seq', 'is', null).execute()).toEqual([]);
+    await stop();
+  });
+
   it('rebuilt by replay, gives the same numbers and sends no alert again', async () => {
     const before = await counterRow();
     const kvBefore = await spendInKv();

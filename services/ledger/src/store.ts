@@ -5,7 +5,7 @@ import type { Db } from './db.js';
 import { mergeUpserts, project, type PriceOf, type Projection } from './project.js';
 import { insertTimeline, lockPosition, savePosition, upsertRequests } from './writes.js';
 import { budgetChange, type BudgetsOf, type Ended, type Reserved } from './spend.js';
-import { applySpend, type SpendResult } from './spend-writes.js';
+import { applySpend, type OpenReservations, type SpendResult } from './spend-writes.js';
 
 /** A message of the event stream: its sequence and its bytes. */
 export interface RawEvent {
@@ -29,6 +29,8 @@ export interface BatchDeps {
   priceOf: PriceOf;
   /** The budgets a request counts against (for their limits and alert thresholds); absent: spend is counted without alerts. */
   budgetsOf?: BudgetsOf;
+  /** Open reservations as this process knows them (moved by the caller after commit); absent: endings always look. */
+  open?: OpenReservations;
   stream: StreamReader;
   log: Logger;
   /**
@@ -110,7 +112,7 @@ export async function applyBatch(db: Db, messages: RawEvent[], deps: BatchDeps):
       );
     await upsertRequests(trx, mergeUpserts(projections.flatMap((p) => (p.request ? [p.request] : []))));
     const position = ordered.length ? ordered[ordered.length - 1]!.seq : from;
-    const spend = await applySpend(trx, reserved, ended, position);
+    const spend = await applySpend(trx, reserved, ended, position, deps.open);
     if (position !== from) await savePosition(trx, deps.name, position);
     return { position, applied: projections.length, skipped: messages.length - fresh.length, malformed, filled, spend };
   });
