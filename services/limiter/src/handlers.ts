@@ -104,13 +104,19 @@ export function onChatRequested(deps: LimiterDeps) {
     let downgrade: RequestContext['downgrade'];
     if (budgets && deps.budgets) {
       const { estimateNanos } = budgets.verdict;
-      const reserved = await deps.budgets.reserve(budgets.refs, estimateNanos);
-      if (!reserved.reserved) {
-        // the request never counted: its rate-limit debit goes back (not awaited: a change waits
-        // for the next admission's write, and the client's 429 need not)
+      // the request never counted when no reservation is made: its rate-limit debit goes back (not
+      // awaited: a change waits for the next admission's write, and the client's answer need not)
+      const refund = () =>
         deps.store
           .adjust(keys, limits, layersOf(limits), { requests: 1, tokens: estimatedTokens })
-          .catch((err: unknown) => deps.log.warn({ err, requestId: event.requestId }, 'could not refund the rate limits of a request a budget refused'));
+          .catch((err: unknown) => deps.log.warn({ err, requestId: event.requestId }, 'could not refund the rate limits of an unreserved request'));
+      const reserved = await deps.budgets.reserve(budgets.refs, estimateNanos).catch((err: unknown) => {
+        // KV failed: the redelivery decides again, debiting again unless this is given back
+        void refund();
+        throw err;
+      });
+      if (!reserved.reserved) {
+        void refund();
         const spent = spentAtReserve(reserved.spent, reserved.state, estimateNanos, fields.at);
         return refused(budgetRejection({ ...fields, reason: spent.message }, ctx, spent));
       }
