@@ -112,6 +112,8 @@ async function stored<T extends EventType>(type: T): Promise<Array<SluiceEvent<T
   return out;
 }
 
+let sentBeforeRestart: { stored: number; core: number; steady: number; flaky: number } | undefined;
+
 describe('budget alerts', () => {
   it('alerts every threshold the spend reached exactly once, on NATS and to each webhook, signed, retrying a webhook that fails', async () => {
     const client = stack.openai();
@@ -185,6 +187,7 @@ describe('budget alerts', () => {
         attempts.filter((x) => x.data.alertId === a.requestId).map((x) => `${x.data.webhook}#${x.data.attempt}:${x.data.status ?? x.data.error}`),
       ]),
     );
+    sentBeforeRestart = { stored: alerts.length, core: onCore.length, steady: steady.posts.length, flaky: flaky.posts.length };
     console.log(
       JSON.stringify({
         answered,
@@ -196,5 +199,28 @@ describe('budget alerts', () => {
         perThreshold,
       }),
     );
+  });
+
+  it('sends no alert again after the ledger is killed and restarted', async () => {
+    expect(sentBeforeRestart, 'the first test ran').toBeDefined();
+    const ledger = stack.services.get('ledger')!;
+    const restarts = ledger.restarts;
+    ledger.kill('SIGKILL');
+    await eventually(() => ledger.restarts === restarts + 1, 30_000);
+    await ledger.whenReady(60_000);
+    // one more request through the restarted ledger (refused: the hard budget is spent)
+    const err = await stack
+      .openai()
+      .chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 32, messages: [{ role: 'user', content: 'after the restart' }] })
+      .catch((e: unknown) => e);
+    expect((err as InstanceType<typeof OpenAI.RateLimitError>).code).toBe('insufficient_quota');
+    await stack.consumersDrained(60_000);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect((await stored('budget.threshold_crossed')).length).toBe(sentBeforeRestart!.stored);
+    expect({ core: onCore.length, steady: steady.posts.length, flaky: flaky.posts.length }).toEqual({
+      core: sentBeforeRestart!.core,
+      steady: sentBeforeRestart!.steady,
+      flaky: sentBeforeRestart!.flaky,
+    });
   });
 });
