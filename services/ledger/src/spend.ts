@@ -151,7 +151,8 @@ export function emptyCounter(id: CounterId, seq: number): Counter {
 
 /**
  * Folds a batch into its counters: each reservation names its counters' budgets (the latest
- * admission's, so a limit changed in config applies from the next request), and each settled
+ * admission's, so a limit changed in config applies from the next request, and a budget removed
+ * from config stops alerting), and each settled
  * request adds its cost (exact, and in nano-USD rounded up) and its reservation, in sequence
  * order. After each, every threshold the window's spend has reached and not yet alerted is a
  * crossing, stamped with the settling event's sequence and time, so a replay decides the same
@@ -175,7 +176,8 @@ export function foldSpend(before: ReadonlyMap<string, Counter>, reserved: Reserv
     if ('r' in step) {
       for (const id of step.r.counters) {
         const c = get(id, step.seq);
-        if (id.budget) c.budget = id.budget;
+        // the latest admission's config: a budget removed since stops alerting
+        c.budget = id.budget ?? null;
         c.updatedSeq = step.seq;
       }
       continue;

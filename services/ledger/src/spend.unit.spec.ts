@@ -173,6 +173,14 @@ describe('budget spend', () => {
     expect(counters[0]!.spentNanos).toBe(5_000_000_000n);
   });
 
+  it('stops alerting a window once an admission no longer finds its budget in the config', () => {
+    const counters = foldSpend(startingCounters(), [], [settledAt(2, '0.1')]).counters;
+    const removed: Reserved = { requestId: 'r9', tenant: 't1', seq: 3, reservedNanos: 1, counters: [counterId(DAY), counterId(MONTH)] };
+    const { crossings, counters: after } = foldSpend(new Map(counters.map((c) => [c.counter, c])), [removed], [settledAt(4, '2')]);
+    expect(crossings).toEqual([]);
+    expect(after.find((c) => c.counter === DAY)!.spentNanos).toBe(2_100_000_000n);
+  });
+
   it('applies the latest admission’s limit to the window: a lowered limit alerts what is now reached', () => {
     const counters = foldSpend(startingCounters(), [], [settledAt(2, '0.6')]).counters;
     const lowered: Reserved = {
