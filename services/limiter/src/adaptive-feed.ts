@@ -45,7 +45,10 @@ export class AdaptiveLimits {
           this.log.warn({ err, seq: m.seq }, 'unreadable upstream.limits_observed; skipped');
         }
       }
-    })();
+    })().catch((err: unknown) =>
+      // what was learned stays until it is forgotten (forgetAfterMs); the replica's restart reads it back
+      this.log.error({ err }, 'stopped reading upstream.limits_observed; the global limit learns nothing new'),
+    );
   }
 
   /** Folds one observation (what the consumer does with each; tests call it directly). */
