@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { invokerConsumer, Topology, type Priority } from '@sluice/contracts';
 import { eventually } from '@sluice/bus/testing';
-import { defaultConfig, startE2eStack, type E2eStack } from './harness.js';
+import { SluiceClient } from '@sluice/client';
+import { DEV_KEY, defaultConfig, startE2eStack, type E2eStack } from './harness.js';
 
 // Priority lanes (issue 11, item 3; docs/lanes.md). The invoker has 4 upstream slots and the
 // simulator takes 400 ms a call. 40 low and batch requests saturate it; a realtime request sent
@@ -72,8 +73,20 @@ describe('priority lanes under a saturated upstream', () => {
       if (batch < 5 || low < 5) throw new Error(`waiting in the stream: batch ${batch}, low ${low}`);
     }, 20_000);
 
+    // what an operator sees meanwhile: the waiting requests and a wait estimated from the calls' time
+    const depth = await stack.ledger<{ serviceMs: number | null; data: Array<{ lane: string; pending: number; estimatedWaitMs: number | null }> }>('/v1/lanes');
     const realtime = await ask('realtime', 0);
     const rest = await Promise.all(background);
+    const seen = (lane: string) => depth.data.find((l) => l.lane === lane)!;
+    console.log(
+      `lanes: GET /v1/lanes under saturation: ${JSON.stringify(depth.data.map((l) => [l.lane, l.pending, l.estimatedWaitMs]))}, serviceMs ${depth.serviceMs}`,
+    );
+    expect(seen('batch').pending + seen('low').pending).toBeGreaterThan(0);
+    // the warm-up request's call was timed (about 400 ms) once the ledger had it
+    if (depth.serviceMs !== null) {
+      expect(depth.serviceMs).toBeGreaterThan(LATENCY_MS / 2);
+      expect(seen('low').estimatedWaitMs!).toBeGreaterThan(0);
+    }
 
     const low = rest.filter((r) => r.lane === 'low');
     const batch = rest.filter((r) => r.lane === 'batch');
@@ -100,6 +113,41 @@ describe('priority lanes under a saturated upstream', () => {
     // the low lane waited longer than the realtime request: its waits are real queueing
     expect(lowWaits.at(-1)!).toBeGreaterThan(realtime.queueMs!);
   }, 60_000);
+
+  it('sends the lane wait with a streamed answer (header with the first chunk) and on the NATS door', async () => {
+    const stream = await stack
+      .openai()
+      .chat.completions.create(
+        { model: 'gpt-4o-mini', messages: [{ role: 'user', content: `lanes stream ${Math.random()}` }], stream: true, max_tokens: 8 },
+        { headers: { 'x-sluice-priority': 'realtime' } },
+      )
+      .withResponse();
+    const chunks = [];
+    for await (const c of stream.data) chunks.push(c);
+    expect(chunks.length).toBeGreaterThan(0);
+    expect(Number(stream.response.headers.get('x-sluice-queue-ms'))).toBeGreaterThanOrEqual(0);
+    expect(stream.response.headers.get('x-sluice-queue-ms')).toMatch(/^\d+$/);
+
+    const nats = new SluiceClient(stack.nc, { tenant: 'dev', key: DEV_KEY, timeoutMs: 30_000 });
+    const result = await nats.chat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `lanes nats ${Math.random()}` }], priority: 'low' });
+    expect(result.queueMs).toBeGreaterThanOrEqual(0);
+    // a cache hit made no upstream call: no lane wait
+    const again = await nats.chat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'lanes cached' }] });
+    const hit = await nats.chat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'lanes cached' }] });
+    expect(again.queueMs).toBeGreaterThanOrEqual(0);
+    expect(hit.cached).toBe(true);
+    expect(hit.queueMs).toBeUndefined();
+  });
+
+  it('refuses a priority that is no lane, naming the header', async () => {
+    const res = await fetch(`${stack.ingressUrl}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${DEV_KEY}`, 'content-type': 'application/json', 'x-sluice-priority': 'urgent' },
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ error: { code: 'invalid_request', param: 'x-sluice-priority' } });
+  });
 
   it('shows each lane on its own consumer and leaves nothing unacked', async () => {
     await stack.consumersDrained();
