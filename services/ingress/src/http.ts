@@ -23,7 +23,7 @@ import { continueTrace, newRequestId } from './ids.js';
 import { toModel, toModelList } from './openai-wire.js';
 import { RequestRejected } from './rejection.js';
 import { checkFits } from './fits.js';
-import { checkKeyModel, requestKey } from './keys.js';
+import { requestKey } from './keys.js';
 import { authenticate, bearerKey, modelsFor } from './tenants.js';
 import { validateRequest, type ChatHints } from './validate.js';
 
@@ -188,7 +188,6 @@ async function answerRequest(deps: IngressDeps, endpoint: Endpoint, request: Fas
   } = await validateRequest(endpoint, request.body, hintsFrom(request.headers), tenant, config, state.key);
   state.model = chat.model;
   if (chat.user !== undefined) state.user = chat.user;
-  checkKeyModel(state.key, chat.model, chat.user);
 
   const deadline = state.receivedAt + config.ingress.defaultDeadlineMs;
   // listen before publishing: the answer can come back before the publish ack does

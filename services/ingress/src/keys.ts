@@ -67,7 +67,7 @@ export function requestKey(key: VirtualKey): RequestKey {
  *
  * @throws RequestRejected model_not_allowed
  */
-export function checkKeyModel(key: VirtualKey | undefined, model: string, user?: string): void {
+export function checkKeyModel(key: Pick<VirtualKey, 'id' | 'models'> | undefined, model: string, user?: string): void {
   if (!key?.models || model === 'auto' || key.models.includes(model)) return;
   throw new RequestRejected('model_not_allowed', `The API key ${key.id} may not use the model ${JSON.stringify(model)}.`, 'model', {
     model,

@@ -7,7 +7,7 @@ import { rejectedEvent, requestedEvent } from './events.js';
 import { continueTrace, newRequestId } from './ids.js';
 import { invalid, RequestRejected } from './rejection.js';
 import { checkFits } from './fits.js';
-import { checkKeyModel, requestKey } from './keys.js';
+import { requestKey } from './keys.js';
 import { authenticate } from './tenants.js';
 import { parseJsonBody, validateRequest, type ChatHints } from './validate.js';
 
@@ -77,7 +77,6 @@ async function handle(nc: NatsConnection, deps: IngressDeps, msg: Msg): Promise<
     const { request, body, tokenBudget, lane } = await validateRequest(endpoint, parseJsonBody(decoder.decode(msg.data)), hintsFrom(msg), tenant, config, key);
     known.model = request.model;
     if (request.user !== undefined) known.user = request.user;
-    checkKeyModel(key, request.model, request.user);
     const ctx: RequestContext = { request, replyTo, frontDoor: 'nats', receivedAt, deadline: receivedAt + config.ingress.defaultDeadlineMs };
     if (key) ctx.key = requestKey(key);
     const event = requestedEvent(requestId, tenant.id, ctx, body, tokenBudget, lane.reason);

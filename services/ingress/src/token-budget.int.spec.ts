@@ -14,12 +14,29 @@ let nc: NatsConnection;
 
 const KEY = 'sk-sluice-int-token-budget-key-0123456789';
 const record: VirtualKey = { id: 'key_tokenBudget000000001', tenant: 'acme', name: 'capped', sha256: hashKey(KEY), createdAt: Date.now() };
+/** A key that may name only `large`, under a rule that sends its requests to `small`. */
+const LARGE_ONLY = 'sk-sluice-int-token-budget-large-only-0123';
+const largeOnly: VirtualKey = {
+  id: 'key_tokenBudget000000002',
+  tenant: 'acme',
+  name: 'large only',
+  sha256: hashKey(LARGE_ONLY),
+  models: ['large'],
+  createdAt: Date.now(),
+};
 
 beforeAll(async () => {
   h = await startHarness();
   nc = await connect({ servers: h.nats.url });
-  await h.applyConfig((c) => ({ ...c, tokenBudgets: [{ id: 'capped-key', key: record.id, maxOutputTokens: 64, model: 'small' }] }));
+  await h.applyConfig((c) => ({
+    ...c,
+    tokenBudgets: [
+      { id: 'capped-key', key: record.id, maxOutputTokens: 64, model: 'small' },
+      { id: 'to-small', key: largeOnly.id, model: 'small' },
+    ],
+  }));
   await h.buckets.keys.put(record.id, encodeJson(record));
+  await h.buckets.keys.put(largeOnly.id, encodeJson(largeOnly));
 });
 afterAll(async () => {
   await nc?.close();
@@ -52,5 +69,14 @@ describe('a token budget naming a virtual key', () => {
     expect(event.data.ctx.key).toBeUndefined();
     expect(event.data.body).toEqual(ask);
     expect(event.reason).not.toContain('token budget');
+  });
+
+  it("checks a key's models against the model the client named, not the one the rule set", async () => {
+    const client = new OpenAI({ baseURL: h.baseURL, apiKey: LARGE_ONLY, maxRetries: 0 });
+    const answer = await eventually(() => client.chat.completions.create(ask), 5000);
+    expect(requestedFor(answer.id).data.body).toMatchObject({ model: 'small' });
+    const refused = await client.chat.completions.create({ ...ask, model: 'small' }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(OpenAI.APIError);
+    expect((refused as InstanceType<typeof OpenAI.APIError>).code).toBe('model_not_allowed');
   });
 });

@@ -6,6 +6,7 @@ import { checkEmbeddingsBody } from './embeddings-body.js';
 import { invalid, RequestRejected } from './rejection.js';
 import { checkResponsesBody } from './responses-body.js';
 import { applyTokenBudget, tokenBudgetFor } from './token-budget.js';
+import { checkKeyModel } from './keys.js';
 import { resolveLane, type LaneChoice } from './lanes.js';
 
 /**
@@ -123,7 +124,8 @@ export function checkModel(choices: Pick<ChatRequest, 'model' | 'user'>, tenant:
 }
 
 /**
- * Everything both front doors check after authentication (`checkBody`, `checkModel`), then the
+ * Everything both front doors check after authentication (`checkBody`, `checkModel`, and
+ * `checkKeyModel` for a virtual key's models), then the
  * request's token budget (the first of `config.tokenBudgets` matching its tenant, feature and
  * `key`: output cap, model, input trimmed or refused), then the facts later stages need, counted
  * once here on the body as it will be sent: prompt tokens, output cap, choices, complexity
@@ -133,8 +135,8 @@ export function checkModel(choices: Pick<ChatRequest, 'model' | 'user'>, tenant:
  * The lane (`request.priority`) is resolved here too (`resolveLane`): the key's, the request's,
  * its feature's, its tenant's or `standard`.
  *
- * @param key the virtual key the request came with, when it came with one (token budgets may name it; its lane is forced).
- * @throws RequestRejected as `checkBody` and `checkModel` do; token_budget_exceeded.
+ * @param key the virtual key the request came with, when it came with one (its models narrow the tenant's; token budgets may name it; its lane is forced).
+ * @throws RequestRejected as `checkBody`, `checkModel` and `checkKeyModel` do; token_budget_exceeded.
  * @example
  * const { request, body } = await validateRequest('embeddings', { model: 'small', input: 'hi' }, {}, tenant, config);
  */
@@ -144,10 +146,12 @@ export async function validateRequest(
   hints: ChatHints,
   tenant: Tenant,
   config: SluiceConfig,
-  key?: Pick<VirtualKey, 'id' | 'lane'>,
+  key?: Pick<VirtualKey, 'id' | 'lane' | 'models'>,
 ): Promise<Normalised> {
   const { choices, body: sent, includeUsage, requestedPriority } = checkBody(endpoint, raw, hints, config.ingress);
   checkModel(choices, tenant, config);
+  // the model the client named, before a token budget may set another: the rule is the operator's
+  checkKeyModel(key, choices.model, choices.user);
   const lane = resolveLane({ requested: requestedPriority, feature: choices.feature, keyLane: key?.lane, tenantLane: tenant.lane }, config);
   choices.priority = lane.lane;
   // a token budget changes the body before anything counts it (token-budget.ts); no rule, no cost
