@@ -56,7 +56,7 @@ describe('GET /v1/lanes', () => {
   it('given requests waiting in the batch lane and recent calls of 400 ms, then its depth and pending × 400 / its slots', async () => {
     // the durable as an invoker creates it, and nothing pulled: every request waits in the stream
     const batch = await pullEvents(env.bus, { consumer: invokerConsumer('batch'), maxAckPending: 100, log: env.log, handler: async () => NOTHING });
-    for (let i = 0; i < 6; i++) await publishEvent(env.bus.js, routed(`r${i}`, 'acme', { ctx: requested(`r${i}`).data.ctx, lane: 'batch' }));
+    for (let i = 0; i < 6; i++) await publishEvent(env.bus.js, routed(`r${i}`, 'acme', { ctx: requested(`r${i}`, 'acme').data.ctx, lane: 'batch' }));
     // and one taken, not acked: it counts as ackPending
     let held: { putBack(): void } | undefined;
     await batch.pull(1, (m) => (held = m));
