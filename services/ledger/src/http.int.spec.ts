@@ -11,8 +11,10 @@ import { createDb, type Db } from './db.js';
 import { buildApp, MAX_ID_LENGTH } from './http.js';
 import { migrate } from './migrate.js';
 import { expectErrorShape } from '@sluice/contracts/testing';
+import { asAdmin, readersConfig } from './auth-fixtures.js';
 
 const SHORT_TIMEOUT_MS = 600;
+const config = readersConfig();
 
 let dataDir: string;
 let db: Db;
@@ -24,7 +26,7 @@ beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'sluice-ledger-http-'));
   db = createDb({ dataDir });
   await migrate(db);
-  app = buildApp({ db, positionName: 'ledger', http: { requestTimeoutMs: SHORT_TIMEOUT_MS, headersTimeoutMs: SHORT_TIMEOUT_MS } });
+  app = buildApp({ db, positionName: 'ledger', config: () => config, http: { requestTimeoutMs: SHORT_TIMEOUT_MS, headersTimeoutMs: SHORT_TIMEOUT_MS } });
   await app.listen({ host: '127.0.0.1', port: 0 });
   port = (app.server.address() as AddressInfo).port;
   base = `http://127.0.0.1:${port}`;
@@ -90,7 +92,7 @@ describe('ledger HTTP: framework-level errors are in the catalogue shape', () =>
   });
 
   it('answers an unknown id at the length limit 404 not_found from the route', async () => {
-    const res = await fetch(`${base}/v1/requests/${'r'.repeat(MAX_ID_LENGTH)}`);
+    const res = await fetch(`${base}/v1/requests/${'r'.repeat(MAX_ID_LENGTH)}`, { headers: asAdmin });
     expect(res.status).toBe(404);
     expect(expectErrorShape(await res.json(), 'not_found').message).toContain('has no request');
   });
@@ -121,7 +123,7 @@ describe('ledger HTTP: framework-level errors are in the catalogue shape', () =>
   });
 
   it('answers headers over 16 KiB 431 headers_too_large', async () => {
-    const res = await fetch(`${base}/v1/costs`, { headers: { 'x-padding': 'p'.repeat(20_000) } });
+    const res = await fetch(`${base}/v1/costs`, { headers: { ...asAdmin, 'x-padding': 'p'.repeat(20_000) } });
     expect(res.status).toBe(431);
     expectErrorShape(await res.json(), 'headers_too_large');
   });
@@ -144,7 +146,7 @@ describe('ledger HTTP: timeouts and limits', () => {
   });
 
   it('closes connections past maxConnections at once, and serves again once under it', async () => {
-    const small = buildApp({ db, positionName: 'ledger', http: { maxConnections: 1 } });
+    const small = buildApp({ db, positionName: 'ledger', config: () => config, http: { maxConnections: 1 } });
     await small.listen({ host: '127.0.0.1', port: 0 });
     try {
       const smallPort = (small.server.address() as AddressInfo).port;

@@ -6,18 +6,35 @@ import {
   frameworkRefusal,
   HTTP_SERVER_OPTIONS,
   openAiErrorBody,
+  SluiceError,
   type ErrorCode,
   type HttpLimits,
+  type SluiceConfig,
 } from '@sluice/contracts';
+import { ADMIN_MAX_BODY_BYTES, adminRoutes, type AdminDeps } from './admin.js';
+import { maySeeRequest, principalOf, readerIndex, requireAdmin, tenantScope, type Principal } from './auth.js';
+import type { EventReader } from './content.js';
 import type { Db } from './db.js';
 import { BadParam, parseCostsQuery, parseSloQuery } from './params.js';
 import { costs } from './costs.js';
 import { slo } from './slo.js';
 import { requestReport } from './timeline.js';
 import { readPosition } from './store.js';
+import { lanesRoute, type LaneDepth } from './lanes.js';
 
 export interface AppDeps {
   db: Db;
+  /**
+   * The live config: who may read (`admin.keySha256`, `tenants[].readKeySha256`) and which
+   * tenants' timelines show their text (`tenants[].ledger.storeContent`).
+   */
+  config: () => SluiceConfig;
+  /** Reads an event back from the stream, for the text on opted-in tenants' timelines; absent: never shown. */
+  readEvent?: EventReader;
+  /** The admin API's keys bucket and event publisher; absent: `/admin/v1/...` answers 404. */
+  admin?: AdminDeps;
+  /** Each lane's invoker consumer depth, for `GET /v1/lanes` (lanes.ts, admin keys); absent: not served. */
+  laneDepth?: LaneDepth;
   /** Name of the position row the projector writes. */
   positionName: string;
   /** The event stream's last sequence, so callers can tell how far behind the ledger is. */
@@ -48,17 +65,32 @@ const HANDLER_TIMEOUT_MS = 30_000;
 /** Request ids are 24 characters (`req_` + 20); a longer path segment is answered 404 unread. */
 export const MAX_ID_LENGTH = 128;
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** A tenant's read key may call the route (scoped to its tenant by the route); otherwise admin keys only. */
+    tenantReadable?: boolean;
+  }
+  interface FastifyRequest {
+    /** Who the request's key is (auth.ts); set on every route but /healthz. */
+    principal: Principal;
+  }
+}
+
 /** The catalogue's OpenAI-shaped error body, with the offending parameter when there is one. */
 function errorBody(code: ErrorCode, message: string, param?: string) {
   return openAiErrorBody(code, message, undefined, param ?? null);
 }
 
 /**
- * The ledger's read API. The caller listens; tests use `app.inject()`.
+ * The ledger's read API, and the admin API when `deps.admin` is given. The caller listens;
+ * tests use `app.inject()`. Every route but `/healthz` takes `Authorization: Bearer <key>`: an
+ * admin key reads everything and may use `/admin/v1`; a tenant's read key reads the routes
+ * marked `tenantReadable`, limited to its own tenant (auth.ts). A route added without that mark
+ * is for admin keys only.
  *
  * @example
- * const app = buildApp({ db, positionName: 'ledger' });
- * const res = await app.inject({ url: '/v1/costs?groupBy=tenant,model' });
+ * const app = buildApp({ db, positionName: 'ledger', config: () => config });
+ * const res = await app.inject({ url: '/v1/costs?groupBy=tenant,model', headers: { authorization: `Bearer ${adminKey}` } });
  */
 export function buildApp(deps: AppDeps): FastifyInstance {
   const now = deps.now ?? Date.now;
@@ -87,6 +119,12 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
     if (err instanceof BadParam) return reply.status(400).send(errorBody('invalid_request', err.message, err.param));
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE')
+      return reply.status(413).send(errorBody('body_too_large', `The request body is larger than ${ADMIN_MAX_BODY_BYTES / 1024} KiB.`));
+    if (err instanceof SluiceError) {
+      if (err.status === 401) void reply.header('www-authenticate', 'Bearer');
+      return reply.status(err.status).send(errorBody(err.code, err.message));
+    }
     if (err.code === 'FST_ERR_HANDLER_TIMEOUT') {
       request.log.warn({ url: request.url }, 'ledger query timed out');
       return reply
@@ -102,24 +140,49 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   });
   app.setNotFoundHandler((request, reply) => reply.status(404).send(errorBody('not_found', `No route ${request.method} ${request.url.split('?')[0]}.`)));
 
+  app.decorateRequest('principal', null as never);
+  // before the body is read: an unauthenticated caller gets 401 without sending it
+  app.addHook('onRequest', async (request) => {
+    if (request.is404 || request.routeOptions.url === '/healthz') return;
+    request.principal = principalOf(readerIndex(deps.config()), request.headers.authorization);
+    if (!request.routeOptions.config.tenantReadable) requireAdmin(request.principal);
+  });
+  const tenantReadable = { config: { tenantReadable: true } };
+
   app.get('/healthz', async () => ({ ok: true }));
 
-  app.get('/v1/costs', async (request) => costs(deps.db, parseCostsQuery(request.query as Record<string, unknown>, now())));
+  app.get('/v1/costs', tenantReadable, async (request) => {
+    const q = parseCostsQuery(request.query as Record<string, unknown>, now());
+    const tenant = tenantScope(request.principal, q.tenant);
+    return costs(deps.db, { ...q, ...(tenant !== undefined ? { tenant } : {}) });
+  });
 
-  app.get('/v1/slo', async (request) => slo(deps.db, parseSloQuery(request.query as Record<string, unknown>, now())));
+  app.get('/v1/slo', tenantReadable, async (request) => {
+    const q = parseSloQuery(request.query as Record<string, unknown>, now());
+    const tenant = tenantScope(request.principal, q.tenant);
+    return slo(deps.db, { ...q, ...(tenant !== undefined ? { tenant } : {}) });
+  });
 
-  app.get<{ Params: { id: string } }>('/v1/requests/:id', async (request, reply) => {
-    const report = await requestReport(deps.db, request.params.id);
-    if (!report) return reply.status(404).send(errorBody('not_found', `The ledger has no request ${request.params.id} (unknown, or not projected yet).`));
+  const storeContent = (tenant: string) => deps.config().tenants.find((t) => t.id === tenant)?.ledger?.storeContent === true;
+  app.get<{ Params: { id: string } }>('/v1/requests/:id', tenantReadable, async (request, reply) => {
+    const report = await requestReport(deps.db, request.params.id, { storeContent, ...(deps.readEvent ? { read: deps.readEvent } : {}) });
+    // another tenant's request is answered as an unknown one: a read key learns nothing of other tenants' ids
+    if (!report || !maySeeRequest(request.principal, report.tenant)) {
+      return reply.status(404).send(errorBody('not_found', `The ledger has no request ${request.params.id} (unknown, or not projected yet).`));
+    }
     return report;
   });
 
-  app.get('/v1/ledger/position', async () => {
+  // the projection's progress, no tenant's data: what a reader polls to know its numbers are current
+  app.get('/v1/ledger/position', tenantReadable, async () => {
     const seq = await readPosition(deps.db, deps.positionName);
     if (!deps.streamLastSeq) return { seq };
     const streamLastSeq = await deps.streamLastSeq();
     return { seq, streamLastSeq, lag: Math.max(0, streamLastSeq - seq) };
   });
+
+  if (deps.laneDepth) lanesRoute(app, { db: deps.db, config: deps.config, depth: deps.laneDepth });
+  if (deps.admin) void app.register(adminRoutes({ ...deps.admin, config: deps.config, now }), { prefix: '/admin/v1' });
 
   return app;
 }

@@ -16,6 +16,7 @@ import { migrate } from './migrate.js';
 import { buildApp } from './http.js';
 import { LEDGER_POSITION, natsStreamReader, resetLedgerConsumer, startProjector, streamLastSeq, type Projector } from './consumer.js';
 import { applyBatch, truncateProjections, type BatchResult } from './store.js';
+import { asAdmin, readersConfig } from './auth-fixtures.js';
 import { T0, cachedRequest, circuitOpened, completedRequest, failedRequest, priceOf, rejectedAtIngress, shedRequest, throttledRequest } from './fixtures.js';
 
 export interface TestDb {
@@ -47,7 +48,7 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
     const batches: BatchResult[] = [];
 
     const get = async (url: string) => {
-      const res = await app.inject({ url });
+      const res = await app.inject({ url, headers: asAdmin });
       return { status: res.statusCode, body: res.json<any>() };
     };
     const publishAll = async (events: AnyEvent[]) => {
@@ -100,7 +101,8 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
       db = testDb.db;
       await migrate(db);
       await migrate(db); // a second start finds nothing to do
-      app = buildApp({ db, positionName: LEDGER_POSITION, streamLastSeq: () => streamLastSeq(bus.jsm), now: () => T0 + 3_600_000 });
+      const config = readersConfig();
+      app = buildApp({ db, positionName: LEDGER_POSITION, streamLastSeq: () => streamLastSeq(bus.jsm), now: () => T0 + 3_600_000, config: () => config });
 
       await publishAll([
         ...completedRequest({ id: 'r1', tenant: 'acme', at: T0 }, 'gpt-4o-mini', 1000, 500, 100),

@@ -1,9 +1,10 @@
-import { consumeEvents, runService } from '@sluice/bus';
+import { consumeEvents, publishEvent, runService } from '@sluice/bus';
 import { budgetsFor, Consumers } from '@sluice/contracts';
 import { createDb } from './db.js';
 import { migrate } from './migrate.js';
 import { buildApp } from './http.js';
-import { LEDGER_POSITION, startProjector, streamLastSeq } from './consumer.js';
+import { consumerDepth } from './lanes.js';
+import { LEDGER_POSITION, natsStreamReader, startProjector, streamLastSeq } from './consumer.js';
 import { readPosition } from './store.js';
 import { startSpendKv } from './spend-kv.js';
 import { startAlertOutbox } from './alert-outbox.js';
@@ -13,14 +14,32 @@ import { alertDeliveryHandler } from './deliver.js';
 const LINGER_MS = 250;
 
 // ledger: every event (sluice.evt.>) -> Postgres/PGlite projections, budget spend -> sluice_budgets,
-// budget.threshold_crossed (+ sluice.alerts.<tenant>); HTTP read API.
+// budget.threshold_crossed (+ sluice.alerts.<tenant>); HTTP read API and admin API (virtual keys in
+// sluice_keys -> key.created | key.rotated | key.revoked).
 // ledger-alerts: budget.threshold_crossed -> signed webhook POSTs -> alert.delivery_attempted.
 await runService('ledger', async ({ env, log, bus, buckets, control }) => {
   const db = createDb({ databaseUrl: env.DATABASE_URL, dataDir: env.SLUICE_DATA_DIR ?? '.sluice', log });
   await migrate(db);
   log.info({ database: env.DATABASE_URL ? 'postgres' : 'pglite' }, 'ledger database ready');
 
-  const app = buildApp({ db, positionName: LEDGER_POSITION, streamLastSeq: () => streamLastSeq(bus.jsm), logger: log });
+  // HTTP: the read API and the admin API (keys in sluice_keys, key.* events), both behind admin or
+  // tenant read keys from the live config; opted-in tenants' timeline text is read from the stream
+  const stream = natsStreamReader(bus.jsm);
+  const app = buildApp({
+    db,
+    positionName: LEDGER_POSITION,
+    streamLastSeq: () => streamLastSeq(bus.jsm),
+    laneDepth: consumerDepth(bus.jsm),
+    logger: log,
+    config: () => control.config(),
+    readEvent: async (seq) => (await stream.read(seq).catch(() => null))?.data,
+    admin: {
+      keys: buckets.keys,
+      publish: async (event) => {
+        await publishEvent(bus.js, event);
+      },
+    },
+  });
   await app.listen({ host: env.SLUICE_HOST ?? '127.0.0.1', port: Number(env.SLUICE_LEDGER_PORT ?? 8081) });
 
   // prices come from the live config, so a price change applies to events projected after it.
