@@ -8,7 +8,8 @@
  *   npm run config -- replay <durable> [dlqSeq ...]
  *                                       send them back to that consumer (all, or the ones named)
  * `${ENV}` references in the file are filled from the environment; SLUICE_DEV_KEY (default
- * sk-sluice-dev) is hashed into SLUICE_DEV_KEY_SHA256.
+ * sk-sluice-dev) is hashed into SLUICE_DEV_KEY_SHA256, SLUICE_ADMIN_KEY (default sk-sluice-admin)
+ * into SLUICE_ADMIN_KEY_SHA256.
  */
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -28,6 +29,7 @@ const { control } = await ensureTopology(bus, { replicas: Number(env.SLUICE_STRE
 switch (command) {
   case 'apply': {
     env.SLUICE_DEV_KEY_SHA256 ??= hashKey(env.SLUICE_DEV_KEY ?? 'sk-sluice-dev');
+    env.SLUICE_ADMIN_KEY_SHA256 ??= hashKey(env.SLUICE_ADMIN_KEY ?? 'sk-sluice-admin');
     env.SLUICE_UPSTREAM_URL ??= env.OPENAI_API_KEY ? 'https://api.openai.com/v1' : `http://127.0.0.1:${env.SIM_PORT ?? 8090}/v1`;
     const file = resolve(arg ?? join(ROOT, 'config', 'sluice.json'));
     const config = await putConfig(control, interpolateEnv(JSON.parse(readFileSync(file, 'utf8')), env));

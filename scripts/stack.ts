@@ -9,6 +9,9 @@ import { Supervised, type ServiceEntries } from './supervisor.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
+/** The ledger's admin key `npm start` provisions when SLUICE_ADMIN_KEY is not set: for a laptop, never a deployment. */
+export const DEFAULT_ADMIN_KEY = 'sk-sluice-admin';
+
 /** Every service, in the order they are started. */
 export const ALL_SERVICES: readonly ServiceName[] = ['ledger', 'degrader', 'invoker', 'router', 'cache', 'limiter', 'ingress'];
 
@@ -30,6 +33,8 @@ export interface StackOptions {
   config: unknown;
   /** Tenant key of the dev tenant, hashed into `${SLUICE_DEV_KEY_SHA256}`. */
   devKey: string;
+  /** The ledger's admin key (admin API, every tenant's data), hashed into `${SLUICE_ADMIN_KEY_SHA256}`; default `sk-sluice-admin`. */
+  adminKey?: string;
   services?: readonly ServiceName[];
   /**
    * Processes per service (default 1): replicas share the service's durable consumers, so each
@@ -52,6 +57,8 @@ export interface Stack {
   natsUrl: string;
   ingressUrl: string;
   ledgerUrl: string;
+  /** The ledger's admin key (`Authorization: Bearer <adminKey>` on its API). */
+  adminKey: string;
   sim?: Sim;
   nats?: LocalNats;
   config: SluiceConfig;
@@ -107,8 +114,11 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     SLUICE_DATA_DIR: opts.dataDir,
     SLUICE_UPSTREAM_URL: upstreamUrl,
     SLUICE_DEV_KEY_SHA256: hashKey(opts.devKey),
+    SLUICE_ADMIN_KEY_SHA256: hashKey(opts.adminKey ?? DEFAULT_ADMIN_KEY),
   };
+  // the services get the hashes only
   delete env.SLUICE_DEV_KEY;
+  delete env.SLUICE_ADMIN_KEY;
   if (opts.databaseUrl) env.DATABASE_URL = opts.databaseUrl;
   else delete env.DATABASE_URL;
 
@@ -151,6 +161,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     natsUrl,
     ingressUrl: `http://${host}:${opts.ingressPort}`,
     ledgerUrl: `http://${host}:${opts.ledgerPort}`,
+    adminKey: opts.adminKey ?? DEFAULT_ADMIN_KEY,
     ...(sim ? { sim } : {}),
     ...(nats ? { nats } : {}),
     config,

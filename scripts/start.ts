@@ -4,16 +4,19 @@
  * through tsx, its @sluice imports resolving to the build as well.
  * NATS from NATS_URL (a local nats-server is started when none answers), the ledger on
  * DATABASE_URL or PGlite under .sluice/, the simulator as upstream unless OPENAI_API_KEY is set.
+ * SLUICE_DEV_KEY (default sk-sluice-dev) is tenant `dev`'s key, SLUICE_ADMIN_KEY (default
+ * sk-sluice-admin) the ledger's admin key; the services get only their SHA-256.
  */
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createLogger } from '@sluice/telemetry';
-import { ROOT, startStack } from './stack.js';
+import { DEFAULT_ADMIN_KEY, ROOT, startStack } from './stack.js';
 
 const env = process.env;
 const log = createLogger('stack');
 const configPath = resolve(env.SLUICE_CONFIG ?? join(ROOT, 'config', 'sluice.json'));
 const devKey = env.SLUICE_DEV_KEY ?? 'sk-sluice-dev';
+const adminKey = env.SLUICE_ADMIN_KEY ?? DEFAULT_ADMIN_KEY;
 const useOpenAi = Boolean(env.OPENAI_API_KEY);
 const verbose = env.SLUICE_LOG_SERVICES !== '0';
 
@@ -26,6 +29,7 @@ const stack = await startStack({
   ...(useOpenAi ? { upstreamUrl: env.SLUICE_UPSTREAM_URL ?? 'https://api.openai.com/v1' } : { sim: { port: Number(env.SIM_PORT ?? 8090) } }),
   config: JSON.parse(readFileSync(configPath, 'utf8')),
   devKey,
+  adminKey,
   onLine: (service, line) => {
     if (verbose) process.stdout.write(`[${service}] ${line}\n`);
   },
@@ -47,7 +51,7 @@ log.info(
 process.stdout.write(
   `\nTry it:\n  curl -s ${stack.ingressUrl}/v1/chat/completions -H 'authorization: Bearer ${devKey === 'sk-sluice-dev' ? devKey : '<SLUICE_DEV_KEY>'}' \\\n` +
     `    -H 'content-type: application/json' -d '{"model":"auto","messages":[{"role":"user","content":"Hello"}]}'\n` +
-    `  curl -s '${stack.ledgerUrl}/v1/costs?groupBy=tenant,model'\n\n`,
+    `  curl -s '${stack.ledgerUrl}/v1/costs?groupBy=tenant,model' -H 'authorization: Bearer ${adminKey === DEFAULT_ADMIN_KEY ? adminKey : '<SLUICE_ADMIN_KEY>'}'\n\n`,
 );
 
 let stopping = false;

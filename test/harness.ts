@@ -14,6 +14,8 @@ import { eventually } from '@sluice/bus/testing';
 import { ROOT, startStack, type Stack, type StackOptions } from '@sluice/scripts/stack';
 
 export const DEV_KEY = 'sk-e2e-dev-key';
+/** The ledger's admin key in e2e stacks (hashed into the config's `admin.keySha256`). */
+export const ADMIN_KEY = 'sk-e2e-admin-key';
 /** The test Postgres (README.md, Test it): an admin URL; each stack makes a database of its own. */
 const ADMIN_PG = process.env.SLUICE_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -29,7 +31,8 @@ export interface E2eStack extends Stack {
   ledgerCaughtUp(timeoutMs?: number): Promise<void>;
   /** Waits until every durable consumer of the event stream has nothing pending or unacked. */
   consumersDrained(timeoutMs?: number): Promise<void>;
-  ledger<T = any>(path: string): Promise<T>;
+  /** GETs a ledger path as the admin (or with `key`); throws with the status and body on an error. */
+  ledger<T = any>(path: string, key?: string): Promise<T>;
   logs: string[];
   close(): Promise<void>;
 }
@@ -68,6 +71,7 @@ export async function startE2eStack(opts: Partial<StackOptions> & { postgres?: b
     ingressPort: await freePort(),
     ledgerPort: await freePort(),
     devKey: DEV_KEY,
+    adminKey: ADMIN_KEY,
     config: defaultConfig(),
     // the services' TypeScript through tsx, so `npm test` needs no build
     entries: 'source',
@@ -82,8 +86,8 @@ export async function startE2eStack(opts: Partial<StackOptions> & { postgres?: b
   });
   const nc = await connect({ servers: stack.natsUrl });
   const jsm = await jetstreamManager(nc);
-  const ledger = async <T = any>(path: string): Promise<T> => {
-    const res = await fetch(`${stack.ledgerUrl}${path}`);
+  const ledger = async <T = any>(path: string, key = ADMIN_KEY): Promise<T> => {
+    const res = await fetch(`${stack.ledgerUrl}${path}`, { headers: { authorization: `Bearer ${key}` } });
     const body = (await res.json()) as T;
     if (!res.ok) throw Object.assign(new Error(`ledger ${path}: ${res.status} ${JSON.stringify(body)}`), { status: res.status, body });
     return body;

@@ -118,7 +118,7 @@ export async function startBenchStack(opts: BenchStackOptions = {}): Promise<Ben
       const [before, bench0, bytes0] = [usage(roots), benchCpuMs(), await streamBytes(jsm)];
       const run = await drive(seconds, concurrency, call);
       const requests = Math.max(1, run.latencies.length + run.errors);
-      const ledger = stack.services.has('ledger') ? await ledgerLag(stack.ledgerUrl) : 'no ledger';
+      const ledger = stack.services.has('ledger') ? await ledgerLag(stack.ledgerUrl, stack.adminKey) : 'no ledger';
       await sleep(settleMs);
       const after = usage(roots);
       return {
@@ -171,9 +171,13 @@ const streamBytes = async (jsm: JetStreamManager) => (await jsm.streams.info('SL
  * here as a backlog that keeps growing with the run's length. Waiting for it also keeps the next
  * run from paying for this one's backlog.
  */
-async function ledgerLag(ledgerUrl: string): Promise<string> {
+async function ledgerLag(ledgerUrl: string, adminKey: string): Promise<string> {
   // the ledger's own position endpoint also reports the stream's last sequence
-  const position = async () => (await (await fetch(`${ledgerUrl}/v1/ledger/position`)).json()) as { seq: number; streamLastSeq: number };
+  const position = async () =>
+    (await (await fetch(`${ledgerUrl}/v1/ledger/position`, { headers: { authorization: `Bearer ${adminKey}` } })).json()) as {
+      seq: number;
+      streamLastSeq: number;
+    };
   const end = await position();
   const last = end.streamLastSeq;
   const behind = last - end.seq;

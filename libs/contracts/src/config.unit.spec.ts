@@ -189,7 +189,9 @@ describe('parseConfig: cross-checks of issue 11', () => {
 describe('the shipped config', () => {
   it('parses, with its token budget rule', () => {
     const raw = JSON.parse(readFileSync(new URL('../../../config/sluice.json', import.meta.url), 'utf8'));
-    const config = parseConfig(interpolateEnv(raw, { SLUICE_DEV_KEY_SHA256: 'c'.repeat(64), SLUICE_UPSTREAM_URL: 'http://127.0.0.1:8090/v1' }));
+    const config = parseConfig(
+      interpolateEnv(raw, { SLUICE_DEV_KEY_SHA256: 'c'.repeat(64), SLUICE_ADMIN_KEY_SHA256: 'd'.repeat(64), SLUICE_UPSTREAM_URL: 'http://127.0.0.1:8090/v1' }),
+    );
     expect(config.tokenBudgets.length).toBeGreaterThan(0);
   });
 });
