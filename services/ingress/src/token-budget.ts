@@ -162,7 +162,7 @@ async function trimToFit(
       'token_budget_exceeded',
       `Token budget ${rule.id} allows ${max} input tokens; this request has ${before}${why}. Send a shorter ${param === 'messages' ? 'conversation' : 'input'}.`,
       param,
-      asked,
+      { model: asked.model, ...(asked.user !== undefined ? { user: asked.user } : {}) },
     );
   if (endpoint === 'embeddings') throw refuse(' (embeddings input is never trimmed)');
   if (rule.onOverflow === 'refuse') throw refuse('');
