@@ -1,8 +1,10 @@
 // Budget spend and alerts against a real nats-server and PGlite: exact counters in the database
 // and in sluice_budgets, each threshold alerted once, and never again after a rebuild or restart.
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeJson, getJson, publishEvent } from '@sluice/bus';
 import { eventually, minimalConfig, startTestBus, type TestBus } from '@sluice/bus/testing';
@@ -23,9 +25,32 @@ const priceOf = (model: string) => (model === 'gpt-4o-mini' ? PRICE : undefined)
 const config = minimalConfig([{ id: 't1', budgets: [{ id: 'daily', scope: 'tenant', window: 'daily', limitUsd: 0.001 }] }]);
 const AT = Date.now();
 
-describe('ledger budget spend and alerts', () => {
+// the test Postgres, as README.md (Test it) says: an admin URL; each run makes a database of its own
+const ADMIN_URL = process.env.SLUICE_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
+async function admin(statement: string): Promise<void> {
+  const client = new pg.Client({ connectionString: ADMIN_URL });
+  await client.connect();
+  await client.query(statement).finally(() => client.end());
+}
+
+/** A fresh database and how to drop it. */
+async function openDb(kind: 'PGlite' | 'Postgres'): Promise<{ db: Db; drop(): Promise<void> }> {
+  if (kind === 'PGlite') {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-ledger-spend-'));
+    const db = createDb({ dataDir: dir });
+    return { db, drop: async () => (await db.destroy(), rmSync(dir, { recursive: true, force: true })) };
+  }
+  const name = `ledger_spend_${randomBytes(6).toString('hex')}`;
+  await admin(`create database ${name}`);
+  const url = new URL(ADMIN_URL);
+  url.pathname = `/${name}`;
+  const db = createDb({ databaseUrl: url.toString() });
+  return { db, drop: async () => (await db.destroy(), await admin(`drop database if exists ${name} with (force)`)) };
+}
+
+describe.each(['PGlite', 'Postgres'] as const)('ledger budget spend and alerts on %s', (kind) => {
   let env: TestBus;
-  let dir: string;
+  let opened: { db: Db; drop(): Promise<void> };
   let db: Db;
   let projector: Projector | undefined;
   let spendKv: SpendKv | undefined;
@@ -92,15 +117,14 @@ describe('ledger budget spend and alerts', () => {
   beforeAll(async () => {
     env = await startTestBus(config, { name: 'ledger-spend' });
     env.bus.nc.subscribe(Subjects.alerts('t1'), { callback: (_e, m) => void alertsOnCore.push(m.string()) });
-    dir = mkdtempSync(join(tmpdir(), 'sluice-ledger-spend-'));
-    db = createDb({ dataDir: dir });
+    opened = await openDb(kind);
+    db = opened.db;
     await migrate(db);
   });
   afterAll(async () => {
     await stop();
-    await db?.destroy();
+    await opened?.drop();
     await env?.stop();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it('counts each ended request exactly, in the database and in sluice_budgets, and alerts each threshold once', async () => {
