@@ -3,7 +3,6 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import { Kvm } from '@nats-io/kv';
 import { eventually } from '@sluice/bus/testing';
 import {
   budgetPeriod,
@@ -133,9 +132,10 @@ describe('budget alerts', () => {
     await stack.consumersDrained(60_000);
 
     // what the ledger counted, from sluice_budgets
-    const kv = await new Kvm(stack.nc).open(Topology.buckets.budgets.name);
     const { windowId } = budgetPeriod('daily', Date.now());
-    const spent = async (b: string) => (await kv.get(BudgetKeys.spend(`dev.${b}`, windowId)))!.json<BudgetSpend>();
+    const bucket = Topology.buckets.budgets.name;
+    const spent = async (b: string) =>
+      (await jsm.streams.getMessage(`KV_${bucket}`, { last_by_subj: `$KV.${bucket}.${BudgetKeys.spend(`dev.${b}`, windowId)}` }))!.json<BudgetSpend>();
     const soft = await spent('soft');
     const hard = await spent('hard');
     // the thresholds each budget's spend reached, in integers as the ledger decides them

@@ -126,7 +126,7 @@ interface CounterRow {
 }
 
 /** The stored counters among `names`, by name. */
-export async function readCounters(trx: Trx, names: string[]): Promise<Map<string, Counter>> {
+async function readCounters(trx: Trx, names: string[]): Promise<Map<string, Counter>> {
   const { rows } = await sql<CounterRow>`
     select counter, budget_key, window_id, tenant, budget, spent_usd::text as spent_usd, spent_nanos, settled_nanos, requests, alerted, updated_seq
     from budget_counters where counter in (select jsonb_array_elements_text(${pgJson(names)}::jsonb))`.execute(trx);
