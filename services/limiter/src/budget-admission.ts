@@ -10,7 +10,7 @@ import {
   type SluiceConfig,
   type SluiceEvent,
 } from '@sluice/contracts';
-import { checkBudgets, counterOf, spentMessage, type BudgetVerdict, type CounterState } from './budget-check.js';
+import { checkBudgets, counterOf, type BudgetVerdict, type Refusal } from './budget-check.js';
 import { estimateCostNanos } from './cost.js';
 import type { BudgetCounters } from './counters.js';
 
@@ -53,16 +53,11 @@ export function reservationOf(plan: BudgetPlan): Reservation {
   return { counters: plan.refs.map(counterOf), reservedNanos: plan.verdict.estimateNanos };
 }
 
-/** The refusal of a request whose budget lost to another replica's reservation at the write. */
-export function spentAtReserve(ref: BudgetRef, state: CounterState, estimateNanos: number, now: number): Extract<BudgetVerdict, { kind: 'spent' }> {
-  return { kind: 'spent', budget: ref, state, estimateNanos, retryAfterMs: Math.max(0, ref.resetsAt - now), message: spentMessage(ref, state) };
-}
-
 /**
  * chat.rejected (429 `insufficient_quota`) for a spent budget, with `retryAfterMs` until the
  * budget resets: a terminal event, so the ledger counts the request as rejected.
  */
-export function budgetRejection(meta: EventMeta, ctx: RequestContext, spent: Extract<BudgetVerdict, { kind: 'spent' }>): SluiceEvent<'chat.rejected'> {
+export function budgetRejection(meta: EventMeta, ctx: RequestContext, spent: Refusal): SluiceEvent<'chat.rejected'> {
   const { status } = Errors.insufficient_quota;
   const data = {
     code: 'insufficient_quota' as const,

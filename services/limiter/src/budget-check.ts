@@ -32,17 +32,26 @@ export function fits(state: CounterState, nanos: number, limitNanos: number): bo
   return state.spentNanos + inFlightNanos(state) + nanos <= limitNanos;
 }
 
+/**
+ * How long a client refused only because of reservations in flight is told to wait: those
+ * requests end (and the ledger settles them, usually below their estimates) within seconds.
+ */
+export const IN_FLIGHT_RETRY_MS = 1_000;
+
+/** A refusal: the budget named, its counter, what to tell the client and when asking again can succeed. */
+export type Refusal = { kind: 'spent'; budget: BudgetRef; state: CounterState; estimateNanos: number; retryAfterMs: number; message: string };
+
 export type BudgetVerdict =
   /** Admit, reserving `estimateNanos` on every budget; `downgrade` is the spent budget that sends it to the cheapest tier. */
   | { kind: 'within'; estimateNanos: number; downgrade?: BudgetRef }
-  /** Refuse: `budget` is spent (of the refusing budgets, the one that resets last), until `resetsAt`. */
-  | { kind: 'spent'; budget: BudgetRef; state: CounterState; estimateNanos: number; retryAfterMs: number; message: string };
+  /** Refuse: of the refusing budgets, the one that frees up last. */
+  | Refusal;
 
 /**
  * Decides a request on its budgets. A spent `downgrade` budget does not refuse: the request is
  * priced again at the cheapest tier (`estimate(true)`) and the `refuse` budgets are checked with
- * that. A spent `refuse` budget refuses; with several, the one that resets last is named, since
- * asking before it resets cannot succeed.
+ * that. A spent `refuse` budget refuses; with several, the one that frees up last is named, since
+ * asking before then cannot succeed.
  *
  * @example
  * const v = checkBudgets(refs, (ref) => states.get(counterOf(ref))!, (down) => estimateCostNanos(config, request, down)!, Date.now());
@@ -57,21 +66,38 @@ export function checkBudgets(
   const full = estimate(false);
   const downgrade = refs.find((ref) => ref.action === 'downgrade' && !fits(stateOf(ref), full, ref.limitNanos));
   const estimateNanos = downgrade ? estimate(true) : full;
-  let spent: BudgetRef | undefined;
+  let refusal: Refusal | undefined;
   for (const ref of refs) {
     if (ref.action !== 'refuse' || fits(stateOf(ref), estimateNanos, ref.limitNanos)) continue;
-    if (!spent || ref.resetsAt > spent.resetsAt) spent = ref;
+    const r = refusalOf(ref, stateOf(ref), estimateNanos, now);
+    if (!refusal || r.retryAfterMs > refusal.retryAfterMs) refusal = r;
   }
-  if (!spent) return downgrade ? { kind: 'within', estimateNanos, downgrade } : { kind: 'within', estimateNanos };
-  const state = stateOf(spent);
-  return { kind: 'spent', budget: spent, state, estimateNanos, retryAfterMs: Math.max(0, spent.resetsAt - now), message: spentMessage(spent, state) };
+  if (refusal) return refusal;
+  return downgrade ? { kind: 'within', estimateNanos, downgrade } : { kind: 'within', estimateNanos };
 }
 
-/** The client's message for a spent budget: which budget, its window and limit, what is used, and when it resets. */
-export function spentMessage(ref: BudgetRef, state: CounterState): string {
+/**
+ * The refusal of a request a budget has no room for. Spent (spent + estimate over the limit):
+ * retry when the window resets. Held only by reservations of requests in flight: retry in
+ * IN_FLIGHT_RETRY_MS, since they settle at their real cost within seconds.
+ */
+export function refusalOf(ref: BudgetRef, state: CounterState, estimateNanos: number, now: number): Refusal {
   const whose = ref.scope === 'tenant' ? '' : ` (per ${ref.scope})`;
+  const budget = `Budget ${ref.budget}${whose} of ${usd(ref.limitNanos)} for the ${ref.window} window ${ref.windowId}`;
   const used = `${usd(state.spentNanos)} spent and ${usd(inFlightNanos(state))} reserved by requests in flight`;
-  return `Budget ${ref.budget}${whose} of ${usd(ref.limitNanos)} for the ${ref.window} window ${ref.windowId} is used up (${used}); it resets at ${new Date(ref.resetsAt).toISOString()}.`;
+  const resets = `it resets at ${new Date(ref.resetsAt).toISOString()}`;
+  const untilReset = Math.max(0, ref.resetsAt - now);
+  const held = state.spentNanos + estimateNanos <= ref.limitNanos;
+  return {
+    kind: 'spent',
+    budget: ref,
+    state,
+    estimateNanos,
+    retryAfterMs: held ? Math.min(IN_FLIGHT_RETRY_MS, untilReset) : untilReset,
+    message: held
+      ? `${budget} is held by requests in flight (${used}); retry when they end, or after ${resets}.`
+      : `${budget} is used up (${used}); ${resets}.`,
+  };
 }
 
 /** Nano-USD as dollars with enough digits to see a small budget move ($0.0100, $12.50). */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { budgetPeriod, type BudgetRef } from '@sluice/contracts';
-import { checkBudgets, counterOf, fits, inFlightNanos, type CounterState } from './budget-check.js';
+import { checkBudgets, counterOf, fits, IN_FLIGHT_RETRY_MS, inFlightNanos, type CounterState } from './budget-check.js';
 
 const NOW = Date.UTC(2026, 10, 30, 15, 0, 0);
 const USD = 1_000_000_000;
@@ -48,15 +48,35 @@ describe('checkBudgets', () => {
   });
 
   it('given a spent refuse budget, then spent, naming it, its window, limit and reset, with the time until the reset', () => {
-    const v = checkBudgets([budget('a', 0.01)], states({ a: state(0.009 * USD, 0, 0.0005 * USD) }), priced(0.001 * USD, 1), NOW);
+    const v = checkBudgets([budget('a', 0.01)], states({ a: state(0.0095 * USD, 0, 0.0005 * USD) }), priced(0.001 * USD, 1), NOW);
     expect(v.kind).toBe('spent');
     if (v.kind !== 'spent') return;
     expect(v.budget.budget).toBe('a');
     // 9 h until midnight UTC
     expect(v.retryAfterMs).toBe(9 * 3_600_000);
     expect(v.message).toBe(
-      'Budget a of $0.0100 for the daily window 2026-11-30 is used up ($0.0090 spent and $0.0005 reserved by requests in flight); it resets at 2026-12-01T00:00:00.000Z.',
+      'Budget a of $0.0100 for the daily window 2026-11-30 is used up ($0.0095 spent and $0.0005 reserved by requests in flight); it resets at 2026-12-01T00:00:00.000Z.',
     );
+  });
+
+  it('given a budget full only of reservations in flight, then retry in a second: they settle soon, usually below their estimates', () => {
+    // $0.009 spent + $0.001 asked fits $0.01 once the $0.0005 in flight has settled
+    const v = checkBudgets([budget('a', 0.01)], states({ a: state(0.009 * USD, 0, 0.0005 * USD) }), priced(0.001 * USD, 1), NOW);
+    expect(v).toMatchObject({ kind: 'spent', retryAfterMs: IN_FLIGHT_RETRY_MS });
+    expect(v.kind === 'spent' && v.message).toBe(
+      'Budget a of $0.0100 for the daily window 2026-11-30 is held by requests in flight ($0.0090 spent and $0.0005 reserved by requests in flight); retry when they end, or after it resets at 2026-12-01T00:00:00.000Z.',
+    );
+  });
+
+  it('given one budget held by requests in flight and another used up, then the used-up one is named: it frees up last', () => {
+    const refs = [budget('held', 1), budget('gone', 1)];
+    const v = checkBudgets(refs, states({ held: state(0, 0, USD), gone: state(USD) }), priced(1, 1), NOW);
+    expect(v).toMatchObject({ kind: 'spent', budget: { budget: 'gone' }, retryAfterMs: 9 * 3_600_000 });
+  });
+
+  it('given a budget held by requests in flight a moment before its reset, then retry at the reset', () => {
+    const v = checkBudgets([budget('a', 1)], states({ a: state(0, 0, USD) }), priced(1, 1), Date.UTC(2026, 10, 30, 23, 59, 59, 700));
+    expect(v).toMatchObject({ kind: 'spent', retryAfterMs: 300 });
   });
 
   it('given two spent refuse budgets, then the one that resets last is named: asking before then cannot succeed', () => {

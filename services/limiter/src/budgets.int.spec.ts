@@ -8,6 +8,7 @@ import { answer, completed as completedBy } from '@sluice/contracts/testing';
 import { onChatCompleted, onChatRequested } from './handlers.js';
 import { LimitStore } from './store.js';
 import { BudgetCounters } from './counters.js';
+import { IN_FLIGHT_RETRY_MS } from './budget-check.js';
 import { streamDecisions } from './decided.js';
 
 // Budgets against a real nats-server: the limiter's reservations on sluice_budgets with several
@@ -97,7 +98,11 @@ describe('budgets with three limiter replicas', () => {
       expect(counter?.value).toBe(reserved);
       expect(rejected).toHaveLength(N - LIMIT / ESTIMATE);
       expect(admitted[0]!.data.budgets).toEqual({ counters: [`race.daily.${today()}`], reservedNanos: ESTIMATE });
-      for (const r of rejected) expect(r.data).toMatchObject({ code: 'insufficient_quota', status: 429, stage: 'limiter' });
+      // nothing is spent, only reserved by requests in flight: ask again in a second, not at the reset
+      for (const r of rejected) expect(r.data).toMatchObject({ code: 'insufficient_quota', status: 429, stage: 'limiter', retryAfterMs: IN_FLIGHT_RETRY_MS });
+      expect(rejected[0]!.data.message).toMatch(
+        /^Budget daily of \$0.0100 for the daily window \S+ is held by requests in flight \(\$0.0000 spent and \$0.0100 reserved/,
+      );
       // every replica took part (the durable hands each message to one of them)
       for (const c of counts) expect(c.decisions).toBeGreaterThan(0);
     } finally {

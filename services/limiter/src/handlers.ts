@@ -18,7 +18,8 @@ import type { AdaptiveLimits } from './adaptive-feed.js';
 import { limitKeys, type LimitStore } from './store.js';
 import type { FindDecision } from './decided.js';
 import type { BudgetCounters } from './counters.js';
-import { budgetRejection, planBudgets, rejectionReply, reservationOf, spentAtReserve } from './budget-admission.js';
+import { budgetRejection, planBudgets, rejectionReply, reservationOf } from './budget-admission.js';
+import { refusalOf } from './budget-check.js';
 
 type Admission = typeof Consumers.limiter;
 type Reconcile = typeof Consumers.limiterReconcile | typeof Consumers.limiterReconcileCancelled;
@@ -117,7 +118,7 @@ export function onChatRequested(deps: LimiterDeps) {
       });
       if (!reserved.reserved) {
         void refund();
-        const spent = spentAtReserve(reserved.spent, reserved.state, estimateNanos, fields.at);
+        const spent = refusalOf(reserved.spent, reserved.state, estimateNanos, fields.at);
         return refused(budgetRejection({ ...fields, reason: spent.message }, ctx, spent));
       }
       const over = budgets.verdict.kind === 'within' ? (budgets.verdict.downgrade ?? reserved.overDowngrade[0]) : undefined;
