@@ -114,8 +114,9 @@ async function stored<T extends EventType>(type: T): Promise<Array<SluiceEvent<T
 let sentBeforeRestart: { stored: number; core: number; steady: number; flaky: number } | undefined;
 
 describe('budget alerts', () => {
-  it('alerts every threshold the spend reached exactly once, on NATS and to each webhook, signed, retrying a webhook that fails', async () => {
+  it('alerts every threshold the spend reached exactly once, on NATS and to each webhook, signed, retrying a webhook that fails', async (ctx) => {
     const client = stack.openai();
+    const { windowId } = budgetPeriod('daily', Date.now());
     let refused: InstanceType<typeof OpenAI.RateLimitError> | undefined;
     let answered = 0;
     for (let i = 0; i < 200 && !refused; i++) {
@@ -132,7 +133,8 @@ describe('budget alerts', () => {
     await stack.consumersDrained(60_000);
 
     // what the ledger counted, from sluice_budgets
-    const { windowId } = budgetPeriod('daily', Date.now());
+    // a day's end during the requests splits the spend over two windows: not this test's subject
+    if (budgetPeriod('daily', Date.now()).windowId !== windowId) ctx.skip();
     const bucket = Topology.buckets.budgets.name;
     const spent = async (b: string) =>
       (await jsm.streams.getMessage(`KV_${bucket}`, { last_by_subj: `$KV.${bucket}.${BudgetKeys.spend(`dev.${b}`, windowId)}` }))!.json<BudgetSpend>();
@@ -208,12 +210,16 @@ describe('budget alerts', () => {
     ledger.kill('SIGKILL');
     await eventually(() => ledger.restarts === restarts + 1, 30_000);
     await ledger.whenReady(60_000);
-    // one more request through the restarted ledger (refused: the hard budget is spent)
-    const err = await stack
+    // one more request through the restarted ledger: refused, or answered if it fits once every
+    // reservation settled (it crosses no threshold left: all of both budgets' are already sent)
+    const outcome = await stack
       .openai()
       .chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 32, messages: [{ role: 'user', content: 'after the restart' }] })
-      .catch((e: unknown) => e);
-    expect((err as InstanceType<typeof OpenAI.RateLimitError>).code).toBe('insufficient_quota');
+      .then(
+        () => 'answered',
+        (e: unknown) => (e instanceof OpenAI.RateLimitError ? e.code : e),
+      );
+    expect(['answered', 'insufficient_quota']).toContain(outcome);
     await stack.consumersDrained(60_000);
     await new Promise((r) => setTimeout(r, 1000));
     expect((await stored('budget.threshold_crossed')).length).toBe(sentBeforeRestart!.stored);
