@@ -66,6 +66,12 @@ describe('priority lanes under a saturated upstream', () => {
     // warm the path (tokenizer, connections) so the measured request pays no first-time costs
     expect((await ask('standard', 0)).ok).toBe(true);
 
+    // upstream calls in flight, as the simulator counts them: never more than the invoker's slots
+    let maxInFlight = 0;
+    const sampler = setInterval(() => {
+      const s = stack.sim!.stats();
+      maxInFlight = Math.max(maxInFlight, s.requests - s.completions - s.errors - s.throttled - s.timeouts - s.aborted - s.replays);
+    }, 5);
     const background = Array.from({ length: 40 }, (_, i) => ask(i % 2 === 0 ? 'batch' : 'low', i));
     // saturated: every slot busy and requests waiting in both lanes' streams, not in the invoker
     await eventually(async () => {
@@ -77,6 +83,7 @@ describe('priority lanes under a saturated upstream', () => {
     const depth = await stack.ledger<{ serviceMs: number | null; data: Array<{ lane: string; pending: number; estimatedWaitMs: number | null }> }>('/v1/lanes');
     const realtime = await ask('realtime', 0);
     const rest = await Promise.all(background);
+    clearInterval(sampler);
     const seen = (lane: string) => depth.data.find((l) => l.lane === lane)!;
     console.log(
       `lanes: GET /v1/lanes under saturation: ${JSON.stringify(depth.data.map((l) => [l.lane, l.pending, l.estimatedWaitMs]))}, serviceMs ${depth.serviceMs}`,
@@ -97,10 +104,11 @@ describe('priority lanes under a saturated upstream', () => {
     console.log(
       `lanes: realtime answered in ${realtime.ms.toFixed(0)} ms (x-sluice-queue-ms ${realtime.queueMs}) with ${SLOTS} slots of ${LATENCY_MS} ms saturated; ` +
         `low waited ${lowWaits[0]}..${lowWaits.at(-1)} ms (median ${lowWaits[10]}), batch ${waits(batch)[0]}..${waits(batch).at(-1)} ms; ` +
-        `${lowDuringBatch} of 20 low answered before the last batch one`,
+        `${lowDuringBatch} of 20 low answered before the last batch one; at most ${maxInFlight} upstream calls at once`,
     );
 
     expect(realtime.ok).toBe(true);
+    expect(maxInFlight).toBeLessThanOrEqual(SLOTS);
     // one slot frees within one upstream latency; the call then takes one more
     expect(realtime.queueMs).toBeLessThan(LATENCY_MS * 1.5);
     expect(realtime.ms).toBeLessThan(LATENCY_MS * 3);
@@ -131,6 +139,13 @@ describe('priority lanes under a saturated upstream', () => {
     const nats = new SluiceClient(stack.nc, { tenant: 'dev', key: DEV_KEY, timeoutMs: 30_000 });
     const result = await nats.chat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `lanes nats ${Math.random()}` }], priority: 'low' });
     expect(result.queueMs).toBeGreaterThanOrEqual(0);
+    // and on its timeline: the first attempt and chat.completed carry the same wait
+    await stack.ledgerCaughtUp();
+    const timeline = await stack.ledger<{ timeline: Array<{ type: string; reason: string; data: { queuedMs?: number } }> }>(`/v1/requests/${result.requestId}`);
+    const of = (type: string) => timeline.timeline.find((e) => e.type === type)!;
+    expect(of('chat.requested').reason).toContain('lane low (asked by the request)');
+    expect(of('invoke.attempted').data.queuedMs).toBe(result.queueMs);
+    expect(of('chat.completed').data.queuedMs).toBe(result.queueMs);
     // a cache hit made no upstream call: no lane wait
     const again = await nats.chat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'lanes cached' }] });
     const hit = await nats.chat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'lanes cached' }] });
