@@ -1,7 +1,7 @@
 import type { Priority, SluiceConfig } from '@sluice/contracts';
 
 /** Where a request's lane came from, strongest first. */
-export type LaneSource = 'key' | 'request' | 'feature' | 'tenant' | 'default';
+type LaneSource = 'key' | 'request' | 'feature' | 'tenant' | 'default';
 
 export interface LaneChoice {
   lane: Priority;

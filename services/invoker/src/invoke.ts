@@ -149,7 +149,7 @@ export function createInvoker(deps: InvokerDeps): Invoke {
  * ms from the routing to now, whole; never negative (the router's clock may run ahead of this
  * host's). A redelivered request counts from its first routing, the earlier try included.
  */
-export function queueTime(routedAt: number, takenAt: number): number {
+function queueTime(routedAt: number, takenAt: number): number {
   return Math.max(0, Math.round(takenAt - routedAt));
 }
 

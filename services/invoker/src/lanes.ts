@@ -8,7 +8,7 @@ import { entitlements, idle, nextLane, type LaneSettings, type Running } from '.
  * scheduler bounds what it takes (its slots, plus what one pull per lane brings); this only
  * stops a runaway.
  */
-export const LANE_MAX_ACK_PENDING = 10_000;
+const LANE_MAX_ACK_PENDING = 10_000;
 
 export interface LaneDeps {
   /** Read before every decision, so a change of `invoker.concurrency` or `lanes` applies at once. */
@@ -19,15 +19,7 @@ export interface LaneDeps {
   handler: (event: Received<InvokerConsumer>, delivery: Delivery) => Promise<Decided<never>>;
 }
 
-/** What a lane looks like from this replica right now (for logs and tests). */
-export interface LaneView {
-  running: number;
-  held: number;
-  pulling: boolean;
-}
-
 export interface Lanes {
-  view(): Record<Priority, LaneView>;
   stop(): Promise<void>;
 }
 
@@ -96,7 +88,6 @@ export async function startLanes(bus: Bus, deps: LaneDeps): Promise<Lanes> {
   deps.onChange(pump);
   pump();
   return {
-    view: () => Object.fromEntries(LANES.map((l) => [l, { running: running[l], held: held[l].length, pulling: pulling.has(l) }])) as Record<Priority, LaneView>,
     async stop() {
       stopped = true;
       // held messages go back to the stream; running calls finish and are acked

@@ -5,7 +5,7 @@ import { invokerConsumer, LANES, laneSpecs, Topology, type Priority, type Sluice
 import type { Db } from './db.js';
 
 /** What JetStream says of one lane's invoker consumer. */
-export interface ConsumerDepth {
+interface ConsumerDepth {
   /** Requests waiting in the stream, not yet taken by any invoker. */
   pending: number;
   /** Taken and not yet acked: calls running, and the few an invoker holds for its next free slot. */
@@ -28,7 +28,7 @@ export function consumerDepth(jsm: JetStreamManager): LaneDepth {
 }
 
 /** How many of the latest events the service time is averaged over (a primary-key range, whatever the table's size). */
-export const SERVICE_WINDOW_EVENTS = 5_000;
+const SERVICE_WINDOW_EVENTS = 5_000;
 
 export interface LanesDeps {
   db: Db;
@@ -36,7 +36,7 @@ export interface LanesDeps {
   depth: LaneDepth;
 }
 
-export interface LaneReport {
+interface LaneReport {
   lane: Priority;
   durable: string;
   pending: number;
