@@ -160,6 +160,20 @@ describe('admin API: virtual keys', () => {
     expect(expectErrorShape(rotate.json(), 'invalid_request').param).toBe('id');
   });
 
+  it('applies concurrent changes one after another (compare-and-set): only the last rotated key is stored, a revoke wins', async () => {
+    const { id } = (await admin('POST', '/admin/v1/keys', { tenant: 'acme', name: 'contended' })).json<{ id: string }>();
+    const answers = await Promise.all(Array.from({ length: 5 }, () => admin('POST', `/admin/v1/keys/${id}/rotate`, { graceSeconds: 0 })));
+    expect(answers.map((a) => a.statusCode)).toEqual([200, 200, 200, 200, 200]);
+    const keys = answers.map((a) => a.json<{ key: string }>().key);
+    expect(new Set(keys).size).toBe(5);
+    const stored = (await getJson<VirtualKey>(t.buckets.keys, id))!.value;
+    expect(keys.filter((k) => hashKey(k) === stored.sha256)).toHaveLength(1);
+    const [revoke, rotate] = await Promise.all([admin('DELETE', `/admin/v1/keys/${id}`), admin('POST', `/admin/v1/keys/${id}/rotate`, {})]);
+    expect(revoke.statusCode).toBe(200);
+    expect([200, 400]).toContain(rotate.statusCode);
+    expect((await getJson<VirtualKey>(t.buckets.keys, id))!.value.revokedAt).toBeDefined();
+  });
+
   it('answers unknown keys 404 not_found', async () => {
     for (const [method, url] of [
       ['GET', '/admin/v1/keys/key_doesNotExist00000000'],
