@@ -46,8 +46,9 @@ export interface AppDeps {
 }
 
 /**
- * The ledger's HTTP edges: a GET-only read API for dashboards and scripts, so a request is its
- * headers, and a second-long wait for them is already a broken client. The keep-alive outlasts a
+ * The ledger's HTTP edges: a read API for dashboards and scripts and an admin API of small JSON
+ * bodies, so a request is its headers and a few KiB, and a second-long wait for them is already a
+ * broken client. The keep-alive outlasts a
  * load balancer's 60 s idle timeout, so the balancer closes first. The idle cut comes after
  * HANDLER_TIMEOUT_MS, so a slow query is answered 504 before its socket goes.
  */
@@ -113,8 +114,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     handlerTimeout: HANDLER_TIMEOUT_MS,
   });
   applyHttpLimits(app.server, { ...LEDGER_HTTP, ...deps.http });
-  // no route takes a body, so no body is parsed (bodyLimit never applies): a POST is a 404 and
-  // node reads its body off the wire and drops it
+  // only the admin API takes a body (its own JSON parser, 64 KiB: admin.ts); anywhere else a
+  // POST is a 404 and node reads its body off the wire and drops it
   app.removeAllContentTypeParsers();
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
