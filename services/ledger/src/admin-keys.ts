@@ -26,6 +26,8 @@ function base62(n: number): string {
 export const newSecret = (): string => `sk-sluice-${base62(43)}`;
 /** A new key id: `key_` and 20 base62 characters (`KEY_ID_PATTERN`). */
 export const newKeyId = (): string => `key_${base62(20)}`;
+/** Tells two rotations of one key in the same millisecond apart in their events' ids. */
+export const newChangeId = (): string => base62(8);
 
 /** When a key stops working: epoch ms as given, or an ISO 8601 date-time read as epoch ms. */
 function instant(value: number | string, param: string, now: number): number {
@@ -152,10 +154,12 @@ type KeyEventType = 'key.created' | 'key.rotated' | 'key.revoked';
 
 /**
  * The event of a change to a key, on its tenant's subject and no request's timeline. Its id is
- * the key's id and the change's time, so a retried publish is deduplicated. No hash, no key.
+ * the key's id, the change's time and `change` (a rotation's `newChangeId()`: a key is created
+ * and revoked once, rotated any number of times), so a retried publish of it is deduplicated
+ * and two changes never are. No hash, no key.
  */
-export function keyEvent(type: KeyEventType, k: VirtualKey, at: number): SluiceEvent<KeyEventType> {
-  const fields = { requestId: '', tenant: k.tenant, service: ServiceName.Ledger, at, suffix: `${k.id}:${at}` };
+export function keyEvent(type: KeyEventType, k: VirtualKey, at: number, change?: string): SluiceEvent<KeyEventType> {
+  const fields = { requestId: '', tenant: k.tenant, service: ServiceName.Ledger, at, suffix: `${k.id}:${at}${change ? `:${change}` : ''}` };
   switch (type) {
     case 'key.created':
       return makeEvent(type, { ...fields, reason: `admin created key ${k.id} (${k.name}) for tenant ${k.tenant}` }, { keyId: k.id, name: k.name });

@@ -119,6 +119,9 @@ describe('rotation and revocation', () => {
       expect(JSON.stringify(e)).not.toMatch(/[0-9a-f]{64}|sk-/);
     }
     expect(new Set([created.id, rotated.id, revoked.id]).size).toBe(3);
+    // two rotations in one millisecond are two events
+    const again = rotatedKey(key, 'sk-newer', 0, NOW + 1);
+    expect(keyEvent('key.rotated', again, NOW + 1, 'a').id).not.toBe(keyEvent('key.rotated', again, NOW + 1, 'b').id);
     expect(rotated.data).toEqual({ keyId: key.id, name: 'ci', previousValidUntil: NOW + 1 + 60_000 });
   });
 });

@@ -162,7 +162,10 @@ describe('admin API: virtual keys', () => {
 
   it('applies concurrent changes one after another (compare-and-set): only the last rotated key is stored, a revoke wins', async () => {
     const { id } = (await admin('POST', '/admin/v1/keys', { tenant: 'acme', name: 'contended' })).json<{ id: string }>();
+    const before = (await t.bus.jsm.streams.info(Topology.stream.name)).state.last_seq;
     const answers = await Promise.all(Array.from({ length: 5 }, () => admin('POST', `/admin/v1/keys/${id}/rotate`, { graceSeconds: 0 })));
+    // five rotations in the same (test) millisecond are five events
+    expect((await t.bus.jsm.streams.info(Topology.stream.name)).state.last_seq - before).toBe(5);
     expect(answers.map((a) => a.statusCode)).toEqual([200, 200, 200, 200, 200]);
     const keys = answers.map((a) => a.json<{ key: string }>().key);
     expect(new Set(keys).size).toBe(5);

@@ -10,7 +10,7 @@ import {
   type SluiceEvent,
   type VirtualKey,
 } from '@sluice/contracts';
-import { checkCreate, createdKey, keyEvent, keyView, newKeyId, newSecret, revokedKey, rotatedKey } from './admin-keys.js';
+import { checkCreate, createdKey, keyEvent, keyView, newChangeId, newKeyId, newSecret, revokedKey, rotatedKey } from './admin-keys.js';
 import { BadParam } from './params.js';
 
 /** What the admin API writes to: the keys bucket, and the event stream its changes are published on. */
@@ -100,7 +100,7 @@ export function adminRoutes(deps: AdminDeps & { config(): SluiceConfig; now(): n
       const secret = newSecret();
       await existing(deps.keys, request.params.id);
       const key = await casUpdate<VirtualKey>(deps.keys, request.params.id, (current) => rotatedKey(found(current, request.params.id), secret, grace, now));
-      await announce(request, keyEvent('key.rotated', key, now));
+      await announce(request, keyEvent('key.rotated', key, now, newChangeId()));
       return reply.status(200).send({ ...keyView(key, now), key: secret });
     });
 
