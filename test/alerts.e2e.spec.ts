@@ -73,10 +73,9 @@ let flaky: Receiver;
 const onCore: AnyEvent[] = [];
 
 // soft: 0.0001 USD a day, downgrades when spent, the default thresholds (50, 75, 90, 100 %);
-// hard: 0.0004 USD a day, refuses when spent, alerts at 50, 75 and 90 % (the limiter refuses a
-// request whose estimate no longer fits, so a refusing budget's spend may stop short of 100 %)
+// hard: 0.0004 USD a day, refuses once spent, alerts at 50, 90 and 100 % (its own thresholds)
 const SOFT = { id: 'soft', scope: 'tenant', window: 'daily', limitUsd: 0.0001, action: 'downgrade' };
-const HARD = { id: 'hard', scope: 'tenant', window: 'daily', limitUsd: 0.0004, action: 'refuse', thresholds: [0.5, 0.75, 0.9] };
+const HARD = { id: 'hard', scope: 'tenant', window: 'daily', limitUsd: 0.0004, action: 'refuse', thresholds: [0.5, 0.9, 1] };
 
 beforeAll(async () => {
   steady = await startReceiver(() => 204);
@@ -146,8 +145,8 @@ describe('budget alerts', () => {
         .filter((t) => s.spentNanos * 1000 >= Math.round(t * 1000) * Math.round(limitUsd * NANOS_PER_USD))
         .map((t) => BudgetKeys.alert(`dev.${b}`, windowId, t));
     const expected = [...reached('soft', soft, SOFT.limitUsd, [0.5, 0.75, 0.9, 1]), ...reached('hard', hard, HARD.limitUsd, HARD.thresholds)].sort();
-    // the soft budget was spent (the rest were downgraded), the hard one at least to 75 %
-    expect(expected).toEqual(expect.arrayContaining([BudgetKeys.alert('dev.soft', windowId, 1), BudgetKeys.alert('dev.hard', windowId, 0.75)]));
+    // both budgets were spent: the hard one refuses only once its spend reached the limit
+    expect(expected).toEqual(expect.arrayContaining([BudgetKeys.alert('dev.soft', windowId, 1), BudgetKeys.alert('dev.hard', windowId, 1)]));
 
     // once each in the stream and on sluice.alerts.dev
     const alerts = await eventually(async () => {

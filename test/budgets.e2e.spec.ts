@@ -111,14 +111,12 @@ describe('a dollar budget with three limiter replicas', () => {
         `reserved (estimates) ${admitted}, spent (ledger, exact) ${spend.spentNanos} = $${spend.spentUsd}; overshoot ${overshoot} nano-USD ` +
         `(${((100 * overshoot) / LIMIT).toFixed(2)} %); in-flight bound ${CONCURRENCY} × ~${perRequest} = ${CONCURRENCY * perRequest}`,
     );
-    // the reservation rule: spent + in flight + estimate ≤ limit at every admission, so the spend
-    // overshoots only by what the requests in flight cost beyond their estimates; with max_tokens
-    // set, none can cost more than its estimate
+    // the reservation rule: a budget has room while spent + in flight < limit, so the spend
+    // overshoots by at most the requests in flight when it filled (their cost, or more only if
+    // they outgrew their estimates; with max_tokens set none can)
     expect(spend.spentNanos).toBeLessThanOrEqual(LIMIT + CONCURRENCY * perRequest);
-    expect(spend.spentNanos).toBeLessThanOrEqual(LIMIT);
-    // and "used up" was said only when the spend alone left no room for a request's estimate
-    // (estimates differ by a token or two: 5 % of slack)
-    expect(spend.spentNanos).toBeGreaterThan(LIMIT - 1.05 * perRequest);
+    // and "used up" was said only once the ledger's spend alone reached the limit
+    expect(spend.spentNanos).toBeGreaterThanOrEqual(LIMIT);
   });
 
   it('downgrades to the cheapest tier instead when the spent budget says so', async () => {

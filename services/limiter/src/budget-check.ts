@@ -24,12 +24,15 @@ export function inFlightNanos(state: CounterState): number {
 }
 
 /**
- * The reservation rule: a request costing `nanos` fits when spent + in flight + nanos ≤ limit.
- * Spent and settled move together (the ledger writes both at once), so a stale read of them
- * counts a finished request by its reservation instead of its cost: it errs towards refusing.
+ * The reservation rule: a budget has room while spent + in flight < limit. A request is admitted
+ * into the room left, whatever its own estimate, so a budget is refused only once it is spent
+ * (spent + reserved reach the limit): its 100 % alert fires, and the overshoot is at most the
+ * requests in flight when it filled, the last admitted included (issue 11's bound). Spent and
+ * settled move together (the ledger writes both at once), so a stale read of them counts a
+ * finished request by its reservation instead of its cost: it errs towards refusing.
  */
-export function fits(state: CounterState, nanos: number, limitNanos: number): boolean {
-  return state.spentNanos + inFlightNanos(state) + nanos <= limitNanos;
+export function hasRoom(state: CounterState, limitNanos: number): boolean {
+  return state.spentNanos + inFlightNanos(state) < limitNanos;
 }
 
 /**
@@ -64,11 +67,11 @@ export function checkBudgets(
   now: number,
 ): BudgetVerdict {
   const full = estimate(false);
-  const downgrade = refs.find((ref) => ref.action === 'downgrade' && !fits(stateOf(ref), full, ref.limitNanos));
+  const downgrade = refs.find((ref) => ref.action === 'downgrade' && !hasRoom(stateOf(ref), ref.limitNanos));
   const estimateNanos = downgrade ? estimate(true) : full;
   let refusal: Refusal | undefined;
   for (const ref of refs) {
-    if (ref.action !== 'refuse' || fits(stateOf(ref), estimateNanos, ref.limitNanos)) continue;
+    if (ref.action !== 'refuse' || hasRoom(stateOf(ref), ref.limitNanos)) continue;
     const r = refusalOf(ref, stateOf(ref), estimateNanos, now);
     if (!refusal || r.retryAfterMs > refusal.retryAfterMs) refusal = r;
   }
@@ -77,8 +80,8 @@ export function checkBudgets(
 }
 
 /**
- * The refusal of a request a budget has no room for. Spent (spent + estimate over the limit):
- * retry when the window resets. Held only by reservations of requests in flight: retry in
+ * The refusal of a request a budget has no room for. Spent (the ledger's spend alone reached the
+ * limit): retry when the window resets. Held only by reservations of requests in flight: retry in
  * IN_FLIGHT_RETRY_MS, since they settle at their real cost within seconds.
  */
 export function refusalOf(ref: BudgetRef, state: CounterState, estimateNanos: number, now: number): Refusal {
@@ -87,7 +90,7 @@ export function refusalOf(ref: BudgetRef, state: CounterState, estimateNanos: nu
   const used = `${usd(state.spentNanos)} spent and ${usd(inFlightNanos(state))} reserved by requests in flight`;
   const resets = `it resets at ${new Date(ref.resetsAt).toISOString()}`;
   const untilReset = Math.max(0, ref.resetsAt - now);
-  const held = state.spentNanos + estimateNanos <= ref.limitNanos;
+  const held = state.spentNanos < ref.limitNanos;
   return {
     kind: 'spent',
     budget: ref,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { budgetPeriod, type BudgetRef } from '@sluice/contracts';
-import { checkBudgets, counterOf, fits, IN_FLIGHT_RETRY_MS, inFlightNanos, type CounterState } from './budget-check.js';
+import { checkBudgets, counterOf, hasRoom, IN_FLIGHT_RETRY_MS, inFlightNanos, type CounterState } from './budget-check.js';
 
 const NOW = Date.UTC(2026, 10, 30, 15, 0, 0);
 const USD = 1_000_000_000;
@@ -22,15 +22,17 @@ function budget(id: string, limitUsd: number, over: Partial<BudgetRef> = {}): Bu
 const state = (spentNanos: number, settledNanos = 0, admittedNanos = 0): CounterState => ({ spentNanos, settledNanos, admittedNanos });
 
 describe('the reservation rule', () => {
-  it('given spent, in flight and an estimate, then it fits only when their sum is at most the limit', () => {
-    // spent 6, admitted 5 of which 2 settled: 3 in flight; 6 + 3 + 1 = 10
-    expect(fits(state(6, 2, 5), 1, 10)).toBe(true);
-    expect(fits(state(6, 2, 5), 2, 10)).toBe(false);
+  it('given spent and in flight, then there is room only while their sum is under the limit', () => {
+    // spent 6, admitted 5 of which 2 settled: 3 in flight; 6 + 3 = 9 < 10
+    expect(hasRoom(state(6, 2, 5), 10)).toBe(true);
+    // 6 + 4 = 10: spent
+    expect(hasRoom(state(6, 2, 6), 10)).toBe(false);
   });
 
   it('given more settled than admitted (a counter reset by hand), then nothing counts as in flight, never a credit', () => {
     expect(inFlightNanos(state(0, 9, 4))).toBe(0);
-    expect(fits(state(9, 9, 4), 2, 10)).toBe(false);
+    expect(hasRoom(state(9, 9, 4), 10)).toBe(true);
+    expect(hasRoom(state(10, 10, 4), 10)).toBe(false);
   });
 
   it('names a counter by budget key and window', () => {
@@ -48,23 +50,23 @@ describe('checkBudgets', () => {
   });
 
   it('given a spent refuse budget, then spent, naming it, its window, limit and reset, with the time until the reset', () => {
-    const v = checkBudgets([budget('a', 0.01)], states({ a: state(0.0095 * USD, 0, 0.0005 * USD) }), priced(0.001 * USD, 1), NOW);
+    const v = checkBudgets([budget('a', 0.01)], states({ a: state(0.01 * USD, 0, 0.0005 * USD) }), priced(0.001 * USD, 1), NOW);
     expect(v.kind).toBe('spent');
     if (v.kind !== 'spent') return;
     expect(v.budget.budget).toBe('a');
     // 9 h until midnight UTC
     expect(v.retryAfterMs).toBe(9 * 3_600_000);
     expect(v.message).toBe(
-      'Budget a of $0.0100 for the daily window 2026-11-30 is used up ($0.0095 spent and $0.0005 reserved by requests in flight); it resets at 2026-12-01T00:00:00.000Z.',
+      'Budget a of $0.0100 for the daily window 2026-11-30 is used up ($0.0100 spent and $0.0005 reserved by requests in flight); it resets at 2026-12-01T00:00:00.000Z.',
     );
   });
 
   it('given a budget full only of reservations in flight, then retry in a second: they settle soon, usually below their estimates', () => {
-    // $0.009 spent + $0.001 asked fits $0.01 once the $0.0005 in flight has settled
-    const v = checkBudgets([budget('a', 0.01)], states({ a: state(0.009 * USD, 0, 0.0005 * USD) }), priced(0.001 * USD, 1), NOW);
+    // $0.009 spent + $0.001 in flight fill $0.01; the budget has room again once they settle below their estimate
+    const v = checkBudgets([budget('a', 0.01)], states({ a: state(0.009 * USD, 0, 0.001 * USD) }), priced(0.001 * USD, 1), NOW);
     expect(v).toMatchObject({ kind: 'spent', retryAfterMs: IN_FLIGHT_RETRY_MS });
     expect(v.kind === 'spent' && v.message).toBe(
-      'Budget a of $0.0100 for the daily window 2026-11-30 is held by requests in flight ($0.0090 spent and $0.0005 reserved by requests in flight); retry when they end, or after it resets at 2026-12-01T00:00:00.000Z.',
+      'Budget a of $0.0100 for the daily window 2026-11-30 is held by requests in flight ($0.0090 spent and $0.0010 reserved by requests in flight); retry when they end, or after it resets at 2026-12-01T00:00:00.000Z.',
     );
   });
 
@@ -93,12 +95,12 @@ describe('checkBudgets', () => {
     expect(v).toMatchObject({ kind: 'within', estimateNanos: 10, downgrade: { budget: 'soft' } });
   });
 
-  it('given a downgrade, then the refuse budgets are checked with the cheaper estimate', () => {
+  it('given a downgrade, then the cheaper estimate is reserved, and a spent refuse budget still refuses', () => {
     const refs = [budget('soft', 1, { action: 'downgrade' }), budget('hard', 2)];
-    // 1.99999 spent of 2: the full estimate (1000) would not fit, the downgraded one (10) does
-    const v = checkBudgets(refs, states({ soft: state(USD), hard: state(2 * USD - 10) }), priced(1000, 10), NOW);
+    // hard has room (one nano-USD), so the downgraded request is admitted and reserves the cheap price
+    const v = checkBudgets(refs, states({ soft: state(USD), hard: state(2 * USD - 1) }), priced(1000, 10), NOW);
     expect(v).toMatchObject({ kind: 'within', estimateNanos: 10, downgrade: { budget: 'soft' } });
-    const no = checkBudgets(refs, states({ soft: state(USD), hard: state(2 * USD - 9) }), priced(1000, 10), NOW);
+    const no = checkBudgets(refs, states({ soft: state(USD), hard: state(2 * USD) }), priced(1000, 10), NOW);
     expect(no).toMatchObject({ kind: 'spent', budget: { budget: 'hard' } });
   });
 
@@ -107,8 +109,8 @@ describe('checkBudgets', () => {
     expect(v.kind === 'spent' && v.message).toMatch(/^Budget per-user \(per user\) of \$1.00/);
   });
 
-  it('given a budget exactly full after this request, then it still fits (at most the limit)', () => {
-    expect(checkBudgets([budget('a', 1)], states({ a: state(USD - 100) }), priced(100, 1), NOW).kind).toBe('within');
-    expect(checkBudgets([budget('a', 1)], states({ a: state(USD - 99) }), priced(100, 1), NOW).kind).toBe('spent');
+  it('given any room left, then a request is admitted whatever its estimate; given none, refused (a budget is refused once spent)', () => {
+    expect(checkBudgets([budget('a', 1)], states({ a: state(USD - 1) }), priced(100, 1), NOW).kind).toBe('within');
+    expect(checkBudgets([budget('a', 1)], states({ a: state(USD) }), priced(100, 1), NOW).kind).toBe('spent');
   });
 });

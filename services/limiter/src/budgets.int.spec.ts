@@ -118,8 +118,9 @@ describe('budgets with three limiter replicas', () => {
     const sub = env.bus.nc.subscribe('test.reply.spent', { callback: (_e, m) => void replies.push(m.json<ChatErrorReply>()) });
     try {
       const month = budgetPeriod('monthly', Date.now());
-      // what the ledger wrote: $4.99995 spent of $5, nothing in flight; a request of $0.0001 does not fit
-      const spend: BudgetSpend = { spentNanos: 4_999_950_000, settledNanos: 0, spentUsd: '4.99995', seq: 1 };
+      // what the ledger wrote: the last request took the spend to $5.00005 of $5 (within the
+      // overshoot bound), nothing in flight: the budget is spent
+      const spend: BudgetSpend = { spentNanos: 5_000_050_000, settledNanos: 0, spentUsd: '5.00005', seq: 1 };
       await env.buckets.budgets.put(BudgetKeys.spend('spent.monthly', month.windowId), encodeJson(spend));
       await publishEvent(env.bus.js, chatRequested('spent', 'spent-1', { maxOutputTokens: 90 }, 'test.reply.spent'));
       const { event } = await seen.next('chat.rejected', 'spent-1');

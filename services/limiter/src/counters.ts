@@ -2,7 +2,7 @@ import type { KV } from '@nats-io/kv';
 import { BudgetKeys, type BudgetRef } from '@sluice/contracts';
 import { encodeJson, isWrongRevision } from '@sluice/bus';
 import type { Logger } from '@sluice/telemetry';
-import { fits, type CounterState } from './budget-check.js';
+import { hasRoom, type CounterState } from './budget-check.js';
 import { KvMirror, type Seen } from './mirror.js';
 
 export interface BudgetCountersOptions {
@@ -133,7 +133,7 @@ export class BudgetCounters {
       const spends = await Promise.all(batch.map((p) => this.mirror.get(p.spendKey)));
       let total = numberOf(admitted.value);
       const fitted = batch.map((p, i) => {
-        const ok = p.limitNanos === undefined || fits({ ...stateOf(spends[i]!, undefined), admittedNanos: total }, p.nanos, p.limitNanos);
+        const ok = p.limitNanos === undefined || hasRoom({ ...stateOf(spends[i]!, undefined), admittedNanos: total }, p.limitNanos);
         if (ok || !p.mustFit) total += p.nanos;
         return ok;
       });
