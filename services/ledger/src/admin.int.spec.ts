@@ -193,7 +193,7 @@ describe('admin API: virtual keys', () => {
 
 describe('keys on the ledger', () => {
   it('refuses a missing key 401 missing_api_key and a wrong one 401 invalid_api_key, on every route but /healthz', async () => {
-    for (const url of ['/v1/costs', '/v1/slo', '/v1/requests/req_x', '/v1/ledger/position', '/admin/v1/keys']) {
+    for (const url of ['/v1/costs', '/v1/slo', '/v1/budgets', '/v1/requests/req_x', '/v1/ledger/position', '/admin/v1/keys']) {
       const missing = await app.inject({ url });
       expect([url, missing.statusCode]).toEqual([url, 401]);
       expectErrorShape(missing.json(), 'missing_api_key');
@@ -236,6 +236,11 @@ describe('keys on the ledger', () => {
     expect(hidden.statusCode).toBe(404);
     expectErrorShape(hidden.json(), 'not_found');
     expect((await admin('GET', '/v1/ledger/position', undefined, asReader('acme'))).statusCode).toBe(200);
+    expect((await admin('GET', '/v1/budgets', undefined, asReader('acme'))).json()).toEqual({ budgets: [] });
+    expect((await admin('GET', '/v1/budgets?tenant=beta', undefined, asReader('acme'))).statusCode).toBe(403);
+    const badParam = await admin('GET', '/v1/budgets?past=maybe');
+    expect(badParam.statusCode).toBe(400);
+    expect(badParam.json().error.param).toBe('past');
   });
 
   it('shows prompt and answer text only for a tenant with ledger.storeContent, read from the stream', async () => {

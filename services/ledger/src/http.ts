@@ -21,6 +21,7 @@ import { slo } from './slo.js';
 import { requestReport } from './timeline.js';
 import { readPosition } from './store.js';
 import { lanesRoute, type LaneDepth } from './lanes.js';
+import { budgetsReport, parseBudgetsQuery } from './budgets-report.js';
 
 export interface AppDeps {
   db: Db;
@@ -180,6 +181,13 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     if (!deps.streamLastSeq) return { seq };
     const streamLastSeq = await deps.streamLastSeq();
     return { seq, streamLastSeq, lag: Math.max(0, streamLastSeq - seq) };
+  });
+
+  // each budget window's exact spend, what requests in flight reserved, and the alerts sent
+  app.get('/v1/budgets', tenantReadable, async (request) => {
+    const q = parseBudgetsQuery(request.query as Record<string, unknown>);
+    const tenant = tenantScope(request.principal, q.tenant);
+    return budgetsReport(deps.db, { ...q, ...(tenant !== undefined ? { tenant } : {}) }, now());
   });
 
   if (deps.laneDepth) lanesRoute(app, { db: deps.db, config: deps.config, depth: deps.laneDepth });

@@ -18,6 +18,7 @@ import { startSpendKv, type SpendKv } from './spend-kv.js';
 import { startAlertOutbox, type AlertOutbox } from './alert-outbox.js';
 import { costUsd, formatUsd, nanosCeil, usdUnits } from './money.js';
 import type { BudgetsOf } from './spend.js';
+import { budgetsReport, parseBudgetsQuery } from './budgets-report.js';
 
 const PRICE = { inputPerMTok: 0.15, outputPerMTok: 0.6 };
 const priceOf = (model: string) => (model === 'gpt-4o-mini' ? PRICE : undefined);
@@ -169,6 +170,42 @@ describe.each(['PGlite', 'Postgres'] as const)('ledger budget spend and alerts o
     await eventually(() => alertsOnCore.length === 4);
     expect(alertsOnCore.map((j) => JSON.parse(j))).toEqual(alerts);
     expect((await db.selectFrom('budget_alerts').select('sent_at').execute()).every((r) => r.sent_at !== null)).toBe(true);
+    await stop();
+  });
+
+  it('reports each budget window on GET /v1/budgets: exact spend, what is in flight, the alerts sent', async () => {
+    await start();
+    // r-report admitted and not ended: its reservation is in flight
+    await publishAll([request('r-report', 1, 1, 250_000)[0]!]);
+    await caughtUp();
+    const { budgets } = await budgetsReport(db, { tenant: 't1', past: false }, Date.now());
+    expect(budgets).toEqual([
+      {
+        tenant: 't1',
+        budget: 'daily',
+        scope: 'tenant',
+        budgetKey: ref!.budgetKey,
+        window: 'daily',
+        windowId: ref!.windowId,
+        resetsAt: new Date(ref!.resetsAt).toISOString(),
+        action: 'refuse',
+        limitUsd: 0.001,
+        spentUsd: '0.001353',
+        spentFraction: 1.353,
+        inFlightUsd: 0.00025,
+        requests: 5,
+        alerted: [0.5, 0.75, 0.9, 1],
+      },
+    ]);
+    // another tenant's view holds none of it; a window that has reset shows only with past=true
+    expect((await budgetsReport(db, { tenant: 't2', past: false }, Date.now())).budgets).toEqual([]);
+    expect((await budgetsReport(db, { past: false }, ref!.resetsAt + 1)).budgets).toEqual([]);
+    expect((await budgetsReport(db, { past: true }, ref!.resetsAt + 1)).budgets).toHaveLength(1);
+    expect(() => parseBudgetsQuery({ past: 'yes' })).toThrow(/past takes true or false/);
+    // r-report ends: nothing in flight any more
+    await publishAll([request('r-report', 1, 1, 250_000)[1]!]);
+    await caughtUp();
+    expect((await budgetsReport(db, { tenant: 't1', past: false }, Date.now())).budgets[0]!.inFlightUsd).toBe(0);
     await stop();
   });
 
