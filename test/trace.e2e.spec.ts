@@ -130,7 +130,8 @@ function expectChain(spans: ReceivedSpan[], ingressSpan: ReceivedSpan): void {
     expect(producer.attributes).toMatchObject({
       'messaging.system': 'nats',
       'messaging.operation.type': 'send',
-      'messaging.destination.name': `sluice.evt.${type}.dev`,
+      // chat.routed goes out in its lane (docs/lanes.md)
+      'messaging.destination.name': type === 'chat.routed' ? 'sluice.evt.chat.routed.standard.dev' : `sluice.evt.${type}.dev`,
       'sluice.event_type': type,
       'sluice.tenant': 'dev',
     });
