@@ -58,14 +58,14 @@ export async function budgetsReport(db: Db, query: BudgetsQuery, now: number): P
   const [rows, reservations] = await Promise.all([counters.orderBy('window_id', 'desc').orderBy('counter').execute(), open.execute()]);
   const inFlight = new Map<string, number>();
   for (const r of reservations) {
-    const list: string[] = typeof r.counters === 'string' ? JSON.parse(r.counters) : r.counters;
+    const list = typeof r.counters === 'string' ? (JSON.parse(r.counters) as string[]) : r.counters;
     for (const c of list) inFlight.set(c, (inFlight.get(c) ?? 0) + Number(r.reserved_nanos));
   }
   const budgets = rows
     .filter((r) => query.past || !r.budget || r.budget.resetsAt > now)
     .map((r): BudgetWindowReport => {
       const b = r.budget;
-      const alerted: number[] = typeof r.alerted === 'string' ? JSON.parse(r.alerted) : r.alerted;
+      const alerted = typeof r.alerted === 'string' ? (JSON.parse(r.alerted) as number[]) : r.alerted;
       return {
         tenant: r.tenant,
         budget: b?.budget ?? null,
