@@ -61,6 +61,16 @@ export function budgetPeriod(window: BudgetWindow, now: number, timeZone = 'UTC'
 
 const pad = (n: number) => String(n).padStart(2, '0');
 
+/** Whether `zone` is an IANA time zone this runtime knows (what `budgetPeriod` accepts). */
+export function isTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const formats = new Map<string, Intl.DateTimeFormat>();
 function localDate(at: number, timeZone: string): { year: number; month: number; day: number; hour: number; minute: number; second: number } {
   let f = formats.get(timeZone);

@@ -2,6 +2,7 @@ import { TENANT_ID_PATTERN } from './subjects.js';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { Alerts, Budget, DEFAULT_LANE_SHARES, KEY_ID_PATTERN, LANES, Lanes, Priority, Rate, TokenBudget, type Lane } from './spend.js';
+import { isTimeZone } from './budgets.js';
 
 export type { Rate };
 
@@ -256,15 +257,6 @@ export function parseConfig(value: unknown): SluiceConfig {
 /** Each lane's spec, the defaults (`DEFAULT_LANE_SHARES`) where config leaves one out. */
 export function laneSpecs(config: Pick<SluiceConfig, 'lanes'>): Record<Priority, Lane> {
   return Object.fromEntries(LANES.map((l) => [l, config.lanes[l] ?? { share: DEFAULT_LANE_SHARES[l] }])) as Record<Priority, Lane>;
-}
-
-function isTimeZone(zone: string): boolean {
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: zone });
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function fillRecordDefaults(config: Record<string, unknown>, key: string, schema: TSchema): void {

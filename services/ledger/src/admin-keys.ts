@@ -1,5 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import { CreateKeyRequest, hashKey, makeEvent, schemaProblem, ServiceName, type SluiceConfig, type SluiceEvent, type VirtualKey } from '@sluice/contracts';
+import {
+  CreateKeyRequest,
+  hashKey,
+  isTimeZone,
+  makeEvent,
+  schemaProblem,
+  ServiceName,
+  type SluiceConfig,
+  type SluiceEvent,
+  type VirtualKey,
+} from '@sluice/contracts';
 import { BadParam } from './params.js';
 
 /**
@@ -35,15 +45,6 @@ function instant(value: number | string, param: string, now: number): number {
   if (!Number.isFinite(ms)) throw new BadParam(param, `${param} must be epoch milliseconds or an ISO 8601 date-time, e.g. 2027-01-31T00:00:00Z`);
   if (ms <= now) throw new BadParam(param, `${param} must be in the future`);
   return ms;
-}
-
-function isTimeZone(zone: string): boolean {
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: zone });
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**
