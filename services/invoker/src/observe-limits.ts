@@ -55,7 +55,7 @@ export interface CallResult {
  * remaining requests or tokens are below `lowFraction` of the limit; any other answer at most
  * every `everyMs`.
  */
-export const SAMPLING = { everyMs: 1000, urgentEveryMs: 200, lowFraction: 0.1 } as const;
+const SAMPLING = { everyMs: 1000, urgentEveryMs: 200, lowFraction: 0.1 } as const;
 
 /** Whether `result` is worth reporting, `lastAt` being when this replica last reported the deployment. Pure. */
 export function worthReporting(result: CallResult, lastAt: number | undefined, now: number, sampling = SAMPLING): boolean {
