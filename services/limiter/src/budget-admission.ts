@@ -37,12 +37,14 @@ export async function planBudgets(
 ): Promise<BudgetPlan | undefined> {
   const { request } = ctx;
   const refs = budgetsFor(config, { tenant, user: request.user, feature: request.feature, key: ctx.key }, now);
-  if (refs.length === 0 || estimateCostNanos(config, request) === undefined) return undefined;
+  if (refs.length === 0) return undefined;
+  const full = estimateCostNanos(config, request);
+  if (full === undefined) return undefined;
   const states = await Promise.all(refs.map((ref) => counters.state(ref)));
   const verdict = checkBudgets(
     refs,
     (ref) => states[refs.indexOf(ref)]!,
-    (downgraded) => estimateCostNanos(config, request, downgraded)!,
+    (downgraded) => (downgraded ? estimateCostNanos(config, request, true)! : full),
     now,
   );
   return { refs, verdict };
