@@ -23,14 +23,22 @@ const IGNORED = new Set(['stream', 'stream_options', 'user', 'safety_identifier'
  * body's size, ~0.5 µs a small message, and never throws (no recursion: nesting depth costs
  * nothing).
  *
+ * A cache namespace (`x-sluice-cache-namespace`, already checked against
+ * `CACHE_NAMESPACE_PATTERN`) is hashed in as one more member: two namespaces never share an
+ * answer, and no namespace hashes exactly as before namespaces existed, so entries stored then
+ * stay valid. It is not in the prefix: purging a namespace alone is not a need, and the key
+ * keeps the `<tenant>.<sha256>` shape every bucket expects.
+ *
  * @example
  * cacheKey('acme', 'chat.completions', { model: 'auto', messages: [{ role: 'user', content: 'hi' }] }) // 'acme.3f9c…'
+ * cacheKey('acme', 'chat.completions', { model: 'auto', messages: [{ role: 'user', content: 'hi' }] }, 'docs-v2') // 'acme.81d0…', another key
  */
-export function cacheKey(tenant: string, endpoint: Endpoint, body: Json): string {
+export function cacheKey(tenant: string, endpoint: Endpoint, body: Json, namespace?: string): string {
   const kept: Json = {};
   for (const k of Object.keys(body)) if (!IGNORED.has(k)) kept[k] = body[k];
+  // an undefined member is dropped by canonicalJson: no namespace, the material of old
   return `${tenant}.${createHash('sha256')
-    .update(canonicalJson({ tenant, endpoint, body: kept }), 'utf8')
+    .update(canonicalJson({ tenant, endpoint, namespace, body: kept }), 'utf8')
     .digest('hex')}`;
 }
 

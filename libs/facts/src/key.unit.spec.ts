@@ -141,6 +141,27 @@ describe('cacheKey does not split on what cannot change the answer', () => {
   });
 });
 
+describe('cacheKey and a cache namespace', () => {
+  it('splits on the namespace: two namespaces, two keys, neither the key without one', () => {
+    const a = cacheKey('acme', 'chat.completions', base, 'docs-v1');
+    const b = cacheKey('acme', 'chat.completions', base, 'docs-v2');
+    expect(a).not.toBe(b);
+    expect(a).not.toBe(key(base));
+    expect(a).toBe(cacheKey('acme', 'chat.completions', { ...base, stream: true }, 'docs-v1'));
+    expect(a.startsWith('acme.')).toBe(true);
+  });
+
+  it('keeps the keys of requests without a namespace exactly as they were', () => {
+    // the material before namespaces: { tenant, endpoint, body }, so stored entries stay valid
+    expect(key(base)).toBe(byDefinition('acme', 'chat.completions', base));
+    expect(cacheKey('acme', 'chat.completions', base, undefined)).toBe(key(base));
+  });
+
+  it('cannot be forged by a body field of the same name', () => {
+    expect(cacheKey('acme', 'chat.completions', base, 'n1')).not.toBe(key({ ...base, namespace: 'n1' }));
+  });
+});
+
 describe('cacheKey by its definition', () => {
   it('equals the canonical JSON of the whole material, escapes and nested values included', () => {
     const odd = '"quotes" \\ back\u0000slash \n\t new\u2028lines 😀 \ud800';
