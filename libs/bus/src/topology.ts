@@ -13,6 +13,10 @@ export interface Buckets {
   results: KV;
   /** Virtual keys by id (the admin API writes, ingress watches). */
   keys: KV;
+  /** The semantic cache's entries (the cache writes, every cache replica watches). */
+  semantic: KV;
+  /** Coalescing records: who leads each exact key in flight. */
+  inflight: KV;
 }
 
 export interface TopologyOptions {
@@ -50,15 +54,17 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions = {}): Prom
   const b = Topology.buckets;
   const open = (name: string, ttlSeconds: number, history: number) =>
     kvm.create(name, { history, replicas, ...(ttlSeconds > 0 ? { ttl: ttlSeconds * 1000 } : {}) });
-  const [limits, cache, control, budgets, results, keys] = await Promise.all([
+  const [limits, cache, control, budgets, results, keys, semantic, inflight] = await Promise.all([
     open(b.limits.name, b.limits.ttlSeconds, b.limits.history),
     open(b.cache.name, opts.cacheTtlSeconds ?? b.cache.ttlSeconds, b.cache.history),
     open(b.control.name, b.control.ttlSeconds, b.control.history),
     open(b.budgets.name, b.budgets.ttlSeconds, b.budgets.history),
     open(b.results.name, b.results.ttlSeconds, b.results.history),
     open(b.keys.name, b.keys.ttlSeconds, b.keys.history),
+    open(b.semantic.name, opts.cacheTtlSeconds ?? b.semantic.ttlSeconds, b.semantic.history),
+    open(b.inflight.name, b.inflight.ttlSeconds, b.inflight.history),
   ]);
-  return { limits, cache, control, budgets, results, keys };
+  return { limits, cache, control, budgets, results, keys, semantic, inflight };
 }
 
 async function ensureStream(bus: Bus, config: Partial<StreamConfig> & { name: string }): Promise<void> {

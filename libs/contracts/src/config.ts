@@ -9,6 +9,47 @@ export type { Rate };
 /** Every config object is closed: an unknown key is refused with its path, never ignored. */
 const closed = { additionalProperties: false } as const;
 
+/**
+ * What the cache keeps besides whole answers ended by `stop` (docs/caching.md, Policy): answers cut
+ * by `length` (skipped by default: a longer `max_tokens` would have said more), answers that are tool
+ * calls (kept: the same question with the same tools asks for the same call), and answers of `n > 1`
+ * choices (kept). Degraded and static answers are never kept, whatever the policy.
+ */
+const CachePolicy = Type.Object(
+  {
+    length: Type.Union([Type.Literal('skip'), Type.Literal('store')], { default: 'skip' }),
+    toolCalls: Type.Union([Type.Literal('skip'), Type.Literal('store')], { default: 'store' }),
+    multipleChoices: Type.Union([Type.Literal('skip'), Type.Literal('store')], { default: 'store' }),
+  },
+  { ...closed, default: {} },
+);
+export type CachePolicy = Static<typeof CachePolicy>;
+
+/** A similarity threshold: the cosine similarity at or above which a semantic candidate may answer. */
+const Threshold = Type.Number({ minimum: 0.5, maximum: 1 });
+
+/** A tenant's own cache settings; absent members take `config.cache`'s. */
+const TenantCache = Type.Object(
+  {
+    /** The semantic cache is opt-in per tenant; `threshold` overrides `config.cache.semantic.threshold`. */
+    semantic: Type.Optional(Type.Object({ enabled: Type.Boolean(), threshold: Type.Optional(Threshold) }, closed)),
+    /** How long this tenant's answers are served, in seconds: at most `config.cache.ttlSeconds`. */
+    ttlSeconds: Type.Optional(Type.Integer({ minimum: 1 })),
+    policy: Type.Optional(
+      Type.Object(
+        {
+          length: Type.Optional(CachePolicy.properties.length),
+          toolCalls: Type.Optional(CachePolicy.properties.toolCalls),
+          multipleChoices: Type.Optional(CachePolicy.properties.multipleChoices),
+        },
+        closed,
+      ),
+    ),
+  },
+  closed,
+);
+export type TenantCache = Static<typeof TenantCache>;
+
 const Tenant = Type.Object(
   {
     id: Type.String({ pattern: TENANT_ID_PATTERN.source }),
@@ -26,6 +67,8 @@ const Tenant = Type.Object(
     budgets: Type.Optional(Type.Array(Budget)),
     /** Lane of a request that names none and has no feature or key lane; absent: `standard`. */
     lane: Type.Optional(Priority),
+    /** The tenant's cache: semantic opt-in and threshold, TTL, policy (docs/caching.md). */
+    cache: Type.Optional(TenantCache),
     ledger: Type.Optional(
       Type.Object(
         {
@@ -134,7 +177,41 @@ export const SluiceConfig = Type.Object(
       },
       closed,
     ),
-    cache: Type.Object({ ttlSeconds: Type.Integer({ minimum: 1, default: 3600 }) }, closed),
+    cache: Type.Object(
+      {
+        /** The buckets' max age (nats-server 2.9 has no per-message TTL): the longest any entry is kept. */
+        ttlSeconds: Type.Integer({ minimum: 1, default: 3600 }),
+        /** Identical requests in flight at once make one upstream call (docs/caching.md, Coalescing). On by default. */
+        coalesce: Type.Object(
+          {
+            enabled: Type.Boolean({ default: true }),
+            /** A leader with no answer after this long is taken over by one of the requests waiting for it. */
+            leaderTimeoutMs: Type.Integer({ minimum: 100, default: 30_000 }),
+          },
+          { ...closed, default: {} },
+        ),
+        /** The semantic cache's gateway-wide settings; each tenant opts in (`tenants[].cache.semantic`). */
+        semantic: Type.Object(
+          {
+            /** The embedding model: a model in `models`, whose deployments embed and whose input price bills it. */
+            model: Type.String({ minLength: 1, default: 'text-embedding-3-small' }),
+            /** Dimensions asked of the upstream (`dimensions`; text-embedding-3 models shorten their vectors). */
+            dimensions: Type.Integer({ minimum: 8, maximum: 4096, default: 256 }),
+            /** Default threshold; see docs/caching.md for the range and how it was chosen. */
+            threshold: Type.Number({ minimum: 0.5, maximum: 1, default: 0.9 }),
+            /** A longer last user turn is looked up exactly only. */
+            maxTextChars: Type.Integer({ minimum: 1, default: 2000 }),
+            /** Nearest entries checked per lookup, best first (threshold, then the guard). */
+            candidates: Type.Integer({ minimum: 1, maximum: 64, default: 4 }),
+            /** The embedding call's limit; past it the lookup goes on as a miss. */
+            timeoutMs: Type.Integer({ minimum: 50, default: 2000 }),
+          },
+          { ...closed, default: {} },
+        ),
+        policy: CachePolicy,
+      },
+      closed,
+    ),
     degrader: Type.Object(
       {
         windowMs: Type.Integer({ minimum: 1000, default: 30_000 }),
@@ -225,6 +302,14 @@ export function parseConfig(value: unknown): SluiceConfig {
   });
   config.tenants.forEach((t, i) => {
     for (const m of t.models ?? []) if (!config.models[m]) problems.push(`config.tenants.${i}.models: unknown model ${m}`);
+    if (t.cache?.semantic?.enabled && !config.models[config.cache.semantic.model])
+      problems.push(
+        `config.tenants.${i}.cache.semantic: the embedding model ${config.cache.semantic.model} (config.cache.semantic.model) is not in config.models`,
+      );
+    if (t.cache?.ttlSeconds !== undefined && t.cache.ttlSeconds > config.cache.ttlSeconds)
+      problems.push(
+        `config.tenants.${i}.cache.ttlSeconds: ${t.cache.ttlSeconds} is longer than config.cache.ttlSeconds (${config.cache.ttlSeconds}), the longest any entry is kept`,
+      );
     const ids = new Set<string>();
     (t.budgets ?? []).forEach((b, j) => {
       if (ids.has(b.id)) problems.push(`config.tenants.${i}.budgets.${j}.id: budget ${b.id} appears twice`);

@@ -51,7 +51,7 @@ export const Consumers = {
     service: ServiceName.Cache,
     filter: Subjects.eventsOf(E.ChatAdmitted),
     receives: [E.ChatAdmitted],
-    emits: [E.CacheHit, E.CacheMissed, E.ChatFailed],
+    emits: [E.CacheHit, E.CacheMissed, E.CacheCoalesced, E.ChatFailed],
   },
   cacheStore: {
     durable: 'cache-store',

@@ -18,6 +18,7 @@ export const EventType = {
   CacheHit: 'cache.hit',
   CacheMissed: 'cache.missed',
   CacheStored: 'cache.stored',
+  CacheCoalesced: 'cache.coalesced',
   ChatRouted: 'chat.routed',
   ChatShed: 'chat.shed',
   InvokeAttempted: 'invoke.attempted',
@@ -78,6 +79,33 @@ const Answer = Type.Object({
 });
 export type Answer = Static<typeof Answer>;
 
+/**
+ * An embedding the semantic cache asked of an upstream through one of Sluice's deployments: billed
+ * to the request's tenant at the embedding model's input price (docs/caching.md).
+ */
+const EmbeddingUse = Type.Object({
+  model: Type.String(),
+  deployment: Type.String(),
+  usage: Type.Object({ prompt_tokens: Type.Integer({ minimum: 0 }), total_tokens: Type.Integer({ minimum: 0 }) }),
+  latencyMs: Type.Number({ minimum: 0 }),
+});
+export type EmbeddingUse = Static<typeof EmbeddingUse>;
+
+/** What the semantic step of a lookup found, for the timeline (all optional: a step may not have run). */
+const SemanticLookup = Type.Object({
+  /** Why no semantic lookup ran: the tenant did not opt in, the request is not eligible, the embedding failed... */
+  skipped: Type.Optional(Type.String()),
+  /** The best candidate's cosine similarity, and the threshold it was held to. */
+  similarity: Type.Optional(Type.Number()),
+  threshold: Type.Optional(Type.Number()),
+  /** The request whose answer the best candidate is, and its exact key. */
+  matchedRequestId: Type.Optional(Type.String()),
+  matchedKey: Type.Optional(Type.String()),
+  /** The guard's reason when a candidate at or above the threshold would have changed the meaning. */
+  vetoed: Type.Optional(Type.String()),
+});
+export type SemanticLookup = Static<typeof SemanticLookup>;
+
 /** An upstream's own error, passed to the client as it was (status, OpenAI's type, code, param, message). */
 const UpstreamError = Type.Object({
   status: Type.Integer(),
@@ -120,12 +148,52 @@ export const EventData = {
   }),
   'cache.hit': Type.Object({
     ctx: RequestContext,
+    /** The key of the answer served: the request's own (exact), or the matched entry's (semantic). */
     key: Type.String(),
     answer: Answer,
     storedAt: Type.Number(),
+    /** `exact` (absent on events from before semantic hits) or `semantic`. */
+    kind: Type.Optional(Type.Union([Type.Literal('exact'), Type.Literal('semantic')])),
+    /** Semantic hits: the cosine similarity of the question to the matched one, and whose answer it is. */
+    similarity: Type.Optional(Type.Number()),
+    matchedRequestId: Type.Optional(Type.String()),
+    /** The embedding the semantic lookup paid for. */
+    embedding: Type.Optional(EmbeddingUse),
   }),
-  'cache.missed': Type.Object({ ctx: RequestContext, key: Type.Optional(Type.String()), estimatedTokens: Type.Integer() }),
-  'cache.stored': Type.Object({ key: Type.String(), model: Type.String(), ttlSeconds: Type.Integer() }),
+  'cache.missed': Type.Object({
+    ctx: RequestContext,
+    key: Type.Optional(Type.String()),
+    estimatedTokens: Type.Integer(),
+    semantic: Type.Optional(SemanticLookup),
+    /** The embedding the semantic lookup paid for, even though it found nothing. */
+    embedding: Type.Optional(EmbeddingUse),
+    /** True when this request leads the coalescing of its key (`ctx.coalesce`); why, when it took over from another. */
+    leads: Type.Optional(Type.Boolean()),
+    takeover: Type.Optional(Type.String()),
+  }),
+  'cache.stored': Type.Object({
+    key: Type.String(),
+    model: Type.String(),
+    /** How long the entry is served: the request's, the tenant's or the bucket's TTL, the shortest. */
+    ttlSeconds: Type.Integer(),
+    /** Epoch ms after which the entry is no longer served. */
+    expiresAt: Type.Optional(Type.Number()),
+    /** True when the entry is also in the tenant's semantic index. */
+    semantic: Type.Optional(Type.Boolean()),
+  }),
+  /**
+   * Terminal: an identical request (same exact key) was in flight when this one arrived, and this
+   * one was answered with its answer (docs/caching.md, Coalescing). Billed as a cache hit.
+   */
+  'cache.coalesced': Type.Object({
+    ctx: RequestContext,
+    key: Type.String(),
+    answer: Answer,
+    /** The request whose upstream call answered this one. */
+    leaderRequestId: Type.String(),
+    /** ms this request waited for the leader's answer. */
+    waitedMs: Type.Number({ minimum: 0 }),
+  }),
   'chat.routed': Type.Object({
     ctx: RequestContext,
     tier: Type.String(),

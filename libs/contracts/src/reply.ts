@@ -21,6 +21,13 @@ export type Usage = Static<typeof Usage>;
  */
 const RateLimit = RequestContext.properties.rateLimit;
 
+/**
+ * How a cached answer was found: `hit` under the request's exact key, `semantic` under a similar
+ * earlier question (docs/caching.md), `coalesced` from an identical request in flight at the same time.
+ */
+export const CacheKind = Type.Union([Type.Literal('hit'), Type.Literal('semantic'), Type.Literal('coalesced')]);
+export type CacheKind = Static<typeof CacheKind>;
+
 export const ChatResult = Type.Object({
   requestId: Type.String(),
   /** Sluice's name of the model that answered (the upstream's own is in `body.model`). */
@@ -31,7 +38,10 @@ export const ChatResult = Type.Object({
    */
   body: Type.Unknown(),
   usage: Usage,
+  /** True when the answer came from the cache, whatever the kind (`cache`). */
   cached: Type.Boolean(),
+  /** Which cache answered; absent for an upstream's answer. Ingress sends it as `x-sluice-cache` (absent: `miss`). */
+  cache: Type.Optional(CacheKind),
   /** Unix seconds. */
   created: Type.Integer(),
   rateLimit: RateLimit,
@@ -53,6 +63,8 @@ export const ChatChunk = Type.Object({
    * header with the first chunk, before the final result says whether the answer was cached.
    */
   cached: Type.Optional(Type.Boolean()),
+  /** Which cache answered (`ChatResult.cache`), on chunks of a cached answer. */
+  cache: Type.Optional(CacheKind),
   /** On the first chunk: the limits ingress sends as headers with it. */
   rateLimit: RateLimit,
   /** On the first chunk: ms waited in the lane (`ChatResult.queueMs`), sent as a header with it. */

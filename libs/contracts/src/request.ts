@@ -3,6 +3,9 @@ import { Priority, RequestKey } from './spend.js';
 
 export { Priority };
 
+/** A cache namespace (`x-sluice-cache-namespace`): letters, digits, `_`, `.`, `-`, at most 64. */
+export const CACHE_NAMESPACE_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
+
 /**
  * The OpenAI API a request was made to, by its path: `POST /v1/chat/completions`,
  * `POST /v1/responses`, `POST /v1/embeddings`.
@@ -43,8 +46,18 @@ export const ChatRequest = Type.Object({
   choices: Type.Integer({ minimum: 1 }),
   /** For the router, its one reader; events after `chat.routed` leave it out (`withoutRouting`). */
   complexity: Type.Optional(Complexity),
-  /** `<tenant>.<sha256>` of every field that changes the answer; unset with `cache: 'skip'`. */
+  /** `<tenant>.<sha256>` of every field that changes the answer (and the cache namespace); unset with `cache: 'skip'`. */
   cacheKey: Type.Optional(Type.String()),
+  /**
+   * How long this request's answer may be served from the cache, in seconds (`x-sluice-cache-ttl`):
+   * at most the tenant's and the bucket's TTL, which the cache applies and reports on `cache.stored`.
+   */
+  cacheTtlSeconds: Type.Optional(Type.Integer({ minimum: 1 })),
+  /**
+   * A cache partition inside the tenant (`x-sluice-cache-namespace`): part of the exact key's hash and
+   * of the semantic index's partition, so answers are shared only within one namespace.
+   */
+  cacheNamespace: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' })),
 });
 export type ChatRequest = Static<typeof ChatRequest>;
 
@@ -75,6 +88,12 @@ export const RequestContext = Type.Object({
    * request to the cheapest tier. Names the budget, for the timeline.
    */
   downgrade: Type.Optional(Type.Object({ budget: Type.String() })),
+  /**
+   * Set by the cache on `cache.missed` when this request leads the coalescing of its key: the
+   * revision of its record in `sluice_inflight`. Carried to `chat.completed`, whose store hands the
+   * answer to the requests that waited for it (docs/caching.md, Coalescing).
+   */
+  coalesce: Type.Optional(Type.Object({ revision: Type.Integer({ minimum: 0 }) })),
 });
 export type RequestContext = Static<typeof RequestContext>;
 export type RateLimitState = NonNullable<RequestContext['rateLimit']>;

@@ -56,6 +56,10 @@ export function subjectOf(event: AnyEvent): string {
 export const Headers = {
   tenantKey: 'sluice-key',
   cache: 'sluice-cache',
+  /** NATS door: seconds the answer may be served from the cache (HTTP `x-sluice-cache-ttl`). */
+  cacheTtl: 'sluice-cache-ttl',
+  /** NATS door: the cache namespace inside the tenant (HTTP `x-sluice-cache-namespace`). */
+  cacheNamespace: 'sluice-cache-namespace',
   /** NATS door: the OpenAI API a request is for (`chat.completions`, the default; `responses`; `embeddings`). */
   endpoint: 'sluice-endpoint',
   traceparent: 'traceparent',

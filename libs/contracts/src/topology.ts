@@ -29,6 +29,13 @@ export const Topology = {
   buckets: {
     limits: { name: 'sluice_limits', ttlSeconds: 0, history: 1 },
     cache: { name: 'sluice_cache', ttlSeconds: 3600, history: 1 },
+    /**
+     * The semantic index's entries (vector, question, the exact key of the answer), by exact key;
+     * every cache replica watches it and rebuilds its index from it. Max age follows `cache.ttlSeconds`.
+     */
+    semantic: { name: 'sluice_semantic', ttlSeconds: 3600, history: 1 },
+    /** Coalescing: who leads each exact key in flight, and its answer once it has one. Records carry their own times. */
+    inflight: { name: 'sluice_inflight', ttlSeconds: 600, history: 1 },
     control: { name: 'sluice_control', ttlSeconds: 0, history: 5 },
     budgets: { name: 'sluice_budgets', ttlSeconds: 0, history: 1 },
     results: { name: 'sluice_results', ttlSeconds: 3600, history: 1 },
