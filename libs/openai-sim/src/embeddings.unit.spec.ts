@@ -27,6 +27,30 @@ describe('embed', () => {
     expect(cos(a, b)).toBeGreaterThan(cos(a, c) + 0.2);
     expect(cos(a, embed('The CAT sat on the mat!', 256))).toBeCloseTo(1, 5);
   });
+
+  it('puts a paraphrase sharing stems above 0.8 and unrelated texts below 0.3', () => {
+    const q = embed('How do I reset my password?', 256);
+    expect(cos(q, embed('how can I reset my password', 256))).toBeGreaterThan(0.8);
+    expect(cos(embed('How do I configure the proxy settings?', 256), embed('how can I configure my proxy settings', 256))).toBeGreaterThan(0.8);
+    expect(cos(q, embed('What is the capital of France?', 256))).toBeLessThan(0.3);
+    expect(cos(q, embed('Summarise this quarterly revenue report', 256))).toBeLessThan(0.3);
+    // a different topic sharing the frame lands between the two
+    const topic = cos(q, embed('How do I reset my router?', 256));
+    expect(topic).toBeGreaterThan(0.3);
+    expect(topic).toBeLessThan(0.8);
+  });
+
+  it('knows spelling, not meaning: a synonym paraphrase stays far (a real model would put it close)', () => {
+    expect(cos(embed('cancel my plan', 256), embed('end my subscription', 256))).toBeLessThan(0.3);
+  });
+
+  it('is deterministic across sizes and keeps token-id inputs working', () => {
+    expect(embed('Reset my password', 1536)).toEqual(embed('Reset my password', 1536));
+    const ids = embed([1212, 318, 257, 1332], 64);
+    expect(norm(ids)).toBeCloseTo(1, 5);
+    expect(ids).toEqual(embed([1212, 318, 257, 1332], 64));
+    expect(cos(ids, embed([1212, 318, 257, 1333], 64))).toBeGreaterThan(cos(ids, embed([7, 8, 9, 10], 64)));
+  });
 });
 
 describe('planEmbeddings', () => {
