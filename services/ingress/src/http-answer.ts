@@ -1,5 +1,15 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { chatChunksOf, Errors, replayChunks, isChunk, isError, type ChatErrorReply, type Endpoint, type RateLimitState } from '@sluice/contracts';
+import {
+  chatChunksOf,
+  Errors,
+  replayChunks,
+  isChunk,
+  isError,
+  type CacheKind,
+  type ChatErrorReply,
+  type Endpoint,
+  type RateLimitState,
+} from '@sluice/contracts';
 import type { PendingReplies } from './inbox.js';
 import { chatChunkForClient, errorEvent, isUsageChunk, openAiErrorBody, rateLimitHeaders, retryHeaders, sseEvent, streamEnd } from './openai-wire.js';
 
@@ -19,6 +29,14 @@ function clientGone(reply: FastifyReply): boolean {
  */
 function queueHeader(queueMs: number | undefined): Record<string, string> {
   return queueMs !== undefined ? { 'x-sluice-queue-ms': String(queueMs) } : {};
+}
+
+/**
+ * `x-sluice-cache`: how the answer was found (`hit`, `semantic`, `coalesced`), from the reply's
+ * `cache`; `cached` without it is an exact hit (a stage from before the kinds); neither is a `miss`.
+ */
+function cacheHeader(r: { cache?: CacheKind; cached?: boolean }): CacheKind | 'miss' {
+  return r.cache ?? (r.cached === true ? 'hit' : 'miss');
 }
 
 /** What a streamed answer needs to know of its request. */
@@ -63,11 +81,11 @@ export async function answerWhole(request: FastifyRequest, reply: FastifyReply, 
           request.log.debug({ code: r.error.code }, 'answered with an error');
           return sendErrorReply(reply, r.error, r.rateLimit);
         }
-        request.log.debug({ model: r.model, cached: r.cached }, 'answered');
+        request.log.debug({ model: r.model, cache: cacheHeader(r) }, 'answered');
         return reply
           .headers({ ...rateLimitHeaders(r.rateLimit), ...queueHeader(r.queueMs) })
           .header('x-sluice-model', r.model)
-          .header('x-sluice-cache', r.cached ? 'hit' : 'miss')
+          .header('x-sluice-cache', cacheHeader(r))
           .header('content-type', 'application/json; charset=utf-8')
           .send(JSON.stringify(r.body));
       }
@@ -101,7 +119,7 @@ export async function answerStream(request: FastifyRequest, reply: FastifyReply,
     const forClient = chatChunkForClient(chunk, includeUsage);
     if (forClient !== undefined) write(sseEvent(endpoint, forClient));
   };
-  const start = (model: string, cached: boolean, rateLimit: RateLimitState | undefined, queueMs: number | undefined) => {
+  const start = (model: string, cache: CacheKind | 'miss', rateLimit: RateLimitState | undefined, queueMs: number | undefined) => {
     reply.hijack();
     const headers: Record<string, string | number | string[]> = {};
     for (const [k, v] of Object.entries(reply.getHeaders())) if (v !== undefined) headers[k] = v;
@@ -113,7 +131,7 @@ export async function answerStream(request: FastifyRequest, reply: FastifyReply,
       'cache-control': 'no-cache',
       connection: 'keep-alive',
       'x-sluice-model': model,
-      'x-sluice-cache': cached ? 'hit' : 'miss',
+      'x-sluice-cache': cache,
     });
     started = true;
   };
@@ -143,13 +161,13 @@ export async function answerStream(request: FastifyRequest, reply: FastifyReply,
           return fail(r.error, r.rateLimit);
         }
         if (isChunk(r)) {
-          if (!started) start(r.model, r.cached === true, r.rateLimit, r.queueMs);
+          if (!started) start(r.model, cacheHeader(r), r.rateLimit, r.queueMs);
           writeChunk(r.chunk);
           continue;
         }
         if (!started) {
           // a stage may end a stream with the result alone; the client still gets a whole stream
-          start(r.model, r.cached, r.rateLimit, r.queueMs);
+          start(r.model, cacheHeader(r), r.rateLimit, r.queueMs);
           // a stage may end with the result alone: the stream it stands for, the usage chunk only when asked
           for (const chunk of replayChunks(endpoint, r.body, shape.requestId, includeUsage)) writeChunk(chunk);
         } else if (endpoint === 'chat.completions' && includeUsage && !sawUsage) {
@@ -158,7 +176,7 @@ export async function answerStream(request: FastifyRequest, reply: FastifyReply,
           if (isUsageChunk(usageChunk)) writeChunk(usageChunk);
         }
         if (!raw.destroyed && !raw.writableEnded) raw.end(streamEnd(endpoint));
-        request.log.debug({ model: r.model, cached: r.cached }, 'answered (stream)');
+        request.log.debug({ model: r.model, cache: cacheHeader(r) }, 'answered (stream)');
         return reply;
       }
       default: {

@@ -264,6 +264,8 @@ function hintsFrom(headers: IncomingHttpHeaders): ChatHints {
     ['feature', 'x-sluice-feature'],
     ['priority', 'x-sluice-priority'],
     ['cache', 'x-sluice-cache'],
+    ['cacheTtl', 'x-sluice-cache-ttl'],
+    ['cacheNamespace', 'x-sluice-cache-namespace'],
   ] as const) {
     const value = header(headers, name);
     if (value !== undefined) hints[key] = { value: value.trim(), param: name };

@@ -113,9 +113,18 @@ function incomingTrace(msg: Msg) {
   return { traceparent: msg.headers?.get(Headers.traceparent) || undefined, tracestate: msg.headers?.get(Headers.tracestate) || undefined };
 }
 
+/** The cache headers; `feature` and `priority` come in the body at this door. An empty header is an absent one (NATS tells them apart by nothing). */
 function hintsFrom(msg: Msg): ChatHints {
-  const cache = msg.headers?.get(Headers.cache);
-  return cache ? { cache: { value: cache.trim(), param: Headers.cache } } : {};
+  const hints: ChatHints = {};
+  for (const [key, name] of [
+    ['cache', Headers.cache],
+    ['cacheTtl', Headers.cacheTtl],
+    ['cacheNamespace', Headers.cacheNamespace],
+  ] as const) {
+    const value = msg.headers?.get(name);
+    if (value) hints[key] = { value: value.trim(), param: name };
+  }
+  return hints;
 }
 
 /** The API the body is for, from the `sluice-endpoint` header (chat completions when absent). */

@@ -18,6 +18,7 @@ import {
   Topology,
   usageOf,
   type AnyEvent,
+  type CacheKind,
   type ChatReply,
   type Endpoint,
   type RateLimitState,
@@ -147,12 +148,20 @@ function answerTo(event: SluiceEvent<'chat.requested'>): ChatReply[] {
   const model = ctx.request.model === 'auto' ? 'small' : ctx.request.model;
   const created = Math.floor(ctx.receivedAt / 1000);
   const bodyOf = (content: string) => upstreamBody(endpoint, requestId, created, model, content, body as Json);
-  const result = (content: string, cached = false): ChatReply => {
+  // `cached` alone is how a stage from before the cache kinds said hit; a kind adds `cache`
+  const result = (content: string, cached = false, cache?: CacheKind): ChatReply => {
     const b = bodyOf(content);
-    return { requestId, model, body: b, usage: usageOf(endpoint, b) ?? USAGE, cached, created, rateLimit: RATE_LIMIT };
+    return { requestId, model, body: b, usage: usageOf(endpoint, b) ?? USAGE, cached, ...(cache ? { cache } : {}), created, rateLimit: RATE_LIMIT };
   };
-  const chunks = (all: unknown[], cached = false): ChatReply[] =>
-    all.map((chunk, i) => ({ requestId, model, chunk, ...(cached ? { cached } : {}), ...(i === 0 ? { rateLimit: RATE_LIMIT } : {}) }));
+  const chunks = (all: unknown[], cached = false, cache?: CacheKind): ChatReply[] =>
+    all.map((chunk, i) => ({
+      requestId,
+      model,
+      chunk,
+      ...(cached ? { cached } : {}),
+      ...(cache ? { cache } : {}),
+      ...(i === 0 ? { rateLimit: RATE_LIMIT } : {}),
+    }));
   // an upstream's stream of a whole answer: chat asks for usage always (the invoker does, to bill)
   const streamOf = (content: string) => (endpoint === 'responses' ? responseEventsOf(bodyOf(content)) : chatChunksOf(bodyOf(content), requestId, true));
   switch (said) {
@@ -188,8 +197,16 @@ function answerTo(event: SluiceEvent<'chat.requested'>): ChatReply[] {
       ];
     case 'cached':
       return stream ? [...chunks(streamOf('from cache'), true), result('from cache', true)] : [result('from cache', true)];
+    case 'cached hit':
+    case 'cached semantic':
+    case 'cached coalesced': {
+      const kind = said.slice('cached '.length) as CacheKind;
+      return stream ? [...chunks(streamOf(`from ${kind}`), true, kind), result(`from ${kind}`, true, kind)] : [result(`from ${kind}`, true, kind)];
+    }
     case 'result-only':
       return [result('whole at once')];
+    case 'result-only coalesced':
+      return [result('whole at once', true, 'coalesced')];
     case 'tool-call':
       return stream ? [...chunks(streamOf('tool-call')), result('tool-call')] : [result('tool-call')];
     default:

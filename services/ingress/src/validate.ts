@@ -1,4 +1,13 @@
-import { isJsonObject, Priority, type ChatRequest, type Endpoint, type SluiceConfig, type Tenant, type VirtualKey } from '@sluice/contracts';
+import {
+  CACHE_NAMESPACE_PATTERN,
+  isJsonObject,
+  Priority,
+  type ChatRequest,
+  type Endpoint,
+  type SluiceConfig,
+  type Tenant,
+  type VirtualKey,
+} from '@sluice/contracts';
 import { bodyFactsAsync, cacheKey } from '@sluice/facts';
 import { checkChatBody } from './chat-body.js';
 import { optionalText, text, type Json } from './checks.js';
@@ -17,6 +26,10 @@ export interface ChatHints {
   feature?: { value: string; param: string };
   priority?: { value: string; param: string };
   cache?: { value: string; param: string };
+  /** `x-sluice-cache-ttl` / `sluice-cache-ttl`: seconds, as sent. */
+  cacheTtl?: { value: string; param: string };
+  /** `x-sluice-cache-namespace` / `sluice-cache-namespace`, as sent. */
+  cacheNamespace?: { value: string; param: string };
 }
 
 /** What an endpoint's body check reads from the body. */
@@ -30,7 +43,7 @@ export interface BodyChoices {
 }
 
 /** The client's choices Sluice acts on, before the facts are counted. */
-type RequestChoices = Pick<ChatRequest, 'endpoint' | 'model' | 'user' | 'feature' | 'priority' | 'stream' | 'cache'>;
+type RequestChoices = Pick<ChatRequest, 'endpoint' | 'model' | 'user' | 'feature' | 'priority' | 'stream' | 'cache' | 'cacheTtlSeconds' | 'cacheNamespace'>;
 
 export interface CheckedBody {
   /** `priority` is what the request asked for (`standard` when nothing): `validateRequest` resolves the lane. */
@@ -58,9 +71,17 @@ export interface Normalised {
 const PRIORITIES: ReadonlySet<string> = new Set(Priority.anyOf.map((p) => p.const));
 
 /**
+ * The longest cache TTL a request may ask for: a year. Ingress only bounds it; the cache clamps
+ * it to the tenant's and the bucket's TTL and says so on the timeline, so a config change never
+ * turns yesterday's valid header into a refusal.
+ */
+const MAX_CACHE_TTL_SECONDS = 31_536_000;
+
+/**
  * Checks a request body of one endpoint for what Sluice relies on and reads the client's choices
  * from it and from the hints (`feature`, `priority`: a header wins over the body; the cache
- * hint). Both front doors use it. It never drops, adds or rewrites a field: unknown fields,
+ * hint, and with it a cache TTL and namespace, headers only, neither read nor checked when the
+ * hint is `skip`). Both front doors use it. It never drops, adds or rewrites a field: unknown fields,
  * today's and next month's, reach the upstream as sent. `null` means absent.
  *
  * @throws RequestRejected invalid_request, naming the field's path in `param`.
@@ -79,6 +100,10 @@ export function checkBody(endpoint: Endpoint, body: unknown, hints: ChatHints, l
     stream: read.stream,
     cache: cache(hints.cache),
   };
+  if (choices.cache !== 'skip') {
+    if (hints.cacheTtl) choices.cacheTtlSeconds = cacheTtl(hints.cacheTtl);
+    if (hints.cacheNamespace) choices.cacheNamespace = cacheNamespace(hints.cacheNamespace);
+  }
   if (read.user !== undefined) choices.user = read.user;
   const feature = hints.feature ? text(hints.feature.value, hints.feature.param) : optionalText(body, 'feature');
   if (feature !== undefined) choices.feature = feature;
@@ -130,7 +155,7 @@ export function checkModel(choices: Pick<ChatRequest, 'model' | 'user'>, tenant:
  * `key`: output cap, model, input trimmed or refused), then the facts later stages need, counted
  * once here on the body as it will be sent: prompt tokens, output cap, choices, complexity
  * (`@sluice/facts`, long texts off the event loop) and, unless the cache hint is `skip`, the
- * cache key.
+ * cache key (the cache namespace hashed in).
  *
  * The lane (`request.priority`) is resolved here too (`resolveLane`): the key's, the request's,
  * its feature's, its tenant's or `standard`.
@@ -168,7 +193,7 @@ export async function validateRequest(
     complexity: facts.complexity,
   };
   if (facts.maxOutputTokens !== undefined) request.maxOutputTokens = facts.maxOutputTokens;
-  if (choices.cache !== 'skip') request.cacheKey = cacheKey(tenant.id, endpoint, body);
+  if (choices.cache !== 'skip') request.cacheKey = cacheKey(tenant.id, endpoint, body, choices.cacheNamespace);
   return { request, body, includeUsage, lane, ...(note !== undefined ? { tokenBudget: note } : {}) };
 }
 
@@ -235,6 +260,22 @@ function cache(v: { value: string; param: string } | undefined): ChatRequest['ca
   if (v === undefined || v.value === 'default') return 'default';
   if (v.value === 'skip') return 'skip';
   throw invalid(v.param, `${v.param} must be "skip" (or absent).`);
+}
+
+/** Whole seconds, digits only (no sign, exponent or fraction: `1e3` and `60.0` are refused, not guessed at). */
+function cacheTtl(v: { value: string; param: string }): number {
+  const seconds = /^[0-9]{1,9}$/.test(v.value) ? Number(v.value) : NaN;
+  if (!(seconds >= 1 && seconds <= MAX_CACHE_TTL_SECONDS)) {
+    throw invalid(v.param, `${v.param} must be a whole number of seconds from 1 to ${MAX_CACHE_TTL_SECONDS}; got ${JSON.stringify(v.value.slice(0, 40))}.`);
+  }
+  return seconds;
+}
+
+function cacheNamespace(v: { value: string; param: string }): string {
+  if (!CACHE_NAMESPACE_PATTERN.test(v.value)) {
+    throw invalid(v.param, `${v.param} must be 1 to 64 letters, digits, "_", "." or "-"; got ${JSON.stringify(v.value.slice(0, 80))}.`);
+  }
+  return v.value;
 }
 
 function fromBody(body: Json, field: string): { value: unknown; param: string } | undefined {
