@@ -5,6 +5,7 @@ import {
   isChunk,
   isError,
   parseReply,
+  type CacheKind,
   type ChatChunk,
   type ChatReply,
   type ChatResult,
@@ -44,11 +45,28 @@ export interface SluiceClientOptions {
 }
 
 export interface RequestOptions {
-  /** Neither read nor write the cache for this request. */
+  /** Neither read nor write the cache for this request (the TTL and namespace below are then ignored). */
   skipCache?: boolean;
+  /**
+   * How long this answer may be served from the cache, in whole seconds (1 to 31 536 000), sent as
+   * `sluice-cache-ttl`; the cache shortens it to the tenant's TTL. Other values are refused with `invalid_request`.
+   */
+  cacheTtlSeconds?: number;
+  /**
+   * A cache namespace inside the tenant (`sluice-cache-namespace`: 1 to 64 letters, digits, `_`, `.`, `-`):
+   * answers are shared only between requests of the same namespace.
+   */
+  cacheNamespace?: string;
   /** The OpenAI API the body is for; default `chat.completions`. */
   endpoint?: Endpoint;
 }
+
+/**
+ * A whole answer as the client returns it: the reply with `cache` always set, `miss` for an
+ * answer an upstream made, else how the cache found it (`hit`, `semantic`, `coalesced`; `cached`
+ * stays true for all three).
+ */
+export type SluiceResult = Omit<ChatResult, 'cache'> & { cache: CacheKind | 'miss' };
 
 const encoder = new TextEncoder();
 
@@ -75,12 +93,13 @@ export class SluiceClient {
 
   /**
    * The whole answer: `result.body` is the OpenAI object (`chat.completion`, `response`, the
-   * embeddings `list`), `result.requestId` Sluice's id beside it.
+   * embeddings `list`), `result.requestId` Sluice's id beside it, `result.cache` whether and how
+   * the cache answered.
    *
    * @throws SluiceRequestError on an error reply, on timeout (`deadline_exceeded`) and when no
    * ingress listens (`service_busy`).
    */
-  async chat(req: ClientRequest, opts: RequestOptions = {}): Promise<ChatResult> {
+  async chat(req: ClientRequest, opts: RequestOptions = {}): Promise<SluiceResult> {
     let msg;
     try {
       msg = await this.nc.request(this.subject, this.body(req, false), { headers: this.headers(opts), timeout: this.timeoutMs });
@@ -91,7 +110,7 @@ export class SluiceClient {
     if (isError(reply)) throw SluiceRequestError.fromReply(reply);
     if (isChunk(reply))
       throw new SluiceRequestError('internal_error', 'Sluice sent a chunk to a request that did not ask for a stream.', 500, undefined, reply.requestId);
-    return reply;
+    return withCache(reply);
   }
 
   /**
@@ -102,7 +121,7 @@ export class SluiceClient {
    * const it = sluice.stream({ messages });
    * for (let r = await it.next(); !r.done; r = await it.next()) console.log(r.value.chunk); // a chat.completion.chunk
    */
-  async *stream(req: ClientRequest, opts: RequestOptions = {}): AsyncGenerator<ChatChunk, ChatResult> {
+  async *stream(req: ClientRequest, opts: RequestOptions = {}): AsyncGenerator<ChatChunk, SluiceResult> {
     const inbox = createInbox();
     // subscribe before publishing, so not even the first chunk can be missed
     const sub = this.nc.subscribe(inbox);
@@ -120,7 +139,7 @@ export class SluiceClient {
           yield reply;
           continue;
         }
-        return reply;
+        return withCache(reply);
       }
       throw timedOut
         ? new SluiceRequestError('deadline_exceeded', `No complete answer within ${this.timeoutMs} ms.`, 504)
@@ -148,6 +167,9 @@ export class SluiceClient {
     const h = natsHeaders();
     h.set(Headers.tenantKey, this.opts.key);
     if (opts.skipCache) h.set(Headers.cache, 'skip');
+    // sent as given: ingress checks them, so a wrong value is refused there with the header's name
+    if (opts.cacheTtlSeconds !== undefined) h.set(Headers.cacheTtl, String(opts.cacheTtlSeconds));
+    if (opts.cacheNamespace !== undefined) h.set(Headers.cacheNamespace, opts.cacheNamespace);
     if (opts.endpoint) h.set(Headers.endpoint, opts.endpoint);
     return h;
   }
@@ -160,6 +182,11 @@ export class SluiceClient {
     const message = e instanceof Error ? e.message : String(e);
     return new SluiceRequestError('internal_error', `The request could not be sent: ${message}`, 503);
   }
+}
+
+/** `cache` filled in: `cached` without a kind is an exact hit (a gateway from before the kinds); neither is a miss. */
+function withCache(result: ChatResult): SluiceResult {
+  return { ...result, cache: result.cache ?? (result.cached ? 'hit' : 'miss') };
 }
 
 function parse(data: Uint8Array): ChatReply {

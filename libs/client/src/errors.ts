@@ -13,12 +13,14 @@ export class SluiceRequestError extends Error {
     readonly status: number,
     readonly retryAfterMs?: number,
     readonly requestId?: string,
+    /** The field or header at fault, when Sluice (or the upstream) named one: `messages`, `sluice-cache-ttl`... */
+    readonly param?: string,
   ) {
     super(message);
   }
 
   static fromReply(reply: ChatErrorReply): SluiceRequestError {
-    const { code, message, status, retryAfterMs } = reply.error;
-    return new SluiceRequestError(code, message, status, retryAfterMs, reply.requestId);
+    const { code, message, status, retryAfterMs, param } = reply.error;
+    return new SluiceRequestError(code, message, status, retryAfterMs, reply.requestId, param ?? undefined);
   }
 }
