@@ -178,8 +178,6 @@ export const EventData = {
     ttlSeconds: Type.Integer(),
     /** Epoch ms after which the entry is no longer served. */
     expiresAt: Type.Optional(Type.Number()),
-    /** True when the entry is also in the tenant's semantic index. */
-    semantic: Type.Optional(Type.Boolean()),
   }),
   /**
    * Terminal: an identical request (same exact key) was in flight when this one arrived, and this

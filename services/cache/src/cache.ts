@@ -6,8 +6,14 @@ import {
   ServiceName,
   settledContext,
   STATIC_FALLBACK,
+  type Answer,
+  type CacheKind,
+  type CachePolicy,
   type ChatReply,
   type ChatResult,
+  type EmbeddingUse,
+  type EventDataOf,
+  type SemanticLookup,
   type SluiceEvent,
 } from '@sluice/contracts';
 import type { CacheEntry } from './entry.js';
@@ -18,48 +24,142 @@ export interface LookupDecision {
   replies: ChatReply[];
 }
 
+type Admitted = SluiceEvent<'chat.admitted'>;
+
+const fieldsOf = (admitted: Admitted, now: number, reason: string) => ({
+  requestId: admitted.requestId,
+  tenant: admitted.tenant,
+  service: ServiceName.Cache,
+  at: now,
+  reason,
+});
+
 /**
  * What the cache does with an admitted request once it knows what the bucket held under the
  * request's key (`ctx.request.cacheKey`, computed at ingress; none means the request asked to
  * bypass the cache and nothing was read). A hit answers with the stored body whole, tool calls,
  * refusals, logprobs and usage details included; a streaming client gets it as the chunks (or
- * Responses events) an upstream would have sent, then the result.
+ * Responses events) an upstream would have sent, then the result. An entry past its own
+ * `expiresAt` (a TTL shorter than the bucket's) is a miss.
  *
  * @example
  * decideLookup(admitted, entry, Date.now()).event.type // 'cache.hit' | 'cache.missed'
  */
-export function decideLookup(admitted: SluiceEvent<'chat.admitted'>, entry: CacheEntry | undefined, now: number): LookupDecision {
+export function decideLookup(admitted: Admitted, entry: CacheEntry | undefined, now: number): LookupDecision {
   const { ctx, estimatedTokens } = admitted.data;
   const key = ctx.request.cacheKey;
-  const fields = { requestId: admitted.requestId, tenant: admitted.tenant, service: ServiceName.Cache, at: now };
   if (key === undefined) {
-    return { event: makeEvent('cache.missed', { ...fields, reason: 'cache bypassed on request' }, { ctx, estimatedTokens }), replies: [] };
+    return { event: makeEvent('cache.missed', fieldsOf(admitted, now, 'cache bypassed on request'), { ctx, estimatedTokens }), replies: [] };
   }
-  if (!entry) {
-    return { event: makeEvent('cache.missed', { ...fields, reason: 'no cached answer for this request' }, { ctx, key, estimatedTokens }), replies: [] };
+  if (!entry || (entry.expiresAt !== undefined && entry.expiresAt <= now)) {
+    const reason = entry
+      ? `the cached answer of request ${entry.requestId} expired ${Math.round((now - entry.expiresAt!) / 1000)}s ago`
+      : 'no cached answer for this request';
+    return { event: makeEvent('cache.missed', fieldsOf(admitted, now, reason), { ctx, key, estimatedTokens }), replies: [] };
   }
   const { answer } = entry;
   const ageSeconds = Math.max(0, Math.round((now - entry.storedAt) / 1000));
-  const event = makeEvent(
-    'cache.hit',
-    { ...fields, reason: `exact cache hit: answer of request ${entry.requestId}, stored ${ageSeconds}s ago` },
-    { ctx: settledContext(ctx), key, answer, storedAt: entry.storedAt },
-  );
+  const event = makeEvent('cache.hit', fieldsOf(admitted, now, `exact cache hit: answer of request ${entry.requestId}, stored ${ageSeconds}s ago`), {
+    ctx: settledContext(ctx),
+    key,
+    answer,
+    storedAt: entry.storedAt,
+    kind: 'exact',
+  });
+  return { event, replies: repliesOf(admitted, answer, 'hit', now) };
+}
+
+/**
+ * A semantic hit: the answer stored under another request's key (`matched`), whose question the
+ * index found at `similarity` and the guard let through (docs/caching.md).
+ */
+export function decideSemanticHit(
+  admitted: Admitted,
+  matched: { key: string; entry: CacheEntry; similarity: number; threshold: number },
+  embedding: EmbeddingUse | undefined,
+  now: number,
+): LookupDecision {
+  const { entry, similarity } = matched;
+  const ageSeconds = Math.max(0, Math.round((now - entry.storedAt) / 1000));
+  const reason = `semantic cache hit: similarity ${similarity.toFixed(3)} (threshold ${matched.threshold}) to request ${entry.requestId}, stored ${ageSeconds}s ago`;
+  const event = makeEvent('cache.hit', fieldsOf(admitted, now, reason), {
+    ctx: settledContext(admitted.data.ctx),
+    key: matched.key,
+    answer: entry.answer,
+    storedAt: entry.storedAt,
+    kind: 'semantic',
+    similarity: round(similarity),
+    matchedRequestId: entry.requestId,
+    ...(embedding ? { embedding } : {}),
+  });
+  return { event, replies: repliesOf(admitted, entry.answer, 'semantic', now) };
+}
+
+/** What a miss found on its way, for the timeline (each part optional). */
+export interface MissFindings {
+  reason: string;
+  semantic?: SemanticLookup;
+  embedding?: EmbeddingUse;
+  /** The revision of this request's leader record in `sluice_inflight`, when it leads its key. */
+  leads?: number;
+  takeover?: string;
+}
+
+/** The request goes on to the router: no exact entry, no coalescing partner, no semantic match. */
+export function decideMiss(admitted: Admitted, findings: MissFindings, now: number): SluiceEvent<'cache.missed'> {
+  const { ctx, estimatedTokens } = admitted.data;
+  const key = ctx.request.cacheKey;
+  const data: EventDataOf<'cache.missed'> = {
+    ctx: findings.leads !== undefined ? { ...ctx, coalesce: { revision: findings.leads } } : ctx,
+    ...(key !== undefined ? { key } : {}),
+    estimatedTokens,
+    ...(findings.semantic
+      ? { semantic: { ...findings.semantic, ...(findings.semantic.similarity !== undefined ? { similarity: round(findings.semantic.similarity) } : {}) } }
+      : {}),
+    ...(findings.embedding ? { embedding: findings.embedding } : {}),
+    ...(findings.leads !== undefined ? { leads: true } : {}),
+    ...(findings.takeover ? { takeover: findings.takeover } : {}),
+  };
+  return makeEvent('cache.missed', fieldsOf(admitted, now, findings.reason), data);
+}
+
+/** A follower of an identical request in flight, answered with its leader's answer. */
+export function decideCoalesced(
+  admitted: Admitted,
+  joined: { leaderRequestId: string; answer: Answer; waitedMs: number },
+  now: number,
+): { event: SluiceEvent<'cache.coalesced'>; replies: ChatReply[] } {
+  const key = admitted.data.ctx.request.cacheKey!;
+  const reason = `coalesced: answered with request ${joined.leaderRequestId}'s answer after waiting ${Math.round(joined.waitedMs)} ms`;
+  const event = makeEvent('cache.coalesced', fieldsOf(admitted, now, reason), {
+    ctx: settledContext(admitted.data.ctx),
+    key,
+    answer: joined.answer,
+    leaderRequestId: joined.leaderRequestId,
+    waitedMs: Math.round(joined.waitedMs),
+  });
+  return { event, replies: repliesOf(admitted, joined.answer, 'coalesced', now) };
+}
+
+/** The client's replies for an answer the cache holds: the body whole, or its replayed chunks then the result. */
+function repliesOf(admitted: Admitted, answer: Answer, cache: CacheKind, now: number): ChatReply[] {
+  const { ctx } = admitted.data;
   const created = Math.floor(now / 1000);
   const { requestId } = admitted;
   const { endpoint } = ctx.request;
   const body = bodyFor(endpoint, answer.body, requestId, created);
   const rateLimit = ctx.rateLimit ? { rateLimit: ctx.rateLimit } : {};
-  const result: ChatResult = { requestId, model: answer.model, body, usage: answer.usage, cached: true, created, ...rateLimit };
-  if (!ctx.request.stream) return { event, replies: [result] };
+  const result: ChatResult = { requestId, model: answer.model, body, usage: answer.usage, cached: true, cache, created, ...rateLimit };
+  if (!ctx.request.stream) return [result];
   const chunks: ChatReply[] = replayChunks(endpoint, body, requestId).map((chunk, i) => ({
     requestId,
     model: answer.model,
     chunk,
     cached: true,
+    cache,
     ...(i === 0 ? rateLimit : {}),
   }));
-  return { event, replies: [...chunks, result] };
+  return [...chunks, result];
 }
 
 export interface StoreDecision {
@@ -68,22 +168,43 @@ export interface StoreDecision {
   event: SluiceEvent<'cache.stored'>;
 }
 
-/**
- * Whether a completed answer goes into the cache, under the key the router passed on (it passes
- * none for an answer made under a degrade level: a cheaper model or a capped length is not the
- * answer to the request the client made). Only whole answers are kept (`isWholeAnswer`): a cut
- * one (`length`, `content_filter`, ...) or a static fallback would be served again long after the
- * reason for it is gone. `ttlSeconds` is the bucket's TTL, reported on the event.
- */
-export function decideStore(completed: SluiceEvent<'chat.completed'>, ttlSeconds: number, now: number): StoreDecision | undefined {
+/** Why a completed answer is not kept, or undefined when it may be (`policy` is the tenant's). */
+export function unstorable(completed: SluiceEvent<'chat.completed'>, policy: CachePolicy): string | undefined {
   const { cacheKey, answer, deployment, ctx } = completed.data;
-  if (!cacheKey || ctx.request.cache === 'skip') return undefined;
+  if (ctx.request.cache === 'skip') return 'cache bypassed on request';
+  // the router passes no key for an answer made under a degrade level: a cheaper model or a capped length is not the answer asked for
+  if (!cacheKey) return 'a degraded answer is never stored under the original key';
   // a key outside the tenant's prefix would let one tenant's answer reach another
-  if (!cacheKey.startsWith(`${completed.tenant}.`)) return undefined;
-  if (deployment === STATIC_FALLBACK || !isWholeAnswer(ctx.request.endpoint, answer.body)) return undefined;
+  if (!cacheKey.startsWith(`${completed.tenant}.`)) return 'the key is not the tenant’s';
+  if (deployment === STATIC_FALLBACK) return 'a static answer is never stored';
+  const body = answer.body as { choices?: Array<{ finish_reason?: unknown; message?: { tool_calls?: unknown } }> } | null;
+  const choices = ctx.request.endpoint === 'chat.completions' && Array.isArray(body?.choices) ? body.choices : [];
+  if (choices.length > 1 && policy.multipleChoices === 'skip') return 'answers of several choices are not stored (policy multipleChoices: skip)';
+  if (choices.some((c) => c.finish_reason === 'tool_calls') && policy.toolCalls === 'skip') return 'tool-call answers are not stored (policy toolCalls: skip)';
+  if (isWholeAnswer(ctx.request.endpoint, answer.body)) return undefined;
+  const cutByLength =
+    choices.length > 0 &&
+    choices.some((c) => c.finish_reason === 'length') &&
+    choices.every((c) => c.finish_reason === 'length' || c.finish_reason === 'stop' || c.finish_reason === 'tool_calls');
+  if (cutByLength && policy.length === 'store') return undefined;
+  return cutByLength ? 'an answer cut by length is not stored (policy length: skip)' : 'the answer is not whole (content filter, incomplete)';
+}
+
+/**
+ * Whether a completed answer goes into the cache, under the key the router passed on, and for how
+ * long: `ttlSeconds` is the shortest of the request's, the tenant's and the bucket's TTL. Kept:
+ * whole answers (`isWholeAnswer`), and what the tenant's policy adds (answers cut by `length`) or
+ * takes away (tool calls, several choices). Never kept: degraded and static answers, and answers
+ * whose request skipped the cache.
+ */
+export function decideStore(completed: SluiceEvent<'chat.completed'>, policy: CachePolicy, ttlSeconds: number, now: number): StoreDecision | undefined {
+  if (unstorable(completed, policy) !== undefined) return undefined;
+  const { answer } = completed.data;
+  const key = completed.data.cacheKey!;
+  const expiresAt = now + ttlSeconds * 1000;
   return {
-    key: cacheKey,
-    entry: { answer, storedAt: now, requestId: completed.requestId },
+    key,
+    entry: { answer, storedAt: now, requestId: completed.requestId, expiresAt },
     event: makeEvent(
       'cache.stored',
       {
@@ -93,7 +214,9 @@ export function decideStore(completed: SluiceEvent<'chat.completed'>, ttlSeconds
         at: now,
         reason: `answer of ${answer.model} cached for ${ttlSeconds}s`,
       },
-      { key: cacheKey, model: answer.model, ttlSeconds },
+      { key, model: answer.model, ttlSeconds, expiresAt },
     ),
   };
 }
+
+const round = (x: number) => Math.round(x * 10_000) / 10_000;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { ChatAssembler, STATIC_FALLBACK, type ChatChunk, type ChatResult } from '@sluice/contracts';
+import { ChatAssembler, STATIC_FALLBACK, type CachePolicy, type ChatChunk, type ChatResult } from '@sluice/contracts';
 import { contentOf } from '@sluice/contracts/testing';
-import { decideLookup, decideStore } from './cache.js';
+import { decideCoalesced, decideLookup, decideMiss, decideSemanticHit, decideStore, unstorable } from './cache.js';
 import { asEntry, type CacheEntry } from './entry.js';
 import { admitted, completed, keyOf, request, TOOL_CALL } from './fixtures.js';
 
@@ -9,6 +9,7 @@ const NOW = 1_700_000_000_000;
 const key = keyOf('acme', 'capital of France');
 const entryOf = (e: ReturnType<typeof completed>): CacheEntry => ({ answer: e.data.answer, storedAt: NOW - 30_000, requestId: 'r0' });
 const entry = entryOf(completed('r0', 'acme', request(), key));
+const POLICY: CachePolicy = { length: 'skip', toolCalls: 'store', multipleChoices: 'store' };
 
 describe('decideLookup', () => {
   it('given no entry, when a request is admitted, then cache.missed carries the key and the estimate', () => {
@@ -30,7 +31,9 @@ describe('decideLookup', () => {
     expect(event).toMatchObject({ id: 'r2:cache.hit', type: 'cache.hit', data: { key, answer: entry.answer, storedAt: entry.storedAt } });
     expect(event.reason).toContain('30s ago');
     const body = { ...(entry.answer.body as object), id: 'chatcmpl-r2', created: NOW / 1000 };
-    expect(replies).toEqual<ChatResult[]>([{ requestId: 'r2', model: 'gpt-4o-mini', body, usage: entry.answer.usage, cached: true, created: NOW / 1000 }]);
+    expect(replies).toEqual<ChatResult[]>([
+      { requestId: 'r2', model: 'gpt-4o-mini', body, usage: entry.answer.usage, cached: true, cache: 'hit', created: NOW / 1000 },
+    ]);
   });
 
   it('given an entry with tool calls and a streaming request, then chunks that add up to the same answer precede the result', () => {
@@ -55,14 +58,15 @@ describe('decideLookup', () => {
 
 describe('decideStore', () => {
   it('stores a whole answer under its key and reports the bucket ttl', () => {
-    const d = decideStore(completed('r1', 'acme', request(), key), 600, NOW);
+    const d = decideStore(completed('r1', 'acme', request(), key), POLICY, 600, NOW);
     expect(d?.key).toBe(key);
-    expect(d?.entry).toEqual({ answer: completed('r1', 'acme', request(), key).data.answer, storedAt: NOW, requestId: 'r1' });
-    expect(d?.event).toMatchObject({ id: 'r1:cache.stored', tenant: 'acme', data: { key, model: 'gpt-4o-mini', ttlSeconds: 600 } });
+    const expiresAt = NOW + 600_000;
+    expect(d?.entry).toEqual({ answer: completed('r1', 'acme', request(), key).data.answer, storedAt: NOW, requestId: 'r1', expiresAt });
+    expect(d?.event).toMatchObject({ id: 'r1:cache.stored', tenant: 'acme', data: { key, model: 'gpt-4o-mini', ttlSeconds: 600, expiresAt } });
   });
 
   it('stores an answer that ended in tool calls (a whole answer)', () => {
-    const d = decideStore(completed('r1', 'acme', request(), key, { toolCalls: true }), 600, NOW);
+    const d = decideStore(completed('r1', 'acme', request(), key, { toolCalls: true }), POLICY, 600, NOW);
     expect(contentOf(d?.entry.answer.body)).toBeNull();
   });
 
@@ -74,7 +78,55 @@ describe('decideStore', () => {
     ['a bypassing request', completed('r1', 'acme', request({ cache: 'skip' }), key)],
     ["another tenant's key", completed('r1', 'globex', request(), key)],
   ])('does not store %s', (_, event) => {
-    expect(decideStore(event, 600, NOW)).toBeUndefined();
+    expect(decideStore(event, POLICY, 600, NOW)).toBeUndefined();
+  });
+
+  it('follows the tenant policy: length stored when asked, tool calls and several choices skipped when asked', () => {
+    const cut = completed('r1', 'acme', request(), key, { finishReason: 'length' });
+    expect(unstorable(cut, POLICY)).toContain('policy length: skip');
+    expect(decideStore(cut, { ...POLICY, length: 'store' }, 600, NOW)?.key).toBe(key);
+    const tools = completed('r1', 'acme', request(), key, { toolCalls: true });
+    expect(unstorable(tools, { ...POLICY, toolCalls: 'skip' })).toContain('toolCalls: skip');
+    const two = completed('r1', 'acme', request(), key);
+    const body = two.data.answer.body as { choices: unknown[] };
+    body.choices.push({ ...(body.choices[0] as object), index: 1 });
+    expect(decideStore(two, POLICY, 600, NOW)?.key).toBe(key);
+    expect(unstorable(two, { ...POLICY, multipleChoices: 'skip' })).toContain('multipleChoices: skip');
+    // a content filter is never whole, whatever the policy
+    expect(decideStore(completed('r1', 'acme', request(), key, { finishReason: 'content_filter' }), { ...POLICY, length: 'store' }, 600, NOW)).toBeUndefined();
+  });
+});
+
+describe('expiry, semantic hits, coalescing and misses', () => {
+  it('given an entry past its own expiresAt, then the lookup misses and says when it expired', () => {
+    const { event } = decideLookup(admitted('r1', 'acme', request()), { ...entry, expiresAt: NOW - 5_000 }, NOW);
+    expect(event.type).toBe('cache.missed');
+    expect(event.reason).toBe('the cached answer of request r0 expired 5s ago');
+    expect(decideLookup(admitted('r1', 'acme', request()), { ...entry, expiresAt: NOW + 1 }, NOW).event.type).toBe('cache.hit');
+  });
+
+  it('given a semantic match, then cache.hit names the kind, the similarity and the matched request, and the replies say semantic', () => {
+    const other = keyOf('acme', 'the capital of France?');
+    const embedding = { model: 'text-embedding-3-small', deployment: 'sim', usage: { prompt_tokens: 5, total_tokens: 5 }, latencyMs: 2 };
+    const { event, replies } = decideSemanticHit(admitted('r4', 'acme', request()), { key: other, entry, similarity: 0.93456, threshold: 0.9 }, embedding, NOW);
+    expect(event).toMatchObject({ type: 'cache.hit', data: { kind: 'semantic', key: other, similarity: 0.9346, matchedRequestId: 'r0', embedding } });
+    expect(event.reason).toContain('similarity 0.935 (threshold 0.9) to request r0');
+    expect(replies).toEqual([expect.objectContaining({ requestId: 'r4', cached: true, cache: 'semantic' })]);
+  });
+
+  it("given a leader's answer, then cache.coalesced names the leader and each follower gets its own request id, streamed when it asked", () => {
+    const a = admitted('r5', 'acme', request({ stream: true }));
+    const { event, replies } = decideCoalesced(a, { leaderRequestId: 'r0', answer: entry.answer, waitedMs: 812.4 }, NOW);
+    expect(event).toMatchObject({ id: 'r5:cache.coalesced', data: { key, leaderRequestId: 'r0', waitedMs: 812, answer: entry.answer } });
+    expect(replies.length).toBeGreaterThan(1);
+    expect(replies.every((r) => r.requestId === 'r5' && 'cache' in r && r.cache === 'coalesced')).toBe(true);
+  });
+
+  it('given a leader, then cache.missed carries its revision in the context for the store, and what the semantic step found', () => {
+    const event = decideMiss(admitted('r6', 'acme', request()), { reason: 'no match', leads: 7, semantic: { similarity: 0.812345, threshold: 0.9 } }, NOW);
+    expect(event.data).toMatchObject({ key, leads: true, semantic: { similarity: 0.8123, threshold: 0.9 } });
+    expect(event.data.ctx.coalesce).toEqual({ revision: 7 });
+    expect(decideMiss(admitted('r7', 'acme', request()), { reason: 'no match' }, NOW).data).not.toHaveProperty('leads');
   });
 });
 

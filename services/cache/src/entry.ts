@@ -9,6 +9,11 @@ export interface CacheEntry {
   storedAt: number;
   /** The request whose answer this is, for the timeline. */
   requestId: string;
+  /**
+   * Epoch ms after which the entry is not served: the request's or tenant's TTL when shorter than
+   * the bucket's max age (nats-server 2.9 has no per-message TTL). Absent on older entries.
+   */
+  expiresAt?: number;
 }
 
 /**
@@ -21,6 +26,7 @@ export function asEntry(value: unknown): CacheEntry | undefined {
   const ok =
     typeof v?.storedAt === 'number' &&
     typeof v.requestId === 'string' &&
+    (v.expiresAt === undefined || typeof v.expiresAt === 'number') &&
     typeof a?.model === 'string' &&
     typeof a.body === 'object' &&
     a.body !== null &&
