@@ -6,10 +6,11 @@ import { isJsonObject, parseEvent, type AnyEvent } from '@sluice/contracts';
  * stream under its retention. For a tenant with `ledger.storeContent: true` the timeline reads
  * the text back from the stream when it is served; for every other tenant it is withheld.
  *
- * The text is in three places: `chat.requested`'s body (the client's request, prompt included),
- * and the answer body of `cache.hit` and `chat.completed`. Streamed chunks are never events.
+ * The text is in four places: `chat.requested`'s body (the client's request, prompt included),
+ * and the answer body of `cache.hit`, `cache.coalesced` and `chat.completed`. Streamed chunks are
+ * never events.
  */
-export const CONTENT_EVENTS: ReadonlySet<string> = new Set(['chat.requested', 'cache.hit', 'chat.completed']);
+export const CONTENT_EVENTS: ReadonlySet<string> = new Set(['chat.requested', 'cache.hit', 'cache.coalesced', 'chat.completed']);
 
 /**
  * An event's timeline data without the conversation: no `body`, and an `answer` with its model
@@ -32,6 +33,7 @@ export function contentOf(e: AnyEvent): { body?: unknown; answerBody?: unknown }
     case 'chat.requested':
       return { body: e.data.body };
     case 'cache.hit':
+    case 'cache.coalesced':
     case 'chat.completed':
       return { answerBody: e.data.answer.body };
     default:

@@ -1,15 +1,22 @@
 import { describe, expect, it } from 'vitest';
 import { contentOf, withContent, withoutContent } from './content.js';
-import { T0, cachedRequest, completedRequest, priceOf, requested } from './fixtures.js';
+import { T0, cachedRequest, coalescedRequest, completedRequest, priceOf, requested, semanticHitRequest } from './fixtures.js';
 import { project } from './project.js';
 
 const r = { id: 'r1', tenant: 'acme', at: T0 };
 
 describe('the ledger never stores a conversation', () => {
-  it('given chat.completed and cache.hit, then their rows keep model and usage but not the answer body', () => {
-    for (const events of [completedRequest(r, 'gpt-4o-mini', 10, 5, 100), cachedRequest(r, 'gpt-4o-mini', 10, 5, 100)]) {
+  it('given chat.completed, cache.hit (exact or semantic) and cache.coalesced, then their rows keep model and usage but not the answer body', () => {
+    for (const events of [
+      completedRequest(r, 'gpt-4o-mini', 10, 5, 100),
+      cachedRequest(r, 'gpt-4o-mini', 10, 5, 100),
+      semanticHitRequest(r, 'gpt-4o-mini', 10, 5, 100, { matched: 'r0', similarity: 0.93, embeddingTokens: 4 }),
+      coalescedRequest(r, 'gpt-4o-mini', 10, 5, 100, 'r0'),
+    ]) {
       const terminal = events.at(-1)!;
-      expect(['chat.completed', 'cache.hit']).toContain(terminal.type);
+      expect(['chat.completed', 'cache.hit', 'cache.coalesced']).toContain(terminal.type);
+      // the text is put back from the stream for tenants that opted in
+      expect(contentOf(terminal)?.answerBody).toBeDefined();
       const data = project(9, terminal, priceOf).event.data as { answer: Record<string, unknown> };
       expect(data.answer.body).toBeUndefined();
       expect(data.answer).toMatchObject({ model: 'gpt-4o-mini', usage: { prompt_tokens: 10, completion_tokens: 5 } });

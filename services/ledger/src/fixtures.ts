@@ -1,4 +1,4 @@
-import { makeEvent, type AnyEvent, type RequestContext } from '@sluice/contracts';
+import { makeEvent, type AnyEvent, type EmbeddingUse, type RequestContext } from '@sluice/contracts';
 import { admitted, answer, chatRequest, completed, missed, requestContext, requested as requestedBy, routed } from '@sluice/contracts/testing';
 
 // Events of whole requests, for the ledger's tests.
@@ -26,14 +26,27 @@ export function requested(r: Req): AnyEvent {
   return requestedBy(r.id, r.tenant, { ctx: ctxOf(r) }, { at: r.at });
 }
 
-/** requested → admitted → missed → routed → attempted → completed. */
-export function completedRequest(r: Req, model: string, prompt: number, completion: number, latencyMs: number): AnyEvent[] {
+/** The embedding model of the ledger's tests, priced in PRICES. */
+export const EMBEDDING_MODEL = 'text-embedding-3-small';
+
+/** What the semantic cache's lookup paid for: an embedding of `tokens` tokens. */
+export function embeddingUse(tokens: number): EmbeddingUse {
+  return { model: EMBEDDING_MODEL, deployment: 'sim-embed', usage: { prompt_tokens: tokens, total_tokens: tokens }, latencyMs: 3 };
+}
+
+/** requested → admitted → missed → routed → attempted → completed; `embedding`: the miss was a semantic lookup that paid for one. */
+export function completedRequest(r: Req, model: string, prompt: number, completion: number, latencyMs: number, embedding?: EmbeddingUse): AnyEvent[] {
   const c = ctxOf(r);
   const end = r.at + latencyMs;
   return [
     requested(r),
     admitted(r.id, r.tenant, { ctx: c, estimatedTokens: prompt }, { at: r.at + 1 }),
-    missed(r.id, r.tenant, { ctx: c, estimatedTokens: prompt }, { at: r.at + 2 }),
+    missed(
+      r.id,
+      r.tenant,
+      { ctx: c, estimatedTokens: prompt, ...(embedding ? { embedding, semantic: { similarity: 0.5, threshold: 0.9 } } : {}) },
+      { at: r.at + 2 },
+    ),
     routed(r.id, r.tenant, { ctx: c, tier: 'small', candidates: [{ model, deployment: 'sim' }] }, { at: r.at + 3 }),
     makeEvent('invoke.attempted', { ...f(r, 'invoker', end - 1), suffix: 1 }, { attempt: 1, model, deployment: 'sim', ok: true, latencyMs: latencyMs - 5 }),
     completed(
@@ -55,6 +68,48 @@ export function cachedRequest(r: Req, model: string, prompt: number, completion:
       key: 'k',
       answer: answer(model, prompt, completion),
       storedAt: r.at - 1000,
+    }),
+  ] as AnyEvent[];
+}
+
+/** requested → admitted → a semantic hit on `matched`'s answer, its embedding of `embeddingTokens` billed. */
+export function semanticHitRequest(
+  r: Req,
+  model: string,
+  prompt: number,
+  completion: number,
+  latencyMs: number,
+  opts: { matched: string; similarity: number; embeddingTokens: number },
+): AnyEvent[] {
+  const c = ctxOf(r);
+  return [
+    requested(r),
+    admitted(r.id, r.tenant, { ctx: c, estimatedTokens: prompt }, { at: r.at + 1 }),
+    makeEvent('cache.hit', f(r, 'cache', r.at + latencyMs, `semantic hit at ${opts.similarity}`), {
+      ctx: c,
+      key: 'k-matched',
+      answer: answer(model, prompt, completion),
+      storedAt: r.at - 1000,
+      kind: 'semantic',
+      similarity: opts.similarity,
+      matchedRequestId: opts.matched,
+      embedding: embeddingUse(opts.embeddingTokens),
+    }),
+  ] as AnyEvent[];
+}
+
+/** requested → admitted → answered with `leader`'s answer while it was in flight. */
+export function coalescedRequest(r: Req, model: string, prompt: number, completion: number, latencyMs: number, leader: string): AnyEvent[] {
+  const c = ctxOf(r);
+  return [
+    requested(r),
+    admitted(r.id, r.tenant, { ctx: c, estimatedTokens: prompt }, { at: r.at + 1 }),
+    makeEvent('cache.coalesced', f(r, 'cache', r.at + latencyMs, `answered with ${leader}'s answer`), {
+      ctx: c,
+      key: 'k',
+      answer: answer(model, prompt, completion),
+      leaderRequestId: leader,
+      waitedMs: latencyMs - 1,
     }),
   ] as AnyEvent[];
 }
@@ -127,6 +182,7 @@ export function circuitOpened(at: number): AnyEvent {
 const PRICES = {
   'gpt-4o-mini': { inputPerMTok: 0.15, outputPerMTok: 0.6 },
   'gpt-4o': { inputPerMTok: 2.5, outputPerMTok: 10 },
+  [EMBEDDING_MODEL]: { inputPerMTok: 0.02, outputPerMTok: 0 },
 } as const;
 
 export const priceOf = (model: string) => (PRICES as Record<string, { inputPerMTok: number; outputPerMTok: number }>)[model];

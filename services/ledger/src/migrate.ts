@@ -2,6 +2,7 @@ import { Migrator, type Kysely, type Migration } from 'kysely';
 import * as init from './migrations/20251121000000_init.js';
 import * as endpointsCancelled from './migrations/20261130000000_endpoints_cancelled.js';
 import * as budgets from './migrations/20261201000000_budgets.js';
+import * as cache from './migrations/20261202000000_cache.js';
 
 // Listed in code rather than read from the folder (FileMigrationProvider): dynamic imports of
 // .ts files by path depend on how the process was started (tsx, vitest, a bundle); a list does not.
@@ -9,6 +10,7 @@ const migrations: Record<string, Migration> = {
   '20251121000000_init': init,
   '20261130000000_endpoints_cancelled': endpointsCancelled,
   '20261201000000_budgets': budgets,
+  '20261202000000_cache': cache,
 };
 
 /** Brings the schema to the latest migration; throws with the failing migration's error. */

@@ -1,7 +1,7 @@
 import type { Insertable } from 'kysely';
-import { Errors, type AnyEvent, type RequestContext } from '@sluice/contracts';
+import { Errors, type AnyEvent, type Answer, type EmbeddingUse, type RequestContext } from '@sluice/contracts';
 import type { EventsTable } from './events.table.js';
-import { Outcome, type NewRequest, type RequestPatch } from './requests.table.js';
+import { CacheKind, Outcome, type NewRequest, type RequestPatch } from './requests.table.js';
 import { costUsd, type Price } from './money.js';
 import { withoutContent } from './content.js';
 
@@ -67,14 +67,24 @@ function requestChange(e: AnyEvent, priceOf: PriceOf): RequestUpsert | undefined
       return finish(e, e.data.receivedAt, { outcome: Outcome.Throttled, error_code: 'rate_limit_exceeded', status_code: Errors.rate_limit_exceeded.status });
     case 'cache.hit': {
       const { answer, ctx } = e.data;
-      // nothing was served upstream: the request cost nothing, and saved what it would have cost
-      const saved = costUsd(answer.usage.prompt_tokens, answer.usage.completion_tokens, priceOf(answer.model));
       return finish(
         e,
         ctx.receivedAt,
-        { outcome: Outcome.Cached, cache_hit: true, model: answer.model, input_tokens: 0, output_tokens: 0, cost_usd: '0', saved_usd: saved, status_code: 200 },
+        { ...cachedAnswer(answer, e.data.kind ?? CacheKind.Exact, priceOf), ...embeddingBill(e.data.embedding, priceOf) },
         fromContext(ctx),
       );
+    }
+    case 'cache.coalesced': {
+      // answered by the request that led its key: billed as a hit (the leader's row has the upstream cost)
+      const { answer, ctx } = e.data;
+      return finish(e, ctx.receivedAt, cachedAnswer(answer, CacheKind.Coalesced, priceOf), fromContext(ctx));
+    }
+    case 'cache.missed': {
+      // the semantic lookup's embedding call is billed even though the request goes on upstream
+      const bill = embeddingBill(e.data.embedding, priceOf);
+      if (!bill.embedding_usd) return undefined;
+      const { ctx } = e.data;
+      return { requestId: e.requestId, insert: { ...identity(e, ctx.receivedAt), ...fromContext(ctx), outcome: Outcome.Pending, ...bill }, update: bill };
     }
     case 'chat.shed': {
       const status = Errors[e.data.code].status;
@@ -125,7 +135,6 @@ function requestChange(e: AnyEvent, priceOf: PriceOf): RequestUpsert | undefined
       );
     }
     case 'chat.admitted':
-    case 'cache.missed':
     case 'cache.stored':
     case 'chat.routed':
     case 'invoke.attempted':
@@ -147,6 +156,37 @@ function requestChange(e: AnyEvent, priceOf: PriceOf): RequestUpsert | undefined
       return _exhaustive;
     }
   }
+}
+
+/**
+ * A cached answer of any kind: nothing was served upstream, so the request cost nothing and
+ * saved what the answer would have cost (at the answering model's live price) and its tokens.
+ */
+function cachedAnswer(answer: Answer, kind: CacheKind, priceOf: PriceOf): RequestPatch {
+  const { prompt_tokens, completion_tokens } = answer.usage;
+  return {
+    outcome: Outcome.Cached,
+    cache_hit: true,
+    cache_kind: kind,
+    model: answer.model,
+    input_tokens: 0,
+    output_tokens: 0,
+    cost_usd: '0',
+    saved_usd: costUsd(prompt_tokens, completion_tokens, priceOf(answer.model)),
+    saved_tokens: prompt_tokens + completion_tokens,
+    status_code: 200,
+  };
+}
+
+/**
+ * The semantic cache's embedding call, billed at the embedding model's input price from the live
+ * config (0 for a model without one); empty when the event made none, so an existing bill stays.
+ * Set, not added: a replayed event bills once.
+ */
+function embeddingBill(embedding: EmbeddingUse | undefined, priceOf: PriceOf): RequestPatch {
+  if (!embedding) return {};
+  const tokens = embedding.usage.prompt_tokens;
+  return { embedding_tokens: tokens, embedding_usd: costUsd(tokens, 0, priceOf(embedding.model)) };
 }
 
 function identity(e: AnyEvent, receivedAt: number) {

@@ -6,11 +6,14 @@ import {
   T0,
   cachedRequest,
   circuitOpened,
+  coalescedRequest,
   completedRequest,
+  embeddingUse,
   failedRequest,
   priceOf,
   rejectedAtIngress,
   requested,
+  semanticHitRequest,
   shedRequest,
   throttledRequest,
 } from './fixtures.js';
@@ -137,6 +140,71 @@ describe('project', () => {
       saved_usd: '0.0035',
       latency_ms: 3,
     });
+  });
+
+  it('given an exact cache.hit, marks it exact and keeps the tokens it saved', () => {
+    const p = last(projectAll(cachedRequest(r, 'gpt-4o-mini', 1000, 500, 3)));
+    expect(p.request?.update).toMatchObject({ cache_kind: 'exact', saved_tokens: 1500, saved_usd: '0.00045' });
+    expect(p.request?.update?.embedding_usd).toBeUndefined();
+  });
+
+  it('given a semantic cache.hit, costs nothing, saves the answer, and bills the embedding at the embedding price', () => {
+    const events = semanticHitRequest(r, 'gpt-4o', 1000, 100, 12, { matched: 'r0', similarity: 0.97, embeddingTokens: 50 });
+    const p = last(projectAll(events));
+    expect(p.request?.update).toMatchObject({
+      outcome: 'cached',
+      cache_hit: true,
+      cache_kind: 'semantic',
+      model: 'gpt-4o',
+      cost_usd: '0',
+      saved_usd: '0.0035',
+      saved_tokens: 1100,
+      // 50 tokens at 0.02 USD per million
+      embedding_tokens: 50,
+      embedding_usd: '0.000001',
+      latency_ms: 12,
+    });
+    // the timeline keeps how it matched, not the answer
+    expect(p.event.data).toMatchObject({ kind: 'semantic', similarity: 0.97, matchedRequestId: 'r0', embedding: { model: 'text-embedding-3-small' } });
+    expect((p.event.data as { answer: Record<string, unknown> }).answer.body).toBeUndefined();
+  });
+
+  it('given cache.coalesced, is a cached answer: costs nothing, saves what the leader paid for, keeps the leader on the timeline', () => {
+    const p = last(projectAll(coalescedRequest(r, 'gpt-4o-mini', 1000, 500, 40, 'leader-1')));
+    expect(p.request?.update).toMatchObject({
+      outcome: 'cached',
+      cache_hit: true,
+      cache_kind: 'coalesced',
+      cost_usd: '0',
+      saved_usd: '0.00045',
+      saved_tokens: 1500,
+      latency_ms: 40,
+    });
+    expect(p.request?.update?.embedding_usd).toBeUndefined();
+    expect(p.event.data).toMatchObject({ leaderRequestId: 'leader-1', waitedMs: 39 });
+    expect((p.event.data as { answer: Record<string, unknown> }).answer.body).toBeUndefined();
+  });
+
+  it('given a semantic miss that paid for an embedding, bills it on the row and keeps it through the completion', () => {
+    const ps = projectAll(completedRequest(r, 'gpt-4o-mini', 1000, 500, 250, embeddingUse(2000)));
+    const miss = ps[2]!;
+    expect(miss.event.type).toBe('cache.missed');
+    expect(miss.request?.update).toEqual({ embedding_tokens: 2000, embedding_usd: '0.00004' });
+    expect(miss.request?.insert).toMatchObject({ request_id: 'r1', outcome: 'pending', embedding_usd: '0.00004' });
+    // the completion is billed as before; the embedding is beside it, not in it
+    const merged = mergeUpserts(ps.flatMap((p) => (p.request ? [p.request] : [])));
+    expect(merged[0]!.insert).toMatchObject({ outcome: 'completed', cost_usd: '0.00045', embedding_tokens: 2000, embedding_usd: '0.00004' });
+    expect(merged[0]!.insert.cache_kind).toBeUndefined();
+  });
+
+  it('given a miss without an embedding (exact cache only), changes no row', () => {
+    expect(projectAll(completedRequest(r, 'gpt-4o-mini', 1, 1, 10))[2]!.request).toBeUndefined();
+  });
+
+  it('given an embedding model without a price, bills its tokens at 0 USD', () => {
+    const hit = semanticHitRequest(r, 'gpt-4o', 1, 1, 1, { matched: 'r0', similarity: 0.95, embeddingTokens: 7 }).at(-1)!;
+    const p = project(3, hit, (m) => (m === 'gpt-4o' ? priceOf(m) : undefined));
+    expect(p.request?.update).toMatchObject({ embedding_tokens: 7, embedding_usd: '0' });
   });
 
   it('given terminal refusals, records outcome, code and status', () => {

@@ -13,6 +13,10 @@ export const Outcome = {
 } as const;
 export type Outcome = (typeof Outcome)[keyof typeof Outcome];
 
+/** How a cached answer was found: the same request, a similar one (semantic cache), or one in flight (coalescing). */
+export const CacheKind = { Exact: 'exact', Semantic: 'semantic', Coalesced: 'coalesced' } as const;
+export type CacheKind = (typeof CacheKind)[keyof typeof CacheKind];
+
 /** USD amounts are Postgres `numeric`; drivers return them as strings so nothing is rounded on the way. Default 0. */
 type Money = ColumnType<string, string | undefined, string>;
 /** Columns with a database default may be left out of an insert. */
@@ -46,6 +50,14 @@ export interface RequestsTable {
   saved_usd: Money;
   attempts: number | null;
   cache_hit: Defaulted<boolean>;
+  /** Set on cached answers only (outcome `cached`). */
+  cache_kind: CacheKind | null;
+  /** A cached answer's tokens (input + output): what the upstream would have been asked to serve. */
+  saved_tokens: Defaulted<number>;
+  /** Input tokens of the semantic cache's embedding call(s) for this request, billed to its tenant. */
+  embedding_tokens: Defaulted<number>;
+  /** Their cost at the embedding model's input price; not part of `cost_usd` (a cached answer's is 0). */
+  embedding_usd: Money;
 }
 
 export type NewRequest = Insertable<RequestsTable>;

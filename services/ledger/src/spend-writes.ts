@@ -99,16 +99,26 @@ async function insertReservations(trx: Trx, reserved: Reserved[]): Promise<numbe
   return inserted.length;
 }
 
-/** Marks the open reservations of ended requests settled; returns them with their endings. */
+/**
+ * Marks the open reservations of ended requests settled; returns them with their endings. A
+ * request's spend is its ending's cost plus what its row says its embedding calls cost
+ * (`requests.embedding_usd`, written earlier in the same transaction): the semantic cache's
+ * lookup is made after admission, so no reservation covered it, and its cost is known by the
+ * time the request ends (cache.missed or cache.hit comes before every ending). Added once, here,
+ * it is counted once however many events carried it.
+ */
 async function settle(trx: Trx, ended: Ended[]): Promise<Settled[]> {
   const byId = new Map(ended.map((e) => [e.requestId, e]));
   const rows = ended.map((e) => ({ request_id: e.requestId, seq: e.seq, cost_usd: e.costUsd }));
-  const { rows: out } = await sql<{ request_id: string; counters: string[]; reserved_nanos: string | number }>`
-    update budget_reservations r set settled_seq = x.seq, cost_usd = x.cost_usd
+  const { rows: out } = await sql<{ request_id: string; counters: string[]; reserved_nanos: string | number; cost_usd: string }>`
+    update budget_reservations r
+    set settled_seq = x.seq, cost_usd = x.cost_usd + coalesce((select q.embedding_usd from requests q where q.request_id = x.request_id), 0)
     from jsonb_to_recordset(${pgJson(rows)}::jsonb) as x(request_id text, seq bigint, cost_usd numeric)
     where r.request_id = x.request_id and r.settled_seq is null
-    returning r.request_id, r.counters, r.reserved_nanos`.execute(trx);
-  return out.map((r) => ({ ...byId.get(r.request_id)!, counters: r.counters, reservedNanos: Number(r.reserved_nanos) })).sort((a, b) => a.seq - b.seq);
+    returning r.request_id, r.counters, r.reserved_nanos, r.cost_usd::text as cost_usd`.execute(trx);
+  return out
+    .map((r) => ({ ...byId.get(r.request_id)!, costUsd: r.cost_usd, counters: r.counters, reservedNanos: Number(r.reserved_nanos) }))
+    .sort((a, b) => a.seq - b.seq);
 }
 
 interface CounterRow {

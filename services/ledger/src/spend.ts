@@ -25,6 +25,7 @@ const ENDINGS: ReadonlySet<EventType> = new Set<EventType>([
   'chat.failed',
   'chat.shed',
   'cache.hit',
+  'cache.coalesced',
   'chat.throttled',
   'chat.rejected',
 ]);
@@ -49,7 +50,11 @@ export interface Reserved {
   counters: Array<CounterId & { budget?: CounterBudget }>;
 }
 
-/** A request's terminal event, with what it cost (exact decimal USD; '0' when nothing was served). */
+/**
+ * A request's terminal event, with what it cost (exact decimal USD; '0' when nothing was served).
+ * Settling adds what the request's embedding calls cost (spend-writes.ts), so a settled cost is
+ * the request's whole spend.
+ */
 export interface Ended {
   requestId: string;
   seq: number;

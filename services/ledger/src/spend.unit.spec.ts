@@ -15,6 +15,8 @@ import {
   type Reserved,
   type Settled,
 } from './spend.js';
+import { coalescedRequest, completedRequest, embeddingUse, priceOf, semanticHitRequest } from './fixtures.js';
+import { project } from './project.js';
 
 const NOW = Date.UTC(2026, 10, 30, 12);
 // one tenant budget of 1 USD a day with the default thresholds, one of 10 USD a month at 80 %
@@ -87,6 +89,21 @@ describe('budget spend', () => {
     const done = completed('r1', 't1', { answer: answer('m1', 10, 5) }, { at: NOW + 5 });
     expect(budgetChange(9, done, '0.000015', budgetsOf)).toEqual({ ended: { requestId: 'r1', seq: 9, at: NOW + 5, costUsd: '0.000015' } });
     expect(budgetChange(9, done, undefined, budgetsOf).ended?.costUsd).toBe('0');
+  });
+
+  it('takes every kind of cached answer as the ending, at no cost of its own (its embedding is added when it settles)', () => {
+    const r = { id: 'r1', tenant: 't1', at: NOW };
+    const coalesced = coalescedRequest(r, 'gpt-4o-mini', 10, 5, 20, 'r0').at(-1)!;
+    const semantic = semanticHitRequest(r, 'gpt-4o-mini', 10, 5, 20, { matched: 'r0', similarity: 0.95, embeddingTokens: 9 }).at(-1)!;
+    for (const e of [coalesced, semantic]) {
+      const cost = project(9, e, priceOf).request?.update?.cost_usd;
+      expect(cost).toBe('0');
+      expect(budgetChange(9, e, cost, budgetsOf)).toEqual({ ended: { requestId: 'r1', seq: 9, at: e.at, costUsd: '0' } });
+    }
+    // a miss is not an ending, embedding or not
+    const miss = completedRequest(r, 'gpt-4o-mini', 10, 5, 20, embeddingUse(9))[2]!;
+    expect(miss.type).toBe('cache.missed');
+    expect(budgetChange(3, miss, undefined, budgetsOf)).toEqual({});
   });
 
   it('settles a request once: its first ending', () => {

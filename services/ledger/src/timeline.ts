@@ -29,11 +29,18 @@ export interface RequestReport {
   statusCode: number | null;
   attempts: number | null;
   cacheHit: boolean;
+  /** `exact`, `semantic` or `coalesced` for a cached answer; null otherwise. */
+  cacheKind: string | null;
   inputTokens: number;
   outputTokens: number;
   /** USD, unrounded (one request can cost less than the 1e-6 that sums are rounded to). */
   costUsd: number;
   savedUsd: number;
+  /** A cached answer's tokens: what the upstream did not serve. */
+  savedTokens: number;
+  /** The semantic cache's embedding call(s) for this request, billed to the tenant beside costUsd. */
+  embeddingTokens: number;
+  embeddingUsd: number;
   /**
    * Whether the prompt and answer text are on the timeline: only for a tenant with
    * `ledger.storeContent: true`, read back from the event stream while it retains them.
@@ -99,10 +106,14 @@ export async function requestReport(db: Db, requestId: string, access?: ContentA
     statusCode: r?.status_code ?? null,
     attempts: r?.attempts ?? null,
     cacheHit: r?.cache_hit ?? false,
+    cacheKind: r?.cache_kind ?? null,
     inputTokens: Number(r?.input_tokens ?? 0),
     outputTokens: Number(r?.output_tokens ?? 0),
     costUsd: Number(r?.cost_usd ?? 0),
     savedUsd: Number(r?.saved_usd ?? 0),
+    savedTokens: Number(r?.saved_tokens ?? 0),
+    embeddingTokens: Number(r?.embedding_tokens ?? 0),
+    embeddingUsd: Number(r?.embedding_usd ?? 0),
     content,
     timeline,
   };
