@@ -9,7 +9,10 @@ interface CostFigures {
   cacheHits: number;
   inputTokens: number;
   outputTokens: number;
+  /** What the tenant is billed: upstream answers plus the semantic cache's embedding calls. */
   costUsd: number;
+  /** The embedding calls' part of costUsd. */
+  embeddingUsd: number;
   savedUsd: number;
 }
 
@@ -23,7 +26,8 @@ export interface CostsReport {
   totals: CostFigures;
 }
 
-const dimensionSql: Record<CostDimension, RawBuilder<string | null>> = {
+/** The SQL of each group column of the requests table (cache-report.ts groups by the same). */
+export const dimensionSql: Record<CostDimension, RawBuilder<string | null>> = {
   tenant: sql`tenant`,
   user: sql`user_id`,
   model: sql`model`,
@@ -37,7 +41,8 @@ const figures = [
   sql<string>`count(*) filter (where cache_hit)`.as('cacheHits'),
   sql<string>`coalesce(sum(input_tokens), 0)`.as('inputTokens'),
   sql<string>`coalesce(sum(output_tokens), 0)`.as('outputTokens'),
-  sql<string>`round(coalesce(sum(cost_usd), 0), 6)`.as('costUsd'),
+  sql<string>`round(coalesce(sum(cost_usd + embedding_usd), 0), 6)`.as('costUsd'),
+  sql<string>`round(coalesce(sum(embedding_usd), 0), 6)`.as('embeddingUsd'),
   sql<string>`round(coalesce(sum(saved_usd), 0), 6)`.as('savedUsd'),
 ];
 
@@ -49,6 +54,7 @@ function toFigures(r: Record<string, unknown>): CostFigures {
     inputTokens: Number(r.inputTokens),
     outputTokens: Number(r.outputTokens),
     costUsd: Number(r.costUsd),
+    embeddingUsd: Number(r.embeddingUsd),
     savedUsd: Number(r.savedUsd),
   };
 }

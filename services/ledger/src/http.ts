@@ -15,8 +15,9 @@ import { ADMIN_MAX_BODY_BYTES, adminRoutes, type AdminDeps } from './admin.js';
 import { maySeeRequest, principalOf, readerIndex, requireAdmin, tenantScope, type Principal } from './auth.js';
 import type { EventReader } from './content.js';
 import type { Db } from './db.js';
-import { BadParam, parseCostsQuery, parseSloQuery } from './params.js';
+import { BadParam, parseCacheQuery, parseCostsQuery, parseSloQuery } from './params.js';
 import { costs } from './costs.js';
+import { cacheReport } from './cache-report.js';
 import { slo } from './slo.js';
 import { requestReport } from './timeline.js';
 import { readPosition } from './store.js';
@@ -157,6 +158,13 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     const q = parseCostsQuery(request.query as Record<string, unknown>, now());
     const tenant = tenantScope(request.principal, q.tenant);
     return costs(deps.db, { ...q, ...(tenant !== undefined ? { tenant } : {}) });
+  });
+
+  // hits by kind, tokens and USD saved, net of the semantic cache's embedding calls
+  app.get('/v1/cache', tenantReadable, async (request) => {
+    const q = parseCacheQuery(request.query as Record<string, unknown>, now());
+    const tenant = tenantScope(request.principal, q.tenant);
+    return cacheReport(deps.db, { ...q, ...(tenant !== undefined ? { tenant } : {}) });
   });
 
   app.get('/v1/slo', tenantReadable, async (request) => {

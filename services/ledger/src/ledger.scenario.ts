@@ -138,11 +138,31 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
       expect(status).toBe(200);
       // the two malformed messages were skipped, and the position moved past them
       expect(batches.reduce((n, b) => n + b.malformed, 0)).toBe(2);
-      expect(body.totals).toEqual({ requests: 8, completed: 3, cacheHits: 1, inputTokens: 3100, outputTokens: 1550, costUsd: 0.015495, savedUsd: 0.00045 });
+      expect(body.totals).toEqual({
+        requests: 8,
+        completed: 3,
+        cacheHits: 1,
+        inputTokens: 3100,
+        outputTokens: 1550,
+        costUsd: 0.015495,
+        embeddingUsd: 0,
+        savedUsd: 0.00045,
+      });
       expect(body.groupBy).toEqual(['tenant', 'model']);
       expect(body.rows).toEqual([
-        { tenant: '_unknown', model: null, requests: 1, completed: 0, cacheHits: 0, inputTokens: 0, outputTokens: 0, costUsd: 0, savedUsd: 0 },
-        { tenant: 'acme', model: 'gpt-4o', requests: 1, completed: 1, cacheHits: 0, inputTokens: 2000, outputTokens: 1000, costUsd: 0.015, savedUsd: 0 },
+        { tenant: '_unknown', model: null, requests: 1, completed: 0, cacheHits: 0, inputTokens: 0, outputTokens: 0, costUsd: 0, embeddingUsd: 0, savedUsd: 0 },
+        {
+          tenant: 'acme',
+          model: 'gpt-4o',
+          requests: 1,
+          completed: 1,
+          cacheHits: 0,
+          inputTokens: 2000,
+          outputTokens: 1000,
+          costUsd: 0.015,
+          embeddingUsd: 0,
+          savedUsd: 0,
+        },
         {
           tenant: 'acme',
           model: 'gpt-4o-mini',
@@ -152,10 +172,22 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
           inputTokens: 1000,
           outputTokens: 500,
           costUsd: 0.00045,
+          embeddingUsd: 0,
           savedUsd: 0.00045,
         },
-        { tenant: 'globex', model: 'gpt-4o-mini', requests: 1, completed: 1, cacheHits: 0, inputTokens: 100, outputTokens: 50, costUsd: 0.000045, savedUsd: 0 },
-        { tenant: 'globex', model: null, requests: 3, completed: 0, cacheHits: 0, inputTokens: 0, outputTokens: 0, costUsd: 0, savedUsd: 0 },
+        {
+          tenant: 'globex',
+          model: 'gpt-4o-mini',
+          requests: 1,
+          completed: 1,
+          cacheHits: 0,
+          inputTokens: 100,
+          outputTokens: 50,
+          costUsd: 0.000045,
+          embeddingUsd: 0,
+          savedUsd: 0,
+        },
+        { tenant: 'globex', model: null, requests: 3, completed: 0, cacheHits: 0, inputTokens: 0, outputTokens: 0, costUsd: 0, embeddingUsd: 0, savedUsd: 0 },
       ]);
     });
 
@@ -312,12 +344,15 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
     it('replays into emptied projections when the consumer is ahead of the database (new or restored database)', async () => {
       await allAcked();
       const before = (await get(`/v1/costs${DAY}&groupBy=tenant,model`)).body;
+      const cacheBefore = (await get(`/v1/cache${DAY}&groupBy=tenant,model,day,kind`)).body;
       await stop();
       await truncateProjections(db, LEDGER_POSITION);
       expect((await get(`/v1/costs${DAY}`)).body.totals.requests).toBe(0);
       await start();
       await caughtUp();
       expect((await get(`/v1/costs${DAY}&groupBy=tenant,model`)).body).toEqual(before);
+      expect((await get(`/v1/cache${DAY}&groupBy=tenant,model,day,kind`)).body).toEqual(cacheBefore);
+      expect(cacheBefore.totals).toMatchObject({ hits: 1, hitsByKind: { exact: 1, semantic: 0, coalesced: 0 }, tokensSaved: 1500 });
     });
 
     it('moves a consumer that acks each message to ack-all, starting after the database position', async () => {

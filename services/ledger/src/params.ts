@@ -11,6 +11,9 @@ export class BadParam extends Error {
 const CostDimensions = ['tenant', 'user', 'model', 'feature', 'day'] as const;
 export type CostDimension = (typeof CostDimensions)[number];
 
+const CacheDimensions = ['tenant', 'model', 'day', 'kind'] as const;
+export type CacheDimension = (typeof CacheDimensions)[number];
+
 const SloDimensions = ['model', 'tenant'] as const;
 export type SloDimension = (typeof SloDimensions)[number];
 
@@ -18,6 +21,13 @@ export interface CostsQuery {
   from: Date;
   to: Date;
   groupBy: CostDimension[];
+  tenant?: string;
+}
+
+export interface CacheQuery {
+  from: Date;
+  to: Date;
+  groupBy: CacheDimension[];
   tenant?: string;
 }
 
@@ -67,6 +77,13 @@ export function parseCostsQuery(q: Query, now: number): CostsQuery {
   const groupBy = list(q, 'groupBy', CostDimensions) ?? ['tenant'];
   const tenant = one(q, 'tenant');
   if (tenant === '') throw new BadParam('tenant', 'tenant must not be empty');
+  return { from, to, groupBy, ...(tenant ? { tenant } : {}) };
+}
+
+/** `/v1/cache` parameters: as `/v1/costs`'s (from/to default to the last 24 hours), grouped by tenant, model, day and kind (default tenant,model,day). */
+export function parseCacheQuery(q: Query, now: number): CacheQuery {
+  const { from, to, tenant } = parseCostsQuery({ ...q, groupBy: undefined }, now);
+  const groupBy = list(q, 'groupBy', CacheDimensions) ?? ['tenant', 'model', 'day'];
   return { from, to, groupBy, ...(tenant ? { tenant } : {}) };
 }
 

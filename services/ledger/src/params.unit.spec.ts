@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BadParam, parseCostsQuery, parseSloQuery } from './params.js';
+import { BadParam, parseCacheQuery, parseCostsQuery, parseSloQuery } from './params.js';
 
 const now = Date.parse('2025-06-02T00:00:00Z');
 const badParam = (f: () => unknown) => {
@@ -11,6 +11,19 @@ const badParam = (f: () => unknown) => {
   }
   throw new Error('expected BadParam');
 };
+
+describe('parseCacheQuery', () => {
+  it('defaults to the last 24 hours by tenant, model and day, and takes kind as a group', () => {
+    expect(parseCacheQuery({}, now)).toEqual({ from: new Date('2025-06-01T00:00:00Z'), to: new Date(now), groupBy: ['tenant', 'model', 'day'] });
+    expect(parseCacheQuery({ groupBy: 'kind,tenant', tenant: 'acme' }, now)).toMatchObject({ groupBy: ['kind', 'tenant'], tenant: 'acme' });
+  });
+
+  it('names the parameter that is wrong', () => {
+    expect(badParam(() => parseCacheQuery({ groupBy: 'user' }, now))).toBe('groupBy');
+    expect(badParam(() => parseCacheQuery({ from: '2025-06-02', to: '2025-06-01' }, now))).toBe('from');
+    expect(badParam(() => parseCacheQuery({ tenant: '' }, now))).toBe('tenant');
+  });
+});
 
 describe('parseCostsQuery', () => {
   it('defaults to the last 24 hours grouped by tenant', () => {
