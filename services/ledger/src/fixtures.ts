@@ -27,7 +27,7 @@ export function requested(r: Req): AnyEvent {
 }
 
 /** The embedding model of the ledger's tests, priced in PRICES. */
-export const EMBEDDING_MODEL = 'text-embedding-3-small';
+const EMBEDDING_MODEL = 'text-embedding-3-small';
 
 /** What the semantic cache's lookup paid for: an embedding of `tokens` tokens. */
 export function embeddingUse(tokens: number): EmbeddingUse {
