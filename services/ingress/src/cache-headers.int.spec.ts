@@ -58,6 +58,8 @@ describe('HTTP door: x-sluice-cache-ttl and x-sluice-cache-namespace', () => {
     expect(request).toMatchObject({ cacheTtlSeconds: 120, cacheNamespace: 'docs-v2.en_GB', cache: 'default' });
     expect(request.cacheKey).toBe(cacheKey('acme', 'chat.completions', body, 'docs-v2.en_GB'));
     expect(request.cacheKey).not.toBe(cacheKey('acme', 'chat.completions', body));
+    const requested = h.requested.find((e) => e.requestId === res.headers.get('x-sluice-request-id'))!;
+    expect(requested.reason).toContain('; cache namespace docs-v2.en_GB, cache TTL 120 s asked');
 
     const plain = await post(body, {});
     const without = requestOf(plain.headers.get('x-sluice-request-id'));

@@ -16,6 +16,7 @@ export function requestedEvent(
   lane?: string,
 ): SluiceEvent<'chat.requested'> {
   const { endpoint, model, priority } = ctx.request;
+  const notes = [cacheNote(ctx.request), tokenBudget].filter((n) => n !== undefined);
   return makeEvent(
     'chat.requested',
     {
@@ -23,10 +24,20 @@ export function requestedEvent(
       tenant,
       service: ServiceName.Ingress,
       at: ctx.receivedAt,
-      reason: `accepted at the ${ctx.frontDoor} front door (${endpoint}, model ${model}, ${lane ?? `priority ${priority}`})${tokenBudget ? `; ${tokenBudget}` : ''}`,
+      reason: `accepted at the ${ctx.frontDoor} front door (${endpoint}, model ${model}, ${lane ?? `priority ${priority}`})${notes.map((n) => `; ${n}`).join('')}`,
     },
     { ctx, body },
   );
+}
+
+/** The cache headers the request came with, for the timeline: what the cache will be asked to honour. */
+function cacheNote(request: RequestContext['request']): string | undefined {
+  const { cacheNamespace, cacheTtlSeconds } = request;
+  const parts = [
+    ...(cacheNamespace !== undefined ? [`cache namespace ${cacheNamespace}`] : []),
+    ...(cacheTtlSeconds !== undefined ? [`cache TTL ${cacheTtlSeconds} s asked`] : []),
+  ];
+  return parts.length > 0 ? parts.join(', ') : undefined;
 }
 
 export interface RejectedFacts {
