@@ -26,7 +26,7 @@ export interface SloFigures {
   /** failed / (completed + failed): what the gateway could not serve once it tried. */
   errorRate: number | null;
   availability: number | null;
-  /** cached / (completed + cached). */
+  /** cached / (completed + cached): answers from the cache of every kind (exact, semantic, coalesced). */
   cacheHitRate: number | null;
   throttleRate: number | null;
   shedRate: number | null;
