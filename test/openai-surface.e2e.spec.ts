@@ -159,6 +159,21 @@ describe('tool calling through the HTTP door', () => {
     expect(runner.messages.map((m) => m.role)).toEqual(['user', 'assistant', 'tool', 'assistant']);
   });
 
+  it('keeps cache namespaces apart at both doors, and serves each its own entry', async () => {
+    const client = stack.openai();
+    const question = { model: MODEL, messages: [user('Namespaced: name a fjord')] };
+    const ask = (namespace?: string) =>
+      client.chat.completions.create(question, namespace ? { headers: { 'x-sluice-cache-namespace': namespace } } : {}).withResponse();
+    const cacheOf = async (p: ReturnType<typeof ask>) => (await p).response.headers.get('x-sluice-cache');
+    expect(await cacheOf(ask('docs-a'))).toBe('miss');
+    expect(await cacheOf(ask('docs-b'))).toBe('miss');
+    expect(await cacheOf(ask())).toBe('miss');
+    expect(await cacheOf(ask('docs-a'))).toBe('hit');
+    const nats = new SluiceClient(stack.nc, { tenant: 'dev', key: DEV_KEY, timeoutMs: 30_000 });
+    const result = await nats.chat(question, { cacheNamespace: 'docs-b' });
+    expect([result.cache, result.cached]).toEqual(['hit', true]);
+  });
+
   it('replays tool calls from the cache, whole and streamed', async () => {
     const client = stack.openai();
     const question = askTools('Cached weather for Oslo?');
