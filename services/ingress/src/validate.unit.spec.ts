@@ -242,6 +242,36 @@ describe('checkBody: chat completions', () => {
   });
 });
 
+describe('checkBody: the cache TTL and namespace headers', () => {
+  const ttl = (value: string) => ({ cacheTtl: { value, param: 'x-sluice-cache-ttl' } });
+  const ns = (value: string) => ({ cacheNamespace: { value, param: 'x-sluice-cache-namespace' } });
+
+  it('given a TTL and a namespace, then both are choices', () => {
+    const { choices } = check({ messages: hi }, { ...ttl('86400'), ...ns('team.a-1_b') });
+    expect(choices).toMatchObject({ cacheTtlSeconds: 86_400, cacheNamespace: 'team.a-1_b', cache: 'default' });
+  });
+
+  it('given a TTL that is not whole seconds from 1 to a year, then it is refused naming the header', () => {
+    for (const value of ['0', '31536001', '2.0', '1e2', ' 5', '0x10', '']) {
+      const e = rejected(() => check({ messages: hi }, ttl(value)));
+      expect([e.code, e.param]).toEqual(['invalid_request', 'x-sluice-cache-ttl']);
+    }
+    expect(check({ messages: hi }, ttl('007')).choices.cacheTtlSeconds).toBe(7);
+  });
+
+  it('given a namespace outside the pattern, then it is refused naming the header', () => {
+    for (const value of ['', 'a b', 'x'.repeat(65), 'ü', 'a*']) {
+      const e = rejected(() => check({ messages: hi }, ns(value)));
+      expect([e.code, e.param]).toEqual(['invalid_request', 'x-sluice-cache-namespace']);
+    }
+  });
+
+  it('given the skip hint, then neither is read nor checked', () => {
+    const { choices } = check({ messages: hi }, { cache: { value: 'skip', param: 'x-sluice-cache' }, ...ttl('never'), ...ns('a b') });
+    expect(choices).toEqual({ endpoint: 'chat.completions', model: 'auto', priority: 'standard', stream: false, cache: 'skip' });
+  });
+});
+
 describe('checkModel', () => {
   const request = (model: string) => check({ messages: hi, model, user: 'u-9' }).choices;
 
