@@ -52,8 +52,8 @@ export function planEmbeddings(body: unknown, models: ReadonlySet<string>): Embe
 /**
  * A deterministic unit vector for `input`, built so that paraphrases sharing words and stems land
  * close and unrelated texts land far. It is a test stand-in, not a model: it knows spelling, not
- * meaning. "How do I reset my password?" and "how can I reset my password" are close (cosine about
- * 0.9); "cancel my plan" and "end my subscription" are far, though a real embedding model puts
+ * meaning. "How do I reset my password?" and "how can I reset my password" are close (cosine
+ * 0.99); "cancel my plan" and "end my subscription" are far, though a real embedding model puts
  * them together; "turn on dark mode" and "turn off dark mode" are close, as they are for real
  * models too (that is what the cache's meaning guard is for).
  *
@@ -61,12 +61,13 @@ export function planEmbeddings(body: unknown, models: ReadonlySet<string>): Embe
  * the vector is L2-normalised:
  * - words, lower-cased and cut to a crude stem by a small suffix stripper (-ing, -ed, -es, -s, -ly,
  *   -ation, -ment...; crude: "creation" and "create" stay apart), weight 1;
- * - bigrams of adjacent stems, weight 0.6, so word order counts a little;
+ * - bigrams of adjacent stems, function words skipped, weight 0.6, so word order counts a little;
  * - character 3- and 4-grams of each word with its boundaries, together weighing 0.6 a word, so
  *   forms the stripper misses and typos still share something;
- * - a short list of function words ("the", "how", "do", "can", "my"...) counts a fifth as much, so
- *   "How do I" and "How can I" differ little.
- * Linear in the text, no model, no network: about 10 µs for a 100-character text. Token-id inputs
+ * - a short list of function words ("the", "how", "do", "can", "my"...) counts 0.15 and forms no
+ *   bigrams or n-grams, so "How do I" and "How can I" differ little; words that frame a request
+ *   ("explain", "tell", "possible", "actually"...) count 0.4.
+ * Linear in the text, no model, no network: about 15 µs for a 100-character text. Token-id inputs
  * use `#<id>` as the words (with bigrams, without character n-grams).
  */
 export function embed(input: EmbeddingInput, dimensions: number): Float32Array {
@@ -78,13 +79,16 @@ export function embed(input: EmbeddingInput, dimensions: number): Float32Array {
     features++;
   };
   const words = typeof input === 'string' ? Array.from(input.toLowerCase().matchAll(/[\p{L}\p{N}]+/gu), (m) => m[0]) : input.map((id) => `#${id}`);
-  let previous: { stem: string; weight: number } | undefined;
+  let previous: string | undefined;
   for (const word of words) {
-    const weight = STOP_WORDS.has(word) ? STOP_WEIGHT : 1;
+    const stop = STOP_WORDS.has(word);
+    const weight = stop ? STOP_WEIGHT : FRAME_WORDS.has(word) ? FRAME_WEIGHT : 1;
     const stem = typeof input === 'string' ? crudeStem(word) : word;
     add(`w ${stem}`, weight);
-    if (previous) add(`b ${previous.stem} ${stem}`, BIGRAM_WEIGHT * Math.max(weight, previous.weight));
-    previous = { stem, weight };
+    if (stop) continue;
+    // bigrams skip function words: "reset the router" and "reset my router" share "reset router"
+    if (previous !== undefined) add(`b ${previous} ${stem}`, BIGRAM_WEIGHT * weight);
+    previous = stem;
     if (typeof input === 'string' && word.length >= 3) {
       const marked = `<${word}>`;
       const grams = marked.length - 2 + marked.length - 3;
@@ -108,7 +112,8 @@ export function embed(input: EmbeddingInput, dimensions: number): Float32Array {
 
 const BIGRAM_WEIGHT = 0.6;
 const NGRAM_WEIGHT = 0.6;
-const STOP_WEIGHT = 0.2;
+const STOP_WEIGHT = 0.15;
+const FRAME_WEIGHT = 0.4;
 
 // Function words that carry little of what a question is about. Negators, numbers and the
 // polarity words (on/off, in/out) are deliberately absent: they carry meaning.
@@ -121,6 +126,10 @@ const STOP_WORDS = new Set(
   )
     .split(' ')
     .filter((w) => w !== ''),
+);
+// Words that frame a request rather than say what it is about ("Explain X", "Is it possible to X").
+const FRAME_WORDS = new Set(
+  'explain tell give show help want need know like possible able actually exactly usually really still yet own all some new another'.split(' '),
 );
 
 // Longest first; `ies`/`ied` become `y`. A stem keeps at least three letters.
