@@ -275,8 +275,8 @@ function wordFacts(words: Word[], f: Facts): void {
     if (joined) phrasal(f, joined[0], joined[1], w.text);
     const particle = PARTICLES.get(w.lower);
     if (particle !== undefined && prev) {
-      const verb = PHRASAL_VERBS.has(stem(prev.lower)) ? prev : PRONOUNS.has(prev.lower) ? words[i - 2] : undefined;
-      if (verb && PHRASAL_VERBS.has(stem(verb.lower))) phrasal(f, stem(verb.lower), w.lower, `${verb.text} ${w.text}`);
+      const verb = VERB_STEMS.has(stem(prev.lower)) ? prev : PRONOUNS.has(prev.lower) ? words[i - 2] : undefined;
+      if (verb && VERB_STEMS.has(stem(verb.lower))) phrasal(f, stem(verb.lower), w.lower, `${verb.text} ${w.text}`);
     }
     if (w.lower === 'on' && ((prev && SWITCH_CONTEXT.has(prev.lower)) || w.final || next?.lower === 'off' || next?.lower === 'or'))
       side(f, 'switch', 0, w.text);
@@ -297,6 +297,7 @@ function wordFacts(words: Word[], f: Facts): void {
 }
 
 const PRONOUNS = new Set(['me', 'us', 'them', 'him', 'her', 'it', 'you']);
+const VERB_STEMS = new Set([...PHRASAL_VERBS].map(stem));
 const POLES = new Map<string, readonly [string, 0 | 1]>(
   POLARITY_GROUPS.flatMap(([group, a, b]) => [
     ...a.split(' ').map((w) => [stem(w), [group, 0]] as const),
@@ -352,7 +353,7 @@ function polarityVeto(q: Facts, c: Facts): string | undefined {
       if (b.stems.has(s)) continue;
       for (const p of NEGATING_PREFIXES) {
         const rest = s.slice(p.length);
-        if (s.startsWith(p) && rest.length >= 4 && b.stems.has(rest) && !a.stems.has(rest)) {
+        if (s.startsWith(p) && rest.length >= 3 && b.stems.has(rest) && !a.stems.has(rest)) {
           return a === q ? `polarity differs: "${s}" vs "${rest}"` : `polarity differs: "${rest}" vs "${s}"`;
         }
       }

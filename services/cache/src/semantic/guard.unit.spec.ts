@@ -62,6 +62,9 @@ describe('meaningVeto', () => {
     expectVeto('Unlock the door', 'Lock the door', 'polarity');
     expectVeto('Is this input valid?', 'Is this input invalid?', 'polarity');
     expectVeto('Why did the client connect?', 'Why did the client disconnect?', 'polarity');
+    expectVeto('How do I mute my microphone?', 'How do I unmute my microphone?', 'polarity');
+    expectVeto('How do I scale up my cluster?', 'How do I scale down my cluster?', 'polarity');
+    expectVeto('Why is the cluster scaling up?', 'Why is the cluster scaling down?', 'polarity');
   });
 
   it('vetoes different numbers, spelled or not, versions and model names', () => {
