@@ -37,6 +37,9 @@ import {
  * - code: camelCase, snake_case, dotted.names, paths and URLs, flags (--force), calls (save()),
  *   `backticked` text (compared with its case).
  * Word order, "How do I" / "How can I", "please", punctuation and a sentence's first capital change nothing.
+ * Not caught: a capitalised word opening a sentence is not taken for an entity ("Paris is nice in
+ * May" / "London is nice in May" is left to the threshold), nor are lower-cased names ("flights to
+ * paris" / "flights to london") or synonyms of opposite meaning outside the lists.
  * The reason reads `polarity differs: "on" vs "off"`.
  *
  * Pure and linear in the texts' length (a character scan, sets and one sort of the numbers); no
@@ -455,9 +458,13 @@ function isLetter(ch: string | undefined): boolean {
   return ch !== undefined && isAlnum(ch) && !isDigit(ch);
 }
 function isUpper(ch: string): boolean {
+  const c = ch.charCodeAt(0);
+  if (c < 128) return c >= 65 && c <= 90;
   return ch !== ch.toLowerCase() && ch === ch.toUpperCase();
 }
 function isLower(ch: string): boolean {
+  const c = ch.charCodeAt(0);
+  if (c < 128) return c >= 97 && c <= 122;
   return ch !== ch.toUpperCase() && ch === ch.toLowerCase();
 }
 function isAllCaps(text: string): boolean {
