@@ -175,10 +175,37 @@ describe('Coalescer across three replicas', () => {
       expect((await follower).role).toBe('follower');
       wokenMs.push(performance.now() - t);
     }
+    // CPU of this process (the three replicas' clients) per follower: 300 followers of one key, joined and answered
+    const key = keyOf('acme', 'cpu per follower');
+    const lead = (await replicas[0]!.join(key, 'cpu-leader', minute())) as { revision: number };
+    const cpu = process.cpuUsage();
+    const pending = joinMany(key, 'cpu', 300);
+    await waitingAre(300);
+    await replicas[0]!.answered(key, 'cpu-leader', lead.revision, answer());
+    expect(followers(await Promise.all(pending.map((p) => p.joined)))).toHaveLength(300);
+    const used = process.cpuUsage(cpu);
+    // what a JetStream watch per key would cost instead of the core subscription: create, first value, stop
+    const watchMs: number[] = [];
+    const subMs: number[] = [];
+    const kv = await new Kvm(buses[1]!.js).open(BUCKET);
+    for (let i = 0; i < 30; i++) {
+      let t = performance.now();
+      const w = await kv.watch({ key });
+      for await (const _ of w) break;
+      w.stop();
+      watchMs.push(performance.now() - t);
+      t = performance.now();
+      const sub = buses[1]!.nc.subscribe(`$KV.${BUCKET}.${key}`);
+      await buses[1]!.nc.flush();
+      sub.unsubscribe();
+      subMs.push(performance.now() - t);
+    }
     const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) * p)]!.toFixed(2);
     console.log(
       `coalesce: leader join p50 ${pct(leadMs, 0.5)} ms p99 ${pct(leadMs, 0.99)} ms (n=${n}); ` +
-        `answered() to follower resolved (other replica) p50 ${pct(wokenMs, 0.5)} ms p99 ${pct(wokenMs, 0.99)} ms (n=50)`,
+        `answered() to follower resolved (other replica) p50 ${pct(wokenMs, 0.5)} ms p99 ${pct(wokenMs, 0.99)} ms (n=50); ` +
+        `client CPU per follower ${((used.user + used.system) / 300 / 1000).toFixed(3)} ms (300 on one key, 3 replicas); ` +
+        `per-key kv.watch start+first+stop p50 ${pct(watchMs, 0.5)} ms vs core subscribe+flush p50 ${pct(subMs, 0.5)} ms`,
     );
   });
 });
