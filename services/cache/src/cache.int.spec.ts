@@ -55,7 +55,7 @@ beforeAll(async () => {
   eventSub = bus.nc.subscribe('sluice.evt.>', { callback: (_, m) => void events.push(m.json<AnyEvent>()) });
   // wired as main.ts wires it
   const log = testBus.log;
-  const deps = { cache: buckets.cache, ttlSeconds: await followCacheTtl(bus.jsm, control, log) };
+  const deps = { cache: buckets.cache, ttlSeconds: await followCacheTtl(bus.jsm, control, log), config: control.config };
   service = [
     await consumeEvents(bus, { consumer: Consumers.cacheLookup, concurrency: 256, failPastDeadline: true, log, handler: onChatAdmitted(deps) }),
     await consumeEvents(bus, { consumer: Consumers.cacheStore, concurrency: 64, log, handler: onChatCompleted(deps) }),
@@ -79,7 +79,7 @@ describe('cache service', () => {
 
     await publishEvent(bus.js, completed('m1', 'acme', req, key, { content: '7' }));
     const stored = await waitFor('cache.stored', eventOf('cache.stored', 'm1'));
-    expect(stored.data).toEqual({ key, model: 'gpt-4o-mini', ttlSeconds: 600 });
+    expect(stored.data).toEqual({ key, model: 'gpt-4o-mini', ttlSeconds: 600, expiresAt: expect.any(Number) });
     expect((await getJson<{ requestId: string }>(buckets.cache, key!))?.value.requestId).toBe('m1');
 
     const client = inbox();

@@ -1,18 +1,38 @@
 import { consumeEvents, runService } from '@sluice/bus';
 import { Consumers, ServiceName } from '@sluice/contracts';
+import { Coalescer } from './coalesce.js';
 import { onChatAdmitted, onChatCompleted } from './handlers.js';
+import { Embedder } from './semantic/embed.js';
+import { SemanticIndex } from './semantic/index.js';
+import { followSemanticBucket } from './semantic/sync.js';
 import { followCacheTtl } from './ttl.js';
 
-// cache: chat.admitted -> cache.hit (terminal, the answer sent to ctx.replyTo) | cache.missed;
-// chat.completed -> the entry in sluice_cache, then cache.stored. Replicas share both durables.
-await runService(ServiceName.Cache, async ({ bus, buckets, control, log }) => {
-  // the bucket's max age is the TTL (nats-server 2.9 has none per message): set now and on each config change
+// cache: chat.admitted -> cache.hit (exact or semantic; terminal, the answer sent to ctx.replyTo) |
+// cache.coalesced (terminal: an identical request in flight answered it) | cache.missed;
+// chat.completed -> the entry in sluice_cache, then cache.stored, and a leader's answer to its
+// followers (sluice_inflight). Every replica follows sluice_semantic into its own index.
+await runService(ServiceName.Cache, async ({ bus, buckets, control, log, env }) => {
+  // the buckets' max age is the TTL (nats-server 2.9 has none per message): set now and on each config change
   const ttlSeconds = await followCacheTtl(bus.jsm, control, log);
-  const deps = { cache: buckets.cache, ttlSeconds };
+  const index = new SemanticIndex();
+  // every entry any replica wrote, before the first lookup: a restarted replica rebuilds its index here
+  const sync = await followSemanticBucket(buckets.semantic, index, log);
+  await sync.ready;
+  const coalescer = new Coalescer({ kv: buckets.inflight, nc: bus.nc, leaderTimeoutMs: () => control.config().cache.coalesce.leaderTimeoutMs, log });
+  await coalescer.start();
+  const deps = {
+    cache: buckets.cache,
+    ttlSeconds,
+    config: control.config,
+    coalescer,
+    semantic: { bus, cache: buckets.cache, semantic: buckets.semantic, index, embedder: new Embedder(env) },
+  };
   return [
+    sync,
+    coalescer,
     await consumeEvents(bus, {
       consumer: Consumers.cacheLookup,
-      // one KV read each
+      // one KV read each; followers of a coalesced key wait here for their leader's answer
       concurrency: 256,
       // a request nobody waits for any more ends here (chat.failed) instead of going on
       failPastDeadline: true,
