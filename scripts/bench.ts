@@ -12,7 +12,9 @@
  *   nats    — the gateway's NATS front door.
  * Every request body is unique across the whole run, and the gateway runs with its cache on, as
  * `npm start` runs it: every request misses, but the cache's lookup and store are on the path, as
- * in production (Portkey's cache is off unless a config asks for it).
+ * in production (Portkey's cache is off unless a config asks for it). The shipped config opts the dev
+ * tenant in to the semantic cache, so every miss also embeds its question, searches the index and
+ * writes an entry; BENCH_SEMANTIC=0 turns that off to measure what it costs.
  * For each path and level it prints requests/s, p50/p95/p99, errors, the added latency (the
  * path's percentile minus direct's), and for the peers: CPU ms per request summed over every
  * process of the target (Sluice: each service and nats-server; Portkey: its process and any
@@ -120,7 +122,7 @@ interface Row {
 }
 
 process.stdout.write(
-  `\nSluice benchmark — ${cpus().length} cores, node ${process.version}, ${seconds}s per run, simulator latency 0 ms, body ${Buffer.byteLength(body(0))} B, cache on\n`,
+  `\nSluice benchmark — ${cpus().length} cores, node ${process.version}, ${seconds}s per run, simulator latency 0 ms, body ${Buffer.byteLength(body(0))} B, cache on, semantic ${process.env.BENCH_SEMANTIC === '0' ? 'off' : 'on'}\n`,
 );
 process.stdout.write(
   'path    conc   req/s  p50 ms  p95 ms  p99 ms errors | +p50 ms +p95 ms +p99 ms  /direct | CPU ms/req RSS MiB  B/req | vs Portkey: req/s   CPU\n',

@@ -61,6 +61,17 @@ export interface BenchStack {
   close(): Promise<void>;
 }
 
+/**
+ * The shipped config, as `npm start` runs it; `BENCH_SEMANTIC=0` turns the dev tenant's semantic
+ * cache off, to measure what it costs a path where every request misses (the bench's bodies are
+ * unique, and differ by a number the guard refuses to match across).
+ */
+function benchConfig(): unknown {
+  const config = JSON.parse(readFileSync(join(ROOT, 'config', 'sluice.json'), 'utf8')) as { tenants: Array<{ cache?: unknown }> };
+  if (process.env.BENCH_SEMANTIC === '0') for (const t of config.tenants) delete t.cache;
+  return config;
+}
+
 /** Starts a stack for the bench on free ports, in a fresh data directory removed by `close`. */
 export async function startBenchStack(opts: BenchStackOptions = {}): Promise<BenchStack> {
   const dataDir = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
@@ -70,7 +81,7 @@ export async function startBenchStack(opts: BenchStackOptions = {}): Promise<Ben
     ingressPort: await freePort(),
     ledgerPort: await freePort(),
     devKey: KEY,
-    config: JSON.parse(readFileSync(join(ROOT, 'config', 'sluice.json'), 'utf8')) as unknown,
+    config: benchConfig(),
     sim: { port: 0, latencyMs: 0 },
     env: { LOG_LEVEL: 'warn', ...opts.env },
     ...(opts.services ? { services: opts.services } : {}),
