@@ -68,17 +68,22 @@ describe('the semantic cache (dev tenant, shipped config)', () => {
     expect(hit.reason).toContain(`to request ${first.requestId}`);
   });
 
-  it('never answers "disable" with "enable"’s answer: the guard vetoes it and says why on the timeline', async () => {
+  it('never answers "disable" or "can\'t" with "enable"’s answer: a miss, a new upstream call, and on the timeline why', async () => {
     const chats = sim.stats().completions;
     const off = await ask('How do I disable dark mode in the app?');
-    expect(off.cache).toBe('miss');
-    expect(sim.stats().completions).toBe(chats + 1);
+    const cannot = await ask("Why can't I enable dark mode in the app?");
+    expect([off.cache, cannot.cache]).toEqual(['miss', 'miss']);
+    expect(sim.stats().completions).toBe(chats + 2);
     await stack.ledgerCaughtUp();
-    const report = await stack.ledger(`/v1/requests/${off.requestId}`);
-    const missed = report.timeline.find((e: { type: string }) => e.type === 'cache.missed');
-    expect(missed.data.semantic).toMatchObject({ threshold: expect.any(Number) });
-    // the nearest entry was enable's; above the threshold the guard said no, below it the threshold did
-    if (missed.data.semantic.similarity >= missed.data.semantic.threshold) expect(missed.data.semantic.vetoed).toMatch(/enable|disable/);
+    const semanticOf = async (requestId: string) => {
+      const report = await stack.ledger(`/v1/requests/${requestId}`);
+      return report.timeline.find((e: { type: string }) => e.type === 'cache.missed').data.semantic;
+    };
+    // "disable" shares less with "enable" than the threshold asks; "can't" shares almost everything, and the guard refuses it
+    expect(await semanticOf(off.requestId)).toMatchObject({ matchedRequestId: first.requestId, similarity: expect.any(Number) });
+    const vetoed = await semanticOf(cannot.requestId);
+    expect(vetoed.similarity).toBeGreaterThanOrEqual(vetoed.threshold);
+    expect(vetoed).toMatchObject({ matchedRequestId: first.requestId, vetoed: expect.stringMatching(/negation/i) });
   });
 
   it("keeps tenants apart: another tenant's identical question is not answered from dev's entries", async () => {
