@@ -32,8 +32,11 @@ await runService(ServiceName.Cache, async ({ bus, buckets, control, log, env }) 
     coalescer,
     await consumeEvents(bus, {
       consumer: Consumers.cacheLookup,
-      // one KV read each; followers of a coalesced key wait here for their leader's answer
-      concurrency: 256,
+      // Followers of a coalesced key hold their slot while they wait for their leader's answer (a
+      // timer and a set entry each): with 256 slots a launch-day spike of one question would stall
+      // every other tenant's lookups until its leader answered. A lookup is a KV read, and for
+      // semantic tenants an embedding call and a search, so a deep window costs little.
+      concurrency: 4096,
       // a request nobody waits for any more ends here (chat.failed) instead of going on
       failPastDeadline: true,
       log,
