@@ -112,14 +112,16 @@ export class SemanticIndex {
     }
     const d = p.dimensions;
     if ((p.count + 1) * d > p.vectors.length) {
-      const grown = new Float32Array(p.vectors.length * 2);
+      // 1.5x: a large partition wastes at most a third of its vectors' capacity, for a few more copies while it grows
+      const grown = new Float32Array(Math.ceil(p.vectors.length / d / 2) * 3 * d);
       grown.set(p.vectors.subarray(0, p.count * d));
       p.vectors = grown;
     }
     const slot = p.count++;
     p.vectors.set(unit(vector), slot * d);
     p.ids[slot] = id;
-    p.metas[slot] = meta;
+    // one copy of the partition's name and tenant, not one per decoded entry
+    p.metas[slot] = { ...meta, partition: p.name, tenant: p.metas[0]?.tenant === meta.tenant ? p.metas[0].tenant : meta.tenant };
     p.slotOf.set(id, slot);
     this.#where.set(id, p);
     if (p.graph) p.graph.pending.add(id);
@@ -209,10 +211,9 @@ export class SemanticIndex {
   bytes(): number {
     let total = 0;
     for (const p of this.#partitions.values()) {
-      total += p.vectors.byteLength;
+      total += p.vectors.byteLength + 2 * p.name.length;
       if (p.graph) total += (p.count + p.graph.removed) * (p.dimensions * 4 + this.#connectivity * 2 * 4 + 16);
-      for (const m of p.metas)
-        total += 2 * (m.text.length + m.partition.length + m.cacheKey.length + m.requestId.length + m.tenant.length) + ENTRY_OVERHEAD_BYTES;
+      for (const m of p.metas) total += 2 * (m.text.length + m.cacheKey.length + m.requestId.length) + ENTRY_OVERHEAD_BYTES;
     }
     return total;
   }
