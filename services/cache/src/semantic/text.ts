@@ -40,7 +40,7 @@ export function semanticParts(endpoint: Endpoint, body: unknown, namespace: stri
   let text: string | undefined;
   let rest: Record<string, unknown>;
   if (endpoint === 'chat.completions') {
-    const messages = Array.isArray(b.messages) ? b.messages : [];
+    const messages: unknown[] = Array.isArray(b.messages) ? b.messages : [];
     const last: unknown = messages[messages.length - 1];
     if (!isRecord(last) || last.role !== 'user') return { ineligible: 'the last message is not a user turn' };
     text = textOf(last.content);
@@ -50,7 +50,7 @@ export function semanticParts(endpoint: Endpoint, body: unknown, namespace: stri
       text = b.input;
       rest = { ...b, input: null };
     } else {
-      const items = Array.isArray(b.input) ? b.input : [];
+      const items: unknown[] = Array.isArray(b.input) ? b.input : [];
       const last: unknown = items[items.length - 1];
       if (!isRecord(last) || (last.type !== undefined && last.type !== 'message') || last.role !== 'user')
         return { ineligible: 'the last input item is not a user turn' };
