@@ -11,7 +11,7 @@ import { ensureCacheTtl, followCacheTtl } from './ttl.js';
 const config = {
   tenants: [
     { id: 'acme', keySha256: ['a'.repeat(64)] },
-    { id: 'globex', keySha256: ['b'.repeat(64)] },
+    { id: 'globex', keySha256: ['b'.repeat(64)], cache: { ttlSeconds: 300, policy: { length: 'store' } } },
   ],
   limits: {
     global: { requestsPerMinute: 1000, tokensPerMinute: 1_000_000 },
@@ -95,6 +95,31 @@ describe('cache service', () => {
     // streamed: the chunks of the answer, then the result
     expect(client.replies.indexOf(result)).toBeGreaterThan(0);
     expect(client.replies.slice(0, -1).every((r) => 'chunk' in r && r.cached === true)).toBe(true);
+  });
+
+  it("keeps an answer for the shortest of the request's, the tenant's and the bucket's TTL, and serves it no longer", async () => {
+    // globex's own TTL (300 s) is under the bucket's (600 s); its policy keeps answers cut by length
+    const tenantTtl = request({ cacheKey: keyOf('globex', 'tenant ttl') });
+    await publishEvent(bus.js, completed('ttl1', 'globex', tenantTtl, tenantTtl.cacheKey, { finishReason: 'length' }));
+    expect((await waitFor('cache.stored', eventOf('cache.stored', 'ttl1'))).data).toMatchObject({ ttlSeconds: 300 });
+
+    const short = request({ cacheKey: keyOf('globex', 'one second'), cacheTtlSeconds: 1 });
+    await publishEvent(bus.js, completed('ttl2', 'globex', short, short.cacheKey));
+    const stored = await waitFor('cache.stored', eventOf('cache.stored', 'ttl2'));
+    expect(stored.data).toMatchObject({ ttlSeconds: 1 });
+    await publishEvent(bus.js, admitted('ttl3', 'globex', short));
+    expect((await waitFor('a lookup', lookupOf('ttl3'))).type).toBe('cache.hit');
+    await new Promise((r) => setTimeout(r, 1_100));
+    await publishEvent(bus.js, admitted('ttl4', 'globex', short));
+    const late = await waitFor('a lookup', lookupOf('ttl4'));
+    expect(late.type).toBe('cache.missed');
+    expect(late.reason).toMatch(/^the cached answer of request ttl2 expired/);
+    // acme has no policy of its own: the default skips an answer cut by length
+    const cut = request({ cacheKey: keyOf('acme', 'cut') });
+    await publishEvent(bus.js, completed('ttl5', 'acme', cut, cut.cacheKey, { finishReason: 'length' }));
+    await publishEvent(bus.js, admitted('ttl6', 'acme', cut));
+    expect((await waitFor('a lookup', lookupOf('ttl6'))).type).toBe('cache.missed');
+    expect(events.some((e) => e.type === 'cache.stored' && e.requestId === 'ttl5')).toBe(false);
   });
 
   it('carries the traceparent to the event it publishes', async () => {
