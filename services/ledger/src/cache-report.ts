@@ -1,5 +1,6 @@
 import { sql, type RawBuilder } from 'kysely';
 import type { Db } from './db.js';
+import { groupedReport, type GroupedReport } from './grouped.js';
 import { dimensionSql as costDimensionSql } from './costs.js';
 import type { CacheDimension, CacheQuery } from './params.js';
 
@@ -23,15 +24,7 @@ interface CacheFigures {
   netSavedUsd: number;
 }
 
-type CacheRow = Partial<Record<CacheDimension, string | null>> & CacheFigures;
-
-export interface CacheReport {
-  from: string;
-  to: string;
-  groupBy: CacheDimension[];
-  rows: CacheRow[];
-  totals: CacheFigures;
-}
+export type CacheReport = GroupedReport<CacheDimension, CacheFigures>;
 
 const dimensionSql: Record<CacheDimension, RawBuilder<string | null>> = {
   tenant: costDimensionSql.tenant,
@@ -88,24 +81,5 @@ export async function cacheReport(db: Db, q: CacheQuery): Promise<CacheReport> {
     .where('received_at', '<', q.to)
     .where((eb) => eb.or([eb('outcome', 'in', ['completed', 'cached']), eb('embedding_usd', '>', '0')]));
   if (q.tenant) base = base.where('tenant', '=', q.tenant);
-  const groups = q.groupBy.map((g) => dimensionSql[g]);
-  const [rows, totals] = await Promise.all([
-    groups
-      .reduce(
-        (qb, g) => qb.orderBy(sql`${g} collate "C" nulls last`),
-        base.select([...q.groupBy.map((g) => dimensionSql[g].as(g)), ...figures]).groupBy(groups),
-      )
-      .execute(),
-    base.select(figures).executeTakeFirstOrThrow(),
-  ]);
-  return {
-    from: q.from.toISOString(),
-    to: q.to.toISOString(),
-    groupBy: q.groupBy,
-    rows: rows.map((r) => {
-      const row = r as Record<string, unknown>;
-      return { ...Object.fromEntries(q.groupBy.map((g) => [g, (row[g] as string | null) ?? null])), ...toFigures(row) };
-    }),
-    totals: toFigures(totals),
-  };
+  return groupedReport(base, q, dimensionSql, figures, toFigures);
 }

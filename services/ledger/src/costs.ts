@@ -1,5 +1,6 @@
 import { sql, type RawBuilder } from 'kysely';
 import type { Db } from './db.js';
+import { groupedReport, type GroupedReport } from './grouped.js';
 import type { CostDimension, CostsQuery } from './params.js';
 
 /** One group's (or the total's) spend. Money is USD as a number rounded to 1e-6 (sums are exact in the database). */
@@ -16,15 +17,7 @@ interface CostFigures {
   savedUsd: number;
 }
 
-type CostRow = Partial<Record<CostDimension, string | null>> & CostFigures;
-
-export interface CostsReport {
-  from: string;
-  to: string;
-  groupBy: CostDimension[];
-  rows: CostRow[];
-  totals: CostFigures;
-}
+export type CostsReport = GroupedReport<CostDimension, CostFigures>;
 
 /** The SQL of each group column of the requests table (cache-report.ts groups by the same). */
 export const dimensionSql: Record<CostDimension, RawBuilder<string | null>> = {
@@ -69,24 +62,5 @@ function toFigures(r: Record<string, unknown>): CostFigures {
 export async function costs(db: Db, q: CostsQuery): Promise<CostsReport> {
   let base = db.selectFrom('requests').where('received_at', '>=', q.from).where('received_at', '<', q.to);
   if (q.tenant) base = base.where('tenant', '=', q.tenant);
-  const groups = q.groupBy.map((g) => dimensionSql[g]);
-  const [rows, totals] = await Promise.all([
-    groups
-      .reduce(
-        (qb, g) => qb.orderBy(sql`${g} collate "C" nulls last`),
-        base.select([...q.groupBy.map((g) => dimensionSql[g].as(g)), ...figures]).groupBy(groups),
-      )
-      .execute(),
-    base.select(figures).executeTakeFirstOrThrow(),
-  ]);
-  return {
-    from: q.from.toISOString(),
-    to: q.to.toISOString(),
-    groupBy: q.groupBy,
-    rows: rows.map((r) => {
-      const row = r as Record<string, unknown>;
-      return { ...Object.fromEntries(q.groupBy.map((g) => [g, (row[g] as string | null) ?? null])), ...toFigures(row) };
-    }),
-    totals: toFigures(totals),
-  };
+  return groupedReport(base, q, dimensionSql, figures, toFigures);
 }
