@@ -17,6 +17,10 @@ export interface Buckets {
   semantic: KV;
   /** Coalescing records: who leads each exact key in flight. */
   inflight: KV;
+  /** Circuits per deployment, shared by invoker replicas. */
+  circuits: KV;
+  /** Leases of single-leader loops (the degrader). */
+  leases: KV;
 }
 
 export interface TopologyOptions {
@@ -54,7 +58,7 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions = {}): Prom
   const b = Topology.buckets;
   const open = (name: string, ttlSeconds: number, history: number) =>
     kvm.create(name, { history, replicas, ...(ttlSeconds > 0 ? { ttl: ttlSeconds * 1000 } : {}) });
-  const [limits, cache, control, budgets, results, keys, semantic, inflight] = await Promise.all([
+  const [limits, cache, control, budgets, results, keys, semantic, inflight, circuits, leases] = await Promise.all([
     open(b.limits.name, b.limits.ttlSeconds, b.limits.history),
     open(b.cache.name, opts.cacheTtlSeconds ?? b.cache.ttlSeconds, b.cache.history),
     open(b.control.name, b.control.ttlSeconds, b.control.history),
@@ -63,8 +67,10 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions = {}): Prom
     open(b.keys.name, b.keys.ttlSeconds, b.keys.history),
     open(b.semantic.name, opts.cacheTtlSeconds ?? b.semantic.ttlSeconds, b.semantic.history),
     open(b.inflight.name, b.inflight.ttlSeconds, b.inflight.history),
+    open(b.circuits.name, b.circuits.ttlSeconds, b.circuits.history),
+    open(b.leases.name, b.leases.ttlSeconds, b.leases.history),
   ]);
-  return { limits, cache, control, budgets, results, keys, semantic, inflight };
+  return { limits, cache, control, budgets, results, keys, semantic, inflight, circuits, leases };
 }
 
 async function ensureStream(bus: Bus, config: Partial<StreamConfig> & { name: string }): Promise<void> {

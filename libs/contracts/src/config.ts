@@ -92,6 +92,18 @@ const Deployment = Type.Object(
     /** Model name the upstream knows, when it differs from the gateway's name. */
     upstreamModel: Type.Optional(Type.String()),
     timeoutMs: Type.Integer({ minimum: 100, default: 30_000 }),
+    /**
+     * `openai`: any OpenAI-compatible base URL (`baseUrl` ends in `/v1`). `azure`: an Azure OpenAI
+     * resource (`baseUrl` is `https://<resource>.openai.azure.com`), called through the SDK's Azure
+     * client: `/openai/deployments/<azureDeployment>/...?api-version=<apiVersion>` with an `api-key` header.
+     */
+    kind: Type.Optional(Type.Union([Type.Literal('openai'), Type.Literal('azure')], { default: 'openai' })),
+    /** Azure: the deployment's name in the resource; default the model's upstream name. */
+    azureDeployment: Type.Optional(Type.String({ minLength: 1 })),
+    /** Azure: the `api-version` query parameter. */
+    apiVersion: Type.Optional(Type.String({ minLength: 1, default: '2024-10-21' })),
+    /** Its share of a model's traffic among the model's deployments (`balance: weighted`); 0 takes none unless the others are down. */
+    weight: Type.Optional(Type.Number({ minimum: 0, default: 1 })),
   },
   closed,
 );
@@ -105,10 +117,87 @@ const Model = Type.Object(
     fallback: Type.Array(Type.String(), { default: [] }),
     /** USD per million tokens. */
     price: Type.Object({ inputPerMTok: Type.Number({ minimum: 0 }), outputPerMTok: Type.Number({ minimum: 0 }) }, closed),
+    /**
+     * How the model's deployments share its traffic: `weighted` (by `deployments[].weight`, latency
+     * aware: power of two choices over an EWMA of each deployment's latency; open circuits and
+     * paused deployments skipped) or `ordered` (config order; the next only when one fails).
+     */
+    balance: Type.Optional(Type.Union([Type.Literal('weighted'), Type.Literal('ordered')], { default: 'weighted' })),
+    /** Session persistence: a user's requests go to the same deployment while it is healthy. */
+    sticky: Type.Optional(Type.Boolean({ default: false })),
   },
   closed,
 );
 export type Model = Static<typeof Model>;
+
+/** One variant of a canary route: what it changes about the request. */
+const Variant = Type.Object(
+  {
+    name: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }),
+    /** Share of the matching traffic, in percent; a canary's variants add up to 100. */
+    percent: Type.Number({ minimum: 0, maximum: 100 }),
+    /** The model this variant sends to (a configured model), instead of the route's. */
+    model: Type.Optional(Type.String()),
+    /** One deployment of that model to use, instead of balancing over them. */
+    deployment: Type.Optional(Type.String()),
+    /** A system message put first (replacing the request's own system message). */
+    system: Type.Optional(Type.String()),
+    /** Sampling parameters set on the request. */
+    params: Type.Optional(
+      Type.Object(
+        {
+          temperature: Type.Optional(Type.Number({ minimum: 0, maximum: 2 })),
+          top_p: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
+          max_tokens: Type.Optional(Type.Integer({ minimum: 1 })),
+        },
+        closed,
+      ),
+    ),
+  },
+  closed,
+);
+export type Variant = Static<typeof Variant>;
+
+/**
+ * A canary or blue/green split (docs/canaries.md): requests that match are split among the
+ * variants by a deterministic hash of the user (the tenant when there is none), so a user stays
+ * on one variant. `guard` rolls the non-baseline variants back to 0 % when their error rate
+ * exceeds the baseline's by `maxErrorRateDelta` over `windowMs` (a `canary.rolled_back` event).
+ */
+const Canary = Type.Object(
+  {
+    id: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }),
+    match: Type.Object({ tenant: Type.Optional(Type.String()), feature: Type.Optional(Type.String()), model: Type.Optional(Type.String()) }, closed),
+    /** The variant the others are compared with, and the one traffic returns to on a rollback. */
+    baseline: Type.String(),
+    variants: Type.Array(Variant, { minItems: 1 }),
+    guard: Type.Optional(
+      Type.Object(
+        {
+          maxErrorRateDelta: Type.Number({ minimum: 0, maximum: 1 }),
+          windowMs: Type.Integer({ minimum: 1000, default: 300_000 }),
+          /** Requests a variant needs in the window before it is judged. */
+          minRequests: Type.Integer({ minimum: 1, default: 20 }),
+        },
+        closed,
+      ),
+    ),
+  },
+  closed,
+);
+export type Canary = Static<typeof Canary>;
+
+/** A static answer for a category of questions (degrade level 3), chosen by the question's keywords. */
+const StaticAnswer = Type.Object(
+  {
+    category: Type.String({ minLength: 1 }),
+    /** Words or phrases of the last user turn that choose this category (case-insensitive). */
+    keywords: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
+    answer: Type.String({ minLength: 1 }),
+  },
+  closed,
+);
+export type StaticAnswer = Static<typeof StaticAnswer>;
 
 const Tier = Type.Object(
   {
@@ -163,6 +252,8 @@ export const SluiceConfig = Type.Object(
         /** Answer used at degrade level 3. */
         staticFallback: Type.String({ default: 'The assistant is temporarily unavailable. Please try again shortly.' }),
         shedRetryAfterMs: Type.Integer({ minimum: 0, default: 5000 }),
+        /** Level 3's answers by category (FAQ, documentation link, human support); `staticFallback` when none matches. */
+        staticAnswers: Type.Optional(Type.Array(StaticAnswer, { default: [] })),
       },
       closed,
     ),
@@ -173,6 +264,12 @@ export const SluiceConfig = Type.Object(
         maxBackoffMs: Type.Integer({ minimum: 0, default: 5000 }),
         circuitFailureThreshold: Type.Integer({ minimum: 1, default: 5 }),
         circuitOpenMs: Type.Integer({ minimum: 100, default: 30_000 }),
+        /** Half-open: trial calls allowed at once, across all invoker replicas. */
+        circuitHalfOpenTrials: Type.Optional(Type.Integer({ minimum: 1, default: 1 })),
+        /** Half-open: successful trials that close the circuit. */
+        circuitSuccessesToClose: Type.Optional(Type.Integer({ minimum: 1, default: 1 })),
+        /** Weight of the newest latency in each deployment's moving average (balancing). */
+        latencyEwmaAlpha: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.3 })),
         concurrency: Type.Integer({ minimum: 1, default: 256 }),
       },
       closed,
@@ -257,6 +354,7 @@ export const SluiceConfig = Type.Object(
     alerts: Alerts,
     lanes: Lanes,
     tokenBudgets: Type.Array(TokenBudget, { default: [] }),
+    canaries: Type.Optional(Type.Array(Canary, { default: [] })),
   },
   closed,
 );
@@ -332,6 +430,25 @@ export function parseConfig(value: unknown): SluiceConfig {
   });
   config.alerts.webhooks.forEach((w, i) => {
     for (const t of w.tenants ?? []) if (!config.tenants.some((x) => x.id === t)) problems.push(`config.alerts.webhooks.${i}.tenants: unknown tenant ${t}`);
+  });
+  const canaryIds = new Set<string>();
+  (config.canaries ?? []).forEach((c, i) => {
+    if (canaryIds.has(c.id)) problems.push(`config.canaries.${i}.id: canary ${c.id} appears twice`);
+    canaryIds.add(c.id);
+    const names = new Set(c.variants.map((v) => v.name));
+    if (names.size !== c.variants.length) problems.push(`config.canaries.${i}.variants: two variants share a name`);
+    if (!names.has(c.baseline)) problems.push(`config.canaries.${i}.baseline: no variant is named ${c.baseline}`);
+    const percent = c.variants.reduce((sum, v) => sum + v.percent, 0);
+    if (Math.abs(percent - 100) > 1e-9) problems.push(`config.canaries.${i}.variants: the percents add up to ${percent}, not 100`);
+    c.variants.forEach((v, j) => {
+      if (v.model !== undefined && !config.models[v.model]) problems.push(`config.canaries.${i}.variants.${j}.model: unknown model ${v.model}`);
+      const model = v.model ?? c.match.model;
+      if (
+        v.deployment !== undefined &&
+        (!config.deployments[v.deployment] || (model !== undefined && !config.models[model]?.deployments.includes(v.deployment)))
+      )
+        problems.push(`config.canaries.${i}.variants.${j}.deployment: ${v.deployment} is not a deployment of ${model ?? 'the matched model'}`);
+    });
   });
   const shares = Object.values(laneSpecs(config)).reduce((sum, l) => sum + l.share, 0);
   if (shares > 1 + 1e-9) problems.push(`config.lanes: the lanes' shares add up to ${shares.toFixed(2)}, more than 1`);

@@ -93,7 +93,7 @@ export const Consumers = {
     service: ServiceName.Ledger,
     filter: Subjects.allEvents,
     receives: Object.values(E),
-    emits: [E.BudgetThresholdCrossed],
+    emits: [E.BudgetThresholdCrossed, E.CanaryRolledBack],
   },
   /** budget.threshold_crossed -> a signed POST to each configured webhook until it answers 2xx. */
   ledgerAlerts: {
@@ -120,7 +120,18 @@ export function invokerConsumer(lane: Priority) {
     service: ServiceName.Invoker,
     filter: Subjects.routedIn(lane),
     receives: [E.ChatRouted],
-    emits: [E.InvokeAttempted, E.InvokeFailed, E.CircuitOpened, E.CircuitClosed, E.ChatCompleted, E.ChatFailed, E.ChatCancelled, E.UpstreamLimitsObserved],
+    emits: [
+      E.InvokeAttempted,
+      E.InvokeFailed,
+      E.CircuitOpened,
+      E.CircuitHalfOpened,
+      E.CircuitClosed,
+      E.DeploymentPaused,
+      E.ChatCompleted,
+      E.ChatFailed,
+      E.ChatCancelled,
+      E.UpstreamLimitsObserved,
+    ],
   } as const satisfies ConsumerSpec;
 }
 export type InvokerConsumer = ReturnType<typeof invokerConsumer>;

@@ -36,6 +36,9 @@ export const EventType = {
   KeyRotated: 'key.rotated',
   KeyRevoked: 'key.revoked',
   UpstreamLimitsObserved: 'upstream.limits_observed',
+  CircuitHalfOpened: 'circuit.half_opened',
+  DeploymentPaused: 'deployment.paused',
+  CanaryRolledBack: 'canary.rolled_back',
 } as const;
 export type EventType = (typeof EventType)[keyof typeof EventType];
 
@@ -234,6 +237,25 @@ export const EventData = {
   }),
   'circuit.opened': Type.Object({ deployment: Type.String(), failures: Type.Integer(), openForMs: Type.Integer() }),
   'circuit.closed': Type.Object({ deployment: Type.String() }),
+  /** The open time passed: a limited number of trial calls may go (`invoker.circuitHalfOpenTrials`, across replicas). */
+  'circuit.half_opened': Type.Object({ deployment: Type.String() }),
+  /**
+   * A deployment answered 429 with Retry-After: no replica sends it anything until `until` (epoch
+   * ms). A pause is not a failure: it does not count towards the circuit.
+   */
+  'deployment.paused': Type.Object({ deployment: Type.String(), retryAfterMs: Type.Integer({ minimum: 0 }), until: Type.Number() }),
+  /** A canary's guard sent its traffic back to the baseline: the variant's error rate against the baseline's over the window. */
+  'canary.rolled_back': Type.Object({
+    canary: Type.String(),
+    variant: Type.String(),
+    baseline: Type.String(),
+    errorRate: Type.Number(),
+    baselineErrorRate: Type.Number(),
+    requests: Type.Integer({ minimum: 0 }),
+    baselineRequests: Type.Integer({ minimum: 0 }),
+    windowMs: Type.Integer({ minimum: 0 }),
+    maxErrorRateDelta: Type.Number(),
+  }),
   'chat.completed': Type.Object({
     ctx: RequestContext,
     answer: Answer,
@@ -272,6 +294,8 @@ export const EventData = {
     to: Type.Integer({ minimum: 0, maximum: 4 }),
     signals: Type.Record(Type.String(), Type.Number()),
     manual: Type.Boolean(),
+    /** The signals that caused the change, each in words (`error ratio 0.42 ≥ 0.2`). */
+    causes: Type.Optional(Type.Array(Type.String())),
   }),
   /**
    * A consumer gave up on an event after a bounded number of tries and parked it in the

@@ -94,6 +94,8 @@ export const RequestContext = Type.Object({
    * answer to the requests that waited for it (docs/caching.md, Coalescing).
    */
   coalesce: Type.Optional(Type.Object({ revision: Type.Integer({ minimum: 0 }) })),
+  /** Set by the router when a canary matched: which canary and variant the request took (the ledger reports per variant). */
+  variant: Type.Optional(Type.Object({ canary: Type.String(), name: Type.String() })),
 });
 export type RequestContext = Static<typeof RequestContext>;
 export type RateLimitState = NonNullable<RequestContext['rateLimit']>;

@@ -36,6 +36,10 @@ export const Topology = {
     semantic: { name: 'sluice_semantic', ttlSeconds: 3600, history: 1 },
     /** Coalescing: who leads each exact key in flight, and its answer once it has one. Records carry their own times. */
     inflight: { name: 'sluice_inflight', ttlSeconds: 600, history: 1 },
+    /** One circuit per deployment, shared by every invoker replica (compare-and-set). */
+    circuits: { name: 'sluice_circuits', ttlSeconds: 0, history: 1 },
+    /** Leases of the single-leader loops (the degrader's), records with their own expiry, compare-and-set. */
+    leases: { name: 'sluice_leases', ttlSeconds: 0, history: 1 },
     control: { name: 'sluice_control', ttlSeconds: 0, history: 5 },
     budgets: { name: 'sluice_budgets', ttlSeconds: 0, history: 1 },
     results: { name: 'sluice_results', ttlSeconds: 3600, history: 1 },
@@ -51,4 +55,6 @@ export const replayDurable = (durable: string) => `${durable}-replay`;
 export const ControlKeys = {
   config: 'config',
   degrade: 'degrade',
+  /** Canaries their guard rolled back (`CanaryRollbacks`): the router sends their traffic to the baseline. */
+  canaries: 'canaries',
 } as const;

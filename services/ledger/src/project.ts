@@ -149,6 +149,9 @@ function requestChange(e: AnyEvent, priceOf: PriceOf): RequestUpsert | undefined
     case 'key.rotated':
     case 'key.revoked':
     case 'upstream.limits_observed':
+    case 'circuit.half_opened':
+    case 'deployment.paused':
+    case 'canary.rolled_back':
       // on the timeline only
       return undefined;
     default: {
