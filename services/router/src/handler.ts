@@ -33,15 +33,22 @@ export function onCacheMissed(deps: RouterDeps) {
   const now = deps.now ?? Date.now;
   return async (event: Received<Router>): Promise<Decided<Emitted<Router>>> => {
     const { ctx, key } = event.data;
-    const decision = route({ tenant: event.tenant, request: ctx.request, downgrade: ctx.downgrade }, deps.control.config(), deps.control.degrade());
+    const decision = route(
+      { tenant: event.tenant, request: ctx.request, downgrade: ctx.downgrade },
+      deps.control.config(),
+      deps.control.degrade(),
+      deps.control.canaries(),
+    );
     const at = now();
     const fields = { requestId: event.requestId, tenant: event.tenant, service: ServiceName.Router, at, reason: decision.reason };
 
     switch (decision.kind) {
       case 'routed': {
-        const { tier, lane, candidates, maxTokens, degradeLevel } = decision;
+        const { tier, lane, candidates, maxTokens, degradeLevel, variant } = decision;
+        const routedCtx = withoutRouting(ctx);
         const data = {
-          ctx: withoutRouting(ctx),
+          // the variant goes on with the context to every later event (the invoker applies it, the ledger reports by it)
+          ctx: variant ? { ...routedCtx, variant } : routedCtx,
           tier,
           lane,
           candidates,
@@ -49,7 +56,8 @@ export function onCacheMissed(deps: RouterDeps) {
           ...(maxTokens !== undefined ? { maxTokens } : {}),
           // an answer made under a degrade level or a spent budget's downgrade (cheaper tier, capped
           // length) is not the answer to the request the client made: it is not stored under that request's key
-          ...(key !== undefined && degradeLevel === 0 && !ctx.downgrade ? { cacheKey: key } : {}),
+          // nor is a canary's variant's answer (another model, system message or sampling)
+          ...(key !== undefined && degradeLevel === 0 && !ctx.downgrade && !variant ? { cacheKey: key } : {}),
         };
         return decided([makeEvent(EventType.ChatRouted, fields, data)]);
       }

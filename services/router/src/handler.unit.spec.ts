@@ -18,7 +18,7 @@ const log = createLogger('router-test', 'silent');
 
 function given(level: number): Control {
   const degrade: DegradeState = { level, since: 0, reason: 'test' };
-  return { config: () => config, degrade: () => degrade, onChange: () => undefined, stop: () => undefined };
+  return { config: () => config, degrade: () => degrade, canaries: () => ({}), onChange: () => undefined, stop: () => undefined };
 }
 
 function aMiss(request: Partial<ChatRequest> = {}, key = 'acme.k1') {

@@ -1,5 +1,7 @@
 import { Errors, type Candidate, type ChatRequest, type DegradeState, type ErrorCode, type Priority, type SluiceConfig } from '@sluice/contracts';
+import type { CanaryRollbacks } from '@sluice/bus';
 import { describeComplexity } from '@sluice/facts';
+import { chooseVariant } from './canary.js';
 
 /** Where a cache miss goes: upstream candidates, a shed (terminal), or the static answer (terminal). */
 export type RouteDecision =
@@ -12,6 +14,8 @@ export type RouteDecision =
       /** Set only when the router caps the request's own max_tokens (degraded). */
       maxTokens?: number;
       degradeLevel: number;
+      /** The canary variant the request took (`ctx.variant`), when a canary matched. */
+      variant?: { canary: string; name: string };
       reason: string;
     }
   | { kind: 'shed'; code: ErrorCode; status: number; message: string; retryAfterMs: number; degradeLevel: number; reason: string }
@@ -35,12 +39,15 @@ const EXPLICIT_TIER = 'explicit';
  * exist and be allowed for the tenant: config may have changed since ingress checked it.
  * A request whose `downgrade` budget is spent takes the cheapest tier whatever it asked for
  * (an embedding keeps its model: the tiers are chat models).
+ * At level 0 without a downgrade, a matching canary (canary.ts) picks the request's variant by
+ * its user's cohort; the variant's model replaces the route's, its deployment goes first. A
+ * degraded or downgraded request takes no variant: it is a fair sample of neither.
  *
  * @example
  * const d = route({ tenant: 'acme', request }, control.config(), control.degrade());
  * if (d.kind === 'routed') publish(d.candidates);
  */
-export function route(input: RouteInput, config: SluiceConfig, degrade: DegradeState): RouteDecision {
+export function route(input: RouteInput, config: SluiceConfig, degrade: DegradeState, rollbacks: CanaryRollbacks = {}): RouteDecision {
   const level = degrade.level;
   const shed = (code: ErrorCode, retryAfterMs: number, reason: string, message: string = Errors[code].message): RouteDecision => ({
     kind: 'shed',
@@ -86,8 +93,17 @@ export function route(input: RouteInput, config: SluiceConfig, degrade: DegradeS
     why = `model ${model} named by the client`;
   }
 
-  const candidates = candidatesFor(config, model);
+  const choice = level === 0 && !input.downgrade ? chooseVariant(config.canaries ?? [], rollbacks, input.tenant, request) : undefined;
+  if (choice) {
+    why += `; ${choice.reason}`;
+    if (choice.variant.model !== undefined) model = choice.variant.model;
+  }
+  let candidates = candidatesFor(config, model);
+  const pinned = choice?.variant.deployment;
+  // the variant's one deployment of its model, then the fallbacks as usual
+  if (pinned !== undefined) candidates = [{ model, deployment: pinned }, ...candidates.filter((c) => c.model !== model)];
   const decision: RouteDecision = { kind: 'routed', tier, lane: request.priority, candidates, degradeLevel: level, reason: '' };
+  if (choice) decision.variant = { canary: choice.canary.id, name: choice.variant.name };
   let capped = '';
   // an embedding writes no tokens: nothing to cap
   if (level >= 1 && request.endpoint !== 'embeddings') {
