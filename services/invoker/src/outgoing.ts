@@ -1,5 +1,5 @@
 import { isJsonObject } from '@sluice/contracts';
-import type { Endpoint } from '@sluice/contracts';
+import type { Endpoint, RequestContext, SluiceConfig, Variant } from '@sluice/contracts';
 
 /** The upstream path of each endpoint, under the deployment's base URL (`.../v1`). */
 const UPSTREAM_PATHS = { 'chat.completions': '/chat/completions', responses: '/responses', embeddings: '/embeddings' } as const satisfies Record<
@@ -15,6 +15,21 @@ export interface Decisions {
   model: string;
   maxTokens?: number;
   stream: boolean;
+  /** The canary variant the router chose (`ctx.variant`), its settings read from the live config by `variantOf`. */
+  variant?: Pick<Variant, 'name' | 'system' | 'params'>;
+}
+
+/**
+ * The settings of the request's canary variant in the live config, found by canary id and variant
+ * name; undefined without a variant, or when the config no longer has it (it changed since the
+ * router chose: the request goes as the client sent it).
+ *
+ * @example
+ * outgoing(endpoint, body, { model, stream, variant: variantOf(control.config(), ctx.variant) })
+ */
+export function variantOf(config: Pick<SluiceConfig, 'canaries'>, chosen: RequestContext['variant']): Variant | undefined {
+  if (!chosen) return undefined;
+  return config.canaries?.find((c) => c.id === chosen.canary)?.variants.find((v) => v.name === chosen.name);
 }
 
 /** The request sent upstream: the client's body with Sluice's decisions applied, and each change in words. */
@@ -33,8 +48,10 @@ export interface Outgoing {
  * decided, each change listed. `model` becomes the deployment's model; the degrade cap lowers
  * the output cap in the field the client used (`max_completion_tokens`, else `max_tokens` when
  * that is the one sent; `max_output_tokens` for Responses), never raising it; a streamed chat
- * asks for the usage chunk Sluice bills from; Sluice's hint fields are removed. The client's
- * body is not mutated. Pure.
+ * asks for the usage chunk Sluice bills from; Sluice's hint fields are removed. A canary variant's
+ * `system` replaces the client's leading system (or developer) message or goes first (Responses:
+ * `instructions`), and its `params` are set (`max_tokens` in the field the client used), before
+ * the degrade cap. Embeddings take neither. The client's body is not mutated. Pure.
  *
  * @example
  * outgoing('chat.completions', { model: 'auto', messages, tools }, { model: 'gpt-4o-mini', stream: false })
@@ -47,6 +64,7 @@ export function outgoing(endpoint: Endpoint, client: Record<string, unknown>, d:
     changes.push(`model ${JSON.stringify(body.model)} -> ${JSON.stringify(d.model)}`);
     body.model = d.model;
   }
+  if (d.variant && endpoint !== 'embeddings') applyVariant(endpoint, body, d.variant, changes);
   if (d.maxTokens !== undefined) {
     for (const field of capFields(endpoint, body)) {
       const value = body[field];
@@ -70,6 +88,37 @@ export function outgoing(endpoint: Endpoint, client: Record<string, unknown>, d:
   for (const k of hints) delete body[k];
   if (hints.length) changes.push(`${hints.join(', ')} removed (Sluice's hints)`);
   return { path: UPSTREAM_PATHS[endpoint], body, stream: d.stream && endpoint !== 'embeddings', changes, addedUsage };
+}
+
+function applyVariant(endpoint: Endpoint, body: Record<string, unknown>, v: NonNullable<Decisions['variant']>, changes: string[]): void {
+  const tag = `(variant ${v.name})`;
+  if (v.system !== undefined) {
+    if (endpoint === 'responses') {
+      body.instructions = v.system;
+      changes.push(`instructions -> the variant's ${tag}`);
+    } else {
+      const messages = Array.isArray(body.messages) ? [...(body.messages as unknown[])] : [];
+      const first = messages[0];
+      const replaces = isJsonObject(first) && (first.role === 'system' || first.role === 'developer');
+      if (replaces) messages[0] = { role: first.role, content: v.system };
+      else messages.unshift({ role: 'system', content: v.system });
+      body.messages = messages;
+      changes.push(`${replaces ? `${String(first.role)} message replaced by` : 'system message put first:'} the variant's ${tag}`);
+    }
+  }
+  const { max_tokens, ...sampling } = v.params ?? {};
+  for (const [field, value] of Object.entries(sampling)) {
+    if (body[field] === value) continue;
+    changes.push(`${field} ${JSON.stringify(body[field] ?? 'unset')} -> ${value} ${tag}`);
+    body[field] = value;
+  }
+  if (max_tokens !== undefined) {
+    for (const field of capFields(endpoint, body)) {
+      if (body[field] === max_tokens) continue;
+      changes.push(`${field} ${JSON.stringify(body[field] ?? 'unset')} -> ${max_tokens} ${tag}`);
+      body[field] = max_tokens;
+    }
+  }
 }
 
 /** The output-cap fields a cap is written to: the ones the client used, else the current name. */
