@@ -18,7 +18,7 @@ import { classify, lastUserTurn } from './classify.js';
 type Router = typeof Consumers.router;
 
 /** What level 3 answers with: a category's answer, or the fallback; and why, for the timeline. */
-export interface StaticChoice {
+interface StaticChoice {
   content: string;
   /** Set when a category matched. */
   category?: string;
@@ -33,7 +33,7 @@ export interface StaticChoice {
  * @example
  * chooseStatic(config, 'Where is my invoice?') // { content: 'See /billing.', category: 'billing', reason: 'category billing (invoice)' }
  */
-export function chooseStatic(config: SluiceConfig, text: string | undefined, unread?: string): StaticChoice {
+function chooseStatic(config: SluiceConfig, text: string | undefined, unread?: string): StaticChoice {
   const fallback = config.router.staticFallback;
   if (text === undefined) return { content: fallback, reason: `the fallback answer: ${unread ?? 'no user text to classify'}` };
   const hit = classify(text, config.router.staticAnswers ?? []);
