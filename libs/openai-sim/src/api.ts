@@ -1,6 +1,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import type { FastifyInstance, FastifyReply, onRequestHookHandler } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
 import { type Answer, chatAnswer } from './answer.js';
+import { AZURE_ROUTES, azureBody } from './azure.js';
 import { planChat } from './completion.js';
 import { embeddingsBody, planEmbeddings } from './embeddings.js';
 import { type ApiError, apiError, invalidRequest, isApiError, rateLimited, serverError } from './errors.js';
@@ -33,6 +34,21 @@ export function registerApi(app: FastifyInstance, state: SimState): void {
     serveOnce(state, 'responses', req.body, req.headers['idempotency-key'], reply, () => planResponseAnswer(state, req.body)),
   );
   app.post('/v1/embeddings', { onRequest: countRequest }, (req, reply) => embeddings(state, req.body, reply));
+
+  // Azure OpenAI's paths (azure.ts): the same answers, once the key, the api-version and the deployment are read
+  type Azure = { Params: { deployment?: string } };
+  const azure = (req: FastifyRequest<Azure>, reply: FastifyReply, then: (body: unknown) => Promise<FastifyReply> | FastifyReply) => {
+    const body = azureBody(req.query, req.headers, req.body, req.params.deployment);
+    return isApiError(body) ? fail(state, reply, body, newRequestId()) : then(body);
+  };
+  const key = (req: FastifyRequest) => req.headers['idempotency-key'];
+  app.post<Azure>(AZURE_ROUTES.chat, { onRequest: countRequest }, (req, reply) =>
+    azure(req, reply, (body) => serveOnce(state, 'chat', body, key(req), reply, () => planChatAnswer(state, body))),
+  );
+  app.post<Azure>(AZURE_ROUTES.responses, { onRequest: countRequest }, (req, reply) =>
+    azure(req, reply, (body) => serveOnce(state, 'responses', body, key(req), reply, () => planResponseAnswer(state, body))),
+  );
+  app.post<Azure>(AZURE_ROUTES.embeddings, { onRequest: countRequest }, (req, reply) => azure(req, reply, (body) => embeddings(state, body, reply)));
 
   const models = state.models.map((id) => ({ id, object: 'model', created: MODEL_CREATED, owned_by: 'system' }));
   const list = JSON.stringify({ object: 'list', data: models });

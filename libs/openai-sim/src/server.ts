@@ -2,12 +2,13 @@ import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import { registerAdmin } from './admin.js';
 import { registerApi } from './api.js';
+import { AZURE_ROUTES } from './azure.js';
 import { apiError, invalidRequest } from './errors.js';
 import { SimState } from './state.js';
 import type { Sim, SimOptions } from './types.js';
 
 const BODY_LIMIT = 64 * 1024 * 1024;
-const COUNTED_ROUTES = new Set(['/v1/chat/completions', '/v1/responses', '/v1/embeddings']);
+const COUNTED_ROUTES = new Set<string>(['/v1/chat/completions', '/v1/responses', '/v1/embeddings', ...Object.values(AZURE_ROUTES)]);
 const UNPARSABLE_JSON =
   "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)";
 
