@@ -319,6 +319,34 @@ export const SluiceConfig = Type.Object(
         hysteresis: Type.Number({ minimum: 0, maximum: 1, default: 0.1 }),
         /** A level is held at least this long before it is lowered. */
         minHoldMs: Type.Integer({ minimum: 0, default: 10_000 }),
+        /**
+         * The leader's lease in `sluice_leases` (key `degrader`): renewed every third of it; a replica
+         * takes over only after it ran out, so a leader that crashed is replaced within ~4/3 of it. The
+         * replicas' clocks must agree to well within a third of it.
+         */
+        leaseMs: Type.Optional(Type.Integer({ minimum: 300, default: 6000 })),
+        /**
+         * p95 upstream latency (over the window, with at least `minSamples` attempts) at or above this
+         * calls for level 1, at or above twice this for level 2. 0: latency is not a signal.
+         */
+        latencyP95TargetMs: Type.Optional(Type.Integer({ minimum: 0, default: 0 })),
+        /**
+         * Messages waiting (num_pending) in the request path's durables (limiter, cache-lookup, router,
+         * invoker lanes) summed: at or above this level 1, at or above twice this level 2. 0: off.
+         */
+        backlogMax: Type.Optional(Type.Integer({ minimum: 0, default: 0 })),
+        /**
+         * The share of tenant-scope budgets on course to overrun their window (spent / limit ahead of
+         * the share of the window gone) at or above which level 1 (a cheaper model) is called for. 0: off.
+         */
+        budgetBurnShare: Type.Optional(Type.Number({ minimum: 0, maximum: 1, default: 0 })),
+        /**
+         * The share of deployments with an open circuit at or above which level 1 is called for (every
+         * deployment open always calls for level 2). 0: off.
+         */
+        openCircuitShare: Type.Optional(Type.Number({ minimum: 0, maximum: 1, default: 0 })),
+        /** How often backlog and budget spend are read (they cost a NATS request per durable and per budget). */
+        pollMs: Type.Optional(Type.Integer({ minimum: 100, default: 2000 })),
       },
       closed,
     ),

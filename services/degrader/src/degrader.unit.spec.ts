@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { SluiceEvent } from '@sluice/contracts';
-import { decide, degradeRecord, evolve, initialState, ratioLevel, type DegraderState, type Signal } from './degrader.js';
+import { decide, degradeRecord, evolve, initialState, type DegraderState, type Signal } from './degrader.js';
+import { levelOf } from './signals.js';
 import { testConfig } from './fixtures.js';
 import { p95, windowStats } from './window.js';
 
@@ -165,8 +166,8 @@ describe('override', () => {
 });
 
 describe('helpers', () => {
-  it('ratioLevel picks the highest level whose entry ratio is reached', () => {
-    expect([0, 0.19, 0.2, 0.49, 0.5, 0.89, 0.9, 1].map((r) => ratioLevel(r, [0.2, 0.5, 0.9]))).toEqual([0, 0, 1, 1, 2, 2, 3, 3]);
+  it('levelOf picks the highest level whose entry ratio is reached', () => {
+    expect([0, 0.19, 0.2, 0.49, 0.5, 0.89, 0.9, 1].map((r) => levelOf(r, [0.2, 0.5, 0.9]))).toEqual([0, 0, 1, 1, 2, 2, 3, 3]);
   });
 
   it('windowStats counts only samples inside the window and zeroes the ratio below minSamples', () => {

@@ -1,27 +1,26 @@
-import { NOTHING, type Decided, type Received } from '@sluice/bus';
-import { isRequestRefusal, type Consumers } from '@sluice/contracts';
+import { isRequestRefusal, type AnyEvent } from '@sluice/contracts';
 import type { DegraderLoop } from './loop.js';
 
-type Attempts = typeof Consumers.degraderInvoke;
-type Circuits = typeof Consumers.degraderCircuit;
-
-/** invoke.attempted -> a sample for the loop's next step (acked once in memory; no event). */
-export function onInvokeAttempted(loop: DegraderLoop) {
-  return async (event: Received<Attempts>): Promise<Decided<never>> => {
+/** invoke.attempted -> a sample for the loop's next step (followed, not acked: follow.ts). */
+export function onAttempt(loop: DegraderLoop) {
+  return (event: AnyEvent): void => {
+    if (event.type !== 'invoke.attempted') return;
     const { ok, status, latencyMs } = event.data;
     // the upstream refusing the request itself (isRequestRefusal) is no failure of the service
     loop.attempt({ at: event.at, ok: ok || isRequestRefusal(status), latencyMs });
-    return NOTHING;
   };
 }
 
-/** circuit.opened / circuit.closed -> a signal the loop decides on at once (no event). */
-export function onCircuitChanged(loop: DegraderLoop) {
-  return async (event: Received<Circuits>): Promise<Decided<never>> => {
+/**
+ * circuit.opened / half_opened / closed -> a signal the loop decides on at once. Half-open counts
+ * as not open: trial calls may go, and at level 2 none would if it held the level up.
+ */
+export function onCircuitEvent(loop: DegraderLoop) {
+  return (event: AnyEvent): void => {
     if (event.type === 'circuit.opened')
       loop.signal({ kind: 'circuitOpened', deployment: event.data.deployment, at: event.at, openForMs: event.data.openForMs });
-    else loop.signal({ kind: 'circuitClosed', deployment: event.data.deployment, at: event.at });
-    return NOTHING;
+    else if (event.type === 'circuit.closed' || event.type === 'circuit.half_opened')
+      loop.signal({ kind: 'circuitClosed', deployment: event.data.deployment, at: event.at });
   };
 }
 

@@ -1,4 +1,4 @@
-import type { SluiceConfig, SluiceEvent } from '@sluice/contracts';
+import type { DegradeState, SluiceConfig, SluiceEvent } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 import { decide, evolve, type DegraderState, type Signal } from './degrader.js';
 import type { Sample } from './window.js';
@@ -11,6 +11,13 @@ export interface LoopDeps {
   persist: (state: DegraderState, reason: string) => Promise<void>;
   log: Logger;
   now?: () => number;
+  /**
+   * Whether this replica holds the lease (lease-kv.ts). A follower keeps its window warm and
+   * decides nothing. Unset: always (one replica, the tests of the core).
+   */
+  leading?: () => boolean;
+  /** The record as the last leader left it, read when this replica starts to lead. */
+  restore?: () => Promise<DegradeState | undefined>;
 }
 
 export interface DegraderLoop {
@@ -28,7 +35,8 @@ export interface DegraderLoop {
  * so a busy upstream costs one array copy a second rather than one per attempt. Steps never
  * overlap: a step asked for while one runs is run again after it. A failed publish leaves the
  * state as it was (the next step decides again); a failed write to the bucket is retried at the
- * next step, because the event is already the truth.
+ * next step, because the event is already the truth. Only while `leading()` does a step decide;
+ * on taking the lead it first restores the record the last leader wrote.
  */
 export function createLoop(initial: DegraderState, deps: LoopDeps): DegraderLoop {
   const now = deps.now ?? Date.now;
@@ -37,6 +45,8 @@ export function createLoop(initial: DegraderState, deps: LoopDeps): DegraderLoop
   let running = false;
   let again = false;
   let unpersisted: string | undefined;
+  let led = false;
+  const leading = deps.leading ?? (() => true);
 
   const once = async () => {
     const at = now();
@@ -44,16 +54,29 @@ export function createLoop(initial: DegraderState, deps: LoopDeps): DegraderLoop
     state = evolve(state, { kind: 'attempts', samples: pending });
     pending = [];
     state = evolve(state, { kind: 'tick', windowStart: at - config.degrader.windowMs });
+    if (!leading()) {
+      // the next leader restores what the last one wrote; a change left unwritten is decided again there
+      led = false;
+      unpersisted = undefined;
+      return;
+    }
+    if (!led) {
+      // took over: the level, its since and the override are the record's, not what this replica last saw
+      const restored = await deps.restore?.();
+      if (restored) state = evolve(state, { kind: 'restored', state: restored });
+      led = true;
+    }
     if (unpersisted !== undefined) {
       await deps.persist(state, unpersisted);
       unpersisted = undefined;
     }
     const event = decide(state, config, at);
-    if (!event) return;
+    // the lease may have run out while restoring or persisting: only a leader publishes
+    if (!event || !leading()) return;
     await deps.publish(event);
     state = evolve(state, { kind: 'changed', event });
     deps.log.info(
-      { from: event.data.from, to: event.data.to, manual: event.data.manual, signals: event.data.signals, reason: event.reason },
+      { from: event.data.from, to: event.data.to, manual: event.data.manual, signals: event.data.signals, causes: event.data.causes, reason: event.reason },
       'degrade level changed',
     );
     unpersisted = event.reason;

@@ -7,10 +7,11 @@ import { asDegradeState, readDegrade } from './record.js';
 /**
  * The loop on the bus: restored from the `degrade` record (the level, its `since` and the
  * override survive a restart; the window starts empty), publishing `degrade.changed` to the
- * stream and then writing the record.
+ * stream and then writing the record. With `leading` (the lease), only while it holds.
  */
 export async function openLoop(
   { bus, buckets, control, log }: Pick<ServiceContext, 'bus' | 'buckets' | 'control' | 'log'>,
+  leading?: () => boolean,
   now = Date.now,
 ): Promise<DegraderLoop> {
   const restored = await readDegrade(buckets.control);
@@ -24,5 +25,7 @@ export async function openLoop(
       void (await casUpdate<unknown>(buckets.control, ControlKeys.degrade, (current) => degradeRecord(state, reason, asDegradeState(current)?.override))),
     log,
     now,
+    ...(leading ? { leading } : {}),
+    restore: () => readDegrade(buckets.control),
   });
 }
