@@ -29,6 +29,10 @@ const routes: Record<string, (res: ServerResponse, body: string, headers: Record
     setTimeout(() => res.socket?.destroy(), 20);
   },
   '/v1/hang': () => undefined,
+  '/openai/deployments/d1/chat/completions?api-version=2024-10-21': (res, _body, headers) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ apiKey: headers['api-key'], auth: headers.authorization ?? null }));
+  },
 };
 
 describe('the direct JSON call against a real HTTP server', () => {
@@ -50,6 +54,21 @@ describe('the direct JSON call against a real HTTP server', () => {
   afterAll(async () => {
     server.closeAllConnections();
     await new Promise((resolve) => server.close(resolve));
+  });
+
+  it("sends Azure's shape: the query, and the key in an api-key header instead of a bearer", async () => {
+    const root = baseURL.replace(/\/v1$/, '/openai');
+    const signal = new AbortController().signal;
+    const got = await post({
+      baseURL: root,
+      path: '/deployments/d1/chat/completions',
+      query: { 'api-version': '2024-10-21' },
+      auth: 'api-key',
+      apiKey: 'az',
+      body: {},
+      signal,
+    });
+    expect(got.data).toEqual({ apiKey: 'az', auth: null });
   });
 
   it('sends the body, the bearer key and extra headers under the base URL, and returns the parsed answer with its headers', async () => {

@@ -11,10 +11,14 @@ interface JsonAnswer {
 }
 
 interface JsonCall {
-  /** The deployment's base URL as the SDK takes it (`.../v1`); `path` is appended as the SDK appends it. */
+  /** The deployment's base URL as the SDK takes it (`.../v1`, Azure's `.../openai`); `path` is appended as the SDK appends it. */
   baseURL: string;
   path: string;
+  /** Query parameters (Azure's `api-version`). */
+  query?: Record<string, string>;
   apiKey: string;
+  /** How the key is sent: `Authorization: Bearer` (OpenAI and compatibles), or Azure's `api-key` header. */
+  auth?: 'bearer' | 'api-key';
   body: unknown;
   /** Extra request headers (Idempotency-Key). */
   headers?: Record<string, string>;
@@ -31,7 +35,9 @@ export type JsonPost = (call: JsonCall) => Promise<JsonAnswer>;
  * its body reader for every call: measured alone against the simulator, 0.55-1.08 ms of CPU per
  * call through the SDK over http-fetch.ts, 0.25-0.33 ms this way. This sends
  * what the SDK sends an OpenAI-compatible upstream (`Authorization: Bearer`, JSON body, the path
- * under the base URL) and fails the way the SDK fails, so `classifyError` reads both alike:
+ * under the base URL; for Azure the `api-key` header and `?api-version=`, the path under the
+ * deployment as upstream.ts `azureTarget` builds it) and fails the way the SDK fails, so
+ * `classifyError` reads both alike:
  * - a status of 400 or more: the SDK's error for it (`APIError.generate`: RateLimitError,
  *   InternalServerError, ...), with the upstream's `error` object and headers;
  * - no connection, or a reset before the answer's headers: APIConnectionError with the cause;
@@ -43,11 +49,12 @@ export type JsonPost = (call: JsonCall) => Promise<JsonAnswer>;
  */
 export function createJsonPost(agents: Agents): JsonPost {
   const urls = new Map<string, URL>();
-  const urlOf = (baseURL: string, path: string): URL => {
-    const key = `${baseURL}\n${path}`;
+  const urlOf = (baseURL: string, path: string, query: Record<string, string> | undefined): URL => {
+    const search = query ? `?${new URLSearchParams(query).toString()}` : '';
+    const key = `${baseURL}\n${path}\n${search}`;
     let url = urls.get(key);
     if (!url) {
-      url = new URL(baseURL + (baseURL.endsWith('/') && path.startsWith('/') ? path.slice(1) : path));
+      url = new URL(baseURL + (baseURL.endsWith('/') && path.startsWith('/') ? path.slice(1) : path) + search);
       if (urls.size > 1000) urls.clear();
       urls.set(key, url);
     }
@@ -56,14 +63,14 @@ export function createJsonPost(agents: Agents): JsonPost {
   return (call) =>
     new Promise<JsonAnswer>((resolve, reject) => {
       if (call.signal.aborted) return reject(new APIUserAbortError());
-      const url = urlOf(call.baseURL, call.path);
+      const url = urlOf(call.baseURL, call.path, call.query);
       const transport = transportFor(agents, url);
       if (!transport) return reject(new APIConnectionError({ message: `unsupported protocol ${url.protocol}` }));
       const payload = JSON.stringify(call.body);
       const headers = {
         'content-type': 'application/json',
         accept: 'application/json',
-        authorization: `Bearer ${call.apiKey}`,
+        ...(call.auth === 'api-key' ? { 'api-key': call.apiKey } : { authorization: `Bearer ${call.apiKey}` }),
         'content-length': String(Buffer.byteLength(payload)),
         ...call.headers,
       };

@@ -1,4 +1,4 @@
-import OpenAI from 'openai';
+import OpenAI, { AzureOpenAI } from 'openai';
 import type { Stream } from 'openai/streaming';
 import type { Deployment, Endpoint, SluiceConfig, Usage } from '@sluice/contracts';
 import { wholeAnswer, type StreamReader } from './answer.js';
@@ -10,6 +10,10 @@ import { CallAborted, CallCancelled, remainingOf, type HeaderReader, type Remain
 
 /** A placeholder key: the simulator and many self-hosted upstreams ignore it, the SDK insists on one. */
 const NO_KEY = 'sk-none';
+/** Azure's `api-version` when the deployment names none (parseConfig fills the same default). */
+const AZURE_API_VERSION = '2024-10-21';
+/** The paths Azure serves under `/deployments/{name}` (the SDK's list, of what we call); the rest sit at the resource. */
+const AZURE_DEPLOYMENT_PATHS = new Set(['/chat/completions', '/embeddings', '/completions']);
 
 /**
  * One SDK client per deployment, rebuilt when its settings (or its key's value) change. The
@@ -27,10 +31,20 @@ export class ClientPool {
   get(name: string, d: Deployment): OpenAI {
     const apiKey = (d.apiKeyEnv ? this.env[d.apiKeyEnv] : undefined) || NO_KEY;
     // the key is part of the fingerprint so a rotated key takes effect; the fingerprint is never logged
-    const fingerprint = JSON.stringify([d.baseUrl, d.timeoutMs, apiKey]);
+    const fingerprint = JSON.stringify([d.kind, d.baseUrl, d.timeoutMs, d.azureDeployment, d.apiVersion, apiKey]);
     const cached = this.clients.get(name);
     if (cached?.fingerprint === fingerprint) return cached.client;
-    const client = new OpenAI({ baseURL: d.baseUrl, apiKey, maxRetries: 0, timeout: d.timeoutMs, fetch: this.fetch });
+    const options = { apiKey, maxRetries: 0, timeout: d.timeoutMs, fetch: this.fetch };
+    // Azure: the resource's `/openai` as the base URL (not `endpoint`, which the SDK refuses beside an OPENAI_BASE_URL in the env)
+    const client =
+      d.kind === 'azure'
+        ? new AzureOpenAI({
+            ...options,
+            baseURL: `${d.baseUrl.replace(/\/+$/, '')}/openai`,
+            apiVersion: d.apiVersion ?? AZURE_API_VERSION,
+            ...(d.azureDeployment !== undefined ? { deployment: d.azureDeployment } : {}),
+          })
+        : new OpenAI({ ...options, baseURL: d.baseUrl });
     this.clients.set(name, { fingerprint, client });
     return client;
   }
@@ -89,12 +103,14 @@ export interface UpstreamAnswer {
 export async function callUpstream(call: UpstreamCall): Promise<UpstreamAnswer> {
   const timer = new AbortTimer(call);
   try {
-    const { path, body, stream } = call.request;
+    const { path, stream } = call.request;
+    const body = azureBody(call.client, path, call.request.body);
     const headers = call.idempotencyKey !== undefined ? { 'Idempotency-Key': call.idempotencyKey } : undefined;
     const ms = timer.arm();
     if (!stream || !call.reader) {
       const { baseURL, apiKey } = call.client;
-      const got = await call.post({ baseURL, path, apiKey, body, signal: timer.signal, ...(headers ? { headers } : {}) });
+      const target = call.client instanceof AzureOpenAI ? azureTarget(call.client, path, body) : { path };
+      const got = await call.post({ baseURL, ...target, apiKey, body, signal: timer.signal, ...(headers ? { headers } : {}) });
       timer.throwIfAborted();
       return { status: got.status, ...wholeAnswer(call.endpoint, call.requestId, got.data), ...withRemaining(got.headers) };
     }
@@ -115,6 +131,28 @@ export async function callUpstream(call: UpstreamCall): Promise<UpstreamAnswer> 
   } finally {
     timer.close();
   }
+}
+
+/**
+ * Where the direct JSON call sends an Azure request, as the SDK's AzureOpenAI client would:
+ * chat completions and embeddings under `/deployments/{azureDeployment, else the body's model}`,
+ * the rest (Responses) at the resource; `?api-version=`, and the key in an `api-key` header.
+ */
+function azureTarget(client: AzureOpenAI, path: string, body: unknown): { path: string; query: Record<string, string>; auth: 'api-key' } {
+  const model = (body as { model?: unknown } | undefined)?.model;
+  const deployment = client.deploymentName ?? (typeof model === 'string' ? model : undefined);
+  const under = AZURE_DEPLOYMENT_PATHS.has(path) && deployment !== undefined ? `/deployments/${deployment}${path}` : path;
+  return { path: under, query: { 'api-version': client.apiVersion }, auth: 'api-key' };
+}
+
+/**
+ * Azure's Responses API reads the deployment from the body's `model` (the SDK puts only the
+ * deployment-path endpoints under the deployment), so a configured `azureDeployment` goes there.
+ */
+function azureBody(client: OpenAI, path: string, body: unknown): unknown {
+  if (!(client instanceof AzureOpenAI) || client.deploymentName === undefined || AZURE_DEPLOYMENT_PATHS.has(path)) return body;
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return body;
+  return { ...(body as Record<string, unknown>), model: client.deploymentName };
 }
 
 function withRemaining(h: HeaderReader): { remaining?: Remaining; limits?: UpstreamLimits } {
