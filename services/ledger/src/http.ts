@@ -23,6 +23,7 @@ import { requestReport } from './timeline.js';
 import { readPosition } from './store.js';
 import { lanesRoute, type LaneDepth } from './lanes.js';
 import { budgetsReport, parseBudgetsQuery } from './budgets-report.js';
+import { parseVariantsQuery, variantsReport } from './variants.js';
 
 export interface AppDeps {
   db: Db;
@@ -196,6 +197,13 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     const q = parseBudgetsQuery(request.query as Record<string, unknown>);
     const tenant = tenantScope(request.principal, q.tenant);
     return budgetsReport(deps.db, { ...q, ...(tenant !== undefined ? { tenant } : {}) }, now());
+  });
+
+  // per canary variant: requests, error rate, latency percentiles and cost (docs/canaries.md)
+  app.get('/v1/variants', tenantReadable, async (request) => {
+    const q = parseVariantsQuery(request.query as Record<string, unknown>, now());
+    const tenant = tenantScope(request.principal, q.tenant);
+    return variantsReport(deps.db, { ...q, ...(tenant !== undefined ? { tenant } : {}) });
   });
 
   if (deps.laneDepth) lanesRoute(app, { db: deps.db, config: deps.config, depth: deps.laneDepth });

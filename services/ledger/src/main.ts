@@ -9,9 +9,12 @@ import { readPosition } from './store.js';
 import { startSpendKv } from './spend-kv.js';
 import { startAlertOutbox } from './alert-outbox.js';
 import { alertDeliveryHandler } from './deliver.js';
+import { startCanaryGuard } from './guard.js';
 
 /** How long the projector waits for more events before committing a short batch (see below). */
 const LINGER_MS = 250;
+/** How often the canary guard judges the guarded canaries' windows: a rollback lands within this after the projection shows it. */
+const GUARD_EVERY_MS = 1_000;
 
 // ledger: every event (sluice.evt.>) -> Postgres/PGlite projections, budget spend -> sluice_budgets,
 // budget.threshold_crossed (+ sluice.alerts.<tenant>); HTTP read API and admin API (virtual keys in
@@ -72,7 +75,22 @@ await runService('ledger', async ({ env, log, bus, buckets, control }) => {
     },
   });
 
-  // closed in reverse: the projector finishes its batch, its spend and alerts go out, then HTTP
-  // stops, then the database closes
-  return [() => db.destroy(), () => app.close(), deliveries, outbox, spendKv, projector];
+  // canaries whose variant fails more than their baseline go back to it (control key `canaries`, canary.rolled_back)
+  const guard = startCanaryGuard(
+    {
+      db,
+      control: buckets.control,
+      canaries: () => control.config().canaries ?? [],
+      rolledBack: () => control.canaries(),
+      publish: async (event) => {
+        await publishEvent(bus.js, event);
+      },
+      log,
+    },
+    GUARD_EVERY_MS,
+  );
+
+  // closed in reverse: the guard and the projector finish their pass, spend and alerts go out,
+  // then HTTP stops, then the database closes
+  return [() => db.destroy(), () => app.close(), deliveries, outbox, spendKv, projector, guard];
 });

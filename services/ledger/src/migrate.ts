@@ -3,6 +3,7 @@ import * as init from './migrations/20251121000000_init.js';
 import * as endpointsCancelled from './migrations/20261130000000_endpoints_cancelled.js';
 import * as budgets from './migrations/20261201000000_budgets.js';
 import * as cache from './migrations/20261202000000_cache.js';
+import * as variants from './migrations/20261203000000_variants.js';
 
 // Listed in code rather than read from the folder (FileMigrationProvider): dynamic imports of
 // .ts files by path depend on how the process was started (tsx, vitest, a bundle); a list does not.
@@ -11,6 +12,7 @@ const migrations: Record<string, Migration> = {
   '20261130000000_endpoints_cancelled': endpointsCancelled,
   '20261201000000_budgets': budgets,
   '20261202000000_cache': cache,
+  '20261203000000_variants': variants,
 };
 
 /** Brings the schema to the latest migration; throws with the failing migration's error. */

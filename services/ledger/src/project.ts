@@ -134,9 +134,16 @@ function requestChange(e: AnyEvent, priceOf: PriceOf): RequestUpsert | undefined
         fromContext(ctx),
       );
     }
+    case 'chat.routed': {
+      // the variant is known from here on; a request that then fails or is shed has no context on
+      // its terminal event, so its row learns the variant now
+      const { ctx } = e.data;
+      if (!ctx.variant) return undefined;
+      const variant = { canary: ctx.variant.canary, variant: ctx.variant.name };
+      return { requestId: e.requestId, insert: { ...identity(e, ctx.receivedAt), ...fromContext(ctx), outcome: Outcome.Pending }, update: variant };
+    }
     case 'chat.admitted':
     case 'cache.stored':
-    case 'chat.routed':
     case 'invoke.attempted':
     case 'invoke.failed':
     case 'circuit.opened':
@@ -207,6 +214,8 @@ function fromContext(ctx: RequestContext) {
     stream: r.stream,
     priority: r.priority,
     received_at: new Date(ctx.receivedAt),
+    // only when set: a context without it must not clear what chat.routed wrote
+    ...(ctx.variant ? { canary: ctx.variant.canary, variant: ctx.variant.name } : {}),
   };
 }
 

@@ -58,6 +58,10 @@ export interface RequestsTable {
   embedding_tokens: Defaulted<number>;
   /** Their cost at the embedding model's input price; not part of `cost_usd` (a cached answer's is 0). */
   embedding_usd: Money;
+  /** The canary that matched the request (`ctx.variant.canary`, set on chat.routed); null when none did. */
+  canary: string | null;
+  /** The variant of that canary the request took. */
+  variant: string | null;
 }
 
 export type NewRequest = Insertable<RequestsTable>;

@@ -3,7 +3,7 @@ import type { CanaryRollbacks } from '@sluice/bus';
 import type { Canary, ChatRequest, Variant } from '@sluice/contracts';
 
 /** The variant a request takes, and why in words (for the `chat.routed` reason). */
-export interface VariantChoice {
+interface VariantChoice {
   canary: Canary;
   variant: Variant;
   reason: string;
