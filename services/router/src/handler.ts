@@ -1,26 +1,16 @@
-import { decided, type Control, type Decided, type Emitted, type Received } from '@sluice/bus';
-import {
-  Consumers,
-  EventType,
-  makeEvent,
-  replayChunks,
-  ServiceName,
-  settledContext,
-  withoutRouting,
-  STATIC_FALLBACK,
-  type ChatReply,
-  type ChatResult,
-  type SluiceEvent,
-} from '@sluice/contracts';
+import { decided, type Bus, type Control, type Decided, type Emitted, type Received } from '@sluice/bus';
+import { Consumers, EventType, makeEvent, ServiceName, withoutRouting } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 import { route } from './router.js';
-import { staticBody } from './static.js';
+import { answerStatic } from './static.js';
 
 type Router = typeof Consumers.router;
 
 export interface RouterDeps {
   control: Control;
   log: Logger;
+  /** Reads a request's body back at level 3, to choose the static answer's category; without it, the fallback. */
+  bus?: Pick<Bus, 'jsm'>;
   now?: () => number;
 }
 
@@ -33,12 +23,8 @@ export function onCacheMissed(deps: RouterDeps) {
   const now = deps.now ?? Date.now;
   return async (event: Received<Router>): Promise<Decided<Emitted<Router>>> => {
     const { ctx, key } = event.data;
-    const decision = route(
-      { tenant: event.tenant, request: ctx.request, downgrade: ctx.downgrade },
-      deps.control.config(),
-      deps.control.degrade(),
-      deps.control.canaries(),
-    );
+    const config = deps.control.config();
+    const decision = route({ tenant: event.tenant, request: ctx.request, downgrade: ctx.downgrade }, config, deps.control.degrade(), deps.control.canaries());
     const at = now();
     const fields = { requestId: event.requestId, tenant: event.tenant, service: ServiceName.Router, at, reason: decision.reason };
 
@@ -69,30 +55,8 @@ export function onCacheMissed(deps: RouterDeps) {
           [{ to: ctx.replyTo, reply: { requestId: event.requestId, error: { code, message, status, ...(retryAfterMs > 0 ? { retryAfterMs } : {}) } } }],
         );
       }
-      case 'static': {
-        const { requestId } = event;
-        const { endpoint } = ctx.request;
-        const created = Math.floor(at / 1000);
-        const usage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
-        const answer = { model: STATIC_FALLBACK, body: staticBody(endpoint, decision.content, requestId, created), usage };
-        const completed: SluiceEvent<'chat.completed'> = makeEvent(EventType.ChatCompleted, fields, {
-          ctx: settledContext(ctx),
-          answer,
-          deployment: STATIC_FALLBACK,
-          attempts: 0,
-          upstreamLatencyMs: 0,
-        });
-        const rateLimit = ctx.rateLimit ? { rateLimit: ctx.rateLimit } : {};
-        const result: ChatResult = { requestId, ...answer, cached: false, created, ...rateLimit };
-        // a client streaming sees the same sequence as from an upstream: chunks, then the result
-        const chunks: ChatReply[] = ctx.request.stream
-          ? replayChunks(endpoint, answer.body, requestId).map((chunk, i) => ({ requestId, model: STATIC_FALLBACK, chunk, ...(i === 0 ? rateLimit : {}) }))
-          : [];
-        return decided(
-          [completed],
-          [...chunks, result].map((reply) => ({ to: ctx.replyTo, reply })),
-        );
-      }
+      case 'static':
+        return answerStatic(deps.bus, config, event, decision.reason, at);
       default: {
         const _exhaustive: never = decision;
         throw new Error(`unhandled route decision ${JSON.stringify(_exhaustive)}`);
