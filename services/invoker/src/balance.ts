@@ -28,10 +28,14 @@ export interface Policy {
 }
 
 /**
- * Two EWMAs within this fraction of the smaller (or within 2 ms) are a tie, settled by weight. Without
- * it, noise of a few ms would decide every mixed pair and 9:1 weights would drift towards 8:2.
+ * Two EWMAs count as a tie, settled by weight, while the slower is within 1.5 times the faster or
+ * 25 ms of it. With two deployments every pair is mixed, so without a band the noise of a few ms
+ * would decide every choice and the weights would mean nothing; LLM latencies also swing with
+ * the answer's length. A deployment made slow (a 300 ms first byte against 5 ms) is far outside
+ * it. The cost: a deployment up to 1.5 times slower keeps its full weighted share.
  */
-const TIE = 0.25;
+const TIE_RATIO = 1.5;
+const TIE_MS = 25;
 
 /**
  * A latency older than this counts as unmeasured again, so a deployment that lost its traffic for
@@ -126,7 +130,8 @@ function sample(options: readonly Option[], pool: readonly number[], random: () 
 function compare(a: Latency, b: Latency): number {
   if (a === 'unmeasured' || b === 'unmeasured') return a === b ? 0 : a === 'unmeasured' ? -1 : 1;
   if (a === 'probing' || b === 'probing') return 0;
-  if (Math.abs(a - b) <= Math.max(2, TIE * Math.min(a, b))) return 0;
+  const [fast, slow] = a <= b ? [a, b] : [b, a];
+  if (slow <= fast * TIE_RATIO || slow - fast <= TIE_MS) return 0;
   return a - b;
 }
 

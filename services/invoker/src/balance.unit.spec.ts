@@ -35,13 +35,14 @@ function shares(options: Option[], policy: Policy, n: number, random = seeded(7)
 
 describe('orderBlock: weighted (power of two choices)', () => {
   it('splits 9:1 weights about 9:1 over 10k picks when latencies tie', () => {
-    const s = shares([opt('east', 9, 120), opt('west', 1, 130)], weighted, 10_000);
+    // 170 ms is within 1.5 times 120 ms: a tie, so the weights decide
+    const s = shares([opt('east', 9, 120), opt('west', 1, 170)], weighted, 10_000);
     expect(s.east! / 10_000).toBeGreaterThan(0.88);
     expect(s.east! / 10_000).toBeLessThan(0.92);
   });
 
   it('gives a clearly slower deployment nothing while a faster one is healthy, whatever its weight', () => {
-    expect(shares([opt('east', 9, 900), opt('west', 1, 100)], weighted, 1000)).toEqual({ west: 1000 });
+    expect(shares([opt('east', 9, 160), opt('west', 1, 100)], weighted, 1000)).toEqual({ west: 1000 });
   });
 
   it('sends an unmeasured deployment a request, so it gets measured', () => {
