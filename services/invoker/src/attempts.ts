@@ -1,6 +1,6 @@
 import type { AnyEvent, Candidate, SluiceConfig, SluiceEvent } from '@sluice/contracts';
 import type { Streamed } from './cancels.js';
-import type { Circuit } from './circuit.js';
+import type { Circuit, CircuitInput } from './circuit.js';
 import type { InvokerSettings } from './plan.js';
 import { mayHaveAnswer, type DeliveryCount, type StoredAnswer } from './replay.js';
 import type { Failure } from './retry.js';
@@ -41,6 +41,8 @@ export interface AttemptState {
    * change the circuits while a call runs.
    */
   circuits: Readonly<Record<string, Circuit>>;
+  /** The half-open trial slot the running call holds (`<requestId>:<attempt suffix>`), if it is a trial. */
+  trial?: string | undefined;
 }
 
 /**
@@ -53,24 +55,36 @@ export type AttemptOutcome =
   | { kind: 'answered'; answer: UpstreamAnswer; latencyMs: number; sent?: readonly string[] }
   | { kind: 'failed'; failure: Failure; latencyMs: number; sent?: readonly string[] }
   /** `streamed` is what the running call had sent the client; undefined when no call was running. */
-  | { kind: 'cancelled'; streamed?: Streamed; latencyMs?: number };
+  | { kind: 'cancelled'; streamed?: Streamed; latencyMs?: number }
+  /** The call's half-open trial slot was taken by another replica before this one could claim it: no call was made. */
+  | { kind: 'refused'; reason: string };
 
 /** What the interpreter does next. */
 export type Next =
-  /** Call this candidate; the attempt's events carry `suffix` in their ids. */
-  | { kind: 'call'; candidate: Candidate; attempt: number; suffix: string | number }
+  /**
+   * Call this candidate; the attempt's events carry `suffix` in their ids. With `trial`, first
+   * claim that half-open trial slot (`decide(c, { kind: 'trial', trial })`); step again with
+   * `refused` when the claim loses.
+   */
+  | { kind: 'call'; candidate: Candidate; attempt: number; suffix: string | number; trial?: string }
   /** Sleep, then step again with `{ kind: 'waited' }`. */
   | { kind: 'wait'; ms: number }
   /** Publish the terminal event once the step events are in the stream, then reply (if anyone listens) and store. */
   | { kind: 'conclude'; terminal: StoredAnswer['event']; reply: StoredAnswer['result'] };
+
+/** One input to one deployment's circuit. */
+export interface CircuitChange {
+  deployment: string;
+  input: CircuitInput;
+}
 
 /** One step of the attempt loop. */
 export interface Step {
   state: AttemptState;
   /** Attempt and circuit events to publish in this order (the terminal event is in `next`). */
   events: AnyEvent[];
-  /** Circuits to write to the shared map: a half-open trial taken, a result recorded. */
-  circuits: Record<string, Circuit>;
+  /** What the calls told of their deployments, in order: the interpreter applies each to the shared circuit (`decide`, by compare-and-set). */
+  circuits: CircuitChange[];
   next: Next;
 }
 

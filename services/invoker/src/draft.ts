@@ -1,14 +1,14 @@
-import { makeEvent, ServiceName, SYSTEM_TENANT, type AnyEvent, type EventDataOf, type EventType, type SluiceEvent } from '@sluice/contracts';
-import type { AttemptState, Invocation, Next, Step } from './attempts.js';
-import { closedCircuit, type Circuit, type Outcome, type Transition } from './circuit.js';
+import { makeEvent, ServiceName, type AnyEvent, type EventDataOf, type EventType, type SluiceEvent } from '@sluice/contracts';
+import type { AttemptState, CircuitChange, Invocation, Next, Step } from './attempts.js';
+import { closedCircuit, decide, type Circuit, type CircuitInput } from './circuit.js';
 
 /**
- * The step being built: the state so far, the events in publish order and the circuits to write
- * back. Local to one call of `step`, so the step stays pure while reading top to bottom.
+ * The step being built: the state so far, the events in publish order and what the calls told
+ * of their deployments' circuits. Local to one call of `step`, so the step stays pure while reading top to bottom.
  */
 export class Draft {
   private readonly events: AnyEvent[] = [];
-  private readonly writes: Record<string, Circuit> = {};
+  private readonly changes: CircuitChange[] = [];
 
   constructor(
     readonly inv: Invocation,
@@ -39,28 +39,18 @@ export class Draft {
 
   readonly circuitOf = (deployment: string): Circuit => this.state.circuits[deployment] ?? closedCircuit;
 
-  /** Keeps a deployment's next circuit and publishes its transition, if any. */
-  settle(deployment: string, outcome: Outcome): void {
-    this.writes[deployment] = outcome.circuit;
-    this.update({ circuits: { ...this.state.circuits, [deployment]: outcome.circuit } });
-    if (outcome.transition) this.emit(circuitEvent(deployment, outcome.circuit, outcome.transition, this.inv.event.requestId, this.now));
+  /**
+   * Hands what a call told of its deployment to the interpreter, which applies it to the shared
+   * circuit (and publishes the transition if its write wins). The step's own view follows it, so
+   * the rest of this step decides on the circuit as it will most likely be.
+   */
+  settle(deployment: string, input: CircuitInput): void {
+    this.changes.push({ deployment, input });
+    const { circuit } = decide(this.circuitOf(deployment), input, this.now, this.inv.settings);
+    this.update({ circuits: { ...this.state.circuits, [deployment]: circuit } });
   }
 
   done(next: Next): Step {
-    return { state: this.state, events: this.events, circuits: this.writes, next };
+    return { state: this.state, events: this.events, circuits: this.changes, next };
   }
-}
-
-/**
- * circuit.opened / circuit.closed: the deployment's, not the request's, so under tenant
- * `_system` with an id of its own (`circuit-<deployment>-<transitions>-<epoch ms>`).
- */
-function circuitEvent(deployment: string, circuit: Circuit, t: Transition, requestId: string, at: number): AnyEvent {
-  const id = `circuit-${deployment}-${circuit.transitions}-${at}`;
-  const fields = { requestId: id, tenant: SYSTEM_TENANT, service: ServiceName.Invoker, at };
-  if (t.to === 'opened') {
-    const reason = `${t.failures} consecutive failures (last in request ${requestId}); calls skip ${deployment} for ${t.openForMs} ms`;
-    return makeEvent('circuit.opened', { ...fields, reason }, { deployment, failures: t.failures, openForMs: t.openForMs });
-  }
-  return makeEvent('circuit.closed', { ...fields, reason: `trial call in request ${requestId} succeeded` }, { deployment });
 }

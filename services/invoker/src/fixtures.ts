@@ -1,7 +1,7 @@
 import { makeEvent, ServiceName, type Candidate, type SluiceEvent } from '@sluice/contracts';
 import { answer as answerOf, chatRequest } from '@sluice/contracts/testing';
 import { startAttempts, type AttemptOutcome, type AttemptState, type Invocation, type Step } from './attempts.js';
-import type { Circuit } from './circuit.js';
+import { closedCircuit, decide, type Circuit } from './circuit.js';
 import type { InvokerSettings } from './plan.js';
 import type { DeliveryCount } from './replay.js';
 import type { Failure } from './retry.js';
@@ -64,17 +64,30 @@ export function openCircuit(openedAt: number, failures = 3): Circuit {
   return { state: 'open', failures, openedAt, trialInFlight: false, transitions: 1 };
 }
 
+/** A step, with the circuits as they stand after the interpreter applied its changes (and claimed its trial). */
+export type Stepped = Step & { after: Record<string, Circuit> };
+
 /**
- * Steps through outcomes as the interpreter does: each step at its time, the circuits it wrote
- * carried over to the next. Returns every step; the last one is what the test looks at.
+ * Steps through outcomes as the interpreter does with one replica: each step at its time, its
+ * circuit changes applied (`decide`) and its trial claimed, carried over to the next. Returns
+ * every step; the last one is what the test looks at.
  */
-export function run(inv: Invocation, outcomes: Array<[AttemptOutcome, number]>, circuits: Record<string, Circuit> = {}): Step[] {
+export function run(inv: Invocation, outcomes: Array<[AttemptOutcome, number]>, circuits: Record<string, Circuit> = {}): Stepped[] {
   let state: AttemptState = { ...startAttempts(inv), circuits };
-  const steps: Step[] = [];
+  const steps: Stepped[] = [];
   for (const [outcome, now] of outcomes) {
     const s = step(inv, state, outcome, now);
-    steps.push(s);
-    state = { ...s.state, circuits: { ...state.circuits, ...s.circuits } };
+    const after = { ...state.circuits };
+    // as the store does: a decision that changes nothing is not written
+    const apply = (deployment: string, input: Parameters<typeof decide>[1]) => {
+      const current = after[deployment] ?? closedCircuit;
+      const { circuit } = decide(current, input, now, inv.settings);
+      if (circuit !== current) after[deployment] = circuit;
+    };
+    for (const { deployment, input } of s.circuits) apply(deployment, input);
+    if (s.next.kind === 'call' && s.next.trial !== undefined) apply(s.next.candidate.deployment, { kind: 'trial', trial: s.next.trial });
+    steps.push({ ...s, after });
+    state = { ...s.state, circuits: after };
   }
   return steps;
 }

@@ -5,7 +5,9 @@ import { startAttempts, type AttemptOutcome, type Invocation, type Step } from '
 import { Unsendable, type BodyReader } from './body.js';
 import { attemptCall } from './call.js';
 import type { Cancels } from './cancels.js';
-import type { Circuit } from './circuit.js';
+import { closedCircuit, decide, type Circuit, type Outcome } from './circuit.js';
+import { circuitEvent } from './circuit-events.js';
+import type { CircuitStore } from './circuit-store.js';
 import { decideDelivery, mayHaveAnswer, type DeliveryCount, type StoredAnswer } from './replay.js';
 import type { ResultStore } from './results.js';
 import { step, unsendable } from './step.js';
@@ -17,10 +19,10 @@ export interface InvokerDeps {
   config: () => SluiceConfig;
   clients: ClientPool;
   /**
-   * Circuit per deployment. In memory, so each replica learns a deployment's health on its own;
-   * sharing it through a KV bucket is a later step.
+   * Circuit per deployment, shared by every replica (`sluice_circuits`, circuit-store.ts): read
+   * from memory for admission, written by compare-and-set only when a call changes it.
    */
-  circuits: Map<string, Circuit>;
+  circuits: CircuitStore;
   /** Publishes an event and resolves on the stream's ack; `trace` is the input's trace context. */
   publish: (event: AnyEvent, trace: Trace) => Promise<unknown>;
   /** Sends a message to a client's reply inbox (fire and forget). */
@@ -89,6 +91,23 @@ export function createInvoker(deps: InvokerDeps): Invoke {
     const config = deps.config();
     const inv: Invocation = { event, delivery, settings: config.invoker, deployments: config.deployments, maxPayload: deps.maxPayload(), random, queuedMs };
     const timeline = new Timeline(publish);
+    // applies a change to the shared circuit; the transition is published only by the replica whose write made it
+    const settle = async (deployment: string, change: (c: Circuit) => Outcome): Promise<Outcome> => {
+      let o: Outcome;
+      try {
+        o = await deps.circuits.apply(deployment, change);
+      } catch (err) {
+        // only a storm of writers gets here; a trial not surely claimed is not taken
+        log.warn({ err, deployment }, 'circuit change not applied');
+        return { circuit: closedCircuit, refused: 'circuit busy' };
+      }
+      if (o.transition) {
+        const e = circuitEvent(deployment, o.circuit, o.transition, requestId, now());
+        logTransition(log, e);
+        timeline.fire(e);
+      }
+      return o;
+    };
     const cancel = deps.cancels.watch(requestId);
     try {
       let state = startAttempts(inv);
@@ -105,20 +124,29 @@ export function createInvoker(deps: InvokerDeps): Invoke {
       for (;;) {
         // a cancel between calls (it came first, or during a wait) ends the request before the next one
         if (cancel.aborted && (outcome.kind === 'start' || outcome.kind === 'waited')) outcome = { kind: 'cancelled' };
-        // read and written back with no await between, so no other request's change is lost
-        s ??= step(inv, { ...state, circuits: circuitsOf(deps.circuits, candidates) }, outcome, now());
-        for (const [deployment, circuit] of Object.entries(s.circuits)) deps.circuits.set(deployment, circuit);
-        for (const e of s.events) {
-          logTransition(log, e);
-          timeline.fire(e);
-        }
+        const at = now();
+        // the circuits as this replica sees them now: other requests and replicas change them while a call runs
+        s ??= step(inv, { ...state, circuits: circuitsOf(deps.circuits, candidates) }, outcome, at);
+        for (const e of s.events) timeline.fire(e);
+        // before the next step reads them, so this request's next pick sees its own verdict
+        await Promise.all(s.circuits.map(({ deployment, input }) => settle(deployment, (c) => decide(c, input, at, config.invoker))));
         state = s.state;
         const next = s.next;
         s = undefined;
         switch (next.kind) {
-          case 'call':
-            outcome = await attemptCall(calls, { event, body: body!, cancel, queuedMs }, next.candidate, config.deployments[next.candidate.deployment]!);
+          case 'call': {
+            const { trial, candidate } = next;
+            if (trial !== undefined) {
+              // a half-open trial slot is claimed across replicas before the call; a lost claim picks again
+              const claim = await settle(candidate.deployment, (c) => decide(c, { kind: 'trial', trial }, at, config.invoker));
+              if (claim.refused !== undefined) {
+                outcome = { kind: 'refused', reason: claim.refused };
+                break;
+              }
+            }
+            outcome = await attemptCall(calls, { event, body: body!, cancel, queuedMs }, candidate, config.deployments[candidate.deployment]!);
             break;
+          }
           case 'wait':
             await sleep(next.ms, cancel);
             outcome = { kind: 'waited' };
@@ -208,11 +236,11 @@ async function store(results: ResultStore, answer: StoredAnswer, log: Logger): P
   }
 }
 
-/** This replica's circuits of a request's deployments, as the step reads them (missing = closed). */
-function circuitsOf(circuits: ReadonlyMap<string, Circuit>, candidates: readonly Candidate[]): Record<string, Circuit> {
+/** This replica's view of a request's deployments' circuits, as the step reads them (missing = closed). */
+function circuitsOf(circuits: CircuitStore, candidates: readonly Candidate[]): Record<string, Circuit> {
   const view: Record<string, Circuit> = {};
   for (const { deployment } of candidates) {
-    const c = circuits.get(deployment);
+    const c = circuits.view(deployment);
     if (c) view[deployment] = c;
   }
   return view;
@@ -220,5 +248,7 @@ function circuitsOf(circuits: ReadonlyMap<string, Circuit>, candidates: readonly
 
 function logTransition(log: Logger, e: AnyEvent): void {
   if (e.type === 'circuit.opened') log.warn({ deployment: e.data.deployment, failures: e.data.failures }, 'circuit opened');
+  else if (e.type === 'deployment.paused') log.warn({ deployment: e.data.deployment, retryAfterMs: e.data.retryAfterMs }, 'deployment paused');
+  else if (e.type === 'circuit.half_opened') log.info({ deployment: e.data.deployment }, 'circuit half-open');
   else if (e.type === 'circuit.closed') log.info({ deployment: e.data.deployment }, 'circuit closed');
 }

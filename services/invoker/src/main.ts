@@ -4,7 +4,8 @@ import { dropLegacyInvoker, startLanes } from './lanes.js';
 import { onChatRouted, wireInvoker } from './service.js';
 
 // invoker: chat.routed (one durable per lane, invoker-<lane>) -> invoke.attempted / invoke.failed
-// per upstream attempt, circuit.opened / circuit.closed, then chat.completed | chat.failed |
+// per upstream attempt, circuit.opened / circuit.half_opened / circuit.closed / deployment.paused
+// (each by the replica whose compare-and-set on sluice_circuits made it), then chat.completed | chat.failed |
 // chat.cancelled (+ the reply to ctx.replyTo). A scheduler shares this replica's upstream slots
 // among the lanes by priority and share (lanes.ts). It reads each request's body from its
 // chat.requested (by ctx.requestSeq) and hears the clients' cancels on sluice.cancel.* (core
@@ -12,6 +13,8 @@ import { onChatRouted, wireInvoker } from './service.js';
 // of calling again.
 await runService(ServiceName.Invoker, async ({ bus, buckets, control, log, env }) => {
   const invoker = wireInvoker({ bus, buckets, control, log, env });
+  // the circuits other replicas opened are known before the first request is taken
+  await invoker.ready;
   await dropLegacyInvoker(bus, log);
   const lanes = await startLanes(bus, {
     // read live: slots and lane shares change with the config, no restart

@@ -2,22 +2,24 @@ import { NOTHING, publishEvent, sendReply, type Decided, type Delivery, type Rec
 import { Subjects, Topology, type InvokerConsumer } from '@sluice/contracts';
 import { streamBodies } from './body.js';
 import { Cancels } from './cancels.js';
-import type { Circuit } from './circuit.js';
+import { KvCircuits } from './circuit-store.js';
 import { createInvoker, type Invoke } from './invoke.js';
 import { kvResultStore } from './results.js';
 import { ClientPool } from './upstream.js';
 
 type Wiring = Pick<ServiceContext, 'bus' | 'buckets' | 'control' | 'log' | 'env'>;
 
-/** The invoker's handler and what to close with it: its subscription to the clients' cancels. */
+/** The invoker's handler and what to close with it: its subscription to the clients' cancels and its watch of the circuits. */
 export interface WiredInvoker {
   invoke: Invoke;
+  /** Resolves once the circuits other replicas wrote are in memory (never rejects; a failed watch is logged). */
+  ready: Promise<void>;
   stop(): void;
 }
 
 /**
  * The chat.routed handler on the real adapters: its own client pool (pruned on config changes)
- * and circuits, bodies read from the stream, publishing to the stream, replying over core NATS,
+ * and the circuits shared with the other replicas (`sluice_circuits`, watched), bodies read from the stream, publishing to the stream, replying over core NATS,
  * terminal answers stored in `sluice_results`, and the clients' cancels heard on
  * `Subjects.cancelAll` (core NATS, every replica: the one running the request stops it).
  */
@@ -27,10 +29,12 @@ export function wireInvoker(svc: Wiring): WiredInvoker {
   control.onChange(() => clients.prune(control.config()));
   const cancels = new Cancels(Date.now);
   const sub = bus.nc.subscribe(Subjects.cancelAll, { callback: (_e, m) => cancels.cancel(m.subject.slice(Subjects.cancel('').length)) });
+  const circuits = new KvCircuits(buckets.circuits, log);
+  const ready = circuits.start().catch((err: unknown) => log.error({ err }, 'could not watch the circuits; this replica decides on its own writes only'));
   const invoke = createInvoker({
     config: control.config,
     clients,
-    circuits: new Map<string, Circuit>(),
+    circuits,
     publish: (event, trace) => publishEvent(bus.js, event, trace),
     reply: (replyTo, reply) => sendReply(bus.nc, replyTo, reply),
     results: kvResultStore(buckets.results),
@@ -39,7 +43,14 @@ export function wireInvoker(svc: Wiring): WiredInvoker {
     cancels,
     log,
   });
-  return { invoke, stop: () => sub.unsubscribe() };
+  return {
+    invoke,
+    ready,
+    stop: () => {
+      sub.unsubscribe();
+      circuits.stop();
+    },
+  };
 }
 
 /**

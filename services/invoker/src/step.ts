@@ -1,7 +1,7 @@
 import { Errors, settledContext, type ChatErrorReply, type ErrorCode, type UpstreamError } from '@sluice/contracts';
 import type { AttemptOutcome, AttemptState, Invocation, Step } from './attempts.js';
 import { cancelledUsage, type Streamed } from './cancels.js';
-import { recordFailure, recordNeutral, recordSuccess } from './circuit.js';
+import { admit, type CircuitInput } from './circuit.js';
 import { Draft } from './draft.js';
 import { fitBody } from './fit.js';
 import { afterFailure, countsAgainstDeployment, describe, exhaustedCode, pickCandidate } from './plan.js';
@@ -11,7 +11,7 @@ import type { UpstreamAnswer } from './upstream.js';
 
 /**
  * The attempt loop of one request as a pure step: given where it stands and what the last call
- * did, the events to publish, the circuits to write back and what to do next (call a candidate,
+ * did, the events to publish, what the call told of its deployment's circuit and what to do next (call a candidate,
  * wait, or conclude with chat.completed / chat.failed / chat.cancelled and the client's reply).
  * Candidates are tried in order, skipping open circuits, up to `maxAttemptsPerDeployment` each,
  * with the backoff and fallback rules of `afterFailure`; no attempt starts at or after the
@@ -35,6 +35,8 @@ export function step(inv: Invocation, state: AttemptState, outcome: AttemptOutco
       return failed(d, outcome.failure, outcome.latencyMs);
     case 'cancelled':
       return cancelled(d, outcome.streamed, outcome.latencyMs);
+    case 'refused':
+      return refused(d, outcome.reason);
     default: {
       const _exhaustive: never = outcome;
       return _exhaustive;
@@ -59,11 +61,35 @@ function callNext(d: Draft): Step {
     const limited = code === 'rate_limit_exceeded' ? { upstream: last?.upstream, retryAfterMs: last?.retryAfterMs } : {};
     return fail(d, code, message, `no candidate left after ${attempts} attempts`, limited);
   }
-  // taking the half-open trial is a write: other requests must see it taken
-  d.settle(candidate.deployment, { circuit: pick.circuit });
   const attempt = attempts + 1;
-  d.update({ index: pick.index, onCandidate: (pick.index === index ? onCandidate : 0) + 1, attempts: attempt });
-  return d.done({ kind: 'call', candidate, attempt, suffix: attemptSuffix(d.inv.delivery, attempt) });
+  const suffix = attemptSuffix(d.inv.delivery, attempt);
+  // a half-open trial slot is claimed by the interpreter (compare-and-set, across replicas) before the call
+  const trial = admit(d.circuitOf(candidate.deployment), d.now, d.inv.settings).trial ? `${d.inv.event.requestId}:${suffix}` : undefined;
+  d.update({ index: pick.index, onCandidate: (pick.index === index ? onCandidate : 0) + 1, attempts: attempt, trial });
+  return d.done({ kind: 'call', candidate, attempt, suffix, ...(trial !== undefined ? { trial } : {}) });
+}
+
+/**
+ * The trial slot the last step chose was taken by another replica first: no call was made, so
+ * the attempt is given back and the request goes on with the next candidate (not this one
+ * again: a claim that cannot be written would otherwise be retried until the deadline).
+ */
+function refused(d: Draft, reason: string): Step {
+  const { attempts, index } = d.state;
+  d.note(`skipped ${describe(d.inv.event.data.candidates[index]!)}: trial call refused (${reason})`);
+  d.update({ attempts: attempts - 1, index: index + 1, onCandidate: 0, trial: undefined });
+  return callNext(d);
+}
+
+/**
+ * What a failed call tells its deployment's circuit. A 429 is no failure: with Retry-After it
+ * pauses the deployment for every replica, without it it says nothing (the retry backs off).
+ * 5xx, timeouts, connection errors and our key refused count towards opening.
+ */
+function circuitInputOf(failure: Failure, trial: string | undefined): CircuitInput {
+  if (failure.status === 429)
+    return failure.retryAfterMs !== undefined ? { kind: 'paused', retryAfterMs: Math.max(0, failure.retryAfterMs), trial } : { kind: 'neutral', trial };
+  return countsAgainstDeployment(failure) ? { kind: 'failure', trial } : { kind: 'neutral', trial };
 }
 
 function answered(d: Draft, answer: UpstreamAnswer, latencyMs: number): Step {
@@ -71,7 +97,8 @@ function answered(d: Draft, answer: UpstreamAnswer, latencyMs: number): Step {
   const { ctx, candidates, cacheKey } = event.data;
   const { attempts: attempt } = d.state;
   const candidate = candidates[d.state.index]!;
-  d.settle(candidate.deployment, recordSuccess(d.circuitOf(candidate.deployment)));
+  d.settle(candidate.deployment, { kind: 'success', trial: d.state.trial });
+  d.update({ trial: undefined });
   const base = { attempt, model: candidate.model, deployment: candidate.deployment, latencyMs };
   const what = `${describe(candidate)} answered ${answer.status} in ${latencyMs} ms${headroom(answer.remaining)}`;
   d.emit(d.stamp('invoke.attempted', what, { ...base, ok: true, status: answer.status, ...queuedOn(d, attempt) }, attemptSuffix(delivery, attempt)));
@@ -106,9 +133,8 @@ function failed(d: Draft, failure: Failure, latencyMs: number): Step {
   const { ctx, candidates } = event.data;
   const { index, onCandidate, attempts: attempt } = d.state;
   const candidate = candidates[index]!;
-  d.update({ last: failure });
-  const circuit = d.circuitOf(candidate.deployment);
-  d.settle(candidate.deployment, countsAgainstDeployment(failure) ? recordFailure(circuit, d.now, settings) : recordNeutral(circuit));
+  d.settle(candidate.deployment, circuitInputOf(failure, d.state.trial));
+  d.update({ last: failure, trial: undefined });
   const later = pickCandidate(candidates, index + 1, d.circuitOf, deployments, d.now, settings);
   const then = afterFailure(failure, { attemptOnCandidate: onCandidate, hasFallback: later.index >= 0, now: d.now, deadline: ctx.deadline, settings, random });
 
@@ -147,7 +173,7 @@ function cancelled(d: Draft, streamed: Streamed | undefined, latencyMs: number |
   const { ctx, candidates } = data;
   const candidate = candidates[d.state.index]!;
   // a half-open trial that was running is given back: the cancel says nothing of the deployment
-  if (streamed !== undefined) d.settle(candidate.deployment, recordNeutral(d.circuitOf(candidate.deployment)));
+  if (streamed !== undefined) d.settle(candidate.deployment, { kind: 'neutral', trial: d.state.trial });
   const { usage, counted } = cancelledUsage(streamed, ctx.request.promptTokens);
   const what =
     streamed === undefined

@@ -1,14 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import type { AnyEvent, ChatErrorReply, ChatResult } from '@sluice/contracts';
-import type { Step } from './attempts.js';
-import { A, answered, B, DEADLINE, failed, invocation, openCircuit, run, settings, T0 } from './fixtures.js';
+import { A, answered, B, DEADLINE, failed, invocation, openCircuit, run, settings, T0, type Stepped } from './fixtures.js';
 import { answer, chatResult, contentOf } from '@sluice/contracts/testing';
-import { unsendable } from './step.js';
+import { step, unsendable } from './step.js';
 import { startAttempts } from './attempts.js';
 
 const start = { kind: 'start' } as const;
 const waited = { kind: 'waited' } as const;
-const last = (steps: Step[]) => steps[steps.length - 1]!;
+const last = (steps: Stepped[]) => steps[steps.length - 1]!;
 const kinds = (events: AnyEvent[]) => events.map((e) => e.type);
 
 describe('step: the first call', () => {
@@ -16,7 +15,8 @@ describe('step: the first call', () => {
     const s = last(run(invocation(), [[start, T0]]));
     expect(s.next).toEqual({ kind: 'call', candidate: A, attempt: 1, suffix: 1 });
     expect(s.events).toEqual([]);
-    expect(s.circuits).toEqual({ a: expect.objectContaining({ state: 'closed' }) });
+    // a closed circuit needs no claim: a healthy request writes nothing to the shared circuits
+    expect(s.circuits).toEqual([]);
   });
 
   it('given a redelivery, when it calls, then attempt ids are numbered <delivery>.<attempt> and the first event says why', () => {
@@ -114,7 +114,8 @@ describe('step: retries', () => {
       data: { attempt: 1, status: 500, retryable: true, error: 'boom' },
     });
     expect(s.next).toEqual({ kind: 'wait', ms: 100 });
-    expect(s.circuits).toEqual({ a: expect.objectContaining({ state: 'closed', failures: 1 }) });
+    expect(s.circuits).toEqual([{ deployment: 'a', input: { kind: 'failure', trial: undefined } }]);
+    expect(s.after.a).toMatchObject({ state: 'closed', failures: 1 });
   });
 
   it('given a 429 with Retry-After, then we wait what the upstream asked', () => {
@@ -200,7 +201,8 @@ describe('step: fallback', () => {
       error: { code: 'context_length_exceeded', message, status: 400, type: 'invalid_request_error', param: 'messages' },
     });
     // the request's fault, not the deployment's
-    expect(s.circuits).toEqual({ a: expect.objectContaining({ failures: 0 }) });
+    expect(s.circuits).toEqual([{ deployment: 'a', input: { kind: 'neutral', trial: undefined } }]);
+    expect(s.after.a).toBe(undefined);
   });
 
   it("given the upstream refuses the model (404), then the client gets the upstream's 404 and code", () => {
@@ -225,7 +227,7 @@ describe('step: fallback', () => {
       ]),
     );
     expect(s.next).toMatchObject({ kind: 'call', candidate: B });
-    expect(s.circuits.a).toMatchObject({ failures: 1 });
+    expect(s.after.a).toMatchObject({ failures: 1 });
   });
 
   it('given part of the answer was streamed, then a failure ends the request', () => {
@@ -250,12 +252,12 @@ describe('step: circuits', () => {
       { a: openCircuit(T0 - 10_000) },
     );
     expect(steps[0]!.next).toMatchObject({ kind: 'call', candidate: B, attempt: 1, suffix: 1 });
-    expect(steps[0]!.circuits).toEqual({ b: expect.objectContaining({ state: 'closed' }) });
+    expect(steps[0]!.circuits).toEqual([]);
     expect(last(steps).events[0]!.reason).toMatch(/^skipped gpt-4o-mini@a: circuit open for another 20000 ms; gpt-4o@b answered/);
   });
 
-  it('given the threshold minus one failures, when the next fails, then circuit.opened goes out first, under _system', () => {
-    const near = { state: 'closed' as const, failures: settings.circuitFailureThreshold - 1, openedAt: 0, trialInFlight: false, transitions: 0 };
+  it('given the threshold minus one failures, when the next fails, then the failure goes to the circuit, which opens, and the retry skips it', () => {
+    const near = { state: 'closed' as const, failures: settings.circuitFailureThreshold - 1, openedAt: 0, transitions: 0 };
     const s = last(
       run(
         invocation(),
@@ -266,20 +268,15 @@ describe('step: circuits', () => {
         { a: near },
       ),
     );
-    expect(kinds(s.events)).toEqual(['circuit.opened', 'invoke.attempted', 'invoke.failed']);
-    expect(s.events[0]).toMatchObject({
-      id: `circuit-a-1-${T0 + 80}:circuit.opened`,
-      requestId: `circuit-a-1-${T0 + 80}`,
-      tenant: '_system',
-      reason: '3 consecutive failures (last in request r1); calls skip a for 30000 ms',
-      data: { deployment: 'a', failures: 3, openForMs: 30_000 },
-    });
-    expect(s.circuits.a).toMatchObject({ state: 'open', openedAt: T0 + 80 });
+    // the circuit's events are the interpreter's to publish, once its compare-and-set wins
+    expect(kinds(s.events)).toEqual(['invoke.attempted', 'invoke.failed']);
+    expect(s.circuits).toEqual([{ deployment: 'a', input: { kind: 'failure', trial: undefined } }]);
+    expect(s.after.a).toMatchObject({ state: 'open', openedAt: T0 + 80 });
     // the retry then skips the circuit it just opened
     expect(s.next).toEqual({ kind: 'wait', ms: 100 });
   });
 
-  it('given an open circuit whose time is up, then one trial call goes through, and its success closes the circuit', () => {
+  it('given an open circuit whose time is up, then the call claims a trial slot, and its success closes the circuit', () => {
     const steps = run(
       invocation([A]),
       [
@@ -288,12 +285,46 @@ describe('step: circuits', () => {
       ],
       { a: openCircuit(T0 - 30_000) },
     );
-    expect(steps[0]!.next).toMatchObject({ kind: 'call', candidate: A });
-    expect(steps[0]!.circuits.a).toMatchObject({ state: 'half-open', trialInFlight: true });
+    expect(steps[0]!.next).toEqual({ kind: 'call', candidate: A, attempt: 1, suffix: 1, trial: 'r1:1' });
+    expect(steps[0]!.after.a).toMatchObject({ state: 'half-open', trials: { 'r1:1': T0 } });
     const s = last(steps);
-    expect(kinds(s.events)).toEqual(['circuit.closed', 'invoke.attempted']);
-    expect(s.events[0]).toMatchObject({ tenant: '_system', reason: 'trial call in request r1 succeeded', data: { deployment: 'a' } });
-    expect(s.circuits.a).toMatchObject({ state: 'closed', failures: 0, transitions: 2 });
+    expect(s.circuits).toEqual([{ deployment: 'a', input: { kind: 'success', trial: 'r1:1' } }]);
+    expect(s.after.a).toMatchObject({ state: 'closed', failures: 0, transitions: 2 });
+  });
+
+  it('given the trial slot was taken by another replica first, then no attempt is counted and the next candidate is called', () => {
+    // the first step chose a's trial; the claim lost, and the view (refreshed by the claim's read) shows r9's trial
+    const chose = last(run(invocation(), [[start, T0]], { a: openCircuit(T0 - 30_000) }));
+    expect(chose.next).toEqual({ kind: 'call', candidate: A, attempt: 1, suffix: 1, trial: 'r1:1' });
+    const taken = { ...openCircuit(T0 - 30_000), state: 'half-open' as const, trials: { 'r9:1': T0 } };
+    const s = step(invocation(), { ...chose.state, circuits: { a: taken } }, { kind: 'refused', reason: 'circuit half-open, 1 trial call in flight' }, T0 + 1);
+    expect(s.next).toEqual({ kind: 'call', candidate: B, attempt: 1, suffix: 1 });
+    expect(s.state).toMatchObject({ index: 1, onCandidate: 1, attempts: 1, trial: undefined });
+    expect(s.state.notes).toEqual(['skipped gpt-4o-mini@a: trial call refused (circuit half-open, 1 trial call in flight)']);
+    expect(s.circuits).toEqual([]);
+  });
+
+  it('given a 429 with Retry-After, then the deployment is paused (not failed) and the retry waits that long', () => {
+    const s = last(
+      run(invocation(), [
+        [start, T0],
+        [failed({ status: 429, retryAfterMs: 500, message: 'slow down' }), T0 + 80],
+      ]),
+    );
+    expect(s.circuits).toEqual([{ deployment: 'a', input: { kind: 'paused', retryAfterMs: 500, trial: undefined } }]);
+    expect(s.after.a).toMatchObject({ state: 'closed', failures: 0, pausedUntil: T0 + 580 });
+    expect(s.next).toEqual({ kind: 'wait', ms: 500 });
+  });
+
+  it('given a 429 without Retry-After, then the circuit hears nothing it counts', () => {
+    const s = last(
+      run(invocation(), [
+        [start, T0],
+        [failed({ status: 429, message: 'slow down' }), T0 + 80],
+      ]),
+    );
+    expect(s.circuits).toEqual([{ deployment: 'a', input: { kind: 'neutral', trial: undefined } }]);
+    expect(s.after.a).toBe(undefined);
   });
 
   it('given every circuit open, then the request fails with upstream_failed without a call', () => {
@@ -415,8 +446,8 @@ describe('step: the client cancels', () => {
       ],
       { a: openCircuit(T0 - 30_000) },
     );
-    expect(steps[0]!.circuits.a).toMatchObject({ state: 'half-open', trialInFlight: true });
-    expect(last(steps).circuits.a).toMatchObject({ state: 'half-open', trialInFlight: false });
+    expect(steps[0]!.after.a).toMatchObject({ state: 'half-open', trials: { 'r1:1': T0 } });
+    expect(last(steps).after.a).toMatchObject({ state: 'half-open', trials: {} });
   });
 
   it('given no call ran (the cancel came first), then nothing is billed and nothing was attempted', () => {
