@@ -16,6 +16,8 @@ beforeAll(async () => {
   config.tenants.push({ id: 'tiny', keySha256: [hashKey('sk-tiny')], limits: { requestsPerMinute: 3, tokensPerMinute: 1_000_000 } });
   config.deployments.backup = { baseUrl: backup.url, timeoutMs: 10_000 };
   config.models['gpt-4o-mini'].deployments = ['primary', 'backup'];
+  // the fallback test relies on config order (primary first); weighted balancing would split them
+  config.models['gpt-4o-mini'].balance = 'ordered';
   config.models['gpt-4o'].deployments = ['primary'];
   config.invoker = { ...config.invoker, maxAttemptsPerDeployment: 1, baseBackoffMs: 5, circuitFailureThreshold: 3, circuitOpenMs: 60_000 };
   // the degrader is exercised by its own tests; here its level must only move when we say so
