@@ -3,6 +3,7 @@ import type { Delivery } from '@sluice/bus';
 import { withTrace, type Logger } from '@sluice/telemetry';
 import { startAttempts, type AttemptOutcome, type Invocation, type Step } from './attempts.js';
 import { Unsendable, type BodyReader } from './body.js';
+import { Balancer } from './balance.js';
 import { attemptCall } from './call.js';
 import type { Cancels } from './cancels.js';
 import { closedCircuit, decide, type Circuit, type Outcome } from './circuit.js';
@@ -23,6 +24,8 @@ export interface InvokerDeps {
    * from memory for admission, written by compare-and-set only when a call changes it.
    */
   circuits: CircuitStore;
+  /** Orders each request's deployments (weights, latency EWMA, sticky users) and learns their latency; one per replica. */
+  balancer?: Balancer;
   /** Publishes an event and resolves on the stream's ack; `trace` is the input's trace context. */
   publish: (event: AnyEvent, trace: Trace) => Promise<unknown>;
   /** Sends a message to a client's reply inbox (fire and forget). */
@@ -60,12 +63,14 @@ export type Invoke = (event: SluiceEvent<'chat.routed'>, delivery?: Arrival) => 
  * re-sends the answer without calling the upstream.
  *
  * What to do is decided by `step` (pure, step.ts); this loop only does it: the upstream call, the
- * sleep, the publishes and the writes to the shared circuit map.
+ * sleep, the publishes, and applying each verdict to the shared circuits (a trial slot claimed
+ * before its call; a lost claim is stepped as `refused`).
  */
 export function createInvoker(deps: InvokerDeps): Invoke {
   const now = deps.now ?? Date.now;
   const random = deps.random ?? Math.random;
   const sleep = deps.sleep ?? sleepUnlessCancelled;
+  const balancer = deps.balancer ?? new Balancer(random);
   // what the upstreams say of their own limits, sampled, beside the requests' events (observe-limits.ts)
   const limits = new LimitsObserver((e) => deps.publish(e, {}), deps.log, now);
   const calls = { clients: deps.clients, reply: deps.reply, now, observe: limits.observe };
@@ -89,7 +94,17 @@ export function createInvoker(deps: InvokerDeps): Invoke {
     }
 
     const config = deps.config();
-    const inv: Invocation = { event, delivery, settings: config.invoker, deployments: config.deployments, maxPayload: deps.maxPayload(), random, queuedMs };
+    // the request's deployments in the order to try them (balance.ts), decided once on this replica's view of the circuits
+    const order = balancer.order(event, config, (d) => deps.circuits.view(d) ?? closedCircuit, now());
+    const inv: Invocation = {
+      event: order.event,
+      delivery,
+      settings: config.invoker,
+      deployments: config.deployments,
+      maxPayload: deps.maxPayload(),
+      random,
+      queuedMs,
+    };
     const timeline = new Timeline(publish);
     // applies a change to the shared circuit; the transition is published only by the replica whose write made it
     const settle = async (deployment: string, change: (c: Circuit) => Outcome): Promise<Outcome> => {
@@ -111,6 +126,7 @@ export function createInvoker(deps: InvokerDeps): Invoke {
     const cancel = deps.cancels.watch(requestId);
     try {
       let state = startAttempts(inv);
+      if (order.note !== undefined) state = { ...state, notes: [...state.notes, order.note] };
       let body: Record<string, unknown> | undefined;
       let s: Step | undefined;
       try {
@@ -145,6 +161,7 @@ export function createInvoker(deps: InvokerDeps): Invoke {
               }
             }
             outcome = await attemptCall(calls, { event, body: body!, cancel, queuedMs }, candidate, config.deployments[candidate.deployment]!);
+            balancer.observe(candidate.deployment, outcome, config.invoker);
             break;
           }
           case 'wait':
