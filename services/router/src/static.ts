@@ -110,7 +110,7 @@ export async function answerStatic(
  * `chat.completion`, or a completed `response` with one output message. Usage is zero: no
  * upstream was called. Embeddings have no static answer (the router sheds them).
  */
-export function staticBody(endpoint: Endpoint, content: string, requestId: string, created: number): Record<string, unknown> {
+function staticBody(endpoint: Endpoint, content: string, requestId: string, created: number): Record<string, unknown> {
   if (endpoint === 'responses') {
     return {
       id: `resp_${requestId}`,
