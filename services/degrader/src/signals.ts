@@ -2,7 +2,7 @@ import type { SluiceConfig } from '@sluice/contracts';
 import { windowStats, type Sample, type WindowStats } from './window.js';
 
 /** With every deployment's circuit open nothing can answer a cache miss, so serve from the cache at least. */
-export const ALL_CIRCUITS_OPEN_LEVEL = 2;
+const ALL_CIRCUITS_OPEN_LEVEL = 2;
 
 /** Read at a moment: the request path's backlog, or the budgets' burn. Older than three polls it is not judged. */
 interface Polled {
@@ -39,7 +39,7 @@ export interface SignalState {
 }
 
 /** One signal judged against its lines. */
-export interface Reading {
+interface Reading {
   /** The level it calls for (0: none). */
   level: number;
   /** The highest level whose line less the hysteresis it still reaches: lowering from a level waits until no signal holds it. */
@@ -153,5 +153,5 @@ export function levelOf(value: number, lines: readonly number[], shift: (line: n
   return 0;
 }
 
-export const round = (n: number) => Math.round(n * 100) / 100;
+const round = (n: number) => Math.round(n * 100) / 100;
 export const seconds = (ms: number) => `${Math.round(ms / 100) / 10}s`;
