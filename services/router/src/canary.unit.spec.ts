@@ -8,6 +8,7 @@ const config = parseConfig({
   tenants: [
     { id: 'acme', keySha256: ['0'.repeat(64)] },
     { id: 'other', keySha256: ['1'.repeat(64)] },
+    { id: 'narrow', keySha256: ['2'.repeat(64)], models: ['mid', 'small'] },
   ],
   limits: {
     global: { requestsPerMinute: 1000, tokensPerMinute: 1_000_000 },
@@ -29,7 +30,7 @@ const config = parseConfig({
   canaries: [
     {
       id: 'fresh-model',
-      match: { tenant: 'acme', model: 'mid' },
+      match: { model: 'mid' },
       baseline: 'a',
       variants: [
         { name: 'a', percent: 70 },
@@ -77,7 +78,11 @@ describe('the split by cohort', () => {
   });
 
   it('only requests matching every given field take part', () => {
-    expect(chooseVariant(canaries, {}, 'other', asks('u1'))).toBeUndefined();
+    const narrowed = [{ ...canaries[0]!, match: { tenant: 'acme', feature: 'support', model: 'mid' } }];
+    expect(chooseVariant(narrowed, {}, 'acme', asks('u1', { feature: 'support' }))).toBeDefined();
+    expect(chooseVariant(narrowed, {}, 'other', asks('u1', { feature: 'support' }))).toBeUndefined();
+    expect(chooseVariant(narrowed, {}, 'acme', asks('u1', { feature: 'chat' }))).toBeUndefined();
+    expect(chooseVariant(narrowed, {}, 'acme', asks('u1'))).toBeUndefined();
     expect(chooseVariant(canaries, {}, 'acme', asks('u1', { model: 'small' }))).toBeUndefined();
     expect(chooseVariant(canaries, {}, 'acme', asks('u1', { endpoint: 'embeddings' }))).toBeDefined();
   });
@@ -109,6 +114,12 @@ describe('route with a canary', () => {
   it('a rolled-back canary routes to the baseline, marked as its variant', () => {
     const d = route({ tenant: 'acme', request: asks(userOf('b')) }, config, level0, { 'fresh-model': { at: 1, variant: 'b', reason: 'test' } });
     expect(d).toMatchObject({ candidates: [{ deployment: 'd-mid-a' }, { deployment: 'd-mid-b' }, { deployment: 'd-small' }], variant: { name: 'a' } });
+  });
+
+  it("a variant's model the tenant may not use sends the request to the baseline, and says so", () => {
+    const d = route({ tenant: 'narrow', request: asks(userOf('b')) }, config, level0);
+    expect(d).toMatchObject({ candidates: [{ model: 'mid' }, { model: 'mid' }, { model: 'small' }], variant: { canary: 'fresh-model', name: 'a' } });
+    expect(d.reason).toContain('-> variant b (20 %), but tenant narrow may not use fresh: baseline a');
   });
 
   it('a degraded or downgraded request takes no variant', () => {

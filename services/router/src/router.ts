@@ -93,7 +93,17 @@ export function route(input: RouteInput, config: SluiceConfig, degrade: DegradeS
     why = `model ${model} named by the client`;
   }
 
-  const choice = level === 0 && !input.downgrade ? chooseVariant(config.canaries ?? [], rollbacks, input.tenant, request) : undefined;
+  let choice = level === 0 && !input.downgrade ? chooseVariant(config.canaries ?? [], rollbacks, input.tenant, request) : undefined;
+  const allowed = config.tenants.find((t) => t.id === input.tenant)?.models;
+  if (choice?.variant.model !== undefined && allowed && !allowed.includes(choice.variant.model)) {
+    // a canary does not widen what a tenant may use: its baseline instead
+    const baseline = choice.canary.variants.find((v) => v.name === choice!.canary.baseline)!;
+    choice = {
+      ...choice,
+      variant: baseline,
+      reason: `${choice.reason}, but tenant ${input.tenant} may not use ${choice.variant.model}: baseline ${baseline.name}`,
+    };
+  }
   if (choice) {
     why += `; ${choice.reason}`;
     if (choice.variant.model !== undefined) model = choice.variant.model;
