@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Subscription } from '@nats-io/transport-node';
 import { connectBus, ensureTopology, getJson, publishEvent, putDegrade, watchControl, type Bus, type Buckets } from '@sluice/bus';
 import { eventually, eventuallyFound, startTestBus, type TestBus } from '@sluice/bus/testing';
-import { ControlKeys, makeEvent, ServiceName, Subjects, type DegradeState, type SluiceEvent } from '@sluice/contracts';
+import { ControlKeys, Consumers, makeEvent, ServiceName, Subjects, Topology, type DegradeState, type SluiceEvent } from '@sluice/contracts';
 import { createLogger } from '@sluice/telemetry';
 import { testConfig } from './fixtures.js';
 import { startReplica, type Replica } from './replica.js';
@@ -79,6 +79,9 @@ beforeAll(async () => {
   testBus = await startTestBus(config, { name: 'degrader' });
   ({ bus, buckets } = testBus);
   sub = bus.nc.subscribe(Subjects.eventsOf('degrade.changed'), { callback: (_, m) => void changes.push(m.json()) });
+  // the shared durable of the single-replica degrader, as an upgraded deployment has it
+  const legacy = Consumers.degraderInvoke;
+  await bus.jsm.consumers.add(Topology.stream.name, { durable_name: legacy.durable, filter_subject: legacy.filter, ack_policy: 'explicit' });
   await startOne();
   await startOne();
 });
@@ -90,6 +93,10 @@ afterAll(async () => {
 });
 
 describe('two degrader replicas', () => {
+  it('drop the shared durable the single replica consumed (each follows the events itself)', async () => {
+    await expect(bus.jsm.consumers.info(Topology.stream.name, Consumers.degraderInvoke.durable)).rejects.toThrow();
+  });
+
   it('exactly one leads, and a burst of failures moves the level once per step, never twice', async () => {
     await waitFor('a leader', () => (leaders().length === 1 ? true : undefined));
     expect(await mostLeadersAtOnce(500)).toBe(1);

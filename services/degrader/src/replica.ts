@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Closer, ServiceContext } from '@sluice/bus';
-import { Consumers, Topology } from '@sluice/contracts';
+import { Consumers, replayDurable, Topology } from '@sluice/contracts';
 import { watchCircuits } from './circuits-kv.js';
 import { followEvents } from './follow.js';
 import { onAttempt, onCircuitEvent, onOverride } from './handlers.js';
@@ -66,9 +66,13 @@ export async function startReplica(ctx: Pick<ServiceContext, 'bus' | 'buckets' |
 
 /**
  * The shared durables the degrader used before it followed events per replica. Left alone they
- * would keep their position and unacked messages on the server for ever.
+ * would keep their position and unacked messages on the server for ever. A replica of the old
+ * build still running during a rolling upgrade recreates them; the next start drops them again.
  */
 async function dropLegacyDurables({ bus }: Pick<ServiceContext, 'bus'>): Promise<void> {
-  for (const durable of [Consumers.degraderInvoke.durable, Consumers.degraderCircuit.durable])
+  for (const durable of [Consumers.degraderInvoke.durable, Consumers.degraderCircuit.durable]) {
     await bus.jsm.consumers.delete(Topology.stream.name, durable).catch(() => undefined);
+    // and its dead letters' replay consumer (consumeReplays): nothing the degrader parks is worth a replay
+    await bus.jsm.consumers.delete(Topology.deadLetters.name, replayDurable(durable)).catch(() => undefined);
+  }
 }
