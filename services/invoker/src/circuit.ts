@@ -147,7 +147,7 @@ function recordSuccess(c: Circuit, trial?: string, s: TrialSettings = {}): Outco
       if (!holds(c, trial)) return { circuit: c };
       const successes = (c.successes ?? 0) + 1;
       if (successes >= (s.circuitSuccessesToClose ?? 1)) {
-        return { circuit: { ...closedCircuit, transitions: c.transitions + 1 }, transition: { to: 'closed', successes } };
+        return { circuit: { ...closedCircuit, transitions: c.transitions + 1, ...paused(c) }, transition: { to: 'closed', successes } };
       }
       return { circuit: { ...release(c, trial!, s), successes } };
     }
@@ -163,7 +163,7 @@ function recordSuccess(c: Circuit, trial?: string, s: TrialSettings = {}): Outco
 /** The deployment failed (5xx, timeout, connection, our key refused). */
 function recordFailure(c: Circuit, now: number, s: CircuitSettings, trial?: string): Outcome {
   const open = (failures: number): Outcome => ({
-    circuit: { state: 'open', failures, openedAt: now, transitions: c.transitions + 1 },
+    circuit: { state: 'open', failures, openedAt: now, transitions: c.transitions + 1, ...paused(c) },
     transition: { to: 'opened', failures, openForMs: s.circuitOpenMs },
   });
   switch (c.state) {
@@ -197,6 +197,11 @@ function pause(c: Circuit, now: number, retryAfterMs: number): Outcome {
   const until = now + retryAfterMs;
   if (until <= (c.pausedUntil ?? 0) + Math.min(1000, retryAfterMs / 10)) return { circuit: c };
   return { circuit: { ...c, pausedUntil: until }, transition: { to: 'paused', retryAfterMs, until } };
+}
+
+/** A pause outlives the circuit's transitions: the upstream's Retry-After still holds. */
+function paused(c: Circuit): Pick<Circuit, 'pausedUntil'> {
+  return c.pausedUntil ? { pausedUntil: c.pausedUntil } : {};
 }
 
 function holds(c: Circuit, trial: string | undefined): boolean {

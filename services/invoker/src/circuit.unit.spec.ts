@@ -118,6 +118,15 @@ describe('circuit', () => {
     expect(decide(p, { kind: 'paused', retryAfterMs: 5000 }, 150, s)).toMatchObject({ circuit: { pausedUntil: 5150 }, transition: { until: 5150 } });
   });
 
+  it('a pause outlives the circuit opening and closing', () => {
+    const p = decide(closedCircuit, { kind: 'paused', retryAfterMs: 60_000 }, 0, s).circuit;
+    const open = given(p, fail(3, 10)).circuit;
+    expect(open).toMatchObject({ state: 'open', pausedUntil: 60_000 });
+    const half = decide({ ...open, pausedUntil: 500 }, { kind: 'trial', trial: 't1' }, 1010, s).circuit;
+    const closed = decide({ ...half, pausedUntil: 90_000 }, { kind: 'success', trial: 't1' }, 1020, s).circuit;
+    expect(closed).toEqual({ ...closedCircuit, transitions: 2, pausedUntil: 90_000 });
+  });
+
   it('a trial answered 429 with Retry-After gives its slot back and pauses', () => {
     const half = decide(opened(), { kind: 'trial', trial: 't1' }, 1000, s).circuit;
     expect(decide(half, { kind: 'paused', retryAfterMs: 500, trial: 't1' }, 1010, s).circuit).toMatchObject({
