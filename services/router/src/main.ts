@@ -11,6 +11,6 @@ await runService(ServiceName.Router, async ({ bus, control, log }) => [
     // a request nobody waits for any more ends here (chat.failed) instead of going on
     failPastDeadline: true,
     log,
-    handler: onCacheMissed({ control, log }),
+    handler: onCacheMissed({ control, log, bus }),
   }),
 ]);
