@@ -29,34 +29,46 @@ export interface Policy {
 
 /**
  * Two EWMAs count as a tie, settled by weight, while the slower is within 1.5 times the faster or
- * 25 ms of it. With two deployments every pair is mixed, so without a band the noise of a few ms
- * would decide every choice and the weights would mean nothing; LLM latencies also swing with
- * the answer's length. A deployment made slow (a 300 ms first byte against 5 ms) is far outside
- * it. The cost: a deployment up to 1.5 times slower keeps its full weighted share.
+ * 50 ms of it: the noise of a few ms (a GC pause, a busy event loop) and LLM latencies swinging
+ * with the answer's length should not override the weights. The cost: a deployment up to 1.5
+ * times (or 50 ms) slower keeps its full weighted share.
  */
 const TIE_RATIO = 1.5;
-const TIE_MS = 25;
+const TIE_MS = 50;
+
+/**
+ * A deployment whose EWMA is more than 3 times the best healthy one's and over 200 ms above it is
+ * slow: it leaves the draw (tried after the others, before the unhealthy ones) until a fresh
+ * measurement says otherwise. Power of two choices alone cannot take traffic from a heavy
+ * deployment (at 9:1 both draws are the heavy one 81 % of the time); this can. The bands are
+ * wide because load moves latency too: the deployment with the most traffic is measured slower.
+ */
+const SLOW_RATIO = 3;
+const SLOW_MS = 200;
 
 /**
  * A latency older than this counts as unmeasured again, so a deployment that lost its traffic for
- * being slow gets one request now and then and wins its share back once it is fast. Costs about
- * one request per deployment per 5 s per replica sent to a deployment that may still be slow.
+ * being slow (or for one unlucky sample) gets a request and is measured again. Costs about one
+ * request per slow deployment per 2 s per replica, at the slow deployment's latency.
  */
-const STALE_MS = 5_000;
+const STALE_MS = 2_000;
 
 /**
  * The order a model's block of deployments is tried in, and the reason for its first choice.
- * `ordered`: config order. `sticky` with a user: rendezvous hashing of (user, model, deployment)
- * weighted by weight, so a user keeps one deployment while it is healthy and only the users of a
- * failed one move. Otherwise power of two choices: two distinct deployments sampled by weight,
- * the one with the lower latency EWMA taken (a tie goes to the first sampled, so equal latencies
- * give the weights' split exactly). Then the rest the same way, and the unhealthy ones last in
- * config order. Weight 0 takes traffic only when every healthy deployment has weight 0. Pure.
+ * `ordered`: config order. Otherwise the healthy ones that are not slow (`SLOW_RATIO`) first:
+ * with `sticky` and a user, by rendezvous hashing of (user, model, deployment) weighted by
+ * weight, so a user keeps one deployment while it is healthy and only the users of a failed one
+ * move; else by power of two choices: two draws by weight (with replacement), the one with the
+ * lower latency EWMA taken, a tie to the first draw, so comparable latencies give the weights'
+ * split exactly and a faster deployment wins the mixed pairs. An unmeasured one counts as the
+ * fastest, so it gets measured. Then the slow ones (fastest first), then the open or paused ones
+ * in config order, where pickCandidate skips them. Weight 0 (a spare) comes after every weighted
+ * one, slow ones included, so it takes traffic only when they are open or paused. Pure.
  *
  * @example
- * orderBlock([{ deployment: 'east', weight: 9, latency: 120, healthy: true }, { deployment: 'west', weight: 1, latency: 480, healthy: true }],
- *   { balance: 'weighted', sticky: false, model: 'm' }, Math.random)
- * // { order: [0, 1], reason: 'm@east chosen of east, west by weight 9:1 and latency 120 ms vs 480 ms (p2c)' }
+ * orderBlock([{ deployment: 'east', weight: 9, latency: 120, healthy: true }, { deployment: 'west', weight: 1, latency: 200, healthy: true }],
+ *   { balance: 'weighted', sticky: false, model: 'm' }, random)
+ * // { order: [0, 1], reason: 'm@east chosen of east, west by weight 9:1 and latency 120 ms vs 200 ms (p2c)' }
  */
 export function orderBlock(options: readonly Option[], policy: Policy, random: () => number): { order: number[]; reason?: string } {
   const all = options.map((_, i) => i);
@@ -66,52 +78,54 @@ export function orderBlock(options: readonly Option[], policy: Policy, random: (
   const healthy = all.filter((i) => options[i]!.healthy);
   const unhealthy = all.filter((i) => !options[i]!.healthy);
   if (healthy.length === 0) return { order: all };
+  const best = Math.min(...healthy.map((i) => options[i]!.latency).filter((l): l is number => typeof l === 'number'));
+  const isSlow = (i: number) => {
+    const l = options[i]!.latency;
+    return typeof l === 'number' && l > best + Math.max(SLOW_MS, (SLOW_RATIO - 1) * best);
+  };
   const order: number[] = [];
-  let reason: string;
-  if (policy.sticky && policy.user !== undefined) {
-    const key = `${policy.user}\n${policy.model}`;
-    const ranked = [...healthy].sort((a, b) => rendezvous(key, options[a]!) - rendezvous(key, options[b]!));
-    order.push(...ranked);
-    reason = `${policy.model}@${options[ranked[0]!]!.deployment} chosen of ${names} for its user (sticky)${down(options, unhealthy)}`;
-  } else {
-    // weight 0 is a spare: drawn only after every weighted one (when they are down, first)
-    const tiers = [healthy.filter((i) => options[i]!.weight > 0), healthy.filter((i) => options[i]!.weight <= 0)];
-    let why: string | undefined;
-    for (let rest of tiers) {
-      while (rest.length) {
+  const notes: string[] = [];
+  let why: string | undefined;
+  // weight 0 is a spare: after every weighted one, slow ones included ("none unless the others are down")
+  for (const group of [healthy.filter((i) => options[i]!.weight > 0), healthy.filter((i) => options[i]!.weight <= 0)]) {
+    const drawn = group.filter((i) => !isSlow(i));
+    const slow = group.filter(isSlow).sort((a, b) => (options[a]!.latency as number) - (options[b]!.latency as number));
+    if (policy.sticky && policy.user !== undefined) {
+      const key = `${policy.user}\n${policy.model}`;
+      order.push(...[...drawn].sort((a, b) => rendezvous(key, options[a]!) - rendezvous(key, options[b]!)));
+      if (drawn.length) why ??= 'for its user (sticky)';
+    } else {
+      for (let rest = drawn; rest.length;) {
         const next = p2c(options, rest, random);
         why ??= next.why;
         order.push(next.index);
         rest = rest.filter((i) => i !== next.index);
       }
     }
-    reason = `${policy.model}@${options[order[0]!]!.deployment} chosen of ${names} ${why!}${down(options, unhealthy)}`;
+    why ??= slow.length ? 'as the fastest of the slow' : undefined;
+    order.push(...slow);
+    for (const i of slow) notes.push(`${options[i]!.deployment} slow (${show(options[i]!.latency)} vs ${show(best)})`);
   }
+  if (unhealthy.length) notes.push(`${unhealthy.map((i) => options[i]!.deployment).join(', ')} open or paused`);
+  const reason = `${policy.model}@${options[order[0]!]!.deployment} chosen of ${names} ${why!}${notes.map((n) => `; ${n}`).join('')}`;
   return { order: [...order, ...unhealthy], reason };
 }
 
-/** The unhealthy ones of a block, for the reason. */
-function down(options: readonly Option[], unhealthy: readonly number[]): string {
-  return unhealthy.length ? `; ${unhealthy.map((i) => options[i]!.deployment).join(', ')} open or paused` : '';
-}
-
-/** Power of two choices over `pool` (indexes of healthy options): the pick and why, for the timeline. */
+/** Power of two choices over `pool` (indexes of options in the draw): the pick and why, for the timeline. */
 function p2c(options: readonly Option[], pool: readonly number[], random: () => number): { index: number; why: string } {
   if (pool.length === 1) return { index: pool[0]!, why: 'as the only choice' };
   const a = sample(options, pool, random);
-  const b = sample(
-    options,
-    pool.filter((i) => i !== a),
-    random,
-  );
+  const b = sample(options, pool, random);
   const [oa, ob] = [options[a]!, options[b]!];
+  if (a === b) return { index: a, why: `drawn twice by weight ${weights(options, pool)} (p2c)` };
   const cmp = compare(oa.latency, ob.latency);
   const index = cmp <= 0 ? a : b;
   const [win, lose] = index === a ? [oa, ob] : [ob, oa];
-  const weights = `weight ${fmt(win.weight)}:${fmt(lose.weight)}`;
-  const latency = `latency ${show(win.latency)} vs ${show(lose.latency)}`;
-  return { index, why: `by ${weights} and ${latency} (p2c${cmp === 0 ? ', a tie: by weight' : ''})` };
+  const tie = cmp === 0 ? ', a tie: the first draw' : '';
+  return { index, why: `by weight ${fmt(win.weight)}:${fmt(lose.weight)} and latency ${show(win.latency)} vs ${show(lose.latency)} (p2c${tie})` };
 }
+
+const weights = (options: readonly Option[], pool: readonly number[]) => pool.map((i) => fmt(options[i]!.weight)).join(':');
 
 /** One index of `pool`, drawn by weight (uniformly when every weight there is 0). */
 function sample(options: readonly Option[], pool: readonly number[], random: () => number): number {

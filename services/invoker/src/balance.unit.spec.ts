@@ -41,12 +41,21 @@ describe('orderBlock: weighted (power of two choices)', () => {
     expect(s.east! / 10_000).toBeLessThan(0.92);
   });
 
-  it('gives a clearly slower deployment nothing while a faster one is healthy, whatever its weight', () => {
-    expect(shares([opt('east', 9, 160), opt('west', 1, 100)], weighted, 1000)).toEqual({ west: 1000 });
+  it('gives a slow deployment nothing while a fast one is healthy, whatever its weight', () => {
+    expect(shares([opt('east', 9, 900), opt('west', 1, 100)], weighted, 1000)).toEqual({ west: 1000 });
   });
 
-  it('sends an unmeasured deployment a request, so it gets measured', () => {
-    expect(shares([opt('east', 9, 100), opt('west', 1, 'unmeasured')], weighted, 100)).toEqual({ west: 100 });
+  it('lets a somewhat slower one lose only the mixed draws (9:1 -> about 81 %)', () => {
+    const s = shares([opt('east', 9, 160), opt('west', 1, 100)], weighted, 10_000);
+    expect(s.east! / 10_000).toBeGreaterThan(0.79);
+    expect(s.east! / 10_000).toBeLessThan(0.83);
+  });
+
+  it('counts an unmeasured deployment as the fastest, so it gets measured', () => {
+    // west wins every mixed draw: 1 % + 18 %
+    const s = shares([opt('east', 9, 100), opt('west', 1, 'unmeasured')], weighted, 10_000);
+    expect(s.west! / 10_000).toBeGreaterThan(0.17);
+    expect(s.west! / 10_000).toBeLessThan(0.21);
   });
 
   it('never picks an open or paused one first, and puts it last', () => {
@@ -64,9 +73,15 @@ describe('orderBlock: weighted (power of two choices)', () => {
   });
 
   it('says why, with the weights and latencies it compared', () => {
-    const { order, reason } = orderBlock([opt('east', 9, 120), opt('west', 1, 480)], weighted, seeded(1));
-    expect(order).toEqual([0, 1]);
-    expect(reason).toBe('m@east chosen of east, west by weight 9:1 and latency 120 ms vs 480 ms (p2c)');
+    const reasons = new Set(Array.from({ length: 50 }, (_, i) => orderBlock([opt('east', 9, 120), opt('west', 1, 200)], weighted, seeded(i)).reason));
+    expect([...reasons].sort()).toEqual([
+      'm@east chosen of east, west by weight 9:1 and latency 120 ms vs 200 ms (p2c)',
+      'm@east chosen of east, west drawn twice by weight 9:1 (p2c)',
+      'm@west chosen of east, west drawn twice by weight 9:1 (p2c)',
+    ]);
+    expect(orderBlock([opt('east', 9, 900), opt('west', 1, 100), opt('north', 1, 100, false)], weighted, seeded(1)).reason).toBe(
+      'm@west chosen of east, west, north as the only choice; east slow (900 ms vs 100 ms); north open or paused',
+    );
   });
 
   it('keeps config order when ordered', () => {
@@ -141,15 +156,16 @@ describe('Balancer', () => {
     const closed = () => closedCircuit;
     const got = b.order(routed(candidates), config, closed, 1500);
     expect(got.event.data.candidates.map((c) => `${c.model}@${c.deployment}`)).toEqual(['m@west', 'm@east', 'n@east']);
-    expect(got.note).toBe('m@west chosen of east, west by weight 1:1 and latency 100 ms vs 800 ms (p2c)');
+    expect(got.note).toBe('m@west chosen of east, west as the only choice; east slow (800 ms vs 100 ms)');
 
-    // the EWMA moves: west gets slow (alpha 0.5: 100 -> 1050 -> 1525)
+    // the EWMA moves: east recovers (alpha 0.5: 800 -> 450 -> 275 -> 188), west gets slow (100 -> 1050 -> 1525)
+    for (const at of [1600, 1700, 1800]) b.observe('east', answered(100), config.invoker, at);
     b.observe('west', answered(2000), config.invoker, 1600);
     b.observe('west', answered(2000), config.invoker, 1700);
-    expect(b.order(routed(candidates), config, closed, 1800).event.data.candidates[0]!.deployment).toBe('east');
+    expect(b.order(routed(candidates), config, closed, 1900).event.data.candidates[0]!.deployment).toBe('east');
 
     const open: Circuit = { ...closedCircuit, state: 'open', openedAt: 1700 };
-    const withOpen = b.order(routed(candidates), config, (d) => (d === 'east' ? open : closedCircuit), 1800);
+    const withOpen = b.order(routed(candidates), config, (d) => (d === 'east' ? open : closedCircuit), 1900);
     expect(withOpen.event.data.candidates[0]!.deployment).toBe('west');
     expect(withOpen.note).toBe('m@west chosen of east, west as the only choice; east open or paused');
   });
@@ -162,7 +178,7 @@ describe('Balancer', () => {
     expect(b.order(routed(candidates), config, closed, 1000).event.data.candidates[0]!.deployment).toBe('east');
     // east measured since; west not for 6 s: west is probed once, then the old figure stands until it answers
     b.observe('east', answered(100), config.invoker, 5900);
-    expect(b.order(routed(candidates), config, closed, 6000).event.data.candidates[0]!.deployment).toBe('west');
-    expect(b.order(routed(candidates), config, closed, 6001).event.data.candidates[0]!.deployment).toBe('east');
+    const firsts = Array.from({ length: 40 }, (_, i) => b.order(routed(candidates), config, closed, 6000 + i).event.data.candidates[0]!.deployment);
+    expect(firsts.filter((d) => d === 'west')).toEqual(['west']);
   });
 });
