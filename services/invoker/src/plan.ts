@@ -93,6 +93,8 @@ export interface Pick {
 /**
  * The first candidate from `from` on that is configured and whose circuit lets a call through.
  * Skipping an open circuit is the point of having one: the request goes straight to the fallback.
+ * The candidates come in the order balance.ts gave this request (a model's deployments by weight
+ * and latency, open or paused ones last); this only passes over what cannot be called now.
  */
 export function pickCandidate(
   candidates: readonly Candidate[],
