@@ -160,7 +160,7 @@ describe('two degrader replicas', () => {
     expect(transitions()).toEqual([[4, 3]]);
   });
 
-  it('when the leader stops gracefully it hands the lease back and the follower takes over within a beat', async () => {
+  it('when the leader stops gracefully it hands the lease back and the follower, watching the key, takes over at once', async () => {
     const [leader] = leaders();
     const other = replicas.find((r) => r !== leader)!;
     const stoppedAt = Date.now();

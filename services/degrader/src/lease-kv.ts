@@ -85,7 +85,8 @@ function safeJson(bytes: Uint8Array): unknown {
 }
 
 /**
- * Beats every third of the lease (the period follows `leaseMs` changes) until stopped.
+ * Beats every third of the lease (the period follows `leaseMs` changes) until stopped, and at
+ * once when the lease is handed back. Cost: a watch on one key.
  *
  * @example
  * const lease = holdLease(buckets.leases, { holder: `${hostname()}-${process.pid}`, leaseMs: () => 6000, log });
@@ -100,11 +101,21 @@ export async function holdLease(kv: KV, opts: LeaseOptions): Promise<HeldLease> 
   };
   await lease.beat();
   schedule();
+  // a lease handed back (or deleted) is taken at once rather than at the next beat
+  const watcher = await kv.watch({ key: LEASE_KEY });
+  void (async () => {
+    for await (const e of watcher) {
+      if (stopped || lease.leading()) continue;
+      const record = e.operation === 'PUT' && e.length > 0 ? asLease(safeJson(e.value)) : undefined;
+      if (!record || record.until <= (opts.now ?? Date.now)()) void lease.beat();
+    }
+  })();
   return {
     ...lease,
     async stop() {
       stopped = true;
       clearTimeout(timer);
+      watcher.stop();
       await lease.stop();
     },
   };
