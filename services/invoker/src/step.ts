@@ -53,6 +53,16 @@ function callNext(d: Draft): Step {
   for (const skipped of pick.skipped) d.note(skipped);
   const candidate = candidates[pick.index];
   if (!candidate || !pick.circuit) {
+    // a deployment paused by its upstream's 429 is waited for, as a retry after its Retry-After would be
+    const resume = pauseEnd(d, index);
+    if (resume !== undefined && resume < ctx.deadline) {
+      d.note(`waiting ${resume - d.now} ms for the pause to end`);
+      return d.done({ kind: 'wait', ms: resume - d.now });
+    }
+    if (resume !== undefined && !last) {
+      const why = `every deployment left is paused by its upstream's Retry-After past the deadline`;
+      return fail(d, 'rate_limit_exceeded', Errors.rate_limit_exceeded.message, why, { retryAfterMs: resume - d.now });
+    }
     const code = exhaustedCode(d.now, ctx.deadline, last);
     const message = last
       ? `${Errors[code].message} Last error (${attempts} attempts): ${last.message}`
@@ -67,6 +77,20 @@ function callNext(d: Draft): Step {
   const trial = admit(d.circuitOf(candidate.deployment), d.now, d.inv.settings).trial ? `${d.inv.event.requestId}:${suffix}` : undefined;
   d.update({ index: pick.index, onCandidate: (pick.index === index ? onCandidate : 0) + 1, attempts: attempt, trial });
   return d.done({ kind: 'call', candidate, attempt, suffix, ...(trial !== undefined ? { trial } : {}) });
+}
+
+/**
+ * When the first of the candidates from `from` on that is only paused (429 Retry-After) would be
+ * admitted again (epoch ms); undefined when none is paused, or each paused one is also open.
+ */
+function pauseEnd(d: Draft, from: number): number | undefined {
+  let end: number | undefined;
+  for (const { deployment } of d.inv.event.data.candidates.slice(from)) {
+    if (!d.inv.deployments[deployment]) continue;
+    const until = d.circuitOf(deployment).pausedUntil ?? 0;
+    if (until > d.now && admit(d.circuitOf(deployment), until, d.inv.settings).allow) end = Math.min(end ?? until, until);
+  }
+  return end;
 }
 
 /**

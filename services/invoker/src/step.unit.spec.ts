@@ -3,6 +3,7 @@ import type { AnyEvent, ChatErrorReply, ChatResult } from '@sluice/contracts';
 import { A, answered, B, DEADLINE, failed, invocation, openCircuit, run, settings, T0, type Stepped } from './fixtures.js';
 import { answer, chatResult, contentOf } from '@sluice/contracts/testing';
 import { step, unsendable } from './step.js';
+import { closedCircuit } from './circuit.js';
 import { startAttempts } from './attempts.js';
 
 const start = { kind: 'start' } as const;
@@ -314,6 +315,30 @@ describe('step: circuits', () => {
     expect(s.circuits).toEqual([{ deployment: 'a', input: { kind: 'paused', retryAfterMs: 500, trial: undefined } }]);
     expect(s.after.a).toMatchObject({ state: 'closed', failures: 0, pausedUntil: T0 + 580 });
     expect(s.next).toEqual({ kind: 'wait', ms: 500 });
+  });
+
+  it('given the only deployments left are paused, then the request waits for the first pause to end', () => {
+    const paused = (until: number) => ({ state: 'closed' as const, failures: 0, openedAt: 0, transitions: 0, pausedUntil: until });
+    const steps = run(
+      invocation(),
+      [
+        [start, T0],
+        [waited, T0 + 700],
+      ],
+      { a: paused(T0 + 900), b: paused(T0 + 700) },
+    );
+    expect(steps[0]!.next).toEqual({ kind: 'wait', ms: 700 });
+    expect(last(steps).next).toMatchObject({ kind: 'call', candidate: B, attempt: 1 });
+    expect(last(steps).events).toEqual([]);
+  });
+
+  it('given a pause that ends after the deadline, then the request fails at once with rate_limit_exceeded and the wait', () => {
+    const s = last(run(invocation([A]), [[start, T0]], { a: { ...closedCircuit, pausedUntil: DEADLINE + 5000 } }));
+    expect(s.next).toMatchObject({
+      kind: 'conclude',
+      terminal: { type: 'chat.failed', data: { code: 'rate_limit_exceeded', status: 429, attempts: 0 } },
+      reply: { error: { code: 'rate_limit_exceeded', retryAfterMs: DEADLINE + 5000 - T0 } },
+    });
   });
 
   it('given a 429 without Retry-After, then the circuit hears nothing it counts', () => {
