@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import type { Candidate, ChatReply, Deployment, SluiceEvent } from '@sluice/contracts';
+import type { Candidate, ChatReply, Deployment, SluiceEvent, Variant } from '@sluice/contracts';
 import { streamReader } from './answer.js';
 import type { AttemptOutcome } from './attempts.js';
 import { outgoing } from './outgoing.js';
@@ -23,6 +23,8 @@ export interface CallInput {
   cancel: AbortSignal;
   /** ms the request waited in its lane: sent with the first chunk, for the `x-sluice-queue-ms` header. */
   queuedMs?: number;
+  /** The request's canary variant (outgoing.ts `variantOf`): its system message and sampling params are applied to the body. */
+  variant?: Variant;
 }
 
 /**
@@ -41,7 +43,12 @@ export async function attemptCall(deps: CallDeps, input: CallInput, candidate: C
   const started = performance.now();
   const latency = () => Math.round((performance.now() - started) * 10) / 10;
   const model = deployment.upstreamModel ?? candidate.model;
-  const request = outgoing(endpoint, body, { model, stream: ctx.request.stream, ...(maxTokens !== undefined ? { maxTokens } : {}) });
+  const request = outgoing(endpoint, body, {
+    model,
+    stream: ctx.request.stream,
+    ...(maxTokens !== undefined ? { maxTokens } : {}),
+    ...(input.variant ? { variant: input.variant } : {}),
+  });
   const reader = request.stream ? streamReader(endpoint, requestId, request.addedUsage) : undefined;
   try {
     const answer = await callUpstream({

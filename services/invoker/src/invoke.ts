@@ -9,6 +9,7 @@ import type { Cancels } from './cancels.js';
 import { closedCircuit, decide, type Circuit, type Outcome } from './circuit.js';
 import { circuitEvent } from './circuit-events.js';
 import type { CircuitStore } from './circuit-store.js';
+import { variantOf } from './outgoing.js';
 import { decideDelivery, mayHaveAnswer, type DeliveryCount, type StoredAnswer } from './replay.js';
 import type { ResultStore } from './results.js';
 import { step, unsendable } from './step.js';
@@ -94,6 +95,8 @@ export function createInvoker(deps: InvokerDeps): Invoke {
     }
 
     const config = deps.config();
+    // a canary variant's system message and sampling params, from the live config (outgoing.ts)
+    const variant = variantOf(config, ctx.variant);
     // the request's deployments in the order to try them (balance.ts), decided once on this replica's view of the circuits
     const order = balancer.order(event, config, (d) => deps.circuits.view(d) ?? closedCircuit, now());
     const inv: Invocation = {
@@ -160,7 +163,12 @@ export function createInvoker(deps: InvokerDeps): Invoke {
                 break;
               }
             }
-            outcome = await attemptCall(calls, { event, body: body!, cancel, queuedMs }, candidate, config.deployments[candidate.deployment]!);
+            outcome = await attemptCall(
+              calls,
+              { event, body: body!, cancel, queuedMs, ...(variant ? { variant } : {}) },
+              candidate,
+              config.deployments[candidate.deployment]!,
+            );
             balancer.observe(candidate.deployment, outcome, config.invoker);
             break;
           }
