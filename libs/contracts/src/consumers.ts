@@ -68,7 +68,12 @@ export const Consumers = {
     // chat.completed: the static answer of degrade level 3
     emits: [E.ChatRouted, E.ChatShed, E.ChatCompleted, E.ChatFailed],
   },
-  /** The degrader folds attempts and circuit changes into its window; its loop emits degrade.changed. */
+  /**
+   * The degrader folds attempts and circuit changes into its window; its loop emits degrade.changed.
+   * Each degrader replica reads these filters with an ordered consumer of its own (every replica
+   * must see every attempt; only the lease holder decides: docs/degrader.md). The durable names are
+   * those of the shared durables it used before, which it deletes at start.
+   */
   degraderInvoke: {
     durable: 'degrader-invoke',
     service: ServiceName.Degrader,
@@ -80,7 +85,7 @@ export const Consumers = {
     durable: 'degrader-circuit',
     service: ServiceName.Degrader,
     filter: Subjects.family('circuit'),
-    receives: [E.CircuitOpened, E.CircuitClosed],
+    receives: [E.CircuitOpened, E.CircuitHalfOpened, E.CircuitClosed],
     emits: [],
   },
   /**
