@@ -15,7 +15,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startSim } from '@sluice/openai-sim';
+import { seededRandom, startSim } from '@sluice/openai-sim';
 import { minimalConfig, startTestBus } from '@sluice/bus/testing';
 import { encodeEntry, semanticKeyOf, type SemanticEntry } from '../services/cache/src/semantic/entry.js';
 import { SemanticIndex } from '../services/cache/src/semantic/index.js';
@@ -29,16 +29,7 @@ const MODEL = 'text-embedding-3-small';
 const CONTEXT = '0'.repeat(64);
 
 /** Deterministic randomness (mulberry32), so two runs embed the same texts. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 const OPENERS = [
   'How do I',

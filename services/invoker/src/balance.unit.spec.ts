@@ -2,19 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { makeEvent, ServiceName, type Candidate, type SluiceConfig } from '@sluice/contracts';
 import { chatRequest } from '@sluice/contracts/testing';
 import { Balancer, orderBlock, type Option, type Policy } from './balance.js';
+import { seededRandom } from '@sluice/openai-sim';
 import { closedCircuit, type Circuit } from './circuit.js';
 
 /** A seeded random (mulberry32): the same draws every run, so the shares below are exact. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const seeded = seededRandom;
 
 const weighted: Policy = { balance: 'weighted', sticky: false, model: 'm' };
 const opt = (deployment: string, weight: number, latency: Option['latency'] = 'unmeasured', healthy = true): Option => ({
