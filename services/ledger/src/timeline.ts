@@ -31,6 +31,9 @@ export interface RequestReport {
   cacheHit: boolean;
   /** `exact`, `semantic` or `coalesced` for a cached answer; null otherwise. */
   cacheKind: string | null;
+  /** The canary the request matched and the variant it took (docs/canaries.md); null for none. */
+  canary: string | null;
+  variant: string | null;
   inputTokens: number;
   outputTokens: number;
   /** USD, unrounded (one request can cost less than the 1e-6 that sums are rounded to). */
@@ -107,6 +110,8 @@ export async function requestReport(db: Db, requestId: string, access?: ContentA
     attempts: r?.attempts ?? null,
     cacheHit: r?.cache_hit ?? false,
     cacheKind: r?.cache_kind ?? null,
+    canary: r?.canary ?? null,
+    variant: r?.variant ?? null,
     inputTokens: Number(r?.input_tokens ?? 0),
     outputTokens: Number(r?.output_tokens ?? 0),
     costUsd: Number(r?.cost_usd ?? 0),

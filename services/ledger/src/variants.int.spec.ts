@@ -104,6 +104,12 @@ describe('GET /v1/variants', () => {
     const bad = await app.inject({ url: '/v1/variants?canary=', headers: asAdmin });
     expect(bad.statusCode).toBe(400);
   });
+
+  it("names the canary and the variant on one request's report", async () => {
+    const res = await app.inject({ url: '/v1/requests/fb0', headers: asAdmin });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toMatchObject({ canary: 'fresh', variant: 'b' });
+  });
 });
 
 describe('the canary guard', () => {
