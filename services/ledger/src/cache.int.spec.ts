@@ -2,18 +2,13 @@
 // projected through applyBatch (the projector's own transaction), the report read over HTTP,
 // embedding spend in /v1/costs and in budget counters, the same numbers after a replay, and the
 // migration's marking of hits projected before it.
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pg from 'pg';
 import { Migrator, sql, type Migration } from 'kysely';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeEvent, type AnyEvent } from '@sluice/contracts';
 import { missed } from '@sluice/contracts/testing';
 import { createLogger } from '@sluice/telemetry';
-import { createDb, type Db } from './db.js';
+import type { Db } from './db.js';
 import { migrate } from './migrate.js';
 import * as init from './migrations/20251121000000_init.js';
 import * as endpointsCancelled from './migrations/20261130000000_endpoints_cancelled.js';
@@ -22,6 +17,7 @@ import { buildApp } from './http.js';
 import { applyBatch, truncateProjections, type RawEvent, type StreamReader } from './store.js';
 import { asAdmin, asReader, readersConfig } from './auth-fixtures.js';
 import { T0, cachedRequest, coalescedRequest, completedRequest, embeddingUse, failedRequest, priceOf, semanticHitRequest } from './fixtures.js';
+import { openTestDb } from './db.fixtures.js';
 
 const log = createLogger('ledger-cache-test', 'silent');
 const DAY_MS = 86_400_000;
@@ -36,27 +32,7 @@ const noGaps: StreamReader = {
   },
 };
 
-// the test Postgres, as README.md (Test it) says: an admin URL; each run makes a database of its own
-const ADMIN_URL = process.env.SLUICE_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
-async function admin(statement: string): Promise<void> {
-  const client = new pg.Client({ connectionString: ADMIN_URL });
-  await client.connect();
-  await client.query(statement).finally(() => client.end());
-}
-
-async function openDb(kind: 'PGlite' | 'Postgres'): Promise<{ db: Db; drop(): Promise<void> }> {
-  if (kind === 'PGlite') {
-    const dir = mkdtempSync(join(tmpdir(), 'sluice-ledger-cache-'));
-    const db = createDb({ dataDir: dir });
-    return { db, drop: async () => (await db.destroy(), rmSync(dir, { recursive: true, force: true })) };
-  }
-  const name = `ledger_cache_${randomBytes(6).toString('hex')}`;
-  await admin(`create database ${name}`);
-  const url = new URL(ADMIN_URL);
-  url.pathname = `/${name}`;
-  const db = createDb({ databaseUrl: url.toString() });
-  return { db, drop: async () => (await db.destroy(), await admin(`drop database if exists ${name} with (force)`)) };
-}
+const openDb = (kind: 'PGlite' | 'Postgres') => openTestDb(kind, 'cache');
 
 /** The request's chat.admitted with a reservation on the acme daily counter. */
 const reserving = (events: AnyEvent[]): AnyEvent[] =>

@@ -1,16 +1,11 @@
 // Budget spend and alerts against a real nats-server and PGlite: exact counters in the database
 // and in sluice_budgets, each threshold alerted once, and never again after a rebuild or restart.
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeJson, getJson, publishEvent } from '@sluice/bus';
 import { eventually, minimalConfig, startTestBus, type TestBus } from '@sluice/bus/testing';
 import { BudgetKeys, budgetsFor, parseConfig, Subjects, Topology, type AnyEvent, type BudgetSpend, type EventType } from '@sluice/contracts';
 import { admitted, answer, chatRequest, completed, requestContext } from '@sluice/contracts/testing';
-import { createDb, type Db } from './db.js';
+import type { Db } from './db.js';
 import { migrate } from './migrate.js';
 import { LEDGER_POSITION, resetLedgerConsumer, startProjector, type Projector } from './consumer.js';
 import { readPosition, truncateProjections } from './store.js';
@@ -19,6 +14,7 @@ import { startAlertOutbox, type AlertOutbox } from './alert-outbox.js';
 import { costUsd, formatUsd, nanosCeil, usdUnits } from './money.js';
 import type { BudgetsOf } from './spend.js';
 import { budgetsReport, parseBudgetsQuery } from './budgets-report.js';
+import { openTestDb } from './db.fixtures.js';
 
 const PRICE = { inputPerMTok: 0.15, outputPerMTok: 0.6 };
 const priceOf = (model: string) => (model === 'gpt-4o-mini' ? PRICE : undefined);
@@ -26,28 +22,7 @@ const priceOf = (model: string) => (model === 'gpt-4o-mini' ? PRICE : undefined)
 const config = minimalConfig([{ id: 't1', budgets: [{ id: 'daily', scope: 'tenant', window: 'daily', limitUsd: 0.001 }] }]);
 const AT = Date.now();
 
-// the test Postgres, as README.md (Test it) says: an admin URL; each run makes a database of its own
-const ADMIN_URL = process.env.SLUICE_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
-async function admin(statement: string): Promise<void> {
-  const client = new pg.Client({ connectionString: ADMIN_URL });
-  await client.connect();
-  await client.query(statement).finally(() => client.end());
-}
-
-/** A fresh database and how to drop it. */
-async function openDb(kind: 'PGlite' | 'Postgres'): Promise<{ db: Db; drop(): Promise<void> }> {
-  if (kind === 'PGlite') {
-    const dir = mkdtempSync(join(tmpdir(), 'sluice-ledger-spend-'));
-    const db = createDb({ dataDir: dir });
-    return { db, drop: async () => (await db.destroy(), rmSync(dir, { recursive: true, force: true })) };
-  }
-  const name = `ledger_spend_${randomBytes(6).toString('hex')}`;
-  await admin(`create database ${name}`);
-  const url = new URL(ADMIN_URL);
-  url.pathname = `/${name}`;
-  const db = createDb({ databaseUrl: url.toString() });
-  return { db, drop: async () => (await db.destroy(), await admin(`drop database if exists ${name} with (force)`)) };
-}
+const openDb = (kind: 'PGlite' | 'Postgres') => openTestDb(kind, 'spend');
 
 describe.each(['PGlite', 'Postgres'] as const)('ledger budget spend and alerts on %s', (kind) => {
   let env: TestBus;
