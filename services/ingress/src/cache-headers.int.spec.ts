@@ -3,10 +3,10 @@
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SluiceClient, SluiceRequestError, type RequestOptions } from '@sluice/client';
+import { SluiceClient, type RequestOptions } from '@sluice/client';
 import { Headers } from '@sluice/contracts';
 import { cacheKey } from '@sluice/facts';
-import { KEYS, startHarness, type Harness } from './testing.js';
+import { clientError, KEYS, startHarness, type Harness } from './testing.js';
 
 let h: Harness;
 let nc: NatsConnection;
@@ -33,16 +33,6 @@ function post(body: unknown, headers: Record<string, string>) {
     headers: { authorization: `Bearer ${KEYS.acme}`, 'content-type': 'application/json', ...headers },
     body: JSON.stringify(body),
   });
-}
-
-async function clientError(p: Promise<unknown>): Promise<SluiceRequestError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof SluiceRequestError) return e;
-    throw e;
-  }
-  throw new Error('expected a SluiceRequestError');
 }
 
 /** Values each door must refuse, by header: out of range, not whole, not digits; outside the pattern. */

@@ -1,9 +1,9 @@
 import { connect, headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SluiceClient, SluiceRequestError, type ChatChunk, type ClientRequest } from '@sluice/client';
+import { SluiceClient, type ChatChunk, type ClientRequest } from '@sluice/client';
 import { Headers, parseReply, Subjects, type ChatErrorReply, type ChatReply } from '@sluice/contracts';
 import { contentOf } from '@sluice/contracts/testing';
-import { KEYS, startHarness, startNats, type Harness } from './testing.js';
+import { clientError, KEYS, startHarness, startNats, type Harness } from './testing.js';
 
 let h: Harness;
 let nc: NatsConnection;
@@ -20,16 +20,6 @@ afterAll(async () => {
 });
 
 const ask = (content: string, extra: Partial<ClientRequest> = {}): ClientRequest => ({ messages: [{ role: 'user', content }], ...extra });
-
-async function clientError(p: Promise<unknown>): Promise<SluiceRequestError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof SluiceRequestError) return e;
-    throw e;
-  }
-  throw new Error('expected a SluiceRequestError');
-}
 
 async function rawRequest(subject: string, body: string, key?: string, endpoint?: string): Promise<ChatErrorReply> {
   return (await rawReply(subject, body, key, endpoint)) as ChatErrorReply;

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { consumeEvents, putConfig, type Bus, type Buckets, type Consumption, type ServiceContext } from '@sluice/bus';
 import { freePort, startNats as startLocalNats } from '@sluice/bus/nats-server';
 import { startTestBus } from '@sluice/bus/testing';
+import { SluiceRequestError } from '@sluice/client';
 import {
   chatChunksOf,
   completionId,
@@ -276,4 +277,15 @@ export async function startHarness(): Promise<Harness> {
       await testBus.stop();
     },
   };
+}
+
+/** The `SluiceRequestError` the NATS door's client threw for `p`; fails when it resolved or threw something else. */
+export async function clientError(p: Promise<unknown>): Promise<SluiceRequestError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof SluiceRequestError) return e;
+    throw e;
+  }
+  throw new Error('expected a SluiceRequestError');
 }
