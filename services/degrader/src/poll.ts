@@ -1,6 +1,6 @@
 import type { KV } from '@nats-io/kv';
 import { getJson, type Bus } from '@sluice/bus';
-import { budgetPeriod, BudgetKeys, Consumers, invokerConsumer, LANES, NANOS_PER_USD, Topology, type BudgetSpend, type SluiceConfig } from '@sluice/contracts';
+import { BudgetKeys, budgetsFor, Consumers, invokerConsumer, LANES, Topology, type BudgetSpend, type SluiceConfig } from '@sluice/contracts';
 import type { Backlog, BudgetBurn } from './signals.js';
 
 /** The request path's durables, in order: a request waits in one of them when the stage behind it cannot keep up. */
@@ -43,13 +43,13 @@ export function isBurning(spentNanos: number, limitNanos: number, period: { star
  * gateway runs up. One KV get per tenant budget.
  */
 export async function readBudgetBurn(kv: KV, config: SluiceConfig, now: number): Promise<BudgetBurn> {
-  const budgets = config.tenants.flatMap((t) => (t.budgets ?? []).filter((b) => b.scope === 'tenant').map((b) => ({ tenant: t.id, budget: b })));
+  // a subject with no user, feature or key has exactly its tenant's tenant-scope budgets
+  const budgets = config.tenants.flatMap((t) => budgetsFor(config, { tenant: t.id }, now));
   const burning = await Promise.all(
-    budgets.map(async ({ tenant, budget }) => {
-      const period = budgetPeriod(budget.window, now, budget.timeZone);
-      const spend = await getJson<BudgetSpend>(kv, BudgetKeys.spend(`${tenant}.${budget.id}`, period.windowId)).catch(() => undefined);
+    budgets.map(async (b) => {
+      const spend = await getJson<BudgetSpend>(kv, BudgetKeys.spend(b.budgetKey, b.windowId)).catch(() => undefined);
       const spent = typeof spend?.value.spentNanos === 'number' ? spend.value.spentNanos : 0;
-      return isBurning(spent, Math.round(budget.limitUsd * NANOS_PER_USD), period, now);
+      return isBurning(spent, b.limitNanos, b, now);
     }),
   );
   return { at: now, burning: burning.filter(Boolean).length, total: budgets.length };
