@@ -9,7 +9,7 @@ import { createDb, type Db } from './db.js';
 // it) names: an admin URL (SLUICE_TEST_PG); each test makes a database of its own on it.
 
 /** The test Postgres's admin URL. */
-export const TEST_PG_URL = process.env.SLUICE_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
+const TEST_PG_URL = process.env.SLUICE_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 /** Runs one statement as the test Postgres's admin (create and drop databases). */
 export async function pgAdmin(statement: string): Promise<void> {
