@@ -189,7 +189,8 @@ async function embeddings(state: SimState, body: unknown, reply: FastifyReply): 
     .send(JSON.stringify(embeddingsBody(plan)));
 }
 
-function countServed(state: SimState, answer: Answer): void {
+/** Counts an answer served in full: its `served` hook, `completions` and the token fields. */
+export function countServed(state: SimState, answer: Answer): void {
   answer.served?.();
   const s = state.stats;
   s.completions++;
@@ -239,13 +240,15 @@ function abandon(state: SimState, reply: FastifyReply, answer?: Answer): Fastify
   return reply;
 }
 
-function planChatAnswer(state: SimState, body: unknown): Answer | ApiError {
+/** Validates a chat completions body and plans its answer under a new `chatcmpl-` id. */
+export function planChatAnswer(state: SimState, body: unknown): Answer | ApiError {
   const plan = planChat(body, state.modelSet, (m) => state.contextWindow(m));
   if (isApiError(plan)) return plan;
   return chatAnswer(plan, `chatcmpl-${randomUUID().replaceAll('-', '')}`, Math.floor(Date.now() / 1000));
 }
 
-function planResponseAnswer(state: SimState, body: unknown): Answer | ApiError {
+/** Validates a Responses body and plans its answer under a new `resp_` id; serving it stores the response. */
+export function planResponseAnswer(state: SimState, body: unknown): Answer | ApiError {
   const plan = planResponse(
     body,
     state.modelSet,

@@ -10,6 +10,8 @@ const NUMERIC: ReadonlyArray<readonly [string, keyof SimOptions]> = [
   ['SIM_ERROR_RATE', 'errorRate'],
   ['SIM_TIMEOUT_RATE', 'timeoutRate'],
   ['SIM_CONTEXT_WINDOW', 'contextWindow'],
+  ['SIM_BATCH_DELAY_MS', 'batchDelayMs'],
+  ['SIM_BATCH_WINDOW_MS', 'batchWindowMs'],
 ];
 
 /** Default port of the standalone simulator. */

@@ -45,4 +45,12 @@ describe('optionsFromEnv', () => {
     });
     expect(() => optionsFromEnv({ SIM_CONTEXT_WINDOWS: 'gpt-4o' })).toThrow(/SIM_CONTEXT_WINDOWS/);
   });
+
+  it('reads the batch pace', () => {
+    expect(optionsFromEnv({ SIM_BATCH_DELAY_MS: '250', SIM_BATCH_WINDOW_MS: '60000' })).toEqual({
+      port: DEFAULT_PORT,
+      batchDelayMs: 250,
+      batchWindowMs: 60000,
+    });
+  });
 });

@@ -50,6 +50,8 @@ describe('failure injection', () => {
       requestsPerMinute: null,
       tokensPerMinute: null,
       burstSeconds: 60,
+      batchDelayMs: 0,
+      batchWindowMs: 86_400_000,
     });
     await expect(client.chat.completions.create({ model: 'gpt-4o-mini', messages })).rejects.toBeInstanceOf(OpenAI.InternalServerError);
     await post(`${admin}/faults`, { errorRate: 0 });
@@ -137,6 +139,7 @@ describe('accounting', () => {
       responses: 0,
       aborted: 0,
       abortedTokens: 0,
+      batchLines: 0,
     };
     const ask = async (content: string, stream: boolean): Promise<void> => {
       expected.requests++;

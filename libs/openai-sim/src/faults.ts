@@ -3,10 +3,12 @@ import type { Faults, SimOptions } from './types.js';
 /** What happens to a chat request that passed validation and rate limits. */
 export type FaultOutcome = 'none' | 'error' | 'timeout';
 
-const NON_NEGATIVE = ['latencyMs', 'tokenLatencyMs'] as const;
+const NON_NEGATIVE = ['latencyMs', 'tokenLatencyMs', 'batchDelayMs'] as const;
 const RATES = ['errorRate', 'timeoutRate'] as const;
 const LIMITS = ['requestsPerMinute', 'tokensPerMinute'] as const;
-const KEYS = new Set<string>([...NON_NEGATIVE, ...RATES, ...LIMITS, 'burstSeconds']);
+const KEYS = new Set<string>([...NON_NEGATIVE, ...RATES, ...LIMITS, 'burstSeconds', 'batchWindowMs']);
+/** OpenAI's only completion window, `24h`. */
+const DAY_MS = 86_400_000;
 
 /** Initial faults from start options; throws on invalid values. */
 export function faultsFromOptions(o: SimOptions): Faults {
@@ -18,6 +20,8 @@ export function faultsFromOptions(o: SimOptions): Faults {
     requestsPerMinute: null,
     tokensPerMinute: null,
     burstSeconds: 60,
+    batchDelayMs: 0,
+    batchWindowMs: DAY_MS,
   };
   const patch: Record<string, unknown> = {};
   for (const k of KEYS) {
@@ -62,6 +66,11 @@ export function applyFaultPatch(current: Faults, patch: unknown): Faults | strin
   if (burst !== undefined) {
     if (typeof burst !== 'number' || !(burst > 0 && burst <= 60)) return `'burstSeconds' must be a number in (0, 60]`;
     next.burstSeconds = burst;
+  }
+  const window = p.batchWindowMs;
+  if (window !== undefined) {
+    if (typeof window !== 'number' || !Number.isFinite(window) || window <= 0) return `'batchWindowMs' must be a number > 0`;
+    next.batchWindowMs = window;
   }
   return next;
 }

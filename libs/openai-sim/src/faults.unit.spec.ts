@@ -6,7 +6,17 @@ const base: Faults = faultsFromOptions({});
 
 describe('faultsFromOptions', () => {
   it('defaults to no faults and no limits', () => {
-    expect(base).toEqual({ latencyMs: 0, tokenLatencyMs: 0, errorRate: 0, timeoutRate: 0, requestsPerMinute: null, tokensPerMinute: null, burstSeconds: 60 });
+    expect(base).toEqual({
+      latencyMs: 0,
+      tokenLatencyMs: 0,
+      errorRate: 0,
+      timeoutRate: 0,
+      requestsPerMinute: null,
+      tokensPerMinute: null,
+      burstSeconds: 60,
+      batchDelayMs: 0,
+      batchWindowMs: 86_400_000,
+    });
   });
 
   it('takes the options and ignores unrelated ones', () => {
@@ -38,6 +48,8 @@ describe('applyFaultPatch', () => {
     [{ tokensPerMinute: Infinity }],
     [{ burstSeconds: 0 }],
     [{ burstSeconds: 61 }],
+    [{ batchDelayMs: -1 }],
+    [{ batchWindowMs: 0 }],
     [{ burstSeconds: null }],
     [{ errorRates: 0.1 }],
     [[]],

@@ -1,7 +1,11 @@
 import type { AddressInfo } from 'node:net';
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import type { Readable } from 'node:stream';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
 import { registerAdmin } from './admin.js';
 import { registerApi } from './api.js';
+import { registerBatches } from './batch-routes.js';
+import { registerFiles } from './file-routes.js';
+import { readMultipart } from './files.js';
 import { AZURE_ROUTES } from './azure.js';
 import { apiError, invalidRequest } from './errors.js';
 import { SimState } from './state.js';
@@ -32,6 +36,7 @@ export async function startSim(opts: SimOptions = {}): Promise<Sim> {
     reset: () => state.reset(),
     close: () =>
       (closing ??= (async () => {
+        state.batches.clear();
         for (const res of state.held) res.destroy();
         state.held.clear();
         await app.close();
@@ -58,6 +63,8 @@ function buildApp(state: SimState): FastifyInstance {
       done(Object.assign(new Error(UNPARSABLE_JSON), { statusCode: 400 }), undefined);
     }
   });
+  // File uploads (POST /v1/files) are the one multipart body; the catch-all above would read them as JSON.
+  app.addContentTypeParser('multipart/form-data', (req: FastifyRequest, payload: Readable) => readMultipart(req.headers, payload, BODY_LIMIT));
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
     if (req.routeOptions.url !== undefined && COUNTED_ROUTES.has(req.routeOptions.url)) state.stats.errors++;
@@ -75,6 +82,8 @@ function buildApp(state: SimState): FastifyInstance {
   });
 
   registerApi(app, state);
+  registerFiles(app, state);
+  registerBatches(app, state);
   registerAdmin(app, state);
   return app;
 }

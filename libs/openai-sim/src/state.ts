@@ -1,6 +1,9 @@
 import type { ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { applyFaultPatch, decideFault, type FaultOutcome, faultsFromOptions, seededRandom } from './faults.js';
+import { answerBatchLine } from './batch-line.js';
+import { BatchStore } from './batches.js';
+import { FileStore } from './files.js';
 import { IdempotencyStore } from './idempotency.js';
 import { RateLimiter } from './limits.js';
 import type { Served } from './api.js';
@@ -17,7 +20,7 @@ const MAX_STORED_RESPONSES = 10_000;
 const FAULT_SEED = 0x5eed;
 
 /** Zeroed counters. */
-function emptyStats(): SimStats {
+function emptyStats(): Required<SimStats> {
   return {
     requests: 0,
     completions: 0,
@@ -33,6 +36,7 @@ function emptyStats(): SimStats {
     responses: 0,
     aborted: 0,
     abortedTokens: 0,
+    batchLines: 0,
   };
 }
 
@@ -44,7 +48,11 @@ export class SimState {
   readonly held = new Set<ServerResponse>();
   /** Answers served in full, by Idempotency-Key. */
   readonly idempotency = new IdempotencyStore<Served>();
-  stats: SimStats = emptyStats();
+  /** Files uploaded through the Files API and written by batches. */
+  readonly files = new FileStore();
+  /** Batch API batches, running on timers. */
+  readonly batches = new BatchStore(this.files, (endpoint, body) => answerBatchLine(this, endpoint, body));
+  stats: Required<SimStats> = emptyStats();
   private readonly storedResponses = new Map<string, readonly Turn[]>();
   private current: Faults;
   private readonly limiter: RateLimiter;
@@ -74,8 +82,10 @@ export class SimState {
     return { ...next };
   }
 
-  /** Zeroes the counters and refills the buckets. */
+  /** Zeroes the counters, refills the buckets, stops every batch and forgets files and batches. */
   reset(): void {
+    this.batches.clear();
+    this.files.clear();
     this.stats = emptyStats();
     this.idempotency.clear();
     this.storedResponses.clear();

@@ -28,6 +28,10 @@ export interface SimOptions {
   contextWindow?: number;
   /** Context window per model id, overriding `contextWindow`. */
   contextWindows?: Record<string, number>;
+  /** Milliseconds a Batch API batch takes to run all its lines, which finish evenly spread over it. Default 0 (as fast as timers go). */
+  batchDelayMs?: number;
+  /** Milliseconds a batch may run before it expires (OpenAI's `24h` completion window). Default 86,400,000. */
+  batchWindowMs?: number;
 }
 
 /** Runtime-adjustable behaviour; `null` limits mean unlimited. */
@@ -39,6 +43,10 @@ export interface Faults {
   requestsPerMinute: number | null;
   tokensPerMinute: number | null;
   burstSeconds: number;
+  /** Read when a batch is created: later changes do not touch running batches. */
+  batchDelayMs: number;
+  /** Read when a batch is created, like `batchDelayMs`. */
+  batchWindowMs: number;
 }
 
 /**
@@ -70,6 +78,12 @@ export interface SimStats {
   aborted: number;
   /** Completion tokens those cut streams never sent (not counted in `completionTokens`). */
   abortedTokens: number;
+  /**
+   * Batch API lines executed (answered or refused), each once. Their answers are also counted in
+   * `completions`, `responses`, the token fields, `embeddings` or `errors` like direct calls, but not in `requests`.
+   * Always set by startSim; optional only so that stand-in Sims written before the Batch API still type-check.
+   */
+  batchLines?: number;
 }
 
 /** A running simulator. */
@@ -81,7 +95,7 @@ export interface Sim {
   stats(): SimStats;
   /** Changes behaviour at run time; `null` clears a rate limit. */
   setFaults(f: Partial<Faults>): void;
-  /** Zeroes the counters, refills the rate-limit buckets and forgets idempotency keys; faults are kept. */
+  /** Zeroes the counters, refills the rate-limit buckets, forgets idempotency keys, files and batches (stopping running ones); faults are kept. */
   reset(): void;
   /** Stops listening and drops every open connection, hanging ones included. */
   close(): Promise<void>;
