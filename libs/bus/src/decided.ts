@@ -7,6 +7,8 @@ import { sendReply } from './reply.js';
 export interface Reply {
   to: string | undefined;
   reply: ChatReply;
+  /** The request's tenant: set on a stored result (`sluice.results.<id>`), the one tenant that may fetch it. */
+  tenant?: string;
 }
 
 /**
@@ -46,13 +48,14 @@ export function decided<E extends AnyEvent>(events: E[], replies: Reply[] = []):
 
 /**
  * Carries a decision out: publishes its events (in order on one connection, so the stream keeps
- * their order) and awaits every ack, then sends the replies. `consumeEvents` does this for each
+ * their order) and awaits every ack, then sends the replies (a stored result is marked with
+ * `tenant`, the input's, unless the reply names its own). `consumeEvents` does this for each
  * handler before acking its input; tests that call a handler directly do it with this too.
  *
  * @example
  * await carryOut(bus, await handler(event, delivery), traceOf(delivery));
  */
-export async function carryOut(bus: Bus, decision: Decided, trace: PublishOptions = {}): Promise<void> {
+export async function carryOut(bus: Bus, decision: Decided, trace: PublishOptions = {}, tenant?: string): Promise<void> {
   await Promise.all(decision.events.map((e) => publishEvent(bus.js, e, trace)));
-  for (const r of decision.replies) sendReply(bus.nc, r.to, r.reply);
+  for (const r of decision.replies) sendReply(bus.nc, r.to, r.reply, r.tenant ?? tenant);
 }

@@ -15,3 +15,4 @@ export * from './control.js';
 export * from './reply.js';
 export * from './service.js';
 export { readRequested } from './read.js';
+export { readResult } from './results.js';

@@ -17,6 +17,8 @@ export interface PullOptions<C extends ConsumerSpec = ConsumerSpec> {
   maxAckPending: number;
   ackWaitMs?: number;
   maxDeliveries?: number;
+  /** Where a new durable starts; defaults to new messages only. */
+  deliverAll?: boolean;
   log: Logger;
   handler: (event: Received<C>, delivery: Delivery) => Promise<Decided<Emitted<C>>>;
 }
@@ -61,7 +63,7 @@ export interface PulledConsumer {
 export async function pullEvents<C extends ConsumerSpec>(bus: Bus, opts: PullOptions<C>): Promise<PulledConsumer> {
   const { durable } = opts.consumer;
   const ackWaitMs = opts.ackWaitMs ?? DEFAULT_ACK_WAIT_MS;
-  await ensureDurable(bus, opts.consumer, { maxAckPending: opts.maxAckPending, ackWaitMs });
+  await ensureDurable(bus, opts.consumer, { maxAckPending: opts.maxAckPending, ackWaitMs, ...(opts.deliverAll ? { deliverAll: true } : {}) });
   const consumer: Consumer = await bus.js.consumers.get(Topology.stream.name, durable);
   const runner = createRunner(bus, {
     consumer: opts.consumer,

@@ -34,6 +34,7 @@ export async function runService(name: ServiceName, start: (ctx: ServiceContext)
   const buckets = await ensureTopology(bus, {
     replicas: Number(env.SLUICE_STREAM_REPLICAS ?? 1),
     ...(env.SLUICE_STREAM_MAX_AGE_HOURS ? { maxAgeHours: Number(env.SLUICE_STREAM_MAX_AGE_HOURS) } : {}),
+    ...(env.SLUICE_RESULTS_MAX_AGE_HOURS ? { resultsMaxAgeHours: Number(env.SLUICE_RESULTS_MAX_AGE_HOURS) } : {}),
   });
   log.info({ nats: url }, 'connected; waiting for config');
   const control = await watchControl(buckets.control, log);

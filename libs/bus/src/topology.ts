@@ -26,10 +26,12 @@ export interface Buckets {
 export interface TopologyOptions {
   replicas?: number;
   maxAgeHours?: number;
+  /** How long SLUICE_RESULTS keeps a result (default `Topology.results.maxAgeHours`). */
+  resultsMaxAgeHours?: number;
   cacheTtlSeconds?: number;
 }
 
-/** Creates the event stream, the dead-letter stream and the KV buckets if missing; safe to call from every replica at start. */
+/** Creates the event stream, the dead-letter and results streams and the KV buckets if missing; safe to call from every replica at start. */
 export async function ensureTopology(bus: Bus, opts: TopologyOptions = {}): Promise<Buckets> {
   const replicas = opts.replicas ?? 1;
   const s = Topology.stream;
@@ -44,7 +46,17 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions = {}): Prom
     num_replicas: replicas,
   };
   const d = Topology.deadLetters;
+  const r = Topology.results;
   await Promise.all([
+    ensureStream(bus, {
+      ...config,
+      name: r.name,
+      subjects: [...r.subjects],
+      max_age: nanos((opts.resultsMaxAgeHours ?? r.maxAgeHours) * 3_600_000),
+      max_msgs_per_subject: r.maxMsgsPerSubject,
+      duplicate_window: nanos(r.duplicateWindowMs),
+      allow_direct: true,
+    }),
     ensureStream(bus, config),
     ensureStream(bus, {
       ...config,

@@ -2,6 +2,8 @@ import { createInbox, headers as natsHeaders, errors, type MsgHdrs, type NatsCon
 import {
   Headers,
   Subjects,
+  Topology,
+  isAccepted,
   isChunk,
   isError,
   parseReply,
@@ -12,7 +14,7 @@ import {
   type Endpoint,
   type Priority,
 } from '@sluice/contracts';
-import { SluiceRequestError } from './errors.js';
+import { SluiceHeldError, SluiceRequestError } from './errors.js';
 
 /**
  * A request body as the NATS front door takes it: OpenAI's body for the endpoint (chat
@@ -97,7 +99,8 @@ export class SluiceClient {
    * the cache answered.
    *
    * @throws SluiceRequestError on an error reply, on timeout (`deadline_exceeded`) and when no
-   * ingress listens (`service_busy`).
+   * ingress listens (`service_busy`); SluiceHeldError when the gateway holds the request for later
+   * (maintenance): `result(err.requestId, { waitMs })` gets its answer.
    */
   async chat(req: ClientRequest, opts: RequestOptions = {}): Promise<SluiceResult> {
     let msg;
@@ -106,11 +109,55 @@ export class SluiceClient {
     } catch (e) {
       throw this.transportError(e);
     }
-    const reply = parse(msg.data);
-    if (isError(reply)) throw SluiceRequestError.fromReply(reply);
-    if (isChunk(reply))
-      throw new SluiceRequestError('internal_error', 'Sluice sent a chunk to a request that did not ask for a stream.', 500, undefined, reply.requestId);
-    return withCache(reply);
+    return final(parse(msg.data));
+  }
+
+  /**
+   * The answer of a request the gateway answers later (held in maintenance): read from the
+   * SLUICE_RESULTS stream, or waited for on `sluice.results.<requestId>` up to `waitMs` (default
+   * 0: only what is stored now). Works after a restart of the client: the answer is kept (a day
+   * by default).
+   *
+   * @throws SluiceHeldError while it is still held after `waitMs`; SluiceRequestError
+   * `result_not_found` (404) when nothing is stored for it (unknown, answered directly, or
+   * expired), or its own error when it was answered with one.
+   * @example
+   * try { return await sluice.chat(req); } catch (e) { if (e instanceof SluiceHeldError) return sluice.result(e.requestId, { waitMs: 600_000 }); throw e; }
+   */
+  async result(requestId: string, opts: { waitMs?: number } = {}): Promise<SluiceResult> {
+    const subject = Subjects.result(requestId);
+    // subscribe before reading, so an answer stored between the two is not missed
+    const sub = this.nc.subscribe(subject);
+    const timer = setTimeout(() => sub.unsubscribe(), Math.max(0, opts.waitMs ?? 0));
+    try {
+      let latest = await this.stored(subject);
+      if ((latest === undefined || isAccepted(latest)) && (opts.waitMs ?? 0) > 0) {
+        for await (const msg of sub) {
+          latest = parse(msg.data);
+          if (!isAccepted(latest) && !isChunk(latest)) break;
+        }
+      }
+      if (latest === undefined) throw new SluiceRequestError('result_not_found', `No stored result for ${requestId}.`, 404, undefined, requestId);
+      return final(latest);
+    } finally {
+      clearTimeout(timer);
+      sub.unsubscribe();
+    }
+  }
+
+  /** The latest message stored on a result subject (JetStream direct get, last by subject), or undefined. */
+  private async stored(subject: string): Promise<ChatReply | undefined> {
+    let msg;
+    try {
+      msg = await this.nc.request(`$JS.API.DIRECT.GET.${Topology.results.name}.${subject}`, undefined, { timeout: Math.min(this.timeoutMs, 5_000) });
+    } catch (e) {
+      // a 404 status ("no message") comes back as a no-responders-like error on some servers
+      if (e instanceof errors.RequestError && e.isNoResponders()) return undefined;
+      throw this.transportError(e);
+    }
+    if (msg.data.length === 0 || (msg.headers?.code ?? 0) >= 400) return undefined;
+    if (msg.headers?.get(Headers.resultTenant) !== this.opts.tenant) return undefined;
+    return parse(msg.data);
   }
 
   /**
@@ -134,12 +181,11 @@ export class SluiceClient {
       this.nc.publish(this.subject, this.body(req, true), { reply: inbox, headers: this.headers(opts) });
       for await (const msg of sub) {
         const reply = parse(msg.data);
-        if (isError(reply)) throw SluiceRequestError.fromReply(reply);
         if (isChunk(reply)) {
           yield reply;
           continue;
         }
-        return withCache(reply);
+        return final(reply);
       }
       throw timedOut
         ? new SluiceRequestError('deadline_exceeded', `No complete answer within ${this.timeoutMs} ms.`, 504)
@@ -182,6 +228,15 @@ export class SluiceClient {
     const message = e instanceof Error ? e.message : String(e);
     return new SluiceRequestError('internal_error', `The request could not be sent: ${message}`, 503);
   }
+}
+
+/** A final reply as the client returns it: the result, or thrown as an error (held: SluiceHeldError). */
+function final(reply: ChatReply): SluiceResult {
+  if (isError(reply)) throw SluiceRequestError.fromReply(reply);
+  if (isAccepted(reply)) throw new SluiceHeldError(reply.requestId, reply.resultSubject);
+  if (isChunk(reply))
+    throw new SluiceRequestError('internal_error', 'Sluice sent a chunk to a request that did not ask for a stream.', 500, undefined, reply.requestId);
+  return withCache(reply);
 }
 
 /** `cache` filled in: `cached` without a kind is an exact hit (a gateway from before the kinds); neither is a miss. */

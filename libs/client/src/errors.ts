@@ -6,7 +6,7 @@ import type { ChatErrorReply } from '@sluice/contracts';
  * `retryAfterMs` when it is set.
  */
 export class SluiceRequestError extends Error {
-  override readonly name = 'SluiceRequestError';
+  override readonly name: string = 'SluiceRequestError';
   constructor(
     readonly code: string,
     message: string,
@@ -22,5 +22,21 @@ export class SluiceRequestError extends Error {
   static fromReply(reply: ChatErrorReply): SluiceRequestError {
     const { code, message, status, retryAfterMs, param } = reply.error;
     return new SluiceRequestError(code, message, status, retryAfterMs, reply.requestId, param ?? undefined);
+  }
+}
+
+/**
+ * The gateway holds the request for later (degrade level 4, maintenance) instead of answering
+ * now: its answer will be on `resultSubject` (`sluice.results.<requestId>`), kept for a day by
+ * default. `SluiceClient.result(requestId, { waitMs })` reads or waits for it. Status 202 (what
+ * HTTP clients get).
+ */
+export class SluiceHeldError extends SluiceRequestError {
+  override readonly name: string = 'SluiceHeldError';
+  constructor(
+    override readonly requestId: string,
+    readonly resultSubject: string,
+  ) {
+    super('request_held', 'The gateway is in maintenance: the request is held and will be answered when it recovers.', 202, undefined, requestId);
   }
 }

@@ -65,8 +65,19 @@ export const Consumers = {
     service: ServiceName.Router,
     filter: Subjects.eventsOf(E.CacheMissed),
     receives: [E.CacheMissed],
-    // chat.completed: the static answer of degrade level 3
-    emits: [E.ChatRouted, E.ChatShed, E.ChatCompleted, E.ChatFailed],
+    // chat.completed: the static answer of degrade level 3; chat.held: level 4
+    emits: [E.ChatRouted, E.ChatShed, E.ChatCompleted, E.ChatFailed, E.ChatHeld],
+  },
+  /**
+   * Requests held at degrade level 4, released in stream order once the level is below 2 (a pull
+   * consumer the router drives itself: nothing is taken while the gateway is in maintenance).
+   */
+  routerHeld: {
+    durable: 'router-held',
+    service: ServiceName.Router,
+    filter: Subjects.eventsOf(E.ChatHeld),
+    receives: [E.ChatHeld],
+    emits: [E.ChatRouted, E.ChatShed],
   },
   /**
    * The degrader folds attempts and circuit changes into its window; its loop emits degrade.changed.

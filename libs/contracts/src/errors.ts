@@ -33,6 +33,12 @@ export const Errors = {
   request_cancelled: { status: 499, type: 'invalid_request_error', message: 'The client cancelled the request.' },
   upstream_failed: { status: 502, type: 'server_error', message: 'Every upstream deployment failed.' },
   deadline_exceeded: { status: 504, type: 'timeout_error', message: 'The request was not answered before its deadline.' },
+  /** `GET /v1/sluice/requests/{id}/result`: no stored result for this tenant (unknown id, answered synchronously, or past its keep time). */
+  result_not_found: {
+    status: 404,
+    type: 'invalid_request_error',
+    message: 'No stored result for this request: it was answered directly, is unknown, or has expired.',
+  },
   not_found: { status: 404, type: 'invalid_request_error', message: 'Not found.' },
   internal_error: { status: 500, type: 'server_error', message: 'Internal error.' },
   request_timeout: { status: 408, type: 'invalid_request_error', message: 'The request was not received in time; send it again, faster.' },

@@ -21,6 +21,7 @@ export const EventType = {
   CacheCoalesced: 'cache.coalesced',
   ChatRouted: 'chat.routed',
   ChatShed: 'chat.shed',
+  ChatHeld: 'chat.held',
   InvokeAttempted: 'invoke.attempted',
   InvokeFailed: 'invoke.failed',
   CircuitOpened: 'circuit.opened',
@@ -211,6 +212,18 @@ export const EventData = {
     degradeLevel: Type.Integer(),
     replyTo: Type.Optional(Type.String()),
     receivedAt: Type.Number(),
+  }),
+  /**
+   * Degrade level 4 (maintenance): the router keeps the cache miss in the stream instead of
+   * answering it; the client got a `held` reply (HTTP 202). The router's `router-held` consumer
+   * takes these in order once the level is below 2 and routes each as it would have (chat.routed,
+   * or chat.shed for a model gone since), answering on `sluice.results.<requestId>`.
+   */
+  'chat.held': Type.Object({
+    ctx: RequestContext,
+    key: Type.Optional(Type.String()),
+    estimatedTokens: Type.Integer(),
+    degradeLevel: Type.Integer(),
   }),
   'invoke.attempted': Type.Object({
     attempt: Type.Integer(),

@@ -93,8 +93,24 @@ export const ChatErrorReply = Type.Object({
 });
 export type ChatErrorReply = Static<typeof ChatErrorReply>;
 
-export const ChatReply = Type.Union([ChatResult, ChatChunk, ChatErrorReply]);
-export type ChatReply = ChatResult | ChatChunk | ChatErrorReply;
+/**
+ * Not the answer yet: the request is kept and will be answered on `resultSubject`
+ * (`sluice.results.<requestId>`, stored in SLUICE_RESULTS). `held`: the gateway is in maintenance
+ * (degrade level 4) and answers it, in order, once it serves from the model again. HTTP ingress
+ * turns it into a 202. It is a final message on a client's inbox; on the result subject the
+ * answer replaces it.
+ */
+export const ChatAccepted = Type.Object({
+  requestId: Type.String(),
+  status: Type.Literal('held'),
+  resultSubject: Type.String(),
+  /** Epoch ms it was accepted for later. */
+  at: Type.Number(),
+});
+export type ChatAccepted = Static<typeof ChatAccepted>;
+
+export const ChatReply = Type.Union([ChatResult, ChatChunk, ChatErrorReply, ChatAccepted]);
+export type ChatReply = ChatResult | ChatChunk | ChatErrorReply | ChatAccepted;
 
 const replyCheck = TypeCompiler.Compile(ChatReply);
 
@@ -124,4 +140,7 @@ export function isChunk(reply: ChatReply): reply is ChatChunk {
 }
 export function isError(reply: ChatReply): reply is ChatErrorReply {
   return 'error' in reply;
+}
+export function isAccepted(reply: ChatReply): reply is ChatAccepted {
+  return 'status' in reply && 'resultSubject' in reply;
 }

@@ -94,6 +94,12 @@ export const RequestContext = Type.Object({
    * answer to the requests that waited for it (docs/caching.md, Coalescing).
    */
   coalesce: Type.Optional(Type.Object({ revision: Type.Integer({ minimum: 0 }) })),
+  /**
+   * Set by the router on a request it held at degrade level 4 and released: when it was held
+   * (epoch ms). Its deadline was moved to the release by as long as it had at the hold, and its
+   * `replyTo` is then its result subject (`Subjects.result`).
+   */
+  held: Type.Optional(Type.Object({ at: Type.Number(), releasedAt: Type.Number() })),
   /** Set by the router when a canary matched: which canary and variant the request took (the ledger reports per variant). */
   variant: Type.Optional(Type.Object({ canary: Type.String(), name: Type.String() })),
 });

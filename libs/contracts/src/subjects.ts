@@ -15,8 +15,12 @@ export const Subjects = {
   /** Budget alerts for a tenant (core NATS; each is also a `budget.threshold_crossed` event). */
   alerts: (tenant: string) => `sluice.alerts.${tenant}`,
   alertsAll: 'sluice.alerts.*',
-  /** Async results by request id. */
+  /**
+   * The answer of a request answered later (held at degrade level 4, or async), by request id:
+   * captured by the SLUICE_RESULTS stream, so it can be read after it was published.
+   */
   result: (requestId: string) => `sluice.results.${requestId}`,
+  resultsAll: 'sluice.results.>',
   /** One event of a type for a tenant. */
   event: (type: EventType, tenant: string) => `sluice.evt.${type}.${tenant}`,
   /**
@@ -62,6 +66,8 @@ export const Headers = {
   cacheNamespace: 'sluice-cache-namespace',
   /** NATS door: the OpenAI API a request is for (`chat.completions`, the default; `responses`; `embeddings`). */
   endpoint: 'sluice-endpoint',
+  /** On a message in SLUICE_RESULTS: the tenant whose request it answers (only that tenant may fetch it). */
+  resultTenant: 'Sluice-Tenant',
   traceparent: 'traceparent',
   tracestate: 'tracestate',
   /** On a dead letter: the durable that parked it, where it came from, why, after how many tries. */
@@ -71,6 +77,11 @@ export const Headers = {
   parkedError: 'Sluice-Parked-Error',
   parkedDeliveries: 'Sluice-Parked-Deliveries',
 } as const;
+
+/** True for a reply subject that is a stored result (`Subjects.result`), not a client's inbox. */
+export function isResultSubject(subject: string): boolean {
+  return subject.startsWith('sluice.results.');
+}
 
 /** Tenant ids are subject tokens and KV key parts. */
 export const TENANT_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;

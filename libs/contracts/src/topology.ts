@@ -19,6 +19,21 @@ export const Topology = {
     duplicateWindowMs: 2 * 60_000,
   },
   /**
+   * Final answers of requests answered later: held at degrade level 4 (docs/degradation.md) or
+   * sent async. The terminal stage publishes the answer on `sluice.results.<requestId>` (core NATS,
+   * which this stream captures), one message kept per subject: the latest, an `accepted`/`held`
+   * notice until the answer replaces it. Ingress serves it at `GET /v1/sluice/requests/{id}/result`;
+   * a NATS client reads it with `SluiceClient.result`. Kept `maxAgeHours`
+   * (`SLUICE_RESULTS_MAX_AGE_HOURS` overrides).
+   */
+  results: {
+    name: 'SLUICE_RESULTS',
+    subjects: ['sluice.results.>'],
+    maxAgeHours: 24,
+    maxMsgsPerSubject: 1,
+    duplicateWindowMs: 2 * 60_000,
+  },
+  /**
    * The largest message the shipped NATS configs accept (`max_payload`): the stack's own
    * nats-server, docker-compose and the cluster config all set exactly this. NATS's default is
    * 1 MB, too small for a 1 MiB request body plus its envelope and answer; 8 MiB is the most

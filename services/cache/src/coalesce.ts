@@ -32,8 +32,11 @@ export interface CoalescerDeps {
 const ANSWER_KEPT_MS = 5_000;
 /** Request ids recently ended without an answer; a record they lead is stale at once. Bounded: failures can come in storms (shedding). */
 const ENDED_KEPT = 10_000;
-/** The terminal events that end a leader without an answer. */
-const ENDINGS = [EventType.ChatFailed, EventType.ChatShed, EventType.ChatCancelled] as const;
+/**
+ * The events that end a leader without an answer now: the terminal ones, and chat.held (degrade
+ * level 4 keeps it for later; its followers are held on their own rather than wait on it).
+ */
+const ENDINGS = [EventType.ChatFailed, EventType.ChatShed, EventType.ChatCancelled, EventType.ChatHeld] as const;
 
 type Read = { record: InflightRecord; revision: number } | null;
 
@@ -55,7 +58,7 @@ interface KeyState {
  * Identical requests in flight make one upstream call, across replicas. The first to `create` a
  * key's record in `sluice_inflight` leads; the others wait for its answer (`answered`) and are
  * answered from it. A leader that ends without an answer (chat.failed, chat.shed,
- * chat.cancelled: seen here on core NATS) or gives none within `leaderTimeoutMs` is taken over by
+ * chat.cancelled, chat.held: seen here on core NATS) or gives none within `leaderTimeoutMs` is taken over by
  * one waiter through compare-and-set; nobody waits past their own deadline.
  *
  * Waiting costs no JetStream consumer: a core subscription to the key's KV subject (one per key

@@ -1,5 +1,5 @@
-import { publishEvent, type ServiceContext } from '@sluice/bus';
-import { Subjects, Topology, type EventType, type SluiceConfig, type SluiceEvent } from '@sluice/contracts';
+import { publishEvent, readResult, type ServiceContext } from '@sluice/bus';
+import { Subjects, Topology, type ChatReply, type EventType, type SluiceConfig, type SluiceEvent } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 import type { ReplyInbox } from './inbox.js';
 import type { KeyIndex } from './keys.js';
@@ -22,6 +22,11 @@ export interface IngressDeps {
   cancel(requestId: string): void;
   /** The connected NATS server's max_payload in bytes: every event of a request must fit it (fits.ts). */
   maxPayload(): number;
+  /**
+   * The stored result of a request answered later (held, async) for `tenant`: its answer, the
+   * `held` notice while it waits, or undefined (unknown, answered directly, expired, another tenant's).
+   */
+  result(tenant: string, requestId: string): Promise<ChatReply | undefined>;
   /** Where HTTP requests wait for their answers. */
   inbox: ReplyInbox;
   log: Logger;
@@ -59,6 +64,7 @@ export function ingressDeps({ bus, control, log }: Pick<ServiceContext, 'bus' | 
     },
     // the server's own limit, read again after a reconnect (another server may have another)
     maxPayload: () => bus.nc.info?.max_payload ?? Topology.maxPayloadBytes,
+    result: (tenant, requestId) => readResult(bus, tenant, requestId),
     inbox,
     log,
     now: Date.now,

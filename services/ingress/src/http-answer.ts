@@ -3,9 +3,12 @@ import {
   chatChunksOf,
   Errors,
   replayChunks,
+  isAccepted,
   isChunk,
   isError,
   type CacheKind,
+  type ChatAccepted,
+  type ChatReply,
   type ChatErrorReply,
   type Endpoint,
   type RateLimitState,
@@ -64,6 +67,51 @@ function sendErrorReply(reply: FastifyReply, error: ChatErrorReply['error'], rat
   return sendError(reply, error.code, error.message, error.status, error.retryAfterMs, error.param, error.type);
 }
 
+/** Where an HTTP client fetches the answer of a request answered later. */
+function resultUrl(requestId: string): string {
+  return `/v1/sluice/requests/${requestId}/result`;
+}
+
+/**
+ * 202 for a request kept for later (held at degrade level 4): its id, status, and where its answer
+ * will be (`Location`, `result_url`; NATS: `result_subject`). The SDKs return this body as the
+ * call's result, so a client checks `object === 'sluice.request'`.
+ */
+function sendAccepted(reply: FastifyReply, r: ChatAccepted) {
+  const url = resultUrl(r.requestId);
+  return reply
+    .code(202)
+    .header('location', url)
+    .header('content-type', 'application/json; charset=utf-8')
+    .send(
+      JSON.stringify({
+        id: r.requestId,
+        object: 'sluice.request',
+        status: r.status,
+        created_at: Math.floor(r.at / 1000),
+        result_url: url,
+        result_subject: r.resultSubject,
+      }),
+    );
+}
+
+/**
+ * A stored reply as `GET /v1/sluice/requests/{id}/result` answers it: what the request itself
+ * would have answered (the OpenAI object whole, with Sluice's headers; or its error with its
+ * status), or 202 with the `held` notice while it waits.
+ */
+export function sendStored(reply: FastifyReply, r: ChatReply): FastifyReply {
+  if (isAccepted(r)) return sendAccepted(reply, r);
+  if (isError(r)) return sendErrorReply(reply, r.error, r.rateLimit);
+  if (isChunk(r)) return sendError(reply, 'internal_error', 'The stored result is a chunk, not an answer.', 500);
+  return reply
+    .headers({ ...rateLimitHeaders(r.rateLimit), ...queueHeader(r.queueMs) })
+    .header('x-sluice-model', r.model)
+    .header('x-sluice-cache', cacheHeader(r))
+    .header('content-type', 'application/json; charset=utf-8')
+    .send(JSON.stringify(r.body));
+}
+
 /** Waits for the final reply and answers with its OpenAI object whole (`result.body`), or the error. */
 export async function answerWhole(request: FastifyRequest, reply: FastifyReply, pending: PendingReplies): Promise<FastifyReply> {
   for (;;) {
@@ -77,17 +125,10 @@ export async function answerWhole(request: FastifyRequest, reply: FastifyReply, 
       case 'reply': {
         const r = next.reply;
         if (isChunk(r)) continue;
-        if (isError(r)) {
-          request.log.debug({ code: r.error.code }, 'answered with an error');
-          return sendErrorReply(reply, r.error, r.rateLimit);
-        }
-        request.log.debug({ model: r.model, cache: cacheHeader(r) }, 'answered');
-        return reply
-          .headers({ ...rateLimitHeaders(r.rateLimit), ...queueHeader(r.queueMs) })
-          .header('x-sluice-model', r.model)
-          .header('x-sluice-cache', cacheHeader(r))
-          .header('content-type', 'application/json; charset=utf-8')
-          .send(JSON.stringify(r.body));
+        if (isError(r)) request.log.debug({ code: r.error.code }, 'answered with an error');
+        else if (isAccepted(r)) request.log.info({ status: r.status }, 'held for later');
+        else request.log.debug({ model: r.model, cache: cacheHeader(r) }, 'answered');
+        return sendStored(reply, r);
       }
       default: {
         const _exhaustive: never = next;
@@ -159,6 +200,11 @@ export async function answerStream(request: FastifyRequest, reply: FastifyReply,
         if (isError(r)) {
           request.log.debug({ code: r.error.code, started }, 'answered with an error');
           return fail(r.error, r.rateLimit);
+        }
+        if (isAccepted(r)) {
+          // held comes before any chunk: a plain 202, no stream
+          request.log.info({ status: r.status }, 'held for later');
+          return started ? fail(DEADLINE) : sendAccepted(reply, r);
         }
         if (isChunk(r)) {
           if (!started) start(r.model, cacheHeader(r), r.rateLimit, r.queueMs);

@@ -17,7 +17,7 @@ import {
 import { SpanAttributes, tagHttpServerSpan, withTrace } from '@sluice/telemetry';
 import type { IngressDeps } from './deps.js';
 import { rejectedEvent, requestedEvent } from './events.js';
-import { answerStream, answerWhole, sendError } from './http-answer.js';
+import { answerStream, answerWhole, sendError, sendStored } from './http-answer.js';
 import { readJsonBody } from './http-body.js';
 import { continueTrace, newRequestId } from './ids.js';
 import { toModel, toModelList } from './openai-wire.js';
@@ -35,7 +35,9 @@ const ENDPOINT_PATHS: Readonly<Record<string, Endpoint>> = {
 };
 const ROUTES = `${Object.keys(ENDPOINT_PATHS)
   .map((path) => `POST ${path}`)
-  .join(', ')}, GET /v1/models and GET /v1/models/{id}`;
+  .join(', ')}, GET /v1/models, GET /v1/models/{id} and GET /v1/sluice/requests/{id}/result`;
+/** A request id as ingress makes them (`newRequestId`): anything else is no stored result's. */
+const REQUEST_ID = /^req_[a-z2-7]{20}$/;
 
 /** What ingress learns about an HTTP request as it goes. */
 interface RequestState {
@@ -128,6 +130,14 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
       return sendError(reply, 'model_not_found', `The model ${JSON.stringify(id)} does not exist or you do not have access to it.`, 404, undefined, 'model');
     }
     return toModel(id);
+  });
+
+  // the answer of a request answered later (held in maintenance), for the tenant that sent it
+  app.get<{ Params: { id: string } }>('/v1/sluice/requests/:id/result', { onRequest: authenticated }, async (request, reply) => {
+    const { id } = request.params;
+    const stored = REQUEST_ID.test(id) ? await deps.result(request.sluice.tenant!.id, id) : undefined;
+    if (!stored) return sendError(reply, 'result_not_found', Errors.result_not_found.message, Errors.result_not_found.status, undefined, 'id');
+    return sendStored(reply, stored);
   });
 
   for (const [path, endpoint] of Object.entries(ENDPOINT_PATHS)) {

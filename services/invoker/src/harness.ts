@@ -176,7 +176,8 @@ export async function startHarness(deployments: Record<string, DeploymentSpec>, 
             onChunk?.(reply);
           } else {
             sub.unsubscribe();
-            resolve(reply);
+            // the invoker never holds a request: only a result or an error ends it
+            resolve(reply as ChatResult | ChatErrorReply);
           }
         },
       });

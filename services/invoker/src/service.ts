@@ -36,7 +36,7 @@ export function wireInvoker(svc: Wiring): WiredInvoker {
     clients,
     circuits,
     publish: (event, trace) => publishEvent(bus.js, event, trace),
-    reply: (replyTo, reply) => sendReply(bus.nc, replyTo, reply),
+    reply: (replyTo, reply, tenant) => sendReply(bus.nc, replyTo, reply, tenant),
     results: kvResultStore(buckets.results),
     maxPayload: () => bus.nc.info?.max_payload ?? Topology.maxPayloadBytes,
     readBody: streamBodies(bus),

@@ -4,6 +4,7 @@ import * as endpointsCancelled from './migrations/20261130000000_endpoints_cance
 import * as budgets from './migrations/20261201000000_budgets.js';
 import * as cache from './migrations/20261202000000_cache.js';
 import * as variants from './migrations/20261203000000_variants.js';
+import * as held from './migrations/20261204000000_held.js';
 
 // Listed in code rather than read from the folder (FileMigrationProvider): dynamic imports of
 // .ts files by path depend on how the process was started (tsx, vitest, a bundle); a list does not.
@@ -13,6 +14,7 @@ const migrations: Record<string, Migration> = {
   '20261201000000_budgets': budgets,
   '20261202000000_cache': cache,
   '20261203000000_variants': variants,
+  '20261204000000_held': held,
 };
 
 /** Brings the schema to the latest migration; throws with the failing migration's error. */

@@ -86,6 +86,14 @@ function requestChange(e: AnyEvent, priceOf: PriceOf): RequestUpsert | undefined
       const { ctx } = e.data;
       return { requestId: e.requestId, insert: { ...identity(e, ctx.receivedAt), ...fromContext(ctx), outcome: Outcome.Pending, ...bill }, update: bill };
     }
+    case 'chat.held': {
+      const { ctx } = e.data;
+      return {
+        requestId: e.requestId,
+        insert: { ...identity(e, ctx.receivedAt), ...fromContext(ctx), outcome: Outcome.Held },
+        update: { outcome: Outcome.Held },
+      };
+    }
     case 'chat.shed': {
       const status = Errors[e.data.code].status;
       return finish(e, e.data.receivedAt, { outcome: Outcome.Shed, error_code: e.data.code, status_code: status });

@@ -2,6 +2,8 @@ import type { ColumnType, Insertable, Updateable } from 'kysely';
 
 export const Outcome = {
   Pending: 'pending',
+  /** Kept for later at degrade level 4 (maintenance); answered when the level drops. */
+  Held: 'held',
   Completed: 'completed',
   Cached: 'cached',
   Throttled: 'throttled',
