@@ -1,12 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
+import type { Subscription } from '@nats-io/transport-node';
 import { eventually } from '@sluice/bus/testing';
-import { defaultConfig, sleep, startE2eStack, type E2eStack } from './harness.js';
+import { SluiceClient, SluiceHeldError } from '@sluice/client';
+import { parseEvent, parseReply, Subjects, type ChatReply } from '@sluice/contracts';
+import { defaultConfig, DEV_KEY, sleep, startE2eStack, type E2eStack } from './harness.js';
 
-// The degradation ladder, levels 0-3, walked up and down under steady HTTP traffic with the
+// The degradation ladder, levels 0-4, walked up and down under steady HTTP traffic with the
 // operator's override (what `npm run config -- degrade` writes). Each level is held until its
-// answers show, then its answers are checked over a window of steady traffic. Level 4
-// (maintenance hold) is not built yet.
+// answers show, then its answers are checked over a window of steady traffic. At level 4 the
+// misses are held (202); the router and the invoker are killed while they wait; on the way down
+// they stay held through levels 3 and 2 and are answered, in the order they were held, once the
+// level is 1, on their result subjects and at their result URLs.
 let stack: E2eStack;
 const CAP = 4;
 const BILLING = 'Billing questions: see https://example.com/billing or reply INVOICE to get yours by mail.';
@@ -50,6 +55,9 @@ interface Outcome {
   content?: string | null;
   finish?: string | null;
   usage?: OpenAI.CompletionUsage;
+  /** A 202's body: the request is held for later. */
+  held?: { id: string; object: string; status: string; result_url: string; result_subject: string };
+  location?: string | null;
 }
 
 let n = 0;
@@ -81,6 +89,10 @@ async function send(kind: Kind): Promise<Outcome> {
   const started = performance.now();
   try {
     const { data, response } = await stack.openai().chat.completions.create(body(kind)).withResponse();
+    if (response.status === 202) {
+      const held = data as unknown as NonNullable<Outcome['held']>;
+      return { kind, status: 202, ms: performance.now() - started, requestId: held.id, held, location: response.headers.get('location') };
+    }
     return {
       kind,
       status: response.status,
@@ -164,16 +176,53 @@ function expectLevel(level: number, outcomes: Outcome[], warm: string) {
       }
       break;
     }
+    case 4:
+      for (const o of misses) {
+        expect(o).toMatchObject({ status: 202, held: { object: 'sluice.request', status: 'held', result_subject: Subjects.result(o.requestId!) } });
+        expect(o.location).toBe(`/v1/sluice/requests/${o.requestId}/result`);
+        expect(o.held!.result_url).toBe(o.location);
+      }
+      break;
     default:
       throw new Error(`level ${level} is not walked here`);
   }
+}
+
+/** Records, in order, the request ids of core NATS messages on `subject` (each id once). */
+function watch(subject: string, idOf: (data: Uint8Array) => string | undefined): { ids: string[]; sub: Subscription } {
+  const ids: string[] = [];
+  const seen = new Set<string>();
+  const sub = stack.nc.subscribe(subject, {
+    callback: (_e, m) => {
+      const id = idOf(m.data);
+      if (id !== undefined && !seen.has(id)) {
+        seen.add(id);
+        ids.push(id);
+      }
+    },
+  });
+  return { ids, sub };
+}
+
+async function fetchResult(requestId: string): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${stack.ingressUrl}/v1/sluice/requests/${requestId}/result`, { headers: { authorization: `Bearer ${DEV_KEY}` } });
+  return { status: res.status, body: await res.json() };
+}
+
+/** SIGKILLs a service and waits until the supervisor has it running again. */
+async function killAndAwaitRestart(name: 'router' | 'invoker'): Promise<void> {
+  const s = stack.services.get(name)!;
+  const before = s.restarts;
+  s.kill('SIGKILL');
+  await eventually(() => s.restarts !== before, 30_000);
+  await s.whenReady(60_000);
 }
 
 /** What shows a level has reached the router: the complex question's answer (billing at 3). */
 async function reached(level: number): Promise<void> {
   await eventually(async () => {
     const o = await send(level === 3 ? 'billing' : 'complex');
-    const ok = [o.model === 'gpt-4o', o.model === 'gpt-4o-mini' && o.finish === 'length', o.status === 503, o.content === BILLING][level];
+    const ok = [o.model === 'gpt-4o', o.model === 'gpt-4o-mini' && o.finish === 'length', o.status === 503, o.content === BILLING, o.status === 202][level];
     if (!ok) throw new Error(`level ${level} not seen yet: ${JSON.stringify(o)}`);
   }, 20_000);
 }
@@ -186,7 +235,7 @@ async function setLevel(level: number): Promise<void> {
 }
 
 describe('the degradation ladder', () => {
-  it('walks levels 0 -> 1 -> 2 -> 3 -> 2 -> 1 -> 0 under steady traffic, each level answering as it should', async () => {
+  it('walks levels 0 -> 1 -> 2 -> 3 -> 4 -> 3 -> 2 -> 1 -> 0 under steady traffic, each level answering as it should', async () => {
     const warm = (await send('cached')).content!;
     await eventually(async () => {
       const o = await send('cached');
@@ -194,13 +243,54 @@ describe('the degradation ladder', () => {
     }, 20_000);
     await reached(0);
 
+    // what the router holds and releases, and every answer published on a result subject, in order
+    const heldIds = watch(Subjects.eventsOf('chat.held'), (d) => parseEvent(d).requestId);
+    const releasedIds = watch('sluice.evt.chat.routed.>', (d) => {
+      const e = parseEvent(d);
+      return e.type === 'chat.routed' && e.data.ctx.held ? e.requestId : undefined;
+    });
+    const finals = new Map<string, { reply: ChatReply; at: number }>();
+    const results = stack.nc.subscribe(Subjects.resultsAll, {
+      callback: (_e, m) => {
+        const reply = parseReply(m.data);
+        if (!('status' in reply) && reply.requestId) finals.set(reply.requestId, { reply, at: Date.now() });
+      },
+    });
+    const natsDoor = new SluiceClient(stack.nc, { tenant: 'dev', key: DEV_KEY, timeoutMs: 30_000 });
+    let natsHeld: Promise<Awaited<ReturnType<SluiceClient['result']>>> | undefined;
+    let heldOutcomes: Outcome[] = [];
+    let releasedAt = 0;
+
     const load = traffic(6);
     const figures: Array<Record<string, unknown>> = [];
     try {
-      for (const [step, level] of [0, 1, 2, 3, 2, 1, 0].entries()) {
+      for (const [step, level] of [0, 1, 2, 3, 4, 3, 2, 1, 0].entries()) {
+        // the level the held requests are released at: timed from the override's write
+        if (step === 7) releasedAt = Date.now();
         await setLevel(level);
+        if (level === 4) {
+          // the NATS door hears "held" and waits for the answer on its result subject
+          const err = await natsDoor
+            .chat({ model: 'auto', messages: [{ role: 'user', content: 'Held over NATS: what is a ladder?' }] })
+            .catch((e: unknown) => e);
+          expect(err).toBeInstanceOf(SluiceHeldError);
+          natsHeld = natsDoor.result((err as SluiceHeldError).requestId, { waitMs: 60_000 });
+          // nothing held is lost when the services that hold and answer it die
+          await killAndAwaitRestart('router');
+          await killAndAwaitRestart('invoker');
+        }
         const outcomes = await load.record(`${step}:${level}`, 2_500);
         expectLevel(level, outcomes, warm);
+        if (level === 4) {
+          heldOutcomes = outcomes.filter((o) => o.status === 202);
+          // held, and while held a fetch says so
+          const early = await fetchResult(heldOutcomes[0]!.requestId!);
+          expect(early).toMatchObject({ status: 202, body: { id: heldOutcomes[0]!.requestId, status: 'held' } });
+        }
+        if (step === 5 || step === 6) {
+          // levels 3 and 2 on the way down: still held, nothing answered
+          for (const o of heldOutcomes) expect(finals.has(o.requestId!), `${o.requestId} answered at level ${level}`).toBe(false);
+        }
         const statuses: Record<string, number> = {};
         for (const o of outcomes) statuses[o.status] = (statuses[o.status] ?? 0) + 1;
         figures.push({
@@ -223,8 +313,37 @@ describe('the degradation ladder', () => {
           expect(done.reason).toMatch(/^degraded to level 3 \(static fallback\): category billing \(refund, charged twice\)$/);
         }
       }
+      // every held request answered once the level was 1, on its subject and at its URL
+      await eventually(() => {
+        for (const o of heldOutcomes) expect(finals.has(o.requestId!), `${o.requestId} answered`).toBe(true);
+      }, 30_000);
+      for (const o of heldOutcomes) {
+        const got = await fetchResult(o.requestId!);
+        expect(got.status, JSON.stringify(got.body)).toBe(200);
+        // released at level 1: the cheapest tier, capped
+        expect(got.body).toMatchObject({ object: 'chat.completion', model: 'gpt-4o-mini', choices: [{ finish_reason: 'length' }] });
+        expect(finals.get(o.requestId!)!.at).toBeGreaterThanOrEqual(releasedAt);
+      }
+      const viaNats = await natsHeld!;
+      expect(viaNats.body).toMatchObject({ object: 'chat.completion' });
+      // released in the order they were held
+      expect(releasedIds.ids).toEqual(heldIds.ids);
+      const report = await eventually(async () => {
+        const r = await stack.ledger(`/v1/requests/${heldOutcomes[0]!.requestId}`);
+        if (r.outcome !== 'completed') throw new Error(`outcome ${r.outcome}`);
+        return r;
+      }, 20_000);
+      expect(report.timeline.map((e: { type: string }) => e.type)).toEqual(expect.arrayContaining(['chat.held', 'chat.routed', 'chat.completed']));
+      const answeredIn = heldOutcomes.map((o) => finals.get(o.requestId!)!.at - releasedAt);
+      console.log(
+        `held: ${heldOutcomes.length} x 202 in the level-4 window, ${heldIds.ids.length} held in all, ${releasedIds.ids.length} released in order; ` +
+          `answered p50 ${Math.round(p50(answeredIn))} ms, max ${Math.round(Math.max(...answeredIn))} ms after the level went to 1`,
+      );
     } finally {
       load.stop();
+      heldIds.sub.unsubscribe();
+      releasedIds.sub.unsubscribe();
+      results.unsubscribe();
     }
     console.table(figures);
   });

@@ -4,7 +4,7 @@ import { minimalConfig } from '@sluice/bus/testing';
 import { ChatAssembler, parseConfig, STATIC_FALLBACK, type ChatChunk, type ChatRequest, type DegradeState, type SluiceEvent } from '@sluice/contracts';
 import { chatRequest, contentOf, missed, requestContext } from '@sluice/contracts/testing';
 import { createLogger } from '@sluice/telemetry';
-import { onCacheMissed } from './handler.js';
+import { onCacheMissed, onHeldReleased } from './handler.js';
 
 // The router's handler as a decider: given the live config and degrade level, when a cache miss
 // arrives, then the events it decides and the replies for the client. No NATS: the bus carries
@@ -103,8 +103,67 @@ describe('router handler', () => {
     expect(d.events[0]!.data).not.toHaveProperty('cacheKey');
   });
 
-  it('given level 4 (maintenance), then chat.shed with maintenance', async () => {
+  it('given level 4 (maintenance), then chat.held with what routing needs later, and the held notice on the inbox and the result subject', async () => {
     const d = await decide(4)(aMiss());
-    expect(d.events[0]).toMatchObject({ type: 'chat.shed', data: { code: 'maintenance', degradeLevel: 4 } });
+    expect(d.events).toHaveLength(1);
+    expect(d.events[0]).toMatchObject({
+      id: 'r1:chat.held',
+      type: 'chat.held',
+      at: NOW,
+      data: { key: 'acme.k1', estimatedTokens: 10, degradeLevel: 4, ctx: { replyTo: 'inbox.r1', deadline: NOW + 60_000 } },
+    });
+    expect(d.events[0]!.reason).toMatch(/^degraded to level 4 \(maintenance\)/);
+    const notice = { requestId: 'r1', status: 'held', resultSubject: 'sluice.results.r1', at: NOW };
+    expect(d.replies).toEqual([
+      { to: 'inbox.r1', reply: notice },
+      { to: 'sluice.results.r1', reply: notice },
+    ]);
+  });
+
+  it('given level 4 and a request already answered on its result subject, then the notice goes there once', async () => {
+    const miss = aMiss();
+    const d = await decide(4)({ ...miss, data: { ...miss.data, ctx: { ...miss.data.ctx, replyTo: 'sluice.results.r1' } } });
+    expect(d.replies.map((r) => r.to)).toEqual(['sluice.results.r1']);
+  });
+});
+
+describe('router handler, held requests released', () => {
+  const HELD_AT = NOW - 120_000;
+  function aHeld() {
+    const miss = aMiss({}, 'acme.k1');
+    const ctx = { ...miss.data.ctx, receivedAt: HELD_AT - 10, deadline: HELD_AT + 29_990, coalesce: { revision: 7 } };
+    return { ...miss, id: 'r1:chat.held', type: 'chat.held' as const, at: HELD_AT, data: { ctx, key: 'acme.k1', estimatedTokens: 10, degradeLevel: 4 } };
+  }
+  const release = (level: number) => onHeldReleased({ control: given(level), log, now: () => NOW });
+
+  it('given level 0, when a held request is released, then chat.routed answering on its result subject with its deadline moved to now', async () => {
+    const d = await release(0)(aHeld());
+    expect(d.replies).toEqual([]);
+    expect(d.events[0]).toMatchObject({ id: 'r1:chat.routed', type: 'chat.routed', at: NOW, data: { degradeLevel: 0, cacheKey: 'acme.k1' } });
+    const ctx = (d.events[0] as SluiceEvent<'chat.routed'>).data.ctx;
+    expect(ctx.replyTo).toBe('sluice.results.r1');
+    // it had 30 s when ingress took it: it gets 30 s from the release
+    expect(ctx.deadline).toBe(NOW + 30_000);
+    expect(ctx.held).toEqual({ at: HELD_AT, releasedAt: NOW });
+    // its coalescing ended when it was held
+    expect(ctx.coalesce).toBeUndefined();
+    expect(d.events[0]!.reason).toMatch(/^released after 120000 ms held; model m1 named by the client/);
+  });
+
+  it('given a model removed while it was held, then chat.shed answered on the result subject', async () => {
+    const held = aHeld();
+    const d = await release(0)({ ...held, data: { ...held.data, ctx: { ...held.data.ctx, request: { ...held.data.ctx.request, model: 'gone' } } } });
+    expect(d.events[0]).toMatchObject({ type: 'chat.shed', data: { code: 'model_not_found', replyTo: 'sluice.results.r1' } });
+    expect(d.replies).toEqual([
+      { to: 'sluice.results.r1', reply: { requestId: 'r1', error: expect.objectContaining({ code: 'model_not_found', status: 404 }) } },
+    ]);
+  });
+
+  it('given the level rose again before it ran, then nothing is decided and it comes back later', async () => {
+    for (const level of [2, 3, 4]) {
+      const d = await release(level)(aHeld());
+      expect(d.events).toEqual([]);
+      expect(d.redeliverInMs).toBeGreaterThan(0);
+    }
   });
 });

@@ -1,9 +1,11 @@
 import { consumeEvents, runService } from '@sluice/bus';
 import { Consumers, ServiceName } from '@sluice/contracts';
-import { onCacheMissed } from './handler.js';
+import { onCacheMissed, onHeldReleased } from './handler.js';
+import { releaseHeld } from './held.js';
 
 // router: cache.missed -> chat.routed | chat.shed (terminal) | chat.completed (static fallback,
-// terminal). Tiers, models and the degrade level are read live from the control bucket.
+// terminal) | chat.held (level 4). Tiers, models and the degrade level are read live from the
+// control bucket. chat.held -> chat.routed | chat.shed once the level is below 2, in order.
 await runService(ServiceName.Router, async ({ bus, control, log }) => [
   await consumeEvents(bus, {
     consumer: Consumers.router,
@@ -13,4 +15,5 @@ await runService(ServiceName.Router, async ({ bus, control, log }) => [
     log,
     handler: onCacheMissed({ control, log, bus }),
   }),
+  await releaseHeld(bus, control, log, onHeldReleased({ control, log })),
 ]);

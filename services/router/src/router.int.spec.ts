@@ -131,8 +131,8 @@ describe('router against NATS', () => {
 
       await setLevel(4);
       const maintenance = await miss();
-      expect((await seen.next('chat.shed', maintenance.requestId)).event.data.code).toBe('maintenance');
-      expect((await replies(maintenance.inbox, 1))[0]).toMatchObject({ error: { code: 'maintenance', status: 503 } });
+      expect((await seen.next('chat.held', maintenance.requestId)).event.data.degradeLevel).toBe(4);
+      expect((await replies(maintenance.inbox, 1))[0]).toMatchObject({ requestId: maintenance.requestId, status: 'held' });
 
       await setLevel(0);
       const back = await miss();

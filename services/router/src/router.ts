@@ -19,7 +19,9 @@ export type RouteDecision =
       reason: string;
     }
   | { kind: 'shed'; code: ErrorCode; status: number; message: string; retryAfterMs: number; degradeLevel: number; reason: string }
-  | { kind: 'static'; content: string; degradeLevel: number; reason: string };
+  | { kind: 'static'; content: string; degradeLevel: number; reason: string }
+  /** Level 4: kept in the stream (chat.held), answered when the level drops (held.ts). */
+  | { kind: 'hold'; degradeLevel: number; reason: string };
 
 export interface RouteInput {
   tenant: string;
@@ -33,7 +35,7 @@ const EXPLICIT_TIER = 'explicit';
 
 /**
  * Routes a cache miss. The degrade level acts first: 2 sheds (cached only), 3 answers with the
- * static fallback, 4 sheds for maintenance — whatever the model. At 1 `auto` takes the
+ * static fallback, 4 holds the request for later (maintenance) — whatever the model. At 1 `auto` takes the
  * cheapest tier and every request's max_tokens is capped. At 0 `auto` takes the first tier
  * whose maxComplexity covers the request's complexity score (computed once, at ingress). A named model must (still)
  * exist and be allowed for the tenant: config may have changed since ingress checked it.
@@ -59,7 +61,7 @@ export function route(input: RouteInput, config: SluiceConfig, degrade: DegradeS
     reason,
   });
 
-  if (level >= 4) return shed('maintenance', config.router.shedRetryAfterMs, `degraded to level ${level} (maintenance)`);
+  if (level >= 4) return { kind: 'hold', degradeLevel: level, reason: `degraded to level ${level} (maintenance): held until the gateway answers again` };
   if (level === 3 && input.request.endpoint === 'embeddings')
     return shed('service_busy', config.router.shedRetryAfterMs, 'degraded to level 3 (static fallback; an embedding has none)');
   if (level === 3) return { kind: 'static', content: config.router.staticFallback, degradeLevel: level, reason: 'degraded to level 3 (static fallback)' };

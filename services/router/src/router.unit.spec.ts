@@ -187,13 +187,7 @@ describe('route under degradation', () => {
     });
   });
 
-  it('level 4: sheds for maintenance', () => {
-    expect(route({ tenant: 'acme', request: request() }, config, level(4))).toMatchObject({
-      kind: 'shed',
-      code: 'maintenance',
-      status: 503,
-      retryAfterMs: 7000,
-      degradeLevel: 4,
-    });
+  it('level 4: holds the request for later (maintenance)', () => {
+    expect(route({ tenant: 'acme', request: request() }, config, level(4))).toMatchObject({ kind: 'hold', degradeLevel: 4 });
   });
 });
