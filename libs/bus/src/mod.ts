@@ -16,3 +16,4 @@ export * from './reply.js';
 export * from './service.js';
 export { readRequested } from './read.js';
 export { readResult } from './results.js';
+export { fileStore, toFileObject, type FileStore, type StoredFile } from './files.js';

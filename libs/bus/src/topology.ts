@@ -1,6 +1,7 @@
 import { nanos } from '@nats-io/transport-node';
 import { DiscardPolicy, RetentionPolicy, StorageType, type StreamConfig } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
+import { Objm, type ObjectStore } from '@nats-io/obj';
 import { Topology } from '@sluice/contracts';
 import type { Bus } from './connect.js';
 import { createOrFind } from './create.js';
@@ -21,6 +22,8 @@ export interface Buckets {
   circuits: KV;
   /** Leases of single-leader loops (the degrader). */
   leases: KV;
+  /** The Files API's files (`fileStore` reads and writes them). */
+  files: ObjectStore;
 }
 
 export interface TopologyOptions {
@@ -70,7 +73,9 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions = {}): Prom
   const b = Topology.buckets;
   const open = (name: string, ttlSeconds: number, history: number) =>
     kvm.create(name, { history, replicas, ...(ttlSeconds > 0 ? { ttl: ttlSeconds * 1000 } : {}) });
-  const [limits, cache, control, budgets, results, keys, semantic, inflight, circuits, leases] = await Promise.all([
+  const objm = new Objm(bus.js);
+  const f = Topology.files;
+  const [limits, cache, control, budgets, results, keys, semantic, inflight, circuits, leases, files] = await Promise.all([
     open(b.limits.name, b.limits.ttlSeconds, b.limits.history),
     open(b.cache.name, opts.cacheTtlSeconds ?? b.cache.ttlSeconds, b.cache.history),
     open(b.control.name, b.control.ttlSeconds, b.control.history),
@@ -81,8 +86,10 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions = {}): Prom
     open(b.inflight.name, b.inflight.ttlSeconds, b.inflight.history),
     open(b.circuits.name, b.circuits.ttlSeconds, b.circuits.history),
     open(b.leases.name, b.leases.ttlSeconds, b.leases.history),
+    // another replica creating it at the same moment makes create fail; the store is there then
+    objm.create(f.name, { replicas }).catch(() => objm.open(f.name)),
   ]);
-  return { limits, cache, control, budgets, results, keys, semantic, inflight, circuits, leases };
+  return { limits, cache, control, budgets, results, keys, semantic, inflight, circuits, leases, files };
 }
 
 async function ensureStream(bus: Bus, config: Partial<StreamConfig> & { name: string }): Promise<void> {

@@ -41,6 +41,13 @@ export const Topology = {
    * requests by that, so a server configured otherwise is still safe.
    */
   maxPayloadBytes: 8 * 1024 * 1024,
+  /**
+   * The Files API's files (`POST /v1/files`, a batch's input, output and error files): a JetStream
+   * object store, one object per file named by its id (`file-` + 24 base32), its tenant,
+   * filename, purpose and creation time in the object's metadata, its SHA-256 the store's own digest.
+   * Kept until deleted.
+   */
+  files: { name: 'sluice_files' },
   buckets: {
     limits: { name: 'sluice_limits', ttlSeconds: 0, history: 1 },
     cache: { name: 'sluice_cache', ttlSeconds: 3600, history: 1 },
