@@ -1,4 +1,5 @@
-import { Headers, parseReply, Subjects, Topology, type ChatReply } from '@sluice/contracts';
+import { headers as natsHeaders } from '@nats-io/transport-node';
+import { Headers, parseReply, Subjects, Topology, type ChatAccepted, type ChatReply } from '@sluice/contracts';
 import type { Bus } from './connect.js';
 
 /**
@@ -20,4 +21,18 @@ export async function readResult(bus: Pick<Bus, 'jsm'>, tenant: string, requestI
   });
   if (!stored || stored.header.get(Headers.resultTenant) !== tenant) return undefined;
   return parseReply(stored.data);
+}
+
+/**
+ * Stores a request's `queued` notice on its result subject and resolves on the stream's ack:
+ * called before the request is published, so its answer (which replaces the notice) can never be
+ * stored first and then overwritten by it.
+ *
+ * @example
+ * await storeNotice(bus, 'acme', { requestId, status: 'queued', resultSubject: Subjects.result(requestId), at: Date.now() });
+ */
+export async function storeNotice(bus: Pick<Bus, 'js'>, tenant: string, notice: ChatAccepted): Promise<void> {
+  const hdrs = natsHeaders();
+  hdrs.set(Headers.resultTenant, tenant);
+  await bus.js.publish(Subjects.result(notice.requestId), JSON.stringify(notice), { headers: hdrs });
 }

@@ -113,12 +113,38 @@ export class SluiceClient {
   }
 
   /**
-   * The answer of a request the gateway answers later (held in maintenance): read from the
+   * Sends a request to be answered later (`sluice-async: true`): resolves as soon as the gateway
+   * has queued it, with its id and the subject its answer will be published on; `result(requestId,
+   * { waitMs })` reads or waits for the answer (kept a day by default). The request runs in its
+   * lane like any other; an async request cannot stream.
+   *
+   * @throws SluiceRequestError when the gateway refuses it (bad request, bad key, `stream: true`).
+   * @example
+   * const { requestId } = await sluice.submit({ messages });
+   * const result = await sluice.result(requestId, { waitMs: 120_000 });
+   */
+  async submit(req: ClientRequest, opts: RequestOptions = {}): Promise<{ requestId: string; resultSubject: string }> {
+    const headers = this.headers(opts);
+    headers.set(Headers.async, 'true');
+    let msg;
+    try {
+      msg = await this.nc.request(this.subject, this.body(req, false), { headers, timeout: this.timeoutMs });
+    } catch (e) {
+      throw this.transportError(e);
+    }
+    const reply = parse(msg.data);
+    if (isError(reply)) throw SluiceRequestError.fromReply(reply);
+    if (!isAccepted(reply)) throw new SluiceRequestError('internal_error', 'Sluice answered an async request at once instead of queueing it.', 500);
+    return { requestId: reply.requestId, resultSubject: reply.resultSubject };
+  }
+
+  /**
+   * The answer of a request the gateway answers later (sent with `submit`, or held in maintenance): read from the
    * SLUICE_RESULTS stream, or waited for on `sluice.results.<requestId>` up to `waitMs` (default
    * 0: only what is stored now). Works after a restart of the client: the answer is kept (a day
    * by default).
    *
-   * @throws SluiceHeldError while it is still held after `waitMs`; SluiceRequestError
+   * @throws SluiceHeldError while it is still held or queued after `waitMs`; SluiceRequestError
    * `result_not_found` (404) when nothing is stored for it (unknown, answered directly, or
    * expired), or its own error when it was answered with one.
    * @example
@@ -233,7 +259,7 @@ export class SluiceClient {
 /** A final reply as the client returns it: the result, or thrown as an error (held: SluiceHeldError). */
 function final(reply: ChatReply): SluiceResult {
   if (isError(reply)) throw SluiceRequestError.fromReply(reply);
-  if (isAccepted(reply)) throw new SluiceHeldError(reply.requestId, reply.resultSubject);
+  if (isAccepted(reply)) throw new SluiceHeldError(reply.requestId, reply.resultSubject, reply.status);
   if (isChunk(reply))
     throw new SluiceRequestError('internal_error', 'Sluice sent a chunk to a request that did not ask for a stream.', 500, undefined, reply.requestId);
   return withCache(reply);

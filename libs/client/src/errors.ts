@@ -26,17 +26,26 @@ export class SluiceRequestError extends Error {
 }
 
 /**
- * The gateway holds the request for later (degrade level 4, maintenance) instead of answering
- * now: its answer will be on `resultSubject` (`sluice.results.<requestId>`), kept for a day by
- * default. `SluiceClient.result(requestId, { waitMs })` reads or waits for it. Status 202 (what
- * HTTP clients get).
+ * The request is not answered yet: the gateway holds it for later (`held`: degrade level 4,
+ * maintenance) or it was sent async and is still queued (`queued`). Its answer will be on
+ * `resultSubject` (`sluice.results.<requestId>`), kept for a day by default;
+ * `SluiceClient.result(requestId, { waitMs })` reads or waits for it. Status 202 (what HTTP clients get).
  */
 export class SluiceHeldError extends SluiceRequestError {
   override readonly name: string = 'SluiceHeldError';
   constructor(
     override readonly requestId: string,
     readonly resultSubject: string,
+    readonly state: 'held' | 'queued' = 'held',
   ) {
-    super('request_held', 'The gateway is in maintenance: the request is held and will be answered when it recovers.', 202, undefined, requestId);
+    super(
+      state === 'held' ? 'request_held' : 'request_queued',
+      state === 'held'
+        ? 'The gateway is in maintenance: the request is held and will be answered when it recovers.'
+        : 'The request is queued and not answered yet.',
+      202,
+      undefined,
+      requestId,
+    );
   }
 }

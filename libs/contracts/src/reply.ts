@@ -95,14 +95,14 @@ export type ChatErrorReply = Static<typeof ChatErrorReply>;
 
 /**
  * Not the answer yet: the request is kept and will be answered on `resultSubject`
- * (`sluice.results.<requestId>`, stored in SLUICE_RESULTS). `held`: the gateway is in maintenance
- * (degrade level 4) and answers it, in order, once it serves from the model again. HTTP ingress
- * turns it into a 202. It is a final message on a client's inbox; on the result subject the
- * answer replaces it.
+ * (`sluice.results.<requestId>`, stored in SLUICE_RESULTS). `queued`: the client asked for an
+ * async answer (`x-sluice-async: true`); `held`: the gateway is in maintenance (degrade level 4)
+ * and answers it, in order, once it serves from the model again. HTTP ingress turns it into a
+ * 202. It is a final message on a client's inbox; on the result subject the answer replaces it.
  */
 export const ChatAccepted = Type.Object({
   requestId: Type.String(),
-  status: Type.Literal('held'),
+  status: Type.Union([Type.Literal('queued'), Type.Literal('held')]),
   resultSubject: Type.String(),
   /** Epoch ms it was accepted for later. */
   at: Type.Number(),

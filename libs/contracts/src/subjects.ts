@@ -64,6 +64,8 @@ export const Headers = {
   cacheTtl: 'sluice-cache-ttl',
   /** NATS door: the cache namespace inside the tenant (HTTP `x-sluice-cache-namespace`). */
   cacheNamespace: 'sluice-cache-namespace',
+  /** NATS door: `true` asks for an async answer (HTTP `x-sluice-async`): a `queued` reply now, the answer on `sluice.results.<id>`. */
+  async: 'sluice-async',
   /** NATS door: the OpenAI API a request is for (`chat.completions`, the default; `responses`; `embeddings`). */
   endpoint: 'sluice-endpoint',
   /** On a message in SLUICE_RESULTS: the tenant whose request it answers (only that tenant may fetch it). */

@@ -1,5 +1,5 @@
-import { publishEvent, readResult, type ServiceContext } from '@sluice/bus';
-import { Subjects, Topology, type ChatReply, type EventType, type SluiceConfig, type SluiceEvent } from '@sluice/contracts';
+import { publishEvent, readResult, storeNotice, type ServiceContext } from '@sluice/bus';
+import { Subjects, Topology, type ChatAccepted, type ChatReply, type EventType, type SluiceConfig, type SluiceEvent } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 import type { ReplyInbox } from './inbox.js';
 import type { KeyIndex } from './keys.js';
@@ -27,6 +27,8 @@ export interface IngressDeps {
    * `held` notice while it waits, or undefined (unknown, answered directly, expired, another tenant's).
    */
   result(tenant: string, requestId: string): Promise<ChatReply | undefined>;
+  /** Stores an async request's `queued` notice on its result subject; resolves on the stream's ack. */
+  storeNotice(tenant: string, notice: ChatAccepted): Promise<void>;
   /** Where HTTP requests wait for their answers. */
   inbox: ReplyInbox;
   log: Logger;
@@ -65,6 +67,7 @@ export function ingressDeps({ bus, control, log }: Pick<ServiceContext, 'bus' | 
     // the server's own limit, read again after a reconnect (another server may have another)
     maxPayload: () => bus.nc.info?.max_payload ?? Topology.maxPayloadBytes,
     result: (tenant, requestId) => readResult(bus, tenant, requestId),
+    storeNotice: (tenant, notice) => storeNotice(bus, tenant, notice),
     inbox,
     log,
     now: Date.now,

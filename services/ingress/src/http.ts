@@ -7,6 +7,8 @@ import {
   frameworkRefusal,
   HTTP_SERVER_OPTIONS,
   SluiceError,
+  Subjects,
+  type ChatRequest,
   type Endpoint,
   type HttpLimits,
   type RequestContext,
@@ -18,6 +20,7 @@ import { SpanAttributes, tagHttpServerSpan, withTrace } from '@sluice/telemetry'
 import type { IngressDeps } from './deps.js';
 import { rejectedEvent, requestedEvent } from './events.js';
 import { answerStream, answerWhole, sendError, sendStored } from './http-answer.js';
+import { asyncAsked, queuedNotice } from './async.js';
 import { readJsonBody } from './http-body.js';
 import { continueTrace, newRequestId } from './ids.js';
 import { toModel, toModelList } from './openai-wire.js';
@@ -200,6 +203,8 @@ async function answerRequest(deps: IngressDeps, endpoint: Endpoint, request: Fas
   if (chat.user !== undefined) state.user = chat.user;
 
   const deadline = state.receivedAt + config.ingress.defaultDeadlineMs;
+  if (asyncAsked(header(request.headers, 'x-sluice-async'), 'x-sluice-async', chat.stream))
+    return answerLater(deps, request, reply, chat, body, tokenBudget, lane.reason);
   // listen before publishing: the answer can come back before the publish ack does
   const pending = deps.inbox.listen(request.id, deadline);
   const ctx: RequestContext = { request: chat, replyTo: pending.subject, frontDoor: 'http', receivedAt: state.receivedAt, deadline };
@@ -241,6 +246,45 @@ async function answerRequest(deps: IngressDeps, endpoint: Endpoint, request: Fas
   request.log.debug({ tenant: tenant.id, endpoint, model: chat.model, stream: chat.stream }, 'chat requested');
   if (chat.stream) return answerStream(request, reply, pending, { endpoint, requestId: request.id, includeUsage });
   return answerWhole(request, reply, pending);
+}
+
+/**
+ * An async request (`x-sluice-async: true`): its `queued` notice stored on its result subject,
+ * then `chat.requested` with that subject as its reply-to, then 202 with where to fetch the answer.
+ * Nothing waits here: the client leaving changes nothing.
+ */
+async function answerLater(
+  deps: IngressDeps,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  chat: ChatRequest,
+  body: unknown,
+  tokenBudget: string | undefined,
+  laneReason: string,
+): Promise<FastifyReply> {
+  const state = request.sluice;
+  const tenant = state.tenant!;
+  const ctx: RequestContext = {
+    request: chat,
+    replyTo: Subjects.result(request.id),
+    frontDoor: 'http',
+    receivedAt: state.receivedAt,
+    deadline: state.receivedAt + deps.config().ingress.defaultDeadlineMs,
+  };
+  if (state.key) ctx.key = requestKey(state.key);
+  const event = requestedEvent(request.id, tenant.id, ctx, body, tokenBudget, laneReason);
+  const declared = Number(request.headers['content-length']);
+  checkFits(event, Number.isFinite(declared) ? declared : undefined, deps.maxPayload());
+  const notice = queuedNotice(request.id, deps.now());
+  try {
+    await deps.storeNotice(tenant.id, notice);
+    await deps.publish(event, state.traceparent);
+  } catch (err) {
+    request.log.error({ err }, 'could not queue an async request');
+    throw new SluiceError('internal_error', 'The request could not be queued; retry shortly.');
+  }
+  request.log.debug({ tenant: tenant.id, model: chat.model }, 'async request queued');
+  return sendStored(reply, notice);
 }
 
 function isPipelineRoute(request: FastifyRequest): boolean {

@@ -10,6 +10,7 @@ import { checkFits } from './fits.js';
 import { requestKey } from './keys.js';
 import { authenticate } from './tenants.js';
 import { parseJsonBody, validateRequest, type ChatHints } from './validate.js';
+import { asyncAsked, queuedNotice } from './async.js';
 
 /** Replicas share the front-door subject; NATS hands each request to one of them. */
 const INGRESS_QUEUE = 'ingress';
@@ -77,17 +78,29 @@ async function handle(nc: NatsConnection, deps: IngressDeps, msg: Msg): Promise<
     const { request, body, tokenBudget, lane } = await validateRequest(endpoint, parseJsonBody(decoder.decode(msg.data)), hintsFrom(msg), tenant, config, key);
     known.model = request.model;
     if (request.user !== undefined) known.user = request.user;
-    const ctx: RequestContext = { request, replyTo, frontDoor: 'nats', receivedAt, deadline: receivedAt + config.ingress.defaultDeadlineMs };
+    // async: answered on its result subject, the client told so at once
+    const later = asyncAsked(msg.headers?.get(Headers.async) || undefined, Headers.async, request.stream);
+    const ctx: RequestContext = {
+      request,
+      replyTo: later ? Subjects.result(requestId) : replyTo,
+      frontDoor: 'nats',
+      receivedAt,
+      deadline: receivedAt + config.ingress.defaultDeadlineMs,
+    };
     if (key) ctx.key = requestKey(key);
     const event = requestedEvent(requestId, tenant.id, ctx, body, tokenBudget, lane.reason);
     checkFits(event, msg.data.length, deps.maxPayload());
+    const notice = later ? queuedNotice(requestId, receivedAt) : undefined;
     try {
+      // stored before the request goes: its answer replaces the notice, never the other way round
+      if (notice) await deps.storeNotice(tenant.id, notice);
       await deps.publish(event, traceparent);
     } catch (err) {
       log.error({ err }, 'could not publish chat.requested');
       throw new SluiceError('internal_error', 'The request could not be queued; retry shortly.');
     }
-    log.debug({ tenant: tenant.id, endpoint, model: request.model, stream: request.stream }, 'chat requested');
+    if (notice) sendReply(nc, replyTo, notice);
+    log.debug({ tenant: tenant.id, endpoint, model: request.model, stream: request.stream, async: later }, 'chat requested');
   } catch (e) {
     if (!(e instanceof SluiceError)) throw e;
     if (e instanceof RequestRejected) {

@@ -119,3 +119,50 @@ describe('SluiceClient.result', () => {
     await expect(client.result(beta)).rejects.toMatchObject({ code: 'result_not_found' });
   });
 });
+
+describe('async requests', () => {
+  const ask = (content: string) => ({ model: 'auto', messages: [{ role: 'user', content }] });
+  const postAsync = (body: unknown, headers: Record<string, string> = { 'x-sluice-async': 'true' }) =>
+    fetch(`${h.baseURL}/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEYS.acme}`, 'content-type': 'application/json', ...headers },
+      body: JSON.stringify(body),
+    });
+
+  it('HTTP: 202 queued at once, the request goes with its result subject as reply-to, and the answer is fetched later', async () => {
+    const res = await postAsync(ask('async over http'));
+    expect(res.status).toBe(202);
+    const queued = (await res.json()) as { id: string; status: string; result_url: string };
+    expect(queued).toMatchObject({ object: 'sluice.request', status: 'queued', result_subject: Subjects.result(queued.id) });
+    expect(res.headers.get('location')).toBe(queued.result_url);
+    await eventually(() => expect(h.requested.some((e) => e.requestId === queued.id)).toBe(true), 3_000);
+    expect(h.requested.find((e) => e.requestId === queued.id)!.data.ctx.replyTo).toBe(Subjects.result(queued.id));
+    await eventually(async () => {
+      const got = await fetchResult(queued.id);
+      expect(got.status).toBe(200);
+      expect(got.body).toMatchObject({ object: 'chat.completion' });
+    }, 5_000);
+  });
+
+  it('NATS: submit is answered queued, result waits for the answer', async () => {
+    const client = new SluiceClient(nc, { tenant: 'acme', key: KEYS.acme, timeoutMs: 5000 });
+    const { requestId, resultSubject } = await client.submit(ask('async over nats'));
+    expect(resultSubject).toBe(Subjects.result(requestId));
+    const result = await client.result(requestId, { waitMs: 5_000 });
+    expect(result.body).toMatchObject({ object: 'chat.completion' });
+  });
+
+  it('refuses a bad x-sluice-async and an async stream with 400 naming the field, publishing nothing', async () => {
+    const before = h.requested.length;
+    const bad = await postAsync(ask('x'), { 'x-sluice-async': 'yes please' });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as any).error).toMatchObject({ code: 'invalid_request', param: 'x-sluice-async' });
+    const streamed = await postAsync({ ...ask('x'), stream: true });
+    expect(streamed.status).toBe(400);
+    expect(((await streamed.json()) as any).error).toMatchObject({ code: 'invalid_request', param: 'stream' });
+    const off = await postAsync(ask('async off'), { 'x-sluice-async': 'FALSE' });
+    expect(off.status).toBe(200);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(h.requested.length).toBe(before + 1);
+  });
+});
