@@ -353,6 +353,8 @@ export const SluiceConfig = Type.Object(
     ingress: Type.Object(
       {
         maxBodyBytes: Type.Integer({ minimum: 1024, default: 1_048_576 }),
+        /** The largest upload `POST /v1/files` takes, in bytes (held whole in memory while stored); past it: 413 file_too_large. */
+        maxFileBytes: Type.Optional(Type.Integer({ minimum: 1024, default: 100 * 1024 * 1024 })),
         maxMessages: Type.Integer({ minimum: 1, default: 256 }),
         defaultDeadlineMs: Type.Integer({ minimum: 100, default: 60_000 }),
         /**

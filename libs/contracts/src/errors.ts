@@ -39,6 +39,12 @@ export const Errors = {
     type: 'invalid_request_error',
     message: 'No stored result for this request: it was answered directly, is unknown, or has expired.',
   },
+  /** `POST /v1/files`: the upload is larger than `ingress.maxFileBytes`. */
+  file_too_large: { status: 413, type: 'invalid_request_error', message: 'The file is larger than this gateway accepts.' },
+  /** `POST /v1/files`: a `batch` file that is not JSONL (a `.jsonl` name, UTF-8 text) or has more than 50,000 lines. */
+  invalid_file: { status: 400, type: 'invalid_request_error', message: 'The file is not valid for its purpose.' },
+  /** The Files API: no file with this id for this tenant (unknown, deleted, or another tenant's). */
+  file_not_found: { status: 404, type: 'invalid_request_error', message: 'No such file.' },
   not_found: { status: 404, type: 'invalid_request_error', message: 'Not found.' },
   internal_error: { status: 500, type: 'server_error', message: 'Internal error.' },
   request_timeout: { status: 408, type: 'invalid_request_error', message: 'The request was not received in time; send it again, faster.' },

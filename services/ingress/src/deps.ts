@@ -1,4 +1,4 @@
-import { publishEvent, readResult, storeNotice, type ServiceContext } from '@sluice/bus';
+import { fileStore, publishEvent, readResult, storeNotice, type FileStore, type ServiceContext } from '@sluice/bus';
 import { Subjects, Topology, type ChatAccepted, type ChatReply, type EventType, type SluiceConfig, type SluiceEvent } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 import type { ReplyInbox } from './inbox.js';
@@ -29,6 +29,8 @@ export interface IngressDeps {
   result(tenant: string, requestId: string): Promise<ChatReply | undefined>;
   /** Stores an async request's `queued` notice on its result subject; resolves on the stream's ack. */
   storeNotice(tenant: string, notice: ChatAccepted): Promise<void>;
+  /** The Files API's files (the `sluice_files` object store), per tenant. */
+  files: FileStore;
   /** Where HTTP requests wait for their answers. */
   inbox: ReplyInbox;
   log: Logger;
@@ -40,7 +42,11 @@ export interface IngressDeps {
  * index is rebuilt once per new config, not per request), virtual keys follow `keys`, events are published with the
  * request's traceparent, and `max_payload` is the connected server's.
  */
-export function ingressDeps({ bus, control, log }: Pick<ServiceContext, 'bus' | 'control' | 'log'>, inbox: ReplyInbox, keys: () => KeyIndex): IngressDeps {
+export function ingressDeps(
+  { bus, buckets, control, log }: Pick<ServiceContext, 'bus' | 'buckets' | 'control' | 'log'>,
+  inbox: ReplyInbox,
+  keys: () => KeyIndex,
+): IngressDeps {
   let config = control.config();
   let tenants = indexTenants(config);
   control.onChange(() => {
@@ -68,6 +74,7 @@ export function ingressDeps({ bus, control, log }: Pick<ServiceContext, 'bus' | 
     maxPayload: () => bus.nc.info?.max_payload ?? Topology.maxPayloadBytes,
     result: (tenant, requestId) => readResult(bus, tenant, requestId),
     storeNotice: (tenant, notice) => storeNotice(bus, tenant, notice),
+    files: fileStore(buckets.files),
     inbox,
     log,
     now: Date.now,

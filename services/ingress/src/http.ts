@@ -21,6 +21,7 @@ import type { IngressDeps } from './deps.js';
 import { rejectedEvent, requestedEvent } from './events.js';
 import { answerStream, answerWhole, sendError, sendStored } from './http-answer.js';
 import { asyncAsked, queuedNotice } from './async.js';
+import { fileRoutes } from './file-routes.js';
 import { readJsonBody } from './http-body.js';
 import { continueTrace, newRequestId } from './ids.js';
 import { toModel, toModelList } from './openai-wire.js';
@@ -142,6 +143,8 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     if (!stored) return sendError(reply, 'result_not_found', Errors.result_not_found.message, Errors.result_not_found.status, undefined, 'id');
     return sendStored(reply, stored);
   });
+
+  void app.register(fileRoutes(deps), { auth: authenticated });
 
   for (const [path, endpoint] of Object.entries(ENDPOINT_PATHS)) {
     app.post(path, { onRequest: authenticated }, async (request, reply) => answerRequest(deps, endpoint, request, reply));

@@ -33,7 +33,7 @@ export async function startFrontDoors({
   // before the doors open: a restarted replica must not refuse the keys it has not read yet
   const keys = await watchKeys(buckets.keys, log);
   const inbox = openReplyInbox(bus.nc, log);
-  const deps = ingressDeps({ bus, control, log }, inbox, () => keys.index());
+  const deps = ingressDeps({ bus, buckets, control, log }, inbox, () => keys.index());
   const door = openNatsDoor(bus.nc, deps);
   const app = buildApp(deps);
   // node reads its timeouts and connection limit live: a config change applies without a restart
