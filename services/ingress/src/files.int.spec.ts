@@ -2,7 +2,9 @@ import { createHash } from 'node:crypto';
 import OpenAI, { type APIError } from 'openai';
 import { toFile } from 'openai/uploads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fileStore } from '@sluice/bus';
+import { encodeJson, fileStore } from '@sluice/bus';
+import { eventually } from '@sluice/bus/testing';
+import { hashKey, type VirtualKey } from '@sluice/contracts';
 import { KEYS, startHarness, type Harness } from './testing.js';
 
 // Issue 14, item 1: the Files API on ingress as the openai SDK calls it, files in the
@@ -84,6 +86,17 @@ describe('Files API', () => {
       expect(res.status).toBe(400);
       expect(await res.json()).toMatchObject({ error: { code: 'invalid_request', param: 'limit' } });
     }
+  });
+
+  it("takes a tenant's virtual key as the tenant's own: the same files, and a revoked key none", async () => {
+    const key = 'sk-sluice-files-virtual-key-0123456789abcdef';
+    const record: VirtualKey = { id: 'key_filesTestKey00000001', tenant: 'acme', name: 'files', sha256: hashKey(key), createdAt: Date.now() };
+    await h.buckets.keys.put(record.id, encodeJson(record));
+    const viaKey = new OpenAI({ baseURL: h.baseURL, apiKey: key, maxRetries: 0 });
+    const f = await eventually(() => upload(viaKey, 'vk.jsonl', 'batch'), 5000);
+    expect(await acme.files.retrieve(f.id)).toEqual(f);
+    await h.buckets.keys.put(record.id, encodeJson({ ...record, revokedAt: Date.now() }));
+    await eventually(async () => expect(await refusal(viaKey.files.retrieve(f.id))).toMatchObject({ status: 401, code: 'key_expired' }), 5000);
   });
 
   it('shows another tenant nothing of a file: a 404 file_not_found as for an unknown id', async () => {
