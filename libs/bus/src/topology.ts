@@ -22,6 +22,8 @@ export interface Buckets {
   circuits: KV;
   /** Leases of single-leader loops (the degrader). */
   leases: KV;
+  /** Batches by id (`BatchRecord`): ingress's batch routes and runner. */
+  batches: KV;
   /** The Files API's files (`fileStore` reads and writes them). */
   files: ObjectStore;
 }
@@ -75,7 +77,7 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions = {}): Prom
     kvm.create(name, { history, replicas, ...(ttlSeconds > 0 ? { ttl: ttlSeconds * 1000 } : {}) });
   const objm = new Objm(bus.js);
   const f = Topology.files;
-  const [limits, cache, control, budgets, results, keys, semantic, inflight, circuits, leases, files] = await Promise.all([
+  const [limits, cache, control, budgets, results, keys, semantic, inflight, circuits, leases, batches, files] = await Promise.all([
     open(b.limits.name, b.limits.ttlSeconds, b.limits.history),
     open(b.cache.name, opts.cacheTtlSeconds ?? b.cache.ttlSeconds, b.cache.history),
     open(b.control.name, b.control.ttlSeconds, b.control.history),
@@ -86,10 +88,11 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions = {}): Prom
     open(b.inflight.name, b.inflight.ttlSeconds, b.inflight.history),
     open(b.circuits.name, b.circuits.ttlSeconds, b.circuits.history),
     open(b.leases.name, b.leases.ttlSeconds, b.leases.history),
+    open(b.batches.name, b.batches.ttlSeconds, b.batches.history),
     // another replica creating it at the same moment makes create fail; the store is there then
     objm.create(f.name, { replicas }).catch(() => objm.open(f.name)),
   ]);
-  return { limits, cache, control, budgets, results, keys, semantic, inflight, circuits, leases, files };
+  return { limits, cache, control, budgets, results, keys, semantic, inflight, circuits, leases, batches, files };
 }
 
 async function ensureStream(bus: Bus, config: Partial<StreamConfig> & { name: string }): Promise<void> {

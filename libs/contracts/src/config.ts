@@ -115,8 +115,19 @@ const Model = Type.Object(
     deployments: Type.Array(Type.String(), { minItems: 1 }),
     /** Models tried next when every deployment of this one fails. */
     fallback: Type.Array(Type.String(), { default: [] }),
-    /** USD per million tokens. */
-    price: Type.Object({ inputPerMTok: Type.Number({ minimum: 0 }), outputPerMTok: Type.Number({ minimum: 0 }) }, closed),
+    /**
+     * USD per million tokens. The batch prices bill the lines of a batch (`POST /v1/batches`);
+     * absent, half the normal prices (OpenAI's Batch API discount).
+     */
+    price: Type.Object(
+      {
+        inputPerMTok: Type.Number({ minimum: 0 }),
+        outputPerMTok: Type.Number({ minimum: 0 }),
+        batchInputPerMTok: Type.Optional(Type.Number({ minimum: 0 })),
+        batchOutputPerMTok: Type.Optional(Type.Number({ minimum: 0 })),
+      },
+      closed,
+    ),
     /**
      * How the model's deployments share its traffic: `weighted` (by `deployments[].weight`, latency
      * aware: power of two choices over an EWMA of each deployment's latency; open circuits and
@@ -385,6 +396,18 @@ export const SluiceConfig = Type.Object(
     lanes: Lanes,
     tokenBudgets: Type.Array(TokenBudget, { default: [] }),
     canaries: Type.Optional(Type.Array(Canary, { default: [] })),
+    /** The Batch API's runner on ingress (docs/batches.md). */
+    batches: Type.Optional(
+      Type.Object(
+        {
+          /** Lines of one batch in the pipeline at once (submitted, not yet answered): the batch lane is fed, never flooded. */
+          maxInFlight: Type.Integer({ minimum: 1, default: 32 }),
+          /** How often the runner looks at each running batch. */
+          pollMs: Type.Integer({ minimum: 10, default: 250 }),
+        },
+        { ...closed, default: {} },
+      ),
+    ),
   },
   closed,
 );

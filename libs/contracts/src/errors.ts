@@ -39,6 +39,10 @@ export const Errors = {
     type: 'invalid_request_error',
     message: 'No stored result for this request: it was answered directly, is unknown, or has expired.',
   },
+  /** `/v1/batches/{id}`: no batch with this id for this tenant. */
+  batch_not_found: { status: 404, type: 'invalid_request_error', message: 'No batch with this id.' },
+  /** `POST /v1/batches/{id}/cancel` on a batch that has already ended (or is finalizing). */
+  batch_not_cancellable: { status: 409, type: 'invalid_request_error', message: 'The batch can no longer be cancelled.' },
   /** `POST /v1/files`: the upload is larger than `ingress.maxFileBytes`. */
   file_too_large: { status: 413, type: 'invalid_request_error', message: 'The file is larger than this gateway accepts.' },
   /** `POST /v1/files`: a `batch` file that is not JSONL (a `.jsonl` name, UTF-8 text) or has more than 50,000 lines. */

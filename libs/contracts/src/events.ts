@@ -5,6 +5,7 @@ import { Usage } from './reply.js';
 import { Errors, type ErrorCode } from './errors.js';
 import { BudgetAction, BudgetWindow, Priority } from './spend.js';
 import { Reservation } from './budgets.js';
+import { BatchEndpoint, BatchLineError, BatchRequestCounts, BatchUsage } from './batches.js';
 
 /**
  * The event vocabulary. Every decision a service takes is one of these, published to
@@ -40,6 +41,12 @@ export const EventType = {
   CircuitHalfOpened: 'circuit.half_opened',
   DeploymentPaused: 'deployment.paused',
   CanaryRolledBack: 'canary.rolled_back',
+  BatchCreated: 'batch.created',
+  BatchValidated: 'batch.validated',
+  BatchFailed: 'batch.failed',
+  BatchCompleted: 'batch.completed',
+  BatchCancelled: 'batch.cancelled',
+  BatchExpired: 'batch.expired',
 } as const;
 export type EventType = (typeof EventType)[keyof typeof EventType];
 
@@ -119,6 +126,14 @@ const UpstreamError = Type.Object({
   message: Type.String(),
 });
 export type UpstreamError = Static<typeof UpstreamError>;
+
+/** How a batch ended: its counts, usage and files. */
+const BatchEnd = Type.Object({
+  requestCounts: BatchRequestCounts,
+  usage: BatchUsage,
+  outputFileId: Type.Union([Type.String(), Type.Null()]),
+  errorFileId: Type.Union([Type.String(), Type.Null()]),
+});
 
 /** Data of each event type. */
 export const EventData = {
@@ -382,6 +397,22 @@ export const EventData = {
     remainingTokens: Type.Optional(Type.Integer({ minimum: 0 })),
     resetTokensMs: Type.Optional(Type.Integer({ minimum: 0 })),
   }),
+  /** A tenant created a batch (`POST /v1/batches`); the event's request id is the batch id. */
+  'batch.created': Type.Object({
+    endpoint: BatchEndpoint,
+    inputFileId: Type.String(),
+    metadata: Type.Union([Type.Record(Type.String(), Type.String()), Type.Null()]),
+  }),
+  /** Its input file passed validation: its lines go into the batch lane. */
+  'batch.validated': Type.Object({ lines: Type.Integer({ minimum: 1 }), model: Type.Union([Type.String(), Type.Null()]) }),
+  /** Its input file failed validation: OpenAI's per-line errors (at most the first 1,000 here; all on the batch). */
+  'batch.failed': Type.Object({ errors: Type.Array(BatchLineError), total: Type.Integer({ minimum: 0 }) }),
+  /** Every line has an answer: the output and error files are written. */
+  'batch.completed': BatchEnd,
+  /** Cancelled: the lines submitted were answered, the rest are `batch_cancelled` in the error file. */
+  'batch.cancelled': BatchEnd,
+  /** Not done 24 h after creation: lines without an answer are `batch_expired` in the error file. */
+  'batch.expired': BatchEnd,
 } satisfies Record<EventType, TSchema>;
 
 export type EventDataOf<T extends EventType> = Static<(typeof EventData)[T]>;

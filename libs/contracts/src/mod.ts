@@ -12,3 +12,4 @@ export * from './budgets.js';
 export * from './openai.js';
 export * from './admin.js';
 export * from './webhooks.js';
+export * from './batches.js';

@@ -102,6 +102,11 @@ export const RequestContext = Type.Object({
   held: Type.Optional(Type.Object({ at: Type.Number(), releasedAt: Type.Number() })),
   /** Set by the router when a canary matched: which canary and variant the request took (the ledger reports per variant). */
   variant: Type.Optional(Type.Object({ canary: Type.String(), name: Type.String() })),
+  /**
+   * Set by ingress's batch runner on a line of a batch (`POST /v1/batches`): the batch and the
+   * line's `custom_id`. The ledger prices such a request at the model's batch price.
+   */
+  batch: Type.Optional(Type.Object({ id: Type.String(), customId: Type.String() })),
 });
 export type RequestContext = Static<typeof RequestContext>;
 export type RateLimitState = NonNullable<RequestContext['rateLimit']>;

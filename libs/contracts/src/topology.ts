@@ -67,6 +67,8 @@ export const Topology = {
     results: { name: 'sluice_results', ttlSeconds: 3600, history: 1 },
     /** Virtual keys by id (`VirtualKey`), written by the admin API, watched by ingress. */
     keys: { name: 'sluice_keys', ttlSeconds: 0, history: 5 },
+    /** Batches by id (`BatchRecord`), written by ingress's batch routes and runner (compare-and-set), watched by every ingress replica. */
+    batches: { name: 'sluice_batches', ttlSeconds: 0, history: 1 },
   },
 } as const;
 

@@ -1,6 +1,7 @@
 import { fileStore, publishEvent, readResult, storeNotice, type FileStore, type ServiceContext } from '@sluice/bus';
 import { Subjects, Topology, type ChatAccepted, type ChatReply, type EventType, type SluiceConfig, type SluiceEvent } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
+import type { BatchStore } from './batch-store.js';
 import type { ReplyInbox } from './inbox.js';
 import type { KeyIndex } from './keys.js';
 import { indexTenants, type TenantIndex } from './tenants.js';
@@ -31,6 +32,8 @@ export interface IngressDeps {
   storeNotice(tenant: string, notice: ChatAccepted): Promise<void>;
   /** The Files API's files (the `sluice_files` object store), per tenant. */
   files: FileStore;
+  /** Batches (`sluice_batches`), as the batch routes read and write them. */
+  batches: BatchStore;
   /** Where HTTP requests wait for their answers. */
   inbox: ReplyInbox;
   log: Logger;
@@ -46,6 +49,7 @@ export function ingressDeps(
   { bus, buckets, control, log }: Pick<ServiceContext, 'bus' | 'buckets' | 'control' | 'log'>,
   inbox: ReplyInbox,
   keys: () => KeyIndex,
+  batches: BatchStore,
 ): IngressDeps {
   let config = control.config();
   let tenants = indexTenants(config);
@@ -75,6 +79,7 @@ export function ingressDeps(
     result: (tenant, requestId) => readResult(bus, tenant, requestId),
     storeNotice: (tenant, notice) => storeNotice(bus, tenant, notice),
     files: fileStore(buckets.files),
+    batches,
     inbox,
     log,
     now: Date.now,

@@ -21,6 +21,7 @@ import type { IngressDeps } from './deps.js';
 import { rejectedEvent, requestedEvent } from './events.js';
 import { answerStream, answerWhole, sendError, sendStored } from './http-answer.js';
 import { asyncAsked, queuedNotice } from './async.js';
+import { batchRoutes } from './batch-routes.js';
 import { fileRoutes } from './file-routes.js';
 import { readJsonBody } from './http-body.js';
 import { continueTrace, newRequestId } from './ids.js';
@@ -145,6 +146,7 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
   });
 
   void app.register(fileRoutes(deps), { auth: authenticated });
+  void app.register(batchRoutes(deps), { auth: authenticated });
 
   for (const [path, endpoint] of Object.entries(ENDPOINT_PATHS)) {
     app.post(path, { onRequest: authenticated }, async (request, reply) => answerRequest(deps, endpoint, request, reply));

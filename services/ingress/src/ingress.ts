@@ -1,6 +1,8 @@
 import type { AddressInfo } from 'node:net';
 import type { Closer, ServiceContext } from '@sluice/bus';
 import { applyHttpLimits } from '@sluice/contracts';
+import { openBatchStore } from './batch-store.js';
+import { startBatchRunner } from './batch-runner.js';
 import { ingressDeps } from './deps.js';
 import { buildApp, ingressHttpLimits } from './http.js';
 import { openReplyInbox } from './inbox.js';
@@ -20,8 +22,9 @@ export interface FrontDoors {
  * Both front doors on one set of deps, listening before this resolves: the reply inbox HTTP
  * answers arrive on, the virtual keys' index (watching `sluice_keys`), the NATS door (`sluice.chat.<tenant>`, queue group `ingress`) and the HTTP
  * server on `SLUICE_HOST:SLUICE_INGRESS_PORT`, its limits re-applied on every config change.
- * The int tests start exactly this. Closing stops HTTP first (in-flight answers finish), then
- * the NATS door, then the inbox.
+ * The batch runner (batch-runner.ts) starts with them, on the same deps. The int tests start exactly
+ * this. Closing stops HTTP first (in-flight answers finish), then the batch runner's round, the
+ * NATS door, then the inbox.
  */
 export async function startFrontDoors({
   bus,
@@ -33,7 +36,8 @@ export async function startFrontDoors({
   // before the doors open: a restarted replica must not refuse the keys it has not read yet
   const keys = await watchKeys(buckets.keys, log);
   const inbox = openReplyInbox(bus.nc, log);
-  const deps = ingressDeps({ bus, buckets, control, log }, inbox, () => keys.index());
+  const batches = await openBatchStore(buckets.batches, log);
+  const deps = ingressDeps({ bus, buckets, control, log }, inbox, () => keys.index(), batches);
   const door = openNatsDoor(bus.nc, deps);
   const app = buildApp(deps);
   // node reads its timeouts and connection limit live: a config change applies without a restart
@@ -41,5 +45,10 @@ export async function startFrontDoors({
   await app.listen({ host: env.SLUICE_HOST || '127.0.0.1', port: Number(env.SLUICE_INGRESS_PORT ?? 8080) });
   const port = (app.server.address() as AddressInfo).port;
   log.info({ port }, 'http front door listening');
-  return { port, closers: [() => keys.stop(), () => inbox.stop(), () => door.stop(), () => app.close()], waiting: () => inbox.size() };
+  const runner = startBatchRunner({ ...deps, store: batches, bus });
+  return {
+    port,
+    closers: [() => keys.stop(), () => batches.stop(), () => inbox.stop(), () => door.stop(), () => runner.stop(), () => app.close()],
+    waiting: () => inbox.size(),
+  };
 }

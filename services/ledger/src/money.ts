@@ -2,6 +2,21 @@
 export interface Price {
   inputPerMTok: number;
   outputPerMTok: number;
+  /** A batch line's prices; absent, half the normal ones. */
+  batchInputPerMTok?: number;
+  batchOutputPerMTok?: number;
+}
+
+/**
+ * The price a line of a batch is billed at: the model's batch prices, or half its normal ones
+ * (OpenAI's Batch API discount) where the config sets none.
+ *
+ * @example
+ * batchPrice({ inputPerMTok: 0.15, outputPerMTok: 0.6 }) // { inputPerMTok: 0.075, outputPerMTok: 0.3 }
+ */
+export function batchPrice(price: Price | undefined): Price | undefined {
+  if (!price) return undefined;
+  return { inputPerMTok: price.batchInputPerMTok ?? price.inputPerMTok / 2, outputPerMTok: price.batchOutputPerMTok ?? price.outputPerMTok / 2 };
 }
 
 // Exact arithmetic without a decimal library: a price with up to 12 decimals is an integer of

@@ -2,7 +2,7 @@ import type { Insertable } from 'kysely';
 import { Errors, type AnyEvent, type Answer, type EmbeddingUse, type RequestContext } from '@sluice/contracts';
 import type { EventsTable } from './events.table.js';
 import { CacheKind, Outcome, type NewRequest, type RequestPatch } from './requests.table.js';
-import { costUsd, type Price } from './money.js';
+import { batchPrice, costUsd, type Price } from './money.js';
 import { withoutContent } from './content.js';
 
 /** Looks up a model's price in the live config; undefined for models without one. */
@@ -110,7 +110,7 @@ function requestChange(e: AnyEvent, priceOf: PriceOf): RequestUpsert | undefined
           deployment: e.data.deployment,
           input_tokens: prompt_tokens,
           output_tokens: completion_tokens,
-          cost_usd: costUsd(prompt_tokens, completion_tokens, priceOf(answer.model)),
+          cost_usd: costUsd(prompt_tokens, completion_tokens, linePrice(ctx, answer.model, priceOf)),
           attempts: e.data.attempts,
           status_code: 200,
           cache_hit: false,
@@ -134,7 +134,7 @@ function requestChange(e: AnyEvent, priceOf: PriceOf): RequestUpsert | undefined
           deployment: e.data.deployment,
           input_tokens: usage.prompt_tokens,
           output_tokens: usage.completion_tokens,
-          cost_usd: costUsd(usage.prompt_tokens, usage.completion_tokens, priceOf(e.data.model)),
+          cost_usd: costUsd(usage.prompt_tokens, usage.completion_tokens, linePrice(ctx, e.data.model, priceOf)),
           attempts: e.data.attempts,
           error_code: 'request_cancelled',
           cache_hit: false,
@@ -167,13 +167,24 @@ function requestChange(e: AnyEvent, priceOf: PriceOf): RequestUpsert | undefined
     case 'circuit.half_opened':
     case 'deployment.paused':
     case 'canary.rolled_back':
-      // on the timeline only
+    case 'batch.created':
+    case 'batch.validated':
+    case 'batch.failed':
+    case 'batch.completed':
+    case 'batch.cancelled':
+    case 'batch.expired':
+      // on the timeline only (a batch's lines are requests of their own, billed as such)
       return undefined;
     default: {
       const _exhaustive: never = e;
       return _exhaustive;
     }
   }
+}
+
+/** What the upstream's tokens cost: a batch line's at the model's batch price, others at its price. */
+function linePrice(ctx: RequestContext, model: string, priceOf: PriceOf): Price | undefined {
+  return ctx.batch ? batchPrice(priceOf(model)) : priceOf(model);
 }
 
 /**

@@ -1,0 +1,251 @@
+import { headers as natsHeaders } from '@nats-io/transport-node';
+import type { Bus, FileStore } from '@sluice/bus';
+import {
+  batchResultsOf,
+  batchResultSubject,
+  Headers,
+  isAccepted,
+  isError,
+  makeEvent,
+  parseReply,
+  ServiceName,
+  Topology,
+  type BatchRecord,
+  type ChatReply,
+  type EventType,
+  type SluiceEvent,
+} from '@sluice/contracts';
+import type { Logger } from '@sluice/telemetry';
+import { parseBatchInput, type BatchTask } from './batch-input.js';
+import { batchOutput } from './batch-output.js';
+import { nextStep } from './batch-step.js';
+import type { BatchStore, Revised } from './batch-store.js';
+import { submitLine, type SubmitDeps } from './batch-submit.js';
+import { continueTrace } from './ids.js';
+
+/** What the runner needs: the batches, the files, the bus for results, and ingress's own deps. */
+export interface BatchRunnerDeps extends Omit<SubmitDeps, 'storeResult'> {
+  store: BatchStore;
+  files: FileStore;
+  bus: Pick<Bus, 'js' | 'jsm'>;
+  log: Logger;
+}
+
+const DEFAULT_MAX_IN_FLIGHT = 32;
+const DEFAULT_POLL_MS = 250;
+/** Stored answers read at once when a batch is counted or finished. */
+const READS_AT_ONCE = 32;
+/** At most this many input-file problems go in `batch.failed` (the batch record has them all). */
+const MAX_ERRORS_IN_EVENT = 1000;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** The lines of one batch this replica has read: its input and which lines were answered how. */
+interface Known {
+  tasks?: BatchTask[];
+  /** Line → answered with a 200 (true) or an error (false). */
+  outcomes: Map<number, boolean>;
+}
+
+/**
+ * Runs the batches of `sluice_batches` (docs/batches.md). Every `batches.pollMs` it takes each
+ * batch that still has work and does its next step (`nextStep`): validates the input file, puts
+ * the next lines into the pipeline (`submitLine`, at most `batches.maxInFlight` in flight per
+ * batch), or writes the output and error files and ends it. Progress is what SLUICE_RESULTS holds
+ * under the batch's result subjects; the record moves only by compare-and-set, so a step another
+ * replica took first is simply lost here. A replica killed at any point leaves a record the next
+ * round (here or elsewhere) goes on from: lines published past the recorded cursor are published
+ * again under the same ids, and the stream drops them as duplicates.
+ */
+export function startBatchRunner(d: BatchRunnerDeps): { stop(): Promise<void> } {
+  const known = new Map<string, Known>();
+  const busy = new Map<string, Promise<void>>();
+  let stopped = false;
+  const submit: SubmitDeps = { ...d, storeResult: (tenant, subject, reply) => storeResult(d.bus, tenant, subject, reply) };
+
+  const round = () => {
+    if (stopped) return;
+    for (const revised of d.store.running()) {
+      const id = revised.record.id;
+      if (busy.has(id)) continue;
+      const k = known.get(id) ?? { outcomes: new Map() };
+      known.set(id, k);
+      const p = advance(revised, k)
+        .catch((err: unknown) => d.log.error({ err, batch: id }, 'batch step failed; trying again next round'))
+        .finally(() => busy.delete(id));
+      busy.set(id, p);
+    }
+    timer = setTimeout(round, d.config().batches?.pollMs ?? DEFAULT_POLL_MS);
+  };
+  let timer = setTimeout(round, 0);
+
+  async function advance({ record, revision }: Revised, k: Known): Promise<void> {
+    const now = d.now();
+    const answered = record.status === 'validating' ? new Set<number>() : await answeredLines(d.bus, record.id);
+    await learnOutcomes(record, answered, k);
+    const step = nextStep(record, answered, now, d.config().batches?.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT);
+    const counts = countsOf(record, k);
+    switch (step.kind) {
+      case 'validate':
+        return validate(record, revision, k);
+      case 'submit': {
+        const tasks = await tasksOf(record, k);
+        await Promise.all(step.lines.map((line) => submitLine(submit, record, tasks[line]!, line)));
+        await d.store.write({ ...record, submitted: step.submitted, request_counts: counts }, revision);
+        return;
+      }
+      case 'finish':
+        return finish(record, revision, step.to, answered, k);
+      case 'wait':
+        // the counts a client polls for move while the lines in flight are answered
+        if (!sameCounts(counts, record.request_counts)) await d.store.write({ ...record, request_counts: counts }, revision);
+        return;
+      default: {
+        const _exhaustive: never = step;
+        return _exhaustive;
+      }
+    }
+  }
+
+  async function validate(record: BatchRecord, revision: number, k: Known): Promise<void> {
+    const content = await d.files.content(record.tenant, record.input_file_id);
+    const parsed =
+      content === undefined
+        ? { errors: [{ code: 'file_not_found', message: `No such File object: ${record.input_file_id}`, param: 'input_file_id', line: null }] }
+        : parseBatchInput(decoder.decode(content), record.endpoint);
+    const now = d.now();
+    const at = Math.floor(now / 1000);
+    if ('errors' in parsed) {
+      const { errors } = parsed;
+      await publish(record, 'batch.failed', `the input file has ${errors.length} problem(s), the first: ${errors[0]!.message}`, {
+        errors: errors.slice(0, MAX_ERRORS_IN_EVENT),
+        total: errors.length,
+      });
+      await d.store.write({ ...record, status: 'failed', failed_at: at, errors: { object: 'list', data: errors } }, revision);
+      return;
+    }
+    k.tasks = parsed.tasks;
+    const lines = parsed.tasks.length;
+    await publish(record, 'batch.validated', `${lines} line(s) go into the batch lane`, { lines, model: parsed.model });
+    await d.store.write(
+      { ...record, status: 'in_progress', in_progress_at: at, model: parsed.model, lines, request_counts: { total: lines, completed: 0, failed: 0 } },
+      revision,
+    );
+  }
+
+  async function finish(record: BatchRecord, revision: number, to: 'completed' | 'cancelled' | 'expired', answered: ReadonlySet<number>, k: Known) {
+    let rev = revision;
+    let current = record;
+    const at = () => Math.floor(d.now() / 1000);
+    if (to === 'completed' && record.status === 'in_progress') {
+      current = { ...record, status: 'finalizing', finalizing_at: at() };
+      const next = await d.store.write(current, rev);
+      if (next === undefined) return;
+      rev = next;
+    }
+    const tasks = current.lines > 0 ? await tasksOf(current, k) : [];
+    const answers = await readAnswers(d.bus, current.id, [...answered]);
+    const out = batchOutput(
+      current.id,
+      tasks.map((t) => t.customId),
+      answers,
+      to,
+    );
+    const put = async (kind: 'output' | 'error', lines: string[]) =>
+      lines.length === 0
+        ? null
+        : (
+            await d.files.put(current.tenant, {
+              filename: `${current.id}_${kind}.jsonl`,
+              purpose: 'batch_output',
+              data: encoder.encode(lines.map((l) => `${l}\n`).join('')),
+            })
+          ).id;
+    const outputFileId = await put('output', out.output);
+    const errorFileId = await put('error', out.errors);
+    const data = { requestCounts: out.counts, usage: out.usage, outputFileId, errorFileId };
+    const { completed, failed, total } = out.counts;
+    await publish(current, `batch.${to}`, `${completed} of ${total} line(s) answered, ${failed} failed`, data);
+    const ended: BatchRecord = {
+      ...current,
+      status: to,
+      [`${to}_at`]: at(),
+      output_file_id: outputFileId,
+      error_file_id: errorFileId,
+      request_counts: out.counts,
+      usage: out.usage,
+    };
+    if ((await d.store.write(ended, rev)) !== undefined) known.delete(current.id);
+  }
+
+  async function tasksOf(record: BatchRecord, k: Known): Promise<BatchTask[]> {
+    if (k.tasks) return k.tasks;
+    const content = await d.files.content(record.tenant, record.input_file_id);
+    const parsed = content === undefined ? undefined : parseBatchInput(decoder.decode(content), record.endpoint);
+    // validated once already: a file deleted or changed since cannot be run from
+    if (!parsed || 'errors' in parsed || parsed.tasks.length !== record.lines) throw new Error(`the input file ${record.input_file_id} is gone or changed`);
+    k.tasks = parsed.tasks;
+    return parsed.tasks;
+  }
+
+  /** Reads the answers of lines newly answered, once each, to keep the counts a poll sees. */
+  async function learnOutcomes(record: BatchRecord, answered: ReadonlySet<number>, k: Known): Promise<void> {
+    const fresh = [...answered].filter((l) => !k.outcomes.has(l));
+    if (fresh.length === 0) return;
+    for (const [line, reply] of await readAnswers(d.bus, record.id, fresh)) k.outcomes.set(line, !isError(reply) && !isAccepted(reply));
+  }
+
+  function publish<T extends EventType>(record: BatchRecord, type: T, reason: string, data: SluiceEvent<T>['data']): Promise<void> {
+    const event = makeEvent(type, { requestId: record.id, tenant: record.tenant, service: ServiceName.Ingress, at: d.now(), reason }, data);
+    return d.publish(event, continueTrace(undefined));
+  }
+
+  return {
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      await Promise.all(busy.values());
+    },
+  };
+}
+
+function countsOf(record: BatchRecord, k: Known): BatchRecord['request_counts'] {
+  let completed = 0;
+  for (const ok of k.outcomes.values()) if (ok) completed++;
+  return { total: record.lines, completed, failed: k.outcomes.size - completed };
+}
+
+function sameCounts(a: BatchRecord['request_counts'], b: BatchRecord['request_counts']): boolean {
+  return a.total === b.total && a.completed === b.completed && a.failed === b.failed;
+}
+
+/** The lines of a batch with an answer stored: the subjects SLUICE_RESULTS holds under the batch's filter (one request). */
+async function answeredLines(bus: Pick<Bus, 'jsm'>, batchId: string): Promise<Set<number>> {
+  const info = await bus.jsm.streams.info(Topology.results.name, { subjects_filter: batchResultsOf(batchId) });
+  const prefix = batchResultSubject(batchId, 0).slice(0, -1);
+  const lines = new Set<number>();
+  for (const subject of Object.keys(info.state.subjects ?? {})) lines.add(Number(subject.slice(prefix.length)));
+  return lines;
+}
+
+/** The stored answers of `lines`, a few requests at a time (direct gets, last by subject). */
+async function readAnswers(bus: Pick<Bus, 'jsm'>, batchId: string, lines: number[]): Promise<Map<number, ChatReply>> {
+  const answers = new Map<number, ChatReply>();
+  for (let i = 0; i < lines.length; i += READS_AT_ONCE) {
+    await Promise.all(
+      lines.slice(i, i + READS_AT_ONCE).map(async (line) => {
+        const m = await bus.jsm.streams.getMessage(Topology.results.name, { last_by_subj: batchResultSubject(batchId, line) });
+        if (m) answers.set(line, parseReply(m.data));
+      }),
+    );
+  }
+  return answers;
+}
+
+/** Stores a line's answer the way a terminal stage's reply is stored: the tenant in a header, acked by the stream. */
+async function storeResult(bus: Pick<Bus, 'js'>, tenant: string, subject: string, reply: ChatReply): Promise<void> {
+  const hdrs = natsHeaders();
+  hdrs.set(Headers.resultTenant, tenant);
+  await bus.js.publish(subject, encoder.encode(JSON.stringify(reply)), { headers: hdrs, msgID: `${subject}:answer` });
+}
