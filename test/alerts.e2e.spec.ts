@@ -7,6 +7,7 @@ import { eventually } from '@sluice/bus/testing';
 import {
   budgetPeriod,
   BudgetKeys,
+  parseReply,
   NANOS_PER_USD,
   Subjects,
   Topology,
@@ -14,10 +15,11 @@ import {
   WebhookHeaders,
   type AnyEvent,
   type BudgetSpend,
+  type ChatReply,
   type EventType,
   type SluiceEvent,
 } from '@sluice/contracts';
-import { defaultConfig, startE2eStack, type E2eStack } from './harness.js';
+import { defaultConfig, DEV_KEY, startE2eStack, type E2eStack } from './harness.js';
 
 // Budget alerts through the whole stack: requests spend two budgets of the dev tenant until the
 // limiter refuses; every threshold the ledger's exact spend reached is published once on
@@ -110,7 +112,64 @@ async function stored<T extends EventType>(type: T): Promise<Array<SluiceEvent<T
   return out;
 }
 
+/** A receiver's POSTs of alerts (the async test's answers, `<id>:result`, go to the flaky receiver too). */
+const alertPosts = (r: Receiver) => r.posts.filter((p) => !p.eventId?.endsWith(':result'));
+
 let sentBeforeRestart: { stored: number; core: number; steady: number; flaky: number } | undefined;
+
+// before the budgets are spent: an async request's answer on its subject, at its URL, and POSTed
+// (signed, retried through the flaky receiver's 500 and 503) to the webhook it named
+describe('async requests', () => {
+  it('answers 202 at once, then publishes, stores and POSTs the answer to the named webhook until it takes it', async () => {
+    const published = new Map<string, ChatReply>();
+    const sub = stack.nc.subscribe(Subjects.resultsAll, { callback: (_e, m) => void published.set(m.subject, parseReply(m.data)) });
+    try {
+      const headers = { authorization: `Bearer ${DEV_KEY}`, 'content-type': 'application/json', 'x-sluice-async': 'true' };
+      const body = JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 16, messages: [{ role: 'user', content: `async ${Date.now()}` }] });
+      const bad = await fetch(`${stack.ingressUrl}/v1/chat/completions`, { method: 'POST', headers: { ...headers, 'x-sluice-webhook': 'nope' }, body });
+      expect(bad.status).toBe(400);
+      expect(((await bad.json()) as any).error).toMatchObject({ code: 'invalid_request', param: 'x-sluice-webhook' });
+
+      const res = await fetch(`${stack.ingressUrl}/v1/chat/completions`, { method: 'POST', headers: { ...headers, 'x-sluice-webhook': 'flaky' }, body });
+      expect(res.status).toBe(202);
+      const queued = (await res.json()) as { id: string; status: string };
+      expect(queued.status).toBe('queued');
+
+      // on its subject (the answer, after the queued notice)
+      await eventually(() => expect(published.get(Subjects.result(queued.id))).toMatchObject({ requestId: queued.id, model: 'gpt-4o-mini' }), 20_000);
+      // by fetch
+      const fetched = await fetch(`${stack.ingressUrl}/v1/sluice/requests/${queued.id}/result`, { headers: { authorization: `Bearer ${DEV_KEY}` } });
+      expect(fetched.status).toBe(200);
+      expect(await fetched.json()).toMatchObject({ object: 'chat.completion', model: 'gpt-4o-mini' });
+      // to its webhook: 500, 503, then 200, each signed, the same event id on every try
+      await eventually(() => expect(flaky.posts.filter((p) => p.eventId === `${queued.id}:result`).map((p) => p.status)).toEqual(FLAKY_STATUSES), 20_000);
+      for (const p of flaky.posts.filter((x) => x.eventId === `${queued.id}:result`)) {
+        expect(verifySignature(SECRET, p.signature, p.body, 300)).toBe(true);
+        expect(JSON.parse(p.body)).toMatchObject({
+          id: queued.id,
+          object: 'sluice.request.result',
+          status: 'completed',
+          response: { object: 'chat.completion' },
+        });
+      }
+      expect(steady.posts.some((p) => p.eventId === `${queued.id}:result`)).toBe(false);
+      // each attempt on the request's timeline
+      const attempts = await eventually(async () => {
+        const r = await stack.ledger(`/v1/requests/${queued.id}`);
+        const seen = r.timeline.filter((e: { type: string }) => e.type === 'result.delivery_attempted');
+        if (seen.length < 3) throw new Error(`${seen.length} attempts projected`);
+        return seen as Array<{ data: { ok: boolean; attempt: number } }>;
+      }, 20_000);
+      expect(attempts.map((e) => [e.data.attempt, e.data.ok])).toEqual([
+        [1, false],
+        [2, false],
+        [3, true],
+      ]);
+    } finally {
+      sub.unsubscribe();
+    }
+  });
+});
 
 describe('budget alerts', () => {
   it('alerts every threshold the spend reached exactly once, on NATS and to each webhook, signed, retrying a webhook that fails', async (ctx) => {
@@ -162,14 +221,21 @@ describe('budget alerts', () => {
     expect(onCore.map((e) => e.requestId).sort()).toEqual(expected);
 
     // each webhook acknowledged each alert once; the flaky one after two failures
-    await eventually(() => steady.posts.length === expected.length && flaky.posts.filter((p) => p.status === 200).length === expected.length, 30_000);
+    await eventually(
+      () => alertPosts(steady).length === expected.length && alertPosts(flaky).filter((p) => p.status === 200).length === expected.length,
+      30_000,
+    );
     const byId = new Map(alerts.map((a) => [a.id, JSON.stringify(a)]));
-    for (const p of [...steady.posts, ...flaky.posts]) {
+    for (const p of [...alertPosts(steady), ...alertPosts(flaky)]) {
       expect(byId.get(p.eventId!)).toBe(p.body);
       expect(verifySignature(SECRET, p.signature, p.body, 300)).toBe(true);
     }
-    expect(new Set(steady.posts.map((p) => p.eventId)).size).toBe(expected.length);
-    expect(flaky.posts.map((p) => p.status).sort()).toEqual(expected.flatMap(() => FLAKY_STATUSES).sort());
+    expect(new Set(alertPosts(steady).map((p) => p.eventId)).size).toBe(expected.length);
+    expect(
+      alertPosts(flaky)
+        .map((p) => p.status)
+        .sort(),
+    ).toEqual(expected.flatMap(() => FLAKY_STATUSES).sort());
 
     // every attempt is an event: steady 1 (ok), flaky 3 (500, 503, 200) per alert
     const attempts = await eventually(async () => {
@@ -192,7 +258,7 @@ describe('budget alerts', () => {
         attempts.filter((x) => x.data.alertId === a.requestId).map((x) => `${x.data.webhook}#${x.data.attempt}:${x.data.status ?? x.data.error}`),
       ]),
     );
-    sentBeforeRestart = { stored: alerts.length, core: onCore.length, steady: steady.posts.length, flaky: flaky.posts.length };
+    sentBeforeRestart = { stored: alerts.length, core: onCore.length, steady: alertPosts(steady).length, flaky: alertPosts(flaky).length };
     console.log(
       JSON.stringify({
         answered,
@@ -200,7 +266,7 @@ describe('budget alerts', () => {
         soft: soft.spentUsd,
         hard: hard.spentUsd,
         alerts: expected.length,
-        posts: { steady: steady.posts.length, flaky: flaky.posts.length },
+        posts: { steady: alertPosts(steady).length, flaky: alertPosts(flaky).length },
         perThreshold,
       }),
     );
@@ -226,7 +292,7 @@ describe('budget alerts', () => {
     await stack.consumersDrained(60_000);
     await new Promise((r) => setTimeout(r, 1000));
     expect((await stored('budget.threshold_crossed')).length).toBe(sentBeforeRestart!.stored);
-    expect({ core: onCore.length, steady: steady.posts.length, flaky: flaky.posts.length }).toEqual({
+    expect({ core: onCore.length, steady: alertPosts(steady).length, flaky: alertPosts(flaky).length }).toEqual({
       core: sentBeforeRestart!.core,
       steady: sentBeforeRestart!.steady,
       flaky: sentBeforeRestart!.flaky,

@@ -32,6 +32,12 @@ export type Received<C extends ConsumerSpec> = Extract<AnyEvent, { type: Receive
 /** The events a consumer's handler may decide. */
 export type Emitted<C extends ConsumerSpec> = Extract<AnyEvent, { type: EmittedBy<C> }>;
 
+/** What marks a stored result (`sluice.results.<id>`): the input's tenant and its request's webhook (`ctx.webhook`). */
+export interface ResultMark {
+  tenant?: string;
+  webhook?: string | undefined;
+}
+
 /** Nothing to publish or answer (a consumer that only updates state). */
 export const NOTHING: Decided<never> = Object.freeze({ events: [], replies: [] });
 
@@ -48,14 +54,14 @@ export function decided<E extends AnyEvent>(events: E[], replies: Reply[] = []):
 
 /**
  * Carries a decision out: publishes its events (in order on one connection, so the stream keeps
- * their order) and awaits every ack, then sends the replies (a stored result is marked with
- * `tenant`, the input's, unless the reply names its own). `consumeEvents` does this for each
+ * their order) and awaits every ack, then sends the replies (a stored result is marked with the
+ * input's tenant, unless the reply names its own, and its request's webhook). `consumeEvents` does this for each
  * handler before acking its input; tests that call a handler directly do it with this too.
  *
  * @example
  * await carryOut(bus, await handler(event, delivery), traceOf(delivery));
  */
-export async function carryOut(bus: Bus, decision: Decided, trace: PublishOptions = {}, tenant?: string): Promise<void> {
+export async function carryOut(bus: Bus, decision: Decided, trace: PublishOptions = {}, mark: ResultMark = {}): Promise<void> {
   await Promise.all(decision.events.map((e) => publishEvent(bus.js, e, trace)));
-  for (const r of decision.replies) sendReply(bus.nc, r.to, r.reply, r.tenant ?? tenant);
+  for (const r of decision.replies) sendReply(bus.nc, r.to, r.reply, r.tenant ?? mark.tenant, mark.webhook);
 }

@@ -173,7 +173,8 @@ export function createRunner<C extends ConsumerSpec>(bus: Bus, opts: RunnerOptio
       // the filter lets only these through; anything else was published under a wrong subject
       if (!receives.has(event.type)) throw new PoisonMessage(`${durable} receives ${[...receives].join(', ')}, not ${event.type}`);
       const delivery = deliveryOf(msg, seq, deliveries, replayed !== undefined);
-      const tenant = event.tenant;
+      // a stored result is marked with the request's tenant and webhook
+      const mark = { tenant: event.tenant, webhook: 'ctx' in event.data ? event.data.ctx.webhook : undefined };
       const expired = opts.failPastDeadline ? pastDeadline(event, service, Date.now()) : undefined;
       // decide, publish the decision and await its acks, then answer: all inside the consumer
       // span, so the publish spans are its children
@@ -183,7 +184,7 @@ export function createRunner<C extends ConsumerSpec>(bus: Bus, opts: RunnerOptio
           ? { events: [expired.event], replies: [{ to: expired.replyTo, reply: expired.reply }] }
           : await opts.handler(event as Received<C>, delivery);
         for (const e of decision.events) if (!expired && !emits.has(e.type)) throw new Error(`${durable} may not emit ${e.type}`);
-        await carryOut(bus, decision, traceOf(delivery), tenant);
+        await carryOut(bus, decision, traceOf(delivery), mark);
         redeliverInMs = decision.redeliverInMs;
       };
       if (tracingOn()) await traceProcess(processFacts(msg, event, durable), delivery, run);

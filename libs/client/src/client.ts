@@ -61,6 +61,8 @@ export interface RequestOptions {
   cacheNamespace?: string;
   /** The OpenAI API the body is for; default `chat.completions`. */
   endpoint?: Endpoint;
+  /** `submit` only: the webhook (an `alerts.webhooks` id of the tenant) the answer is POSTed to, signed. */
+  webhook?: string;
 }
 
 /**
@@ -243,6 +245,7 @@ export class SluiceClient {
     if (opts.cacheTtlSeconds !== undefined) h.set(Headers.cacheTtl, String(opts.cacheTtlSeconds));
     if (opts.cacheNamespace !== undefined) h.set(Headers.cacheNamespace, opts.cacheNamespace);
     if (opts.endpoint) h.set(Headers.endpoint, opts.endpoint);
+    if (opts.webhook !== undefined) h.set(Headers.webhook, opts.webhook);
     return h;
   }
 

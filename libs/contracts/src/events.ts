@@ -41,6 +41,7 @@ export const EventType = {
   CircuitHalfOpened: 'circuit.half_opened',
   DeploymentPaused: 'deployment.paused',
   CanaryRolledBack: 'canary.rolled_back',
+  ResultDeliveryAttempted: 'result.delivery_attempted',
   BatchCreated: 'batch.created',
   BatchValidated: 'batch.validated',
   BatchFailed: 'batch.failed',
@@ -367,6 +368,20 @@ export const EventData = {
   /** One attempt to POST an alert to a webhook; the alert is its event id. */
   'alert.delivery_attempted': Type.Object({
     alertId: Type.String(),
+    webhook: Type.String(),
+    attempt: Type.Integer({ minimum: 1 }),
+    ok: Type.Boolean(),
+    status: Type.Optional(Type.Integer()),
+    error: Type.Optional(Type.String()),
+    latencyMs: Type.Number(),
+    /** When the next attempt is due, ms from now; absent when delivered or given up. */
+    retryInMs: Type.Optional(Type.Integer({ minimum: 0 })),
+  }),
+  /**
+   * One POST of an async request's answer to the webhook it named (`x-sluice-webhook`, an
+   * `alerts.webhooks` id): the event's request id is the request's. Retried like alerts.
+   */
+  'result.delivery_attempted': Type.Object({
     webhook: Type.String(),
     attempt: Type.Integer({ minimum: 1 }),
     ok: Type.Boolean(),

@@ -100,6 +100,11 @@ export const RequestContext = Type.Object({
    * `replyTo` is then its result subject (`Subjects.result`).
    */
   held: Type.Optional(Type.Object({ at: Type.Number(), releasedAt: Type.Number() })),
+  /**
+   * An async request's webhook (`x-sluice-webhook`: the id of one of `alerts.webhooks` that takes
+   * this tenant's): the terminal stage marks its stored answer with it and the ledger POSTs it there.
+   */
+  webhook: Type.Optional(Type.String()),
   /** Set by the router when a canary matched: which canary and variant the request took (the ledger reports per variant). */
   variant: Type.Optional(Type.Object({ canary: Type.String(), name: Type.String() })),
   /**

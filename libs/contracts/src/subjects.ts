@@ -70,6 +70,10 @@ export const Headers = {
   endpoint: 'sluice-endpoint',
   /** On a message in SLUICE_RESULTS: the tenant whose request it answers (only that tenant may fetch it). */
   resultTenant: 'Sluice-Tenant',
+  /** On a message in SLUICE_RESULTS: the webhook (an `alerts.webhooks` id) the answer is POSTed to. */
+  resultWebhook: 'Sluice-Webhook',
+  /** NATS door: the webhook an async request's answer is POSTed to (HTTP `x-sluice-webhook`). */
+  webhook: 'sluice-webhook',
   traceparent: 'traceparent',
   tracestate: 'tracestate',
   /** On a dead letter: the durable that parked it, where it came from, why, after how many tries. */

@@ -1,4 +1,4 @@
-import { Subjects, type ChatAccepted } from '@sluice/contracts';
+import { Subjects, type ChatAccepted, type SluiceConfig } from '@sluice/contracts';
 import { RequestRejected } from './rejection.js';
 
 /**
@@ -24,4 +24,22 @@ export function asyncAsked(value: string | undefined, param: string, stream: boo
 /** The `queued` notice of an async request: stored on its result subject before it is published, and the client's answer now. */
 export function queuedNotice(requestId: string, at: number): ChatAccepted {
   return { requestId, status: 'queued', resultSubject: Subjects.result(requestId), at };
+}
+
+/**
+ * The webhook an async request's answer is POSTed to (`x-sluice-webhook` over HTTP,
+ * `sluice-webhook` over NATS): the id of one of `alerts.webhooks` that takes this tenant's, so a
+ * request can only name a target (and signing secret) the operator configured. Undefined when
+ * not asked.
+ *
+ * @throws RequestRejected invalid_request naming the header: without `async`, or an id that is
+ * not a webhook of this tenant.
+ */
+export function webhookAsked(value: string | undefined, param: string, later: boolean, tenant: string, config: SluiceConfig): string | undefined {
+  if (value === undefined) return undefined;
+  const id = value.trim();
+  if (!later) throw new RequestRejected('invalid_request', `${param} is for async requests: send it with the async header set to true.`, param);
+  const known = config.alerts.webhooks.some((w) => w.id === id && (w.tenants === undefined || w.tenants.includes(tenant)));
+  if (!known) throw new RequestRejected('invalid_request', `${param} names no webhook configured for this tenant (alerts.webhooks ids).`, param);
+  return id;
 }

@@ -20,7 +20,7 @@ import { SpanAttributes, tagHttpServerSpan, withTrace } from '@sluice/telemetry'
 import type { IngressDeps } from './deps.js';
 import { rejectedEvent, requestedEvent } from './events.js';
 import { answerStream, answerWhole, sendError, sendStored } from './http-answer.js';
-import { asyncAsked, queuedNotice } from './async.js';
+import { asyncAsked, queuedNotice, webhookAsked } from './async.js';
 import { batchRoutes } from './batch-routes.js';
 import { fileRoutes } from './file-routes.js';
 import { readJsonBody } from './http-body.js';
@@ -208,8 +208,9 @@ async function answerRequest(deps: IngressDeps, endpoint: Endpoint, request: Fas
   if (chat.user !== undefined) state.user = chat.user;
 
   const deadline = state.receivedAt + config.ingress.defaultDeadlineMs;
-  if (asyncAsked(header(request.headers, 'x-sluice-async'), 'x-sluice-async', chat.stream))
-    return answerLater(deps, request, reply, chat, body, tokenBudget, lane.reason);
+  const later = asyncAsked(header(request.headers, 'x-sluice-async'), 'x-sluice-async', chat.stream);
+  const webhook = webhookAsked(header(request.headers, 'x-sluice-webhook'), 'x-sluice-webhook', later, tenant.id, config);
+  if (later) return answerLater(deps, request, reply, { request: chat, body, tokenBudget, laneReason: lane.reason, webhook });
   // listen before publishing: the answer can come back before the publish ack does
   const pending = deps.inbox.listen(request.id, deadline);
   const ctx: RequestContext = { request: chat, replyTo: pending.subject, frontDoor: 'http', receivedAt: state.receivedAt, deadline };
@@ -262,11 +263,9 @@ async function answerLater(
   deps: IngressDeps,
   request: FastifyRequest,
   reply: FastifyReply,
-  chat: ChatRequest,
-  body: unknown,
-  tokenBudget: string | undefined,
-  laneReason: string,
+  asked: { request: ChatRequest; body: unknown; tokenBudget: string | undefined; laneReason: string; webhook: string | undefined },
 ): Promise<FastifyReply> {
+  const { request: chat, body, tokenBudget, laneReason, webhook } = asked;
   const state = request.sluice;
   const tenant = state.tenant!;
   const ctx: RequestContext = {
@@ -277,6 +276,7 @@ async function answerLater(
     deadline: state.receivedAt + deps.config().ingress.defaultDeadlineMs,
   };
   if (state.key) ctx.key = requestKey(state.key);
+  if (webhook !== undefined) ctx.webhook = webhook;
   const event = requestedEvent(request.id, tenant.id, ctx, body, tokenBudget, laneReason);
   const declared = Number(request.headers['content-length']);
   checkFits(event, Number.isFinite(declared) ? declared : undefined, deps.maxPayload());

@@ -10,7 +10,7 @@ import { checkFits } from './fits.js';
 import { requestKey } from './keys.js';
 import { authenticate } from './tenants.js';
 import { parseJsonBody, validateRequest, type ChatHints } from './validate.js';
-import { asyncAsked, queuedNotice } from './async.js';
+import { asyncAsked, queuedNotice, webhookAsked } from './async.js';
 
 /** Replicas share the front-door subject; NATS hands each request to one of them. */
 const INGRESS_QUEUE = 'ingress';
@@ -80,6 +80,7 @@ async function handle(nc: NatsConnection, deps: IngressDeps, msg: Msg): Promise<
     if (request.user !== undefined) known.user = request.user;
     // async: answered on its result subject, the client told so at once
     const later = asyncAsked(msg.headers?.get(Headers.async) || undefined, Headers.async, request.stream);
+    const webhook = webhookAsked(msg.headers?.get(Headers.webhook) || undefined, Headers.webhook, later, tenant.id, config);
     const ctx: RequestContext = {
       request,
       replyTo: later ? Subjects.result(requestId) : replyTo,
@@ -88,6 +89,7 @@ async function handle(nc: NatsConnection, deps: IngressDeps, msg: Msg): Promise<
       deadline: receivedAt + config.ingress.defaultDeadlineMs,
     };
     if (key) ctx.key = requestKey(key);
+    if (webhook !== undefined) ctx.webhook = webhook;
     const event = requestedEvent(requestId, tenant.id, ctx, body, tokenBudget, lane.reason);
     checkFits(event, msg.data.length, deps.maxPayload());
     const notice = later ? queuedNotice(requestId, receivedAt) : undefined;

@@ -10,7 +10,7 @@ import { callUpstream, type ClientPool } from './upstream.js';
 /** What one attempt needs besides the request: the clients, the reply inbox and the clock. */
 export interface CallDeps {
   clients: ClientPool;
-  reply: (replyTo: string | undefined, reply: ChatReply, tenant?: string) => void;
+  reply: (replyTo: string | undefined, reply: ChatReply, tenant?: string, webhook?: string) => void;
   now: () => number;
   /** Hears each call's status and x-ratelimit-* headers (observe-limits.ts). */
   observe?: (deployment: string, requestId: string, result: CallResult) => void;

@@ -36,7 +36,7 @@ export function wireInvoker(svc: Wiring): WiredInvoker {
     clients,
     circuits,
     publish: (event, trace) => publishEvent(bus.js, event, trace),
-    reply: (replyTo, reply, tenant) => sendReply(bus.nc, replyTo, reply, tenant),
+    reply: (replyTo, reply, tenant, webhook) => sendReply(bus.nc, replyTo, reply, tenant, webhook),
     results: kvResultStore(buckets.results),
     maxPayload: () => bus.nc.info?.max_payload ?? Topology.maxPayloadBytes,
     readBody: streamBodies(bus),

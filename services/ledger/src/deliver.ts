@@ -37,7 +37,7 @@ export function alertDeliveryHandler(deps: DeliveryDeps) {
 }
 
 /** One signed POST; never throws (a network error or a timeout is a failed result). */
-async function post(w: Webhook, eventId: string, body: string, secret: string | undefined, timeoutMs: number): Promise<PostResult> {
+export async function post(w: Webhook, eventId: string, body: string, secret: string | undefined, timeoutMs: number): Promise<PostResult> {
   const started = performance.now();
   const latencyMs = () => Math.round((performance.now() - started) * 10) / 10;
   // without its secret a webhook cannot be signed, and an unsigned alert is worthless to a receiver

@@ -10,6 +10,7 @@ import { startSpendKv } from './spend-kv.js';
 import { startAlertOutbox } from './alert-outbox.js';
 import { alertDeliveryHandler } from './deliver.js';
 import { startCanaryGuard } from './guard.js';
+import { deliverResultWebhooks } from './result-webhooks.js';
 
 /** How long the projector waits for more events before committing a short batch (see below). */
 const LINGER_MS = 250;
@@ -20,6 +21,7 @@ const GUARD_EVERY_MS = 1_000;
 // budget.threshold_crossed (+ sluice.alerts.<tenant>); HTTP read API and admin API (virtual keys in
 // sluice_keys -> key.created | key.rotated | key.revoked).
 // ledger-alerts: budget.threshold_crossed -> signed webhook POSTs -> alert.delivery_attempted.
+// ledger-result-webhooks (on SLUICE_RESULTS): an async answer that named a webhook -> signed POSTs -> result.delivery_attempted.
 await runService('ledger', async ({ env, log, bus, buckets, control }) => {
   const db = createDb({ databaseUrl: env.DATABASE_URL, dataDir: env.SLUICE_DATA_DIR ?? '.sluice', log });
   await migrate(db);
@@ -60,6 +62,8 @@ await runService('ledger', async ({ env, log, bus, buckets, control }) => {
     log,
     handler: alertDeliveryHandler({ config: control.config, kv: buckets.budgets, env, log }),
   });
+  // async answers that named a webhook, POSTed like the alerts (signed, retried): result.delivery_attempted
+  const resultHooks = await deliverResultWebhooks({ bus, config: control.config, env, log });
   // a crash after a commit may have lost its KV writes and left alerts unsent
   await spendKv.republish(db, await readPosition(db, LEDGER_POSITION), Date.now());
   outbox.kick();
@@ -92,5 +96,5 @@ await runService('ledger', async ({ env, log, bus, buckets, control }) => {
 
   // closed in reverse: the guard and the projector finish their pass, spend and alerts go out,
   // then HTTP stops, then the database closes
-  return [() => db.destroy(), () => app.close(), deliveries, outbox, spendKv, projector, guard];
+  return [() => db.destroy(), () => app.close(), deliveries, resultHooks, outbox, spendKv, projector, guard];
 });

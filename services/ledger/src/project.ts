@@ -160,6 +160,7 @@ function requestChange(e: AnyEvent, priceOf: PriceOf): RequestUpsert | undefined
     case 'event.parked':
     case 'budget.threshold_crossed':
     case 'alert.delivery_attempted':
+    case 'result.delivery_attempted':
     case 'key.created':
     case 'key.rotated':
     case 'key.revoked':
