@@ -54,7 +54,7 @@ function resultPayload(requestId: string, reply: ChatReply): Record<string, unkn
  * const hooks = await deliverResultWebhooks({ bus, config: control.config, env, log });
  */
 export async function deliverResultWebhooks(deps: ResultWebhookDeps): Promise<{ stop(): Promise<void> }> {
-  const { bus, log } = deps;
+  const { bus } = deps;
   const stream = Topology.results.name;
   try {
     await bus.jsm.consumers.info(stream, DURABLE);
