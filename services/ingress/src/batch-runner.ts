@@ -27,7 +27,7 @@ import { continueTrace } from './ids.js';
 export interface BatchRunnerDeps extends Omit<SubmitDeps, 'storeResult'> {
   store: BatchStore;
   files: FileStore;
-  bus: Pick<Bus, 'js' | 'jsm'>;
+  bus: Bus;
   log: Logger;
 }
 
@@ -64,21 +64,41 @@ export function startBatchRunner(d: BatchRunnerDeps): { stop(): Promise<void> } 
   let stopped = false;
   const submit: SubmitDeps = { ...d, storeResult: (tenant, subject, reply) => storeResult(d.bus, tenant, subject, reply) };
 
+  /** Batches to step again as soon as their current step ends (an answer arrived meanwhile). */
+  const again = new Set<string>();
+  const run = (revised: Revised) => {
+    const id = revised.record.id;
+    if (stopped) return;
+    if (busy.has(id)) {
+      again.add(id);
+      return;
+    }
+    const k = known.get(id) ?? { outcomes: new Map() };
+    known.set(id, k);
+    const p = advance(revised, k)
+      .catch((err: unknown) => d.log.error({ err, batch: id }, 'batch step failed; trying again next round'))
+      .finally(() => {
+        busy.delete(id);
+        const next = again.delete(id) ? d.store.running().find((r) => r.record.id === id) : undefined;
+        if (next) run(next);
+      });
+    busy.set(id, p);
+  };
   const round = () => {
     if (stopped) return;
-    for (const revised of d.store.running()) {
-      const id = revised.record.id;
-      if (busy.has(id)) continue;
-      const k = known.get(id) ?? { outcomes: new Map() };
-      known.set(id, k);
-      const p = advance(revised, k)
-        .catch((err: unknown) => d.log.error({ err, batch: id }, 'batch step failed; trying again next round'))
-        .finally(() => busy.delete(id));
-      busy.set(id, p);
-    }
+    for (const revised of d.store.running()) if (!busy.has(revised.record.id)) run(revised);
     timer = setTimeout(round, d.config().batches?.pollMs ?? DEFAULT_POLL_MS);
   };
   let timer = setTimeout(round, 0);
+  // an answer stored for a line frees a place in its batch's window: step that batch now, not at the next round
+  const answers = d.bus.nc.subscribe(batchResultsOf('*'), {
+    callback: (err, msg) => {
+      if (err) return;
+      const id = msg.subject.split('.')[3];
+      const revised = d.store.running().find((r) => r.record.id === id);
+      if (revised) run(revised);
+    },
+  });
 
   async function advance({ record, revision }: Revised, k: Known): Promise<void> {
     const now = d.now();
@@ -205,6 +225,7 @@ export function startBatchRunner(d: BatchRunnerDeps): { stop(): Promise<void> } 
     async stop() {
       stopped = true;
       clearTimeout(timer);
+      answers.unsubscribe();
       await Promise.all(busy.values());
     },
   };
