@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import { toFile } from 'openai/uploads';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { Subjects, Topology } from '@sluice/contracts';
 import { eventually } from '@sluice/bus/testing';
 import { defaultConfig, sleep, startE2eStack, type E2eStack } from './harness.js';
 
@@ -17,6 +19,8 @@ beforeAll(async () => {
   // every line is a distinct question: no cache of any kind may answer one (the served count is compared)
   for (const t of config.tenants) delete t.cache;
   config.batches = { maxInFlight: 16, pollMs: 50 };
+  // lines with a user are held to 120 a minute (a bucket of 120, 2 a second): the throttle test's
+  config.limits = { ...config.limits, userDefault: { requestsPerMinute: 120, tokensPerMinute: 100_000_000 } };
   stack = await startE2eStack({ config, sim: { latencyMs: 5 } });
   client = stack.openai();
 });
@@ -163,6 +167,29 @@ describe('the Batch API', () => {
       [6, 'missing_required_parameter', 'body'],
     ]);
     expect(stack.sim!.stats().completions).toBe(served);
+  });
+
+  it('sends a line the limiter throttled again after its Retry-After: a batch over its user rate completes, none failed', async () => {
+    const jsm = await jetstreamManager(stack.nc);
+    const throttled = async () =>
+      Object.values((await jsm.streams.info(Topology.stream.name, { subjects_filter: Subjects.event('chat.throttled', 'dev') })).state.subjects ?? {}).reduce(
+        (a, b) => a + b,
+        0,
+      );
+    const before = await throttled();
+    const served = stack.sim!.stats().completions;
+    const lines = Array.from({ length: 130 }, (_, i) => {
+      const l = question(`u-${i}`, i);
+      return { ...l, body: { ...l.body, user: 'batch-user' } };
+    });
+    const created = await create(lines);
+    const { batch } = await poll(created.id, ['completed', 'failed', 'expired'], 40_000);
+    expect(batch.request_counts).toEqual({ total: 130, completed: 130, failed: 0 });
+    expect(await throttled()).toBeGreaterThan(before);
+    expect(stack.sim!.stats().completions - served).toBe(130);
+    // the output names the attempt that answered
+    const out = await linesOf(batch.output_file_id);
+    expect(new Set(out.map((l) => l.response!.request_id)).size).toBe(130);
   });
 
   it('refuses a bad request to create one with OpenAI-shaped 400s and 404s', async () => {

@@ -7,10 +7,13 @@ const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';
  * A batch line's request id: `req_` + 20 base32 characters of sha256(batchId, custom_id). The same
  * on every submission of the line, so its `chat.requested` (event id `<requestId>:chat.requested`)
  * sent again after a restart is a duplicate the stream drops, and the upstream's idempotency key
- * is the same too.
+ * is the same too. A line sent again after a throttle is a new request: `attempt` (1, 2, ...) is
+ * hashed in.
  */
-export function lineRequestId(batchId: string, customId: string): string {
-  const digest = createHash('sha256').update(`${batchId}\n${customId}`).digest();
+export function lineRequestId(batchId: string, customId: string, attempt = 0): string {
+  const digest = createHash('sha256')
+    .update(attempt === 0 ? `${batchId}\n${customId}` : `${batchId}\n${customId}\n${attempt}`)
+    .digest();
   let id = 'req_';
   for (let i = 0; i < 20; i++) id += BASE32[digest[i]! & 31];
   return id;
@@ -48,9 +51,10 @@ export function batchOutput(batchId: string, customIds: readonly string[], answe
   let input = 0;
   let out = 0;
   customIds.forEach((customId, line) => {
-    const requestId = lineRequestId(batchId, customId);
-    const id = `batch_req_${requestId.slice('req_'.length)}`;
+    const id = `batch_req_${lineRequestId(batchId, customId).slice('req_'.length)}`;
     const answer = answers.get(line);
+    // the attempt that answered (a line throttled and sent again has another request id)
+    const requestId = answer?.requestId ?? lineRequestId(batchId, customId);
     if (answer === undefined || isChunk(answer) || isAccepted(answer)) {
       errors.push(JSON.stringify({ id, custom_id: customId, response: null, error: UNRUN[end] }));
       return;

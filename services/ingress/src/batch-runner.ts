@@ -17,7 +17,7 @@ import {
 } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 import { parseBatchInput, type BatchTask } from './batch-input.js';
-import { batchOutput } from './batch-output.js';
+import { batchOutput, lineRequestId } from './batch-output.js';
 import { nextStep } from './batch-step.js';
 import type { BatchStore, Revised } from './batch-store.js';
 import { submitLine, type SubmitDeps } from './batch-submit.js';
@@ -35,17 +35,30 @@ const DEFAULT_MAX_IN_FLIGHT = 32;
 const DEFAULT_POLL_MS = 250;
 /** Stored answers read at once when a batch is counted or finished. */
 const READS_AT_ONCE = 32;
+/** Times a line is sent in all when the limiter keeps throttling it; the last throttle is its answer. */
+const MAX_ATTEMPTS = 10;
+const MIN_RETRY_WAIT_MS = 100;
+const MAX_RETRY_WAIT_MS = 60_000;
 /** At most this many input-file problems go in `batch.failed` (the batch record has them all). */
 const MAX_ERRORS_IN_EVENT = 1000;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/** A throttled line to send again: the attempt to publish, when, and whether it has been. */
+interface Retry {
+  attempt: number;
+  dueAt: number;
+  published: boolean;
+}
+
 /** The lines of one batch this replica has read: its input and which lines were answered how. */
 interface Known {
   tasks?: BatchTask[];
-  /** Line → answered with a 200 (true) or an error (false). */
+  /** Line → answered with a 200 (true) or an error (false), for good. */
   outcomes: Map<number, boolean>;
+  /** Lines the limiter throttled (429 `rate_limit_exceeded`), sent again after its Retry-After. */
+  retries: Map<number, Retry>;
 }
 
 /**
@@ -73,7 +86,7 @@ export function startBatchRunner(d: BatchRunnerDeps): { stop(): Promise<void> } 
       again.add(id);
       return;
     }
-    const k = known.get(id) ?? { outcomes: new Map() };
+    const k = known.get(id) ?? { outcomes: new Map(), retries: new Map() };
     known.set(id, k);
     const p = advance(revised, k)
       .catch((err: unknown) => d.log.error({ err, batch: id }, 'batch step failed; trying again next round'))
@@ -102,8 +115,12 @@ export function startBatchRunner(d: BatchRunnerDeps): { stop(): Promise<void> } 
 
   async function advance({ record, revision }: Revised, k: Known): Promise<void> {
     const now = d.now();
-    const answered = record.status === 'validating' ? new Set<number>() : await answeredLines(d.bus, record.id);
-    await learnOutcomes(record, answered, k);
+    const stored = record.status === 'validating' ? new Set<number>() : await answeredLines(d.bus, record.id);
+    if (stored.size > 0) await learnOutcomes(record, stored, k, now);
+    if (record.status === 'in_progress') await sendAgain(record, k, now);
+    else for (const [line, retry] of k.retries) if (!retry.published) settle(k, line, false);
+    // a line waiting to be sent again, or sent again and not answered yet, is still in flight
+    const answered = new Set([...stored].filter((line) => !k.retries.has(line)));
     const step = nextStep(record, answered, now, d.config().batches?.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT);
     const counts = countsOf(record, k);
     switch (step.kind) {
@@ -209,11 +226,43 @@ export function startBatchRunner(d: BatchRunnerDeps): { stop(): Promise<void> } 
     return parsed.tasks;
   }
 
-  /** Reads the answers of lines newly answered, once each, to keep the counts a poll sees. */
-  async function learnOutcomes(record: BatchRecord, answered: ReadonlySet<number>, k: Known): Promise<void> {
-    const fresh = [...answered].filter((l) => !k.outcomes.has(l));
-    if (fresh.length === 0) return;
-    for (const [line, reply] of await readAnswers(d.bus, record.id, fresh)) k.outcomes.set(line, !isError(reply) && !isAccepted(reply));
+  /**
+   * Reads the answers of lines newly answered, once each, to keep the counts a poll sees, and
+   * again those of lines sent again, until the new attempt's answer replaces the throttle. A line
+   * the limiter throttled is sent again (up to MAX_ATTEMPTS) instead of ending as a 429: a batch
+   * waits for its quota rather than failing its lines.
+   */
+  async function learnOutcomes(record: BatchRecord, stored: ReadonlySet<number>, k: Known, now: number): Promise<void> {
+    const waiting = [...k.retries].filter(([, r]) => r.published).map(([line]) => line);
+    const fresh = [...stored].filter((l) => !k.outcomes.has(l) && !k.retries.has(l));
+    if (fresh.length + waiting.length === 0) return;
+    const tasks = await tasksOf(record, k);
+    for (const [line, reply] of await readAnswers(d.bus, record.id, [...fresh, ...waiting])) {
+      const customId = tasks[line]!.customId;
+      const retry = k.retries.get(line);
+      // still the throttle of the attempt before: the one sent again has not been answered
+      if (retry && reply.requestId !== lineRequestId(record.id, customId, retry.attempt)) continue;
+      const attempt = retry?.attempt ?? attemptOf(record.id, customId, reply.requestId);
+      if (isError(reply) && reply.error.code === 'rate_limit_exceeded' && attempt + 1 < MAX_ATTEMPTS) {
+        const wait = Math.min(MAX_RETRY_WAIT_MS, Math.max(MIN_RETRY_WAIT_MS, reply.error.retryAfterMs ?? MIN_RETRY_WAIT_MS));
+        k.retries.set(line, { attempt: attempt + 1, dueAt: now + wait, published: false });
+        continue;
+      }
+      settle(k, line, !isError(reply) && !isAccepted(reply));
+    }
+  }
+
+  /** Publishes the throttled lines whose wait is over, each under its next attempt's request id. */
+  async function sendAgain(record: BatchRecord, k: Known, now: number): Promise<void> {
+    const due = [...k.retries].filter(([, r]) => !r.published && r.dueAt <= now);
+    if (due.length === 0) return;
+    const tasks = await tasksOf(record, k);
+    await Promise.all(
+      due.map(async ([line, r]) => {
+        await submitLine(submit, record, tasks[line]!, line, r.attempt);
+        r.published = true;
+      }),
+    );
   }
 
   function publish<T extends EventType>(record: BatchRecord, type: T, reason: string, data: SluiceEvent<T>['data']): Promise<void> {
@@ -229,6 +278,17 @@ export function startBatchRunner(d: BatchRunnerDeps): { stop(): Promise<void> } 
       await Promise.all(busy.values());
     },
   };
+}
+
+function settle(k: Known, line: number, ok: boolean): void {
+  k.retries.delete(line);
+  k.outcomes.set(line, ok);
+}
+
+/** Which attempt of a line a stored answer is (0 when it is none of the first MAX_ATTEMPTS: answered as sent first). */
+function attemptOf(batchId: string, customId: string, requestId: string | undefined): number {
+  for (let a = 0; a < MAX_ATTEMPTS; a++) if (lineRequestId(batchId, customId, a) === requestId) return a;
+  return 0;
 }
 
 function countsOf(record: BatchRecord, k: Known): BatchRecord['request_counts'] {

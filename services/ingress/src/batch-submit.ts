@@ -35,14 +35,14 @@ export interface SubmitDeps extends Pick<IngressDeps, 'config' | 'keys' | 'publi
  * the `batch` lane with `ctx.batch`, its deadline the batch's expiry and its answer going to the
  * line's result subject. A line ingress refuses (a bad body, an unknown model) is published as
  * `chat.rejected` and its error stored on that subject itself, as the terminal stage would.
- * The request id comes from the batch and the `custom_id` (`lineRequestId`), so submitting a line
- * again after a restart publishes duplicates the streams drop.
+ * The request id comes from the batch, the `custom_id` and the attempt (`lineRequestId`), so
+ * submitting a line again after a restart publishes duplicates the streams drop.
  *
  * @throws what publishing throws (NATS down): the runner tries again on its next round.
  */
-export async function submitLine(d: SubmitDeps, record: BatchRecord, task: BatchTask, line: number): Promise<void> {
+export async function submitLine(d: SubmitDeps, record: BatchRecord, task: BatchTask, line: number, attempt = 0): Promise<void> {
   const now = d.now();
-  const requestId = lineRequestId(record.id, task.customId);
+  const requestId = lineRequestId(record.id, task.customId, attempt);
   const replyTo = batchResultSubject(record.id, line);
   const traceparent = continueTrace(undefined);
   const config = d.config();
