@@ -146,6 +146,20 @@ describe('the Batch API', () => {
     expect(report.costUsd).toBeGreaterThan(0);
   });
 
+  it('runs the embeddings and responses endpoints too', async () => {
+    for (const [endpoint, body] of [
+      ['/v1/embeddings', (i: number) => ({ model: 'text-embedding-3-small', input: `embed ${i} ${Math.random()}` })],
+      ['/v1/responses', (i: number) => ({ model: 'gpt-4o-mini', input: `respond ${i} ${Math.random()}`, max_output_tokens: 16 })],
+    ] as const) {
+      const file = await upload(Array.from({ length: 5 }, (_, i) => ({ custom_id: `e-${i}`, method: 'POST', url: endpoint, body: body(i) })));
+      const created = await client.batches.create({ input_file_id: file, endpoint, completion_window: '24h' });
+      const { batch } = await poll(created.id, ['completed', 'failed']);
+      expect(batch.request_counts).toEqual({ total: 5, completed: 5, failed: 0 });
+      const out = await linesOf(batch.output_file_id);
+      expect(out.map((l) => l.response!.body.object)).toEqual(Array(5).fill(endpoint === '/v1/embeddings' ? 'list' : 'response'));
+    }
+  });
+
   it('fails a batch whose input file is invalid, with OpenAI per-line errors, and runs none of it', async () => {
     const served = stack.sim!.stats().completions;
     const created = await create([
@@ -246,30 +260,32 @@ describe('the Batch API', () => {
     }
   });
 
-  it('runs on across a SIGKILL of the invoker and of ingress: every line answered, none served twice', async () => {
+  it('runs on across a SIGKILL of the invoker, limiter, cache, router and ingress: every line answered, none served twice', async () => {
     stack.sim!.setFaults({ latencyMs: 40 });
     try {
       const served = stack.sim!.stats().completions;
-      const lines = Array.from({ length: 300 }, (_, i) => question(`k-${i}`, i));
+      const lines = Array.from({ length: 400 }, (_, i) => question(`k-${i}`, i));
       const created = await create(lines);
       await eventually(async () => expect((await retrieve(created.id)).request_counts?.completed).toBeGreaterThan(40), 20_000);
       await killAndAwaitRestart('invoker');
-      await eventually(async () => expect((await retrieve(created.id)).request_counts?.completed).toBeGreaterThan(120), 30_000);
+      await eventually(async () => expect((await retrieve(created.id)).request_counts?.completed).toBeGreaterThan(100), 30_000);
+      for (const name of ['limiter', 'cache', 'router'] as const) await killAndAwaitRestart(name);
+      await eventually(async () => expect((await retrieve(created.id)).request_counts?.completed).toBeGreaterThan(160), 30_000);
       await killAndAwaitRestart('ingress');
       const { batch } = await poll(created.id, ['completed', 'failed', 'expired'], 45_000);
       expect(batch.status).toBe('completed');
-      expect(batch.request_counts).toEqual({ total: 300, completed: 300, failed: 0 });
+      expect(batch.request_counts).toEqual({ total: 400, completed: 400, failed: 0 });
       const out = await linesOf(batch.output_file_id);
-      expect(new Set(out.map((l) => l.custom_id)).size).toBe(300);
+      expect(new Set(out.map((l) => l.custom_id)).size).toBe(400);
       // the upstream served each line once: a call repeated after the kill carried the same idempotency key
-      expect(stack.sim!.stats().completions - served).toBe(300);
+      expect(stack.sim!.stats().completions - served).toBe(400);
     } finally {
       stack.sim!.setFaults({ latencyMs: 5 });
     }
   });
 });
 
-async function killAndAwaitRestart(name: 'invoker' | 'ingress'): Promise<void> {
+async function killAndAwaitRestart(name: 'invoker' | 'limiter' | 'cache' | 'router' | 'ingress'): Promise<void> {
   const s = stack.services.get(name)!;
   const before = s.restarts;
   s.kill('SIGKILL');
