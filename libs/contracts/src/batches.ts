@@ -79,6 +79,11 @@ export const BatchRecord = Type.Object({
   lines: Type.Integer({ minimum: 0 }),
   /** Lines published as `chat.requested` so far, in file order: where the runner goes on after a restart. */
   submitted: Type.Integer({ minimum: 0 }),
+  /**
+   * The ingress replica running the batch and until when (epoch ms): another replica takes it only
+   * once that has passed, so each batch is driven by one replica at a time (renewed while it runs).
+   */
+  runner: Type.Optional(Type.Object({ id: Type.String(), until: Type.Number() })),
 });
 export type BatchRecord = Static<typeof BatchRecord>;
 
@@ -90,11 +95,11 @@ export function isBatchRecord(value: unknown): value is BatchRecord {
 }
 
 /** The Batch object as OpenAI sends it: the record without what only Sluice needs. */
-export type BatchObject = Omit<BatchRecord, 'tenant' | 'keyId' | 'lines' | 'submitted'>;
+export type BatchObject = Omit<BatchRecord, 'tenant' | 'keyId' | 'lines' | 'submitted' | 'runner'>;
 
 /** The OpenAI Batch object of a record. */
 export function toBatchObject(record: BatchRecord): BatchObject {
-  const { tenant: _tenant, keyId: _keyId, lines: _lines, submitted: _submitted, ...batch } = record;
+  const { tenant: _tenant, keyId: _keyId, lines: _lines, submitted: _submitted, runner: _runner, ...batch } = record;
   return batch;
 }
 

@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { Bus, FileStore } from '@sluice/bus';
 import {
@@ -35,6 +37,8 @@ const DEFAULT_MAX_IN_FLIGHT = 32;
 const DEFAULT_POLL_MS = 250;
 /** Stored answers read at once when a batch is counted or finished. */
 const READS_AT_ONCE = 32;
+/** How long a replica's hold on a batch lasts unless renewed (at half of it): a replica killed stalls its batches this long at most. */
+const LEASE_MS = 5000;
 /** Times a line is sent in all when the limiter keeps throttling it; the last throttle is its answer. */
 const MAX_ATTEMPTS = 10;
 const MIN_RETRY_WAIT_MS = 100;
@@ -67,11 +71,13 @@ interface Known {
  * the next lines into the pipeline (`submitLine`, at most `batches.maxInFlight` in flight per
  * batch), or writes the output and error files and ends it. Progress is what SLUICE_RESULTS holds
  * under the batch's result subjects; the record moves only by compare-and-set, so a step another
- * replica took first is simply lost here. A replica killed at any point leaves a record the next
- * round (here or elsewhere) goes on from: lines published past the recorded cursor are published
- * again under the same ids, and the stream drops them as duplicates.
+ * replica took first is simply lost here, and one replica at a time holds a batch (`runner`, a
+ * lease of LEASE_MS). A replica killed at any point leaves a record the next round (here or
+ * elsewhere, once its lease ran out) goes on from: lines published past the recorded cursor are
+ * published again under the same ids, and the stream drops them as duplicates.
  */
 export function startBatchRunner(d: BatchRunnerDeps): { stop(): Promise<void> } {
+  const me = `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
   const known = new Map<string, Known>();
   const busy = new Map<string, Promise<void>>();
   let stopped = false;
@@ -88,7 +94,8 @@ export function startBatchRunner(d: BatchRunnerDeps): { stop(): Promise<void> } 
     }
     const k = known.get(id) ?? { outcomes: new Map(), retries: new Map() };
     known.set(id, k);
-    const p = advance(revised, k)
+    const p = hold(revised)
+      .then((held) => held && advance(held, k))
       .catch((err: unknown) => d.log.error({ err, batch: id }, 'batch step failed; trying again next round'))
       .finally(() => {
         busy.delete(id);
@@ -112,6 +119,21 @@ export function startBatchRunner(d: BatchRunnerDeps): { stop(): Promise<void> } 
       if (revised) run(revised);
     },
   });
+
+  /**
+   * The batch with this replica's lease on it (taken or renewed by compare-and-set), or undefined
+   * while another replica's lease runs: one replica drives a batch at a time, and a replica that
+   * died is replaced once its lease has run out.
+   */
+  async function hold({ record, revision }: Revised): Promise<Revised | undefined> {
+    const now = d.now();
+    const held = record.runner;
+    if (held && held.id !== me && held.until > now) return undefined;
+    if (held?.id === me && held.until - now > LEASE_MS / 2) return { record, revision };
+    const mine: BatchRecord = { ...record, runner: { id: me, until: now + LEASE_MS } };
+    const next = await d.store.write(mine, revision);
+    return next === undefined ? undefined : { record: mine, revision: next };
+  }
 
   async function advance({ record, revision }: Revised, k: Known): Promise<void> {
     const now = d.now();
@@ -276,6 +298,12 @@ export function startBatchRunner(d: BatchRunnerDeps): { stop(): Promise<void> } 
       clearTimeout(timer);
       answers.unsubscribe();
       await Promise.all(busy.values());
+      // hand the batches over at once rather than after the lease runs out
+      for (const { record, revision } of d.store.running()) {
+        if (record.runner?.id !== me) continue;
+        const { runner: _runner, ...released } = record;
+        await d.store.write(released, revision).catch(() => undefined);
+      }
     },
   };
 }
