@@ -123,6 +123,22 @@ describe('project', () => {
     expect(p.request?.update?.finished_at).toEqual(new Date(T0 + 250));
   });
 
+  it('given chat.completed of a batch line, bills it at the batch price: half the price unless configured', () => {
+    const events = completedRequest(r, 'gpt-4o-mini', 1000, 500, 250);
+    const done = last(events);
+    if (done.type !== 'chat.completed') throw new Error('the fixture ends with chat.completed');
+    const line = { ...done, data: { ...done.data, ctx: { ...done.data.ctx, batch: { id: 'batch_x', customId: 'a' } } } };
+    expect(project(9, line, priceOf).request?.update?.cost_usd).toBe('0.000225');
+    const priced = (m: string) =>
+      m === 'gpt-4o-mini' ? { inputPerMTok: 0.15, outputPerMTok: 0.6, batchInputPerMTok: 0.1, batchOutputPerMTok: 0.2 } : undefined;
+    expect(project(9, line, priced).request?.update?.cost_usd).toBe('0.0002');
+  });
+
+  it('keeps batch events on the timeline only', () => {
+    const e = makeEvent('batch.validated', { requestId: 'batch_x', tenant: 'acme', service: 'ingress', at: T0, reason: '2 lines' }, { lines: 2, model: null });
+    expect(project(1, e, priceOf)).toEqual({ event: expect.objectContaining({ type: 'batch.validated', request_id: 'batch_x' }) as object });
+  });
+
   it('given chat.completed for a model without a price (static fallback), costs 0', () => {
     const p = last(projectAll(completedRequest(r, 'static-fallback', 10, 10, 5)));
     expect(p.request?.update?.cost_usd).toBe('0');
