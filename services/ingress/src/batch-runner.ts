@@ -37,6 +37,8 @@ const DEFAULT_MAX_IN_FLIGHT = 32;
 const DEFAULT_POLL_MS = 250;
 /** Stored answers read at once when a batch is counted or finished. */
 const READS_AT_ONCE = 32;
+/** How often a running batch's answered lines are listed from the stream whole. */
+const RESYNC_MS = 5000;
 /** How long a replica's hold on a batch lasts unless renewed (at half of it): a replica killed stalls its batches this long at most. */
 const LEASE_MS = 5000;
 /** Times a line is sent in all when the limiter keeps throttling it; the last throttle is its answer. */
@@ -63,6 +65,9 @@ interface Known {
   outcomes: Map<number, boolean>;
   /** Lines the limiter throttled (429 `rate_limit_exceeded`), sent again after its Retry-After. */
   retries: Map<number, Retry>;
+  /** Lines with an answer stored: from the stream (every RESYNC_MS) and from the answers as they come. */
+  stored?: Set<number>;
+  syncedAt: number;
 }
 
 /**
@@ -92,7 +97,7 @@ export function startBatchRunner(d: BatchRunnerDeps): { stop(): Promise<void> } 
       again.add(id);
       return;
     }
-    const k = known.get(id) ?? { outcomes: new Map(), retries: new Map() };
+    const k = known.get(id) ?? { outcomes: new Map(), retries: new Map(), syncedAt: 0 };
     known.set(id, k);
     const p = hold(revised)
       .then((held) => held && advance(held, k))
@@ -114,7 +119,8 @@ export function startBatchRunner(d: BatchRunnerDeps): { stop(): Promise<void> } 
   const answers = d.bus.nc.subscribe(batchResultsOf('*'), {
     callback: (err, msg) => {
       if (err) return;
-      const id = msg.subject.split('.')[3];
+      const [, , , id, line] = msg.subject.split('.');
+      known.get(id!)?.stored?.add(Number(line));
       const revised = d.store.running().find((r) => r.record.id === id);
       if (revised) run(revised);
     },
@@ -137,7 +143,7 @@ export function startBatchRunner(d: BatchRunnerDeps): { stop(): Promise<void> } 
 
   async function advance({ record, revision }: Revised, k: Known): Promise<void> {
     const now = d.now();
-    const stored = record.status === 'validating' ? new Set<number>() : await answeredLines(d.bus, record.id);
+    const stored = record.status === 'validating' ? new Set<number>() : await storedLines(record, k, now);
     if (stored.size > 0) await learnOutcomes(record, stored, k, now);
     if (record.status === 'in_progress') await sendAgain(record, k, now);
     else for (const [line, retry] of k.retries) if (!retry.published) settle(k, line, false);
@@ -272,6 +278,20 @@ export function startBatchRunner(d: BatchRunnerDeps): { stop(): Promise<void> } 
       }
       settle(k, line, !isError(reply) && !isAccepted(reply));
     }
+  }
+
+  /**
+   * The lines answered so far. Listing a batch's subjects costs a message per line, so it is read
+   * whole only when this replica takes the batch and every RESYNC_MS (answers a core subscription
+   * may have missed); in between the answers as they arrive are added.
+   */
+  async function storedLines(record: BatchRecord, k: Known, now: number): Promise<Set<number>> {
+    if (k.stored && now - k.syncedAt < RESYNC_MS) return k.stored;
+    const listed = await answeredLines(d.bus, record.id);
+    for (const line of k.stored ?? []) listed.add(line);
+    k.stored = listed;
+    k.syncedAt = now;
+    return listed;
   }
 
   /** Publishes the throttled lines whose wait is over, each under its next attempt's request id. */
