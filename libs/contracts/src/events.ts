@@ -48,6 +48,9 @@ export const EventType = {
   BatchCompleted: 'batch.completed',
   BatchCancelled: 'batch.cancelled',
   BatchExpired: 'batch.expired',
+  UpstreamBatchQueued: 'upstream_batch.queued',
+  UpstreamBatchSubmitted: 'upstream_batch.submitted',
+  UpstreamBatchCompleted: 'upstream_batch.completed',
 } as const;
 export type EventType = (typeof EventType)[keyof typeof EventType];
 
@@ -135,6 +138,18 @@ const BatchEnd = Type.Object({
   outputFileId: Type.Union([Type.String(), Type.Null()]),
   errorFileId: Type.Union([Type.String(), Type.Null()]),
 });
+
+/** One signed POST to a configured webhook (a budget alert's, an async answer's): its outcome and when the next try is. */
+const DeliveryAttempt = {
+  webhook: Type.String(),
+  attempt: Type.Integer({ minimum: 1 }),
+  ok: Type.Boolean(),
+  status: Type.Optional(Type.Integer()),
+  error: Type.Optional(Type.String()),
+  latencyMs: Type.Number(),
+  /** When the next attempt is due, ms from now; absent when delivered or given up. */
+  retryInMs: Type.Optional(Type.Integer({ minimum: 0 })),
+};
 
 /** Data of each event type. */
 export const EventData = {
@@ -366,31 +381,12 @@ export const EventData = {
     action: BudgetAction,
   }),
   /** One attempt to POST an alert to a webhook; the alert is its event id. */
-  'alert.delivery_attempted': Type.Object({
-    alertId: Type.String(),
-    webhook: Type.String(),
-    attempt: Type.Integer({ minimum: 1 }),
-    ok: Type.Boolean(),
-    status: Type.Optional(Type.Integer()),
-    error: Type.Optional(Type.String()),
-    latencyMs: Type.Number(),
-    /** When the next attempt is due, ms from now; absent when delivered or given up. */
-    retryInMs: Type.Optional(Type.Integer({ minimum: 0 })),
-  }),
+  'alert.delivery_attempted': Type.Object({ alertId: Type.String(), ...DeliveryAttempt }),
   /**
    * One POST of an async request's answer to the webhook it named (`x-sluice-webhook`, an
    * `alerts.webhooks` id): the event's request id is the request's. Retried like alerts.
    */
-  'result.delivery_attempted': Type.Object({
-    webhook: Type.String(),
-    attempt: Type.Integer({ minimum: 1 }),
-    ok: Type.Boolean(),
-    status: Type.Optional(Type.Integer()),
-    error: Type.Optional(Type.String()),
-    latencyMs: Type.Number(),
-    /** When the next attempt is due, ms from now; absent when delivered or given up. */
-    retryInMs: Type.Optional(Type.Integer({ minimum: 0 })),
-  }),
+  'result.delivery_attempted': Type.Object(DeliveryAttempt),
   /** An admin created a virtual key (the key itself is never in an event). */
   'key.created': Type.Object({ keyId: Type.String(), name: Type.String() }),
   'key.rotated': Type.Object({ keyId: Type.String(), name: Type.String(), previousValidUntil: Type.Optional(Type.Number()) }),
@@ -428,6 +424,31 @@ export const EventData = {
   'batch.cancelled': BatchEnd,
   /** Not done 24 h after creation: lines without an answer are `batch_expired` in the error file. */
   'batch.expired': BatchEnd,
+  /**
+   * A batch line (`ctx.batch`) routed to a deployment with `batchApi`: it goes in an upstream batch
+   * instead of being called (the invoker's routing decision). The request id is the line's.
+   */
+  'upstream_batch.queued': Type.Object({ batchId: Type.String(), customId: Type.String(), model: Type.String(), deployment: Type.String() }),
+  /**
+   * Lines of one Sluice batch sent to a deployment's Batch API as one upstream batch (its JSONL
+   * uploaded, the batch created). The request id is the Sluice batch's; `group` names the set.
+   */
+  'upstream_batch.submitted': Type.Object({
+    group: Type.String(),
+    deployment: Type.String(),
+    upstreamBatchId: Type.String(),
+    inputFileId: Type.String(),
+    lines: Type.Integer({ minimum: 1 }),
+  }),
+  /** The upstream batch ended (`completed`, `failed`, `expired`, `cancelled`) and each of its lines was answered from its files. */
+  'upstream_batch.completed': Type.Object({
+    group: Type.String(),
+    deployment: Type.String(),
+    upstreamBatchId: Type.String(),
+    status: Type.String(),
+    completed: Type.Integer({ minimum: 0 }),
+    failed: Type.Integer({ minimum: 0 }),
+  }),
 } satisfies Record<EventType, TSchema>;
 
 export type EventDataOf<T extends EventType> = Static<(typeof EventData)[T]>;
