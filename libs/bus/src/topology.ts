@@ -24,6 +24,8 @@ export interface Buckets {
   leases: KV;
   /** Batches by id (`BatchRecord`): ingress's batch routes and runner. */
   batches: KV;
+  /** Batch lines sent through an upstream's own Batch API, and those upstream batches (the invoker). */
+  upstreamBatches: KV;
   /** The Files API's files (`fileStore` reads and writes them). */
   files: ObjectStore;
 }
@@ -77,7 +79,7 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions = {}): Prom
     kvm.create(name, { history, replicas, ...(ttlSeconds > 0 ? { ttl: ttlSeconds * 1000 } : {}) });
   const objm = new Objm(bus.js);
   const f = Topology.files;
-  const [limits, cache, control, budgets, results, keys, semantic, inflight, circuits, leases, batches, files] = await Promise.all([
+  const [limits, cache, control, budgets, results, keys, semantic, inflight, circuits, leases, batches, upstreamBatches, files] = await Promise.all([
     open(b.limits.name, b.limits.ttlSeconds, b.limits.history),
     open(b.cache.name, opts.cacheTtlSeconds ?? b.cache.ttlSeconds, b.cache.history),
     open(b.control.name, b.control.ttlSeconds, b.control.history),
@@ -89,10 +91,11 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions = {}): Prom
     open(b.circuits.name, b.circuits.ttlSeconds, b.circuits.history),
     open(b.leases.name, b.leases.ttlSeconds, b.leases.history),
     open(b.batches.name, b.batches.ttlSeconds, b.batches.history),
+    open(b.upstreamBatches.name, b.upstreamBatches.ttlSeconds, b.upstreamBatches.history),
     // another replica creating it at the same moment makes create fail; the store is there then
     objm.create(f.name, { replicas }).catch(() => objm.open(f.name)),
   ]);
-  return { limits, cache, control, budgets, results, keys, semantic, inflight, circuits, leases, batches, files };
+  return { limits, cache, control, budgets, results, keys, semantic, inflight, circuits, leases, batches, upstreamBatches, files };
 }
 
 async function ensureStream(bus: Bus, config: Partial<StreamConfig> & { name: string }): Promise<void> {

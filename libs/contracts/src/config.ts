@@ -104,6 +104,12 @@ const Deployment = Type.Object(
     apiVersion: Type.Optional(Type.String({ minLength: 1, default: '2024-10-21' })),
     /** Its share of a model's traffic among the model's deployments (`balance: weighted`); 0 takes none unless the others are down. */
     weight: Type.Optional(Type.Number({ minimum: 0, default: 1 })),
+    /**
+     * The upstream serves OpenAI's Files and Batch APIs (OpenAI does, Azure's global-batch
+     * deployments do): a batch line routed here is sent in an upstream batch, not called one by
+     * one (docs/batches.md, The upstream's Batch API). Default false.
+     */
+    batchApi: Type.Optional(Type.Boolean({ default: false })),
   },
   closed,
 );
@@ -404,6 +410,20 @@ export const SluiceConfig = Type.Object(
           maxInFlight: Type.Integer({ minimum: 1, default: 32 }),
           /** How often the runner looks at each running batch. */
           pollMs: Type.Integer({ minimum: 10, default: 250 }),
+          /**
+           * Lines for a deployment with `batchApi` (the invoker's upstream batches): a Sluice
+           * batch's lines are sent in one upstream batch once none has come for `gatherMs`, or
+           * at `maxLines`; its status is polled from `pollMs`, doubling to `maxPollMs`.
+           */
+          upstream: Type.Object(
+            {
+              gatherMs: Type.Integer({ minimum: 10, default: 2000 }),
+              maxLines: Type.Integer({ minimum: 1, maximum: 50_000, default: 1000 }),
+              pollMs: Type.Integer({ minimum: 10, default: 1000 }),
+              maxPollMs: Type.Integer({ minimum: 10, default: 30_000 }),
+            },
+            { ...closed, default: {} },
+          ),
         },
         { ...closed, default: {} },
       ),

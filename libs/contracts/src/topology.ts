@@ -69,6 +69,11 @@ export const Topology = {
     keys: { name: 'sluice_keys', ttlSeconds: 0, history: 5 },
     /** Batches by id (`BatchRecord`), written by ingress's batch routes and runner (compare-and-set), watched by every ingress replica. */
     batches: { name: 'sluice_batches', ttlSeconds: 0, history: 1 },
+    /**
+     * Batch lines waiting for or inside an upstream's own batch (`line.<requestId>`) and the
+     * upstream batches being driven (`group.<id>`), written by the invoker (compare-and-set).
+     */
+    upstreamBatches: { name: 'sluice_upstream_batches', ttlSeconds: 0, history: 1 },
   },
 } as const;
 

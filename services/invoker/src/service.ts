@@ -4,8 +4,10 @@ import { streamBodies } from './body.js';
 import { Cancels } from './cancels.js';
 import { KvCircuits } from './circuit-store.js';
 import { createInvoker, type Invoke } from './invoke.js';
+import { routeBatchLines } from './batch-route.js';
 import { kvResultStore } from './results.js';
 import { ClientPool } from './upstream.js';
+import { UpstreamBatchStore } from './upstream-batch-store.js';
 
 type Wiring = Pick<ServiceContext, 'bus' | 'buckets' | 'control' | 'log' | 'env'>;
 
@@ -20,7 +22,8 @@ export interface WiredInvoker {
 /**
  * The chat.routed handler on the real adapters: its own client pool (pruned on config changes)
  * and the circuits shared with the other replicas (`sluice_circuits`, watched), bodies read from the stream, publishing to the stream, replying over core NATS,
- * terminal answers stored in `sluice_results`, and the clients' cancels heard on
+ * terminal answers stored in `sluice_results`, batch lines for a deployment with `batchApi`
+ * recorded for its Batch API (batch-route.ts), and the clients' cancels heard on
  * `Subjects.cancelAll` (core NATS, every replica: the one running the request stops it).
  */
 export function wireInvoker(svc: Wiring): WiredInvoker {
@@ -31,18 +34,22 @@ export function wireInvoker(svc: Wiring): WiredInvoker {
   const sub = bus.nc.subscribe(Subjects.cancelAll, { callback: (_e, m) => cancels.cancel(m.subject.slice(Subjects.cancel('').length)) });
   const circuits = new KvCircuits(buckets.circuits, log);
   const ready = circuits.start().catch((err: unknown) => log.error({ err }, 'could not watch the circuits; this replica decides on its own writes only'));
-  const invoke = createInvoker({
+  const results = kvResultStore(buckets.results);
+  const direct = createInvoker({
     config: control.config,
     clients,
     circuits,
     publish: (event, trace) => publishEvent(bus.js, event, trace),
     reply: (replyTo, reply, tenant, webhook) => sendReply(bus.nc, replyTo, reply, tenant, webhook),
-    results: kvResultStore(buckets.results),
+    results,
     maxPayload: () => bus.nc.info?.max_payload ?? Topology.maxPayloadBytes,
     readBody: streamBodies(bus),
     cancels,
     log,
   });
+  // batch lines for a deployment with batchApi are recorded for the upstream's Batch API instead (upstream-batch-runner.ts)
+  const lines = new UpstreamBatchStore(buckets.upstreamBatches, log);
+  const invoke = routeBatchLines({ config: control.config, lines, results, publish: (event, trace) => publishEvent(bus.js, event, trace), log }, direct);
   return {
     invoke,
     ready,

@@ -174,6 +174,9 @@ function requestChange(e: AnyEvent, priceOf: PriceOf): RequestUpsert | undefined
     case 'batch.completed':
     case 'batch.cancelled':
     case 'batch.expired':
+    case 'upstream_batch.queued':
+    case 'upstream_batch.submitted':
+    case 'upstream_batch.completed':
       // on the timeline only (a batch's lines are requests of their own, billed as such)
       return undefined;
     default: {
