@@ -1,10 +1,12 @@
 import { defineConfig } from 'vitest/config';
 
 // Tiers, told apart by file name: *.unit.spec.ts (pure, no I/O), *.int.spec.ts (one package
-// against real NATS/Postgres), test/**/*.e2e.spec.ts (the whole stack as processes), and
-// test/**/*.chaos.spec.ts (the whole stack for two minutes while processes are killed; also
-// alone as `npm run chaos`). Groups run one after another (unit and int together, then e2e,
-// then chaos), so a stack of processes never shares the two cores with another.
+// against real NATS/Postgres), test/**/*.e2e.spec.ts (the whole stack as processes),
+// test/**/*.load.spec.ts (the whole stack under sustained load: `npm run load`) and
+// test/**/*.chaos.spec.ts (the whole stack for two minutes while processes are killed: `npm run
+// chaos`). `npm test` runs unit, int and e2e (under 15 minutes on 2 cores); CI (.ci/run) runs
+// load and chaos after it. Groups run one after another, so a stack of processes never shares
+// the two cores with another.
 //
 // Tests import the workspace packages' TypeScript sources, not their build: the `sluice-src`
 // export condition (see tsconfig.base.json), then what Vitest uses when none are set (Vite's server
@@ -47,9 +49,21 @@ export default defineConfig({
       {
         extends: true,
         test: {
+          // sustained load for tens of seconds (the adaptive limit at 3x the upstream's rate): `npm run load`, run by CI after `npm test`
+          name: 'load',
+          include: ['test/**/*.load.spec.ts'],
+          sequence: { groupOrder: 2 },
+          testTimeout: 180_000,
+          hookTimeout: 180_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        extends: true,
+        test: {
           name: 'chaos',
           include: ['test/**/*.chaos.spec.ts'],
-          sequence: { groupOrder: 2 },
+          sequence: { groupOrder: 3 },
           testTimeout: 400_000,
           hookTimeout: 180_000,
           fileParallelism: false,

@@ -63,7 +63,10 @@ async function createDatabase(): Promise<{ url: string; drop(): Promise<void> }>
  */
 export async function startE2eStack(opts: Partial<StackOptions> & { postgres?: boolean } = {}): Promise<E2eStack> {
   const dataDir = mkdtempSync(join(tmpdir(), 'sluice-e2e-'));
-  const db = opts.postgres ? await createDatabase() : undefined;
+  // the ledger on a database of its own on the test Postgres unless a file asks for PGlite
+  // (`postgres: false`): PGlite's start costs a stack ~3.5 s (WASM), and the ledger's PGlite path
+  // has its own int spec and is what `npm start` runs
+  const db = (opts.postgres ?? true) ? await createDatabase() : undefined;
   const logs: string[] = [];
   const stack = await startStack({
     dataDir,

@@ -33,7 +33,8 @@ beforeAll(async () => {
   config.degrader = { ...config.degrader, minSamples: 100_000, backlogMax: 0, budgetBurnShare: 0, openCircuitShare: 0 };
   // a similar earlier question would be a semantic hit at every level: each kind must reach the router
   for (const t of config.tenants) delete t.cache;
-  stack = await startE2eStack({ config });
+  // the one e2e file on PGlite, the ledger's default under `npm start`
+  stack = await startE2eStack({ config, postgres: false });
 });
 afterAll(async () => {
   await stack?.close();
