@@ -22,6 +22,8 @@ export const CreateKeyRequest = Type.Object(
     limits: Type.Optional(Rate),
     budget: Type.Optional(BudgetLimit),
     lane: Type.Optional(Priority),
+    /** The webhook (an `alerts.webhooks` id of the tenant) this key's async answers are POSTed to when a request names none. */
+    webhook: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
     expiresAt: Type.Optional(Instant),
     metadata: Type.Optional(Type.Record(Type.String({ maxLength: 64 }), Type.String({ maxLength: 512 }), { maxProperties: 32 })),
   },

@@ -173,6 +173,8 @@ export const VirtualKey = Type.Object(
     budget: Type.Optional(BudgetLimit),
     /** Every request with this key goes in this lane, whatever it asks. */
     lane: Type.Optional(Priority),
+    /** Where this key's async answers are POSTed when a request names no webhook: an `alerts.webhooks` id of the tenant. */
+    webhook: Type.Optional(Type.String()),
     /** Epoch ms after which the key is refused. */
     expiresAt: Type.Optional(Type.Number()),
     metadata: Type.Optional(Type.Record(Type.String(), Type.String({ maxLength: 512 }))),

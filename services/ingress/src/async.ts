@@ -29,17 +29,29 @@ export function queuedNotice(requestId: string, at: number): ChatAccepted {
 /**
  * The webhook an async request's answer is POSTed to (`x-sluice-webhook` over HTTP,
  * `sluice-webhook` over NATS): the id of one of `alerts.webhooks` that takes this tenant's, so a
- * request can only name a target (and signing secret) the operator configured. Undefined when
- * not asked.
+ * request can only name a target (and signing secret) the operator configured. A request that
+ * names none takes its virtual key's (`keyWebhook`), if any; undefined otherwise.
  *
  * @throws RequestRejected invalid_request naming the header: without `async`, or an id that is
  * not a webhook of this tenant.
  */
-export function webhookAsked(value: string | undefined, param: string, later: boolean, tenant: string, config: SluiceConfig): string | undefined {
-  if (value === undefined) return undefined;
+export function webhookAsked(
+  value: string | undefined,
+  param: string,
+  later: boolean,
+  tenant: string,
+  config: SluiceConfig,
+  keyWebhook?: string,
+): string | undefined {
+  // the key's own (the admin API checked it; a config change since may have removed it)
+  if (value === undefined) return later && keyWebhook !== undefined && knownWebhook(config, tenant, keyWebhook) ? keyWebhook : undefined;
   const id = value.trim();
   if (!later) throw new RequestRejected('invalid_request', `${param} is for async requests: send it with the async header set to true.`, param);
-  const known = config.alerts.webhooks.some((w) => w.id === id && (w.tenants === undefined || w.tenants.includes(tenant)));
-  if (!known) throw new RequestRejected('invalid_request', `${param} names no webhook configured for this tenant (alerts.webhooks ids).`, param);
+  if (!knownWebhook(config, tenant, id))
+    throw new RequestRejected('invalid_request', `${param} names no webhook configured for this tenant (alerts.webhooks ids).`, param);
   return id;
+}
+
+function knownWebhook(config: SluiceConfig, tenant: string, id: string): boolean {
+  return config.alerts.webhooks.some((w) => w.id === id && (w.tenants === undefined || w.tenants.includes(tenant)));
 }

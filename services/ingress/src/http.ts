@@ -209,7 +209,7 @@ async function answerRequest(deps: IngressDeps, endpoint: Endpoint, request: Fas
 
   const deadline = state.receivedAt + config.ingress.defaultDeadlineMs;
   const later = asyncAsked(header(request.headers, 'x-sluice-async'), 'x-sluice-async', chat.stream);
-  const webhook = webhookAsked(header(request.headers, 'x-sluice-webhook'), 'x-sluice-webhook', later, tenant.id, config);
+  const webhook = webhookAsked(header(request.headers, 'x-sluice-webhook'), 'x-sluice-webhook', later, tenant.id, config, state.key?.webhook);
   if (later) return answerLater(deps, request, reply, { request: chat, body, tokenBudget, laneReason: lane.reason, webhook });
   // listen before publishing: the answer can come back before the publish ack does
   const pending = deps.inbox.listen(request.id, deadline);

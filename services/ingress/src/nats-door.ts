@@ -80,7 +80,7 @@ async function handle(nc: NatsConnection, deps: IngressDeps, msg: Msg): Promise<
     if (request.user !== undefined) known.user = request.user;
     // async: answered on its result subject, the client told so at once
     const later = asyncAsked(msg.headers?.get(Headers.async) || undefined, Headers.async, request.stream);
-    const webhook = webhookAsked(msg.headers?.get(Headers.webhook) || undefined, Headers.webhook, later, tenant.id, config);
+    const webhook = webhookAsked(msg.headers?.get(Headers.webhook) || undefined, Headers.webhook, later, tenant.id, config, key?.webhook);
     const ctx: RequestContext = {
       request,
       replyTo: later ? Subjects.result(requestId) : replyTo,

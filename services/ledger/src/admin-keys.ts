@@ -63,6 +63,9 @@ export function checkCreate(body: unknown, config: SluiceConfig): CreateKeyReque
   req.models?.forEach((m, i) => {
     if (!allowed.includes(m)) throw new BadParam(`models.${i}`, `models.${i}: tenant ${tenant.id} may not use the model ${JSON.stringify(m)}`);
   });
+  if (req.webhook !== undefined && !config.alerts.webhooks.some((w) => w.id === req.webhook && (w.tenants === undefined || w.tenants.includes(tenant.id)))) {
+    throw new BadParam('webhook', `webhook: no webhook ${JSON.stringify(req.webhook)} in alerts.webhooks takes tenant ${tenant.id}'s`);
+  }
   if (req.budget?.timeZone !== undefined && !isTimeZone(req.budget.timeZone)) {
     throw new BadParam('budget.timeZone', `budget.timeZone: unknown time zone ${req.budget.timeZone}`);
   }
@@ -80,6 +83,7 @@ export function createdKey(req: CreateKeyRequest, ids: { id: string; secret: str
     ...(req.limits ? { limits: req.limits } : {}),
     ...(req.budget ? { budget: req.budget } : {}),
     ...(req.lane ? { lane: req.lane } : {}),
+    ...(req.webhook !== undefined ? { webhook: req.webhook } : {}),
     ...(req.expiresAt !== undefined ? { expiresAt: instant(req.expiresAt, 'expiresAt', now) } : {}),
     ...(req.metadata ? { metadata: req.metadata } : {}),
     createdAt: now,
@@ -121,6 +125,7 @@ export interface KeyView {
   limits: VirtualKey['limits'] | null;
   budget: VirtualKey['budget'] | null;
   lane: VirtualKey['lane'] | null;
+  webhook: string | null;
   metadata: Record<string, string>;
   createdAt: number;
   expiresAt: number | null;
@@ -142,6 +147,7 @@ export function keyView(k: VirtualKey, now: number): KeyView {
     limits: k.limits ?? null,
     budget: k.budget ?? null,
     lane: k.lane ?? null,
+    webhook: k.webhook ?? null,
     metadata: k.metadata ?? {},
     createdAt: k.createdAt,
     expiresAt: k.expiresAt ?? null,

@@ -71,6 +71,26 @@ describe('checkCreate', () => {
     expect(param(() => checkCreate(body, config))).toBe(expected);
   });
 
+  it("given a webhook, then it must be one of alerts.webhooks that takes the key's tenant", () => {
+    const withHooks = {
+      ...config,
+      alerts: {
+        ...config.alerts,
+        webhooks: [
+          { id: 'ops', url: 'https://hooks.example.com/ops', secretEnv: 'OPS_SECRET' },
+          { id: 'beta-only', url: 'https://hooks.example.com/beta', secretEnv: 'BETA_SECRET', tenants: ['beta'] },
+        ],
+      },
+    };
+    const req = checkCreate({ tenant: 'acme', name: 'x', webhook: 'ops' }, withHooks);
+    const key = createdKey(req, { id: 'key_aaaaaaaaaaaaaaaaaaaa', secret: 'sk-sluice-x' }, NOW);
+    expect(key.webhook).toBe('ops');
+    expect(keyView(key, NOW).webhook).toBe('ops');
+    expect(param(() => checkCreate({ tenant: 'acme', name: 'x', webhook: 'beta-only' }, withHooks))).toBe('webhook');
+    expect(param(() => checkCreate({ tenant: 'acme', name: 'x', webhook: 'nope' }, withHooks))).toBe('webhook');
+    expect(param(() => checkCreate({ tenant: 'beta', name: 'x', webhook: 'beta-only' }, withHooks))).toBe('accepted');
+  });
+
   it('given an expiry in the past or not a date, then expiresAt', () => {
     const at = (expiresAt: unknown) => () =>
       createdKey(checkCreate({ tenant: 'acme', name: 'x', expiresAt }, config), { id: 'key_aaaaaaaaaaaaaaaaaaaa', secret: 's' }, NOW);
