@@ -62,12 +62,13 @@ describe('balancing across two deployments of one model', () => {
       .chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'which deployment answers me?' }] })
       .withResponse();
     const id = response.headers.get('x-sluice-request-id')!;
-    const t = await eventually(async () => {
+    // the invoker publishes a completion's last attempt and its chat.completed side by side: either may be projected first
+    const attempted = await eventually(async () => {
       const r = await stack.ledger(`/v1/requests/${id}`);
-      if (r.outcome !== 'completed') throw new Error('not yet');
-      return r;
+      const a = r.timeline.find((e: { type: string }) => e.type === 'invoke.attempted');
+      if (r.outcome !== 'completed' || !a) throw new Error('not yet');
+      return a;
     }, 20_000);
-    const attempted = t.timeline.find((e: { type: string }) => e.type === 'invoke.attempted');
     expect(attempted.reason).toMatch(new RegExp(`^${MODEL}@(east|west) chosen of east, west `));
     expect(attempted.reason).toContain('(p2c');
   });
