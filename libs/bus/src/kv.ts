@@ -1,5 +1,6 @@
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
-import type { KV } from '@nats-io/kv';
+import type { KV, KvEntry } from '@nats-io/kv';
+import type { Logger } from '@sluice/telemetry';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -49,4 +50,43 @@ export function isWrongRevision(e: unknown): boolean {
   return (
     e instanceof JetStreamApiError && (e.code === JetStreamApiCodes.StreamWrongLastSequence || e.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
   );
+}
+
+/** A bucket followed into memory (`followBucket`). */
+export interface Followed {
+  /** False when `loadTimeoutMs` passed before every entry present at the start was seen. */
+  loaded: boolean;
+  stop(): void;
+}
+
+/**
+ * Follows a KV bucket from its start: `onEntry` sees every entry there now, then every change
+ * (puts and deletes), in the watch's order. Resolves once the entries present at the start have
+ * been seen (an empty bucket's watch says nothing, so that is checked first), or, with
+ * `loadTimeoutMs`, after that long with what came. A watch that fails is logged as `what`'s.
+ *
+ * @example
+ * const followed = await followBucket(buckets.keys, (e) => apply(e), { log, what: 'virtual keys' });
+ */
+export async function followBucket(kv: KV, onEntry: (e: KvEntry) => void, opts: { log: Logger; what: string; loadTimeoutMs?: number }): Promise<Followed> {
+  let loaded: () => void = () => undefined;
+  const ready = new Promise<void>((resolve) => (loaded = resolve));
+  if ((await kv.status()).values === 0) loaded();
+  const watcher = await kv.watch();
+  const followed: Followed = { loaded: false, stop: () => watcher.stop() };
+  void (async () => {
+    for await (const e of watcher) {
+      onEntry(e);
+      // delta counts what is left of the initial values; 0 (or a live update) means loaded
+      if (e.isUpdate || e.delta === 0) loaded();
+    }
+  })().catch((err: unknown) => opts.log.error({ err }, `the ${opts.what} watch failed`));
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut =
+    opts.loadTimeoutMs === undefined
+      ? new Promise<never>(() => undefined)
+      : new Promise<false>((r) => (timer = setTimeout(() => r(false), opts.loadTimeoutMs)));
+  followed.loaded = await Promise.race([ready.then(() => true), timedOut]);
+  clearTimeout(timer);
+  return followed;
 }

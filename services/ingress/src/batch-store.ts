@@ -1,4 +1,4 @@
-import { decodeJson, encodeJson, isWrongRevision, type Buckets } from '@sluice/bus';
+import { decodeJson, encodeJson, followBucket, isWrongRevision, type Buckets } from '@sluice/bus';
 import { isBatchRecord, RUNNING_BATCH_STATUSES, type BatchRecord } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 
@@ -35,13 +35,9 @@ const BATCH_ID = /^batch_[a-z2-7]{24}$/;
  */
 export async function openBatchStore(kv: Buckets['batches'], log: Logger): Promise<BatchStore> {
   const all = new Map<string, Revised>();
-  const pending = (await kv.status()).values;
-  let loaded: () => void = () => undefined;
-  const ready = new Promise<void>((resolve) => (loaded = resolve));
-  if (pending === 0) loaded();
-  const watcher = await kv.watch();
-  void (async () => {
-    for await (const e of watcher) {
+  const followed = await followBucket(
+    kv,
+    (e) => {
       if (e.operation === 'PUT') {
         const value = parse(e.value);
         if (isBatchRecord(value)) {
@@ -50,10 +46,9 @@ export async function openBatchStore(kv: Buckets['batches'], log: Logger): Promi
           if (!known || known.revision < e.revision) all.set(e.key, { record: value, revision: e.revision });
         } else log.error({ key: e.key, revision: e.revision }, 'ignoring an invalid batch record');
       } else all.delete(e.key);
-      if (e.isUpdate || e.delta === 0) loaded();
-    }
-  })();
-  await ready;
+    },
+    { log, what: 'batches' },
+  );
   log.info({ batches: all.size }, 'batches loaded');
   return {
     async create(record) {
@@ -89,7 +84,7 @@ export async function openBatchStore(kv: Buckets['batches'], log: Logger): Promi
         throw e;
       }
     },
-    stop: () => watcher.stop(),
+    stop: () => followed.stop(),
   };
 }
 

@@ -1,4 +1,4 @@
-import type { Buckets } from '@sluice/bus';
+import { followBucket, type Buckets } from '@sluice/bus';
 import { isVirtualKey } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 import { emptyKeyIndex, putKey, removeKey, type KeyIndex } from './keys.js';
@@ -25,35 +25,21 @@ const LOAD_TIMEOUT_MS = 10_000;
  */
 export async function watchKeys(kv: Buckets['keys'], log: Logger): Promise<KeyWatch> {
   const index = emptyKeyIndex();
-  const pending = (await kv.status()).values;
-  let loaded: () => void = () => undefined;
-  const ready = new Promise<void>((resolve) => (loaded = resolve));
-  if (pending === 0) loaded();
-  const watcher = await kv.watch();
-  void (async () => {
-    for await (const e of watcher) {
+  const followed = await followBucket(
+    kv,
+    (e) => {
       if (e.operation === 'PUT') {
         const value = parse(e.value);
-        if (isVirtualKey(value) && value.id === e.key) putKey(index, value);
-        else {
-          removeKey(index, e.key);
-          log.error({ key: e.key, revision: e.revision }, 'ignoring an invalid virtual key record');
-        }
-      } else {
-        removeKey(index, e.key);
+        if (isVirtualKey(value) && value.id === e.key) return putKey(index, value);
+        log.error({ key: e.key, revision: e.revision }, 'ignoring an invalid virtual key record');
       }
-      // delta counts what is left of the initial values; 0 (or a live update) means loaded
-      if (e.isUpdate || e.delta === 0) loaded();
-    }
-  })();
-  const timer = setTimeout(() => {
-    log.warn({ loaded: index.byId.size, of: pending }, 'virtual keys still loading; starting without all of them');
-    loaded();
-  }, LOAD_TIMEOUT_MS);
-  await ready;
-  clearTimeout(timer);
-  log.info({ keys: index.byId.size }, 'virtual keys loaded');
-  return { index: () => index, stop: () => watcher.stop() };
+      removeKey(index, e.key);
+    },
+    { log, what: 'virtual keys', loadTimeoutMs: LOAD_TIMEOUT_MS },
+  );
+  if (followed.loaded) log.info({ keys: index.byId.size }, 'virtual keys loaded');
+  else log.warn({ loaded: index.byId.size }, 'virtual keys still loading; starting without all of them');
+  return { index: () => index, stop: () => followed.stop() };
 }
 
 const decoder = new TextDecoder();

@@ -1,5 +1,5 @@
 import type { KV, KvEntry } from '@nats-io/kv';
-import { decodeJson, encodeJson, isWrongRevision } from '@sluice/bus';
+import { decodeJson, encodeJson, followBucket, isWrongRevision } from '@sluice/bus';
 import type { Logger } from '@sluice/telemetry';
 import { closedCircuit, type Circuit, type Outcome } from './circuit.js';
 
@@ -124,19 +124,11 @@ export class KvCircuits implements CircuitStore {
   }
 
   private async follow(): Promise<void> {
-    let loaded: () => void = () => undefined;
-    const ready = new Promise<void>((resolve) => (loaded = resolve));
-    // the watch says nothing when the bucket is empty
-    if ((await this.kv.status()).values === 0) loaded();
-    const watcher = await this.kv.watch({ key: '>' });
-    this.stopWatch = () => watcher.stop();
-    void (async () => {
-      for await (const e of watcher) {
-        this.observe(e.key, this.toSeen(e));
-        if (e.isUpdate || e.delta === 0) loaded();
-      }
-    })().catch((err: unknown) => this.log.error({ err }, 'the circuits watch failed; this replica no longer hears other replicas'));
-    await ready;
+    const followed = await followBucket(this.kv, (e) => this.observe(e.key, this.toSeen(e)), {
+      log: this.log,
+      what: 'circuits (this replica no longer hears the others)',
+    });
+    this.stopWatch = () => followed.stop();
   }
 
   /** A deleted or unreadable record is a closed circuit (at that revision, so the next write still compares). */

@@ -1,5 +1,5 @@
 import type { KV, KvEntry } from '@nats-io/kv';
-import { decodeJson, encodeJson, isWrongRevision } from '@sluice/bus';
+import { decodeJson, encodeJson, followBucket, isWrongRevision } from '@sluice/bus';
 import type { Logger } from '@sluice/telemetry';
 import type { QueuedLine, UpstreamGroup } from './upstream-batch.js';
 
@@ -29,19 +29,8 @@ export class UpstreamBatchStore implements LineRecorder {
 
   /** Resolves once the bucket's records are in memory. */
   async start(): Promise<void> {
-    let loaded: () => void = () => undefined;
-    const ready = new Promise<void>((resolve) => (loaded = resolve));
-    // the watch says nothing when the bucket is empty
-    if ((await this.kv.status()).values === 0) loaded();
-    const watcher = await this.kv.watch({ key: '>' });
-    this.stopWatch = () => watcher.stop();
-    void (async () => {
-      for await (const e of watcher) {
-        this.observe(e);
-        if (e.isUpdate || e.delta === 0) loaded();
-      }
-    })().catch((err: unknown) => this.log.error({ err }, 'the upstream batches watch failed'));
-    await ready;
+    const followed = await followBucket(this.kv, (e) => this.observe(e), { log: this.log, what: 'upstream batches' });
+    this.stopWatch = () => followed.stop();
   }
 
   stop(): void {
