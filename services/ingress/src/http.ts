@@ -8,11 +8,11 @@ import {
   HTTP_SERVER_OPTIONS,
   SluiceError,
   Subjects,
-  type ChatRequest,
   type Endpoint,
   type HttpLimits,
   type RequestContext,
   type SluiceConfig,
+  type SluiceEvent,
   type Tenant,
   type VirtualKey,
 } from '@sluice/contracts';
@@ -210,20 +210,23 @@ async function answerRequest(deps: IngressDeps, endpoint: Endpoint, request: Fas
   const deadline = state.receivedAt + config.ingress.defaultDeadlineMs;
   const later = asyncAsked(header(request.headers, 'x-sluice-async'), 'x-sluice-async', chat.stream);
   const webhook = webhookAsked(header(request.headers, 'x-sluice-webhook'), 'x-sluice-webhook', later, tenant.id, config, state.key?.webhook);
-  if (later) return answerLater(deps, request, reply, { request: chat, body, tokenBudget, laneReason: lane.reason, webhook });
-  // listen before publishing: the answer can come back before the publish ack does
-  const pending = deps.inbox.listen(request.id, deadline);
-  const ctx: RequestContext = { request: chat, replyTo: pending.subject, frontDoor: 'http', receivedAt: state.receivedAt, deadline };
+  // an async request answers on its result subject; any other on an inbox, listened to before
+  // publishing: the answer can come back before the publish ack does
+  const pending = later ? undefined : deps.inbox.listen(request.id, deadline);
+  const replyTo = pending?.subject ?? Subjects.result(request.id);
+  const ctx: RequestContext = { request: chat, replyTo, frontDoor: 'http', receivedAt: state.receivedAt, deadline };
   if (state.key) ctx.key = requestKey(state.key);
+  if (webhook !== undefined) ctx.webhook = webhook;
   const event = requestedEvent(request.id, tenant.id, ctx, body, tokenBudget, lane.reason);
   try {
     // a chunked body has no Content-Length: checkFits then measures the event itself
     const declared = Number(request.headers['content-length']);
     checkFits(event, Number.isFinite(declared) ? declared : undefined, deps.maxPayload());
   } catch (e) {
-    pending.close();
+    pending?.close();
     throw e;
   }
+  if (!pending) return answerLater(deps, request, reply, event);
 
   if (reply.raw.destroyed || !request.raw.socket || request.raw.socket.destroyed) {
     // left while the body was being counted: nothing was published, so there is nothing to stop
@@ -259,36 +262,16 @@ async function answerRequest(deps: IngressDeps, endpoint: Endpoint, request: Fas
  * then `chat.requested` with that subject as its reply-to, then 202 with where to fetch the answer.
  * Nothing waits here: the client leaving changes nothing.
  */
-async function answerLater(
-  deps: IngressDeps,
-  request: FastifyRequest,
-  reply: FastifyReply,
-  asked: { request: ChatRequest; body: unknown; tokenBudget: string | undefined; laneReason: string; webhook: string | undefined },
-): Promise<FastifyReply> {
-  const { request: chat, body, tokenBudget, laneReason, webhook } = asked;
-  const state = request.sluice;
-  const tenant = state.tenant!;
-  const ctx: RequestContext = {
-    request: chat,
-    replyTo: Subjects.result(request.id),
-    frontDoor: 'http',
-    receivedAt: state.receivedAt,
-    deadline: state.receivedAt + deps.config().ingress.defaultDeadlineMs,
-  };
-  if (state.key) ctx.key = requestKey(state.key);
-  if (webhook !== undefined) ctx.webhook = webhook;
-  const event = requestedEvent(request.id, tenant.id, ctx, body, tokenBudget, laneReason);
-  const declared = Number(request.headers['content-length']);
-  checkFits(event, Number.isFinite(declared) ? declared : undefined, deps.maxPayload());
+async function answerLater(deps: IngressDeps, request: FastifyRequest, reply: FastifyReply, event: SluiceEvent<'chat.requested'>): Promise<FastifyReply> {
   const notice = queuedNotice(request.id, deps.now());
   try {
-    await deps.storeNotice(tenant.id, notice);
-    await deps.publish(event, state.traceparent);
+    await deps.storeNotice(event.tenant, notice);
+    await deps.publish(event, request.sluice.traceparent);
   } catch (err) {
     request.log.error({ err }, 'could not queue an async request');
     throw new SluiceError('internal_error', 'The request could not be queued; retry shortly.');
   }
-  request.log.debug({ tenant: tenant.id, model: chat.model }, 'async request queued');
+  request.log.debug({ tenant: event.tenant, model: event.data.ctx.request.model }, 'async request queued');
   return sendStored(reply, notice);
 }
 
