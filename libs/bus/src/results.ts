@@ -1,5 +1,5 @@
 import { headers as natsHeaders } from '@nats-io/transport-node';
-import { Headers, parseReply, Subjects, Topology, type ChatAccepted, type ChatReply } from '@sluice/contracts';
+import { Headers, parseReply, Subjects, Topology, type ChatReply } from '@sluice/contracts';
 import type { Bus } from './connect.js';
 
 /**
@@ -24,15 +24,17 @@ export async function readResult(bus: Pick<Bus, 'jsm'>, tenant: string, requestI
 }
 
 /**
- * Stores a request's `queued` notice on its result subject and resolves on the stream's ack:
- * called before the request is published, so its answer (which replaces the notice) can never be
- * stored first and then overwritten by it.
+ * Stores a reply on a result subject for `tenant`, as a terminal stage's reply is stored (the
+ * tenant in a header), and resolves on the stream's ack: for what must be stored before anything
+ * else happens (an async request's `queued` notice before the request goes, so its answer never
+ * comes first and is then overwritten; a batch line ingress refused). `msgID` lets a repeat of
+ * the same store be dropped by the stream.
  *
  * @example
- * await storeNotice(bus, 'acme', { requestId, status: 'queued', resultSubject: Subjects.result(requestId), at: Date.now() });
+ * await storeResult(bus, 'acme', Subjects.result(requestId), { requestId, status: 'queued', resultSubject: Subjects.result(requestId), at: Date.now() });
  */
-export async function storeNotice(bus: Pick<Bus, 'js'>, tenant: string, notice: ChatAccepted): Promise<void> {
+export async function storeResult(bus: Pick<Bus, 'js'>, tenant: string, subject: string, reply: ChatReply, msgID?: string): Promise<void> {
   const hdrs = natsHeaders();
   hdrs.set(Headers.resultTenant, tenant);
-  await bus.js.publish(Subjects.result(notice.requestId), JSON.stringify(notice), { headers: hdrs });
+  await bus.js.publish(subject, JSON.stringify(reply), { headers: hdrs, ...(msgID !== undefined ? { msgID } : {}) });
 }

@@ -1,11 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { headers as natsHeaders } from '@nats-io/transport-node';
-import type { Bus, FileStore } from '@sluice/bus';
+import { storeResult, type Bus, type FileStore } from '@sluice/bus';
 import {
   batchResultsOf,
   batchResultSubject,
-  Headers,
   isAccepted,
   isError,
   makeEvent,
@@ -86,7 +84,7 @@ export function startBatchRunner(d: BatchRunnerDeps): { stop(): Promise<void> } 
   const known = new Map<string, Known>();
   const busy = new Map<string, Promise<void>>();
   let stopped = false;
-  const submit: SubmitDeps = { ...d, storeResult: (tenant, subject, reply) => storeResult(d.bus, tenant, subject, reply) };
+  const submit: SubmitDeps = { ...d, storeResult: (tenant, subject, reply) => storeResult(d.bus, tenant, subject, reply, `${subject}:answer`) };
 
   /** Batches to step again as soon as their current step ends (an answer arrived meanwhile). */
   const again = new Set<string>();
@@ -370,11 +368,4 @@ async function readAnswers(bus: Pick<Bus, 'jsm'>, batchId: string, lines: number
     );
   }
   return answers;
-}
-
-/** Stores a line's answer the way a terminal stage's reply is stored: the tenant in a header, acked by the stream. */
-async function storeResult(bus: Pick<Bus, 'js'>, tenant: string, subject: string, reply: ChatReply): Promise<void> {
-  const hdrs = natsHeaders();
-  hdrs.set(Headers.resultTenant, tenant);
-  await bus.js.publish(subject, encoder.encode(JSON.stringify(reply)), { headers: hdrs, msgID: `${subject}:answer` });
 }

@@ -1,4 +1,4 @@
-import { fileStore, publishEvent, readResult, storeNotice, type FileStore, type ServiceContext } from '@sluice/bus';
+import { fileStore, publishEvent, readResult, storeResult, type FileStore, type ServiceContext } from '@sluice/bus';
 import { Subjects, Topology, type ChatAccepted, type ChatReply, type EventType, type SluiceConfig, type SluiceEvent } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 import type { BatchStore } from './batch-store.js';
@@ -77,7 +77,7 @@ export function ingressDeps(
     // the server's own limit, read again after a reconnect (another server may have another)
     maxPayload: () => bus.nc.info?.max_payload ?? Topology.maxPayloadBytes,
     result: (tenant, requestId) => readResult(bus, tenant, requestId),
-    storeNotice: (tenant, notice) => storeNotice(bus, tenant, notice),
+    storeNotice: (tenant, notice) => storeResult(bus, tenant, Subjects.result(notice.requestId), notice),
     files: fileStore(buckets.files),
     batches,
     inbox,
