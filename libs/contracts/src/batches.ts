@@ -1,11 +1,23 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Subjects } from './subjects.js';
+import type { Endpoint } from './request.js';
 
 /** The endpoints a batch may run, by the paths OpenAI names them with. */
 export const BATCH_ENDPOINTS = ['/v1/chat/completions', '/v1/responses', '/v1/embeddings'] as const;
 export const BatchEndpoint = Type.Union(BATCH_ENDPOINTS.map((e) => Type.Literal(e)));
 export type BatchEndpoint = Static<typeof BatchEndpoint>;
+
+/** Each endpoint's path: the URL OpenAI serves it at, which a batch's lines name. */
+export const PATH_OF_ENDPOINT = {
+  'chat.completions': '/v1/chat/completions',
+  responses: '/v1/responses',
+  embeddings: '/v1/embeddings',
+} as const satisfies Record<Endpoint, BatchEndpoint>;
+/** The endpoint served at each path (`PATH_OF_ENDPOINT` turned round). */
+export const ENDPOINT_OF_PATH = Object.fromEntries(Object.entries(PATH_OF_ENDPOINT).map(([endpoint, path]) => [path, endpoint])) as Readonly<
+  Record<BatchEndpoint, Endpoint>
+>;
 
 /** OpenAI's batch statuses. `failed`, `completed`, `expired` and `cancelled` are final. */
 export const BatchStatus = Type.Union(

@@ -1,12 +1,4 @@
-import {
-  batchResultSubject,
-  type BatchEndpoint,
-  type BatchRecord,
-  type ChatErrorReply,
-  type Endpoint,
-  type RequestContext,
-  type VirtualKey,
-} from '@sluice/contracts';
+import { batchResultSubject, ENDPOINT_OF_PATH, type BatchRecord, type ChatErrorReply, type RequestContext, type VirtualKey } from '@sluice/contracts';
 import type { BatchTask } from './batch-input.js';
 import { lineRequestId } from './batch-output.js';
 import type { IngressDeps } from './deps.js';
@@ -16,12 +8,6 @@ import { continueTrace } from './ids.js';
 import { requestKey, type KeyIndex } from './keys.js';
 import { RequestRejected } from './rejection.js';
 import { validateRequest } from './validate.js';
-
-const ENDPOINTS: Readonly<Record<BatchEndpoint, Endpoint>> = {
-  '/v1/chat/completions': 'chat.completions',
-  '/v1/responses': 'responses',
-  '/v1/embeddings': 'embeddings',
-};
 
 /** What submitting a line needs of ingress, and where a refused line's answer is stored. */
 export interface SubmitDeps extends Pick<IngressDeps, 'config' | 'keys' | 'publish' | 'maxPayload' | 'now'> {
@@ -50,7 +36,7 @@ export async function submitLine(d: SubmitDeps, record: BatchRecord, task: Batch
     const tenant = config.tenants.find((t) => t.id === record.tenant);
     if (!tenant) throw new RequestRejected('invalid_api_key', `The tenant ${record.tenant} of this batch is no longer configured.`);
     const key = record.keyId === undefined ? undefined : usableKey(d.keys(), record.keyId, now);
-    const { request, body, tokenBudget } = await validateRequest(ENDPOINTS[record.endpoint], task.body, {}, tenant, config, key);
+    const { request, body, tokenBudget } = await validateRequest(ENDPOINT_OF_PATH[record.endpoint], task.body, {}, tenant, config, key);
     request.priority = 'batch';
     const ctx: RequestContext = {
       request,

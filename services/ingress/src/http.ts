@@ -3,6 +3,7 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import {
   answerClientError,
   applyHttpLimits,
+  ENDPOINT_OF_PATH,
   Errors,
   frameworkRefusal,
   HTTP_SERVER_OPTIONS,
@@ -33,11 +34,7 @@ import { authenticate, bearerKey, modelsFor } from './tenants.js';
 import { validateRequest, type ChatHints } from './validate.js';
 
 /** The OpenAI endpoints that go through the pipeline, by their paths. */
-const ENDPOINT_PATHS: Readonly<Record<string, Endpoint>> = {
-  '/v1/chat/completions': 'chat.completions',
-  '/v1/responses': 'responses',
-  '/v1/embeddings': 'embeddings',
-};
+const ENDPOINT_PATHS: Readonly<Record<string, Endpoint>> = ENDPOINT_OF_PATH;
 const ROUTES = `${Object.keys(ENDPOINT_PATHS)
   .map((path) => `POST ${path}`)
   .join(', ')}, GET /v1/models, GET /v1/models/{id} and GET /v1/sluice/requests/{id}/result`;

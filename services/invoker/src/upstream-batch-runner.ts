@@ -4,13 +4,13 @@ import type { KV } from '@nats-io/kv';
 import type OpenAI from 'openai';
 import { toFile } from 'openai/uploads';
 import { decodeJson, encodeJson, publishEvent, sendReply, type ServiceContext } from '@sluice/bus';
-import { makeEvent, ServiceName, Topology, type AnyEvent, type ChatReply, type SluiceConfig } from '@sluice/contracts';
+import { makeEvent, PATH_OF_ENDPOINT, ServiceName, Topology, type AnyEvent, type ChatReply, type SluiceConfig } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 import { streamBodies, Unsendable, type BodyReader } from './body.js';
 import { outgoing, variantOf } from './outgoing.js';
 import { kvResultStore, type ResultStore } from './results.js';
 import { ClientPool } from './upstream.js';
-import { BATCH_URLS, ENDED_STATUSES, gather, groupId, jsonlLine, mapBack, pollDelay, ungrouped, type UpstreamGroup } from './upstream-batch.js';
+import { ENDED_STATUSES, gather, groupId, jsonlLine, mapBack, pollDelay, ungrouped, type UpstreamGroup } from './upstream-batch.js';
 import { concludeLine } from './upstream-batch-answer.js';
 import { UpstreamBatchStore } from './upstream-batch-store.js';
 
@@ -171,7 +171,7 @@ async function startUpstreamBatchRunner(deps: RunnerDeps): Promise<UpstreamBatch
       found ??
       (await client.batches.create({
         input_file_id: inputFileId,
-        endpoint: BATCH_URLS[g.endpoint],
+        endpoint: PATH_OF_ENDPOINT[g.endpoint],
         completion_window: '24h',
         metadata: { sluice_group: g.id, sluice_batch: g.batchId },
       }));

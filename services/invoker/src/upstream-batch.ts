@@ -1,11 +1,5 @@
 import { createHash } from 'node:crypto';
-import { isJsonObject, type Candidate, type Endpoint, type SluiceConfig, type SluiceEvent, type UpstreamError } from '@sluice/contracts';
-
-/** The Batch API's `url` of each endpoint (what a JSONL line names and `batches.create` takes). */
-export const BATCH_URLS = { 'chat.completions': '/v1/chat/completions', responses: '/v1/responses', embeddings: '/v1/embeddings' } as const satisfies Record<
-  Endpoint,
-  string
->;
+import { isJsonObject, PATH_OF_ENDPOINT, type Candidate, type Endpoint, type SluiceConfig, type SluiceEvent, type UpstreamError } from '@sluice/contracts';
 
 /**
  * A batch line waiting for, or inside, an upstream batch: `line.<requestId>` in
@@ -176,7 +170,7 @@ function lineResult(line: Record<string, unknown>): LineResult {
 export function jsonlLine(requestId: string, endpoint: Endpoint, body: Record<string, unknown>): string {
   // a file holds no stream: the line is answered whole
   const { stream: _stream, stream_options: _options, ...whole } = body;
-  return JSON.stringify({ custom_id: requestId, method: 'POST', url: BATCH_URLS[endpoint], body: whole });
+  return JSON.stringify({ custom_id: requestId, method: 'POST', url: PATH_OF_ENDPOINT[endpoint], body: whole });
 }
 
 /** The wait before the `polls`-th status poll of an upstream batch (0-based): `pollMs` doubling, at most `maxPollMs`. */
