@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
-import { toFile } from 'openai/uploads';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Subjects, Topology } from '@sluice/contracts';
 import { eventually } from '@sluice/bus/testing';
 import { defaultConfig, sleep, startE2eStack, type E2eStack } from './harness.js';
+import { linesOf, uploadBatchFile } from './batch-kit.js';
 
 // The Batch API through Sluice (issue 14, items 1, 2 and 5; docs/batches.md), with the real
 // openai SDK against the whole stack: each line goes through ingress's checks and the pipeline
@@ -29,21 +29,12 @@ afterAll(async () => {
 });
 
 type Status = OpenAI.Batch['status'];
-interface OutputLine {
-  id: string;
-  custom_id: string;
-  response: { status_code: number; request_id: string; body: any } | null;
-  error: { code: string; message: string } | null;
-}
 
 const chatLine = (id: string, body: Record<string, unknown>) => ({ custom_id: id, method: 'POST', url: '/v1/chat/completions', body });
 const question = (id: string, n: number) =>
   chatLine(id, { model: 'gpt-4o-mini', messages: [{ role: 'user', content: `batch ${id} question ${n} ${Math.random()}` }], max_tokens: 8 });
 
-async function upload(lines: unknown[]): Promise<string> {
-  const jsonl = lines.map((l) => (typeof l === 'string' ? l : JSON.stringify(l))).join('\n') + '\n';
-  return (await client.files.create({ file: await toFile(Buffer.from(jsonl), 'input.jsonl'), purpose: 'batch' })).id;
-}
+const upload = (lines: unknown[]) => uploadBatchFile(client, lines);
 
 async function create(lines: unknown[], metadata?: Record<string, string>): Promise<OpenAI.Batch> {
   return client.batches.create({
@@ -84,15 +75,6 @@ async function retrieve(id: string): Promise<OpenAI.Batch> {
   }
 }
 
-async function linesOf(fileId: string | null | undefined): Promise<OutputLine[]> {
-  if (!fileId) return [];
-  const text = await (await client.files.content(fileId)).text();
-  return text
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => JSON.parse(l) as OutputLine);
-}
-
 describe('the Batch API', () => {
   it('runs 220 lines through the pipeline: 200 answers in the output file, 20 invalid requests as 400s in the error file', async () => {
     const served = stack.sim!.stats().completions;
@@ -115,8 +97,8 @@ describe('the Batch API', () => {
     expect(batch.model).toBe('gpt-4o-mini');
     for (const k of ['in_progress_at', 'finalizing_at', 'completed_at'] as const) expect(batch[k]).toBeGreaterThanOrEqual(batch.created_at);
 
-    const out = await linesOf(batch.output_file_id);
-    const errors = await linesOf(batch.error_file_id);
+    const out = await linesOf(client, batch.output_file_id);
+    const errors = await linesOf(client, batch.error_file_id);
     expect(out.map((l) => l.custom_id)).toEqual(lines.filter((l) => l.custom_id.startsWith('q-')).map((l) => l.custom_id));
     for (const l of out) {
       expect(l).toMatchObject({ id: expect.stringMatching(/^batch_req_/) as string, error: null, response: { status_code: 200 } });
@@ -155,7 +137,7 @@ describe('the Batch API', () => {
       const created = await client.batches.create({ input_file_id: file, endpoint, completion_window: '24h' });
       const { batch } = await poll(created.id, ['completed', 'failed']);
       expect(batch.request_counts).toEqual({ total: 5, completed: 5, failed: 0 });
-      const out = await linesOf(batch.output_file_id);
+      const out = await linesOf(client, batch.output_file_id);
       expect(out.map((l) => l.response!.body.object)).toEqual(Array(5).fill(endpoint === '/v1/embeddings' ? 'list' : 'response'));
     }
   });
@@ -202,7 +184,7 @@ describe('the Batch API', () => {
     expect(await throttled()).toBeGreaterThan(before);
     expect(stack.sim!.stats().completions - served).toBe(130);
     // the output names the attempt that answered
-    const out = await linesOf(batch.output_file_id);
+    const out = await linesOf(client, batch.output_file_id);
     expect(new Set(out.map((l) => l.response!.request_id)).size).toBe(130);
   });
 
@@ -244,8 +226,8 @@ describe('the Batch API', () => {
       expect(counts.completed + counts.failed).toBe(300);
       expect(counts.completed).toBeGreaterThan(20);
       expect(counts.completed).toBeLessThan(300);
-      const out = await linesOf(batch.output_file_id);
-      const errors = await linesOf(batch.error_file_id);
+      const out = await linesOf(client, batch.output_file_id);
+      const errors = await linesOf(client, batch.error_file_id);
       expect(out).toHaveLength(counts.completed);
       expect(errors).toHaveLength(counts.failed);
       for (const l of errors) expect(l).toMatchObject({ response: null, error: { code: 'batch_cancelled' } });
@@ -275,7 +257,7 @@ describe('the Batch API', () => {
       const { batch } = await poll(created.id, ['completed', 'failed', 'expired'], 45_000);
       expect(batch.status).toBe('completed');
       expect(batch.request_counts).toEqual({ total: 400, completed: 400, failed: 0 });
-      const out = await linesOf(batch.output_file_id);
+      const out = await linesOf(client, batch.output_file_id);
       expect(new Set(out.map((l) => l.custom_id)).size).toBe(400);
       // the upstream served each line once: a call repeated after the kill carried the same idempotency key
       expect(stack.sim!.stats().completions - served).toBe(400);

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
-import { toFile } from 'openai/uploads';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { Subjects, Topology, type EventType } from '@sluice/contracts';
 import { eventually } from '@sluice/bus/testing';
 import { defaultConfig, sleep, startE2eStack, type E2eStack } from './harness.js';
+import { linesOf, uploadBatchFile, type OutputLine } from './batch-kit.js';
 
 // The upstream route of a batch (issue 14, item 2; docs/batches.md, The upstream's Batch API),
 // with the real openai SDK against the whole stack: the deployment says `batchApi`, so the
@@ -31,12 +31,6 @@ afterAll(async () => {
   await stack?.close();
 });
 
-interface OutputLine {
-  custom_id: string;
-  response: { status_code: number; request_id: string; body: any } | null;
-  error: { code: string; message: string } | null;
-}
-
 /** Line i asks a question of (i % 40) + 1 words, so its prompt tokens tell which line an answer is for. */
 const question = (id: string, i: number) => ({
   custom_id: id,
@@ -46,9 +40,11 @@ const question = (id: string, i: number) => ({
 });
 
 async function run(lines: unknown[], during?: (id: string) => Promise<void>): Promise<{ batch: OpenAI.Batch; out: OutputLine[]; errors: OutputLine[] }> {
-  const jsonl = lines.map((l) => JSON.stringify(l)).join('\n') + '\n';
-  const file = await client.files.create({ file: await toFile(Buffer.from(jsonl), 'input.jsonl'), purpose: 'batch' });
-  const created = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+  const created = await client.batches.create({
+    input_file_id: await uploadBatchFile(client, lines),
+    endpoint: '/v1/chat/completions',
+    completion_window: '24h',
+  });
   await during?.(created.id);
   let batch = created;
   const end = Date.now() + 40_000;
@@ -57,16 +53,7 @@ async function run(lines: unknown[], during?: (id: string) => Promise<void>): Pr
     await sleep(100);
     batch = await client.batches.retrieve(batch.id);
   }
-  return { batch, out: await linesOf(batch.output_file_id), errors: await linesOf(batch.error_file_id) };
-}
-
-async function linesOf(fileId: string | null | undefined): Promise<OutputLine[]> {
-  if (!fileId) return [];
-  const text = await (await client.files.content(fileId)).text();
-  return text
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => JSON.parse(l) as OutputLine);
+  return { batch, out: await linesOf(client, batch.output_file_id), errors: await linesOf(client, batch.error_file_id) };
 }
 
 /** How many events of this type the stream holds for the dev tenant. */
