@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import type { ResultMark } from '@sluice/bus';
 import type { Candidate, ChatReply, Deployment, SluiceEvent, Variant } from '@sluice/contracts';
 import { streamReader } from './answer.js';
 import type { AttemptOutcome } from './attempts.js';
@@ -10,7 +11,8 @@ import { callUpstream, type ClientPool } from './upstream.js';
 /** What one attempt needs besides the request: the clients, the reply inbox and the clock. */
 export interface CallDeps {
   clients: ClientPool;
-  reply: (replyTo: string | undefined, reply: ChatReply, tenant?: string, webhook?: string) => void;
+  /** Sends a reply (call.ts sends only chunks; the mark is for the final answer, invoke.ts). */
+  reply: (replyTo: string | undefined, reply: ChatReply, mark?: ResultMark) => void;
   now: () => number;
   /** Hears each call's status and x-ratelimit-* headers (observe-limits.ts). */
   observe?: (deployment: string, requestId: string, result: CallResult) => void;
