@@ -1,7 +1,7 @@
 import type { AnyEvent, ChatReply, ConsumerSpec, EmittedBy, ReceivedBy } from '@sluice/contracts';
 import type { Bus } from './connect.js';
 import { publishEvent, type PublishOptions } from './publish.js';
-import { sendReply } from './reply.js';
+import { sendReply, type ResultMark } from './reply.js';
 
 /** An answer for a client's reply inbox (core NATS); `to` unset: nobody to answer. */
 export interface Reply {
@@ -32,12 +32,6 @@ export type Received<C extends ConsumerSpec> = Extract<AnyEvent, { type: Receive
 /** The events a consumer's handler may decide. */
 export type Emitted<C extends ConsumerSpec> = Extract<AnyEvent, { type: EmittedBy<C> }>;
 
-/** What marks a stored result (`sluice.results.<id>`): the input's tenant and its request's webhook (`ctx.webhook`). */
-export interface ResultMark {
-  tenant?: string;
-  webhook?: string | undefined;
-}
-
 /** Nothing to publish or answer (a consumer that only updates state). */
 export const NOTHING: Decided<never> = Object.freeze({ events: [], replies: [] });
 
@@ -63,5 +57,5 @@ export function decided<E extends AnyEvent>(events: E[], replies: Reply[] = []):
  */
 export async function carryOut(bus: Bus, decision: Decided, trace: PublishOptions = {}, mark: ResultMark = {}): Promise<void> {
   await Promise.all(decision.events.map((e) => publishEvent(bus.js, e, trace)));
-  for (const r of decision.replies) sendReply(bus.nc, r.to, r.reply, r.tenant ?? mark.tenant, mark.webhook);
+  for (const r of decision.replies) sendReply(bus.nc, r.to, r.reply, { ...mark, tenant: r.tenant ?? mark.tenant });
 }

@@ -15,5 +15,5 @@ export * from './control.js';
 export * from './reply.js';
 export * from './service.js';
 export { readRequested } from './read.js';
-export { readResult, storeResult } from './results.js';
+export { awaitResult, readResult, storeResult } from './results.js';
 export { fileStore, toFileObject, type FileStore, type StoredFile } from './files.js';

@@ -38,3 +38,29 @@ export async function storeResult(bus: Pick<Bus, 'js'>, tenant: string, subject:
   hdrs.set(Headers.resultTenant, tenant);
   await bus.js.publish(subject, JSON.stringify(reply), { headers: hdrs, ...(msgID !== undefined ? { msgID } : {}) });
 }
+
+/**
+ * A request's stored answer for `tenant`, waited for until `until` (epoch ms) when none is stored
+ * yet: listens on its result subject (core NATS) before reading the stream, so an answer stored
+ * between the two is not missed. A stored notice (`held`, `queued`) is returned as it is: it is
+ * what the request answered so far. Undefined when nothing came for `tenant` by `until`.
+ *
+ * @example
+ * const reply = await awaitResult(bus, 'acme', 'req_abc...', Date.now() + 30_000);
+ */
+export async function awaitResult(bus: Pick<Bus, 'jsm' | 'nc'>, tenant: string, requestId: string, until: number): Promise<ChatReply | undefined> {
+  const sub = bus.nc.subscribe(Subjects.result(requestId));
+  const timer = setTimeout(() => sub.unsubscribe(), Math.max(0, until - Date.now()));
+  try {
+    const stored = await readResult(bus, tenant, requestId);
+    if (stored) return stored;
+    for await (const msg of sub) {
+      // another tenant's message on this subject is no answer for this one
+      if (msg.headers?.get(Headers.resultTenant) === tenant) return parseReply(msg.data);
+    }
+    return undefined;
+  } finally {
+    clearTimeout(timer);
+    sub.unsubscribe();
+  }
+}

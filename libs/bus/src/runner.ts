@@ -5,6 +5,7 @@ import { SpanAttributes, traceProcess, tracingOn, type Logger } from '@sluice/te
 import type { Bus } from './connect.js';
 import { createOrFind } from './create.js';
 import { ackSoon } from './acks.js';
+import { resultMark } from './reply.js';
 import type { Replayed } from './replay.js';
 import { DEFAULT_MAX_DELIVERIES, isTransient, park } from './dead-letter.js';
 import { pastDeadline } from './deadline.js';
@@ -173,8 +174,8 @@ export function createRunner<C extends ConsumerSpec>(bus: Bus, opts: RunnerOptio
       // the filter lets only these through; anything else was published under a wrong subject
       if (!receives.has(event.type)) throw new PoisonMessage(`${durable} receives ${[...receives].join(', ')}, not ${event.type}`);
       const delivery = deliveryOf(msg, seq, deliveries, replayed !== undefined);
-      // a stored result is marked with the request's tenant and webhook
-      const mark = { tenant: event.tenant, webhook: 'ctx' in event.data ? event.data.ctx.webhook : undefined };
+      // a stored result is marked with the request's tenant, webhook and keep
+      const mark = resultMark(event.tenant, 'ctx' in event.data ? event.data.ctx : undefined);
       const expired = opts.failPastDeadline ? pastDeadline(event, service, Date.now()) : undefined;
       // decide, publish the decision and await its acks, then answer: all inside the consumer
       // span, so the publish spans are its children

@@ -28,6 +28,8 @@ export interface Buckets {
   upstreamBatches: KV;
   /** The Files API's files (`fileStore` reads and writes them). */
   files: ObjectStore;
+  /** Idempotency keys of requests: which request each started (ingress, compare-and-set). */
+  idempotency: KV;
 }
 
 export interface TopologyOptions {
@@ -79,23 +81,27 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions = {}): Prom
     kvm.create(name, { history, replicas, ...(ttlSeconds > 0 ? { ttl: ttlSeconds * 1000 } : {}) });
   const objm = new Objm(bus.js);
   const f = Topology.files;
-  const [limits, cache, control, budgets, results, keys, semantic, inflight, circuits, leases, batches, upstreamBatches, files] = await Promise.all([
-    open(b.limits.name, b.limits.ttlSeconds, b.limits.history),
-    open(b.cache.name, opts.cacheTtlSeconds ?? b.cache.ttlSeconds, b.cache.history),
-    open(b.control.name, b.control.ttlSeconds, b.control.history),
-    open(b.budgets.name, b.budgets.ttlSeconds, b.budgets.history),
-    open(b.results.name, b.results.ttlSeconds, b.results.history),
-    open(b.keys.name, b.keys.ttlSeconds, b.keys.history),
-    open(b.semantic.name, opts.cacheTtlSeconds ?? b.semantic.ttlSeconds, b.semantic.history),
-    open(b.inflight.name, b.inflight.ttlSeconds, b.inflight.history),
-    open(b.circuits.name, b.circuits.ttlSeconds, b.circuits.history),
-    open(b.leases.name, b.leases.ttlSeconds, b.leases.history),
-    open(b.batches.name, b.batches.ttlSeconds, b.batches.history),
-    open(b.upstreamBatches.name, b.upstreamBatches.ttlSeconds, b.upstreamBatches.history),
-    // another replica creating it at the same moment makes create fail; the store is there then
-    objm.create(f.name, { replicas }).catch(() => objm.open(f.name)),
-  ]);
-  return { limits, cache, control, budgets, results, keys, semantic, inflight, circuits, leases, batches, upstreamBatches, files };
+  const resultsMaxAgeSeconds = (opts.resultsMaxAgeHours ?? r.maxAgeHours) * 3600;
+  const [limits, cache, control, budgets, results, keys, semantic, inflight, circuits, leases, batches, upstreamBatches, files, idempotency] =
+    await Promise.all([
+      open(b.limits.name, b.limits.ttlSeconds, b.limits.history),
+      open(b.cache.name, opts.cacheTtlSeconds ?? b.cache.ttlSeconds, b.cache.history),
+      open(b.control.name, b.control.ttlSeconds, b.control.history),
+      open(b.budgets.name, b.budgets.ttlSeconds, b.budgets.history),
+      open(b.results.name, b.results.ttlSeconds, b.results.history),
+      open(b.keys.name, b.keys.ttlSeconds, b.keys.history),
+      open(b.semantic.name, opts.cacheTtlSeconds ?? b.semantic.ttlSeconds, b.semantic.history),
+      open(b.inflight.name, b.inflight.ttlSeconds, b.inflight.history),
+      open(b.circuits.name, b.circuits.ttlSeconds, b.circuits.history),
+      open(b.leases.name, b.leases.ttlSeconds, b.leases.history),
+      open(b.batches.name, b.batches.ttlSeconds, b.batches.history),
+      open(b.upstreamBatches.name, b.upstreamBatches.ttlSeconds, b.upstreamBatches.history),
+      // another replica creating it at the same moment makes create fail; the store is there then
+      objm.create(f.name, { replicas }).catch(() => objm.open(f.name)),
+      // a key lives as long as the answer it points to
+      open(b.idempotency.name, resultsMaxAgeSeconds || b.idempotency.ttlSeconds, b.idempotency.history),
+    ]);
+  return { limits, cache, control, budgets, results, keys, semantic, inflight, circuits, leases, batches, upstreamBatches, files, idempotency };
 }
 
 async function ensureStream(bus: Bus, config: Partial<StreamConfig> & { name: string }): Promise<void> {

@@ -63,6 +63,14 @@ export interface RequestOptions {
   endpoint?: Endpoint;
   /** `submit` only: the webhook (an `alerts.webhooks` id of the tenant) the answer is POSTed to, signed. */
   webhook?: string;
+  /**
+   * The request's idempotency key (`sluice-idempotency-key`: 1 to 255 printable ASCII characters,
+   * e.g. a UUID): its answer is kept (a day by default), and sending the same request again with
+   * the same key (after a timeout or a lost connection) answers with that answer, under the first
+   * request's id, instead of running it again. The same key with another body is refused
+   * (`idempotency_key_reused`, 422).
+   */
+  idempotencyKey?: string;
 }
 
 /**
@@ -246,6 +254,7 @@ export class SluiceClient {
     if (opts.cacheNamespace !== undefined) h.set(Headers.cacheNamespace, opts.cacheNamespace);
     if (opts.endpoint) h.set(Headers.endpoint, opts.endpoint);
     if (opts.webhook !== undefined) h.set(Headers.webhook, opts.webhook);
+    if (opts.idempotencyKey !== undefined) h.set(Headers.idempotencyKey, opts.idempotencyKey);
     return h;
   }
 

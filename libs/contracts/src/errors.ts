@@ -39,6 +39,17 @@ export const Errors = {
     type: 'invalid_request_error',
     message: 'No stored result for this request: it was answered directly, is unknown, or has expired.',
   },
+  /**
+   * `Idempotency-Key` sent again with another request (another body, endpoint or door) than the
+   * first: 422 as the IETF draft `draft-ietf-httpapi-idempotency-key-header` asks.
+   */
+  idempotency_key_reused: {
+    status: 422,
+    type: 'invalid_request_error',
+    message: 'This Idempotency-Key was used with a different request; use a new key for a new request.',
+  },
+  /** `Idempotency-Key`: another try with the same key took the request over while this one waited; retry shortly. */
+  idempotency_key_in_use: { status: 409, type: 'invalid_request_error', message: 'A request with this Idempotency-Key is still being processed.' },
   /** `/v1/batches/{id}`: no batch with this id for this tenant. */
   batch_not_found: { status: 404, type: 'invalid_request_error', message: 'No batch with this id.' },
   /** `POST /v1/batches/{id}/cancel` on a batch that has already ended (or is finalizing). */

@@ -105,6 +105,13 @@ export const RequestContext = Type.Object({
    * this tenant's): the terminal stage marks its stored answer with it and the ledger POSTs it there.
    */
   webhook: Type.Optional(Type.String()),
+  /**
+   * Set by ingress on a request sent with an `Idempotency-Key`: the stage that answers also stores
+   * its final answer on the request's result subject (`Subjects.result`), so a retry with the key,
+   * or `GET /v1/sluice/requests/{id}/result`, gets it after the client's connection dropped; and
+   * a client leaving does not cancel it.
+   */
+  keepResult: Type.Optional(Type.Literal(true)),
   /** Set by the router when a canary matched: which canary and variant the request took (the ledger reports per variant). */
   variant: Type.Optional(Type.Object({ canary: Type.String(), name: Type.String() })),
   /**

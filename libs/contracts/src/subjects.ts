@@ -66,6 +66,11 @@ export const Headers = {
   cacheNamespace: 'sluice-cache-namespace',
   /** NATS door: `true` asks for an async answer (HTTP `x-sluice-async`): a `queued` reply now, the answer on `sluice.results.<id>`. */
   async: 'sluice-async',
+  /**
+   * NATS door: the request's idempotency key (HTTP `Idempotency-Key`): its answer is kept, and a
+   * retry with the same key and body gets that answer instead of running again.
+   */
+  idempotencyKey: 'sluice-idempotency-key',
   /** NATS door: the OpenAI API a request is for (`chat.completions`, the default; `responses`; `embeddings`). */
   endpoint: 'sluice-endpoint',
   /** On a message in SLUICE_RESULTS: the tenant whose request it answers (only that tenant may fetch it). */

@@ -65,6 +65,12 @@ export const Topology = {
     control: { name: 'sluice_control', ttlSeconds: 0, history: 5 },
     budgets: { name: 'sluice_budgets', ttlSeconds: 0, history: 1 },
     results: { name: 'sluice_results', ttlSeconds: 3600, history: 1 },
+    /**
+     * Idempotency keys of requests (`Idempotency-Key`), per tenant: the request each key started and
+     * a fingerprint of its body, created by ingress (compare-and-set). Kept as long as SLUICE_RESULTS
+     * keeps answers (`SLUICE_RESULTS_MAX_AGE_HOURS`), so a key is honoured while its answer is there.
+     */
+    idempotency: { name: 'sluice_idempotency', ttlSeconds: 24 * 3600, history: 1 },
     /** Virtual keys by id (`VirtualKey`), written by the admin API, watched by ingress. */
     keys: { name: 'sluice_keys', ttlSeconds: 0, history: 5 },
     /** Batches by id (`BatchRecord`), written by ingress's batch routes and runner (compare-and-set), watched by every ingress replica. */

@@ -1,7 +1,8 @@
-import { fileStore, publishEvent, readResult, storeResult, type FileStore, type ServiceContext } from '@sluice/bus';
+import { awaitResult, fileStore, publishEvent, readResult, storeResult, type FileStore, type ServiceContext } from '@sluice/bus';
 import { Subjects, Topology, type ChatAccepted, type ChatReply, type EventType, type SluiceConfig, type SluiceEvent } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 import type { BatchStore } from './batch-store.js';
+import { idempotencyStore, type IdempotencyStore } from './idempotency.js';
 import type { ReplyInbox } from './inbox.js';
 import type { KeyIndex } from './keys.js';
 import { indexTenants, type TenantIndex } from './tenants.js';
@@ -28,8 +29,15 @@ export interface IngressDeps {
    * `held` notice while it waits, or undefined (unknown, answered directly, expired, another tenant's).
    */
   result(tenant: string, requestId: string): Promise<ChatReply | undefined>;
+  /**
+   * The stored result of a request for `tenant`, waited for until `until` (epoch ms) when there is
+   * none yet; undefined then. A retry with an `Idempotency-Key` waits for the first try's answer so.
+   */
+  awaitResult(tenant: string, requestId: string, until: number): Promise<ChatReply | undefined>;
   /** Stores an async request's `queued` notice on its result subject; resolves on the stream's ack. */
   storeNotice(tenant: string, notice: ChatAccepted): Promise<void>;
+  /** Idempotency keys (`sluice_idempotency`): which request each key of a tenant started. */
+  idempotency: IdempotencyStore;
   /** The Files API's files (the `sluice_files` object store), per tenant. */
   files: FileStore;
   /** Batches (`sluice_batches`), as the batch routes read and write them. */
@@ -77,7 +85,9 @@ export function ingressDeps(
     // the server's own limit, read again after a reconnect (another server may have another)
     maxPayload: () => bus.nc.info?.max_payload ?? Topology.maxPayloadBytes,
     result: (tenant, requestId) => readResult(bus, tenant, requestId),
+    awaitResult: (tenant, requestId, until) => awaitResult(bus, tenant, requestId, until),
     storeNotice: (tenant, notice) => storeResult(bus, tenant, Subjects.result(notice.requestId), notice),
+    idempotency: idempotencyStore(buckets.idempotency),
     files: fileStore(buckets.files),
     batches,
     inbox,

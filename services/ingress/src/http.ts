@@ -26,6 +26,8 @@ import { batchRoutes } from './batch-routes.js';
 import { fileRoutes } from './file-routes.js';
 import { readJsonBody } from './http-body.js';
 import { continueTrace, newRequestId } from './ids.js';
+import { claimOrReplay, idempotencyKeyOf, requestFingerprint, type Claim } from './idempotency.js';
+import { repliesOf } from './inbox.js';
 import { toModel, toModelList } from './openai-wire.js';
 import { RequestRejected } from './rejection.js';
 import { checkFits } from './fits.js';
@@ -38,6 +40,8 @@ const ENDPOINT_PATHS: Readonly<Record<string, Endpoint>> = ENDPOINT_OF_PATH;
 const ROUTES = `${Object.keys(ENDPOINT_PATHS)
   .map((path) => `POST ${path}`)
   .join(', ')}, GET /v1/models, GET /v1/models/{id} and GET /v1/sluice/requests/{id}/result`;
+/** The IETF draft's header (draft-ietf-httpapi-idempotency-key-header), as Stripe and others take it. */
+const IDEMPOTENCY_HEADER = 'idempotency-key';
 /** A request id as ingress makes them (`newRequestId`): anything else is no stored result's. */
 const REQUEST_ID = /^req_[a-z2-7]{20}$/;
 
@@ -187,7 +191,9 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
  * One request through the pipeline: validated and counted, published as `chat.requested`, then
  * answered from its replies. A client that leaves after the publish and before its answer ended
  * gets its request cancelled (`deps.cancel`), so the upstream call stops and only what was
- * streamed is billed.
+ * streamed is billed; unless it sent an `Idempotency-Key`: then the request runs on, its answer is
+ * stored on its result subject, and a retry with the same key and body gets that answer
+ * (idempotency.ts) instead of running again.
  */
 async function answerRequest(deps: IngressDeps, endpoint: Endpoint, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   const state = request.sluice;
@@ -207,23 +213,29 @@ async function answerRequest(deps: IngressDeps, endpoint: Endpoint, request: Fas
   const deadline = state.receivedAt + config.ingress.defaultDeadlineMs;
   const later = asyncAsked(header(request.headers, 'x-sluice-async'), 'x-sluice-async', chat.stream);
   const webhook = webhookAsked(header(request.headers, 'x-sluice-webhook'), 'x-sluice-webhook', later, tenant.id, config, state.key?.webhook);
-  // an async request answers on its result subject; any other on an inbox, listened to before
-  // publishing: the answer can come back before the publish ack does
-  const pending = later ? undefined : deps.inbox.listen(request.id, deadline);
-  const replyTo = pending?.subject ?? Subjects.result(request.id);
+  const idempotencyKey = idempotencyKeyOf(header(request.headers, IDEMPOTENCY_HEADER), IDEMPOTENCY_HEADER);
+  // an async request answers on its result subject; any other on an inbox
+  const replyTo = later ? Subjects.result(request.id) : deps.inbox.subjectFor(request.id);
   const ctx: RequestContext = { request: chat, replyTo, frontDoor: 'http', receivedAt: state.receivedAt, deadline };
   if (state.key) ctx.key = requestKey(state.key);
   if (webhook !== undefined) ctx.webhook = webhook;
+  if (idempotencyKey !== undefined) ctx.keepResult = true;
   const event = requestedEvent(request.id, tenant.id, ctx, body, tokenBudget, lane.reason);
-  try {
-    // a chunked body has no Content-Length: checkFits then measures the event itself
-    const declared = Number(request.headers['content-length']);
-    checkFits(event, Number.isFinite(declared) ? declared : undefined, deps.maxPayload());
-  } catch (e) {
-    pending?.close();
-    throw e;
+  // a chunked body has no Content-Length: checkFits then measures the event itself
+  const declared = Number(request.headers['content-length']);
+  checkFits(event, Number.isFinite(declared) ? declared : undefined, deps.maxPayload());
+
+  // frees the idempotency key when the request it names never goes out
+  let release: (() => Promise<void>) | undefined;
+  if (idempotencyKey !== undefined) {
+    const mine = { requestId: request.id, fingerprint: requestFingerprint(endpoint, request.body), deadline };
+    const claim = await claimOrReplay(deps, tenant.id, idempotencyKey, mine, IDEMPOTENCY_HEADER);
+    if (claim.kind === 'replay') return answerReplay(request, reply, claim, endpoint, chat.stream, includeUsage);
+    release = claim.release;
   }
-  if (!pending) return answerLater(deps, request, reply, event);
+  if (later) return answerLater(deps, request, reply, event, release);
+  // listened to before publishing: the answer can come back before the publish ack does
+  const pending = deps.inbox.listen(request.id, deadline);
 
   if (reply.raw.destroyed || !request.raw.socket || request.raw.socket.destroyed) {
     // left while the body was being counted: nothing was published, so there is nothing to stop
@@ -233,22 +245,25 @@ async function answerRequest(deps: IngressDeps, endpoint: Endpoint, request: Fas
   }
   let published = false;
   let left = false;
+  // a request with an idempotency key runs on when its client leaves: its answer is stored for the retry
+  const stop = () => (ctx.keepResult ? request.log.info('client left; the answer is kept for a retry with its Idempotency-Key') : deps.cancel(request.id));
   reply.raw.on('close', () => {
     pending.close();
     // ended by us (answered, an error, the deadline) is not a client that left
     if (reply.raw.writableEnded) return;
     left = true;
-    if (published) deps.cancel(request.id);
+    if (published) stop();
   });
   try {
     await deps.publish(event, state.traceparent);
   } catch (err) {
     pending.close();
+    await release?.().catch(() => undefined);
     request.log.error({ err }, 'could not publish chat.requested');
     throw new SluiceError('internal_error', 'The request could not be queued; retry shortly.');
   }
   published = true;
-  if (left) deps.cancel(request.id);
+  if (left) stop();
   request.log.debug({ tenant: tenant.id, endpoint, model: chat.model, stream: chat.stream }, 'chat requested');
   if (chat.stream) return answerStream(request, reply, pending, { endpoint, requestId: request.id, includeUsage });
   return answerWhole(request, reply, pending);
@@ -259,17 +274,43 @@ async function answerRequest(deps: IngressDeps, endpoint: Endpoint, request: Fas
  * then `chat.requested` with that subject as its reply-to, then 202 with where to fetch the answer.
  * Nothing waits here: the client leaving changes nothing.
  */
-async function answerLater(deps: IngressDeps, request: FastifyRequest, reply: FastifyReply, event: SluiceEvent<'chat.requested'>): Promise<FastifyReply> {
+async function answerLater(
+  deps: IngressDeps,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  event: SluiceEvent<'chat.requested'>,
+  release: (() => Promise<void>) | undefined,
+): Promise<FastifyReply> {
   const notice = queuedNotice(request.id, deps.now());
   try {
     await deps.storeNotice(event.tenant, notice);
     await deps.publish(event, request.sluice.traceparent);
   } catch (err) {
+    await release?.().catch(() => undefined);
     request.log.error({ err }, 'could not queue an async request');
     throw new SluiceError('internal_error', 'The request could not be queued; retry shortly.');
   }
   request.log.debug({ tenant: event.tenant, model: event.data.ctx.request.model }, 'async request queued');
   return sendStored(reply, notice);
+}
+
+/**
+ * A retry with the `Idempotency-Key` of a request that was answered: that answer again, as the
+ * first try would have had it (whole, or replayed as a stream), under the first try's request id,
+ * with `Idempotent-Replayed: true`. Nothing is published: the retry costs nothing upstream.
+ */
+function answerReplay(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  claim: Extract<Claim, { kind: 'replay' }>,
+  endpoint: Endpoint,
+  stream: boolean,
+  includeUsage: boolean,
+): Promise<FastifyReply> {
+  request.log.info({ replayed: claim.requestId }, 'answered with the stored answer of the same Idempotency-Key');
+  reply.header('x-request-id', claim.requestId).header('x-sluice-request-id', claim.requestId).header('idempotent-replayed', 'true');
+  const stored = repliesOf(claim.reply);
+  return stream ? answerStream(request, reply, stored, { endpoint, requestId: claim.requestId, includeUsage }) : answerWhole(request, reply, stored);
 }
 
 function isPipelineRoute(request: FastifyRequest): boolean {

@@ -15,6 +15,8 @@ export interface PendingReplies {
 }
 
 export interface ReplyInbox {
+  /** The subject a request's replies come to (its `ctx.replyTo`), before listening. */
+  subjectFor(requestId: string): string;
   /** Starts listening for a request's replies; call before publishing the request. */
   listen(requestId: string, deadline: number): PendingReplies;
   /** Requests still waiting. */
@@ -56,6 +58,7 @@ export function openReplyInbox(nc: NatsConnection, log: Logger): ReplyInbox {
   });
 
   return {
+    subjectFor: (requestId) => `${prefix}.${requestId}`,
     listen(requestId, deadline) {
       const queue = new Queue(`${prefix}.${requestId}`, deadline, () => pending.delete(requestId));
       pending.set(requestId, queue);
@@ -112,4 +115,23 @@ class Queue implements PendingReplies {
     clearTimeout(this.timer);
     this.onClose();
   }
+}
+
+/**
+ * One reply already in hand as `PendingReplies` (a retry's stored answer, `Idempotency-Key`), so
+ * it is answered exactly as the first try would have been: whole or as the stream it stands for.
+ */
+export function repliesOf(reply: ChatReply): PendingReplies {
+  let given = false;
+  return {
+    subject: '',
+    next: () => {
+      if (given) return Promise.resolve({ kind: 'closed' });
+      given = true;
+      return Promise.resolve({ kind: 'reply', reply });
+    },
+    close: () => {
+      given = true;
+    },
+  };
 }

@@ -11,6 +11,7 @@ import { requestKey } from './keys.js';
 import { authenticate } from './tenants.js';
 import { parseJsonBody, validateRequest, type ChatHints } from './validate.js';
 import { asyncAsked, queuedNotice, webhookAsked } from './async.js';
+import { claimOrReplay, idempotencyKeyOf, requestFingerprint } from './idempotency.js';
 
 /** Replicas share the front-door subject; NATS hands each request to one of them. */
 const INGRESS_QUEUE = 'ingress';
@@ -75,12 +76,14 @@ async function handle(nc: NatsConnection, deps: IngressDeps, msg: Msg): Promise<
     const limit = config.ingress.maxBodyBytes;
     if (msg.data.length > limit) throw new RequestRejected('body_too_large', `The request body is larger than ${limit} bytes.`, 'body');
     const endpoint = endpointOf(msg);
-    const { request, body, tokenBudget, lane } = await validateRequest(endpoint, parseJsonBody(decoder.decode(msg.data)), hintsFrom(msg), tenant, config, key);
+    const raw = parseJsonBody(decoder.decode(msg.data));
+    const { request, body, tokenBudget, lane } = await validateRequest(endpoint, raw, hintsFrom(msg), tenant, config, key);
     known.model = request.model;
     if (request.user !== undefined) known.user = request.user;
     // async: answered on its result subject, the client told so at once
     const later = asyncAsked(msg.headers?.get(Headers.async) || undefined, Headers.async, request.stream);
     const webhook = webhookAsked(msg.headers?.get(Headers.webhook) || undefined, Headers.webhook, later, tenant.id, config, key?.webhook);
+    const idempotencyKey = idempotencyKeyOf(msg.headers?.get(Headers.idempotencyKey) || undefined, Headers.idempotencyKey);
     const ctx: RequestContext = {
       request,
       replyTo: later ? Subjects.result(requestId) : replyTo,
@@ -90,14 +93,28 @@ async function handle(nc: NatsConnection, deps: IngressDeps, msg: Msg): Promise<
     };
     if (key) ctx.key = requestKey(key);
     if (webhook !== undefined) ctx.webhook = webhook;
+    if (idempotencyKey !== undefined) ctx.keepResult = true;
     const event = requestedEvent(requestId, tenant.id, ctx, body, tokenBudget, lane.reason);
     checkFits(event, msg.data.length, deps.maxPayload());
+    let release: (() => Promise<void>) | undefined;
+    if (idempotencyKey !== undefined) {
+      const mine = { requestId, fingerprint: requestFingerprint(endpoint, raw), deadline: ctx.deadline };
+      const claim = await claimOrReplay(deps, tenant.id, idempotencyKey, mine, Headers.idempotencyKey);
+      if (claim.kind === 'replay') {
+        // the first try's answer again (its request id): nothing is published, nothing runs twice
+        log.info({ replayed: claim.requestId }, 'answered with the stored answer of the same idempotency key');
+        sendReply(nc, replyTo, claim.reply);
+        return;
+      }
+      release = claim.release;
+    }
     const notice = later ? queuedNotice(requestId, receivedAt) : undefined;
     try {
       // stored before the request goes: its answer replaces the notice, never the other way round
       if (notice) await deps.storeNotice(tenant.id, notice);
       await deps.publish(event, traceparent);
     } catch (err) {
+      await release?.().catch(() => undefined);
       log.error({ err }, 'could not publish chat.requested');
       throw new SluiceError('internal_error', 'The request could not be queued; retry shortly.');
     }

@@ -29,7 +29,7 @@ const fetchResult = async (id: string, key: string = KEYS.acme) => {
 
 /** Publishes `reply` on the request's result subject as a terminal stage does, and waits until a fetch sees it. */
 async function store(requestId: string, reply: ChatReply, tenant = 'acme') {
-  sendReply(h.bus.nc, Subjects.result(requestId), reply, tenant);
+  sendReply(h.bus.nc, Subjects.result(requestId), reply, { tenant });
   await eventually(async () => expect((await fetchResult(requestId, tenant === 'acme' ? KEYS.acme : KEYS.beta)).status).not.toBe(404), 3_000);
 }
 
@@ -71,7 +71,7 @@ describe('the result route', () => {
       result_url: `/v1/sluice/requests/${id}/result`,
       result_subject: Subjects.result(id),
     });
-    sendReply(h.bus.nc, Subjects.result(id), completion(id), 'acme');
+    sendReply(h.bus.nc, Subjects.result(id), completion(id), { tenant: 'acme' });
     await eventually(async () => expect((await fetchResult(id)).status).toBe(200), 3_000);
   });
 
@@ -107,7 +107,7 @@ describe('SluiceClient.result', () => {
     await store(later, { requestId: later, status: 'held', resultSubject: Subjects.result(later), at: Date.now() });
     await expect(client.result(later)).rejects.toBeInstanceOf(SluiceHeldError);
     const waiting = client.result(later, { waitMs: 5_000 });
-    setTimeout(() => sendReply(h.bus.nc, Subjects.result(later), completion(later), 'acme'), 200);
+    setTimeout(() => sendReply(h.bus.nc, Subjects.result(later), completion(later), { tenant: 'acme' }), 200);
     expect((await waiting).cache).toBe('miss');
 
     const none = await client.result(newRequestId()).catch((e: unknown) => e);

@@ -1,5 +1,5 @@
 import type { AnyEvent, Candidate, ChatReply, SluiceConfig, SluiceEvent } from '@sluice/contracts';
-import type { Delivery } from '@sluice/bus';
+import { resultMark, type Delivery, type ResultMark } from '@sluice/bus';
 import { withTrace, type Logger } from '@sluice/telemetry';
 import { startAttempts, type AttemptOutcome, type Invocation, type Step } from './attempts.js';
 import { Unsendable, type BodyReader } from './body.js';
@@ -30,7 +30,7 @@ export interface InvokerDeps {
   /** Publishes an event and resolves on the stream's ack; `trace` is the input's trace context. */
   publish: (event: AnyEvent, trace: Trace) => Promise<unknown>;
   /** Sends a message to a client's reply inbox (fire and forget); `tenant` and `webhook` mark a stored result (`sluice.results.<id>`). */
-  reply: (replyTo: string | undefined, reply: ChatReply, tenant?: string, webhook?: string) => void;
+  reply: (replyTo: string | undefined, reply: ChatReply, mark?: ResultMark) => void;
   /** Terminal answers by request id: written after every terminal event, read on redeliveries. */
   results: ResultStore;
   /** The NATS server's max_payload in bytes: an answer is cut to fit the messages that carry it (fit.ts). */
@@ -90,7 +90,7 @@ export function createInvoker(deps: InvokerDeps): Invoke {
       // same id: the stream drops it inside the duplicate window and restores it after
       await publish(stored.event);
       // a client still waiting gets its answer; one that already has it ignores the inbox
-      deps.reply(ctx.replyTo, stored.result, event.tenant, ctx.webhook);
+      deps.reply(ctx.replyTo, stored.result, resultMark(event.tenant, ctx));
       return;
     }
 
@@ -183,7 +183,7 @@ export function createInvoker(deps: InvokerDeps): Invoke {
             // after this point replays instead of calling the upstream
             const storing = store(deps.results, { requestId, tenant, result: reply, completedAt: terminal.at, event: terminal }, log);
             // a cancelled request's client is usually gone; the inbox drops what nobody listens to
-            deps.reply(ctx.replyTo, reply, tenant, ctx.webhook);
+            deps.reply(ctx.replyTo, reply, resultMark(tenant, ctx));
             return await storing;
           }
           default: {

@@ -40,7 +40,7 @@ export function wireInvoker(svc: Wiring): WiredInvoker {
     clients,
     circuits,
     publish: (event, trace) => publishEvent(bus.js, event, trace),
-    reply: (replyTo, reply, tenant, webhook) => sendReply(bus.nc, replyTo, reply, tenant, webhook),
+    reply: (replyTo, reply, mark) => sendReply(bus.nc, replyTo, reply, mark),
     results,
     maxPayload: () => bus.nc.info?.max_payload ?? Topology.maxPayloadBytes,
     readBody: streamBodies(bus),

@@ -1,0 +1,131 @@
+import { createHash } from 'node:crypto';
+import type { KV } from '@nats-io/kv';
+import { encodeJson, getJson, isWrongRevision } from '@sluice/bus';
+import { isError, isRetryableStatus, type ChatReply, type Endpoint } from '@sluice/contracts';
+import { RequestRejected } from './rejection.js';
+
+/** The longest `Idempotency-Key` taken, in characters (Stripe's limit; the IETF draft sets none). */
+export const MAX_IDEMPOTENCY_KEY_CHARS = 255;
+/** How long past the first try's deadline a retry still waits for its answer: the time the pipeline takes to end it. */
+const DEADLINE_GRACE_MS = 2000;
+/** Takeovers a retry tries before it gives up with `idempotency_key_in_use` (each one another try won). */
+const MAX_ROUNDS = 3;
+/** Printable ASCII, no leading or trailing space. */
+const KEY_PATTERN = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;
+
+/** What `sluice_idempotency` keeps per key: the request the key started, what it asked and until when it may run. */
+export interface IdempotencyRecord {
+  requestId: string;
+  /** `requestFingerprint` of the first request: a retry must send the same. */
+  fingerprint: string;
+  /** The first request's deadline (epoch ms): past it (and a grace), its answer is no longer waited for. */
+  deadline: number;
+}
+
+/** The `sluice_idempotency` bucket as ingress uses it: compare-and-set on one record per tenant and key. */
+export interface IdempotencyStore {
+  /** Creates the key's record; undefined when the key already has one. Resolves to its revision. */
+  create(key: string, record: IdempotencyRecord): Promise<number | undefined>;
+  get(key: string): Promise<{ record: IdempotencyRecord; revision: number } | undefined>;
+  /** Replaces the record at `revision`; resolves to the new revision, undefined when another write came first. */
+  replace(key: string, record: IdempotencyRecord, revision: number): Promise<number | undefined>;
+  /** Deletes the record if it is still at `revision` (the request it names never went out). */
+  release(key: string, revision: number): Promise<void>;
+}
+
+/** `IdempotencyStore` on the `sluice_idempotency` KV bucket. */
+export function idempotencyStore(kv: KV): IdempotencyStore {
+  const lostRace = (e: unknown) => {
+    if (isWrongRevision(e)) return undefined;
+    throw e;
+  };
+  return {
+    create: (key, record) => kv.create(key, encodeJson(record)).catch(lostRace),
+    async get(key) {
+      const found = await getJson<IdempotencyRecord>(kv, key);
+      return found ? { record: found.value, revision: found.revision } : undefined;
+    },
+    replace: (key, record, revision) => kv.update(key, encodeJson(record), revision).catch(lostRace),
+    async release(key, revision) {
+      await kv.delete(key, { previousSeq: revision }).catch(lostRace);
+    },
+  };
+}
+
+/** How a request with an idempotency key goes on: run it (it holds the key), or answer with the first try's answer. */
+export type Claim = { kind: 'run'; release: () => Promise<void> } | { kind: 'replay'; requestId: string; reply: ChatReply };
+
+/**
+ * The request's `Idempotency-Key` (HTTP) or `sluice-idempotency-key` (NATS): 1 to 255 printable
+ * ASCII characters; absent is undefined.
+ *
+ * @throws RequestRejected invalid_request naming `param` for an empty, too long or non-ASCII key.
+ */
+export function idempotencyKeyOf(value: string | undefined, param: string): string | undefined {
+  if (value === undefined) return undefined;
+  if (value.length > MAX_IDEMPOTENCY_KEY_CHARS || !KEY_PATTERN.test(value)) {
+    throw new RequestRejected(
+      'invalid_request',
+      `${param} must be 1 to ${MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters (a UUID is a good key).`,
+      param,
+    );
+  }
+  return value;
+}
+
+/** What a retry must repeat to get the first try's answer: the endpoint and the body (SHA-256, hex). */
+export function requestFingerprint(endpoint: Endpoint, body: unknown): string {
+  return createHash('sha256').update(endpoint).update('\n').update(JSON.stringify(body)).digest('hex');
+}
+
+/** The bucket key of a tenant's idempotency key: hashed, so any key is a valid KV key and tells nothing. */
+export function idempotencyBucketKey(tenant: string, key: string): string {
+  return createHash('sha256').update(tenant).update('\0').update(key).digest('hex');
+}
+
+/**
+ * Whether a stored answer is the answer a retry gets. An error a retry may mend (429, 5xx, the
+ * deadline, a cancel) is not: the retry runs the request again, as it would without a key.
+ */
+export function replayable(reply: ChatReply): boolean {
+  if (!isError(reply)) return true;
+  const { status, code } = reply.error;
+  return !isRetryableStatus(status) && code !== 'request_cancelled' && code !== 'deadline_exceeded';
+}
+
+/** What `claimOrReplay` needs from ingress's deps. */
+export interface ClaimDeps {
+  idempotency: IdempotencyStore;
+  /** The stored answer of a request for a tenant, waited for until `until` (epoch ms). */
+  awaitResult(tenant: string, requestId: string, until: number): Promise<ChatReply | undefined>;
+}
+
+/**
+ * Claims a tenant's idempotency key for a request about to be published, or finds the answer of
+ * the request that holds it.
+ * - A new key: recorded for this request (`run`); `release` frees it if the request never goes out.
+ * - A key held by the same request (same fingerprint): waits for that request's stored answer
+ *   (until its deadline and a grace) and returns it (`replay`), unless that answer is an error a
+ *   retry may mend or none came: then this request takes the key over (`run`), compare-and-set,
+ *   so of several retries at once one runs and the others wait for it.
+ *
+ * @throws RequestRejected idempotency_key_reused (422) when the key was used for another request;
+ * idempotency_key_in_use (409) when other retries kept taking it over.
+ */
+export async function claimOrReplay(deps: ClaimDeps, tenant: string, key: string, mine: IdempotencyRecord, param: string): Promise<Claim> {
+  const bucketKey = idempotencyBucketKey(tenant, key);
+  const claimed = (revision: number): Claim => ({ kind: 'run', release: () => deps.idempotency.release(bucketKey, revision) });
+  for (let round = 0; round < MAX_ROUNDS; round++) {
+    const created = await deps.idempotency.create(bucketKey, mine);
+    if (created !== undefined) return claimed(created);
+    const held = await deps.idempotency.get(bucketKey);
+    // deleted between the two: try to create it again
+    if (!held) continue;
+    if (held.record.fingerprint !== mine.fingerprint) throw new RequestRejected('idempotency_key_reused', undefined, param);
+    const answer = await deps.awaitResult(tenant, held.record.requestId, held.record.deadline + DEADLINE_GRACE_MS);
+    if (answer && replayable(answer)) return { kind: 'replay', requestId: held.record.requestId, reply: answer };
+    const taken = await deps.idempotency.replace(bucketKey, mine, held.revision);
+    if (taken !== undefined) return claimed(taken);
+  }
+  throw new RequestRejected('idempotency_key_in_use', undefined, param);
+}
