@@ -67,7 +67,8 @@ export type ServiceName = (typeof ServiceName)[keyof typeof ServiceName];
 
 /**
  * Model and deployment name of the router's static answer (degrade level 3). The cache never
- * stores it and the ledger prices it at zero.
+ * stores it; its chat.completed is priced at zero (`STATIC_PRICE`) and the ledger's SLOs count it
+ * as degraded, not as a success.
  */
 export const STATIC_FALLBACK = 'static-fallback';
 
@@ -83,6 +84,59 @@ const Code = Type.Union((Object.keys(Errors) as ErrorCode[]).map((code) => Type.
 const LimitKind = Type.Union([Type.Literal('requests'), Type.Literal('tokens')]);
 const Candidate = Type.Object({ model: Type.String(), deployment: Type.String() });
 export type Candidate = Static<typeof Candidate>;
+
+/**
+ * The price an answer's tokens were billed at, USD per million tokens, recorded by the stage that
+ * answered as its live config had it then: the ledger bills the event with it (not with today's
+ * config), so a rebuild after a price change gives the totals the ledger showed before (docs/ledger.md).
+ * Optional on every event that carries it, so events from before it was recorded still parse.
+ */
+const BilledPrice = Type.Object({
+  inputPerMTok: Type.Number({ minimum: 0 }),
+  outputPerMTok: Type.Number({ minimum: 0 }),
+  /** True for a batch line: the model's batch prices, or half its normal ones where the config sets none. */
+  batch: Type.Optional(Type.Boolean()),
+  /**
+   * `config`: `models.<model>.price` of the answering stage's config; `unpriced`: the model has no
+   * price there (billed 0); `static`: the router's static answer (degrade level 3), no upstream called.
+   */
+  source: Type.Union([Type.Literal('config'), Type.Literal('unpriced'), Type.Literal('static')]),
+});
+export type BilledPrice = Static<typeof BilledPrice>;
+
+/** A model's price as the config states it (`models.<name>.price`), USD per million tokens. */
+export interface ModelPrice {
+  inputPerMTok: number;
+  outputPerMTok: number;
+  batchInputPerMTok?: number;
+  batchOutputPerMTok?: number;
+}
+
+/**
+ * The price `model`'s tokens are billed at under `models` (a config's `models`), for the event
+ * that records the answer: a batch line's at the model's batch prices (half its normal ones where
+ * the config sets none, OpenAI's Batch API discount); a model without a price at 0 (`unpriced`).
+ * Pure.
+ *
+ * @example
+ * billedPrice(config.models, 'gpt-4o-mini', false) // { inputPerMTok: 0.15, outputPerMTok: 0.6, source: 'config' }
+ * billedPrice(config.models, 'gpt-4o-mini', true) // { inputPerMTok: 0.075, outputPerMTok: 0.3, batch: true, source: 'config' }
+ */
+export function billedPrice(models: Readonly<Record<string, { price: ModelPrice } | undefined>>, model: string, batch: boolean): BilledPrice {
+  const price = Object.prototype.hasOwnProperty.call(models, model) ? models[model]?.price : undefined;
+  const line = batch ? { batch: true } : {};
+  if (!price) return { inputPerMTok: 0, outputPerMTok: 0, ...line, source: 'unpriced' };
+  if (!batch) return { inputPerMTok: price.inputPerMTok, outputPerMTok: price.outputPerMTok, source: 'config' };
+  return {
+    inputPerMTok: price.batchInputPerMTok ?? price.inputPerMTok / 2,
+    outputPerMTok: price.batchOutputPerMTok ?? price.outputPerMTok / 2,
+    ...line,
+    source: 'config',
+  };
+}
+
+/** The static answer's price (degrade level 3): nothing was called, nothing is billed. */
+export const STATIC_PRICE: BilledPrice = { inputPerMTok: 0, outputPerMTok: 0, source: 'static' };
 
 /** The answer a terminal stage hands to the client, the cache and the ledger. */
 const Answer = Type.Object({
@@ -103,6 +157,8 @@ const EmbeddingUse = Type.Object({
   deployment: Type.String(),
   usage: Type.Object({ prompt_tokens: Type.Integer({ minimum: 0 }), total_tokens: Type.Integer({ minimum: 0 }) }),
   latencyMs: Type.Number({ minimum: 0 }),
+  /** The embedding model's price when the call was made (its input price bills `prompt_tokens`). */
+  price: Type.Optional(BilledPrice),
 });
 export type EmbeddingUse = Static<typeof EmbeddingUse>;
 
@@ -194,6 +250,8 @@ export const EventData = {
     matchedRequestId: Type.Optional(Type.String()),
     /** The embedding the semantic lookup paid for. */
     embedding: Type.Optional(EmbeddingUse),
+    /** The answering model's price when the hit was served: what `savedUsd` is computed at. */
+    price: Type.Optional(BilledPrice),
   }),
   'cache.missed': Type.Object({
     ctx: RequestContext,
@@ -226,6 +284,8 @@ export const EventData = {
     leaderRequestId: Type.String(),
     /** ms this request waited for the leader's answer. */
     waitedMs: Type.Number({ minimum: 0 }),
+    /** The answering model's price when this request was answered: what its saving is computed at. */
+    price: Type.Optional(BilledPrice),
   }),
   'chat.routed': Type.Object({
     ctx: RequestContext,
@@ -309,6 +369,8 @@ export const EventData = {
     cacheKey: Type.Optional(Type.String()),
     /** ms the request waited in its lane before the invoker took it (as on its first invoke.attempted). */
     queuedMs: Type.Optional(Type.Number({ minimum: 0 })),
+    /** What `answer.usage` is billed at: `answer.model`'s price (a batch line's batch price) when it answered. */
+    price: Type.Optional(BilledPrice),
   }),
   'chat.failed': Type.Object({
     code: Code,
@@ -332,6 +394,8 @@ export const EventData = {
     usage: Usage,
     /** True when the upstream sent no usage and the tokens were counted with the tokenizer. */
     counted: Type.Boolean(),
+    /** What `usage` is billed at: `model`'s price (a batch line's batch price) when the call was stopped. */
+    price: Type.Optional(BilledPrice),
   }),
   'degrade.changed': Type.Object({
     from: Type.Integer({ minimum: 0, maximum: 4 }),

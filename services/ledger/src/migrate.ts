@@ -5,6 +5,7 @@ import * as budgets from './migrations/20261201000000_budgets.js';
 import * as cache from './migrations/20261202000000_cache.js';
 import * as variants from './migrations/20261203000000_variants.js';
 import * as held from './migrations/20261204000000_held.js';
+import * as priceSource from './migrations/20261205000000_price_source.js';
 
 // Listed in code rather than read from the folder (FileMigrationProvider): dynamic imports of
 // .ts files by path depend on how the process was started (tsx, vitest, a bundle); a list does not.
@@ -15,6 +16,7 @@ const migrations: Record<string, Migration> = {
   '20261202000000_cache': cache,
   '20261203000000_variants': variants,
   '20261204000000_held': held,
+  '20261205000000_price_source': priceSource,
 };
 
 /** Brings the schema to the latest migration; throws with the failing migration's error. */

@@ -1,4 +1,6 @@
-/** A model's price, USD per million tokens (as in the config). */
+import { billedPrice } from '@sluice/contracts';
+
+/** A price, USD per million tokens: a model's in the config, or one recorded on an event (`BilledPrice`). */
 export interface Price {
   inputPerMTok: number;
   outputPerMTok: number;
@@ -9,14 +11,15 @@ export interface Price {
 
 /**
  * The price a line of a batch is billed at: the model's batch prices, or half its normal ones
- * (OpenAI's Batch API discount) where the config sets none.
+ * where the config sets none (the rule of contracts' `billedPrice`, which the stages record).
  *
  * @example
  * batchPrice({ inputPerMTok: 0.15, outputPerMTok: 0.6 }) // { inputPerMTok: 0.075, outputPerMTok: 0.3 }
  */
 export function batchPrice(price: Price | undefined): Price | undefined {
   if (!price) return undefined;
-  return { inputPerMTok: price.batchInputPerMTok ?? price.inputPerMTok / 2, outputPerMTok: price.batchOutputPerMTok ?? price.outputPerMTok / 2 };
+  const { inputPerMTok, outputPerMTok } = billedPrice({ line: { price } }, 'line', true);
+  return { inputPerMTok, outputPerMTok };
 }
 
 // Exact arithmetic without a decimal library: a price with up to 12 decimals is an integer of
@@ -39,8 +42,8 @@ function formatUnits(units: bigint): string {
 }
 
 /**
- * The cost of a request in USD as an exact decimal string (for a `numeric` column);
- * '0' when the model has no price (e.g. the static fallback).
+ * The cost of tokens at `price` in USD as an exact decimal string (for a `numeric` column);
+ * '0' without a price.
  *
  * @example
  * costUsd(1000, 500, { inputPerMTok: 0.15, outputPerMTok: 0.6 }) // '0.00045'

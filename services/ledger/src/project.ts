@@ -1,12 +1,15 @@
 import type { Insertable } from 'kysely';
-import { Errors, type AnyEvent, type Answer, type EmbeddingUse, type RequestContext } from '@sluice/contracts';
+import { billedPrice, Errors, type AnyEvent, type Answer, type BilledPrice, type EmbeddingUse, type ModelPrice, type RequestContext } from '@sluice/contracts';
 import type { EventsTable } from './events.table.js';
-import { CacheKind, Outcome, type NewRequest, type RequestPatch } from './requests.table.js';
-import { batchPrice, costUsd, type Price } from './money.js';
+import { CacheKind, Outcome, PriceSource, type NewRequest, type RequestPatch } from './requests.table.js';
+import { costUsd } from './money.js';
 import { withoutContent } from './content.js';
 
-/** Looks up a model's price in the live config; undefined for models without one. */
-export type PriceOf = (model: string) => Price | undefined;
+/**
+ * Looks up a model's price in the live config; undefined for models without one. Only events
+ * that carry no price of their own (recorded before prices were) are billed with it.
+ */
+export type PriceOf = (model: string) => ModelPrice | undefined;
 
 /**
  * What one event does to a request's row: create it if the request has none yet, else change
@@ -33,7 +36,9 @@ export interface Projection {
 
 /**
  * The ledger's decision for one event: its timeline row and the change to its request's row.
- * Pure; `priceOf` supplies the prices the cost is computed with.
+ * Pure. A bill is computed at the price recorded on its event (`price`, `embedding.price`), so
+ * projecting the stream again gives the same rows whatever the config says now; `priceOf`
+ * supplies the price of an event that carries none, and the row's `price_source` says which it was.
  *
  * @example
  * const { event, request } = project(42, completedEvent, (m) => config.models[m]?.price);
@@ -70,14 +75,14 @@ function requestChange(e: AnyEvent, priceOf: PriceOf): RequestUpsert | undefined
       return finish(
         e,
         ctx.receivedAt,
-        { ...cachedAnswer(answer, e.data.kind ?? CacheKind.Exact, priceOf), ...embeddingBill(e.data.embedding, priceOf) },
+        { ...cachedAnswer(answer, e.data.kind ?? CacheKind.Exact, e.data.price, priceOf), ...embeddingBill(e.data.embedding, priceOf) },
         fromContext(ctx),
       );
     }
     case 'cache.coalesced': {
       // answered by the request that led its key: billed as a hit (the leader's row has the upstream cost)
       const { answer, ctx } = e.data;
-      return finish(e, ctx.receivedAt, cachedAnswer(answer, CacheKind.Coalesced, priceOf), fromContext(ctx));
+      return finish(e, ctx.receivedAt, cachedAnswer(answer, CacheKind.Coalesced, e.data.price, priceOf), fromContext(ctx));
     }
     case 'cache.missed': {
       // the semantic lookup's embedding call is billed even though the request goes on upstream
@@ -101,6 +106,7 @@ function requestChange(e: AnyEvent, priceOf: PriceOf): RequestUpsert | undefined
     case 'chat.completed': {
       const { answer, ctx } = e.data;
       const { prompt_tokens, completion_tokens } = answer.usage;
+      const bill = priced(e.data.price, answer.model, ctx.batch !== undefined, priceOf);
       return finish(
         e,
         ctx.receivedAt,
@@ -110,7 +116,8 @@ function requestChange(e: AnyEvent, priceOf: PriceOf): RequestUpsert | undefined
           deployment: e.data.deployment,
           input_tokens: prompt_tokens,
           output_tokens: completion_tokens,
-          cost_usd: costUsd(prompt_tokens, completion_tokens, linePrice(ctx, answer.model, priceOf)),
+          cost_usd: costUsd(prompt_tokens, completion_tokens, bill.price),
+          price_source: bill.source,
           attempts: e.data.attempts,
           status_code: 200,
           cache_hit: false,
@@ -125,6 +132,7 @@ function requestChange(e: AnyEvent, priceOf: PriceOf): RequestUpsert | undefined
     }
     case 'chat.cancelled': {
       const { usage, ctx } = e.data;
+      const bill = priced(e.data.price, e.data.model, ctx.batch !== undefined, priceOf);
       return finish(
         e,
         ctx.receivedAt,
@@ -134,7 +142,8 @@ function requestChange(e: AnyEvent, priceOf: PriceOf): RequestUpsert | undefined
           deployment: e.data.deployment,
           input_tokens: usage.prompt_tokens,
           output_tokens: usage.completion_tokens,
-          cost_usd: costUsd(usage.prompt_tokens, usage.completion_tokens, linePrice(ctx, e.data.model, priceOf)),
+          cost_usd: costUsd(usage.prompt_tokens, usage.completion_tokens, bill.price),
+          price_source: bill.source,
           attempts: e.data.attempts,
           error_code: 'request_cancelled',
           cache_hit: false,
@@ -186,17 +195,28 @@ function requestChange(e: AnyEvent, priceOf: PriceOf): RequestUpsert | undefined
   }
 }
 
-/** What the upstream's tokens cost: a batch line's at the model's batch price, others at its price. */
-function linePrice(ctx: RequestContext, model: string, priceOf: PriceOf): Price | undefined {
-  return ctx.batch ? batchPrice(priceOf(model)) : priceOf(model);
+interface Bill {
+  price: BilledPrice;
+  source: PriceSource;
+}
+
+/**
+ * The price `model`'s tokens are billed at: the one recorded on the event, else (an event from
+ * before prices were recorded) the live config's, a batch line's at the model's batch price.
+ */
+function priced(recorded: BilledPrice | undefined, model: string, batch: boolean, priceOf: PriceOf): Bill {
+  if (recorded) return { price: recorded, source: PriceSource.Event };
+  const price = priceOf(model);
+  return { price: billedPrice(price ? { [model]: { price } } : {}, model, batch), source: PriceSource.Config };
 }
 
 /**
  * A cached answer of any kind: nothing was served upstream, so the request cost nothing and
- * saved what the answer would have cost (at the answering model's live price) and its tokens.
+ * saved what the answer would have cost (at the answering model's price when it was served) and its tokens.
  */
-function cachedAnswer(answer: Answer, kind: CacheKind, priceOf: PriceOf): RequestPatch {
+function cachedAnswer(answer: Answer, kind: CacheKind, recorded: BilledPrice | undefined, priceOf: PriceOf): RequestPatch {
   const { prompt_tokens, completion_tokens } = answer.usage;
+  const bill = priced(recorded, answer.model, false, priceOf);
   return {
     outcome: Outcome.Cached,
     cache_hit: true,
@@ -205,21 +225,22 @@ function cachedAnswer(answer: Answer, kind: CacheKind, priceOf: PriceOf): Reques
     input_tokens: 0,
     output_tokens: 0,
     cost_usd: '0',
-    saved_usd: costUsd(prompt_tokens, completion_tokens, priceOf(answer.model)),
+    saved_usd: costUsd(prompt_tokens, completion_tokens, bill.price),
+    price_source: bill.source,
     saved_tokens: prompt_tokens + completion_tokens,
     status_code: 200,
   };
 }
 
 /**
- * The semantic cache's embedding call, billed at the embedding model's input price from the live
- * config (0 for a model without one); empty when the event made none, so an existing bill stays.
- * Set, not added: a replayed event bills once.
+ * The semantic cache's embedding call, billed at the embedding model's input price recorded with
+ * it (else the live config's; 0 for a model without one); empty when the event made none, so an
+ * existing bill stays. Set, not added: a replayed event bills once.
  */
 function embeddingBill(embedding: EmbeddingUse | undefined, priceOf: PriceOf): RequestPatch {
   if (!embedding) return {};
   const tokens = embedding.usage.prompt_tokens;
-  return { embedding_tokens: tokens, embedding_usd: costUsd(tokens, 0, priceOf(embedding.model)) };
+  return { embedding_tokens: tokens, embedding_usd: costUsd(tokens, 0, priced(embedding.price, embedding.model, false, priceOf).price) };
 }
 
 function identity(e: AnyEvent, receivedAt: number) {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { mergeUpserts, project, type Projection } from './project.js';
-import { makeEvent } from '@sluice/contracts';
+import { billedPrice, makeEvent, STATIC_PRICE, type AnyEvent, type BilledPrice } from '@sluice/contracts';
 import { admitted, chatRequest, requestContext, routed } from '@sluice/contracts/testing';
 import {
   T0,
@@ -262,6 +262,77 @@ describe('project', () => {
   it('changes no request for intermediate events', () => {
     const ps = projectAll(completedRequest(r, 'gpt-4o-mini', 1, 1, 10));
     expect(ps.slice(1, -1).map((p) => p.request)).toEqual([undefined, undefined, undefined, undefined]);
+  });
+});
+
+describe('project with recorded prices', () => {
+  /** Today's config: every price ten times the one the events were answered at. */
+  const tenfold = (m: string) => {
+    const p = priceOf(m);
+    return p && { inputPerMTok: p.inputPerMTok * 10, outputPerMTok: p.outputPerMTok * 10 };
+  };
+  const MINI = { inputPerMTok: 0.15, outputPerMTok: 0.6, source: 'config' } as const satisfies BilledPrice;
+  /** The request's terminal event with `price` recorded on its data. */
+  const stamped = (events: AnyEvent[], price: BilledPrice): AnyEvent => {
+    const e = last(events);
+    return { ...e, data: { ...e.data, price } } as AnyEvent;
+  };
+
+  it('given chat.completed with its price, bills at that price whatever the config says now, and says so', () => {
+    const e = stamped(completedRequest(r, 'gpt-4o-mini', 1000, 500, 250), MINI);
+    expect(project(6, e, tenfold).request?.update).toMatchObject({ cost_usd: '0.00045', price_source: 'event' });
+  });
+
+  it('given chat.completed without a price (recorded before prices were), bills at the live config and says so', () => {
+    const e = last(completedRequest(r, 'gpt-4o-mini', 1000, 500, 250));
+    expect(project(6, e, tenfold).request?.update).toMatchObject({ cost_usd: '0.0045', price_source: 'config' });
+  });
+
+  it('given a batch line with its batch price recorded, bills at it (not halved again)', () => {
+    const line = stamped(completedRequest(r, 'gpt-4o-mini', 1000, 500, 250), billedPrice({ 'gpt-4o-mini': { price: MINI } }, 'gpt-4o-mini', true));
+    const withBatch = { ...line, data: { ...line.data, ctx: { ...(line.data as { ctx: object }).ctx, batch: { id: 'batch_x', customId: 'a' } } } } as AnyEvent;
+    expect(project(6, withBatch, tenfold).request?.update).toMatchObject({ cost_usd: '0.000225', price_source: 'event' });
+  });
+
+  it("given the router's static answer, bills 0 at its recorded static price", () => {
+    const e = stamped(completedRequest(r, 'static-fallback', 0, 0, 2), STATIC_PRICE);
+    expect(project(6, e, tenfold).request?.update).toMatchObject({ cost_usd: '0', price_source: 'event' });
+  });
+
+  it('given cache hits and coalesced answers with their price, saves at that price; an embedding at its own recorded price', () => {
+    const GPT4O = { inputPerMTok: 2.5, outputPerMTok: 10, source: 'config' } as const;
+    expect(project(3, stamped(cachedRequest(r, 'gpt-4o', 1000, 100, 3), GPT4O), tenfold).request?.update).toMatchObject({
+      saved_usd: '0.0035',
+      price_source: 'event',
+    });
+    expect(project(3, stamped(coalescedRequest(r, 'gpt-4o', 1000, 100, 3, 'r0'), GPT4O), tenfold).request?.update).toMatchObject({
+      saved_usd: '0.0035',
+      price_source: 'event',
+    });
+    const hit = last(semanticHitRequest(r, 'gpt-4o', 1000, 100, 3, { matched: 'r0', similarity: 0.95, embeddingTokens: 1000 }));
+    if (hit.type !== 'cache.hit' || !hit.data.embedding) throw new Error('the fixture ends with a semantic cache.hit');
+    const embedding = { ...hit.data.embedding, price: { inputPerMTok: 0.02, outputPerMTok: 0, source: 'config' as const } };
+    const both = { ...hit, data: { ...hit.data, price: GPT4O, embedding } };
+    expect(project(3, both, tenfold).request?.update).toMatchObject({ saved_usd: '0.0035', embedding_usd: '0.00002', price_source: 'event' });
+    // without the embedding's price, the live config's (ten times)
+    expect(project(3, { ...both, data: { ...both.data, embedding: hit.data.embedding } }, tenfold).request?.update?.embedding_usd).toBe('0.0002');
+  });
+
+  it('given chat.cancelled with its price, bills what was streamed at it', () => {
+    const e = makeEvent(
+      'chat.cancelled',
+      { requestId: 'r1', tenant: 'acme', service: 'invoker', at: T0 + 300, reason: 'client left' },
+      {
+        ctx: requestContext(chatRequest(), { receivedAt: T0 }),
+        model: 'gpt-4o-mini',
+        deployment: 'd1',
+        attempts: 1,
+        usage: { prompt_tokens: 1000, completion_tokens: 500, total_tokens: 1500 },
+        counted: false,
+        price: MINI,
+      },
+    );
+    expect(project(2, e, tenfold).request?.update).toMatchObject({ cost_usd: '0.00045', price_source: 'event' });
   });
 });
 

@@ -19,6 +19,15 @@ export type Outcome = (typeof Outcome)[keyof typeof Outcome];
 export const CacheKind = { Exact: 'exact', Semantic: 'semantic', Coalesced: 'coalesced' } as const;
 export type CacheKind = (typeof CacheKind)[keyof typeof CacheKind];
 
+/**
+ * Where the price of a request's bill (`cost_usd`, or `saved_usd` of a cached answer) came from:
+ * `event`, recorded on the event by the stage that answered (a rebuild bills the same); `config`,
+ * the live config's when the ledger projected an event that carries none (events from before
+ * prices were recorded: a rebuild after a price change bills those at the new price).
+ */
+export const PriceSource = { Event: 'event', Config: 'config' } as const;
+export type PriceSource = (typeof PriceSource)[keyof typeof PriceSource];
+
 /** USD amounts are Postgres `numeric`; drivers return them as strings so nothing is rounded on the way. Default 0. */
 type Money = ColumnType<string, string | undefined, string>;
 /** Columns with a database default may be left out of an insert. */
@@ -64,6 +73,8 @@ export interface RequestsTable {
   canary: string | null;
   /** The variant of that canary the request took. */
   variant: string | null;
+  /** Where the price of `cost_usd` / `saved_usd` came from; null until the request is billed (and on rows from before it was kept). */
+  price_source: PriceSource | null;
 }
 
 export type NewRequest = Insertable<RequestsTable>;

@@ -55,7 +55,13 @@ describe('answerStatic', () => {
       service: 'router',
       at: NOW,
       reason: `${ROUTE_REASON}: category billing (refund)`,
-      data: { deployment: 'static-fallback', attempts: 0, upstreamLatencyMs: 0, answer: { model: 'static-fallback', usage: { total_tokens: 0 } } },
+      data: {
+        deployment: 'static-fallback',
+        attempts: 0,
+        upstreamLatencyMs: 0,
+        price: { inputPerMTok: 0, outputPerMTok: 0, source: 'static' },
+        answer: { model: 'static-fallback', usage: { total_tokens: 0 } },
+      },
     });
     expect(contentOf(completed.data.answer.body)).toBe('Billing: https://example.com/billing');
     expect(d.replies).toEqual([{ to: `inbox.${miss.requestId}`, reply: expect.objectContaining({ model: 'static-fallback', cached: false }) }]);

@@ -7,6 +7,7 @@ import {
   ServiceName,
   settledContext,
   STATIC_FALLBACK,
+  STATIC_PRICE,
   type ChatReply,
   type ChatResult,
   type Consumers,
@@ -62,7 +63,8 @@ async function questionOf(bus: Pick<Bus, 'jsm'> | undefined, config: SluiceConfi
 /**
  * Level 3's answer to a cache miss: the static answer of the question's category (or the
  * fallback), as a terminal `chat.completed` priced at zero (model and deployment
- * `static-fallback`, usage zero, no attempt) whose reason names the category, and the replies for
+ * `static-fallback`, usage zero, no attempt, `price` STATIC_PRICE: the ledger counts it as a
+ * degraded answer) whose reason names the category, and the replies for
  * the client: the result, after the chunks of the same answer when it streams. `routeReason` is
  * the router's (`degraded to level 3 …`); `at` is epoch ms. Costs one message get from the stream
  * when categories are configured.
@@ -92,6 +94,7 @@ export async function answerStatic(
     deployment: STATIC_FALLBACK,
     attempts: 0,
     upstreamLatencyMs: 0,
+    price: STATIC_PRICE,
   });
   const rateLimit = ctx.rateLimit ? { rateLimit: ctx.rateLimit } : {};
   const result: ChatResult = { requestId, ...answer, cached: false, created, ...rateLimit };
