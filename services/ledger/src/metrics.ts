@@ -1,0 +1,134 @@
+import type { Attributes, Counter, Histogram, Meter } from '@opentelemetry/api';
+import type { JetStreamManager } from '@nats-io/jetstream';
+import type { KV } from '@nats-io/kv';
+import { Topology, type DegradeState } from '@sluice/contracts';
+import type { Logger } from '@sluice/telemetry';
+import type { Db } from './db.js';
+import { readPosition } from './store.js';
+import { Instrument, measure, MetricAttributes, type Measurement } from './metrics-events.js';
+import { followCommitted } from './metrics-follow.js';
+import { budgetUse, consumerBacklogs, followCircuits } from './metrics-gauges.js';
+
+/** Request durations, ingress's receipt to the terminal event (s): a cached answer's ms to a long stream's minutes. */
+const REQUEST_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+/** A stage's time (s): a JetStream hop is ~0.3 ms; the invoker's includes the upstream call. */
+const HOP_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+
+/** How often committed events are counted in the background after a commit; a scrape counts them at once. */
+const FOLLOW_EVERY_MS = 1_000;
+
+/** The durables whose backlog is reported: the event stream's and the async results'. */
+const STREAMS = [Topology.stream.name, Topology.results.name];
+
+export interface LedgerMetricsDeps {
+  meter: Meter;
+  db: Db;
+  /** The projector's position row (`LEDGER_POSITION`). */
+  positionName: string;
+  /** The degrade state in force, as the control bucket's watch last saw it. */
+  degrade: () => DegradeState;
+  /** `sluice_circuits`. */
+  circuits: KV;
+  jsm: JetStreamManager;
+  log: Logger;
+  now?: () => number;
+}
+
+export interface LedgerMetrics {
+  /** Call after each committed batch: its events are counted within FOLLOW_EVERY_MS (or at the next scrape). */
+  committed(): void;
+  stop(): void;
+}
+
+/**
+ * The Sluice metrics of docs/metrics.md, served by the ledger. The request counters and
+ * histograms come from what the projection committed (metrics-follow.ts: each event once,
+ * whatever the stream redelivered, with the cost and savings the projection computed), counted
+ * after commits and brought up to the stored position by every collection: the gauges' callback
+ * runs before the SDK reads this meter's counters, so a scrape shows every event committed
+ * before it. The gauges are read on collection: circuits from a watch of `sluice_circuits`, the
+ * degrade level from the control watch, each durable's backlog from JetStream, budget use from
+ * the projection.
+ *
+ * @example
+ * const metrics = await startLedgerMetrics({ meter: meter('sluice.ledger'), db, positionName: LEDGER_POSITION, degrade: control.degrade, circuits: buckets.circuits, jsm: bus.jsm, log });
+ * await startProjector(bus, { ..., onBatch: metrics.committed });
+ */
+export async function startLedgerMetrics(deps: LedgerMetricsDeps): Promise<LedgerMetrics> {
+  const { meter, log } = deps;
+  const now = deps.now ?? Date.now;
+  const counter = (name: string, unit: string, description: string) => meter.createCounter(name, { unit, description });
+  const histogram = (name: string, description: string, buckets: number[]) =>
+    meter.createHistogram(name, { unit: 's', description, advice: { explicitBucketBoundaries: buckets } });
+  const instruments: Record<Instrument, Counter | Histogram> = {
+    [Instrument.requests]: counter(Instrument.requests, '{request}', 'Requests ended, by outcome, tenant, requested model, lane and canary variant.'),
+    [Instrument.requestDuration]: histogram(Instrument.requestDuration, "From ingress's receipt of a request to its terminal event.", REQUEST_BUCKETS),
+    [Instrument.hopDuration]: histogram(Instrument.hopDuration, 'From the event a stage took to the one it emitted for it.', HOP_BUCKETS),
+    [Instrument.cost]: counter(Instrument.cost, 'USD', "What requests cost, as the ledger priced them (upstream answers and the semantic cache's embeddings)."),
+    [Instrument.cacheHits]: counter(Instrument.cacheHits, '{request}', 'Requests answered from the cache, by kind.'),
+    [Instrument.cacheSavings]: counter(Instrument.cacheSavings, 'USD', 'What cached answers would have cost upstream.'),
+    [Instrument.throttles]: counter(Instrument.throttles, '{request}', 'Requests refused by a rate limit (by its layer) or a spent budget (`budget`).'),
+  };
+  const record = (m: Measurement) => {
+    const i = instruments[m.instrument];
+    if ('add' in i) i.add(m.value, m.attributes);
+    else i.record(m.value, m.attributes);
+  };
+
+  const follower = followCommitted(deps.db, deps.positionName, await readPosition(deps.db, deps.positionName), (e) => measure(e).forEach(record));
+  let timer: NodeJS.Timeout | undefined;
+  const follow = () =>
+    follower.sync().catch((err: unknown) => {
+      log.warn({ err, cursor: follower.cursor() }, 'could not count committed events for the metrics; retrying at the next commit or scrape');
+    });
+
+  const circuits = await followCircuits(deps.circuits, log);
+  const circuitState = meter.createObservableGauge('sluice.circuit.state', {
+    unit: '1',
+    description: 'Circuit of each deployment: 0 closed, 1 half-open, 2 open.',
+  });
+  const degradeLevel = meter.createObservableGauge('sluice.degrade.level', {
+    unit: '1',
+    description: 'The degrade level in force, 0 (full service) to 4 (maintenance).',
+  });
+  const consumerPending = meter.createObservableGauge('sluice.consumer.pending', {
+    unit: '{message}',
+    description: 'Messages each durable has not yet been delivered (pending) or not yet acked (ack_pending).',
+  });
+  const budgetUtilization = meter.createObservableGauge('sluice.budget.utilization', {
+    unit: '1',
+    description: "Spent ÷ limit of each budget in its current window (a per-user, feature or key budget's highest counter).",
+  });
+  const gauges = [circuitState, degradeLevel, consumerPending, budgetUtilization];
+  const observeAll = async (observer: { observe(gauge: (typeof gauges)[number], value: number, attributes?: Attributes): void }) => {
+    // first: the counters this meter reports next are then current to the stored position
+    await follow();
+    for (const [deployment, state] of circuits.states()) observer.observe(circuitState, state, { [MetricAttributes.deployment]: deployment });
+    observer.observe(degradeLevel, deps.degrade().level);
+    const [backlogs, budgets] = await Promise.all([
+      consumerBacklogs(deps.jsm, STREAMS),
+      budgetUse(deps.db, now()).catch((err: unknown) => (log.warn({ err }, 'could not read budget use for the metrics'), [])),
+    ]);
+    for (const b of backlogs) {
+      const consumer = { [MetricAttributes.consumer]: b.durable, [MetricAttributes.stream]: b.stream };
+      observer.observe(consumerPending, b.pending, { ...consumer, [MetricAttributes.state]: 'pending' });
+      observer.observe(consumerPending, b.ackPending, { ...consumer, [MetricAttributes.state]: 'ack_pending' });
+    }
+    for (const b of budgets) observer.observe(budgetUtilization, b.utilization, { [MetricAttributes.tenant]: b.tenant, [MetricAttributes.budget]: b.budget });
+  };
+  meter.addBatchObservableCallback(observeAll, gauges);
+
+  return {
+    committed() {
+      timer ??= setTimeout(() => {
+        timer = undefined;
+        void follow();
+      }, FOLLOW_EVERY_MS).unref();
+    },
+    stop() {
+      clearTimeout(timer);
+      meter.removeBatchObservableCallback(observeAll, gauges);
+      circuits.stop();
+    },
+  };
+}
