@@ -76,6 +76,54 @@ describe('HTTP front door with the openai SDK', () => {
   });
 });
 
+describe('a client whose connection dropped', () => {
+  // issue 14: the request runs on and its answer is kept; the retry with the same Idempotency-Key
+  // gets it, the upstream is called once, and the ledger's exact-billing test below covers it
+  it('gets the answer by retrying with the same Idempotency-Key, and the upstream is called once', async () => {
+    const sim = stack.sim!;
+    const body = ask(`Keep this for my retry ${Date.now()}`);
+    const key = `e2e-drop-${Date.now()}`;
+    // chat requests the upstream got (the semantic cache's embedding calls are counted apart)
+    const chats = () => sim.stats().requests - sim.stats().embeddings;
+    const before = chats();
+    sim.setFaults({ latencyMs: 1500 });
+    try {
+      const abort = new AbortController();
+      const dropped = stack.openai().chat.completions.create(body, { headers: { 'Idempotency-Key': key }, signal: abort.signal });
+      setTimeout(() => abort.abort(), 400);
+      await expect(dropped).rejects.toThrow(/abort/i);
+
+      const { data, response } = await stack
+        .openai()
+        .chat.completions.create(body, { headers: { 'Idempotency-Key': key } })
+        .withResponse();
+      expect(response.headers.get('idempotent-replayed')).toBe('true');
+      expect(data.choices[0]?.message.content?.length).toBeGreaterThan(0);
+      expect(chats() - before).toBe(1);
+      const id = response.headers.get('x-request-id')!;
+
+      // the same answer by its id, and on the ledger a completed request (not a cancelled one)
+      const fetched = await fetch(`${stack.ingressUrl}/v1/sluice/requests/${id}/result`, { headers: { authorization: `Bearer ${DEV_KEY}` } });
+      expect(((await fetched.json()) as OpenAI.ChatCompletion).choices[0]?.message.content).toBe(data.choices[0]?.message.content);
+      const row = await eventually(async () => {
+        const r = await stack.ledger(`/v1/requests/${id}`);
+        if (r.outcome === 'pending' || !r.outcome) throw new Error('not yet');
+        return r;
+      }, 20_000);
+      expect(row.outcome).toBe('completed');
+
+      // another body under the same key is refused
+      const reused = await stack
+        .openai()
+        .chat.completions.create(ask('something else'), { headers: { 'Idempotency-Key': key } })
+        .catch((e: unknown) => e);
+      expect(reused).toMatchObject({ status: 422, code: 'idempotency_key_reused' });
+    } finally {
+      sim.setFaults({ latencyMs: 0 });
+    }
+  });
+});
+
 describe('NATS front door with libs/client', () => {
   it('answers whole and streamed requests', async () => {
     const client = new SluiceClient(stack.nc, { tenant: 'dev', key: DEV_KEY });
