@@ -23,6 +23,7 @@ import { requestReport } from './timeline.js';
 import { readPosition } from './store.js';
 import { lanesRoute, type LaneDepth } from './lanes.js';
 import { budgetsReport, parseBudgetsQuery } from './budgets-report.js';
+import { mountConsole } from './console.js';
 import { parseVariantsQuery, variantsReport } from './variants.js';
 
 export interface AppDeps {
@@ -144,6 +145,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   });
   app.setNotFoundHandler((request, reply) => reply.status(404).send(errorBody('not_found', `No route ${request.method} ${request.url.split('?')[0]}.`)));
 
+  mountConsole(app, deps.live, deps.config, now); // the console (console.ts): its pages take no key, so it goes before the key check
   app.decorateRequest('principal', null as never);
   // before the body is read: an unauthenticated caller gets 401 without sending it
   app.addHook('onRequest', async (request) => {
