@@ -15,6 +15,12 @@ interface CostFigures {
   /** The embedding calls' part of costUsd. */
   embeddingUsd: number;
   savedUsd: number;
+  /**
+   * Requests billed at the live config's price when projected, because their events carry no
+   * recorded price (recorded before prices were: `requests.price_source = 'config'`). Only these
+   * change when the ledger is rebuilt after a price change.
+   */
+  configPriced: number;
 }
 
 export type CostsReport = GroupedReport<CostDimension, CostFigures>;
@@ -37,6 +43,7 @@ const figures = [
   sql<string>`round(coalesce(sum(cost_usd + embedding_usd), 0), 6)`.as('costUsd'),
   sql<string>`round(coalesce(sum(embedding_usd), 0), 6)`.as('embeddingUsd'),
   sql<string>`round(coalesce(sum(saved_usd), 0), 6)`.as('savedUsd'),
+  sql<string>`count(*) filter (where price_source = 'config')`.as('configPriced'),
 ];
 
 function toFigures(r: Record<string, unknown>): CostFigures {
@@ -49,6 +56,7 @@ function toFigures(r: Record<string, unknown>): CostFigures {
     costUsd: Number(r.costUsd),
     embeddingUsd: Number(r.embeddingUsd),
     savedUsd: Number(r.savedUsd),
+    configPriced: Number(r.configPriced),
   };
 }
 

@@ -147,10 +147,24 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
         costUsd: 0.015495,
         embeddingUsd: 0,
         savedUsd: 0.00045,
+        // the fixtures' events carry no recorded price: all four bills used the config's
+        configPriced: 4,
       });
       expect(body.groupBy).toEqual(['tenant', 'model']);
       expect(body.rows).toEqual([
-        { tenant: '_unknown', model: null, requests: 1, completed: 0, cacheHits: 0, inputTokens: 0, outputTokens: 0, costUsd: 0, embeddingUsd: 0, savedUsd: 0 },
+        {
+          tenant: '_unknown',
+          model: null,
+          requests: 1,
+          completed: 0,
+          cacheHits: 0,
+          inputTokens: 0,
+          outputTokens: 0,
+          costUsd: 0,
+          embeddingUsd: 0,
+          savedUsd: 0,
+          configPriced: 0,
+        },
         {
           tenant: 'acme',
           model: 'gpt-4o',
@@ -162,6 +176,7 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
           costUsd: 0.015,
           embeddingUsd: 0,
           savedUsd: 0,
+          configPriced: 1,
         },
         {
           tenant: 'acme',
@@ -174,6 +189,7 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
           costUsd: 0.00045,
           embeddingUsd: 0,
           savedUsd: 0.00045,
+          configPriced: 2,
         },
         {
           tenant: 'globex',
@@ -186,8 +202,21 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
           costUsd: 0.000045,
           embeddingUsd: 0,
           savedUsd: 0,
+          configPriced: 1,
         },
-        { tenant: 'globex', model: null, requests: 3, completed: 0, cacheHits: 0, inputTokens: 0, outputTokens: 0, costUsd: 0, embeddingUsd: 0, savedUsd: 0 },
+        {
+          tenant: 'globex',
+          model: null,
+          requests: 3,
+          completed: 0,
+          cacheHits: 0,
+          inputTokens: 0,
+          outputTokens: 0,
+          costUsd: 0,
+          embeddingUsd: 0,
+          savedUsd: 0,
+          configPriced: 0,
+        },
       ]);
     });
 
@@ -306,6 +335,7 @@ export function ledgerScenario(label: string, openDb: () => Promise<TestDb>, opt
         completed: before.completed + 1,
         inputTokens: before.inputTokens + 1000,
         costUsd: 0.015645,
+        configPriced: before.configPriced + 1,
       });
       const eventsAfter = await db
         .selectFrom('events')
