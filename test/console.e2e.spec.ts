@@ -7,7 +7,6 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import type { FastifyInstance } from 'fastify';
 import { encodeJson, publishEvent, putDegrade } from '@sluice/bus';
 import { eventually, startTestBus, type TestBus } from '@sluice/bus/testing';
 import { budgetsFor, type AnyEvent } from '@sluice/contracts';
@@ -52,7 +51,7 @@ const COST = { acme: 0.0009, beta: 0.01545 };
 let testBus: TestBus;
 let testDb: Awaited<ReturnType<typeof openTestDb>>;
 let projector: Projector;
-let app: FastifyInstance;
+let app: ReturnType<typeof buildApp>;
 let base: string;
 let browser: Browser;
 

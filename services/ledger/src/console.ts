@@ -57,7 +57,8 @@ interface Page {
 /** Chart.js's self-contained UMD build (`window.Chart`); its ESM build imports a bare specifier a browser cannot resolve without an import map. */
 function chartJs(): { path: string; page: Page } {
   // the package exports only its entry points: find its dist folder through the CommonJS one
-  const dist = dirname(createRequire(import.meta.url).resolve('chart.js'));
+  const require = createRequire(import.meta.url);
+  const dist = dirname(require.resolve('chart.js'));
   const { version } = JSON.parse(readFileSync(join(dist, '..', 'package.json'), 'utf8')) as { version: string };
   return {
     path: `/console/vendor/chart-${version}.umd.min.js`,
@@ -81,7 +82,7 @@ function loadPages(): Map<string, Page> {
 }
 
 /** A deployment's circuit as the console shows it. Times are ISO 8601; null when not set. */
-export interface CircuitView {
+interface CircuitView {
   deployment: string;
   /** `paused`: closed, but its upstream's Retry-After holds every call until `pausedUntil`. */
   state: 'closed' | 'open' | 'half-open' | 'paused';
@@ -114,7 +115,7 @@ const iso = (ms: number | undefined) => (ms ? new Date(ms).toISOString() : null)
  * take it). One key listing and one read per record: a few deployments, a page refreshing every
  * few seconds.
  */
-export async function readCircuits(kv: KV, config: SluiceConfig, now: number): Promise<CircuitView[]> {
+async function readCircuits(kv: KV, config: SluiceConfig, now: number): Promise<CircuitView[]> {
   const records = new Map<string, CircuitRecord>();
   for await (const key of await kv.keys()) {
     const e = await kv.get(key);
@@ -145,7 +146,7 @@ export async function readCircuits(kv: KV, config: SluiceConfig, now: number): P
 const LEVELS = ['full service', 'reduced quality', 'cached answers only', 'static answers', 'maintenance: requests held'] as const;
 
 /** The degrade state as the console shows it: the level, its meaning, the operator's override (null: automatic), since when (ISO 8601) and why. */
-export function degradeView(state: DegradeState) {
+function degradeView(state: DegradeState) {
   return {
     level: state.level,
     meaning: LEVELS[state.level] ?? 'unknown',
