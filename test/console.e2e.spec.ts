@@ -9,11 +9,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { encodeJson, publishEvent, putDegrade } from '@sluice/bus';
 import { eventually, startTestBus, type TestBus } from '@sluice/bus/testing';
-import { budgetsFor, type AnyEvent } from '@sluice/contracts';
+import { budgetsFor, LANES, type AnyEvent } from '@sluice/contracts';
 import { buildApp } from '../services/ledger/src/http.js';
 import { migrate } from '../services/ledger/src/migrate.js';
 import { LEDGER_POSITION, startProjector, streamLastSeq, type Projector } from '../services/ledger/src/consumer.js';
 import { readPosition } from '../services/ledger/src/store.js';
+import { consumerDepth } from '../services/ledger/src/lanes.js';
 import { openTestDb } from '../services/ledger/src/db.fixtures.js';
 import { ADMIN_KEY, READ_KEYS, readersConfig } from '../services/ledger/src/auth-fixtures.js';
 import { cachedRequest, completedRequest, failedRequest, priceOf, throttledRequest } from '../services/ledger/src/fixtures.js';
@@ -41,11 +42,18 @@ const seeded: Record<string, AnyEvent[]> = {
     completedRequest({ id: 'req_console_acme_00002', tenant: 'acme', at: now - 2000, feature: 'search' }, 'gpt-4o-mini', 1000, 500, 80),
   ),
   req_console_acme_00003: cachedRequest({ id: 'req_console_acme_00003', tenant: 'acme', at: now - 1000 }, 'gpt-4o-mini', 1000, 500, 4),
-  req_console_beta_00001: completedRequest({ id: 'req_console_beta_00001', tenant: 'beta', at: now - 26 * HOUR }, 'gpt-4o', 2000, 1000, 300),
+  req_console_beta_00001: onVariant(completedRequest({ id: 'req_console_beta_00001', tenant: 'beta', at: now - 26 * HOUR }, 'gpt-4o', 2000, 1000, 300)),
   req_console_beta_00002: completedRequest({ id: 'req_console_beta_00002', tenant: 'beta', at: now - 50 * HOUR }, 'gpt-4o-mini', 1000, 500, 90),
   req_console_beta_00003: failedRequest({ id: 'req_console_beta_00003', tenant: 'beta', at: now - HOUR / 5 }, 40),
   req_console_beta_00004: throttledRequest({ id: 'req_console_beta_00004', tenant: 'beta', at: now - HOUR / 6 }, 2),
 };
+/** A request the router sent to variant b of canary new-model: its context says so from then on. */
+function onVariant(events: AnyEvent[]): AnyEvent[] {
+  return events.map((e) => {
+    const data = e.data as { ctx?: object };
+    return data.ctx ? ({ ...e, data: { ...data, ctx: { ...data.ctx, variant: { canary: 'new-model', name: 'b' } } } } as AnyEvent) : e;
+  });
+}
 const COST = { acme: 0.0009, beta: 0.01545 };
 
 let testBus: TestBus;
@@ -73,6 +81,7 @@ beforeAll(async () => {
     positionName: LEDGER_POSITION,
     config: () => control.config(),
     streamLastSeq: () => streamLastSeq(bus.jsm),
+    laneDepth: consumerDepth(bus.jsm),
     live: { degrade: () => control.degrade(), circuits: buckets.circuits },
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
@@ -154,6 +163,9 @@ describe('web console', () => {
     await expect
       .poll(async () => (await rowsOf(page, '#budgets-table tbody'))[0]?.slice(0, 6))
       .toEqual(['acme', 'monthly', expect.stringMatching(/^monthly /), '$0.002000', '$0.000900', '45.0 %']);
+    // the lanes (no invoker runs: nothing waits) and beta's request on the canary's variant b
+    expect((await rowsOf(page, '#lanes tbody')).map((r) => r.slice(0, 2))).toEqual(LANES.map((lane) => [lane, '0']));
+    expect(await rowsOf(page, '#variants-table tbody')).toEqual([['new-model', 'b', '1', '1', '0', '0.000 %', '300.0', '300.0', '300.0', '$0.015000']]);
     mkdirSync(fileURLToPath(new URL('./artifacts/', import.meta.url)), { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
 

@@ -1,7 +1,7 @@
 // The console's wiring: sign in with a key, then fill each section from the ledger's API; the
 // live section every 5 seconds, the rest every 30 seconds and when its controls change.
 import { ApiError, get, key } from './api.js';
-import { showBudgets, showCache } from './budgets.js';
+import { showBudgets, showCache, showVariants } from './reports.js';
 import { showCosts } from './costs.js';
 import { showError } from './dom.js';
 import { notServed, showLive } from './live.js';
@@ -47,6 +47,7 @@ const refreshCosts = () => run('costs-error', () => showCosts(period(), $('costs
 const refreshSlo = () => run('slo-error', () => showSlo(Number($('objective').value), $('slo-by').value));
 const refreshBudgets = () => run('budgets-error', showBudgets);
 const refreshCache = () => run('cache-error', () => showCache(period()));
+const refreshVariants = () => run('variants-error', () => showVariants(period()));
 
 async function refreshPosition() {
   try {
@@ -60,7 +61,7 @@ async function refreshPosition() {
 }
 
 function refreshReports() {
-  return Promise.all([refreshCosts(), refreshSlo(), refreshBudgets(), refreshCache()]);
+  return Promise.all([refreshCosts(), refreshSlo(), refreshBudgets(), refreshCache(), refreshVariants()]);
 }
 
 async function signIn(value) {
@@ -106,7 +107,7 @@ function start() {
   $('sign-out').addEventListener('click', () => signOut());
   $('period').addEventListener('submit', (e) => {
     e.preventDefault();
-    void Promise.all([refreshCosts(), refreshCache()]);
+    void Promise.all([refreshCosts(), refreshCache(), refreshVariants()]);
   });
   $('costs-by').addEventListener('change', () => void refreshCosts());
   $('objective').addEventListener('change', () => void refreshSlo());

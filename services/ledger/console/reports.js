@@ -1,7 +1,8 @@
-// Budgets and cache savings: the current budget windows (GET /v1/budgets) with the alert
-// thresholds each has crossed, and what the cache saved in the period by kind (GET /v1/cache).
+// Budgets, cache savings and canaries: the current budget windows (GET /v1/budgets) with the
+// alert thresholds each has crossed, what the cache saved in the period by kind (GET /v1/cache),
+// and each canary variant's figures in the period (GET /v1/variants).
 import { get, query } from './api.js';
-import { el, fillRows, int, pct, usd, when } from './dom.js';
+import { el, fillRows, int, ms, pct, usd, when } from './dom.js';
 
 const ACTION = { refuse: 'refuse requests', downgrade: 'cheaper model' };
 
@@ -57,4 +58,26 @@ export async function showCache(period) {
     report.rows.map((r) => [{ text: r.kind, th: true }, ...figures(r)]),
   );
   fillRows(table.tFoot, [[{ text: 'All', th: true }, ...figures(report.totals)]]);
+}
+
+export async function showVariants(period) {
+  const report = await get(`/v1/variants${query({ from: period.from, to: period.to })}`);
+  const table = document.getElementById('variants-table');
+  table.querySelector('caption').textContent = `${period.from.slice(0, 10)} to ${period.toDay} (UTC); requests no canary matched are not counted`;
+  if (report.rows.length === 0) return fillRows(table.tBodies[0], [[{ text: 'No request took a canary variant in this period.', span: 10 }]]);
+  fillRows(
+    table.tBodies[0],
+    report.rows.map((r) => [
+      { text: r.canary, th: true },
+      r.variant,
+      { text: int(r.requests), num: true },
+      { text: int(r.completed), num: true },
+      { text: int(r.failed), num: true },
+      { text: pct(r.errorRate, 3), num: true },
+      { text: ms(r.latencyMs.p50), num: true },
+      { text: ms(r.latencyMs.p95), num: true },
+      { text: ms(r.latencyMs.p99), num: true },
+      { text: usd(r.costUsd), num: true },
+    ]),
+  );
 }
