@@ -12,6 +12,18 @@ export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 /** The ledger's admin key `npm start` provisions when SLUICE_ADMIN_KEY is not set: for a laptop, never a deployment. */
 export const DEFAULT_ADMIN_KEY = 'sk-sluice-admin';
 
+/**
+ * `/metrics` ports of the services without an HTTP port of their own (SLUICE_METRICS_PORT), as
+ * `npm start` runs them: ingress and the ledger serve `/metrics` on their HTTP ports.
+ */
+export const DEFAULT_METRICS_PORTS: Readonly<Partial<Record<ServiceName, number>>> = {
+  router: 9471,
+  cache: 9472,
+  limiter: 9473,
+  invoker: 9474,
+  degrader: 9475,
+};
+
 /** Every service, in the order they are started. */
 export const ALL_SERVICES: readonly ServiceName[] = ['ledger', 'degrader', 'invoker', 'router', 'cache', 'limiter', 'ingress'];
 
@@ -47,6 +59,13 @@ export interface StackOptions {
    * through tsx, no build needed (the end-to-end tests).
    */
   entries?: ServiceEntries;
+  /**
+   * Per service, the port of its `/metrics` server (SLUICE_METRICS_PORT; 0 or absent: none). A
+   * second replica gets the port + 10, a third + 20. Default: DEFAULT_METRICS_PORTS with
+   * `compiled` entries (`npm start`, the bench), none with `source` ones (the tests, whose
+   * stacks would collide on fixed ports).
+   */
+  metricsPorts?: Partial<Record<ServiceName, number>>;
   /** Extra environment for the services (and for config interpolation). */
   env?: NodeJS.ProcessEnv;
   onLine?: (service: string, line: string) => void;
@@ -57,6 +76,8 @@ export interface Stack {
   natsUrl: string;
   ingressUrl: string;
   ledgerUrl: string;
+  /** `http://<host>:<port>/metrics` of each service's first process that serves one (ingress and the ledger: on their HTTP ports). */
+  metricsUrls: Partial<Record<ServiceName, string>>;
   /** The ledger's admin key (`Authorization: Bearer <adminKey>` on its API). */
   adminKey: string;
   sim?: Sim;
@@ -127,15 +148,17 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const applyConfig = (raw: unknown) => putConfig(buckets.control, interpolateEnv(raw, env));
   const config = await applyConfig(opts.config);
 
+  const metricsPorts = opts.metricsPorts ?? (entries === 'compiled' ? DEFAULT_METRICS_PORTS : {});
   const replicas = new Map<ServiceName, Supervised[]>();
   for (const name of serviceNames) {
-    const all = Array.from({ length: opts.replicas?.[name] ?? 1 }, () => {
+    const all = Array.from({ length: opts.replicas?.[name] ?? 1 }, (_, i) => {
+      const metricsPort = metricsPorts[name] ? metricsPorts[name] + 10 * i : 0;
       const s = new Supervised({
         name,
         entry: entryOf(name),
         entries,
         cwd: ROOT,
-        env: { ...env, OTEL_SERVICE_NAME: `sluice-${name}` },
+        env: { ...env, OTEL_SERVICE_NAME: `sluice-${name}`, SLUICE_METRICS_PORT: String(metricsPort) },
         restart: true,
         onLine: opts.onLine ?? (() => undefined),
         onExit: opts.onExit ?? (() => undefined),
@@ -161,6 +184,11 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     natsUrl,
     ingressUrl: `http://${host}:${opts.ingressPort}`,
     ledgerUrl: `http://${host}:${opts.ledgerPort}`,
+    metricsUrls: {
+      ...Object.fromEntries(serviceNames.filter((n) => metricsPorts[n]).map((n) => [n, `http://${host}:${metricsPorts[n]}/metrics`])),
+      ...(serviceNames.includes('ingress') ? { ingress: `http://${host}:${opts.ingressPort}/metrics` } : {}),
+      ...(serviceNames.includes('ledger') ? { ledger: `http://${host}:${opts.ledgerPort}/metrics` } : {}),
+    },
     adminKey: opts.adminKey ?? DEFAULT_ADMIN_KEY,
     ...(sim ? { sim } : {}),
     ...(nats ? { nats } : {}),

@@ -19,7 +19,8 @@ export interface SupervisedOptions {
   name: string;
   /**
    * Script run with `node [source flags] --import @sluice/telemetry/register`: the preload starts
-   * tracing (when OTEL_EXPORTER_OTLP_ENDPOINT is set) before the script imports what it instruments.
+   * tracing (when OTEL_EXPORTER_OTLP_ENDPOINT is set) and metrics (unless SLUICE_METRICS=off)
+   * before the script imports what it instruments.
    */
   entry: string;
   /** Whether `entry` is compiled JavaScript or TypeScript source. */

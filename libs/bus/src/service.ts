@@ -1,4 +1,4 @@
-import { createLogger, shutdownTracing, type Logger } from '@sluice/telemetry';
+import { createLogger, serveMetrics, shutdownMetrics, shutdownTracing, type Logger, type MetricsServer } from '@sluice/telemetry';
 import type { ServiceName } from '@sluice/contracts';
 import { connectBus, type Bus } from './connect.js';
 import { ensureTopology, type Buckets } from './topology.js';
@@ -17,10 +17,11 @@ export interface ServiceContext {
 export type Closer = () => Promise<void> | void;
 
 /**
- * The common life of a service process: logger, NATS connection, topology, live config; then
- * `start` wires the service's consumers and returns what to close. SIGTERM/SIGINT stop the
- * consumers (in-flight messages finish and are acked), then drain the connection, then flush
- * buffered spans when tracing is on.
+ * The common life of a service process: logger, `/metrics` on SLUICE_METRICS_PORT (when set and
+ * not 0: the services without an HTTP port of their own), NATS connection, topology, live
+ * config; then `start` wires the service's consumers and returns what to close. SIGTERM/SIGINT
+ * stop the consumers (in-flight messages finish and are acked), then drain the connection, then
+ * flush buffered spans and metrics when those are on.
  *
  * @example
  * await runService('router', async (ctx) => [await consumeEvents(ctx.bus, {...})]);
@@ -29,6 +30,8 @@ export async function runService(name: ServiceName, start: (ctx: ServiceContext)
   const env = process.env;
   const log = createLogger(name);
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
+  // first, so a scrape sees the process even while it waits for NATS or its config
+  const metricsServer = await startMetricsServer(env, log);
   const url = env.NATS_URL ?? 'nats://127.0.0.1:4222';
   const bus = await connectBus(url, `sluice-${name}-${process.pid}`, log);
   const buckets = await ensureTopology(bus, {
@@ -58,10 +61,29 @@ export async function runService(name: ServiceName, start: (ctx: ServiceContext)
     }
     control.stop();
     await bus.nc.drain().catch(() => undefined);
+    await metricsServer?.close();
     // last, so the spans of the messages that finished while draining are exported too
-    await shutdownTracing();
+    await Promise.all([shutdownTracing(), shutdownMetrics()]);
     process.exit(0);
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+/**
+ * The `/metrics` server on SLUICE_METRICS_PORT (host SLUICE_HOST), when set and not 0. A port
+ * that is taken is logged and skipped: the service runs on without it rather than not at all.
+ */
+async function startMetricsServer(env: NodeJS.ProcessEnv, log: Logger): Promise<MetricsServer | undefined> {
+  const port = Number(env.SLUICE_METRICS_PORT ?? 0);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new Error(`SLUICE_METRICS_PORT: ${env.SLUICE_METRICS_PORT} is not a port (0-65535; 0: no /metrics server)`);
+  try {
+    const server = await serveMetrics(port, env.SLUICE_HOST ?? '127.0.0.1');
+    if (server) log.info({ metrics: server.url }, 'serving metrics');
+    return server;
+  } catch (err) {
+    log.error({ err, port }, 'cannot serve /metrics on SLUICE_METRICS_PORT; running without it');
+    return undefined;
+  }
 }

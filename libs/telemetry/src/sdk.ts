@@ -20,14 +20,15 @@ import { markTracingStarted } from './state.js';
  */
 const DEFAULT_INSTRUMENTATIONS = 'http,undici,pg';
 
-/** Paths polled by probes: a span per poll would bury the requests. */
-const UNTRACED_PATHS = new Set(['/healthz', '/readyz']);
+/** Paths polled by probes and by Prometheus: a span per poll would bury the requests. */
+const UNTRACED_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 
 /**
- * Starts the OpenTelemetry SDK for this process: traces only (no metrics, no OTLP logs; logs go
- * to stdout with trace ids), exported over OTLP/HTTP (JSON) to OTEL_EXPORTER_OTLP_ENDPOINT in
- * batches (OTEL_BSP_* tune them), service name from OTEL_SERVICE_NAME. Must run before the
- * modules it instruments are loaded, hence the preload (`register.ts`).
+ * Starts the OpenTelemetry SDK for this process: traces only (metrics have a provider of their
+ * own, metrics-sdk.ts, that runs with tracing off too; no OTLP logs: logs go to stdout with trace
+ * ids), exported over OTLP/HTTP (JSON) to OTEL_EXPORTER_OTLP_ENDPOINT in batches (OTEL_BSP_*
+ * tune them), service name from OTEL_SERVICE_NAME. Must run before the modules it instruments
+ * are loaded, hence the preload (`register.ts`).
  */
 export function startTracing(): void {
   process.env.OTEL_NODE_ENABLED_INSTRUMENTATIONS ??= DEFAULT_INSTRUMENTATIONS;

@@ -128,6 +128,25 @@ export async function traceProcess<T>(facts: FactsOf, incoming: TraceHeaders | u
   }
 }
 
+/** What a client span is when tracing is off: `run` calls straight through. */
+const NO_SPAN: OpenSpan = { headers: {}, run: (fn) => fn(), set: () => undefined, fail: () => undefined, end: () => undefined };
+
+/**
+ * A CLIENT span for a call out of Sluice (the invoker's upstream model call: `chat gpt-4o-mini`),
+ * the child of the active span; spans started inside `run` (the HTTP client's) are its children.
+ * `attributes` are set at its start. With tracing off it is a no-op whose `run` calls straight
+ * through.
+ *
+ * @example
+ * const span = startClientSpan('chat gpt-4o-mini', { [SpanAttributes.genAiOperation]: 'chat' });
+ * try { return await span.run(() => call()); } catch (e) { span.fail(e); throw e; } finally { span.end(); }
+ */
+export function startClientSpan(name: string, attributes: SpanAttrs): OpenSpan {
+  if (!tracingOn()) return NO_SPAN;
+  const parent = context.active();
+  return open(tracer().startSpan(name, { kind: SpanKind.CLIENT, attributes: clean(attributes) }, parent), parent);
+}
+
 /** Sets attributes on the active span (when tracing is on and one is active). */
 export function tagActiveSpan(attributes: SpanAttrs): void {
   if (!tracingOn()) return;

@@ -3,6 +3,7 @@ import type { ResultMark } from '@sluice/bus';
 import type { Candidate, ChatReply, Deployment, SluiceEvent, Variant } from '@sluice/contracts';
 import { streamReader } from './answer.js';
 import type { AttemptOutcome } from './attempts.js';
+import { startGenAiCall } from './genai.js';
 import { outgoing } from './outgoing.js';
 import type { CallResult } from './observe-limits.js';
 import { CallCancelled, classifyError } from './retry.js';
@@ -34,7 +35,8 @@ export interface CallInput {
  * applied, outgoing.ts), each streamed chunk forwarded to the client as it arrives, and the
  * result (never a throw) for the next step. A failure after the first forwarded chunk is marked
  * `partial`: the client has seen part of an answer, so nothing may retry. A cancel ends the call
- * at once and reports what was streamed, to be billed.
+ * at once and reports what was streamed, to be billed. The call is a `chat {model}` client span
+ * and the gen_ai.client.* metrics' points (genai.ts).
  */
 export async function attemptCall(deps: CallDeps, input: CallInput, candidate: Candidate, deployment: Deployment): Promise<AttemptOutcome> {
   const { event, body, cancel } = input;
@@ -52,32 +54,41 @@ export async function attemptCall(deps: CallDeps, input: CallInput, candidate: C
     ...(input.variant ? { variant: input.variant } : {}),
   });
   const reader = request.stream ? streamReader(endpoint, requestId, request.addedUsage) : undefined;
+  const genAi = startGenAiCall({ endpoint, model, deployment: candidate.deployment, target: deployment, requestId, tenant: event.tenant });
   try {
-    const answer = await callUpstream({
-      client: deps.clients.get(candidate.deployment, deployment),
-      post: deps.clients.post,
-      endpoint,
-      requestId,
-      request,
-      idempotencyKey: idempotencyKey(requestId, candidate.deployment, model),
-      idleTimeoutMs: deployment.timeoutMs,
-      deadline: ctx.deadline,
-      now: deps.now,
-      cancel,
-      ...(reader ? { reader } : {}),
-      forward: (chunk) => {
-        // the first chunk carries the limits ingress sends as headers with it
-        const limits = !forwarded && ctx.rateLimit !== undefined ? { rateLimit: ctx.rateLimit } : {};
-        const queue = !forwarded && input.queuedMs !== undefined ? { queueMs: input.queuedMs } : {};
-        deps.reply(ctx.replyTo, { requestId, model: candidate.model, chunk, ...limits, ...queue });
-        forwarded = true;
-      },
-    });
+    const answer = await genAi.run(() =>
+      callUpstream({
+        client: deps.clients.get(candidate.deployment, deployment),
+        post: deps.clients.post,
+        endpoint,
+        requestId,
+        request,
+        idempotencyKey: idempotencyKey(requestId, candidate.deployment, model),
+        idleTimeoutMs: deployment.timeoutMs,
+        deadline: ctx.deadline,
+        now: deps.now,
+        cancel,
+        ...(reader ? { reader } : {}),
+        forward: (chunk) => {
+          // the first chunk carries the limits ingress sends as headers with it
+          const limits = !forwarded && ctx.rateLimit !== undefined ? { rateLimit: ctx.rateLimit } : {};
+          const queue = !forwarded && input.queuedMs !== undefined ? { queueMs: input.queuedMs } : {};
+          if (!forwarded) genAi.firstChunk();
+          deps.reply(ctx.replyTo, { requestId, model: candidate.model, chunk, ...limits, ...queue });
+          forwarded = true;
+        },
+      }),
+    );
+    genAi.answered(answer);
     deps.observe?.(candidate.deployment, requestId, answer);
     return { kind: 'answered', answer, latencyMs: latency(), sent: request.changes };
   } catch (e) {
-    if (e instanceof CallCancelled) return { kind: 'cancelled', streamed: reader?.streamed() ?? { text: '' }, latencyMs: latency() };
+    if (e instanceof CallCancelled) {
+      genAi.cancelled();
+      return { kind: 'cancelled', streamed: reader?.streamed() ?? { text: '' }, latencyMs: latency() };
+    }
     const failure = classifyError(e, deps.now());
+    genAi.failed(failure);
     deps.observe?.(candidate.deployment, requestId, failure);
     return { kind: 'failed', failure: forwarded ? { ...failure, partial: true } : failure, latencyMs: latency(), sent: request.changes };
   }

@@ -86,6 +86,11 @@ export interface UpstreamAnswer {
   /** The upstream's OpenAI object, whole (assembled from the chunks of a stream). */
   body: unknown;
   usage: Usage;
+  /**
+   * The upstream's own id of a chat completion (`body.id` is Sluice's `chatcmpl-<requestId>`):
+   * the span's `gen_ai.response.id`, to find the call in the provider's logs.
+   */
+  upstreamId?: string;
   /** x-ratelimit-remaining-* as the upstream sent them. */
   remaining?: Remaining;
   /** All six x-ratelimit-* headers, read (observe-limits.ts). */
@@ -112,19 +117,21 @@ export async function callUpstream(call: UpstreamCall): Promise<UpstreamAnswer> 
       const target = call.client instanceof AzureOpenAI ? azureTarget(call.client, path, body) : { path };
       const got = await call.post({ baseURL, ...target, apiKey, body, signal: timer.signal, ...(headers ? { headers } : {}) });
       timer.throwIfAborted();
-      return { status: got.status, ...wholeAnswer(call.endpoint, call.requestId, got.data), ...withRemaining(got.headers) };
+      return { status: got.status, ...wholeAnswer(call.endpoint, call.requestId, got.data), ...chatId(call.endpoint, got.data), ...withRemaining(got.headers) };
     }
     // the SDK's header timeout a little later than ours, so ours wins and names the reason
     const options = { body, stream, signal: timer.signal, timeout: ms + 50, ...(headers ? { headers } : {}) };
     const { data, response } = await call.client.post<Stream<unknown>>(path, options).withResponse();
+    let id: { upstreamId?: string } = {};
     for await (const item of data) {
       timer.arm();
+      if (id.upstreamId === undefined) id = chatId(call.endpoint, item);
       const chunk = call.reader.take(item);
       if (chunk !== undefined) call.forward?.(chunk);
     }
     // the SDK ends the iteration quietly when the call is aborted
     timer.throwIfAborted();
-    return { status: response.status, ...call.reader.finish(Math.floor(call.now() / 1000)), ...withRemaining(response.headers) };
+    return { status: response.status, ...call.reader.finish(Math.floor(call.now() / 1000)), ...id, ...withRemaining(response.headers) };
   } catch (e) {
     timer.throwIfAborted();
     throw e;
@@ -153,6 +160,12 @@ function azureBody(client: OpenAI, path: string, body: unknown): unknown {
   if (!(client instanceof AzureOpenAI) || client.deploymentName === undefined || AZURE_DEPLOYMENT_PATHS.has(path)) return body;
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return body;
   return { ...(body as Record<string, unknown>), model: client.deploymentName };
+}
+
+/** The `id` of a chat completion (or of its chunk) as the upstream sent it, before Sluice rewrites it. */
+function chatId(endpoint: Endpoint, data: unknown): { upstreamId?: string } {
+  const id = endpoint === 'chat.completions' ? (data as { id?: unknown } | null)?.id : undefined;
+  return typeof id === 'string' ? { upstreamId: id } : {};
 }
 
 function withRemaining(h: HeaderReader): { remaining?: Remaining; limits?: UpstreamLimits } {
