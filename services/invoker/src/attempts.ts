@@ -12,6 +12,12 @@ export interface Invocation {
   delivery: DeliveryCount;
   settings: InvokerSettings;
   deployments: SluiceConfig['deployments'];
+  /**
+   * The config's models, read with the deployments: chat.completed and chat.cancelled record the
+   * answering model's price from them (`billedPrice`), which the ledger bills. Absent: no price is
+   * recorded, and the ledger bills at its own config when it projects the event.
+   */
+  models?: SluiceConfig['models'];
   /** The NATS server's max_payload in bytes: the answer is cut to fit it (fit.ts). */
   maxPayload: number;
   /** Backoff jitter in [0, 1) (Math.random in production, fixed in tests). */

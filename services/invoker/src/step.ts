@@ -1,4 +1,4 @@
-import { Errors, settledContext, type ChatErrorReply, type ErrorCode, type UpstreamError } from '@sluice/contracts';
+import { billedPrice, Errors, settledContext, type BilledPrice, type ChatErrorReply, type ErrorCode, type UpstreamError } from '@sluice/contracts';
 import type { AttemptOutcome, AttemptState, Invocation, Step } from './attempts.js';
 import { cancelledUsage, type Streamed } from './cancels.js';
 import { admit, type CircuitInput } from './circuit.js';
@@ -138,6 +138,7 @@ function answered(d: Draft, answer: UpstreamAnswer, latencyMs: number): Step {
     upstreamLatencyMs: latencyMs,
     ...(cacheKey !== undefined ? { cacheKey } : {}),
     ...(d.inv.queuedMs !== undefined ? { queuedMs: d.inv.queuedMs } : {}),
+    ...priceOf(d.inv, candidate.model),
   });
   const reply = {
     requestId: event.requestId,
@@ -210,6 +211,7 @@ function cancelled(d: Draft, streamed: Streamed | undefined, latencyMs: number |
     attempts: d.state.attempts,
     usage,
     counted,
+    ...priceOf(d.inv, candidate.model),
   });
   // sent only when someone still listens on the NATS inbox
   const { message, status } = Errors.request_cancelled;
@@ -254,6 +256,11 @@ function fail(d: Draft, code: ErrorCode, message: string, reason: string, from: 
       : { code, message, status };
   if (retryAfterMs !== undefined) error.retryAfterMs = retryAfterMs;
   return d.done({ kind: 'conclude', terminal: failed, reply: { requestId, error } });
+}
+
+/** The price `model`'s tokens are billed at under the invocation's config (a batch line's batch price), recorded on the terminal event. */
+function priceOf(inv: Invocation, model: string): { price?: BilledPrice } {
+  return inv.models ? { price: billedPrice(inv.models, model, inv.event.data.ctx.batch !== undefined) } : {};
 }
 
 /** What Sluice changed in the body it sent, prefixed to the attempt's reason. */

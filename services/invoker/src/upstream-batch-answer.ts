@@ -25,6 +25,7 @@ export function concludeLine(line: QueuedLine, result: LineResult, config: Sluic
     delivery: {},
     settings: config.invoker,
     deployments: config.deployments,
+    models: config.models,
     maxPayload,
     random: () => 0,
   };
