@@ -116,15 +116,17 @@ const iso = (ms: number | undefined) => (ms ? new Date(ms).toISOString() : null)
  * few seconds.
  */
 async function readCircuits(kv: KV, config: SluiceConfig, now: number): Promise<CircuitView[]> {
-  const records = new Map<string, CircuitRecord>();
+  // by deployment; undefined: a record that cannot be read, closed as the invokers take it
+  const records = new Map<string, CircuitRecord | undefined>();
   for await (const key of await kv.keys()) {
     const e = await kv.get(key);
-    if (!e || e.operation !== 'PUT' || e.length === 0) continue;
+    if (!e || e.operation !== 'PUT') continue;
+    records.set(key, undefined);
     try {
-      const record = decodeJson<unknown>(e.value);
+      const record = e.length > 0 ? decodeJson<unknown>(e.value) : undefined;
       if (isRecord(record)) records.set(key, record);
     } catch {
-      // unreadable: closed, as the invokers take it
+      // unreadable: closed
     }
   }
   const configured = new Set(Object.keys(config.deployments));
