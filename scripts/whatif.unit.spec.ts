@@ -1,0 +1,187 @@
+import { describe, expect, it } from 'vitest';
+import { makeEvent, parseConfig, ServiceName, type AnyEvent } from '@sluice/contracts';
+import { recordedFate } from './whatif/actual.js';
+import { parseArgs, UsageError } from './whatif/args.js';
+import { recordingOf } from './whatif/record.js';
+import { replay, type CandidatePolicy } from './whatif/replay.js';
+import { changedCount, table, type WhatifReport } from './whatif/report.js';
+import { scenarioConfig, scenarioEvents } from './whatif/scenario.js';
+import { summarize, usdChange } from './whatif/summary.js';
+
+const T0 = Date.parse('2026-11-30T12:00:00Z');
+const base = parseConfig(scenarioConfig());
+
+/** Given the scenario's events, when replayed under `change(config)`: both summaries and the fates. */
+function whatif(
+  change: (c: ReturnType<typeof scenarioConfig>) => void = () => {},
+  knobs: Partial<CandidatePolicy> = {},
+  events: AnyEvent[] = scenarioEvents(T0),
+  from = T0,
+) {
+  const raw = scenarioConfig();
+  change(raw);
+  const recording = recordingOf(events, from, T0 + 60_000);
+  const actualFates = recording.requests.map((r) => recordedFate(r, base));
+  const candidateFates = replay(recording, { config: parseConfig(raw), cache: 'on', balance: 'recorded', ...knobs });
+  return { actual: summarize(actualFates), candidate: summarize(candidateFates), changed: changedCount(actualFates, candidateFates) };
+}
+
+type Raw = Record<string, any>;
+
+describe('what-if replay of a recorded scenario', () => {
+  it('sums what actually happened, exactly', () => {
+    const { actual } = whatif();
+    expect(actual.requests).toBe(6);
+    expect(actual.outcomes).toMatchObject({ completed: 4, cached: 2, throttled: 0 });
+    expect(actual.costUsd).toBe('0.0457');
+    expect(actual.savedUsd).toBe('0.005');
+    expect(actual.cacheHits).toEqual({ exact: 2 });
+    expect(actual.models).toEqual({ 'm-big': 1, 'm-small': 3 });
+    expect(actual.deployments).toEqual({ d1: 3, d2: 1 });
+    expect(actual.tiers).toEqual({ explicit: 3, small: 1 });
+    expect([actual.inputTokens, actual.outputTokens]).toEqual([4500, 2600]);
+  });
+
+  it('replays the recorded config to what actually happened', () => {
+    const { actual, candidate, changed } = whatif();
+    expect(candidate).toEqual(actual);
+    expect(changed).toBe(0);
+  });
+
+  it('halves the cost when every price is halved', () => {
+    const { candidate } = whatif((c: Raw) => {
+      c.models['m-small'].price = { inputPerMTok: 0.5, outputPerMTok: 1 };
+      c.models['m-big'].price = { inputPerMTok: 5, outputPerMTok: 10 };
+    });
+    expect(candidate.costUsd).toBe('0.02285');
+    expect(candidate.savedUsd).toBe('0.0025');
+    expect(usdChange('0.0457', candidate.costUsd)).toBe('-0.02285');
+  });
+
+  it('throttles every request past a lower tenant limit, at the tenant layer', () => {
+    const { candidate, changed } = whatif((c: Raw) => {
+      c.tenants[0].limits = { requestsPerMinute: 3, tokensPerMinute: 10_000_000 };
+    });
+    // r1..r3 fit 3/min (one second apart, refill 0.05 a second); r4, r5 and r6 do not
+    expect(candidate.throttles).toEqual({ tenant: 3 });
+    expect(candidate.outcomes).toMatchObject({ completed: 2, cached: 1, throttled: 3 });
+    expect(candidate.costUsd).toBe('0.042');
+    expect(changed).toBe(3);
+  });
+
+  it('reconciles the token buckets with the recorded usage after each completion', () => {
+    // 1,700 tokens/min: six estimates of 110 would fit, but r1 used 1,500 and r3 3,000 (charged at
+    // their completions, 500 ms after each), which leaves the tenant's bucket in debt from r4 on
+    const { candidate } = whatif((c: Raw) => {
+      c.tenants[0].limits = { requestsPerMinute: 1000, tokensPerMinute: 1700 };
+    });
+    expect(candidate.throttles).toEqual({ tenant: 3 });
+    expect(candidate.outcomes).toMatchObject({ completed: 2, cached: 1, throttled: 3 });
+  });
+
+  it('turns the cache off: no hits, and the cost rises by exactly what the hits saved', () => {
+    const { actual, candidate } = whatif(() => {}, { cache: 'off' });
+    expect(candidate.cacheHits).toEqual({});
+    expect(candidate.outcomes).toMatchObject({ completed: 6, cached: 0 });
+    expect(candidate.costUsd).toBe('0.0507');
+    expect(usdChange(actual.costUsd, candidate.costUsd)).toBe(`+${actual.savedUsd}`);
+    // the two former hits are answered with their key's recorded answer
+    expect(candidate.estimatedUsage).toBe(2);
+    expect(candidate.deployments).toEqual({ d1: 5, d2: 1 });
+  });
+
+  it('moves the distribution when a model is served elsewhere, the cost unchanged', () => {
+    const { candidate, changed } = whatif((c: Raw) => {
+      c.models['m-small'].deployments = ['d3'];
+    });
+    expect(candidate.deployments).toEqual({ d2: 1, d3: 3 });
+    expect(candidate.costUsd).toBe('0.0457');
+    expect(changed).toBe(3);
+  });
+
+  it('prices a tier routed to another model at that model', () => {
+    const { candidate } = whatif((c: Raw) => {
+      c.tiers[0].model = 'm-big';
+    });
+    // r4 (500 + 100 tokens) now on m-big: $0.007 instead of $0.0007
+    expect(candidate.models).toEqual({ 'm-big': 2, 'm-small': 2 });
+    expect(candidate.deployments).toEqual({ d1: 2, d2: 2 });
+    expect(candidate.costUsd).toBe('0.052');
+  });
+
+  it('answers at the static fallback (level 3) for nothing, and sheds at level 2', () => {
+    const statics = whatif(() => {}, { degradeLevel: 3 }).candidate;
+    // no answer comes from upstream, so none is stored for the later identical requests either
+    expect(statics.outcomes).toMatchObject({ static: 6, cached: 0, completed: 0 });
+    expect(statics.costUsd).toBe('0');
+    expect(whatif(() => {}, { degradeLevel: 2 }).candidate.outcomes).toMatchObject({ shed: 6, cached: 0 });
+  });
+
+  it('keeps an entry stored before the window, known from the hit it served', () => {
+    // the window opens after r1 completed: its answer is known only from r2's hit
+    const { actual, candidate } = whatif(() => {}, {}, scenarioEvents(T0), T0 + 600);
+    expect(actual.requests).toBe(5);
+    expect(actual.cacheHits).toEqual({ exact: 2 });
+    expect(candidate).toEqual(actual);
+    // and with the cache off r2 is answered upstream with that answer's tokens
+    expect(whatif(() => {}, { cache: 'off' }, scenarioEvents(T0), T0 + 600).candidate.costUsd).toBe('0.0487');
+  });
+
+  it('counts a request without a terminal event as pending, and leaves out requests outside the window', () => {
+    const events = scenarioEvents(T0).filter((e) => !(e.requestId === 'r6' && e.type === 'cache.hit'));
+    const late = makeEvent(
+      'chat.requested',
+      { requestId: 'late', tenant: 'acme', service: ServiceName.Ingress, at: T0 + 120_000, reason: 'scenario' },
+      { ...(scenarioEvents(T0)[0] as Extract<AnyEvent, { type: 'chat.requested' }>).data },
+    );
+    const late2 = { ...late, data: { ...late.data, ctx: { ...late.data.ctx, receivedAt: T0 + 120_000 } } } as AnyEvent;
+    const { actual } = whatif(() => {}, {}, [...events, late2]);
+    expect(actual.requests).toBe(6);
+    expect(actual.outcomes.pending).toBe(1);
+  });
+});
+
+describe('the report', () => {
+  it('prints each figure with actual, candidate and the change', () => {
+    const { actual, candidate, changed } = whatif(() => {}, { cache: 'off' });
+    const report: WhatifReport = {
+      window: { from: new Date(T0).toISOString(), to: new Date(T0 + 60_000).toISOString() },
+      source: { stream: 'SLUICE_EVENTS', nats: 'nats://x', firstSeq: 1, lastSeq: 26, events: 26, unreadable: 0 },
+      policy: { config: 'candidate.json', cache: 'off', degradeLevel: 'recorded', balance: 'recorded' },
+      actual,
+      candidate,
+      changed,
+    };
+    const text = table(report);
+    expect(text).toMatch(/^cost USD\s+0\.0457\s+0\.0507\s+\+0\.005$/m);
+    expect(text).toMatch(/^cache hit exact\s+2\s+0\s+-2$/m);
+    expect(text).toMatch(/^deployment d1\s+3\s+5\s+\+2$/m);
+    expect(text).toContain('2 requests end differently');
+  });
+});
+
+describe('arguments', () => {
+  const ok = ['--from', '2026-11-30T00:00:00Z', '--to', '1796083200000', '--config', 'c.json'];
+
+  it('takes ISO times and epoch ms, NATS_URL as the default server', () => {
+    expect(parseArgs(ok, { NATS_URL: 'nats://n:4222' })).toEqual({
+      from: Date.parse('2026-11-30T00:00:00Z'),
+      to: 1796083200000,
+      config: 'c.json',
+      nats: 'nats://n:4222',
+      balance: 'recorded',
+    });
+  });
+
+  it.each([
+    [['--to', '2026-12-01', '--config', 'c.json'], '--from is required'],
+    [['--from', 'yesterday', '--to', '2026-12-01', '--config', 'c.json'], '--from: yesterday is neither'],
+    [['--from', '2026-12-01', '--to', '2026-11-30', '--config', 'c.json'], 'must be after --from'],
+    [[...ok, '--verbose', 'x'], 'unknown argument --verbose'],
+    [[...ok, '--json'], '--json needs a value'],
+    [[...ok, '--balance', 'random'], '--balance must be recorded or drawn'],
+  ])('refuses %j: %s', (argv, message) => {
+    expect(() => parseArgs(argv, {})).toThrow(UsageError);
+    expect(() => parseArgs(argv, {})).toThrow(message);
+  });
+});

@@ -1,0 +1,62 @@
+import { DeliverPolicy } from '@nats-io/jetstream';
+import type { Bus } from '@sluice/bus';
+import { parseEvent, Subjects, Topology, type AnyEvent } from '@sluice/contracts';
+
+/**
+ * How long after the window's end events are still read: a request received before `to` ends
+ * (completes, fails, is released from hold) after it. Ten minutes covers the default deadline of
+ * 60 s many times over; a request still without an end by then counts as pending.
+ */
+export const SETTLE_MS = 10 * 60_000;
+
+/** What reading the stream found: the events, and the ones it could not read. */
+export interface Read {
+  events: AnyEvent[];
+  /** Messages that are not a valid event (skipped, as the ledger parks them). */
+  unreadable: number;
+  /** Stream sequences read, first and last (0 when none). */
+  firstSeq: number;
+  lastSeq: number;
+}
+
+/**
+ * The events of SLUICE_EVENTS stored from `from` to `to` + SETTLE_MS (or the stream's end, as it
+ * was when the read began), in stream order, with an ephemeral ordered consumer: nothing is acked,
+ * no durable is left behind, the services' consumers are not touched.
+ *
+ * @example
+ * const { events } = await readWindow(bus, Date.parse('2026-11-30'), Date.parse('2026-12-01'));
+ */
+export async function readWindow(bus: Bus, from: number, to: number): Promise<Read> {
+  const stream = Topology.stream.name;
+  const info = await bus.jsm.streams.info(stream);
+  const read: Read = { events: [], unreadable: 0, firstSeq: 0, lastSeq: 0 };
+  const until = to + SETTLE_MS;
+  // an ordered consumer started past the last message would wait for the next one forever
+  if (info.state.messages === 0 || Date.parse(info.state.last_ts) < from) return read;
+  const lastSeq = info.state.last_seq;
+  const consumer = await bus.js.consumers.get(stream, {
+    filter_subjects: Subjects.allEvents,
+    deliver_policy: DeliverPolicy.StartTime,
+    opt_start_time: new Date(from).toISOString(),
+  });
+  // one pull request per batch, not per message: a week of events is read at the stream's pace
+  const messages = await consumer.consume({ max_messages: 1000 });
+  try {
+    for await (const m of messages) {
+      if (m.info.timestampNanos / 1e6 >= until) break;
+      read.firstSeq ||= m.seq;
+      read.lastSeq = m.seq;
+      try {
+        read.events.push(parseEvent(m.data));
+      } catch {
+        read.unreadable++;
+      }
+      if (m.seq >= lastSeq || m.info.pending === 0) break;
+    }
+  } finally {
+    await messages.close();
+    await consumer.delete().catch(() => undefined);
+  }
+  return read;
+}
