@@ -64,7 +64,7 @@ export interface CommittedEvent {
   code: string | null;
   /** cache.hit / cache.missed: the model of the embedding the semantic lookup paid for, when it made one. */
   embeddingModel: string | null;
-  /** The request's row; null for events of no request (circuits, degradation, keys). */
+  /** The request's row, read for terminal events and cache.missed (an embedding's cost); null otherwise. */
   request: {
     requestedModel: string | null;
     model: string | null;
@@ -77,7 +77,7 @@ export interface CommittedEvent {
     embeddingUsd: string;
     cacheKind: string | null;
   } | null;
-  /** The request's latest earlier event of a type a stage consumes (STAGE_INPUTS); null when none. */
+  /** The request's latest earlier event of a type a stage consumes (STAGE_INPUTS); null when none was seen. */
   previous: { type: string; at: number } | null;
 }
 
@@ -106,11 +106,14 @@ const HOPS = [
   { hop: 'invoker', service: 'invoker', input: 'chat.routed', outputs: ['chat.completed', 'chat.failed', 'chat.cancelled'] },
 ] as const;
 
-/** Event types a stage consumes: the candidates for `CommittedEvent.previous`. */
-export const STAGE_INPUTS: readonly string[] = [...new Set([...HOPS.map((h) => h.input), 'chat.held'])];
+/** Event types a stage consumes: what `CommittedEvent.previous` may be (a held request's chat.held too, so its later routing is no hop). */
+export const STAGE_INPUTS: ReadonlySet<string> = new Set([...HOPS.map((h) => h.input), 'chat.held']);
 
-/** Event types that move a request metric: the reader skips the rest. */
-export const MEASURED_TYPES: readonly string[] = [...new Set([...Object.keys(OUTCOME_OF), ...HOPS.flatMap((h) => h.outputs)])];
+/** Event types that end a request. */
+export const TERMINAL_TYPES: ReadonlySet<string> = new Set(Object.keys(OUTCOME_OF));
+
+/** Event types the reader needs: those that move a request metric, and the stage inputs the hops start from. */
+export const READ_TYPES: readonly string[] = [...new Set([...TERMINAL_TYPES, ...HOPS.flatMap((h) => h.outputs), ...STAGE_INPUTS])];
 
 /** A budget refusal (the limiter's 429 `insufficient_quota`) counts as a throttle by this layer. */
 const BUDGET_LAYER = 'budget';

@@ -9,7 +9,7 @@ import type { Db } from './db.js';
 // durable's backlog (the JetStream API) and the budgets' use (the projection).
 
 /** `sluice.circuit.state` values. */
-export const CircuitState = { closed: 0, 'half-open': 1, open: 2 } as const;
+const CircuitState = { closed: 0, 'half-open': 1, open: 2 } as const;
 
 /** The circuits of `sluice_circuits` as their states, kept current by a watch of the bucket. */
 export interface CircuitStates {

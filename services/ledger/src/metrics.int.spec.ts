@@ -30,7 +30,7 @@ import {
 } from './fixtures.js';
 import { startLedgerMetrics, type LedgerMetrics } from './metrics.js';
 import { followCommitted } from './metrics-follow.js';
-import { MEASURED_TYPES } from './metrics-events.js';
+import { READ_TYPES } from './metrics-events.js';
 
 /** 0.01 USD a day for acme: one request of 1000 + 500 tokens of gpt-4o-mini (0.00045 USD) uses 0.045 of it. */
 const config = minimalConfig([{ id: 'acme', budgets: [{ id: 'daily', scope: 'tenant', window: 'daily', limitUsd: 0.01 }] }, { id: 'globex' }]);
@@ -138,6 +138,8 @@ describe('ledger metrics on Postgres', () => {
       log: env.log,
       now: () => NOW,
     });
+    // counting starts at the first collection
+    await scrape();
     await start();
   });
   afterAll(async () => {
@@ -292,7 +294,7 @@ describe('ledger metrics on Postgres', () => {
     const measured = await db
       .selectFrom('events')
       .select('seq')
-      .where('type', 'in', [...MEASURED_TYPES])
+      .where('type', 'in', [...READ_TYPES])
       .orderBy('seq')
       .execute();
     expect(measured.length).toBeGreaterThan(10);

@@ -6,7 +6,7 @@ import type { Logger } from '@sluice/telemetry';
 import type { Db } from './db.js';
 import { readPosition } from './store.js';
 import { Instrument, measure, MetricAttributes, type Measurement } from './metrics-events.js';
-import { followCommitted } from './metrics-follow.js';
+import { followCommitted, type CommittedFollower } from './metrics-follow.js';
 import { budgetUse, consumerBacklogs, followCircuits } from './metrics-gauges.js';
 
 /** Request durations, ingress's receipt to the terminal event (s): a cached answer's ms to a long stream's minutes. */
@@ -35,7 +35,7 @@ export interface LedgerMetricsDeps {
 }
 
 export interface LedgerMetrics {
-  /** Call after each committed batch: its events are counted within FOLLOW_EVERY_MS (or at the next scrape). */
+  /** Call after each committed batch: its events are counted within FOLLOW_EVERY_MS (or at the next scrape); nothing before the first collection. */
   committed(): void;
   stop(): void;
 }
@@ -43,10 +43,10 @@ export interface LedgerMetrics {
 /**
  * The Sluice metrics of docs/metrics.md, served by the ledger. The request counters and
  * histograms come from what the projection committed (metrics-follow.ts: each event once,
- * whatever the stream redelivered, with the cost and savings the projection computed), counted
- * after commits and brought up to the stored position by every collection: the gauges' callback
- * runs before the SDK reads this meter's counters, so a scrape shows every event committed
- * before it. The gauges are read on collection: circuits from a watch of `sluice_circuits`, the
+ * whatever the stream redelivered, with the cost and savings the projection computed), from the
+ * first collection on: counted within FOLLOW_EVERY_MS of each commit, and brought up to the
+ * stored position by every collection (the gauges' callback runs before the SDK reads this
+ * meter's counters, so a scrape shows every event committed before it). The gauges are read on collection: circuits from a watch of `sluice_circuits`, the
  * degrade level from the control watch, each durable's backlog from JetStream, budget use from
  * the projection.
  *
@@ -75,12 +75,18 @@ export async function startLedgerMetrics(deps: LedgerMetricsDeps): Promise<Ledge
     else i.record(m.value, m.attributes);
   };
 
-  const follower = followCommitted(deps.db, deps.positionName, await readPosition(deps.db, deps.positionName), (e) => measure(e).forEach(record));
+  // made at the first collection: until something reads the metrics, nothing is counted and the
+  // projection pays nothing for them (counters start at 0 there, as after a restart)
+  let follower: CommittedFollower | undefined;
   let timer: NodeJS.Timeout | undefined;
-  const follow = () =>
-    follower.sync().catch((err: unknown) => {
-      log.warn({ err, cursor: follower.cursor() }, 'could not count committed events for the metrics; retrying at the next commit or scrape');
-    });
+  const follow = async () => {
+    try {
+      follower ??= followCommitted(deps.db, deps.positionName, await readPosition(deps.db, deps.positionName), (e) => measure(e).forEach(record));
+      await follower.sync();
+    } catch (err) {
+      log.warn({ err, cursor: follower?.cursor() }, 'could not count committed events for the metrics; retrying at the next commit or scrape');
+    }
+  };
 
   const circuits = await followCircuits(deps.circuits, log);
   const circuitState = meter.createObservableGauge('sluice.circuit.state', {
@@ -120,6 +126,7 @@ export async function startLedgerMetrics(deps: LedgerMetricsDeps): Promise<Ledge
 
   return {
     committed() {
+      if (!follower) return;
       timer ??= setTimeout(() => {
         timer = undefined;
         void follow();
