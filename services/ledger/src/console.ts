@@ -11,8 +11,8 @@ import type { DegradeState, SluiceConfig } from '@sluice/contracts';
  * The web console (docs/console.md): a page at `/` and its files under `/console/`, plain HTML,
  * CSS and ES modules from `services/ledger/console/` with no build step, and Chart.js from
  * node_modules. The page holds no data and no key: it asks for an admin or tenant read key and
- * reads the ledger's API with it, like any other client. This file also serves the two live
- * routes the API lacked: the degrade level and the circuits.
+ * reads the ledger's API with it, like any other client. This file also serves the routes the
+ * API lacked: who a key is, the live degrade level and the circuits.
  */
 
 /** What the live routes read; absent (a ledger without NATS, tests of the API alone): they answer 404. */
@@ -37,7 +37,6 @@ const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
   '.css': 'text/css; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',
-  '.svg': 'image/svg+xml',
 };
 
 /**
