@@ -1,4 +1,5 @@
 import {
+  billedPrice,
   bodyFor,
   isWholeAnswer,
   makeEvent,
@@ -14,6 +15,7 @@ import {
   type EmbeddingUse,
   type EventDataOf,
   type SemanticLookup,
+  type SluiceConfig,
   type SluiceEvent,
 } from '@sluice/contracts';
 import type { CacheEntry } from './entry.js';
@@ -35,6 +37,13 @@ const fieldsOf = (admitted: Admitted, now: number, reason: string) => ({
 });
 
 /**
+ * The price of the answering model when a cached answer is served, from the live config's
+ * `models`: what the ledger computes its saving at, recorded on the event so a rebuild saves the
+ * same (docs/ledger.md). Without `models`, none is recorded.
+ */
+const savedAt = (answer: Answer, models: SluiceConfig['models'] | undefined) => (models ? { price: billedPrice(models, answer.model, false) } : {});
+
+/**
  * What the cache does with an admitted request once it knows what the bucket held under the
  * request's key (`ctx.request.cacheKey`, computed at ingress; none means the request asked to
  * bypass the cache and nothing was read). A hit answers with the stored body whole, tool calls,
@@ -43,9 +52,9 @@ const fieldsOf = (admitted: Admitted, now: number, reason: string) => ({
  * `expiresAt` (a TTL shorter than the bucket's) is a miss.
  *
  * @example
- * decideLookup(admitted, entry, Date.now()).event.type // 'cache.hit' | 'cache.missed'
+ * decideLookup(admitted, entry, Date.now(), config.models).event.type // 'cache.hit' | 'cache.missed'
  */
-export function decideLookup(admitted: Admitted, entry: CacheEntry | undefined, now: number): LookupDecision {
+export function decideLookup(admitted: Admitted, entry: CacheEntry | undefined, now: number, models?: SluiceConfig['models']): LookupDecision {
   const { ctx, estimatedTokens } = admitted.data;
   const key = ctx.request.cacheKey;
   if (key === undefined) {
@@ -65,19 +74,22 @@ export function decideLookup(admitted: Admitted, entry: CacheEntry | undefined, 
     answer,
     storedAt: entry.storedAt,
     kind: 'exact',
+    ...savedAt(answer, models),
   });
   return { event, replies: repliesOf(admitted, answer, 'hit', now) };
 }
 
 /**
  * A semantic hit: the answer stored under another request's key (`matched`), whose question the
- * index found at `similarity` and the guard let through (docs/caching.md).
+ * index found at `similarity` and the guard let through (docs/caching.md). `models`: the live
+ * config's, for the price recorded with it.
  */
 export function decideSemanticHit(
   admitted: Admitted,
   matched: { key: string; entry: CacheEntry; similarity: number; threshold: number },
   embedding: EmbeddingUse | undefined,
   now: number,
+  models?: SluiceConfig['models'],
 ): LookupDecision {
   const { entry, similarity } = matched;
   const ageSeconds = Math.max(0, Math.round((now - entry.storedAt) / 1000));
@@ -91,6 +103,7 @@ export function decideSemanticHit(
     similarity: round(similarity),
     matchedRequestId: entry.requestId,
     ...(embedding ? { embedding } : {}),
+    ...savedAt(entry.answer, models),
   });
   return { event, replies: repliesOf(admitted, entry.answer, 'semantic', now) };
 }
@@ -123,11 +136,12 @@ export function decideMiss(admitted: Admitted, findings: MissFindings, now: numb
   return makeEvent('cache.missed', fieldsOf(admitted, now, findings.reason), data);
 }
 
-/** A follower of an identical request in flight, answered with its leader's answer. */
+/** A follower of an identical request in flight, answered with its leader's answer (`models`: the live config's, for its price). */
 export function decideCoalesced(
   admitted: Admitted,
   joined: { leaderRequestId: string; answer: Answer; waitedMs: number },
   now: number,
+  models?: SluiceConfig['models'],
 ): { event: SluiceEvent<'cache.coalesced'>; replies: ChatReply[] } {
   const key = admitted.data.ctx.request.cacheKey!;
   const reason = `coalesced: answered with request ${joined.leaderRequestId}'s answer after waiting ${Math.round(joined.waitedMs)} ms`;
@@ -137,6 +151,7 @@ export function decideCoalesced(
     answer: joined.answer,
     leaderRequestId: joined.leaderRequestId,
     waitedMs: Math.round(joined.waitedMs),
+    ...savedAt(joined.answer, models),
   });
   return { event, replies: repliesOf(admitted, joined.answer, 'coalesced', now) };
 }

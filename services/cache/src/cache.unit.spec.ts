@@ -130,6 +130,25 @@ describe('expiry, semantic hits, coalescing and misses', () => {
   });
 });
 
+describe('the price recorded on a cached answer', () => {
+  const models = { 'gpt-4o-mini': { deployments: ['sim'], fallback: [], price: { inputPerMTok: 0.15, outputPerMTok: 0.6 } } } as never;
+  const PRICE = { inputPerMTok: 0.15, outputPerMTok: 0.6, source: 'config' };
+
+  it("given the live config's models, then every kind of hit records the answering model's price (what the ledger saves at)", () => {
+    expect(decideLookup(admitted('r1', 'acme', request()), entry, NOW, models).event.data).toMatchObject({ price: PRICE });
+    const other = keyOf('acme', 'the capital of France?');
+    const semantic = decideSemanticHit(admitted('r2', 'acme', request()), { key: other, entry, similarity: 0.95, threshold: 0.9 }, undefined, NOW, models);
+    expect(semantic.event.data).toMatchObject({ price: PRICE });
+    const coalesced = decideCoalesced(admitted('r3', 'acme', request()), { leaderRequestId: 'r0', answer: entry.answer, waitedMs: 5 }, NOW, models);
+    expect(coalesced.event.data).toMatchObject({ price: PRICE });
+  });
+
+  it('given no models, then no price is recorded (the ledger saves at its own config); a miss never carries one', () => {
+    expect(decideLookup(admitted('r1', 'acme', request()), entry, NOW).event.data).not.toHaveProperty('price');
+    expect(decideLookup(admitted('r1', 'acme', request()), undefined, NOW, models).event.data).not.toHaveProperty('price');
+  });
+});
+
 describe('asEntry', () => {
   it('accepts a stored entry and refuses other shapes', () => {
     expect(asEntry(JSON.parse(JSON.stringify(entry)))).toEqual(entry);

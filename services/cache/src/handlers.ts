@@ -42,19 +42,20 @@ export function onChatAdmitted(deps: CacheDeps) {
     // the key was computed at ingress and names its tenant: never read another tenant's entry
     const mine = key?.startsWith(`${event.tenant}.`) ? key : undefined;
     const readEntry = async () => (mine ? asEntry((await getJson<unknown>(deps.cache, mine))?.value) : undefined);
-    const exact = decideLookup(event, await readEntry(), now());
+    const config = deps.config();
+    // the answering model's price is recorded on a hit: the ledger computes its saving with it
+    const exact = decideLookup(event, await readEntry(), now(), config.models);
     if (exact.event.type === 'cache.hit' || mine === undefined)
       return decided(
         [exact.event],
         exact.replies.map((reply) => ({ to: ctx.replyTo, reply })),
       );
 
-    const config = deps.config();
     const findings: MissFindings = { reason: exact.event.reason };
     if (deps.coalescer && config.cache.coalesce.enabled) {
       const joined = await deps.coalescer.join(mine, event.requestId, ctx.deadline);
       if (joined.role === 'follower') {
-        const d = decideCoalesced(event, joined, now());
+        const d = decideCoalesced(event, joined, now(), config.models);
         return decided(
           [d.event],
           d.replies.map((reply) => ({ to: ctx.replyTo, reply })),
@@ -68,7 +69,7 @@ export function onChatAdmitted(deps: CacheDeps) {
       if (joined.takeover) findings.takeover = joined.takeover;
       if (joined.takeover && joined.revision > 0) {
         // the leader it took over from may have stored its answer since the first read
-        const again = decideLookup(event, await readEntry(), now());
+        const again = decideLookup(event, await readEntry(), now(), config.models);
         if (again.event.type === 'cache.hit') {
           await deps.coalescer.answered(mine, event.requestId, joined.revision, again.event.data.answer);
           return decided(
@@ -84,7 +85,7 @@ export function onChatAdmitted(deps: CacheDeps) {
       const ttl = ttlFor(config, event.tenant, ctx.request, deps.ttlSeconds());
       const outcome = await lookupSemantic(deps.semantic, config, event, threshold, ttl, now);
       if ('hit' in outcome) {
-        const d = decideSemanticHit(event, outcome.hit, outcome.embedding, now());
+        const d = decideSemanticHit(event, outcome.hit, outcome.embedding, now(), config.models);
         if (findings.leads !== undefined) await deps.coalescer?.answered(mine, event.requestId, findings.leads, outcome.hit.entry.answer);
         return decided(
           [d.event],

@@ -1,5 +1,5 @@
 import OpenAI from 'openai';
-import type { EmbeddingUse, SluiceConfig } from '@sluice/contracts';
+import { billedPrice, type EmbeddingUse, type SluiceConfig } from '@sluice/contracts';
 
 /** A placeholder key: the simulator and many self-hosted upstreams ignore it, the SDK insists on one. */
 const NO_KEY = 'sk-none';
@@ -44,7 +44,9 @@ export class Embedder {
         const vector = unit(answer.data[0]?.embedding);
         if (!vector || vector.length !== dimensions) throw new Error(`it answered a vector of ${vector?.length ?? 0} dimensions, not ${dimensions}`);
         const usage = { prompt_tokens: answer.usage.prompt_tokens, total_tokens: answer.usage.total_tokens };
-        return { vector, use: { model, deployment: name, usage, latencyMs: Math.round((performance.now() - started) * 10) / 10 } };
+        // its price as configured now: the ledger bills the embedding with it (docs/ledger.md)
+        const price = billedPrice(config.models, model, false);
+        return { vector, use: { model, deployment: name, usage, latencyMs: Math.round((performance.now() - started) * 10) / 10, price } };
       } catch (err) {
         errors.push(`${name}: ${err instanceof Error ? err.message : String(err)}`.slice(0, 200));
       }
