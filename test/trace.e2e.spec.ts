@@ -1,12 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SluiceClient } from '@sluice/client';
 import { eventually } from '@sluice/bus/testing';
+import { freePort } from '@sluice/bus/nats-server';
 import { startOtlpReceiver as startReceiver } from '@sluice/scripts/otlp';
 import { DEV_KEY, startE2eStack, type E2eStack } from './harness.js';
 
 // The whole stack with tracing on, exporting to an OTLP/HTTP receiver in this process: one
 // request must be one trace, hop after hop, with each consumer span the child of the span that
-// published its input.
+// published its input, and the invoker's upstream call a GenAI client span (docs/metrics.md).
+// The invoker serves /metrics on a port of its own here, to show the GenAI metrics of the same calls.
 
 /** OTLP span kinds as the JSON encoding numbers them. */
 const Kind = { server: 2, client: 3, producer: 4, consumer: 5 } as const;
@@ -22,7 +24,7 @@ interface ReceivedSpan {
   links: Array<{ traceId: string; spanId: string }>;
 }
 
-type OtlpValue = { stringValue?: string; intValue?: string | number; boolValue?: boolean; doubleValue?: number };
+type OtlpValue = { stringValue?: string; intValue?: string | number; boolValue?: boolean; doubleValue?: number; arrayValue?: { values?: OtlpValue[] } };
 type OtlpAttribute = { key: string; value: OtlpValue };
 interface OtlpExport {
   resourceSpans?: Array<{
@@ -59,6 +61,7 @@ async function startOtlpReceiver(): Promise<{ url: string; spans: ReceivedSpan[]
 function valueOf(v: OtlpValue | undefined): unknown {
   if (!v) return undefined;
   if (v.intValue !== undefined) return Number(v.intValue);
+  if (v.arrayValue) return (v.arrayValue.values ?? []).map(valueOf);
   return v.stringValue ?? v.boolValue ?? v.doubleValue;
 }
 
@@ -75,6 +78,7 @@ beforeAll(async () => {
       // ingress logs each accepted request at debug: a line the trace id must show up on
       LOG_LEVEL: 'debug',
     },
+    metricsPorts: { invoker: await freePort() },
   });
 });
 afterAll(async () => {
@@ -150,9 +154,40 @@ function expectChain(spans: ReceivedSpan[], ingressSpan: ReceivedSpan): void {
   );
   expect(upstreamCall, 'the invoker traces its call to the upstream').toBeDefined();
   expect(isDescendant(spans, upstreamCall!, invoking), 'the upstream call runs inside the chat.routed consumer span').toBe(true);
+  expectGenAiSpan(spans, invoking, upstreamCall!);
 
   const services = new Set(spans.map((s) => s.service));
   for (const s of ['sluice-ingress', 'sluice-limiter', 'sluice-cache', 'sluice-router', 'sluice-invoker', 'sluice-ledger']) expect(services).toContain(s);
+}
+
+/**
+ * The upstream call as semconv's GenAI client span: `chat {model}` inside the chat.routed consumer
+ * span, the HTTP client span its child, with the operation, provider, models, usage, finish
+ * reasons, the upstream's own response id, the server, and the request's Sluice ids.
+ */
+function expectGenAiSpan(spans: ReceivedSpan[], invoking: ReceivedSpan, httpCall: ReceivedSpan): void {
+  const genAi = one(spans, 'sluice-invoker', Kind.client, 'chat gpt-4o-mini');
+  expect(isDescendant(spans, genAi, invoking), 'the GenAI span runs inside the chat.routed consumer span').toBe(true);
+  expect(httpCall.parentSpanId, "the HTTP call is the GenAI span's child").toBe(genAi.spanId);
+  const a = genAi.attributes;
+  expect(a).toMatchObject({
+    'gen_ai.operation.name': 'chat',
+    'gen_ai.provider.name': 'openai',
+    'gen_ai.request.model': 'gpt-4o-mini',
+    'gen_ai.response.finish_reasons': ['stop'],
+    'server.address': '127.0.0.1',
+    'server.port': stack.sim!.port,
+    'sluice.request_id': invoking.attributes['sluice.request_id'],
+    'sluice.tenant': 'dev',
+    'sluice.deployment': 'primary',
+  });
+  expect(a['gen_ai.response.model']).toMatch(/^gpt-4o-mini/);
+  expect(a['gen_ai.usage.input_tokens']).toBeGreaterThan(0);
+  expect(a['gen_ai.usage.output_tokens']).toBeGreaterThan(0);
+  // the upstream's id, not the chatcmpl-<requestId> the client is given
+  expect(a['gen_ai.response.id']).toEqual(expect.any(String));
+  expect(a['gen_ai.response.id']).not.toBe(`chatcmpl-${String(invoking.attributes['sluice.request_id'])}`);
+  expect(a['error.type']).toBeUndefined();
 }
 
 /** A service's output line (`[name] {...}`) as pino's JSON, or {} when it is not JSON. */
@@ -229,6 +264,21 @@ describe('tracing across the pipeline', () => {
       SETTLE_MS,
     );
     expect(receiver.spans.filter((s) => s.traceId === unsampled || s.attributes['sluice.request_id'] === skipped)).toEqual([]);
+  });
+
+  it("serves the GenAI metrics of the invoker's upstream calls on its /metrics port", async () => {
+    await stack.openai().chat.completions.create(ask('Count my tokens'));
+    // recorded before chat.completed is published, so before the answer arrives
+    const text = await (await fetch(stack.metricsUrls.invoker!)).text();
+    const input = text.split('\n').find((l) => l.startsWith('gen_ai_client_token_usage_count{') && l.includes('gen_ai_token_type="input"'));
+    expect(input, 'a token usage histogram for input tokens').toBeDefined();
+    expect(input).toContain('gen_ai_request_model="gpt-4o-mini"');
+    expect(input).toContain('sluice_tenant="dev"');
+    expect(input).toContain('sluice_deployment="primary"');
+    // every request of this file so far went upstream once
+    expect(Number(input!.split(' ').at(-1))).toBeGreaterThanOrEqual(1);
+    expect(text).toMatch(/^# TYPE gen_ai_client_operation_duration histogram$/m);
+    expect(text).toMatch(/^gen_ai_client_operation_duration_bucket\{.*le="81.92"\} \d+$/m);
   });
 
   it("continues the HTTP caller's traceparent", async () => {

@@ -49,7 +49,8 @@ export function meter(name: MeterName): Meter {
  * OTEL_RESOURCE_ATTRIBUTES. Resolves false, loading nothing, when `SLUICE_METRICS=off` or
  * `OTEL_SDK_DISABLED=true`.
  */
-export async function startMetrics(env: NodeJS.ProcessEnv = process.env): Promise<boolean> {
+export async function startMetrics(): Promise<boolean> {
+  const env = process.env;
   if (env.SLUICE_METRICS === 'off' || env.OTEL_SDK_DISABLED === 'true') return false;
   if (handle()) return true;
   const { startMeterProvider } = await import('./metrics-sdk.js');

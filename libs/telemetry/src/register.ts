@@ -17,4 +17,4 @@ if ((env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) 
   startTracing();
 }
 // after tracing: see metrics-sdk.ts
-await startMetrics(env);
+await startMetrics();

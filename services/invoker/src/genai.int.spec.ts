@@ -15,7 +15,7 @@ import { ClientPool } from './upstream.js';
 let sim: Sim;
 let server: MetricsServer;
 beforeAll(async () => {
-  expect(await startMetrics({})).toBe(true);
+  expect(await startMetrics()).toBe(true);
   server = (await serveMetrics(await freePort()))!;
   sim = await startSim({ port: 0 });
 });
