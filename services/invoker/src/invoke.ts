@@ -104,6 +104,8 @@ export function createInvoker(deps: InvokerDeps): Invoke {
       delivery,
       settings: config.invoker,
       deployments: config.deployments,
+      // each answer records the price it is billed at (the ledger rebuilds exactly from it)
+      models: config.models,
       maxPayload: deps.maxPayload(),
       random,
       queuedMs,
