@@ -54,7 +54,7 @@ export function recordedFate(r: RecordedRequest, baseline: Pick<SluiceConfig, 'm
 }
 
 /** The semantic lookup's embedding call, priced as recorded (or at the baseline's input price). */
-export function embeddingOf(e: EmbeddingUse | undefined, models: Pick<SluiceConfig, 'models'>): EmbeddingBill | undefined {
+function embeddingOf(e: EmbeddingUse | undefined, models: Pick<SluiceConfig, 'models'>): EmbeddingBill | undefined {
   if (!e) return undefined;
   return { model: e.model, tokens: e.usage.prompt_tokens, price: e.price ?? billedPrice(models.models, e.model, false) };
 }

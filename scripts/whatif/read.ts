@@ -7,7 +7,7 @@ import { parseEvent, Subjects, Topology, type AnyEvent } from '@sluice/contracts
  * (completes, fails, is released from hold) after it. Ten minutes covers the default deadline of
  * 60 s many times over; a request still without an end by then counts as pending.
  */
-export const SETTLE_MS = 10 * 60_000;
+const SETTLE_MS = 10 * 60_000;
 
 /** What reading the stream found: the events, and the ones it could not read. */
 export interface Read {

@@ -2,7 +2,7 @@ import { STATIC_FALLBACK, type AnyEvent, type SluiceEvent } from '@sluice/contra
 import type { CanaryRollbacks } from '@sluice/bus';
 
 /** How a recorded request ended: its terminal event (none yet: still pending, or held). */
-export type Terminal = Extract<
+type Terminal = Extract<
   AnyEvent,
   { type: 'chat.rejected' | 'chat.throttled' | 'cache.hit' | 'cache.coalesced' | 'chat.shed' | 'chat.completed' | 'chat.failed' | 'chat.cancelled' }
 >;

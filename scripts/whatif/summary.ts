@@ -1,13 +1,13 @@
 import { costUsd, formatUsd, usdUnits, type Price } from '@sluice/ledger/whatif';
 
 /** Tokens an answer was billed for (OpenAI's usage names). */
-export interface Tokens {
+interface Tokens {
   prompt_tokens: number;
   completion_tokens: number;
 }
 
 /** An upstream answer, priced: the model and deployment that answered, its tokens, the price they are billed at. */
-export interface Bill {
+interface Bill {
   model: string;
   deployment: string;
   usage: Tokens;
