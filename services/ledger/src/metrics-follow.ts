@@ -12,10 +12,10 @@ const PAGE = 2000;
  */
 const MAX_IN_FLIGHT = 100_000;
 
-/** The rows whose request row is read: terminal events (outcome, cost, savings) and cache.missed (an embedding's cost). */
-const JOINED = [...TERMINAL_TYPES, 'cache.missed'];
+/** The events whose request row is read: terminal events (outcome, cost, savings) and cache.missed (an embedding's cost). */
+const JOINED: ReadonlySet<string> = new Set([...TERMINAL_TYPES, 'cache.missed']);
 
-interface Row {
+interface EventRow {
   seq: number | string;
   request_id: string | null;
   type: string;
@@ -25,16 +25,19 @@ interface Row {
   layer: string | null;
   code: string | null;
   embedding_model: string | null;
-  joined: string | null;
+}
+
+interface RequestRow {
+  request_id: string;
   requested_model: string | null;
   model: string | null;
   priority: string | null;
   variant: string | null;
   feature: string | null;
-  received_at: Date | null;
-  cost_usd: string | null;
-  saved_usd: string | null;
-  embedding_usd: string | null;
+  received_at: Date;
+  cost_usd: string;
+  saved_usd: string;
+  embedding_usd: string;
   cache_kind: string | null;
 }
 
@@ -60,9 +63,10 @@ export interface CommittedFollower {
  * savings it computed); every event of a request with the request's stage input before it, kept
  * in memory from the rows read (a request already in flight when the follower started has none).
  *
- * Costs: reading 2,000 requests' events (9,000 rows read of 10,500) took the ledger 330 ms of CPU
- * on PGlite, 40 % of what projecting them took (820 ms), and 130 ms on Postgres (30 % of 430 ms):
- * the rows' transfer, not the SQL. measure() and recording are 10 µs a request of that.
+ * Costs: reading 2,000 requests' events (9,000 rows of 10,500) took the ledger 250-300 ms of CPU
+ * on PGlite, about 30 % of what projecting them took (810-960 ms), and 110-160 ms on Postgres
+ * (420-460 ms): the rows' transfer more than the SQL (a shared, loaded 2-core machine, so ranges).
+ * measure() and recording are 10 µs a request of that. Nothing is read until the first collection.
  *
  * @example
  * const follower = followCommitted(db, LEDGER_POSITION, await readPosition(db, LEDGER_POSITION), (e) => measure(e).forEach(record));
@@ -74,9 +78,9 @@ export function followCommitted(db: Db, positionName: string, from: number, onEv
   let queued: Promise<void> | undefined;
   const lastInput = new Map<string, { type: string; at: number }>();
 
-  const handle = (r: Row) => {
+  const handle = (r: EventRow, requests: Map<string, RequestRow>) => {
     const id = r.request_id;
-    const e = toCommitted(r, id === null ? undefined : lastInput.get(id));
+    const e = toCommitted(r, JOINED.has(r.type) && id !== null ? requests.get(id) : undefined, id === null ? undefined : lastInput.get(id));
     onEvent(e);
     if (id === null) return;
     if (TERMINAL_TYPES.has(e.type)) {
@@ -93,7 +97,8 @@ export function followCommitted(db: Db, positionName: string, from: number, onEv
     const bound = await readPosition(db, positionName);
     while (cursor < bound) {
       const rows = await readPage(db, cursor, bound, pageSize);
-      rows.forEach(handle);
+      const requests = await readRequests(db, rows);
+      for (const r of rows) handle(r, requests);
       cursor = rows.length < pageSize ? bound : Number(rows[rows.length - 1]!.seq);
     }
   };
@@ -112,22 +117,32 @@ export function followCommitted(db: Db, positionName: string, from: number, onEv
   };
 }
 
-async function readPage(db: Db, after: number, upTo: number, limit: number): Promise<Row[]> {
-  const types = (list: readonly string[]) => sql.join(list.map((t) => sql.lit(t)));
-  const { rows } = await sql<Row>`
-    select e.seq, e.request_id, e.type, e.tenant, e.service, e.at,
-      e.data->>'layer' as layer, e.data->>'code' as code, e.data->'embedding'->>'model' as embedding_model,
-      r.request_id as joined, r.requested_model, r.model, r.priority, r.variant, r.feature, r.received_at,
-      r.cost_usd, r.saved_usd, r.embedding_usd, r.cache_kind
-    from events e
-    left join requests r on e.type in (${types(JOINED)}) and r.request_id = e.request_id
-    where e.seq > ${after} and e.seq <= ${upTo} and e.type in (${types(READ_TYPES)})
-    order by e.seq
+// Two statements a page rather than a join: on PGlite each column of each row costs, and most
+// rows need no request columns (a join made reading 40 % dearer, measured).
+async function readPage(db: Db, after: number, upTo: number, limit: number): Promise<EventRow[]> {
+  const { rows } = await sql<EventRow>`
+    select seq, request_id, type, tenant, service, at,
+      data->>'layer' as layer, data->>'code' as code, data->'embedding'->>'model' as embedding_model
+    from events
+    where seq > ${after} and seq <= ${upTo} and type in (${sql.join(READ_TYPES.map((t) => sql.lit(t)))})
+    order by seq
     limit ${limit}`.execute(db);
   return rows;
 }
 
-function toCommitted(r: Row, previous: { type: string; at: number } | undefined): CommittedEvent {
+/** The request rows of a page's events that need one, by request id. */
+async function readRequests(db: Db, rows: EventRow[]): Promise<Map<string, RequestRow>> {
+  const ids = [...new Set(rows.flatMap((r) => (JOINED.has(r.type) && r.request_id !== null ? [r.request_id] : [])))];
+  if (ids.length === 0) return new Map();
+  const found = await db
+    .selectFrom('requests')
+    .select(['request_id', 'requested_model', 'model', 'priority', 'variant', 'feature', 'received_at', 'cost_usd', 'saved_usd', 'embedding_usd', 'cache_kind'])
+    .where(sql<boolean>`request_id = any(${ids}::text[])`)
+    .execute();
+  return new Map(found.map((r) => [r.request_id, r]));
+}
+
+function toCommitted(r: EventRow, request: RequestRow | undefined, previous: { type: string; at: number } | undefined): CommittedEvent {
   return {
     seq: Number(r.seq),
     type: r.type,
@@ -137,21 +152,20 @@ function toCommitted(r: Row, previous: { type: string; at: number } | undefined)
     layer: r.layer,
     code: r.code,
     embeddingModel: r.embedding_model,
-    request:
-      r.joined === null
-        ? null
-        : {
-            requestedModel: r.requested_model,
-            model: r.model,
-            lane: r.priority,
-            variant: r.variant,
-            feature: r.feature,
-            receivedAt: r.received_at!.getTime(),
-            costUsd: r.cost_usd ?? '0',
-            savedUsd: r.saved_usd ?? '0',
-            embeddingUsd: r.embedding_usd ?? '0',
-            cacheKind: r.cache_kind,
-          },
+    request: request
+      ? {
+          requestedModel: request.requested_model,
+          model: request.model,
+          lane: request.priority,
+          variant: request.variant,
+          feature: request.feature,
+          receivedAt: request.received_at.getTime(),
+          costUsd: request.cost_usd,
+          savedUsd: request.saved_usd,
+          embeddingUsd: request.embedding_usd,
+          cacheKind: request.cache_kind,
+        }
+      : null,
     previous: previous ?? null,
   };
 }
