@@ -241,12 +241,15 @@ describe('scrape targets and ports agree with docs/metrics.md', () => {
   const env = (service: string, name: string) => compose.services[service]?.environment?.[name];
 
   it('compose: Prometheus scrapes each service at its port, and the service listens there', () => {
+    // every replica's address from Docker's DNS, at the service's port
     const config = parse(read('deploy/prometheus/prometheus.yml')) as {
-      scrape_configs: Array<{ job_name: string; static_configs: Array<{ targets: string[] }> }>;
+      scrape_configs: Array<{ job_name: string; dns_sd_configs?: Array<{ names: string[]; type: string; port: number }> }>;
     };
-    const targets = new Map(config.scrape_configs.map((s) => [s.job_name, s.static_configs.flatMap((c) => c.targets)]));
+    const targets = new Map(
+      config.scrape_configs.map((s) => [s.job_name, (s.dns_sd_configs ?? []).flatMap((c) => c.names.map((n) => `${c.type} ${n}:${c.port}`))]),
+    );
     for (const { service, port, env: variable } of ports) {
-      expect(targets.get(`sluice-${service}`), service).toEqual([`${service}:${port}`]);
+      expect(targets.get(`sluice-${service}`), service).toEqual([`A ${service}:${port}`]);
       expect(env(service, variable), `${service} ${variable}`).toBe(String(port));
     }
   });
