@@ -3,6 +3,7 @@ import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { defaultResource, detectResources, envDetector } from '@opentelemetry/resources';
 import { MeterProvider, PeriodicExportingMetricReader, type IMetricReader } from '@opentelemetry/sdk-metrics';
 import type { MetricsHandle } from './metrics.js';
+import { observeProcess } from './process-metrics.js';
 
 /**
  * The MeterProvider behind `startMetrics` (metrics.ts), loaded only when metrics are on. The
@@ -29,6 +30,8 @@ export async function startMeterProvider(env: NodeJS.ProcessEnv): Promise<Metric
   const resource = defaultResource().merge(detectResources({ detectors: [envDetector] }));
   const provider = new MeterProvider({ resource, readers });
   metrics.setGlobalMeterProvider(provider);
+  // CPU, memory and event loop, under this library's scope: read at collection only
+  observeProcess(provider.getMeter('@sluice/telemetry'));
   return {
     serve: (req, res) => prometheus.getMetricsRequestHandler(req, res),
     shutdown: () => provider.shutdown(),

@@ -84,6 +84,12 @@ describe('metrics on, pushed over OTLP as well', () => {
     const text = await (await fetch(server.url)).text();
     expect(text).toMatch(/^sluice_test_requests_total\{sluice_tenant="acme",otel_scope_name="sluice.router"\} 3$/m);
     expect(text).toMatch(/^target_info\{.*service_name="sluice-test"/m);
+    // the process's own, read at the scrape
+    expect(text).toMatch(/^process_cpu_time_total\{cpu_mode="user",otel_scope_name="@sluice\/telemetry"\} [\d.]+$/m);
+    expect(Number(/^process_memory_usage\{.*\} (\d+)$/m.exec(text)?.[1])).toBeGreaterThan(1e6);
+    const elu = Number(/^nodejs_eventloop_utilization\{.*\} ([\d.e-]+)$/m.exec(text)?.[1]);
+    expect(elu).toBeGreaterThanOrEqual(0);
+    expect(elu).toBeLessThanOrEqual(1);
     expect((await fetch(server.url.replace('/metrics', '/'))).status).toBe(404);
     // a second server on the same port is refused, not silently skipped
     await expect(serveMetrics(port)).rejects.toThrow(/EADDRINUSE/);
