@@ -13,7 +13,7 @@ import type { FastifyInstance } from 'fastify';
 import { connectBus, ensureTopology, publishEvent, type Bus } from '@sluice/bus';
 import { freePort, startNats, type LocalNats } from '@sluice/bus/nats-server';
 import { eventually } from '@sluice/bus/testing';
-import { billedPrice, makeEvent, STATIC_FALLBACK, STATIC_PRICE, type AnyEvent, type BilledPrice, type ModelPrice } from '@sluice/contracts';
+import { billedPrice, budgetsFor, makeEvent, STATIC_FALLBACK, STATIC_PRICE, type AnyEvent, type BilledPrice, type ModelPrice } from '@sluice/contracts';
 import { chatRequest, requestContext } from '@sluice/contracts/testing';
 import { createLogger } from '@sluice/telemetry';
 import { asAdmin, readersConfig } from './auth-fixtures.js';
@@ -45,6 +45,15 @@ const AFTER: Models = Object.fromEntries(
   ]),
 );
 
+// acme's daily budget: its answers' spend (0.0227 USD) crosses every default threshold (alerts in the outbox)
+const config = readersConfig({ acme: { budgets: [{ id: 'daily', scope: 'tenant', window: 'daily', limitUsd: 0.02 }] } });
+const [budget] = budgetsFor(config, { tenant: 'acme' }, T0);
+const counter = `${budget!.budgetKey}.${budget!.windowId}`;
+
+/** acme's admissions reserve on its budget, as the limiter's would. */
+const reserving = (e: AnyEvent): AnyEvent =>
+  e.type === 'chat.admitted' && e.tenant === 'acme' ? { ...e, data: { ...e.data, budgets: { counters: [counter], reservedNanos: 5_000 } } } : e;
+
 /** `events` with their terminal event (the last) carrying `price`, as the stage that answered records it. */
 function stamped(events: AnyEvent[], price: BilledPrice, change: Record<string, unknown> = {}): AnyEvent[] {
   const end = events[events.length - 1]!;
@@ -59,7 +68,7 @@ function answers(models: Models): AnyEvent[] {
   const line = batchLine[batchLine.length - 1] as AnyEvent & { data: { ctx: ReturnType<typeof requestContext> } };
   const hit = semanticHitRequest(r('a6', T0 + 50), 'gpt-4o-mini', 800, 200, 6, { matched: 'a1', similarity: 0.96, embeddingTokens: 900 });
   const hitEnd = hit[hit.length - 1] as AnyEvent & { data: { embedding: ReturnType<typeof embeddingUse> } };
-  return [
+  const all: AnyEvent[] = [
     ...stamped(completedRequest(r('a1', T0), 'gpt-4o-mini', 1000, 500, 120), price('gpt-4o-mini')),
     ...stamped(completedRequest(r('a2', T0 + 10, { user: 'u2', feature: 'search' }), 'gpt-4o', 2000, 1000, 300), price('gpt-4o')),
     // a batch line: the model's batch price
@@ -83,6 +92,7 @@ function answers(models: Models): AnyEvent[] {
       },
     ),
   ];
+  return all.map(reserving);
 }
 
 describe('npm run ledger -- rebuild after a price change', () => {
@@ -110,7 +120,9 @@ describe('npm run ledger -- rebuild after a price change', () => {
   const snapshot = async () => ({
     requests: await db.selectFrom('requests').selectAll().orderBy('request_id').execute(),
     events: await db.selectFrom('events').selectAll().orderBy('seq').execute(),
-    counters: await db.selectFrom('budget_counters').selectAll().execute(),
+    reservations: await db.selectFrom('budget_reservations').selectAll().orderBy('request_id').execute(),
+    counters: await db.selectFrom('budget_counters').selectAll().orderBy('counter').execute(),
+    alerts: await db.selectFrom('budget_alerts').selectAll().orderBy('alert_id').execute(),
     costs: await get(`/v1/costs?${DAY}&groupBy=tenant,model,feature`),
     cache: await get(`/v1/cache?${DAY}&groupBy=tenant,model,kind`),
     slo: await get('/v1/slo?window=24h&groupBy=tenant'),
@@ -124,10 +136,16 @@ describe('npm run ledger -- rebuild after a price change', () => {
     ({ name: dbName, url: dbUrl } = await createTestDatabase('rebuild'));
     db = createDb({ databaseUrl: dbUrl, log });
     await migrate(db);
-    const config = readersConfig();
     app = buildApp({ db, positionName: LEDGER_POSITION, streamLastSeq: () => streamLastSeq(bus.jsm), now: () => T0 + 3_600_000, config: () => config });
     // the live config's prices: what an event without a recorded price is billed at
-    projector = await startProjector(bus, { db, log, priceOf: (m) => models[m]?.price, batchSize: 16, lingerMs: 2 });
+    projector = await startProjector(bus, {
+      db,
+      log,
+      priceOf: (m) => models[m]?.price,
+      budgetsOf: (subject, at) => budgetsFor(config, subject, at),
+      batchSize: 16,
+      lingerMs: 2,
+    });
     for (const e of answers(BEFORE)) await publishEvent(bus.js, e);
     await caughtUp();
   }, 60_000);
@@ -146,6 +164,9 @@ describe('npm run ledger -- rebuild after a price change', () => {
     const before = await snapshot();
     expect(before.requests).toHaveLength(8);
     expect(before.costs.totals).toMatchObject({ requests: 8, configPriced: 0 });
+    expect(before.counters).toHaveLength(1);
+    expect(before.reservations.length).toBeGreaterThan(0);
+    expect(before.alerts.map((a) => Number(a.threshold)).sort((x, y) => x - y)).toEqual([0.5, 0.75, 0.9, 1]);
     // the static answer is a degraded answer in the SLOs, not a success
     const globex = (before.slo.rows as Array<{ tenant: string; outcomes: Record<string, number> }>).find((r) => r.tenant === 'globex');
     expect(globex?.outcomes).toMatchObject({ degraded: 1, completed: 0 });
