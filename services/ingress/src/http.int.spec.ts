@@ -1,6 +1,7 @@
 import { createConnection } from 'node:net';
 import OpenAI, { APIError } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { shutdownMetrics, startMetrics } from '@sluice/telemetry';
 import { Subjects } from '@sluice/contracts';
 import { KEYS, startHarness, type Harness } from './testing.js';
 import { eventually } from '@sluice/bus/testing';
@@ -450,8 +451,18 @@ describe('HTTP front door: models, health, unknown routes', () => {
     expect((await fetch(`${h.baseURL}/models/small`)).status).toBe(401);
   });
 
-  it('answers /healthz, and unknown routes with an OpenAI-shaped 404 that lists the routes', async () => {
+  it('answers /healthz, /metrics without a key, and unknown routes with an OpenAI-shaped 404 that lists the routes', async () => {
     expect((await fetch(`${h.baseURL.replace('/v1', '')}/healthz`)).status).toBe(200);
+    const off = await fetch(`${h.baseURL.replace('/v1', '')}/metrics`);
+    expect([off.status, await off.text()]).toEqual([404, 'metrics are off (SLUICE_METRICS=off)\n']);
+    expect(await startMetrics()).toBe(true);
+    try {
+      const on = await fetch(`${h.baseURL.replace('/v1', '')}/metrics`);
+      expect(on.status).toBe(200);
+      expect(on.headers.get('content-type')).toContain('text/plain');
+    } finally {
+      await shutdownMetrics();
+    }
     const res = await fetch(`${h.baseURL}/audio/speech`, { method: 'POST' });
     expect(res.status).toBe(404);
     expect(res.headers.get('x-request-id')).toMatch(/^req_/);

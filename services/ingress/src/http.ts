@@ -17,7 +17,7 @@ import {
   type Tenant,
   type VirtualKey,
 } from '@sluice/contracts';
-import { SpanAttributes, tagHttpServerSpan, withTrace } from '@sluice/telemetry';
+import { metricsHandler, SpanAttributes, tagHttpServerSpan, withTrace } from '@sluice/telemetry';
 import type { IngressDeps } from './deps.js';
 import { rejectedEvent, requestedEvent } from './events.js';
 import { answerStream, answerWhole, sendError, sendStored } from './http-answer.js';
@@ -126,6 +126,8 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
   };
 
   app.get('/healthz', async () => ({ status: 'ok' }));
+  // Prometheus's scrape (docs/metrics.md): this process's own metrics, no tenant's answers or keys
+  app.get('/metrics', metricsHandler);
 
   app.get('/v1/models', { onRequest: authenticated }, async (request) => toModelList(request.sluice.tenant!, deps.config(), request.sluice.key));
 
