@@ -57,7 +57,7 @@ afterAll(async () => {
 
 /** Writes a candidate: the scenario's config changed by `change`. */
 function candidate(name: string, change: (c: Record<string, any>) => void = () => {}): string {
-  const c = scenarioConfig();
+  const c = scenarioConfig() as Record<string, any>;
   change(c);
   const file = join(dir, `${name}.json`);
   writeFileSync(file, JSON.stringify(c));

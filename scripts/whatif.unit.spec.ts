@@ -5,7 +5,7 @@ import { parseArgs, UsageError } from './whatif/args.js';
 import { recordingOf } from './whatif/record.js';
 import { replay, type CandidatePolicy } from './whatif/replay.js';
 import { changedCount, table, type WhatifReport } from './whatif/report.js';
-import { scenarioConfig, scenarioEvents } from './whatif/scenario.js';
+import { KEY, scenarioConfig, scenarioEvents, STEPS, type Step } from './whatif/scenario.js';
 import { summarize, usdChange } from './whatif/summary.js';
 
 const T0 = Date.parse('2026-11-30T12:00:00Z');
@@ -13,15 +13,17 @@ const base = parseConfig(scenarioConfig());
 
 /** Given the scenario's events, when replayed under `change(config)`: both summaries and the fates. */
 function whatif(
-  change: (c: ReturnType<typeof scenarioConfig>) => void = () => {},
+  change: (c: Raw) => void = () => {},
   knobs: Partial<CandidatePolicy> = {},
   events: AnyEvent[] = scenarioEvents(T0),
   from = T0,
+  opts: { semantic?: boolean } = {},
 ) {
-  const raw = scenarioConfig();
+  const raw = scenarioConfig(opts) as Raw;
   change(raw);
   const recording = recordingOf(events, from, T0 + 60_000);
-  const actualFates = recording.requests.map((r) => recordedFate(r, base));
+  const baseline = opts.semantic ? parseConfig(scenarioConfig(opts)) : base;
+  const actualFates = recording.requests.map((r) => recordedFate(r, baseline));
   const candidateFates = replay(recording, { config: parseConfig(raw), cache: 'on', balance: 'recorded', ...knobs });
   return { actual: summarize(actualFates), candidate: summarize(candidateFates), changed: changedCount(actualFates, candidateFates) };
 }
@@ -138,6 +140,104 @@ describe('what-if replay of a recorded scenario', () => {
     const { actual } = whatif(() => {}, {}, [...events, late2]);
     expect(actual.requests).toBe(6);
     expect(actual.outcomes.pending).toBe(1);
+  });
+});
+
+describe('what the recording says beyond the scenario', () => {
+  it('bills the actual at the price recorded on each event, the candidate at its config', () => {
+    const events = scenarioEvents(T0).map((e) => {
+      const recorded = { inputPerMTok: 3, outputPerMTok: 6, source: 'config' as const };
+      if (e.type === 'chat.completed' && e.requestId === 'r1') return { ...e, data: { ...e.data, price: recorded } };
+      if (e.type === 'cache.hit' && e.requestId === 'r2') return { ...e, data: { ...e.data, price: recorded } };
+      return e;
+    });
+    const { actual, candidate } = whatif(() => {}, {}, events);
+    // r1: 1000 × $3 + 500 × $6 per MTok = $0.006 instead of $0.002; r2 saved as much
+    expect(actual.costUsd).toBe('0.0497');
+    expect(actual.savedUsd).toBe('0.009');
+    expect(candidate.costUsd).toBe('0.0457');
+  });
+
+  // r7 was a semantic hit on r1's answer (similarity 0.95), r8 a semantic miss whose best candidate
+  // was r1's question at 0.85 (answered upstream, 100 + 100 tokens); each lookup embedded 10 tokens
+  const semantic: Step[] = [
+    ...STEPS,
+    { id: 'r7', model: 'm-small', key: KEY(5), end: { hitOf: 'r1', lookup: { similarity: 0.95, matchedKey: KEY(1), embeddingTokens: 10 } } },
+    {
+      id: 'r8',
+      model: 'm-small',
+      key: KEY(6),
+      end: {
+        usage: [100, 100],
+        answeredBy: { model: 'm-small', deployment: 'd1', tier: 'explicit' },
+        lookup: { similarity: 0.85, matchedKey: KEY(1), embeddingTokens: 10 },
+      },
+    },
+  ];
+  const semanticWhatif = (change: (c: Raw) => void) => whatif(change, {}, scenarioEvents(T0, semantic), T0, { semantic: true });
+
+  it('replays semantic lookups from their recorded similarity against the candidate threshold', () => {
+    const same = semanticWhatif(() => {});
+    expect(same.actual.cacheHits).toEqual({ exact: 2, semantic: 1 });
+    expect(same.actual.embeddingUsd).toBe('0.00002');
+    expect(same.actual.costUsd).toBe('0.04602');
+    expect(same.candidate).toEqual(same.actual);
+
+    // at 0.8 r8's candidate is close enough: a hit, and its $0.0003 answer is saved instead
+    const lower = semanticWhatif((c) => (c.tenants[0].cache.semantic.threshold = 0.8)).candidate;
+    expect(lower.cacheHits).toEqual({ exact: 2, semantic: 2 });
+    expect(lower.costUsd).toBe('0.04572');
+
+    // at 0.97 r7 misses and goes upstream with the token estimate: 10 + 100 tokens, $0.00021
+    const higher = semanticWhatif((c) => (c.tenants[0].cache.semantic.threshold = 0.97)).candidate;
+    expect(higher.cacheHits).toEqual({ exact: 2 });
+    expect(higher.estimatedUsage).toBe(1);
+    expect(higher.costUsd).toBe('0.04623');
+
+    // opted out: no lookup, no embedding paid
+    const off = semanticWhatif((c) => (c.tenants[0].cache.semantic.enabled = false)).candidate;
+    expect(off.embeddingUsd).toBe('0');
+    expect(off.cacheHits).toEqual({ exact: 2 });
+  });
+
+  it('coalesces a request with an identical one in flight, unless coalescing is off', () => {
+    // r7 asks r5's question 200 ms after it, while r5's upstream call is still running
+    const steps: Step[] = [...STEPS.slice(0, 5), { id: 'r7', model: 'm-small', key: KEY(4), end: { coalescedWith: 'r5' } }, STEPS[5]!];
+    const events = scenarioEvents(T0, steps).map((e) => {
+      if (e.requestId !== 'r7') return e;
+      const at = T0 + 4_200;
+      return { ...e, at: at + (e.at - (T0 + 5_000)), data: 'ctx' in e.data ? { ...e.data, ctx: { ...e.data.ctx, receivedAt: at } } : e.data } as AnyEvent;
+    });
+    const same = whatif(() => {}, {}, events);
+    expect(same.actual.cacheHits).toEqual({ coalesced: 1, exact: 2 });
+    expect(same.candidate).toEqual(same.actual);
+    const apart = whatif((c) => (c.cache.coalesce = { enabled: false }), {}, events).candidate;
+    expect(apart.cacheHits).toEqual({ exact: 2 });
+    expect(apart.costUsd).toBe('0.0487');
+  });
+
+  it('draws deployments by the candidate weights with --balance drawn, keeps the recorded ones otherwise', () => {
+    const spare = (c: Raw) => {
+      c.models['m-small'].deployments = ['d1', 'd3'];
+      c.deployments.d1.weight = 0;
+    };
+    expect(whatif(spare).candidate.deployments).toEqual({ d1: 3, d2: 1 });
+    expect(whatif(spare, { balance: 'drawn' }).candidate.deployments).toEqual({ d2: 1, d3: 3 });
+  });
+
+  it('routes a request held at level 4 again at the level it was released at', () => {
+    const events = scenarioEvents(T0).flatMap((e): AnyEvent[] => {
+      if (e.requestId !== 'r3' || e.type !== 'chat.routed') return [e];
+      const held = makeEvent(
+        'chat.held',
+        { requestId: 'r3', tenant: 'acme', service: ServiceName.Router, at: e.at - 1, reason: 'scenario' },
+        { ctx: e.data.ctx, key: KEY(2), estimatedTokens: 110, degradeLevel: 4 },
+      );
+      return [held, e];
+    });
+    const { actual, candidate } = whatif(() => {}, {}, events);
+    expect(candidate).toEqual(actual);
+    expect(whatif(() => {}, { degradeLevel: 4 }, events).candidate.outcomes).toMatchObject({ held: 6 });
   });
 });
 

@@ -105,7 +105,8 @@ class Replay {
       { requestId: r.requestId, tenant: r.tenant, service: ServiceName.Limiter, at: limiterAt, reason: 'replayed' },
       { ctx: { ...ctx, ...(downgrade ? { downgrade } : {}) }, estimatedTokens },
     );
-    const cacheAt = r.missed?.at ?? (r.terminal?.type === 'cache.hit' || r.terminal?.type === 'cache.coalesced' ? r.terminal.at : limiterAt);
+    // a coalesced request's event is stamped when its leader's answer came, not when it looked
+    const cacheAt = r.missed?.at ?? (r.terminal?.type === 'cache.hit' ? r.terminal.at : limiterAt);
     const looked = this.lookup(r, admitted, cacheAt);
     if (looked.fate) return looked.fate;
     const embedding = looked.embedding ? { embedding: looked.embedding } : {};

@@ -12,12 +12,14 @@ import { makeEvent, ServiceName, type AnyEvent, type Complexity, type RequestCon
  *   r5  m-small, key K4            completed on d1, 1000 + 1000 tokens    $0.003
  *   r6  m-small, key K4            exact cache hit (r5's answer)          saved $0.003
  *
- * Actual: 4 completed, 2 exact hits, $0.0457 billed, $0.005 saved.
+ * Actual: 4 completed, 2 exact hits, $0.0457 billed, $0.005 saved. `semantic` adds an embedding
+ * model `emb` ($1 per MTok in) and opts acme in at threshold 0.9, for steps with a `lookup`.
  */
-export function scenarioConfig(): Record<string, unknown> {
+export function scenarioConfig(opts: { semantic?: boolean } = {}): Record<string, unknown> {
   const rate = { requestsPerMinute: 1000, tokensPerMinute: 10_000_000 };
+  const semantic = opts.semantic ? { cache: { semantic: { enabled: true, threshold: 0.9 } } } : {};
   return {
-    tenants: [{ id: 'acme', keySha256: ['0'.repeat(64)] }],
+    tenants: [{ id: 'acme', keySha256: ['0'.repeat(64)], ...semantic }],
     limits: { global: rate, tenantDefault: rate, userDefault: rate },
     deployments: {
       d1: { baseUrl: 'http://127.0.0.1:1/v1' },
@@ -27,6 +29,7 @@ export function scenarioConfig(): Record<string, unknown> {
     models: {
       'm-small': { deployments: ['d1'], price: { inputPerMTok: 1, outputPerMTok: 2 } },
       'm-big': { deployments: ['d2'], price: { inputPerMTok: 10, outputPerMTok: 20 } },
+      ...(opts.semantic ? { emb: { deployments: ['d1'], price: { inputPerMTok: 1, outputPerMTok: 0 } } } : {}),
     },
     tiers: [
       { name: 'small', model: 'm-small', maxComplexity: 0.5 },
@@ -34,25 +37,40 @@ export function scenarioConfig(): Record<string, unknown> {
     ],
     router: {},
     invoker: {},
-    cache: {},
+    cache: opts.semantic ? { semantic: { model: 'emb' } } : {},
     degrader: {},
     ingress: {},
   };
 }
 
-const KEY = (n: number) => `acme.${String(n).repeat(64)}`;
+/** The cache key of the scenario's n-th distinct question. */
+export const KEY = (n: number) => `acme.${String(n).repeat(64)}`;
 
-interface Step {
+/** A semantic lookup as recorded: the best candidate's similarity and key, and the embedding's tokens. */
+interface Lookup {
+  similarity: number;
+  matchedKey: string;
+  embeddingTokens: number;
+}
+
+/** One request of a scenario and how it ended. */
+export interface Step {
   id: string;
   model: string;
   key: string;
   user?: string;
   complexity?: number;
-  /** Completed with these tokens, or a hit on the answer of the request named. */
-  end: { usage: [number, number]; answeredBy: { model: string; deployment: string; tier: string } } | { hitOf: string };
+  /**
+   * Completed with these tokens (after a semantic miss, when `lookup` is set); a hit on the answer
+   * of the request named (semantic when `lookup` is set); or coalesced with the request named.
+   */
+  end:
+    | { usage: [number, number]; answeredBy: { model: string; deployment: string; tier: string }; lookup?: Lookup }
+    | { hitOf: string; lookup?: Lookup }
+    | { coalescedWith: string };
 }
 
-const STEPS: Step[] = [
+export const STEPS: Step[] = [
   { id: 'r1', model: 'm-small', key: KEY(1), end: { usage: [1000, 500], answeredBy: { model: 'm-small', deployment: 'd1', tier: 'explicit' } } },
   { id: 'r2', model: 'm-small', key: KEY(1), end: { hitOf: 'r1' } },
   { id: 'r3', model: 'm-big', key: KEY(2), user: 'u1', end: { usage: [2000, 1000], answeredBy: { model: 'm-big', deployment: 'd2', tier: 'explicit' } } },
@@ -62,10 +80,10 @@ const STEPS: Step[] = [
 ];
 
 /** The scenario's events in the order the pipeline published them: request i arrives at t0 + i s and, when it goes upstream, completes 500 ms later. */
-export function scenarioEvents(t0: number): AnyEvent[] {
+export function scenarioEvents(t0: number, steps: readonly Step[] = STEPS): AnyEvent[] {
   const events: AnyEvent[] = [];
   const answers = new Map<string, { answer: SluiceEvent<'chat.completed'>['data']['answer']; storedAt: number }>();
-  STEPS.forEach((s, i) => {
+  steps.forEach((s, i) => {
     const at = t0 + i * 1000;
     const complexity: Complexity = { score: s.complexity ?? 0, promptTokens: 10, turns: 1, code: false, keywords: [] };
     const ctx: RequestContext = {
@@ -89,9 +107,24 @@ export function scenarioEvents(t0: number): AnyEvent[] {
     const meta = (service: ServiceName, ms: number) => ({ requestId: s.id, tenant: 'acme', service, at: at + ms, reason: 'scenario' });
     events.push(makeEvent('chat.requested', meta(ServiceName.Ingress, 0), { ctx, body: { model: s.model, messages: [{ role: 'user', content: s.id }] } }));
     events.push(makeEvent('chat.admitted', meta(ServiceName.Limiter, 1), { ctx: { ...ctx, requestSeq: 1 }, estimatedTokens: 110 }));
+    const embeddingOf = (l: Lookup) => ({
+      model: 'emb',
+      deployment: 'd1',
+      usage: { prompt_tokens: l.embeddingTokens, total_tokens: l.embeddingTokens },
+      latencyMs: 5,
+    });
     if ('hitOf' in s.end) {
       const { answer, storedAt } = answers.get(s.end.hitOf)!;
-      events.push(makeEvent('cache.hit', meta(ServiceName.Cache, 2), { ctx, key: s.key, answer, storedAt, kind: 'exact' }));
+      const { lookup } = s.end;
+      const hit = lookup
+        ? { key: lookup.matchedKey, kind: 'semantic' as const, similarity: lookup.similarity, embedding: embeddingOf(lookup) }
+        : { key: s.key, kind: 'exact' as const };
+      events.push(makeEvent('cache.hit', meta(ServiceName.Cache, 2), { ctx, answer, storedAt, ...hit }));
+      return;
+    }
+    if ('coalescedWith' in s.end) {
+      const { answer } = answers.get(s.end.coalescedWith)!;
+      events.push(makeEvent('cache.coalesced', meta(ServiceName.Cache, 300), { ctx, key: s.key, answer, leaderRequestId: s.end.coalescedWith, waitedMs: 298 }));
       return;
     }
     const { answeredBy } = s.end;
@@ -103,7 +136,11 @@ export function scenarioEvents(t0: number): AnyEvent[] {
     };
     answers.set(s.id, { answer, storedAt: at + 500 });
     const candidates = [{ model: answeredBy.model, deployment: answeredBy.deployment }];
-    events.push(makeEvent('cache.missed', meta(ServiceName.Cache, 2), { ctx, key: s.key, estimatedTokens: 110 }));
+    const { lookup } = s.end;
+    const semantic = lookup
+      ? { semantic: { similarity: lookup.similarity, threshold: 0.9, matchedKey: lookup.matchedKey }, embedding: embeddingOf(lookup) }
+      : {};
+    events.push(makeEvent('cache.missed', meta(ServiceName.Cache, 2), { ctx, key: s.key, estimatedTokens: 110, ...semantic }));
     events.push(
       makeEvent('chat.routed', meta(ServiceName.Router, 3), { ctx, tier: answeredBy.tier, lane: 'standard', candidates, degradeLevel: 0, cacheKey: s.key }),
     );
