@@ -101,42 +101,42 @@ const NOTHING: GenAiRecord = { run: (fn) => fn(), firstChunk: () => undefined, a
  */
 export function startGenAiCall(call: GenAiCall): GenAiRecord {
   const recording = metricsOn();
-  if (!recording && !tracingOn()) return NOTHING;
+  const tracing = tracingOn();
+  if (!recording && !tracing) return NOTHING;
   const base = callAttributes(call);
-  const span = startClientSpan(spanName(call), { ...base, [A.requestId]: call.requestId });
+  const span = tracing ? startClientSpan(spanName(call), { ...base, [A.requestId]: call.requestId }) : undefined;
+  // each record() hashes its attributes (~2.6 us for 8 of them): built once, without the undefined ones
+  const points = recording ? defined(base) : {};
   const started = performance.now();
   let firstChunkS: number | undefined;
-  const seconds = () => (performance.now() - started) / 1000;
-  const record = (attributes: SpanAttrs, tokens?: { input: number; output?: number | undefined }) => {
-    if (!recording) return;
+  const record = (outcome: Record<string, string>, tokens?: { input: number; output: number | undefined }) => {
     const i = instruments();
-    const points = clean({ ...base, ...attributes });
-    i.duration.record(seconds(), points);
-    if (firstChunkS !== undefined) i.firstChunk.record(firstChunkS, points);
+    const attributes = { ...points, ...outcome };
+    i.duration.record((performance.now() - started) / 1000, attributes);
+    if (firstChunkS !== undefined) i.firstChunk.record(firstChunkS, attributes);
     if (!tokens) return;
-    i.tokens.record(tokens.input, { ...points, [A.genAiTokenType]: GenAiTokenType.input });
-    if (tokens.output !== undefined) i.tokens.record(tokens.output, { ...points, [A.genAiTokenType]: GenAiTokenType.output });
+    i.tokens.record(tokens.input, { ...attributes, [A.genAiTokenType]: GenAiTokenType.input });
+    if (tokens.output !== undefined) i.tokens.record(tokens.output, { ...attributes, [A.genAiTokenType]: GenAiTokenType.output });
+  };
+  const failedWith = (errorType: string, err?: Error) => {
+    if (span) {
+      if (err) span.fail(err);
+      end(span, { [A.errorType]: errorType });
+    }
+    if (recording) record({ [A.errorType]: errorType });
   };
   return {
-    run: (fn) => span.run(fn),
-    firstChunk: () => void (firstChunkS ??= seconds()),
+    run: (fn) => (span ? span.run(fn) : fn()),
+    firstChunk: () => void (firstChunkS ??= (performance.now() - started) / 1000),
     answered(answer) {
-      const facts = answerAttributes(call.endpoint, answer);
-      end(span, facts);
-      const input = facts[A.genAiInputTokens] as number;
-      const output = facts[A.genAiOutputTokens] as number | undefined;
-      record({ [A.genAiResponseModel]: facts[A.genAiResponseModel] }, { input, output });
+      if (span) end(span, answerAttributes(call.endpoint, answer));
+      if (!recording) return;
+      const model = isJsonObject(answer.body) && typeof answer.body.model === 'string' ? answer.body.model : undefined;
+      const output = call.endpoint === 'embeddings' ? undefined : answer.usage.completion_tokens;
+      record(model !== undefined ? { [A.genAiResponseModel]: model } : {}, { input: answer.usage.prompt_tokens, output });
     },
-    failed(failure) {
-      const errorType = errorTypeOf(failure);
-      span.fail(new Error(failure.message));
-      end(span, { [A.errorType]: errorType });
-      record({ [A.errorType]: errorType });
-    },
-    cancelled() {
-      end(span, { [A.errorType]: errorTypeOf('cancelled') });
-      record({ [A.errorType]: errorTypeOf('cancelled') });
-    },
+    failed: (failure) => failedWith(errorTypeOf(failure), new Error(failure.message)),
+    cancelled: () => failedWith(errorTypeOf('cancelled')),
   };
 }
 
@@ -204,8 +204,11 @@ function serverOf(baseUrl: string): { address: string; port: number } | undefine
 }
 
 /** Metric attributes without the undefined ones (a point's labels are its defined attributes). */
-function clean(attributes: SpanAttrs): Record<string, string | number> {
+function defined(attributes: SpanAttrs): Record<string, string | number> {
   const out: Record<string, string | number> = {};
-  for (const [k, v] of Object.entries(attributes)) if (typeof v === 'string' || typeof v === 'number') out[k] = v;
+  for (const k in attributes) {
+    const v = attributes[k as keyof SpanAttrs];
+    if (typeof v === 'string' || typeof v === 'number') out[k] = v;
+  }
   return out;
 }
