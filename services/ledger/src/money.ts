@@ -1,25 +1,7 @@
-import { billedPrice } from '@sluice/contracts';
-
-/** A price, USD per million tokens: a model's in the config, or one recorded on an event (`BilledPrice`). */
+/** A price, USD per million tokens: one recorded on an event (`BilledPrice`), or a model's in the config. */
 export interface Price {
   inputPerMTok: number;
   outputPerMTok: number;
-  /** A batch line's prices; absent, half the normal ones. */
-  batchInputPerMTok?: number;
-  batchOutputPerMTok?: number;
-}
-
-/**
- * The price a line of a batch is billed at: the model's batch prices, or half its normal ones
- * where the config sets none (the rule of contracts' `billedPrice`, which the stages record).
- *
- * @example
- * batchPrice({ inputPerMTok: 0.15, outputPerMTok: 0.6 }) // { inputPerMTok: 0.075, outputPerMTok: 0.3 }
- */
-export function batchPrice(price: Price | undefined): Price | undefined {
-  if (!price) return undefined;
-  const { inputPerMTok, outputPerMTok } = billedPrice({ line: { price } }, 'line', true);
-  return { inputPerMTok, outputPerMTok };
 }
 
 // Exact arithmetic without a decimal library: a price with up to 12 decimals is an integer of
