@@ -10,7 +10,7 @@ import type {
 } from '@opentelemetry/semantic-conventions/incubating';
 
 /** The process metrics every service reports, in semconv's names (incubating: copied and checked, as in attributes.ts). */
-export const ProcessMetrics = {
+const ProcessMetrics = {
   /** Seconds of CPU this process used since it started, by `cpu.mode` (`user`, `system`): counter, Prometheus `process_cpu_time_total`. */
   cpuTime: 'process.cpu.time' satisfies typeof METRIC_PROCESS_CPU_TIME,
   /** Resident set size in bytes: gauge, `process_memory_usage`. */
