@@ -11,6 +11,7 @@ import {
   type HttpLimits,
   type SluiceConfig,
 } from '@sluice/contracts';
+import { metricsHandler } from '@sluice/telemetry';
 import { ADMIN_MAX_BODY_BYTES, adminRoutes, type AdminDeps } from './admin.js';
 import { maySeeRequest, principalOf, readerIndex, requireAdmin, tenantScope, type Principal } from './auth.js';
 import type { EventReader } from './content.js';
@@ -146,10 +147,11 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.setNotFoundHandler((request, reply) => reply.status(404).send(errorBody('not_found', `No route ${request.method} ${request.url.split('?')[0]}.`)));
 
   mountConsole(app, deps.live, deps.config, now); // the console (console.ts): its pages take no key, so it goes before the key check
+  app.get('/metrics', metricsHandler); // Prometheus's scrape (docs/metrics.md, metrics.ts): no key, like /healthz
   app.decorateRequest('principal', null as never);
   // before the body is read: an unauthenticated caller gets 401 without sending it
   app.addHook('onRequest', async (request) => {
-    if (request.is404 || request.routeOptions.url === '/healthz') return;
+    if (request.is404 || request.routeOptions.url === '/healthz' || request.routeOptions.url === '/metrics') return;
     request.principal = principalOf(readerIndex(deps.config()), request.headers.authorization);
     if (!request.routeOptions.config.tenantReadable) requireAdmin(request.principal);
   });

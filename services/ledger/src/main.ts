@@ -1,5 +1,6 @@
 import { consumeEvents, publishEvent, runService } from '@sluice/bus';
 import { budgetsFor, Consumers } from '@sluice/contracts';
+import { meter } from '@sluice/telemetry';
 import { createDb } from './db.js';
 import { migrate } from './migrate.js';
 import { buildApp } from './http.js';
@@ -11,6 +12,7 @@ import { startAlertOutbox } from './alert-outbox.js';
 import { alertDeliveryHandler } from './deliver.js';
 import { startCanaryGuard } from './guard.js';
 import { deliverResultWebhooks } from './result-webhooks.js';
+import { startLedgerMetrics } from './metrics.js';
 
 /** How long the projector waits for more events before committing a short batch (see below). */
 const LINGER_MS = 250;
@@ -19,7 +21,7 @@ const GUARD_EVERY_MS = 1_000;
 
 // ledger: every event (sluice.evt.>) -> Postgres/PGlite projections, budget spend -> sluice_budgets,
 // budget.threshold_crossed (+ sluice.alerts.<tenant>); HTTP read API and admin API (virtual keys in
-// sluice_keys -> key.created | key.rotated | key.revoked).
+// sluice_keys -> key.created | key.rotated | key.revoked); Sluice's metrics at /metrics.
 // ledger-alerts: budget.threshold_crossed -> signed webhook POSTs -> alert.delivery_attempted.
 // ledger-result-webhooks (on SLUICE_RESULTS): an async answer that named a webhook -> signed POSTs -> result.delivery_attempted.
 await runService('ledger', async ({ env, log, bus, buckets, control }) => {
@@ -67,6 +69,17 @@ await runService('ledger', async ({ env, log, bus, buckets, control }) => {
   // a crash after a commit may have lost its KV writes and left alerts unsent
   await spendKv.republish(db, await readPosition(db, LEDGER_POSITION), Date.now());
   outbox.kick();
+  // Sluice's metrics at /metrics (docs/metrics.md): requests, cost, cache, throttles from what each
+  // commit projected; circuits, degrade level, durables' backlogs, budget use read on each scrape
+  const metrics = startLedgerMetrics({
+    meter: meter('sluice.ledger'),
+    db,
+    positionName: LEDGER_POSITION,
+    degrade: control.degrade,
+    circuits: buckets.circuits,
+    jsm: bus.jsm,
+    log,
+  });
   const projector = await startProjector(bus, {
     db,
     log,
@@ -77,6 +90,7 @@ await runService('ledger', async ({ env, log, bus, buckets, control }) => {
       spendKv.changed(spend.changed);
       if (spend.alerts) outbox.kick();
     },
+    onBatch: () => metrics.committed(),
   });
 
   // canaries whose variant fails more than their baseline go back to it (control key `canaries`, canary.rolled_back)
@@ -96,5 +110,5 @@ await runService('ledger', async ({ env, log, bus, buckets, control }) => {
 
   // closed in reverse: the guard and the projector finish their pass, spend and alerts go out,
   // then HTTP stops, then the database closes
-  return [() => db.destroy(), () => app.close(), deliveries, resultHooks, outbox, spendKv, projector, guard];
+  return [() => db.destroy(), () => app.close(), deliveries, resultHooks, outbox, spendKv, metrics, projector, guard];
 });

@@ -3,13 +3,14 @@
 // with the ledger's own reports.
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MeterProvider } from '@opentelemetry/sdk-metrics';
-import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
 import { AckPolicy, DeliverPolicy } from '@nats-io/jetstream';
 import { encodeJson, publishEvent, putDegrade } from '@sluice/bus';
 import { eventually, minimalConfig, startTestBus, type TestBus } from '@sluice/bus/testing';
 import { budgetsFor, Consumers, parseConfig, Topology, type AnyEvent } from '@sluice/contracts';
 import { admitted, answer, chatRequest, completed, requestContext } from '@sluice/contracts/testing';
+import { meter, shutdownMetrics, startMetrics } from '@sluice/telemetry';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from './http.js';
 import type { Db } from './db.js';
 import { migrate } from './migrate.js';
 import { LEDGER_POSITION, resetLedgerConsumer, startProjector, streamLastSeq, type Projector } from './consumer.js';
@@ -60,14 +61,16 @@ describe('ledger metrics on Postgres', () => {
   let env: TestBus;
   let opened: { db: Db; drop(): Promise<void> };
   let db: Db;
-  let provider: MeterProvider;
-  let exporter: PrometheusExporter;
+  let app: FastifyInstance;
   let metrics: LedgerMetrics;
   let projector: Projector | undefined;
 
+  /** `GET /metrics` on the ledger's HTTP API, as Prometheus scrapes it (no key). */
   const scrape = async (): Promise<Sample[]> => {
-    const { resourceMetrics } = await exporter.collect();
-    return parseExposition(new PrometheusSerializer().serialize(resourceMetrics));
+    const res = await app.inject({ url: '/metrics' });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^text\/plain/);
+    return parseExposition(res.body);
   };
   /** Every sample of `name` whose labels include `labels`. */
   const find = (samples: Sample[], name: string, labels: Record<string, string> = {}) =>
@@ -126,10 +129,11 @@ describe('ledger metrics on Postgres', () => {
     opened = await openTestDb('Postgres', 'metrics');
     db = opened.db;
     await migrate(db);
-    exporter = new PrometheusExporter({ preventServerStart: true });
-    provider = new MeterProvider({ readers: [exporter] });
-    metrics = await startLedgerMetrics({
-      meter: provider.getMeter('sluice.ledger'),
+    // the process's metrics SDK, as the preload starts it in a service
+    expect(await startMetrics()).toBe(true);
+    app = buildApp({ db, positionName: LEDGER_POSITION, config: () => env.control.config() });
+    metrics = startLedgerMetrics({
+      meter: meter('sluice.ledger'),
       db,
       positionName: LEDGER_POSITION,
       degrade: env.control.degrade,
@@ -145,7 +149,8 @@ describe('ledger metrics on Postgres', () => {
   afterAll(async () => {
     await projector?.stop();
     metrics?.stop();
-    await provider?.shutdown();
+    await app?.close();
+    await shutdownMetrics();
     await opened?.drop();
     await env?.stop();
   });

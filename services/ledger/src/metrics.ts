@@ -1,13 +1,13 @@
-import type { Attributes, Counter, Histogram, Meter } from '@opentelemetry/api';
+import type { Attributes, Counter, Histogram, Meter, ObservableGauge } from '@opentelemetry/api';
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import { Topology, type DegradeState } from '@sluice/contracts';
-import type { Logger } from '@sluice/telemetry';
+import { Metrics, type Logger } from '@sluice/telemetry';
 import type { Db } from './db.js';
 import { readPosition } from './store.js';
 import { Instrument, measure, MetricAttributes, type Measurement } from './metrics-events.js';
 import { followCommitted, type CommittedFollower } from './metrics-follow.js';
-import { budgetUse, consumerBacklogs, followCircuits } from './metrics-gauges.js';
+import { budgetUse, consumerBacklogs, followCircuits, type CircuitStates } from './metrics-gauges.js';
 
 /** Request durations, ingress's receipt to the terminal event (s): a cached answer's ms to a long stream's minutes. */
 const REQUEST_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
@@ -21,6 +21,7 @@ const FOLLOW_EVERY_MS = 1_000;
 const STREAMS = [Topology.stream.name, Topology.results.name];
 
 export interface LedgerMetricsDeps {
+  /** `meter('sluice.ledger')` from @sluice/telemetry (the no-op meter when metrics are off: then nothing here runs). */
   meter: Meter;
   db: Db;
   /** The projector's position row (`LEDGER_POSITION`). */
@@ -46,28 +47,34 @@ export interface LedgerMetrics {
  * whatever the stream redelivered, with the cost and savings the projection computed), from the
  * first collection on: counted within FOLLOW_EVERY_MS of each commit, and brought up to the
  * stored position by every collection (the gauges' callback runs before the SDK reads this
- * meter's counters, so a scrape shows every event committed before it). The gauges are read on collection: circuits from a watch of `sluice_circuits`, the
- * degrade level from the control watch, each durable's backlog from JetStream, budget use from
- * the projection.
+ * meter's counters, so a scrape shows every event committed before it). The gauges are read on
+ * collection: circuits from a watch of `sluice_circuits`, the degrade level from the control
+ * watch, each durable's backlog from JetStream, budget use from the projection.
+ *
+ * Until something collects (a scrape, an OTLP push) nothing is read or watched, so a ledger
+ * whose metrics nobody reads, or are off (`SLUICE_METRICS=off`: a no-op meter never collects),
+ * pays nothing for them.
  *
  * @example
- * const metrics = await startLedgerMetrics({ meter: meter('sluice.ledger'), db, positionName: LEDGER_POSITION, degrade: control.degrade, circuits: buckets.circuits, jsm: bus.jsm, log });
- * await startProjector(bus, { ..., onBatch: metrics.committed });
+ * const metrics = startLedgerMetrics({ meter: meter('sluice.ledger'), db, positionName: LEDGER_POSITION, degrade: control.degrade, circuits: buckets.circuits, jsm: bus.jsm, log });
+ * await startProjector(bus, { ..., onBatch: () => metrics.committed() });
  */
-export async function startLedgerMetrics(deps: LedgerMetricsDeps): Promise<LedgerMetrics> {
+export function startLedgerMetrics(deps: LedgerMetricsDeps): LedgerMetrics {
   const { meter, log } = deps;
   const now = deps.now ?? Date.now;
-  const counter = (name: string, unit: string, description: string) => meter.createCounter(name, { unit, description });
-  const histogram = (name: string, description: string, buckets: number[]) =>
-    meter.createHistogram(name, { unit: 's', description, advice: { explicitBucketBoundaries: buckets } });
+  const counter = (m: { name: string; unit: string }, description: string) => meter.createCounter(m.name, { unit: m.unit, description });
+  const histogram = (m: { name: string; unit: string }, description: string, buckets: number[]) =>
+    meter.createHistogram(m.name, { unit: m.unit, description, advice: { explicitBucketBoundaries: buckets } });
+  const gauge = (m: { name: string; unit: string }, description: string) => meter.createObservableGauge(m.name, { unit: m.unit, description });
+
   const instruments: Record<Instrument, Counter | Histogram> = {
-    [Instrument.requests]: counter(Instrument.requests, '{request}', 'Requests ended, by outcome, tenant, requested model, lane and canary variant.'),
-    [Instrument.requestDuration]: histogram(Instrument.requestDuration, "From ingress's receipt of a request to its terminal event.", REQUEST_BUCKETS),
-    [Instrument.hopDuration]: histogram(Instrument.hopDuration, 'From the event a stage took to the one it emitted for it.', HOP_BUCKETS),
-    [Instrument.cost]: counter(Instrument.cost, 'USD', "What requests cost, as the ledger priced them (upstream answers and the semantic cache's embeddings)."),
-    [Instrument.cacheHits]: counter(Instrument.cacheHits, '{request}', 'Requests answered from the cache, by kind.'),
-    [Instrument.cacheSavings]: counter(Instrument.cacheSavings, 'USD', 'What cached answers would have cost upstream.'),
-    [Instrument.throttles]: counter(Instrument.throttles, '{request}', 'Requests refused by a rate limit (by its layer) or a spent budget (`budget`).'),
+    [Instrument.requests]: counter(Metrics.requests, 'Requests ended, by outcome, tenant, requested model, lane and canary variant.'),
+    [Instrument.requestDuration]: histogram(Metrics.requestDuration, "From ingress's receipt of a request to its terminal event.", REQUEST_BUCKETS),
+    [Instrument.hopDuration]: histogram(Metrics.hopDuration, 'From the event a stage took to the one it emitted for it.', HOP_BUCKETS),
+    [Instrument.cost]: counter(Metrics.cost, "What requests cost, as the ledger billed them (upstream answers and the semantic cache's embeddings)."),
+    [Instrument.cacheHits]: counter(Metrics.cacheHits, 'Requests answered from the cache, by kind.'),
+    [Instrument.cacheSavings]: counter(Metrics.cacheSavings, 'What cached answers would have cost upstream.'),
+    [Instrument.throttles]: counter(Metrics.throttles, 'Requests refused by a rate limit (by its layer) or a spent budget (`budget`).'),
   };
   const record = (m: Measurement) => {
     const i = instruments[m.instrument];
@@ -75,10 +82,11 @@ export async function startLedgerMetrics(deps: LedgerMetricsDeps): Promise<Ledge
     else i.record(m.value, m.attributes);
   };
 
-  // made at the first collection: until something reads the metrics, nothing is counted and the
-  // projection pays nothing for them (counters start at 0 there, as after a restart)
+  // made at the first collection: counters start at 0 there, as after a restart
   let follower: CommittedFollower | undefined;
+  let circuits: Promise<CircuitStates> | undefined;
   let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
   const follow = async () => {
     try {
       follower ??= followCommitted(deps.db, deps.positionName, await readPosition(deps.db, deps.positionName), (e) => measure(e).forEach(record));
@@ -88,33 +96,26 @@ export async function startLedgerMetrics(deps: LedgerMetricsDeps): Promise<Ledge
     }
   };
 
-  const circuits = await followCircuits(deps.circuits, log);
-  const circuitState = meter.createObservableGauge('sluice.circuit.state', {
-    unit: '1',
-    description: 'Circuit of each deployment: 0 closed, 1 half-open, 2 open.',
-  });
-  const degradeLevel = meter.createObservableGauge('sluice.degrade.level', {
-    unit: '1',
-    description: 'The degrade level in force, 0 (full service) to 4 (maintenance).',
-  });
-  const consumerPending = meter.createObservableGauge('sluice.consumer.pending', {
-    unit: '{message}',
-    description: 'Messages each durable has not yet been delivered (pending) or not yet acked (ack_pending).',
-  });
-  const budgetUtilization = meter.createObservableGauge('sluice.budget.utilization', {
-    unit: '1',
-    description: "Spent ÷ limit of each budget in its current window (a per-user, feature or key budget's highest counter).",
-  });
+  const circuitState = gauge(Metrics.circuitState, 'Circuit of each deployment: 0 closed, 1 half-open, 2 open.');
+  const degradeLevel = gauge(Metrics.degradeLevel, 'The degrade level in force, 0 (full service) to 4 (maintenance).');
+  const consumerPending = gauge(Metrics.consumerPending, 'Messages each durable has not yet been delivered (pending) or not yet acked (ack_pending).');
+  const budgetUtilization = gauge(
+    Metrics.budgetUtilization,
+    "Spent ÷ limit of each budget in its current window (a per-user, feature or key budget's highest counter).",
+  );
   const gauges = [circuitState, degradeLevel, consumerPending, budgetUtilization];
-  const observeAll = async (observer: { observe(gauge: (typeof gauges)[number], value: number, attributes?: Attributes): void }) => {
+  const observeAll = async (observer: { observe(gauge: ObservableGauge, value: number, attributes?: Attributes): void }) => {
+    if (stopped) return;
     // first: the counters this meter reports next are then current to the stored position
     await follow();
-    for (const [deployment, state] of circuits.states()) observer.observe(circuitState, state, { [MetricAttributes.deployment]: deployment });
-    observer.observe(degradeLevel, deps.degrade().level);
-    const [backlogs, budgets] = await Promise.all([
+    circuits ??= followCircuits(deps.circuits, log);
+    const [states, backlogs, budgets] = await Promise.all([
+      circuits,
       consumerBacklogs(deps.jsm, STREAMS),
       budgetUse(deps.db, now()).catch((err: unknown) => (log.warn({ err }, 'could not read budget use for the metrics'), [])),
     ]);
+    for (const [deployment, state] of states.states()) observer.observe(circuitState, state, { [MetricAttributes.deployment]: deployment });
+    observer.observe(degradeLevel, deps.degrade().level);
     for (const b of backlogs) {
       const consumer = { [MetricAttributes.consumer]: b.durable, [MetricAttributes.stream]: b.stream };
       observer.observe(consumerPending, b.pending, { ...consumer, [MetricAttributes.state]: 'pending' });
@@ -126,16 +127,17 @@ export async function startLedgerMetrics(deps: LedgerMetricsDeps): Promise<Ledge
 
   return {
     committed() {
-      if (!follower) return;
+      if (!follower || stopped) return;
       timer ??= setTimeout(() => {
         timer = undefined;
         void follow();
       }, FOLLOW_EVERY_MS).unref();
     },
     stop() {
+      stopped = true;
       clearTimeout(timer);
       meter.removeBatchObservableCallback(observeAll, gauges);
-      circuits.stop();
+      void circuits?.then((c) => c.stop());
     },
   };
 }
