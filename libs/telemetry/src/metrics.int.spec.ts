@@ -40,6 +40,15 @@ afterAll(() => {
   process.env = saved;
 });
 
+describe('SLUICE_METRICS', () => {
+  it('refuses a value that is neither on nor off, naming the key', async () => {
+    process.env.SLUICE_METRICS = 'false';
+    await expect(startMetrics()).rejects.toThrow(/SLUICE_METRICS: "false" is neither on nor off/);
+    expect(metricsOn()).toBe(false);
+    delete process.env.SLUICE_METRICS;
+  });
+});
+
 describe('SLUICE_METRICS=off', () => {
   it('starts nothing: no server on a port, no-op instruments, and the route answers 404', async () => {
     process.env.SLUICE_METRICS = 'off';

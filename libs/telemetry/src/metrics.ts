@@ -47,11 +47,14 @@ export function meter(name: MeterName): Meter {
  * OTEL_METRICS_EXPORTER is not `none`), a reader pushing over OTLP/HTTP every
  * OTEL_METRIC_EXPORT_INTERVAL ms (default 60000). Resource from OTEL_SERVICE_NAME and
  * OTEL_RESOURCE_ATTRIBUTES. Resolves false, loading nothing, when `SLUICE_METRICS=off` or
- * `OTEL_SDK_DISABLED=true`.
+ * `OTEL_SDK_DISABLED=true`; throws when SLUICE_METRICS is anything but `on`, `off` or unset.
  */
 export async function startMetrics(): Promise<boolean> {
   const env = process.env;
-  if (env.SLUICE_METRICS === 'off' || env.OTEL_SDK_DISABLED === 'true') return false;
+  const switched = env.SLUICE_METRICS ?? '';
+  // a typo (`false`, `0`) must not leave metrics on unnoticed
+  if (!['', 'on', 'off'].includes(switched)) throw new Error(`SLUICE_METRICS: ${JSON.stringify(switched)} is neither on nor off (default on)`);
+  if (switched === 'off' || env.OTEL_SDK_DISABLED === 'true') return false;
   if (handle()) return true;
   const { startMeterProvider } = await import('./metrics-sdk.js');
   (globalThis as WithHandle)[KEY] = await startMeterProvider(env);
