@@ -1,4 +1,4 @@
-// The ledger's Sluice metrics against a real nats-server and Postgres: events published to the
+// The ledger's Sluice metrics against a real nats-server and Postgres (and PGlite, npm start's default): events published to the
 // stream, projected, then scraped in Prometheus's text format and compared with exact values and
 // with the ledger's own reports.
 import { sql } from 'kysely';
@@ -57,7 +57,7 @@ function parseExposition(text: string): Sample[] {
   return out;
 }
 
-describe('ledger metrics on Postgres', () => {
+describe.each(['PGlite', 'Postgres'] as const)('ledger metrics on %s', (kind) => {
   let env: TestBus;
   let opened: { db: Db; drop(): Promise<void> };
   let db: Db;
@@ -126,7 +126,7 @@ describe('ledger metrics on Postgres', () => {
 
   beforeAll(async () => {
     env = await startTestBus(config, { name: 'ledger-metrics' });
-    opened = await openTestDb('Postgres', 'metrics');
+    opened = await openTestDb(kind, 'metrics');
     db = opened.db;
     await migrate(db);
     // the process's metrics SDK, as the preload starts it in a service
