@@ -11,6 +11,7 @@ import { followCacheTtl } from './ttl.js';
 // cache.coalesced (terminal: an identical request in flight answered it) | cache.missed;
 // chat.completed -> the entry in sluice_cache, then cache.stored, and a leader's answer to its
 // followers (sluice_inflight). Every replica follows sluice_semantic into its own index.
+// Metrics: /metrics on SLUICE_METRICS_PORT (9472 under npm start; runService, docs/metrics.md).
 await runService(ServiceName.Cache, async ({ bus, buckets, control, log, env }) => {
   // the buckets' max age is the TTL (nats-server 2.9 has none per message): set now and on each config change
   const ttlSeconds = await followCacheTtl(bus.jsm, control, log);

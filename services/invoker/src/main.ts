@@ -15,6 +15,8 @@ import { startUpstreamBatches } from './upstream-batch-runner.js';
 // (upstream_batch.queued) and answered, with the same events and reply, from an upstream batch that one
 // replica (a lease in sluice_leases) builds, uploads, creates, polls and reads (upstream_batch.submitted /
 // upstream_batch.completed).
+// Metrics: /metrics on SLUICE_METRICS_PORT (9474 under npm start; runService): each upstream call is
+// gen_ai.client.* points and a `chat {model}` client span (genai.ts, docs/metrics.md).
 await runService(ServiceName.Invoker, async ({ bus, buckets, control, log, env }) => {
   const invoker = wireInvoker({ bus, buckets, control, log, env });
   // the circuits other replicas opened are known before the first request is taken

@@ -10,6 +10,7 @@ import { AdaptiveLimits } from './adaptive-feed.js';
 // 429 with retry-after) | chat.rejected (terminal, a spent budget: 429 insufficient_quota);
 // chat.completed, chat.cancelled -> token buckets charged the actual usage minus the estimate;
 // upstream.limits_observed (every one, each replica) -> the global limit learned from the upstreams.
+// Metrics: /metrics on SLUICE_METRICS_PORT (9473 under npm start; runService, docs/metrics.md).
 await runService(ServiceName.Limiter, async ({ bus, buckets, control, log }) => {
   // leased blocks of 1% of a bucket's per-minute requests, unused remainders given back after 2 s:
   // most admissions need no KV round trip (a burst may exceed a full bucket by 1% per replica)

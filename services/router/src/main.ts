@@ -6,6 +6,7 @@ import { releaseHeld } from './held.js';
 // router: cache.missed -> chat.routed | chat.shed (terminal) | chat.completed (static fallback,
 // terminal) | chat.held (level 4). Tiers, models and the degrade level are read live from the
 // control bucket. chat.held -> chat.routed | chat.shed once the level is below 2, in order.
+// Metrics: /metrics on SLUICE_METRICS_PORT (9471 under npm start; runService, docs/metrics.md).
 await runService(ServiceName.Router, async ({ bus, control, log }) => [
   await consumeEvents(bus, {
     consumer: Consumers.router,
