@@ -24,6 +24,12 @@ export const DEFAULT_METRICS_PORTS: Readonly<Partial<Record<ServiceName, number>
   degrader: 9475,
 };
 
+/** SLUICE_METRICS_PORT of a service's `replica`-th process (from 0): its port, + 10 per replica after the first; 0 (none) when it has none. */
+export function metricsPortOf(ports: Partial<Record<ServiceName, number>>, name: ServiceName, replica: number): number {
+  const port = ports[name];
+  return port ? port + 10 * replica : 0;
+}
+
 /** Every service, in the order they are started. */
 export const ALL_SERVICES: readonly ServiceName[] = ['ledger', 'degrader', 'invoker', 'router', 'cache', 'limiter', 'ingress'];
 
@@ -152,7 +158,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const replicas = new Map<ServiceName, Supervised[]>();
   for (const name of serviceNames) {
     const all = Array.from({ length: opts.replicas?.[name] ?? 1 }, (_, i) => {
-      const metricsPort = metricsPorts[name] ? metricsPorts[name] + 10 * i : 0;
+      const metricsPort = metricsPortOf(metricsPorts, name, i);
       const s = new Supervised({
         name,
         entry: entryOf(name),
