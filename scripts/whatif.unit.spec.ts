@@ -81,6 +81,25 @@ describe('what-if replay of a recorded scenario', () => {
     expect(candidate.outcomes).toMatchObject({ completed: 2, cached: 1, throttled: 3 });
   });
 
+  it('refuses the requests a candidate budget has no room for, once the replayed spend reaches it', () => {
+    // $0.01 a day: r1 ($0.002) and r3 ($0.04) are admitted with the budget not yet spent; from r4 on it is
+    const { candidate } = whatif((c: Raw) => {
+      c.tenants[0].budgets = [{ id: 'daily', scope: 'tenant', window: 'daily', limitUsd: 0.01 }];
+    });
+    expect(candidate.outcomes).toMatchObject({ completed: 2, cached: 1, rejected: 3 });
+    expect(candidate.costUsd).toBe('0.042');
+  });
+
+  it('sends requests to the cheapest tier once a downgrade budget is spent, and does not cache their answers', () => {
+    const { candidate } = whatif((c: Raw) => {
+      c.tenants[0].budgets = [{ id: 'daily', scope: 'tenant', window: 'daily', limitUsd: 0.01, action: 'downgrade' }];
+    });
+    // r4, r5 and r6 take tier small; r5's downgraded answer is not stored, so r6 is answered upstream too
+    expect(candidate.tiers).toEqual({ explicit: 2, small: 3 });
+    expect(candidate.outcomes).toMatchObject({ completed: 5, cached: 1, rejected: 0 });
+    expect(candidate.costUsd).toBe('0.0487');
+  });
+
   it('turns the cache off: no hits, and the cost rises by exactly what the hits saved', () => {
     const { actual, candidate } = whatif(() => {}, { cache: 'off' });
     expect(candidate.cacheHits).toEqual({});

@@ -1,10 +1,11 @@
-import { billedPrice, makeEvent, ServiceName, type Answer, type SluiceConfig, type SluiceEvent } from '@sluice/contracts';
+import { billedPrice, makeEvent, ServiceName, type Answer, type RequestContext, type SluiceConfig, type SluiceEvent } from '@sluice/contracts';
 import { decideLookup, decideStore, policyFor, semanticThreshold, ttlFor, type CacheEntry } from '@sluice/cache/whatif';
 import { adjust, decide, estimateTokens, layersOf, limitKeys, limitsFor, type Bucket, type Buckets, type Layer } from '@sluice/limiter/whatif';
 import { route } from '@sluice/router/whatif';
+import { BudgetBook } from './budgets.js';
 import { ReplayClock } from './clock.js';
 import { upstreamEnd, type RecordedRequest, type Recording } from './record.js';
-import type { EmbeddingBill, Fate } from './summary.js';
+import { billedUsd, type EmbeddingBill, type Fate } from './summary.js';
 import { upstreamCall, type BalanceMode } from './upstream.js';
 
 /** The policy a replay runs under: a candidate config and the replay's own knobs (docs/whatif.md). */
@@ -18,11 +19,12 @@ export interface CandidatePolicy {
 }
 
 /**
- * Replays the recorded requests in arrival order through the candidate's limiter, cache, router and
- * prices, with the services' own decision functions, calling no model: the fate of each request,
- * in `recording.requests` order. State (token buckets, cache entries, requests in flight) starts
- * empty at the window's start and is simulated in replay order; cache entries stored before the
- * window are known from the recorded hits they served. Approximations: docs/whatif.md. Pure.
+ * Replays the recorded requests in arrival order through the candidate's limiter (budgets, then
+ * token buckets), cache, router and prices, with the services' own decision functions, calling no
+ * model: the fate of each request, in `recording.requests` order. State (budget spend, token
+ * buckets, cache entries, requests in flight) starts empty at the window's start and is simulated
+ * in replay order; cache entries stored before the window are known from the recorded hits they
+ * served. Approximations: docs/whatif.md. Pure.
  *
  * @example
  * const fates = replay(recordingOf(events, from, to), { config: parseConfig(candidate), cache: 'on', balance: 'recorded' });
@@ -40,6 +42,7 @@ class Replay {
   private readonly inflight = new Map<string, { leader: string; since: number; until: number; answer: Answer }>();
   /** Every answer the recording has for a cache key: what a request the recording never sent upstream is answered with. */
   private readonly recordedAnswers = new Map<string, Answer>();
+  private readonly budgets: BudgetBook;
 
   constructor(
     private readonly recording: Recording,
@@ -47,6 +50,7 @@ class Replay {
   ) {
     this.config = policy.config;
     this.clock = new ReplayClock(recording.changes, recording);
+    this.budgets = new BudgetBook(policy.config);
     for (const r of recording.requests) this.learn(r);
   }
 
@@ -72,10 +76,13 @@ class Replay {
 
   private fateOf(r: RecordedRequest): Fate {
     const { ctx } = r.requested.data;
-    // a budget's refusal is taken as recorded: budgets are not replayed (docs/whatif.md)
+    // a recorded refusal stands: the budget's spend before the window is not in the replay (docs/whatif.md)
     if (r.terminal?.type === 'chat.rejected') return { kind: 'rejected', code: r.terminal.data.code };
 
     const limiterAt = r.admitted?.at ?? (r.terminal?.type === 'chat.throttled' ? r.terminal.at : ctx.receivedAt);
+    // the budgets first, read only: a spent one refuses before any rate limit is debited
+    const budgets = this.budgets.check(r.tenant, ctx, limiterAt);
+    if (budgets?.verdict.kind === 'spent') return { kind: 'rejected', code: 'insufficient_quota' };
     const limits = limitsFor(this.config, r.tenant, ctx.request.user, ctx.key);
     const keys = limitKeys(r.tenant, ctx.request.user, ctx.key?.limits ? ctx.key.id : undefined);
     const estimatedTokens = estimateTokens(ctx.request);
@@ -88,6 +95,7 @@ class Replay {
     const admission = decide(current, { estimatedTokens }, limits, limiterAt);
     if (!admission.admitted) return { kind: 'throttled', layer: admission.layer };
     for (const layer of layers) this.buckets.set(keys[layer]!, admission.buckets[layer]!);
+    if (budgets) this.budgets.reserve(budgets);
     const reconcile = (usage: Answer['usage'], at: number) =>
       this.clock.schedule(at, () => {
         const difference = usage.total_tokens - estimatedTokens;
@@ -99,7 +107,25 @@ class Replay {
         }
       });
 
-    const downgrade = r.admitted?.data.ctx.downgrade;
+    const spent = budgets?.verdict.kind === 'within' ? budgets.verdict.downgrade : undefined;
+    const downgrade = spent ? { budget: spent.budget } : r.admitted?.data.ctx.downgrade;
+    const { fate, endsAt } = this.afterAdmission(r, { limiterAt, estimatedTokens, downgrade, reconcile });
+    if (budgets) this.clock.schedule(endsAt, () => this.budgets.settle(budgets, billedUsd(fate)));
+    return fate;
+  }
+
+  /** The cache, the router and the upstream, for an admitted request: its fate and when it ends (epoch ms). */
+  private afterAdmission(
+    r: RecordedRequest,
+    admission: {
+      limiterAt: number;
+      estimatedTokens: number;
+      downgrade: RequestContext['downgrade'];
+      reconcile: (usage: Answer['usage'], at: number) => void;
+    },
+  ): { fate: Fate; endsAt: number } {
+    const { ctx } = r.requested.data;
+    const { limiterAt, estimatedTokens, downgrade, reconcile } = admission;
     const admitted = makeEvent(
       'chat.admitted',
       { requestId: r.requestId, tenant: r.tenant, service: ServiceName.Limiter, at: limiterAt, reason: 'replayed' },
@@ -108,7 +134,7 @@ class Replay {
     // a coalesced request's event is stamped when its leader's answer came, not when it looked
     const cacheAt = r.missed?.at ?? (r.terminal?.type === 'cache.hit' ? r.terminal.at : limiterAt);
     const looked = this.lookup(r, admitted, cacheAt);
-    if (looked.fate) return looked.fate;
+    if (looked.fate) return { fate: looked.fate, endsAt: cacheAt };
     const embedding = looked.embedding ? { embedding: looked.embedding } : {};
 
     const level = this.policy.degradeLevel ?? recordedLevel(r) ?? this.clock.degradeLevel;
@@ -120,12 +146,14 @@ class Replay {
       decision = route(input, this.config, state(r.routed.data.degradeLevel), this.clock.rollbacks);
     switch (decision.kind) {
       case 'hold':
-        return { kind: 'held', ...embedding };
+        return { fate: { kind: 'held', ...embedding }, endsAt: cacheAt };
       case 'shed':
-        return { kind: 'shed', code: decision.code, ...embedding };
-      case 'static':
-        reconcile({ prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 }, upstreamEnd(r)?.at ?? cacheAt);
-        return { kind: 'static', ...embedding };
+        return { fate: { kind: 'shed', code: decision.code, ...embedding }, endsAt: cacheAt };
+      case 'static': {
+        const endsAt = upstreamEnd(r)?.at ?? cacheAt;
+        reconcile({ prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 }, endsAt);
+        return { fate: { kind: 'static', ...embedding }, endsAt };
+      }
       case 'routed':
         break;
       default: {
@@ -140,7 +168,7 @@ class Replay {
       balance: this.policy.balance,
     });
     const tier = { tier: decision.tier, ...embedding };
-    if (call.outcome === 'failed') return { kind: 'failed', code: call.code ?? 'upstream_failed', ...tier };
+    if (call.outcome === 'failed') return { fate: { kind: 'failed', code: call.code ?? 'upstream_failed', ...tier }, endsAt: call.endsAt };
     reconcile(call.answer.usage, call.endsAt);
     const key = looked.key;
     // the router passes the key on only for an answer to the request as the client made it
@@ -155,8 +183,8 @@ class Replay {
       usage: call.answer.usage,
       price: billedPrice(this.config.models, call.model, ctx.batch !== undefined),
     };
-    if (call.outcome === 'cancelled') return { kind: 'cancelled', bill, ...tier };
-    return { kind: 'completed', bill, ...(call.estimated ? { estimated: true } : {}), ...tier };
+    if (call.outcome === 'cancelled') return { fate: { kind: 'cancelled', bill, ...tier }, endsAt: call.endsAt };
+    return { fate: { kind: 'completed', bill, ...(call.estimated ? { estimated: true } : {}), ...tier }, endsAt: call.endsAt };
   }
 
   /**

@@ -77,6 +77,13 @@ export interface Summary {
   estimatedUsage: number;
 }
 
+/** What one request was billed, USD as an exact decimal string: its upstream answer and its embedding (what a budget counts). */
+export function billedUsd(f: Fate): string {
+  let units = f.embedding ? usdUnits(costUsd(f.embedding.tokens, 0, f.embedding.price)) : 0n;
+  if (f.kind === 'completed' || f.kind === 'cancelled') units += usdUnits(costUsd(f.bill.usage.prompt_tokens, f.bill.usage.completion_tokens, f.bill.price));
+  return formatUsd(units);
+}
+
 /** Adds up fates into a Summary, exactly. */
 export function summarize(fates: readonly Fate[]): Summary {
   const outcomes = Object.fromEntries(OUTCOMES.map((o) => [o, 0])) as Record<OutcomeKind, number>;
