@@ -118,9 +118,10 @@ export function startGenAiCall(call: GenAiCall): GenAiRecord {
     i.tokens.record(tokens.input, { ...attributes, [A.genAiTokenType]: GenAiTokenType.input });
     if (tokens.output !== undefined) i.tokens.record(tokens.output, { ...attributes, [A.genAiTokenType]: GenAiTokenType.output });
   };
-  const failedWith = (errorType: string, err?: Error) => {
+  const failedWith = (errorType: string, message?: string) => {
     if (span) {
-      if (err) span.fail(err);
+      // the upstream's (masked) message, not an Error: a stack of this line would tell nothing
+      if (message !== undefined) span.fail(message);
       end(span, { [A.errorType]: errorType });
     }
     if (recording) record({ [A.errorType]: errorType });
@@ -135,7 +136,7 @@ export function startGenAiCall(call: GenAiCall): GenAiRecord {
       const output = call.endpoint === 'embeddings' ? undefined : answer.usage.completion_tokens;
       record(model !== undefined ? { [A.genAiResponseModel]: model } : {}, { input: answer.usage.prompt_tokens, output });
     },
-    failed: (failure) => failedWith(errorTypeOf(failure), new Error(failure.message)),
+    failed: (failure) => failedWith(errorTypeOf(failure), failure.message),
     cancelled: () => failedWith(errorTypeOf('cancelled')),
   };
 }
