@@ -68,6 +68,7 @@ export interface CommittedEvent {
   request: {
     requestedModel: string | null;
     model: string | null;
+    deployment: string | null;
     lane: string | null;
     variant: string | null;
     feature: string | null;
@@ -102,7 +103,8 @@ const OUTCOME_OF: Record<string, string> = {
 const HOPS = [
   { hop: 'limiter', service: 'limiter', input: 'chat.requested', outputs: ['chat.admitted', 'chat.throttled', 'chat.rejected'] },
   { hop: 'cache', service: 'cache', input: 'chat.admitted', outputs: ['cache.hit', 'cache.missed'] },
-  { hop: 'router', service: 'router', input: 'cache.missed', outputs: ['chat.routed', 'chat.shed', 'chat.held'] },
+  // the router answers with chat.completed itself at degrade level 3 (the static answer)
+  { hop: 'router', service: 'router', input: 'cache.missed', outputs: ['chat.routed', 'chat.shed', 'chat.held', 'chat.completed'] },
   { hop: 'invoker', service: 'invoker', input: 'chat.routed', outputs: ['chat.completed', 'chat.failed', 'chat.cancelled'] },
 ] as const;
 
@@ -138,7 +140,8 @@ export function measure(e: CommittedEvent): Measurement[] {
 
   const ended = OUTCOME_OF[e.type];
   if (ended) {
-    const outcome = e.type === 'chat.completed' && r?.model === STATIC_FALLBACK ? 'degraded' : ended;
+    // as the ledger's SLO tells them (slo.ts): the static answer's deployment
+    const outcome = e.type === 'chat.completed' && r?.deployment === STATIC_FALLBACK ? 'degraded' : ended;
     const lane = present({ [MetricAttributes.lane]: r?.lane });
     out.push({
       instrument: Instrument.requests,

@@ -5,6 +5,7 @@ import { measure, type CommittedEvent } from './metrics-events.js';
 const request: NonNullable<CommittedEvent['request']> = {
   requestedModel: 'auto',
   model: 'gpt-4o-mini',
+  deployment: 'sim',
   lane: 'standard',
   variant: null,
   feature: 'chat',
@@ -41,8 +42,12 @@ describe('measure', () => {
     ]);
   });
 
-  it('given a completion the static fallback answered (degrade level 3), counts it as degraded', () => {
-    const e = committed('chat.completed', 'router', { request: { ...request, model: STATIC_FALLBACK, costUsd: '0' } });
+  it("given a completion the static fallback answered (degrade level 3), counts it as degraded and as the router's hop", () => {
+    const e = committed('chat.completed', 'router', {
+      previous: { type: 'cache.missed', at: 1_248 },
+      request: { ...request, model: STATIC_FALLBACK, deployment: STATIC_FALLBACK, costUsd: '0' },
+    });
+    expect(of(e, 'sluice.hop.duration')[0]).toMatchObject({ value: 0.002, attributes: { 'sluice.hop': 'router' } });
     expect(of(e, 'sluice.requests')[0]!.attributes['sluice.outcome']).toBe('degraded');
     expect(of(e, 'sluice.request.duration')[0]!.attributes['sluice.outcome']).toBe('degraded');
   });

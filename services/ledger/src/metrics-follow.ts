@@ -31,6 +31,7 @@ interface RequestRow {
   request_id: string;
   requested_model: string | null;
   model: string | null;
+  deployment: string | null;
   priority: string | null;
   variant: string | null;
   feature: string | null;
@@ -136,7 +137,20 @@ async function readRequests(db: Db, rows: EventRow[]): Promise<Map<string, Reque
   if (ids.length === 0) return new Map();
   const found = await db
     .selectFrom('requests')
-    .select(['request_id', 'requested_model', 'model', 'priority', 'variant', 'feature', 'received_at', 'cost_usd', 'saved_usd', 'embedding_usd', 'cache_kind'])
+    .select([
+      'request_id',
+      'requested_model',
+      'model',
+      'deployment',
+      'priority',
+      'variant',
+      'feature',
+      'received_at',
+      'cost_usd',
+      'saved_usd',
+      'embedding_usd',
+      'cache_kind',
+    ])
     .where(sql<boolean>`request_id = any(${ids}::text[])`)
     .execute();
   return new Map(found.map((r) => [r.request_id, r]));
@@ -156,6 +170,7 @@ function toCommitted(r: EventRow, request: RequestRow | undefined, previous: { t
       ? {
           requestedModel: request.requested_model,
           model: request.model,
+          deployment: request.deployment,
           lane: request.priority,
           variant: request.variant,
           feature: request.feature,

@@ -6,8 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AckPolicy, DeliverPolicy } from '@nats-io/jetstream';
 import { encodeJson, publishEvent, putDegrade } from '@sluice/bus';
 import { eventually, minimalConfig, startTestBus, type TestBus } from '@sluice/bus/testing';
-import { budgetsFor, Consumers, parseConfig, Topology, type AnyEvent } from '@sluice/contracts';
-import { admitted, answer, chatRequest, completed, requestContext } from '@sluice/contracts/testing';
+import { budgetsFor, Consumers, makeEvent, parseConfig, STATIC_FALLBACK, Topology, type AnyEvent } from '@sluice/contracts';
+import { admitted, answer, chatRequest, completed, missed, requestContext } from '@sluice/contracts/testing';
 import { meter, shutdownMetrics, startMetrics } from '@sluice/telemetry';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './http.js';
@@ -18,6 +18,7 @@ import { readPosition } from './store.js';
 import { openTestDb } from './db.fixtures.js';
 import { costs } from './costs.js';
 import { cacheReport } from './cache-report.js';
+import { slo } from './slo.js';
 import {
   T0,
   cachedRequest,
@@ -289,6 +290,30 @@ describe.each(['PGlite', 'Postgres'] as const)('ledger metrics on %s', (kind) =>
     // a circuit closes: its gauge reads 0
     await env.buckets.circuits.put('east', encodeJson({ state: 'closed', failures: 0 }));
     await eventually(async () => value(await scrape(), 'sluice_circuit_state', { sluice_deployment: 'east' }) === 0, 10_000, { what: 'the closed circuit' });
+  });
+
+  it("counts the router's static answer as degraded, as the ledger's SLO does", async () => {
+    const routerHops = value(await scrape(), 'sluice_hop_duration_count', { sluice_hop: 'router' });
+    const ctx = requestContext(chatRequest({ model: 'auto', user: 'u1', feature: 'chat' }), { receivedAt: T0 + 300, frontDoor: 'http' });
+    await publishAll([
+      admitted('s1', 'globex', { ctx }, { at: T0 + 301 }),
+      missed('s1', 'globex', { ctx }, { at: T0 + 302 }),
+      makeEvent(
+        'chat.completed',
+        { requestId: 's1', tenant: 'globex', service: 'router', at: T0 + 304, reason: 'degrade level 3: static answer' },
+        { ctx, answer: answer(STATIC_FALLBACK, 0, 0), deployment: STATIC_FALLBACK, attempts: 0, upstreamLatencyMs: 0 },
+      ),
+    ]);
+    await caughtUp();
+    const s = await scrape();
+    const globex = { sluice_tenant: 'globex', gen_ai_request_model: 'auto', sluice_lane: 'standard' };
+    expect(value(s, 'sluice_requests_total', { ...globex, sluice_outcome: 'degraded' })).toBe(1);
+    expect(find(s, 'sluice_requests_total', { ...globex, sluice_outcome: 'completed' })).toEqual([]);
+    const ledger = await slo(db, { window: 'test', ...DAY, tenant: 'globex' });
+    expect(ledger.totals.outcomes.degraded).toBe(1);
+    // the router answered the miss itself, in 2 ms
+    expect(value(s, 'sluice_hop_duration_count', { sluice_hop: 'router' })).toBe(routerHops + 1);
+    expect(value(s, 'sluice_hop_duration_bucket', { sluice_hop: 'router', le: '0.001' })).toBe(routerHops);
   });
 
   it('reads what was committed page by page, each event once, in order', async () => {
