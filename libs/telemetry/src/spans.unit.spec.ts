@@ -5,7 +5,7 @@ import { NodeSDK } from '@opentelemetry/sdk-node';
 import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { SpanAttributes } from './attributes.js';
 import { createLogger, withTrace } from './logger.js';
-import { startBatchSpan, startConsumerSpan, startProducerSpan, tagActiveSpan, traceProcess } from './spans.js';
+import { startBatchSpan, startClientSpan, startConsumerSpan, startProducerSpan, tagActiveSpan, traceProcess } from './spans.js';
 import { markTracingStarted, shutdownTracing, tracingOn } from './state.js';
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -13,6 +13,12 @@ const PARENT = '00f067aa0ba902b7';
 const incoming = { traceparent: `00-${TRACE}-${PARENT}-01` };
 
 describe('tracing off', () => {
+  it('makes a client span that is nothing: run calls straight through', async () => {
+    const span = startClientSpan('chat gpt-4o-mini', { [SpanAttributes.genAiOperation]: 'chat' });
+    expect(await span.run(async () => 'answered')).toBe('answered');
+    expect(span.headers).toEqual({});
+  });
+
   it('is off until the preload starts it, and withTrace binds the ids from the traceparent', () => {
     expect(tracingOn()).toBe(false);
     const lines: string[] = [];
@@ -81,6 +87,25 @@ describe('tracing on', () => {
     const [s] = spans();
     expect(s!.status).toMatchObject({ code: SpanStatusCode.ERROR, message: 'boom' });
     expect(s!.parentSpanContext).toBeUndefined();
+  });
+
+  it('opens a client span under the active one, with its attributes from the start; the work inside is its child', async () => {
+    await traceProcess({ name: 'process chat.routed', destination: 'x' }, incoming, async () => {
+      const call = startClientSpan('chat gpt-4o-mini', { [SpanAttributes.genAiOperation]: 'chat', [SpanAttributes.serverPort]: 8090 });
+      await call.run(async () => startProducerSpan({ name: 'inner', destination: 'y' }).end());
+      call.fail('upstream said 500');
+      call.set({ [SpanAttributes.errorType]: '500' });
+      call.end();
+    });
+    const consumer = spans().find((s) => s.kind === SpanKind.CONSUMER)!;
+    const client = spans().find((s) => s.kind === SpanKind.CLIENT)!;
+    const inner = spans().find((s) => s.name === 'inner')!;
+    expect(client.name).toBe('chat gpt-4o-mini');
+    expect(client.parentSpanContext?.spanId).toBe(consumer.spanContext().spanId);
+    expect(inner.parentSpanContext?.spanId).toBe(client.spanContext().spanId);
+    expect(client.attributes).toEqual({ 'gen_ai.operation.name': 'chat', 'server.port': 8090, 'error.type': '500' });
+    expect(client.status).toMatchObject({ code: SpanStatusCode.ERROR, message: 'upstream said 500' });
+    expect(client.events.map((e) => e.name)).toEqual(['exception']);
   });
 
   it('links a batch span to each message and each message span back to the batch', () => {
