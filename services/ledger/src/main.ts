@@ -40,6 +40,8 @@ await runService('ledger', async ({ env, log, bus, buckets, control }) => {
     logger: log,
     config: () => control.config(),
     readEvent: async (seq) => (await stream.read(seq).catch(() => null))?.data,
+    // the console's live section: the degrade state this process already watches, and the invokers' circuits (console.ts)
+    live: { degrade: () => control.degrade(), circuits: buckets.circuits },
     admin: {
       keys: buckets.keys,
       publish: async (event) => {
