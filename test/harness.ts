@@ -79,7 +79,9 @@ export async function startE2eStack(opts: Partial<StackOptions> & { postgres?: b
     // the services' TypeScript through tsx, so `npm test` needs no build
     entries: 'source',
     ...(db ? { databaseUrl: db.url } : {}),
-    env: { LOG_LEVEL: 'info', ...opts.env },
+    // metrics cost every process ~150 ms and ~8 MB at start: on only where a file scrapes them
+    // (trace.e2e.spec.ts asks for a /metrics port, and so runs every service with metrics on)
+    env: { LOG_LEVEL: 'info', ...(opts.metricsPorts ? {} : { SLUICE_METRICS: 'off' }), ...opts.env },
     onLine: (service, line) => {
       logs.push(`[${service}] ${line}`);
       if (logs.length > 5000) logs.splice(0, 1000);
