@@ -100,6 +100,21 @@ describe('what-if replay of a recorded scenario', () => {
     expect(candidate.costUsd).toBe('0.0487');
   });
 
+  it('learns the global limit from the upstreams’ recorded rate-limit headers, as the limiter does', () => {
+    // just before the window both deployments said: 2 requests a minute, none left for a minute
+    const observed = ['d1', 'd2'].map((deployment) =>
+      makeEvent(
+        'upstream.limits_observed',
+        { requestId: '', tenant: '_system', service: ServiceName.Invoker, at: T0 - 1000, reason: 'scenario' },
+        { deployment, status: 200, throttled: false, limitRequests: 2, remainingRequests: 0, resetRequestsMs: 60_000 },
+      ),
+    );
+    const events = [...observed, ...scenarioEvents(T0)];
+    // what is left refills at 2 + 2 a minute: 0.4 of a request after the window's 6 s, so none passes
+    expect(whatif(() => {}, {}, events).candidate.throttles).toEqual({ global: 6 });
+    expect(whatif((c: Raw) => (c.limits.adaptive = { enabled: false }), {}, events).candidate.throttles).toEqual({});
+  });
+
   it('turns the cache off: no hits, and the cost rises by exactly what the hits saved', () => {
     const { actual, candidate } = whatif(() => {}, { cache: 'off' });
     expect(candidate.cacheHits).toEqual({});

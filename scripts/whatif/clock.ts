@@ -3,7 +3,7 @@ import type { Recording, StateChange } from './record.js';
 
 /**
  * The replay's clock: the recorded state changes (degrade level, circuits, pauses, canary
- * rollbacks) and the replay's own scheduled work (a completion's cache store and limiter
+ * rollbacks, upstreams' rate limits) and the replay's own scheduled work (a completion's cache store and limiter
  * reconciliation), run in time order as the replay moves to each request's arrival. Work at the
  * same ms runs in the order it was scheduled; recorded changes run before scheduled work of the same ms.
  */
@@ -16,9 +16,11 @@ export class ReplayClock {
   private readonly queue: Array<{ at: number; seq: number; run: () => void }> = [];
   private seq = 0;
 
+  /** `observe` takes each recorded `upstream.limits_observed` at its time (the replay's adaptive global limit folds it). */
   constructor(
     private readonly changes: readonly StateChange[],
     recording: Pick<Recording, 'initialDegradeLevel'>,
+    private readonly observe: (c: Extract<StateChange, { kind: 'limits' }>) => void = () => {},
   ) {
     this.degradeLevel = recording.initialDegradeLevel;
   }
@@ -79,6 +81,9 @@ export class ReplayClock {
         break;
       case 'rollback':
         this.rollbacks[c.canary] = c.entry;
+        break;
+      case 'limits':
+        this.observe(c);
         break;
       default: {
         const _exhaustive: never = c;

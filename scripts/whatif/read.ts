@@ -9,6 +9,14 @@ import { parseEvent, Subjects, Topology, type AnyEvent } from '@sluice/contracts
  */
 const SETTLE_MS = 10 * 60_000;
 
+/**
+ * How long before the window's start events are read too: the state requests of the window met
+ * (the degrade level, circuits, canary rollbacks, and the upstreams' rate limits, which the
+ * adaptive global limit forgets after `limits.adaptive.forgetAfterMs`, 5 minutes by default).
+ * Requests received before the window are read but not replayed.
+ */
+const LOOKBACK_MS = 10 * 60_000;
+
 /** What reading the stream found: the events, and the ones it could not read. */
 export interface Read {
   events: AnyEvent[];
@@ -20,9 +28,10 @@ export interface Read {
 }
 
 /**
- * The events of SLUICE_EVENTS stored from `from` to `to` + SETTLE_MS (or the stream's end, as it
+ * The events of SLUICE_EVENTS stored from `from` - LOOKBACK_MS to `to` + SETTLE_MS (or the stream's end, as it
  * was when the read began), in stream order, with an ephemeral ordered consumer: nothing is acked,
- * no durable is left behind, the services' consumers are not touched.
+ * no durable is left behind, the services' consumers are not touched. A `chat.requested` is kept
+ * without its body (null): the replay decides on the request's facts, never on the conversation.
  *
  * @example
  * const { events } = await readWindow(bus, Date.parse('2026-11-30'), Date.parse('2026-12-01'));
@@ -33,12 +42,13 @@ export async function readWindow(bus: Bus, from: number, to: number): Promise<Re
   const read: Read = { events: [], unreadable: 0, firstSeq: 0, lastSeq: 0 };
   const until = to + SETTLE_MS;
   // an ordered consumer started past the last message would wait for the next one forever
-  if (info.state.messages === 0 || Date.parse(info.state.last_ts) < from) return read;
+  const since = from - LOOKBACK_MS;
+  if (info.state.messages === 0 || Date.parse(info.state.last_ts) < since) return read;
   const lastSeq = info.state.last_seq;
   const consumer = await bus.js.consumers.get(stream, {
     filter_subjects: Subjects.allEvents,
     deliver_policy: DeliverPolicy.StartTime,
-    opt_start_time: new Date(from).toISOString(),
+    opt_start_time: new Date(since).toISOString(),
   });
   // one pull request per batch, not per message: a week of events is read at the stream's pace
   const messages = await consumer.consume({ max_messages: 1000 });
@@ -48,7 +58,9 @@ export async function readWindow(bus: Bus, from: number, to: number): Promise<Re
       read.firstSeq ||= m.seq;
       read.lastSeq = m.seq;
       try {
-        read.events.push(parseEvent(m.data));
+        const e = parseEvent(m.data);
+        // the conversation is the bulk of a chat.requested and no decision the replay makes reads it
+        read.events.push(e.type === 'chat.requested' ? { ...e, data: { ...e.data, body: null } } : e);
       } catch {
         read.unreadable++;
       }

@@ -1,4 +1,4 @@
-import { STATIC_FALLBACK, type AnyEvent, type SluiceEvent } from '@sluice/contracts';
+import { STATIC_FALLBACK, type AnyEvent, type EventDataOf, type SluiceEvent } from '@sluice/contracts';
 import type { CanaryRollbacks } from '@sluice/bus';
 
 /** How a recorded request ended: its terminal event (none yet: still pending, or held). */
@@ -26,7 +26,9 @@ export type StateChange =
   | { at: number; kind: 'degrade'; level: number }
   | { at: number; kind: 'circuit'; deployment: string; open: boolean }
   | { at: number; kind: 'paused'; deployment: string; until: number }
-  | { at: number; kind: 'rollback'; canary: string; entry: CanaryRollbacks[string] };
+  | { at: number; kind: 'rollback'; canary: string; entry: CanaryRollbacks[string] }
+  /** What an upstream's answer said of its rate limits (`upstream.limits_observed`): the global limit learns from it. */
+  | { at: number; kind: 'limits'; observed: EventDataOf<'upstream.limits_observed'> };
 
 /** The window's requests and the state changes around them, as the replay takes them. */
 export interface Recording {
@@ -101,6 +103,9 @@ export function recordingOf(events: readonly AnyEvent[], from: number, to: numbe
         break;
       case 'deployment.paused':
         changes.push({ at: e.at, kind: 'paused', deployment: e.data.deployment, until: e.data.until });
+        break;
+      case 'upstream.limits_observed':
+        changes.push({ at: e.at, kind: 'limits', observed: e.data });
         break;
       case 'canary.rolled_back':
         changes.push({ at: e.at, kind: 'rollback', canary: e.data.canary, entry: { at: e.at, variant: e.data.variant, reason: e.reason } });

@@ -1,6 +1,21 @@
 import { billedPrice, makeEvent, ServiceName, type Answer, type RequestContext, type SluiceConfig, type SluiceEvent } from '@sluice/contracts';
 import { decideLookup, decideStore, policyFor, semanticThreshold, ttlFor, type CacheEntry } from '@sluice/cache/whatif';
-import { adjust, decide, estimateTokens, layersOf, limitKeys, limitsFor, type Bucket, type Buckets, type Layer } from '@sluice/limiter/whatif';
+import {
+  adjust,
+  decide,
+  estimateTokens,
+  evolve,
+  forget,
+  globalLimit,
+  initialState,
+  layersOf,
+  limitKeys,
+  limitsFor,
+  type AdaptiveState,
+  type Bucket,
+  type Buckets,
+  type Layer,
+} from '@sluice/limiter/whatif';
 import { route } from '@sluice/router/whatif';
 import { BudgetBook } from './budgets.js';
 import { ReplayClock } from './clock.js';
@@ -43,13 +58,19 @@ class Replay {
   /** Every answer the recording has for a cache key: what a request the recording never sent upstream is answered with. */
   private readonly recordedAnswers = new Map<string, Answer>();
   private readonly budgets: BudgetBook;
+  /** What the upstreams' recorded rate-limit headers taught the global layer, under the candidate's `limits.adaptive`. */
+  private adaptive: AdaptiveState = initialState;
 
   constructor(
     private readonly recording: Recording,
     private readonly policy: CandidatePolicy,
   ) {
     this.config = policy.config;
-    this.clock = new ReplayClock(recording.changes, recording);
+    this.clock = new ReplayClock(recording.changes, recording, ({ at, observed }) => {
+      // as the limiter's AdaptiveLimits.fold does
+      const settings = this.config.limits.adaptive;
+      this.adaptive = settings.enabled ? evolve(forget(this.adaptive, settings, at), observed.deployment, observed, at, settings) : initialState;
+    });
     this.budgets = new BudgetBook(policy.config);
     for (const r of recording.requests) this.learn(r);
   }
@@ -83,7 +104,8 @@ class Replay {
     // the budgets first, read only: a spent one refuses before any rate limit is debited
     const budgets = this.budgets.check(r.tenant, ctx, limiterAt);
     if (budgets?.verdict.kind === 'spent') return { kind: 'rejected', code: 'insufficient_quota' };
-    const limits = limitsFor(this.config, r.tenant, ctx.request.user, ctx.key);
+    const { rate, ceiling } = globalLimit(this.adaptive, this.config, limiterAt);
+    const limits = limitsFor(this.config, r.tenant, ctx.request.user, ctx.key, { ...rate, ...(ceiling ? { ceiling } : {}) });
     const keys = limitKeys(r.tenant, ctx.request.user, ctx.key?.limits ? ctx.key.id : undefined);
     const estimatedTokens = estimateTokens(ctx.request);
     const layers = layersOf(limits);
