@@ -64,7 +64,7 @@ export interface CommittedEvent {
   code: string | null;
   /** cache.hit / cache.missed: the model of the embedding the semantic lookup paid for, when it made one. */
   embeddingModel: string | null;
-  /** The request's row, read for terminal events and cache.missed (an embedding's cost); null otherwise. */
+  /** The request's row, read for terminal events and for lookups that paid for an embedding; null otherwise. */
   request: {
     requestedModel: string | null;
     model: string | null;

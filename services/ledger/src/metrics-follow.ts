@@ -12,8 +12,9 @@ const PAGE = 2000;
  */
 const MAX_IN_FLIGHT = 100_000;
 
-/** The events whose request row is read: terminal events (outcome, cost, savings) and cache.missed (an embedding's cost). */
-const JOINED: ReadonlySet<string> = new Set([...TERMINAL_TYPES, 'cache.missed']);
+/** Whether an event needs its request's row: a terminal event (outcome, cost, savings), or a lookup that paid for an embedding (its cost). */
+const needsRequest = (r: EventRow): r is EventRow & { request_id: string } =>
+  r.request_id !== null && (TERMINAL_TYPES.has(r.type) || r.embedding_model !== null);
 
 interface EventRow {
   seq: number | string;
@@ -81,7 +82,7 @@ export function followCommitted(db: Db, positionName: string, from: number, onEv
 
   const handle = (r: EventRow, requests: Map<string, RequestRow>) => {
     const id = r.request_id;
-    const e = toCommitted(r, JOINED.has(r.type) && id !== null ? requests.get(id) : undefined, id === null ? undefined : lastInput.get(id));
+    const e = toCommitted(r, needsRequest(r) ? requests.get(r.request_id) : undefined, id === null ? undefined : lastInput.get(id));
     onEvent(e);
     if (id === null) return;
     if (TERMINAL_TYPES.has(e.type)) {
@@ -133,7 +134,7 @@ async function readPage(db: Db, after: number, upTo: number, limit: number): Pro
 
 /** The request rows of a page's events that need one, by request id. */
 async function readRequests(db: Db, rows: EventRow[]): Promise<Map<string, RequestRow>> {
-  const ids = [...new Set(rows.flatMap((r) => (JOINED.has(r.type) && r.request_id !== null ? [r.request_id] : [])))];
+  const ids = [...new Set(rows.filter(needsRequest).map((r) => r.request_id))];
   if (ids.length === 0) return new Map();
   const found = await db
     .selectFrom('requests')
