@@ -1,6 +1,7 @@
 // The ledger's Sluice metrics against a real nats-server and Postgres (and PGlite, npm start's default): events published to the
 // stream, projected, then scraped in Prometheus's text format and compared with exact values and
 // with the ledger's own reports.
+import { readFileSync } from 'node:fs';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AckPolicy, DeliverPolicy } from '@nats-io/jetstream';
@@ -67,12 +68,13 @@ describe.each(['PGlite', 'Postgres'] as const)('ledger metrics on %s', (kind) =>
   let projector: Projector | undefined;
 
   /** `GET /metrics` on the ledger's HTTP API, as Prometheus scrapes it (no key). */
-  const scrape = async (): Promise<Sample[]> => {
+  const scrapeText = async (): Promise<string> => {
     const res = await app.inject({ url: '/metrics' });
     expect(res.statusCode).toBe(200);
     expect(res.headers['content-type']).toMatch(/^text\/plain/);
-    return parseExposition(res.body);
+    return res.body;
   };
+  const scrape = async (): Promise<Sample[]> => parseExposition(await scrapeText());
   /** Every sample of `name` whose labels include `labels`. */
   const find = (samples: Sample[], name: string, labels: Record<string, string> = {}) =>
     samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
@@ -314,6 +316,18 @@ describe.each(['PGlite', 'Postgres'] as const)('ledger metrics on %s', (kind) =>
     // the router answered the miss itself, in 2 ms
     expect(value(s, 'sluice_hop_duration_count', { sluice_hop: 'router' })).toBe(routerHops + 1);
     expect(value(s, 'sluice_hop_duration_bucket', { sluice_hop: 'router', le: '0.001' })).toBe(routerHops);
+  });
+
+  it("serves every metric of docs/metrics.md's Sluice table with its kind and unit", async () => {
+    const doc = readFileSync(new URL('../../../docs/metrics.md', import.meta.url), 'utf8');
+    const table = doc.slice(doc.indexOf('### Sluice'));
+    const rows = [...table.matchAll(/^\| `([\w.]+)` \| `(\w+)` \| (\w+) \| `([^`]+)` \|/gm)].map((m) => ({ prometheus: m[2]!, kind: m[3]!, unit: m[4]! }));
+    expect(rows).toHaveLength(11);
+    const text = await scrapeText();
+    for (const r of rows) {
+      expect(text).toContain(`# TYPE ${r.prometheus} ${r.kind}`);
+      expect(text).toContain(`# UNIT ${r.prometheus} ${r.unit}`);
+    }
   });
 
   it('reads what was committed page by page, each event once, in order', async () => {
