@@ -29,7 +29,7 @@ export async function followCircuits(kv: KV, log: Logger): Promise<CircuitStates
     if (e.operation !== 'PUT' || e.length === 0) return CircuitState.closed;
     try {
       const state = decodeJson<{ state?: unknown }>(e.value)?.state;
-      return typeof state === 'string' && state in CircuitState ? CircuitState[state as keyof typeof CircuitState] : CircuitState.closed;
+      return typeof state === 'string' && Object.hasOwn(CircuitState, state) ? CircuitState[state as keyof typeof CircuitState] : CircuitState.closed;
     } catch {
       return CircuitState.closed;
     }

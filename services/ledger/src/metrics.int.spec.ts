@@ -259,6 +259,9 @@ describe.each(['PGlite', 'Postgres'] as const)('ledger metrics on %s', (kind) =>
     await publishAll(budgeted('b1'));
     await env.buckets.circuits.put('east', encodeJson({ state: 'open', failures: 5, openedAt: NOW }));
     await env.buckets.circuits.put('west', encodeJson({ state: 'half-open', failures: 0 }));
+    // records the invokers would not read either: taken as closed
+    await env.buckets.circuits.put('north', encodeJson({ state: 'constructor' }));
+    await env.buckets.circuits.put('south', new TextEncoder().encode('not json'));
     await putDegrade(env.buckets.control, { level: 2, since: NOW, reason: 'test' });
     // a durable nobody pulls from: every completion in the stream is pending on it
     await env.bus.jsm.consumers.add(Topology.stream.name, {
@@ -272,13 +275,15 @@ describe.each(['PGlite', 'Postgres'] as const)('ledger metrics on %s', (kind) =>
     const s = await eventually(
       async () => {
         const s = await scrape();
-        return find(s, 'sluice_circuit_state').length === 2 && find(s, 'sluice_degrade_level', {})[0]?.value === 2 && s;
+        return find(s, 'sluice_circuit_state').length === 4 && find(s, 'sluice_degrade_level', {})[0]?.value === 2 && s;
       },
       10_000,
       { what: 'the circuits and degrade level to be watched' },
     );
     expect(value(s, 'sluice_circuit_state', { sluice_deployment: 'east' })).toBe(2);
     expect(value(s, 'sluice_circuit_state', { sluice_deployment: 'west' })).toBe(1);
+    expect(value(s, 'sluice_circuit_state', { sluice_deployment: 'north' })).toBe(0);
+    expect(value(s, 'sluice_circuit_state', { sluice_deployment: 'south' })).toBe(0);
     expect(value(s, 'sluice_degrade_level', {})).toBe(2);
     // 0.00045 USD of 0.01
     expect(value(s, 'sluice_budget_utilization', { sluice_tenant: 'acme', sluice_budget: 'daily' })).toBeCloseTo(0.045, 12);
