@@ -17,9 +17,9 @@ const SETTLE_MS = 10 * 60_000;
  */
 const LOOKBACK_MS = 10 * 60_000;
 
-/** What reading the stream found: the events, and the ones it could not read. */
+/** What reading the stream found: how many events, and the ones it could not read. */
 export interface Read {
-  events: AnyEvent[];
+  events: number;
   /** Messages that are not a valid event (skipped, as the ledger parks them). */
   unreadable: number;
   /** Stream sequences read, first and last (0 when none). */
@@ -30,16 +30,18 @@ export interface Read {
 /**
  * The events of SLUICE_EVENTS stored from `from` - LOOKBACK_MS to `to` + SETTLE_MS (or the stream's end, as it
  * was when the read began), in stream order, with an ephemeral ordered consumer: nothing is acked,
- * no durable is left behind, the services' consumers are not touched. A `chat.requested` is kept
- * without its body (null): the replay decides on the request's facts, never on the conversation.
+ * no durable is left behind, the services' consumers are not touched. Each event goes to `onEvent`
+ * as it is read (nothing is held here); a `chat.requested` without its body (null): the replay
+ * decides on the request's facts, never on the conversation.
  *
  * @example
- * const { events } = await readWindow(bus, Date.parse('2026-11-30'), Date.parse('2026-12-01'));
+ * const rec = new RecordingBuilder();
+ * await readWindow(bus, Date.parse('2026-11-30'), Date.parse('2026-12-01'), (e) => rec.add(e));
  */
-export async function readWindow(bus: Bus, from: number, to: number): Promise<Read> {
+export async function readWindow(bus: Bus, from: number, to: number, onEvent: (e: AnyEvent) => void): Promise<Read> {
   const stream = Topology.stream.name;
   const info = await bus.jsm.streams.info(stream);
-  const read: Read = { events: [], unreadable: 0, firstSeq: 0, lastSeq: 0 };
+  const read: Read = { events: 0, unreadable: 0, firstSeq: 0, lastSeq: 0 };
   const until = to + SETTLE_MS;
   // an ordered consumer started past the last message would wait for the next one forever
   const since = from - LOOKBACK_MS;
@@ -57,13 +59,11 @@ export async function readWindow(bus: Bus, from: number, to: number): Promise<Re
       if (m.info.timestampNanos / 1e6 >= until) break;
       read.firstSeq ||= m.seq;
       read.lastSeq = m.seq;
-      try {
-        const e = parseEvent(m.data);
-        // the conversation is the bulk of a chat.requested and no decision the replay makes reads it
-        read.events.push(e.type === 'chat.requested' ? { ...e, data: { ...e.data, body: null } } : e);
-      } catch {
-        read.unreadable++;
-      }
+      const e = eventOf(m.data);
+      if (e) {
+        read.events++;
+        onEvent(e);
+      } else read.unreadable++;
       if (m.seq >= lastSeq || m.info.pending === 0) break;
     }
   } finally {
@@ -71,4 +71,16 @@ export async function readWindow(bus: Bus, from: number, to: number): Promise<Re
     await consumer.delete().catch(() => undefined);
   }
   return read;
+}
+
+/** The event a message holds, a `chat.requested` without its body; undefined when it is not a valid event. */
+function eventOf(data: Uint8Array): AnyEvent | undefined {
+  let e: AnyEvent;
+  try {
+    e = parseEvent(data);
+  } catch {
+    return undefined;
+  }
+  // the conversation is the bulk of a chat.requested and no decision the replay makes reads it
+  return e.type === 'chat.requested' ? { ...e, data: { ...e.data, body: null } } : e;
 }

@@ -55,71 +55,105 @@ const TERMINAL = new Set<string>([
 ]);
 
 /**
- * Groups the events read from the stream (any order within a request is fine; the stream's order
- * is the usual one) into the requests received in [from, to) and the state changes. Events of
- * requests received outside the window are left out; a request's first terminal event is its
- * end (a duplicate from a redelivery changes nothing). Pure.
+ * Groups events read from the stream, one at a time as they are read (any order within a request
+ * is fine; the stream's order is the usual one), into requests and state changes. Only the events
+ * the replay reads are kept, and a request's later events share its `chat.requested`'s
+ * `ctx.request` (the replay reads the request's facts from that event alone): a request is held
+ * in a few of its events' envelopes, not all of them.
  *
  * @example
- * const rec = recordingOf(events, Date.parse('2026-11-30'), Date.parse('2026-12-01'));
- * rec.requests.length // requests received on 2026-11-30 (UTC)
+ * const rec = new RecordingBuilder();
+ * for (const e of events) rec.add(e);
+ * rec.finish(Date.parse('2026-11-30'), Date.parse('2026-12-01')).requests.length // received on 2026-11-30 (UTC)
  */
-export function recordingOf(events: readonly AnyEvent[], from: number, to: number): Recording {
-  const byId = new Map<string, Partial<RecordedRequest> & { requestId: string }>();
-  const changes: StateChange[] = [];
-  let initialDegradeLevel: number | undefined;
-  const of = (e: AnyEvent) => {
-    let r = byId.get(e.requestId);
-    if (!r) byId.set(e.requestId, (r = { requestId: e.requestId, tenant: e.tenant }));
-    return r;
-  };
-  for (const e of events) {
+export class RecordingBuilder {
+  private readonly byId = new Map<string, Partial<RecordedRequest> & { requestId: string; tenant: string }>();
+  private readonly changes: StateChange[] = [];
+  private initialDegradeLevel: number | undefined;
+
+  add(event: AnyEvent): void {
+    const e = this.slim(event);
     switch (e.type) {
       case 'chat.requested':
-        of(e).requested ??= e;
+        this.of(e).requested ??= e;
         break;
       case 'chat.admitted':
-        of(e).admitted ??= e;
+        this.of(e).admitted ??= e;
         break;
       case 'cache.missed':
-        of(e).missed ??= e;
+        this.of(e).missed ??= e;
         break;
       case 'chat.held':
-        of(e).held ??= e;
+        this.of(e).held ??= e;
         break;
       case 'chat.routed':
-        of(e).routed = e;
+        this.of(e).routed = e;
         break;
       case 'degrade.changed':
-        initialDegradeLevel ??= e.data.from;
-        changes.push({ at: e.at, kind: 'degrade', level: e.data.to });
+        this.initialDegradeLevel ??= e.data.from;
+        this.changes.push({ at: e.at, kind: 'degrade', level: e.data.to });
         break;
       case 'circuit.opened':
-        changes.push({ at: e.at, kind: 'circuit', deployment: e.data.deployment, open: true });
+        this.changes.push({ at: e.at, kind: 'circuit', deployment: e.data.deployment, open: true });
         break;
       case 'circuit.half_opened':
       case 'circuit.closed':
-        changes.push({ at: e.at, kind: 'circuit', deployment: e.data.deployment, open: false });
+        this.changes.push({ at: e.at, kind: 'circuit', deployment: e.data.deployment, open: false });
         break;
       case 'deployment.paused':
-        changes.push({ at: e.at, kind: 'paused', deployment: e.data.deployment, until: e.data.until });
+        this.changes.push({ at: e.at, kind: 'paused', deployment: e.data.deployment, until: e.data.until });
         break;
       case 'upstream.limits_observed':
-        changes.push({ at: e.at, kind: 'limits', observed: e.data });
+        this.changes.push({ at: e.at, kind: 'limits', observed: e.data });
         break;
       case 'canary.rolled_back':
-        changes.push({ at: e.at, kind: 'rollback', canary: e.data.canary, entry: { at: e.at, variant: e.data.variant, reason: e.reason } });
+        this.changes.push({ at: e.at, kind: 'rollback', canary: e.data.canary, entry: { at: e.at, variant: e.data.variant, reason: e.reason } });
         break;
       default:
-        if (TERMINAL.has(e.type) && e.requestId) of(e).terminal ??= e as Terminal;
+        if (TERMINAL.has(e.type) && e.requestId) this.of(e).terminal ??= e as Terminal;
     }
   }
-  const requests = [...byId.values()]
-    .filter((r): r is RecordedRequest => r.requested !== undefined)
-    .filter((r) => r.requested.data.ctx.receivedAt >= from && r.requested.data.ctx.receivedAt < to)
-    .sort((a, b) => a.requested.data.ctx.receivedAt - b.requested.data.ctx.receivedAt || (a.requestId < b.requestId ? -1 : a.requestId > b.requestId ? 1 : 0));
-  changes.sort((a, b) => a.at - b.at);
-  return { from, to, requests, changes, initialDegradeLevel: initialDegradeLevel ?? 0 };
+
+  /**
+   * The requests received in [from, to), ordered by arrival, and the changes, ordered by time.
+   * Events of requests received outside the window are left out; a request's first terminal
+   * event is its end (a duplicate from a redelivery changes nothing).
+   */
+  finish(from: number, to: number): Recording {
+    const requests = [...this.byId.values()]
+      .filter((r): r is RecordedRequest => r.requested !== undefined)
+      .filter((r) => r.requested.data.ctx.receivedAt >= from && r.requested.data.ctx.receivedAt < to)
+      .sort(
+        (a, b) => a.requested.data.ctx.receivedAt - b.requested.data.ctx.receivedAt || (a.requestId < b.requestId ? -1 : a.requestId > b.requestId ? 1 : 0),
+      );
+    const changes = [...this.changes].sort((a, b) => a.at - b.at);
+    return { from, to, requests, changes, initialDegradeLevel: this.initialDegradeLevel ?? 0 };
+  }
+
+  private of(e: AnyEvent) {
+    let r = this.byId.get(e.requestId);
+    if (!r) this.byId.set(e.requestId, (r = { requestId: e.requestId, tenant: e.tenant }));
+    return r;
+  }
+
+  /** The event, or a copy of it that shares its request's `ctx.request` (the one read is then garbage). */
+  private slim(e: AnyEvent): AnyEvent {
+    const shared = e.type === 'chat.requested' ? undefined : this.byId.get(e.requestId)?.requested?.data.ctx.request;
+    if (!shared || !('ctx' in e.data)) return e;
+    return { ...e, data: { ...e.data, ctx: { ...e.data.ctx, request: shared } } } as AnyEvent;
+  }
+}
+
+/**
+ * Groups events into the requests received in [from, to) and the state changes (`RecordingBuilder`). Pure.
+ *
+ * @example
+ * const rec = recordingOf(events, Date.parse('2026-11-30'), Date.parse('2026-12-01'));
+ */
+export function recordingOf(events: readonly AnyEvent[], from: number, to: number): Recording {
+  const builder = new RecordingBuilder();
+  for (const e of events) builder.add(e);
+  return builder.finish(from, to);
 }
 
 /** The recorded upstream answer of a request: its completion (not the static fallback's) or its cancellation. */

@@ -4,7 +4,7 @@ import { recordedFate } from './actual.js';
 import { loadCandidate, readConfigFile } from './candidate.js';
 import type { WhatifArgs } from './args.js';
 import { readWindow } from './read.js';
-import { recordingOf } from './record.js';
+import { RecordingBuilder } from './record.js';
 import { replay } from './replay.js';
 import { changedCount, type WhatifReport } from './report.js';
 import { summarize } from './summary.js';
@@ -21,8 +21,9 @@ import { summarize } from './summary.js';
 export async function whatif(args: WhatifArgs, bus: Bus, env: Record<string, string | undefined>): Promise<WhatifReport> {
   const policy = loadCandidate(args, env);
   const baseline = args.baseline ? readConfigFile(args.baseline, env).config : ((await liveConfig(bus)) ?? policy.config);
-  const read = await readWindow(bus, args.from, args.to);
-  const recording = recordingOf(read.events, args.from, args.to);
+  const builder = new RecordingBuilder();
+  const read = await readWindow(bus, args.from, args.to, (e) => builder.add(e));
+  const recording = builder.finish(args.from, args.to);
   const actual = recording.requests.map((r) => recordedFate(r, baseline));
   const candidate = replay(recording, policy);
   return {
@@ -32,7 +33,7 @@ export async function whatif(args: WhatifArgs, bus: Bus, env: Record<string, str
       nats: args.nats,
       firstSeq: read.firstSeq,
       lastSeq: read.lastSeq,
-      events: read.events.length,
+      events: read.events,
       unreadable: read.unreadable,
     },
     policy: { config: args.config, cache: policy.cache, degradeLevel: policy.degradeLevel ?? 'recorded', balance: policy.balance },
