@@ -51,7 +51,8 @@ log.info(
 process.stdout.write(
   `\nTry it:\n  curl -s ${stack.ingressUrl}/v1/chat/completions -H 'authorization: Bearer ${devKey === 'sk-sluice-dev' ? devKey : '<SLUICE_DEV_KEY>'}' \\\n` +
     `    -H 'content-type: application/json' -d '{"model":"auto","messages":[{"role":"user","content":"Hello"}]}'\n` +
-    `  curl -s '${stack.ledgerUrl}/v1/costs?groupBy=tenant,model' -H 'authorization: Bearer ${adminKey === DEFAULT_ADMIN_KEY ? adminKey : '<SLUICE_ADMIN_KEY>'}'\n\n`,
+    `  curl -s '${stack.ledgerUrl}/v1/costs?groupBy=tenant,model' -H 'authorization: Bearer ${adminKey === DEFAULT_ADMIN_KEY ? adminKey : '<SLUICE_ADMIN_KEY>'}'\n` +
+    `  open ${stack.ledgerUrl}/ for the web console (sign in with ${adminKey === DEFAULT_ADMIN_KEY ? adminKey : '<SLUICE_ADMIN_KEY>'})\n\n`,
 );
 
 let stopping = false;
