@@ -165,3 +165,37 @@ export function balanced(expr: string): boolean {
   }
   return open.length === 0 && !/["']/.test(withoutStrings(expr).replaceAll('""', ''));
 }
+
+/** One `relabel_configs` entry of a Prometheus scrape config. */
+export interface RelabelRule {
+  source_labels?: string[];
+  separator?: string;
+  regex?: string;
+  target_label?: string;
+  replacement?: string;
+  action?: string;
+}
+
+/**
+ * What Prometheus's relabelling makes of one discovered target's labels: `keep`, `drop` and
+ * `replace` (the actions these configs use; another throws), the regex anchored at both ends as
+ * Prometheus anchors it. Undefined when the target is dropped.
+ *
+ * @example
+ * relabel({ __meta_kubernetes_pod_ip: '10.0.0.5' }, [{ source_labels: ['__meta_kubernetes_pod_ip'], target_label: '__address__', replacement: '${1}:9471' }])
+ * // { __meta_kubernetes_pod_ip: '10.0.0.5', __address__: '10.0.0.5:9471' }
+ */
+export function relabel(labels: Record<string, string>, rules: readonly RelabelRule[]): Record<string, string> | undefined {
+  const out = { ...labels };
+  for (const r of rules) {
+    const value = (r.source_labels ?? []).map((s) => out[s] ?? '').join(r.separator ?? ';');
+    const m = new RegExp(`^(?:${r.regex ?? '(.*)'})$`).exec(value);
+    const action = r.action ?? 'replace';
+    if (action === 'keep' && !m) return undefined;
+    if (action === 'drop' && m) return undefined;
+    if (action === 'replace' && m && r.target_label)
+      out[r.target_label] = (r.replacement ?? '$1').replace(/\$\{(\d+)\}|\$(\d+)/g, (_, a, b) => m[Number(a ?? b)] ?? '');
+    if (!['keep', 'drop', 'replace'].includes(action)) throw new Error(`relabel action ${action} is not simulated here`);
+  }
+  return out;
+}

@@ -5,7 +5,7 @@ import { join, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments, stringify } from 'yaml';
-import { balanced, documentedMetrics, isPromqlFunction, promqlNames, scrapePorts, templateLabels } from './monitoring-files.js';
+import { balanced, documentedMetrics, isPromqlFunction, promqlNames, relabel, scrapePorts, templateLabels, type RelabelRule } from './monitoring-files.js';
 
 // Issue 15, item 3: the Grafana dashboards, the Prometheus config and rules, and their wiring in
 // docker-compose.yml and deploy/k8s hold together: every metric and label they use is one of
@@ -114,6 +114,13 @@ describe('docs/metrics.md, as these checks read it', () => {
     expect(promqlNames('sluice:slo_burn_rate:rate1h > 14.4 and 1e3 < up').metrics).toEqual(['sluice:slo_burn_rate:rate1h', 'up']);
     expect(balanced('sum(rate(x{a="("}[5m]))')).toBe(true);
     expect(balanced('sum(rate(x[5m])')).toBe(false);
+    const rules = [
+      { source_labels: ['a'], regex: 'x|y', action: 'keep' },
+      { source_labels: ['a', 'b'], regex: 'x;(.+)', target_label: 'c', replacement: '${1}:1' },
+    ];
+    expect(relabel({ a: 'x', b: '2' }, rules)).toEqual({ a: 'x', b: '2', c: '2:1' });
+    expect(relabel({ a: 'xx', b: '2' }, rules)).toBeUndefined();
+    expect(relabel({ a: 'y', b: '2' }, rules)).toEqual({ a: 'y', b: '2' });
   });
 });
 
@@ -255,17 +262,36 @@ describe('scrape targets and ports agree with docs/metrics.md', () => {
   });
 
   it('kubernetes: Prometheus finds each service by label and scrapes it at its port, and the pod sets it', () => {
-    const config = parse(read('deploy/prometheus/prometheus-k8s.yml')) as {
-      scrape_configs: Array<{ job_name: string; relabel_configs?: Array<{ regex?: string; replacement?: string; target_label?: string }> }>;
-    };
+    const config = parse(read('deploy/prometheus/prometheus-k8s.yml')) as { scrape_configs: Array<{ job_name: string; relabel_configs?: RelabelRule[] }> };
     const relabels = config.scrape_configs.find((s) => s.job_name === 'sluice')!.relabel_configs!;
+    // the pods discovery finds (one target per declared port, or one per pod without), as relabelling leaves them
+    const pod = (name: string, partOf: string, i: number, phase = 'Running', port = '') => ({
+      __address__: `10.0.0.${i}${port}`,
+      __meta_kubernetes_pod_name: `${name}-${i}`,
+      __meta_kubernetes_pod_ip: `10.0.0.${i}`,
+      __meta_kubernetes_pod_phase: phase,
+      __meta_kubernetes_pod_label_app_kubernetes_io_name: name,
+      __meta_kubernetes_pod_label_app_kubernetes_io_part_of: partOf,
+    });
+    const discovered = [
+      ...ports.map((p, i) => pod(p.service, 'sluice', i + 1, 'Running', ':1234')),
+      pod('router', 'sluice', 20, 'Pending'),
+      pod('nats', 'sluice', 21, 'Running', ':4222'),
+      pod('sluice-config', 'sluice', 22, 'Succeeded'),
+      pod('prometheus', 'sluice-monitoring', 23, 'Running', ':9090'),
+    ];
+    const scraped = discovered
+      .flatMap((d) => {
+        const t = relabel(d, relabels);
+        return t ? [t] : [];
+      })
+      .map((t) => ({ job: t.job, instance: t.instance, address: t.__address__ }));
+    expect(scraped).toEqual(ports.map((p, i) => ({ job: `sluice-${p.service}`, instance: `${p.service}-${i + 1}`, address: `10.0.0.${i + 1}:${p.port}` })));
     const patches = parseAllDocuments(read('deploy/k8s/metrics-ports.yaml')).map((d) => d.toJS() as Deployment);
     const sluiceEnv = (
       parseAllDocuments(read('deploy/k8s/config.yaml')).map((d) => d.toJS()) as Array<{ metadata: { name: string }; data: Record<string, string> }>
     ).find((d) => d.metadata.name === 'sluice-env')!.data;
     for (const { service, port, env: variable } of ports) {
-      const address = relabels.find((r) => r.target_label === '__address__' && r.regex === `${service};(.+)`);
-      expect(address?.replacement, service).toBe(`\${1}:${port}`);
       const patched = patches.find((p) => p.metadata.name === service)?.spec.template.spec.containers[0]?.env?.find((e) => e.name === variable)?.value;
       expect(patched ?? sluiceEnv[variable], `${service} ${variable}`).toBe(String(port));
     }
