@@ -259,6 +259,25 @@ describe('what the recording says beyond the scenario', () => {
     expect(whatif(spare, { balance: 'drawn' }).candidate.deployments).toEqual({ d2: 1, d3: 3 });
   });
 
+  it('takes upstream failures as recorded, and the degrade level from the recorded changes for a request never routed', () => {
+    const events = scenarioEvents(T0).flatMap((e): AnyEvent[] => {
+      if (e.requestId === 'r3' && e.type === 'chat.completed') {
+        const data = { code: 'upstream_failed' as const, status: 502, message: 'bad gateway', attempts: 3, receivedAt: e.data.ctx.receivedAt };
+        return [makeEvent('chat.failed', { requestId: 'r3', tenant: 'acme', service: ServiceName.Invoker, at: e.at, reason: 'scenario' }, data)];
+      }
+      if (e.requestId === 'r6' && e.type === 'chat.requested') {
+        const meta = { requestId: '', tenant: '_system', service: ServiceName.Degrader, at: e.at - 500, reason: 'scenario' };
+        return [makeEvent('degrade.changed', meta, { from: 0, to: 3, signals: {}, manual: true }), e];
+      }
+      return [e];
+    });
+    const { actual, candidate } = whatif(() => {}, { cache: 'off' }, events);
+    expect(actual.outcomes).toMatchObject({ completed: 3, failed: 1, cached: 2 });
+    // r2 goes upstream (the cache is off); r6 meets level 3 on its way to the router: the static answer
+    expect(candidate.outcomes).toMatchObject({ completed: 4, failed: 1, static: 1, cached: 0 });
+    expect(candidate.costUsd).toBe('0.0077');
+  });
+
   it('routes a request held at level 4 again at the level it was released at', () => {
     const events = scenarioEvents(T0).flatMap((e): AnyEvent[] => {
       if (e.requestId !== 'r3' || e.type !== 'chat.routed') return [e];

@@ -172,7 +172,8 @@ class Replay {
       case 'shed':
         return { fate: { kind: 'shed', code: decision.code, ...embedding }, endsAt: cacheAt };
       case 'static': {
-        const endsAt = upstreamEnd(r)?.at ?? cacheAt;
+        // the router answers at once: when the recording's static answer was, or at the lookup
+        const endsAt = r.terminal?.type === 'chat.completed' && upstreamEnd(r) === undefined ? r.terminal.at : cacheAt;
         reconcile({ prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 }, endsAt);
         return { fate: { kind: 'static', ...embedding }, endsAt };
       }
