@@ -1,7 +1,26 @@
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
 // What the monitoring files (deploy/grafana, deploy/prometheus) are checked against: the metric
 // tables and scrape ports of docs/metrics.md, and the metric and label names a PromQL expression
-// uses. Pure string work, no PromQL parser: promtool checks the syntax where it is installed
-// (scripts/monitoring.unit.spec.ts).
+// uses. String work, no PromQL parser: promtool checks the syntax where it is installed
+// (scripts/monitoring-queries.unit.spec.ts, scripts/monitoring-deploy.unit.spec.ts).
+
+/** The repository's root. */
+export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+/** A file of the repository, by its path from the root. */
+export const readRepoFile = (path: string) => readFileSync(join(ROOT, path), 'utf8');
+/** A system tool's path, when it is installed (as libs/bus finds nats-server). */
+export const which = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).stdout.trim() || undefined;
+
+export const DASHBOARD_DIR = 'deploy/grafana/dashboards';
+export const RULES_DIR = 'deploy/prometheus/rules';
+/** The dashboards' file names (`sluice-traffic.json`, ...). */
+export const dashboardFiles = () => readdirSync(join(ROOT, DASHBOARD_DIR)).filter((f) => f.endsWith('.json'));
+/** The rule files' names (`slo.yml`, ...). */
+export const ruleFiles = () => readdirSync(join(ROOT, RULES_DIR)).filter((f) => f.endsWith('.yml'));
 
 /** A metric of docs/metrics.md's tables: its Prometheus series names and the labels it may carry. */
 export interface DocumentedMetric {
