@@ -7,6 +7,7 @@
  * candidate, 1 anything else (NATS unreachable...).
  */
 import { writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { connectBus } from '@sluice/bus';
 import { parseArgs, USAGE, UsageError } from './whatif/args.js';
 import { table } from './whatif/report.js';
@@ -14,7 +15,15 @@ import { whatif } from './whatif/run.js';
 
 const env = { ...process.env };
 try {
-  const args = parseArgs(process.argv.slice(2), env);
+  // npm runs a root script in the repository's root; files are named from where the command was typed
+  const here = (file: string) => resolve(env.INIT_CWD ?? process.cwd(), file);
+  const parsed = parseArgs(process.argv.slice(2), env);
+  const args = {
+    ...parsed,
+    config: here(parsed.config),
+    ...(parsed.json ? { json: here(parsed.json) } : {}),
+    ...(parsed.baseline ? { baseline: here(parsed.baseline) } : {}),
+  };
   const bus = await connectBus(args.nats, 'sluice-whatif');
   try {
     const report = await whatif(args, bus, env);

@@ -25,7 +25,8 @@ function whatif(
   const baseline = opts.semantic ? parseConfig(scenarioConfig(opts)) : base;
   const actualFates = recording.requests.map((r) => recordedFate(r, baseline));
   const candidateFates = replay(recording, { config: parseConfig(raw), cache: 'on', balance: 'recorded', ...knobs });
-  return { actual: summarize(actualFates), candidate: summarize(candidateFates), changed: changedCount(actualFates, candidateFates) };
+  const tenants = recording.requests.map((r) => r.tenant);
+  return { actual: summarize(actualFates, tenants), candidate: summarize(candidateFates, tenants), changed: changedCount(actualFates, candidateFates) };
 }
 
 type Raw = Record<string, any>;
@@ -37,6 +38,8 @@ describe('what-if replay of a recorded scenario', () => {
     expect(actual.outcomes).toMatchObject({ completed: 4, cached: 2, throttled: 0 });
     expect(actual.costUsd).toBe('0.0457');
     expect(actual.savedUsd).toBe('0.005');
+    expect(actual.costByTenant).toEqual({ acme: '0.0457' });
+    expect(actual.costByModel).toEqual({ 'm-big': '0.04', 'm-small': '0.0057' });
     expect(actual.cacheHits).toEqual({ exact: 2 });
     expect(actual.models).toEqual({ 'm-big': 1, 'm-small': 3 });
     expect(actual.deployments).toEqual({ d1: 3, d2: 1 });
@@ -56,6 +59,7 @@ describe('what-if replay of a recorded scenario', () => {
       c.models['m-big'].price = { inputPerMTok: 5, outputPerMTok: 10 };
     });
     expect(candidate.costUsd).toBe('0.02285');
+    expect(candidate.costByModel).toEqual({ 'm-big': '0.02', 'm-small': '0.00285' });
     expect(candidate.savedUsd).toBe('0.0025');
     expect(usdChange('0.0457', candidate.costUsd)).toBe('-0.02285');
   });
@@ -214,6 +218,7 @@ describe('what the recording says beyond the scenario', () => {
     const same = semanticWhatif(() => {});
     expect(same.actual.cacheHits).toEqual({ exact: 2, semantic: 1 });
     expect(same.actual.embeddingUsd).toBe('0.00002');
+    expect(same.actual.costByModel).toEqual({ emb: '0.00002', 'm-big': '0.04', 'm-small': '0.006' });
     expect(same.actual.costUsd).toBe('0.04602');
     expect(same.candidate).toEqual(same.actual);
 

@@ -59,6 +59,12 @@ export function table(r: WhatifReport): string {
   usd('  upstream USD', a.upstreamUsd, c.upstreamUsd);
   usd('  embedding USD', a.embeddingUsd, c.embeddingUsd);
   usd('saved by cache USD', a.savedUsd, c.savedUsd);
+  const money = (label: string, x: Record<string, string>, y: Record<string, string>) => {
+    const keys = [...new Set([...Object.keys(x), ...Object.keys(y)])].sort();
+    for (const k of keys) usd(`${label} ${k}`, x[k] ?? '0', y[k] ?? '0');
+  };
+  money('cost USD tenant', a.costByTenant, c.costByTenant);
+  money('cost USD model', a.costByModel, c.costByModel);
   count('input tokens', a.inputTokens, c.inputTokens);
   count('output tokens', a.outputTokens, c.outputTokens);
   for (const o of OUTCOMES) if (a.outcomes[o] || c.outcomes[o]) count(o, a.outcomes[o], c.outcomes[o]);

@@ -26,6 +26,7 @@ export async function whatif(args: WhatifArgs, bus: Bus, env: Record<string, str
   const recording = builder.finish(args.from, args.to);
   const actual = recording.requests.map((r) => recordedFate(r, baseline));
   const candidate = replay(recording, policy);
+  const tenants = recording.requests.map((r) => r.tenant);
   return {
     window: { from: new Date(args.from).toISOString(), to: new Date(args.to).toISOString() },
     source: {
@@ -37,8 +38,8 @@ export async function whatif(args: WhatifArgs, bus: Bus, env: Record<string, str
       unreadable: read.unreadable,
     },
     policy: { config: args.config, cache: policy.cache, degradeLevel: policy.degradeLevel ?? 'recorded', balance: policy.balance },
-    actual: summarize(actual),
-    candidate: summarize(candidate),
+    actual: summarize(actual, tenants),
+    candidate: summarize(candidate, tenants),
     changed: changedCount(actual, candidate),
   };
 }

@@ -64,6 +64,9 @@ export interface Summary {
   embeddingUsd: string;
   /** What the cached answers would have cost upstream. */
   savedUsd: string;
+  /** `costUsd` by tenant, and by model (an answer's under the model that answered, an embedding's under the embedding model). */
+  costByTenant: Record<string, string>;
+  costByModel: Record<string, string>;
   inputTokens: number;
   outputTokens: number;
   /** Requests the router sent upstream, by tier (`explicit`: the client named the model). */
@@ -84,8 +87,8 @@ export function billedUsd(f: Fate): string {
   return formatUsd(units);
 }
 
-/** Adds up fates into a Summary, exactly. */
-export function summarize(fates: readonly Fate[]): Summary {
+/** Adds up fates into a Summary, exactly; `tenants[i]` is the tenant of `fates[i]`. */
+export function summarize(fates: readonly Fate[], tenants: readonly string[]): Summary {
   const outcomes = Object.fromEntries(OUTCOMES.map((o) => [o, 0])) as Record<OutcomeKind, number>;
   const tiers: Record<string, number> = {};
   const models: Record<string, number> = {};
@@ -99,15 +102,25 @@ export function summarize(fates: readonly Fate[]): Summary {
   let inputTokens = 0;
   let outputTokens = 0;
   let estimatedUsage = 0;
-  for (const f of fates) {
+  const byTenant = new Map<string, bigint>();
+  const byModel = new Map<string, bigint>();
+  const add = (m: Map<string, bigint>, k: string, units: bigint) => m.set(k, (m.get(k) ?? 0n) + units);
+  fates.forEach((f, i) => {
     outcomes[f.kind]++;
     if (f.tier !== undefined) bump(tiers, f.tier);
-    if (f.embedding) embedding += usdUnits(costUsd(f.embedding.tokens, 0, f.embedding.price));
+    add(byTenant, tenants[i]!, usdUnits(billedUsd(f)));
+    if (f.embedding) {
+      const units = usdUnits(costUsd(f.embedding.tokens, 0, f.embedding.price));
+      embedding += units;
+      add(byModel, f.embedding.model, units);
+    }
     switch (f.kind) {
       case 'completed':
       case 'cancelled': {
         const { bill } = f;
-        upstream += usdUnits(costUsd(bill.usage.prompt_tokens, bill.usage.completion_tokens, bill.price));
+        const units = usdUnits(costUsd(bill.usage.prompt_tokens, bill.usage.completion_tokens, bill.price));
+        upstream += units;
+        add(byModel, bill.model, units);
         inputTokens += bill.usage.prompt_tokens;
         outputTokens += bill.usage.completion_tokens;
         bump(models, bill.model);
@@ -134,7 +147,8 @@ export function summarize(fates: readonly Fate[]): Summary {
         throw new Error(`unknown fate ${JSON.stringify(_exhaustive)}`);
       }
     }
-  }
+  });
+  const usd = (m: Map<string, bigint>) => sorted(Object.fromEntries([...m].map(([k, units]) => [k, formatUsd(units)])));
   return {
     requests: fates.length,
     outcomes,
@@ -142,6 +156,8 @@ export function summarize(fates: readonly Fate[]): Summary {
     upstreamUsd: formatUsd(upstream),
     embeddingUsd: formatUsd(embedding),
     savedUsd: formatUsd(saved),
+    costByTenant: usd(byTenant),
+    costByModel: usd(byModel),
     inputTokens,
     outputTokens,
     tiers: sorted(tiers),
@@ -161,6 +177,6 @@ export function usdChange(actual: string, candidate: string): string {
 }
 
 /** Keys in byte order, so the JSON and the table do not depend on the order requests came in. */
-function sorted(m: Record<string, number>): Record<string, number> {
+function sorted<T>(m: Record<string, T>): Record<string, T> {
   return Object.fromEntries(Object.entries(m).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
