@@ -4,7 +4,7 @@ import { recordedFate } from './whatif/actual.js';
 import { parseArgs, UsageError } from './whatif/args.js';
 import { recordingOf } from './whatif/record.js';
 import { replay, type CandidatePolicy } from './whatif/replay.js';
-import { changedCount, table, type WhatifReport } from './whatif/report.js';
+import { changes, table, type WhatifReport } from './whatif/report.js';
 import { KEY, scenarioConfig, scenarioEvents, STEPS, type Step } from './whatif/scenario.js';
 import { summarize, usdChange } from './whatif/summary.js';
 
@@ -26,7 +26,12 @@ function whatif(
   const actualFates = recording.requests.map((r) => recordedFate(r, baseline));
   const candidateFates = replay(recording, { config: parseConfig(raw), cache: 'on', balance: 'recorded', ...knobs });
   const tenants = recording.requests.map((r) => r.tenant);
-  return { actual: summarize(actualFates, tenants), candidate: summarize(candidateFates, tenants), changed: changedCount(actualFates, candidateFates) };
+  const { changed, examples } = changes(
+    recording.requests.map((r) => r.requestId),
+    actualFates,
+    candidateFates,
+  );
+  return { actual: summarize(actualFates, tenants), candidate: summarize(candidateFates, tenants), changed, examples };
 }
 
 type Raw = Record<string, any>;
@@ -65,7 +70,7 @@ describe('what-if replay of a recorded scenario', () => {
   });
 
   it('throttles every request past a lower tenant limit, at the tenant layer', () => {
-    const { candidate, changed } = whatif((c: Raw) => {
+    const { candidate, changed, examples } = whatif((c: Raw) => {
       c.tenants[0].limits = { requestsPerMinute: 3, tokensPerMinute: 10_000_000 };
     });
     // r1..r3 fit 3/min (one second apart, refill 0.05 a second); r4, r5 and r6 do not
@@ -73,6 +78,11 @@ describe('what-if replay of a recorded scenario', () => {
     expect(candidate.outcomes).toMatchObject({ completed: 2, cached: 1, throttled: 3 });
     expect(candidate.costUsd).toBe('0.042');
     expect(changed).toBe(3);
+    expect(examples).toEqual([
+      { requestId: 'r4', actual: 'completed m-small d1', candidate: 'throttled tenant' },
+      { requestId: 'r5', actual: 'completed m-small d1', candidate: 'throttled tenant' },
+      { requestId: 'r6', actual: 'cached exact', candidate: 'throttled tenant' },
+    ]);
   });
 
   it('reconciles the token buckets with the recorded usage after each completion', () => {
@@ -301,7 +311,7 @@ describe('what the recording says beyond the scenario', () => {
 
 describe('the report', () => {
   it('prints each figure with actual, candidate and the change', () => {
-    const { actual, candidate, changed } = whatif(() => {}, { cache: 'off' });
+    const { actual, candidate, changed, examples } = whatif(() => {}, { cache: 'off' });
     const report: WhatifReport = {
       window: { from: new Date(T0).toISOString(), to: new Date(T0 + 60_000).toISOString() },
       source: { stream: 'SLUICE_EVENTS', nats: 'nats://x', firstSeq: 1, lastSeq: 26, events: 26, unreadable: 0 },
@@ -309,12 +319,14 @@ describe('the report', () => {
       actual,
       candidate,
       changed,
+      examples,
     };
     const text = table(report);
     expect(text).toMatch(/^cost USD\s+0\.0457\s+0\.0507\s+\+0\.005$/m);
     expect(text).toMatch(/^cache hit exact\s+2\s+0\s+-2$/m);
     expect(text).toMatch(/^deployment d1\s+3\s+5\s+\+2$/m);
     expect(text).toContain('2 requests end differently');
+    expect(text).toContain('  r2: cached exact -> completed m-small d1\n  r6: cached exact -> completed m-small d1\n');
   });
 });
 

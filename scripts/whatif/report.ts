@@ -12,15 +12,24 @@ export interface WhatifReport {
   candidate: Summary;
   /** Requests whose outcome, cache kind, throttling layer, model or deployment differ between the two. */
   changed: number;
+  /** The first EXAMPLES of them in arrival order, each as `completed m-small d1`, `cached exact`, `throttled tenant`..., to look up on the ledger's timeline. */
+  examples: Array<{ requestId: string; actual: string; candidate: string }>;
 }
 
-/** How many requests ended differently (see `WhatifReport.changed`). */
-export function changedCount(actual: readonly Fate[], candidate: readonly Fate[]): number {
-  let n = 0;
+/** How many changed requests the report names. */
+const EXAMPLES = 20;
+
+/** The requests that ended differently (see `WhatifReport.changed`): how many, and the first few. */
+export function changes(requestIds: readonly string[], actual: readonly Fate[], candidate: readonly Fate[]): Pick<WhatifReport, 'changed' | 'examples'> {
+  let changed = 0;
+  const examples: WhatifReport['examples'] = [];
   actual.forEach((a, i) => {
-    if (signature(a) !== signature(candidate[i]!)) n++;
+    const [x, y] = [signature(a), signature(candidate[i]!)];
+    if (x === y) return;
+    changed++;
+    if (examples.length < EXAMPLES) examples.push({ requestId: requestIds[i]!, actual: x, candidate: y });
   });
-  return n;
+  return { changed, examples };
 }
 
 function signature(f: Fate): string {
@@ -86,5 +95,9 @@ export function table(r: WhatifReport): string {
     `candidate ${r.policy.config} (${knobs}); ${r.changed} requests end differently`,
   ];
   if (c.estimatedUsage) notes.push(`${c.estimatedUsage} candidate completions have estimated tokens (not sent upstream in the recording)`);
-  return [...notes, '', line(head), ...rows.map(line), ''].join('\n');
+  const shown = r.examples.slice(0, 5).map((x) => `  ${x.requestId}: ${x.actual} -> ${x.candidate}`);
+  const more =
+    r.changed > shown.length ? [`  ... ${r.changed - shown.length} more${r.examples.length > shown.length ? ' (the JSON lists the first 20)' : ''}`] : [];
+  const changed = shown.length ? ['', 'requests that end differently:', ...shown, ...more] : [];
+  return [...notes, '', line(head), ...rows.map(line), ...changed, ''].join('\n');
 }

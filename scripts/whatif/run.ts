@@ -6,7 +6,7 @@ import type { WhatifArgs } from './args.js';
 import { readWindow } from './read.js';
 import { RecordingBuilder } from './record.js';
 import { replay } from './replay.js';
-import { changedCount, type WhatifReport } from './report.js';
+import { changes, type WhatifReport } from './report.js';
 import { summarize } from './summary.js';
 
 /**
@@ -40,7 +40,11 @@ export async function whatif(args: WhatifArgs, bus: Bus, env: Record<string, str
     policy: { config: args.config, cache: policy.cache, degradeLevel: policy.degradeLevel ?? 'recorded', balance: policy.balance },
     actual: summarize(actual, tenants),
     candidate: summarize(candidate, tenants),
-    changed: changedCount(actual, candidate),
+    ...changes(
+      recording.requests.map((r) => r.requestId),
+      actual,
+      candidate,
+    ),
   };
 }
 
