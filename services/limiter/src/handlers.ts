@@ -39,8 +39,19 @@ export interface LimiterDeps {
 
 const tenantIndex = new WeakMap<SluiceConfig, Map<string, Tenant>>();
 
-/** The limits that apply to a request, from the live config (and its virtual key's own). */
-function limitsFor(config: SluiceConfig, tenantId: string, user: string | undefined, key?: RequestKey, global: LayerRate = config.limits.global): Limits {
+/**
+ * The limits that apply to a request under `config`: the tenant's (or `limits.tenantDefault`),
+ * the user's when it names one (the tenant's `userLimits` or `limits.userDefault`), its virtual
+ * key's own, and `global` (default: `limits.global` as configured, nothing learned). The what-if
+ * replay runs this same function (whatif-api.ts).
+ */
+export function limitsFor(
+  config: SluiceConfig,
+  tenantId: string,
+  user: string | undefined,
+  key?: RequestKey,
+  global: LayerRate = config.limits.global,
+): Limits {
   let index = tenantIndex.get(config);
   if (!index) tenantIndex.set(config, (index = new Map(config.tenants.map((t) => [t.id, t]))));
   const tenant = index.get(tenantId);
