@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,25 +5,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ControlKeys, type SluiceConfig } from '@sluice/contracts';
 import { getJson } from '@sluice/bus';
 import { minimalConfig, startTestBus, type TestBus } from '@sluice/bus/testing';
+import { runScript, type ScriptRun } from './run-script.js';
 import { ROOT } from './stack.js';
 
 // Issue 11, item 7: `npm run config -- apply` validates a file as the services do at start; a bad
 // one is refused with the wrong key's path, and the running config stays as it was.
 
 /** `npm run config -- <args>` against the test's server: its exit code and output. */
-function runConfig(natsUrl: string, args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--conditions=sluice-src', '--import', 'tsx', join(ROOT, 'scripts', 'config.ts'), ...args], {
-      cwd: ROOT,
-      env: { ...process.env, NATS_URL: natsUrl, SLUICE_UPSTREAM_URL: 'http://127.0.0.1:9/v1' },
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, out, err }));
-  });
+function runConfig(natsUrl: string, args: string[]): Promise<ScriptRun> {
+  return runScript('config.ts', natsUrl, args, { SLUICE_UPSTREAM_URL: 'http://127.0.0.1:9/v1' });
 }
 
 let t: TestBus;

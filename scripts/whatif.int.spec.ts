@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { publishEvent } from '@sluice/bus';
 import { startTestBus, type TestBus } from '@sluice/bus/testing';
 import { makeEvent, ServiceName, Subjects, type AnyEvent } from '@sluice/contracts';
-import { ROOT } from './stack.js';
+import { runScript, type ScriptRun } from './run-script.js';
 import type { WhatifArgs } from './whatif/args.js';
 import type { WhatifReport } from './whatif/report.js';
 import { whatif } from './whatif/run.js';
@@ -16,19 +15,8 @@ import { scenarioConfig, scenarioEvents } from './whatif/scenario.js';
 // nats-server) and replays it under candidate configs whose answers are known exactly.
 
 /** `npm run whatif -- <args>` against the test's server: its exit code and output. */
-function runWhatif(natsUrl: string, args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--conditions=sluice-src', '--import', 'tsx', join(ROOT, 'scripts', 'whatif.ts'), ...args], {
-      cwd: ROOT,
-      env: { ...process.env, NATS_URL: natsUrl },
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, out, err }));
-  });
+function runWhatif(natsUrl: string, args: string[]): Promise<ScriptRun> {
+  return runScript('whatif.ts', natsUrl, args);
 }
 
 let t: TestBus;
