@@ -14,6 +14,9 @@ const REQUEST_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
 /** A stage's time (s): a JetStream hop is ~0.3 ms; the invoker's includes the upstream call. */
 const HOP_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
+/** The outcomes the availability SLO reads (deploy/prometheus/rules/slo.yml): good, bad, and degraded (bad). */
+const SLO_OUTCOMES = ['completed', 'failed', 'degraded'];
+
 /** How often committed events are counted in the background after a commit; a scrape counts them at once. */
 const FOLLOW_EVERY_MS = 1_000;
 
@@ -76,8 +79,19 @@ export function startLedgerMetrics(deps: LedgerMetricsDeps): LedgerMetrics {
     [Instrument.cacheSavings]: counter(Metrics.cacheSavings, 'What cached answers would have cost upstream.'),
     [Instrument.throttles]: counter(Metrics.throttles, 'Requests refused by a rate limit (by its layer) or a spent budget (`budget`).'),
   };
+  // a counter series' first value is never in a rate() (there is no sample before it): the SLO's
+  // outcomes start at 0 with a label set's first request, so its first failure is seen
+  const started = new Set<string>();
+  const startSloSeries = (counter: Counter, attributes: Record<string, string>) => {
+    const rest = Object.fromEntries(Object.entries(attributes).filter(([k]) => k !== MetricAttributes.outcome));
+    const key = JSON.stringify(Object.entries(rest).sort(([a], [b]) => a.localeCompare(b)));
+    if (started.has(key)) return;
+    started.add(key);
+    for (const outcome of SLO_OUTCOMES) counter.add(0, { ...rest, [MetricAttributes.outcome]: outcome });
+  };
   const record = (m: Measurement) => {
     const i = instruments[m.instrument];
+    if (m.instrument === Instrument.requests && 'add' in i) startSloSeries(i, m.attributes);
     if ('add' in i) i.add(m.value, m.attributes);
     else i.record(m.value, m.attributes);
   };
