@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import type { KV } from '@nats-io/kv';
 import { decodeJson } from '@sluice/bus';
 import type { DegradeState, SluiceConfig } from '@sluice/contracts';
@@ -158,30 +158,26 @@ function degradeView(state: DegradeState) {
 }
 
 /**
- * Mounts the console on the ledger's app; `http.ts` calls it before its key check. The pages
- * are answered from an `onRequest` hook added ahead of that check, because they take no key
- * (the page asks for one) and every route of the app takes one; the hook answers GET and HEAD
- * of the console's own paths only, so everything else reaches the check as before. The live
- * routes take keys like any API route: the degrade level any valid key (it is every tenant's
- * service level), the circuits an admin key (deployments are the operator's).
+ * Mounts the console on the ledger's app: its pages as `public` routes (GET, and HEAD, of the
+ * console's own paths; they take no key: the page asks for one), and its live routes, which take
+ * keys like any API route: the degrade level any valid key (it is every tenant's service level),
+ * the circuits an admin key (deployments are the operator's).
  *
  * @example
  * mountConsole(app, { degrade: () => control.degrade(), circuits: buckets.circuits }, () => config);
  */
 export function mountConsole(app: FastifyInstance, live: ConsoleLive | undefined, config: () => SluiceConfig, now: () => number = Date.now): void {
-  const pages = loadPages();
-  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
-    if (request.method !== 'GET' && request.method !== 'HEAD') return;
-    const page = pages.get(request.url.split('?')[0]!);
-    if (!page) return;
-    return reply
-      .header('content-type', page.type)
-      .header('cache-control', page.cacheControl)
-      .header('content-security-policy', CSP)
-      .header('x-content-type-options', 'nosniff')
-      .header('referrer-policy', 'no-referrer')
-      .send(page.body);
-  });
+  for (const [path, page] of loadPages()) {
+    app.get(path, { config: { public: true } }, async (_request, reply) =>
+      reply
+        .header('content-type', page.type)
+        .header('cache-control', page.cacheControl)
+        .header('content-security-policy', CSP)
+        .header('x-content-type-options', 'nosniff')
+        .header('referrer-policy', 'no-referrer')
+        .send(page.body),
+    );
+  }
 
   // who the key is, so the page can say so and leave out what a tenant key may not read
   app.get('/v1/principal', { config: { tenantReadable: true } }, async (request) => request.principal);

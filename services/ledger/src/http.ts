@@ -75,9 +75,11 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** A tenant's read key may call the route (scoped to its tenant by the route); otherwise admin keys only. */
     tenantReadable?: boolean;
+    /** The route takes no key (`/healthz`, `/metrics`, the console's pages): the key check skips it. */
+    public?: boolean;
   }
   interface FastifyRequest {
-    /** Who the request's key is (auth.ts); set on every route but /healthz. */
+    /** Who the request's key is (auth.ts); set on every route not marked `public`. */
     principal: Principal;
   }
 }
@@ -89,7 +91,8 @@ function errorBody(code: ErrorCode, message: string, param?: string) {
 
 /**
  * The ledger's read API, and the admin API when `deps.admin` is given. The caller listens;
- * tests use `app.inject()`. Every route but `/healthz` takes `Authorization: Bearer <key>`: an
+ * tests use `app.inject()`. Every route not marked `public` (`/healthz`, `/metrics`, the console's
+ * pages) takes `Authorization: Bearer <key>`: an
  * admin key reads everything and may use `/admin/v1`; a tenant's read key reads the routes
  * marked `tenantReadable`, limited to its own tenant (auth.ts). A route added without that mark
  * is for admin keys only.
@@ -146,18 +149,20 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   });
   app.setNotFoundHandler((request, reply) => reply.status(404).send(errorBody('not_found', `No route ${request.method} ${request.url.split('?')[0]}.`)));
 
-  mountConsole(app, deps.live, deps.config, now); // the console (console.ts): its pages take no key, so it goes before the key check
-  app.get('/metrics', metricsHandler); // Prometheus's scrape (docs/metrics.md, metrics.ts): no key, like /healthz
   app.decorateRequest('principal', null as never);
   // before the body is read: an unauthenticated caller gets 401 without sending it
   app.addHook('onRequest', async (request) => {
-    if (request.is404 || request.routeOptions.url === '/healthz' || request.routeOptions.url === '/metrics') return;
+    if (request.is404 || request.routeOptions.config.public) return;
     request.principal = principalOf(readerIndex(deps.config()), request.headers.authorization);
     if (!request.routeOptions.config.tenantReadable) requireAdmin(request.principal);
   });
   const tenantReadable = { config: { tenantReadable: true } };
 
-  app.get('/healthz', async () => ({ ok: true }));
+  app.get('/healthz', { config: { public: true } }, async () => ({ ok: true }));
+  // Prometheus's scrape (docs/metrics.md, metrics.ts)
+  app.get('/metrics', { config: { public: true } }, metricsHandler);
+  // the web console (console.ts): its pages ask for a key themselves
+  mountConsole(app, deps.live, deps.config, now);
 
   app.get('/v1/costs', tenantReadable, async (request) => {
     const q = parseCostsQuery(request.query as Record<string, unknown>, now());
