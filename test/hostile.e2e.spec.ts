@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
@@ -6,7 +7,9 @@ import { SluiceClient, SluiceRequestError } from '@sluice/client';
 import { connectBus, listParked, type Bus } from '@sluice/bus';
 import { hashKey, Headers, Subjects, Topology, type ChatReply } from '@sluice/contracts';
 import { eventually } from '@sluice/bus/testing';
-import { DEV_KEY, defaultConfig, startE2eStack, type E2eStack } from './harness.js';
+import { ADMIN_KEY, DEV_KEY, defaultConfig, startE2eStack, type E2eStack } from './harness.js';
+import { uploadBatchFile } from './batch-kit.js';
+import { databaseKept, databaseUrlOf, findIn, streamsKept, type Kept } from './secrets-scan.js';
 
 // One hostile request must never stop Sluice. Each input here once stopped a consumer, outgrew
 // the stream or froze a service; afterwards every consumer must be back at zero lag, in the same
@@ -15,6 +18,21 @@ import { DEV_KEY, defaultConfig, startE2eStack, type E2eStack } from './harness.
 const OTHER_KEY = 'sk-e2e-other-tenant';
 const MiB = 1024 * 1024;
 
+// Secrets stay secret (last describe): fake keys unique to this run, so finding one anywhere is
+// this run's leak and nothing else's. The upstream key is the invoker's OPENAI_API_KEY (the
+// shipped deployment's apiKeyEnv); the second admin key opens the admin API beside ADMIN_KEY.
+const RUN = randomBytes(6).toString('hex');
+const SECRET = {
+  tenant: `secret-${RUN}`,
+  tenantKey: `sk-secret-tenant-${RUN}`,
+  adminKey: `sk-secret-admin-${RUN}`,
+  upstreamKey: `sk-secret-upstream-${RUN}`,
+  neverKey: `sk-secret-never-${RUN}`,
+  marker: `marker-${RUN}`,
+};
+/** Every service's log lines, whole (the harness keeps only the last 5,000). */
+const lines: Kept[] = [];
+
 let stack: E2eStack;
 let bus: Bus;
 let pids: Map<string, number | undefined>;
@@ -22,6 +40,8 @@ let pids: Map<string, number | undefined>;
 function config(over: { maxBodyBytes?: number } = {}) {
   const c = defaultConfig();
   c.tenants.push({ id: 'other', keySha256: [hashKey(OTHER_KEY)] });
+  c.tenants.push({ id: SECRET.tenant, keySha256: [hashKey(SECRET.tenantKey)] });
+  c.admin.keySha256.push(hashKey(SECRET.adminKey));
   c.ingress.maxBodyBytes = over.maxBodyBytes ?? c.ingress.maxBodyBytes;
   // hostile requests are large: per-user limits must not be what answers them
   c.limits.userDefault = { requestsPerMinute: 100_000, tokensPerMinute: 100_000_000 };
@@ -29,7 +49,16 @@ function config(over: { maxBodyBytes?: number } = {}) {
 }
 
 beforeAll(async () => {
-  stack = await startE2eStack({ postgres: true, config: config() });
+  stack = await startE2eStack({
+    postgres: true,
+    config: config(),
+    // debug: every log line a request can cause, so the secrets scan reads all of them
+    env: { LOG_LEVEL: 'debug', OPENAI_API_KEY: SECRET.upstreamKey },
+    onLine: (service, line) => {
+      lines.push({ where: `log [${service}]`, text: line });
+      if (process.env.SLUICE_E2E_VERBOSE) process.stdout.write(`[${service}] ${line}\n`);
+    },
+  });
   bus = await connectBus(stack.natsUrl, 'hostile-test');
   pids = new Map([...stack.services].map(([name, s]) => [name, s.pid]));
 });
@@ -259,5 +288,152 @@ describe('afterwards', () => {
     expect(costs.totals.completed).toBe(sim.completions);
     expect(costs.totals.inputTokens).toBe(sim.promptTokens);
     expect(costs.totals.outputTokens).toBe(sim.completionTokens);
+  });
+});
+
+describe('secrets stay secret', () => {
+  const virtualKeys: string[] = [];
+  let basic = '';
+  let asyncId = '';
+  const ask = (content: string, extra: Record<string, unknown> = {}) =>
+    JSON.stringify({ model: 'gpt-4o-mini', user: `u-${RUN}`, messages: [{ role: 'user', content: `${SECRET.marker} ${content}` }], ...extra });
+  const asAdmin = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(`${stack.ledgerUrl}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${SECRET.adminKey}`, 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    return { status: res.status, body: (await res.json()) as { id: string; key: string } };
+  };
+  const natsRefusal = (key: string, tenant = SECRET.tenant) =>
+    nats(key, tenant)
+      .chat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `${SECRET.marker} refused` }] })
+      .then(
+        () => 200,
+        (e: unknown) => (e instanceof SluiceRequestError ? e.status : Promise.reject(e)),
+      );
+
+  it('sends valid and invalid keys through both doors, the admin API and the read API', async () => {
+    // a virtual key made through the admin API (with this run's admin key), then rotated with no
+    // grace: its first key becomes one that was valid and is now refused
+    const created = await asAdmin('POST', '/admin/v1/keys', { tenant: SECRET.tenant, name: `vk-${RUN}`, metadata: { marker: SECRET.marker } });
+    expect(created.status).toBe(201);
+    virtualKeys.push(created.body.key);
+    await eventually(async () => expect((await post(ask('first virtual key'), created.body.key)).status).toBe(200));
+    const rotated = await asAdmin('POST', `/admin/v1/keys/${created.body.id}/rotate`, { graceSeconds: 0 });
+    expect(rotated.status).toBe(200);
+    virtualKeys.push(rotated.body.key);
+    await eventually(async () => expect((await post(ask('rotated virtual key'), rotated.body.key)).status).toBe(200));
+
+    for (const key of [SECRET.tenantKey, rotated.body.key]) {
+      expect((await post(ask('http'), key)).status).toBe(200);
+      const streamed = await post(ask('http stream', { stream: true }), key);
+      expect(streamed.status).toBe(200);
+      expect(await streamed.text()).toContain('[DONE]');
+      const r = await nats(key, SECRET.tenant).chat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `${SECRET.marker} nats` }] });
+      expect(r.usage.total_tokens).toBeGreaterThan(0);
+    }
+    for (const key of [SECRET.neverKey, created.body.key]) {
+      expect((await post(ask('refused'), key)).status).toBe(401);
+      expect(await natsRefusal(key)).toBe(401);
+    }
+    // a valid key on another tenant's subject
+    expect(await natsRefusal(SECRET.tenantKey, 'dev')).toBe(401);
+
+    // the key in places it does not belong: another scheme, no scheme, other headers
+    basic = Buffer.from(`user:${SECRET.neverKey}`).toString('base64');
+    const misplaced: Array<Record<string, string>> = [
+      { authorization: `Basic ${basic}` },
+      { authorization: SECRET.neverKey },
+      { authorization: `Bearer ${SECRET.neverKey} ${SECRET.tenantKey}` },
+      { 'x-api-key': SECRET.tenantKey },
+      { 'api-key': SECRET.tenantKey },
+    ];
+    for (const headers of misplaced) {
+      const res = await fetch(chatUrl(), { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: ask('misplaced key') });
+      expect(res.status, JSON.stringify(headers)).toBe(401);
+    }
+
+    // an async request: its answer is kept in SLUICE_RESULTS
+    const accepted = await fetch(chatUrl(), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${SECRET.tenantKey}`, 'x-sluice-async': 'true' },
+      body: ask('async'),
+    });
+    expect(accepted.status).toBe(202);
+    asyncId = ((await accepted.json()) as { id: string }).id;
+    await eventually(async () => {
+      const res = await fetch(`${stack.ingressUrl}/v1/sluice/requests/${asyncId}/result`, { headers: { authorization: `Bearer ${SECRET.tenantKey}` } });
+      expect(res.status).toBe(200);
+    });
+
+    // a file in the object store
+    const file = {
+      custom_id: 'c1',
+      method: 'POST',
+      url: '/v1/chat/completions',
+      body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: SECRET.marker }] },
+    };
+    await uploadBatchFile(stack.openai(SECRET.tenantKey), [file]);
+
+    // upstream failures: what the invoker logs and publishes about them, with the upstream key in play
+    stack.sim!.setFaults({ errorRate: 1 });
+    try {
+      expect((await post(ask('the upstream fails'), SECRET.tenantKey)).status).toBe(502);
+      await expect(
+        nats(SECRET.tenantKey, SECRET.tenant).chat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `${SECRET.marker} fails` }] }),
+      ).rejects.toMatchObject({
+        status: 502,
+      });
+    } finally {
+      stack.sim!.setFaults({ errorRate: 0 });
+    }
+
+    // the ledger's read API: tenant keys and unknown keys do not open it
+    for (const key of [SECRET.neverKey, SECRET.tenantKey, rotated.body.key]) {
+      const res = await fetch(`${stack.ledgerUrl}/v1/costs`, { headers: { authorization: `Bearer ${key}` } });
+      expect(res.status).toBe(401);
+    }
+    expect((await stack.ledger('/v1/costs', SECRET.adminKey)).totals.completed).toBeGreaterThan(0);
+  });
+
+  it('no log line, stream message, bucket entry, object or ledger row holds a key, a Bearer credential or an Authorization header', async () => {
+    await stack.ledgerCaughtUp(60_000);
+    await stack.consumersDrained();
+    const { kept: inStreams, perStream } = await streamsKept(stack.nc);
+    const { kept: inDatabase, perTable } = await databaseKept(databaseUrlOf(stack.services.get('ledger')!.pid!));
+    const kept = [...lines, ...inStreams, ...inDatabase];
+    const where = (needle: string) => new Set(findIn(kept, [needle]).flatMap(([, at]) => at.map((w) => w.split(/ #| \[/)[0]!)));
+
+    // the scan reads what it should: every stream and bucket, and planted non-secrets are found
+    // in each kind of place (so an empty result is not a scan that read nothing)
+    const expected = [
+      Topology.stream.name,
+      Topology.deadLetters.name,
+      Topology.results.name,
+      `OBJ_${Topology.files.name}`,
+      ...Object.values(Topology.buckets).map((b) => `KV_${b.name}`),
+    ];
+    expect([...perStream.keys()]).toEqual(expect.arrayContaining(expected));
+    const markerAt = where(SECRET.marker);
+    for (const at of [Topology.stream.name, `OBJ_${Topology.files.name}`, `KV_${Topology.buckets.keys.name}`]) expect(markerAt.has(at), at).toBe(true);
+    expect(where(asyncId).has(Topology.results.name)).toBe(true);
+    const tenantAt = where(SECRET.tenant);
+    expect(tenantAt.has('log'), 'the tenant in the debug logs').toBe(true);
+    expect(
+      [...tenantAt].some((w) => w.startsWith('pg ')),
+      'the tenant in the ledger rows',
+    ).toBe(true);
+
+    const secrets = [SECRET.tenantKey, SECRET.adminKey, SECRET.upstreamKey, SECRET.neverKey, basic, ...virtualKeys, DEV_KEY, ADMIN_KEY, OTHER_KEY];
+    expect(virtualKeys).toHaveLength(2);
+    // `Bearer <key>` is missing_api_key's advice, in the chat.rejected events of requests with no key
+    const credentials = [/Bearer\s+(?!<key>)/i, /^authorization:/im, /"authorization"/i, /^sluice-key:/im];
+    const leaks = findIn(kept, [...secrets, ...credentials]).map(([needle, at]) => [needle, at.slice(0, 5)]);
+    console.info(
+      `secrets scan: ${lines.length} log lines (LOG_LEVEL=debug), ${[...perStream].map(([s, n]) => `${s} ${n}`).join(', ')}; ` +
+        `ledger rows: ${[...perTable].map(([t, n]) => `${t} ${n}`).join(', ')}`,
+    );
+    expect(leaks).toEqual([]);
   });
 });
