@@ -375,6 +375,18 @@ export const SluiceConfig = Type.Object(
         maxMessages: Type.Integer({ minimum: 1, default: 256 }),
         defaultDeadlineMs: Type.Integer({ minimum: 100, default: 60_000 }),
         /**
+         * Requests one ingress process takes at once (docs/input-bounds.md, Overload): HTTP ones from
+         * their handler to the end of their answer, NATS ones until published. The one past it is
+         * answered 503 `service_busy` at once, with Retry-After 1 s, and never queued.
+         */
+        maxInFlight: Type.Optional(Type.Integer({ minimum: 1, default: 2048 })),
+        /**
+         * Messages waiting (num_pending, read every 250 ms) in the request path's durables (limiter,
+         * cache-lookup, router, the invoker's lanes but batch) past which every new request, async
+         * ones too, is answered 503 `service_busy` at once, and the batch runner submits no lines. 0: no bound.
+         */
+        maxBacklog: Type.Optional(Type.Integer({ minimum: 0, default: 20_000 })),
+        /**
          * The HTTP server's edges, applied live (README, "Ingress HTTP"). The idle timeout is never
          * shorter than `defaultDeadlineMs` + 1 s: a request waiting for its answer moves no bytes.
          */

@@ -22,6 +22,7 @@ import { nextStep } from './batch-step.js';
 import type { BatchStore, Revised } from './batch-store.js';
 import { submitLine, type SubmitDeps } from './batch-submit.js';
 import { continueTrace } from './ids.js';
+import type { OverloadGate } from './overload-gate.js';
 
 /** What the runner needs: the batches, the files, the bus for results, and ingress's own deps. */
 export interface BatchRunnerDeps extends Omit<SubmitDeps, 'storeResult'> {
@@ -29,6 +30,8 @@ export interface BatchRunnerDeps extends Omit<SubmitDeps, 'storeResult'> {
   files: FileStore;
   bus: Bus;
   log: Logger;
+  /** While the request path's backlog is over `ingress.maxBacklog`, no line goes in (docs/input-bounds.md, Overload). */
+  overload: Pick<OverloadGate, 'backlogOver'>;
 }
 
 const DEFAULT_MAX_IN_FLIGHT = 32;
@@ -147,7 +150,9 @@ export function startBatchRunner(d: BatchRunnerDeps): { stop(): Promise<void> } 
     else for (const [line, retry] of k.retries) if (!retry.published) settle(k, line, false);
     // a line waiting to be sent again, or sent again and not answered yet, is still in flight
     const answered = new Set([...stored].filter((line) => !k.retries.has(line)));
-    const step = nextStep(record, answered, now, d.config().batches?.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT);
+    // overloaded: a batch waits (its window is hours), its lines are not shed
+    const room = d.overload.backlogOver(now) ? 0 : (d.config().batches?.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT);
+    const step = nextStep(record, answered, now, room);
     const counts = countsOf(record, k);
     switch (step.kind) {
       case 'validate':

@@ -5,6 +5,7 @@ import type { BatchStore } from './batch-store.js';
 import { idempotencyStore, type IdempotencyStore } from './idempotency.js';
 import type { ReplyInbox } from './inbox.js';
 import type { KeyIndex } from './keys.js';
+import type { OverloadGate } from './overload-gate.js';
 import { indexTenants, type TenantIndex } from './tenants.js';
 
 /** What both front doors need; `ingressDeps` builds it from the service context. */
@@ -44,6 +45,8 @@ export interface IngressDeps {
   batches: BatchStore;
   /** Where HTTP requests wait for their answers. */
   inbox: ReplyInbox;
+  /** The in-flight and backlog bounds both doors take a place from (overload-gate.ts). */
+  overload: OverloadGate;
   log: Logger;
   now(): number;
 }
@@ -58,6 +61,7 @@ export function ingressDeps(
   inbox: ReplyInbox,
   keys: () => KeyIndex,
   batches: BatchStore,
+  overload: OverloadGate,
 ): IngressDeps {
   let config = control.config();
   let tenants = indexTenants(config);
@@ -91,6 +95,7 @@ export function ingressDeps(
     files: fileStore(buckets.files),
     batches,
     inbox,
+    overload,
     log,
     now: Date.now,
   };

@@ -29,6 +29,7 @@ import { continueTrace, newRequestId } from './ids.js';
 import { claimOrReplay, idempotencyKeyOf, requestFingerprint, type Claim } from './idempotency.js';
 import { repliesOf } from './inbox.js';
 import { toModel, toModelList } from './openai-wire.js';
+import { answerShedHttp } from './overload-shed.js';
 import { RequestRejected } from './rejection.js';
 import { checkFits } from './fits.js';
 import { requestKey } from './keys.js';
@@ -202,6 +203,13 @@ async function answerRequest(deps: IngressDeps, endpoint: Endpoint, request: Fas
   const tenant = state.tenant!;
   const config = deps.config();
   reply.header('x-sluice-cache', 'miss');
+  // before validation (its token count is the costly part): a shed request costs next to nothing
+  const place = deps.overload.enter(deps.now());
+  if (place.kind === 'shed') return answerShedHttp(deps, reply, place, request.id, { tenant: tenant.id, receivedAt: state.receivedAt }, state.traceparent);
+  // the response's close comes once whatever ends it: the answer, an error, the client leaving
+  reply.raw.once('close', place.release);
+  // a client that left before the handler ran: its close has fired already and will not again
+  if (reply.raw.destroyed) place.release();
   const {
     request: chat,
     body,

@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net';
-import type { Closer, ServiceContext } from '@sluice/bus';
+import { publishEvent, type Closer, type ServiceContext } from '@sluice/bus';
 import { applyHttpLimits } from '@sluice/contracts';
 import { openBatchStore } from './batch-store.js';
 import { startBatchRunner } from './batch-runner.js';
@@ -8,6 +8,8 @@ import { buildApp, ingressHttpLimits } from './http.js';
 import { openReplyInbox } from './inbox.js';
 import { watchKeys } from './keys-watch.js';
 import { openNatsDoor } from './nats-door.js';
+import { readBacklog } from './overload-backlog.js';
+import { openOverloadGate } from './overload-gate.js';
 
 export interface FrontDoors {
   /** The HTTP port actually bound (SLUICE_INGRESS_PORT=0 picks a free one). */
@@ -16,6 +18,8 @@ export interface FrontDoors {
   closers: Closer[];
   /** HTTP requests waiting for their answer. */
   waiting(): number;
+  /** Requests holding a place under `ingress.maxInFlight` (both doors). */
+  inFlight(): number;
 }
 
 /**
@@ -37,7 +41,14 @@ export async function startFrontDoors({
   const keys = await watchKeys(buckets.keys, log);
   const inbox = openReplyInbox(bus.nc, log);
   const batches = await openBatchStore(buckets.batches, log);
-  const deps = ingressDeps({ bus, buckets, control, log }, inbox, () => keys.index(), batches);
+  const overload = openOverloadGate({
+    config: () => control.config(),
+    readBacklog: (now, previous) => readBacklog(bus, now, previous),
+    publish: (event, traceparent) => publishEvent(bus.js, event, { traceparent }),
+    log,
+    now: Date.now,
+  });
+  const deps = ingressDeps({ bus, buckets, control, log }, inbox, () => keys.index(), batches, overload);
   const door = openNatsDoor(bus.nc, deps);
   const app = buildApp(deps);
   // node reads its timeouts and connection limit live: a config change applies without a restart
@@ -48,7 +59,8 @@ export async function startFrontDoors({
   const runner = startBatchRunner({ ...deps, store: batches, bus });
   return {
     port,
-    closers: [() => keys.stop(), () => batches.stop(), () => inbox.stop(), () => door.stop(), () => runner.stop(), () => app.close()],
+    closers: [() => overload.stop(), () => keys.stop(), () => batches.stop(), () => inbox.stop(), () => door.stop(), () => runner.stop(), () => app.close()],
     waiting: () => inbox.size(),
+    inFlight: () => overload.inFlight(),
   };
 }

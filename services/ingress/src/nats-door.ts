@@ -7,6 +7,7 @@ import { rejectedEvent, requestedEvent } from './events.js';
 import { continueTrace, newRequestId } from './ids.js';
 import { invalid, RequestRejected } from './rejection.js';
 import { checkFits } from './fits.js';
+import { answerShedNats } from './overload-shed.js';
 import { requestKey } from './keys.js';
 import { authenticate } from './tenants.js';
 import { parseJsonBody, validateRequest, type ChatHints } from './validate.js';
@@ -36,6 +37,9 @@ export function openNatsDoor(nc: NatsConnection, deps: IngressDeps): { stop(): P
         deps.log.error({ err }, 'front door subscription failed');
         return;
       }
+      // a place under ingress.maxInFlight until published; none: answered 503 at once
+      const place = deps.overload.enter(deps.now());
+      if (place.kind === 'shed') return answerShedNats(nc, deps, msg, place);
       // concurrently: awaiting each publish ack before taking the next request caps throughput
       const run = () => handle(nc, deps, msg);
       // with tracing on the request is the root span (or continues the caller's traceparent)
@@ -43,7 +47,10 @@ export function openNatsDoor(nc: NatsConnection, deps: IngressDeps): { stop(): P
         deps.log.error({ err: e }, 'front door request failed'),
       );
       inFlight.add(p);
-      void p.finally(() => inFlight.delete(p));
+      void p.finally(() => {
+        inFlight.delete(p);
+        place.release();
+      });
     },
   });
   return {
