@@ -8,7 +8,7 @@ import type { Backlog } from './overload.js';
  */
 const INVOKER_LANES: readonly string[] = LANES.filter((lane) => lane !== 'batch').map((lane) => invokerConsumer(lane).durable);
 /** The request path's durables, first stage first: a request waits in one of them when the stage behind it cannot keep up. */
-export const BACKLOG_DURABLES = [Consumers.limiter.durable, Consumers.cacheLookup.durable, Consumers.router.durable, ...INVOKER_LANES];
+const BACKLOG_DURABLES = [Consumers.limiter.durable, Consumers.cacheLookup.durable, Consumers.router.durable, ...INVOKER_LANES];
 
 const CONSUMER_NOT_FOUND = 10014;
 

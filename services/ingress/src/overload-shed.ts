@@ -13,7 +13,7 @@ import { authenticate } from './tenants.js';
 type Shed = Extract<Place, { kind: 'shed' }>;
 
 /** The `chat.rejected` of a shed request: 503 `service_busy` with its Retry-After in `retryAfterMs`. */
-export function shedEvent(requestId: string, shed: Shed, facts: RejectedFacts, now: number): SluiceEvent<'chat.rejected'> {
+function shedEvent(requestId: string, shed: Shed, facts: RejectedFacts, now: number): SluiceEvent<'chat.rejected'> {
   const event = rejectedEvent(requestId, new RequestRejected('service_busy', shed.message), facts, now);
   return { ...event, data: { ...event.data, retryAfterMs: shed.retryAfterMs } };
 }

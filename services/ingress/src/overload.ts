@@ -21,16 +21,16 @@ export interface Backlog {
 
 export type Admission = { admit: true } | { admit: false; bound: Bound; message: string; retryAfterMs: number };
 
-export const DEFAULT_MAX_IN_FLIGHT = 2048;
-export const DEFAULT_MAX_BACKLOG = 20_000;
+const DEFAULT_MAX_IN_FLIGHT = 2048;
+const DEFAULT_MAX_BACKLOG = 20_000;
 /** How often the backlog is read: a few consumer-info requests a reading, never one per request. */
 export const BACKLOG_POLL_MS = 250;
 /** A reading older than this is not judged (the read failed or stalls): an unknown backlog sheds nothing. */
 export const BACKLOG_STALE_MS = 4 * BACKLOG_POLL_MS;
 /** Requests in flight are answered within a second or two of each other: one of them ending frees a place. */
-export const IN_FLIGHT_RETRY_AFTER_MS = 1000;
+const IN_FLIGHT_RETRY_AFTER_MS = 1000;
 /** Retry-After of the backlog bound when its drain rate is unknown or zero, and its ceiling. */
-export const BACKLOG_RETRY_AFTER_MS = { min: 1000, unknown: 5000, max: 60_000 } as const;
+const BACKLOG_RETRY_AFTER_MS = { min: 1000, unknown: 5000, max: 60_000 } as const;
 
 /** The bounds in force, from the live config. */
 export function limitsOf(ingress: SluiceConfig['ingress']): OverloadLimits {
