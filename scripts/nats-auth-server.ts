@@ -12,7 +12,7 @@ export interface AuthNats extends LocalNats {
   passwords: Readonly<Record<string, string>>;
   /** The generated config (mode 0600: it holds the passwords). */
   confPath: string;
-  /** nats-server's log: a right a service lacks shows here as "Permissions Violation". */
+  /** nats-server's log: a right a service lacks shows here as a "Publish Violation" or "Subscription Violation". */
   logPath: string;
 }
 

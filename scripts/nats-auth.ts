@@ -139,7 +139,7 @@ const lanes = LANES.map((lane) => invokerConsumer(lane).durable);
 /** The consumers whose backlog ingress sheds by and the degrader degrades by. */
 const backlogOf = [Consumers.limiter.durable, Consumers.cacheLookup.durable, Consumers.router.durable, ...lanes];
 
-/** What each service may do. A right missing here shows as "Permissions Violation" in the nats-server log. */
+/** What each service may do. A right missing here shows in the nats-server log as a "Publish Violation" or "Subscription Violation" naming the user and subject. */
 const SERVICE_RIGHTS: Record<ServiceName, Rights> = {
   ingress: merge(
     service,
@@ -176,7 +176,11 @@ const SERVICE_RIGHTS: Record<ServiceName, Rights> = {
     eventConsumer(Consumers.limiterReconcile),
     eventConsumer(Consumers.limiterReconcileCancelled),
     kvWrite(B.limits.name),
+    // budgets: the ledger's spend, read; its own reservations, the `admitted.*` counters, written
     kvRead(B.budgets.name),
+    rights([`$KV.${B.budgets.name}.admitted.>`]), // BudgetKeys.admitted
+    // ordered consumers: the upstreams' limits (adaptive limit), a redelivered request's decision in its tenant's chat events
+    watch(EVENTS, [Subjects.eventsOf(E.UpstreamLimitsObserved), Subjects.familyOf('chat', '*')]),
   ),
   cache: merge(
     service,
@@ -188,6 +192,8 @@ const SERVICE_RIGHTS: Record<ServiceName, Rights> = {
     kvWrite(B.cache.name),
     kvWrite(B.semantic.name),
     kvWrite(B.inflight.name),
+    // coalescing: followers hear their leader's record change and how a leader's request ended (core NATS)
+    rights([], [`$KV.${B.inflight.name}.>`, ...[E.ChatFailed, E.ChatShed, E.ChatCancelled, E.ChatHeld].map((t) => Subjects.eventsOf(t))]),
   ),
   router: merge(
     service,
@@ -222,6 +228,8 @@ const SERVICE_RIGHTS: Record<ServiceName, Rights> = {
     requestBodies,
     rights([Subjects.alertsAll]),
     consumerInfo(EVENTS, backlogOf),
+    // its /metrics: every durable's backlog
+    rights([EVENTS, RESULTS].map((stream) => `${API}.CONSUMER.LIST.${stream}`)),
     kvWrite(B.budgets.name),
     kvWrite(B.keys.name),
     kvRead(B.circuits.name),

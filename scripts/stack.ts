@@ -1,11 +1,19 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { connectBus, ensureTopology, putConfig, putDegrade } from '@sluice/bus';
+import { connect } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { connectBus, ensureTopology, putConfig, putDegrade, type Bus } from '@sluice/bus';
 import { natsAnswers, natsServerOnPath, startNats, type LocalNats } from '@sluice/bus/nats-server';
 import { hashKey, interpolateEnv, type DegradeState, type ServiceName, type SluiceConfig } from '@sluice/contracts';
 import { startSim, type Sim, type SimOptions } from '@sluice/openai-sim';
 import { Supervised, type ServiceEntries } from './supervisor.js';
+import { OPERATOR_USER } from './nats-auth.js';
+import { startAuthNats } from './nats-auth-server.js';
+
+/** For tests and tools that connect to a stack started with `natsAuth` (the users are nats-auth.ts's). */
+export { appUser, OPERATOR_USER, tenantInboxPrefix } from './nats-auth.js';
+export type { AuthNats } from './nats-auth-server.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -40,6 +48,12 @@ export interface StackOptions {
   natsUrl?: string;
   /** Always start a private nats-server on this port (tests). */
   privateNatsPort?: number;
+  /**
+   * Start the stack's own nats-server with Sluice's users and rights (docs/nats-security.md):
+   * a user per service and per tenant, passwords under `<dataDir>/credentials`, each service
+   * given its own. Needs a nats-server the stack starts (`privateNatsPort`, or none answering).
+   */
+  natsAuth?: boolean;
   databaseUrl?: string;
   host?: string;
   ingressPort: number;
@@ -88,6 +102,8 @@ export interface Stack {
   adminKey: string;
   sim?: Sim;
   nats?: LocalNats;
+  /** With `natsAuth`: every NATS user's password, by user (`operator`, the services, `app-<tenant>`). */
+  natsPasswords?: Readonly<Record<string, string>>;
   config: SluiceConfig;
   /** The first process of each service. */
   services: Map<ServiceName, Supervised>;
@@ -119,14 +135,25 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   if (missing.length > 0) throw new Error(`${missing.join(', ')}: no ${entryOf(missing[0]!)}; run \`npx turbo run build\` first`);
   mkdirSync(opts.dataDir, { recursive: true });
   let nats: LocalNats | undefined;
+  let natsPasswords: Readonly<Record<string, string>> | undefined;
   let natsUrl = opts.natsUrl ?? 'nats://127.0.0.1:4222';
+  const natsStore = join(opts.dataDir, 'nats');
+  const tenants = tenantIds(opts.config);
+  const startOwnNats = async (port: number) => {
+    if (!opts.natsAuth) return startNats(natsStore, port);
+    const started = await startAuthNats({ dir: opts.dataDir, port, tenants });
+    natsPasswords = started.passwords;
+    return started;
+  };
   if (opts.privateNatsPort !== undefined) {
-    nats = await startNats(join(opts.dataDir, 'nats'), opts.privateNatsPort);
+    nats = await startOwnNats(opts.privateNatsPort);
     natsUrl = nats.url;
   } else if (!(await natsAnswers(natsUrl))) {
     const port = Number(new URL(natsUrl.replace(/^nats:/, 'http:')).port || 4222);
     if (!natsServerOnPath()) throw new Error(`no NATS answers at ${natsUrl} and nats-server is not on PATH (apt-get install nats-server)`);
-    nats = await startNats(join(opts.dataDir, 'nats'), port);
+    nats = await startOwnNats(port);
+  } else if (opts.natsAuth) {
+    throw new Error(`natsAuth: a NATS already answers at ${natsUrl}; the stack can only secure a nats-server it starts (stop that one)`);
   }
   const sim = opts.upstreamUrl ? undefined : await startSim(opts.sim ?? {});
   const upstreamUrl = opts.upstreamUrl ?? sim!.url;
@@ -149,7 +176,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   if (opts.databaseUrl) env.DATABASE_URL = opts.databaseUrl;
   else delete env.DATABASE_URL;
 
-  const bus = await connectBus(natsUrl, 'sluice-stack');
+  const bus = natsPasswords ? await connectOperator(natsUrl, natsPasswords) : await connectBus(natsUrl, 'sluice-stack');
   const buckets = await ensureTopology(bus);
   const applyConfig = (raw: unknown) => putConfig(buckets.control, interpolateEnv(raw, env));
   const config = await applyConfig(opts.config);
@@ -164,7 +191,13 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
         entry: entryOf(name),
         entries,
         cwd: ROOT,
-        env: { ...env, OTEL_SERVICE_NAME: `sluice-${name}`, SLUICE_METRICS_PORT: String(metricsPort) },
+        env: {
+          ...env,
+          OTEL_SERVICE_NAME: `sluice-${name}`,
+          SLUICE_METRICS_PORT: String(metricsPort),
+          // each service with its own user and only its own password
+          ...(natsPasswords ? { NATS_USER: name, NATS_PASSWORD: natsPasswords[name] } : {}),
+        },
         restart: true,
         onLine: opts.onLine ?? (() => undefined),
         onExit: opts.onExit ?? (() => undefined),
@@ -185,7 +218,6 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     await nats?.stop();
     throw e;
   }
-  const natsStore = join(opts.dataDir, 'nats');
   const stack: Stack = {
     natsUrl,
     ingressUrl: `http://${host}:${opts.ingressPort}`,
@@ -198,6 +230,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     adminKey: opts.adminKey ?? DEFAULT_ADMIN_KEY,
     ...(sim ? { sim } : {}),
     ...(nats ? { nats } : {}),
+    ...(natsPasswords ? { natsPasswords } : {}),
     config,
     services,
     replicas,
@@ -206,7 +239,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     async restartNats() {
       if (!nats) throw new Error(`the stack did not start its own nats-server (it uses ${natsUrl}); restart that one yourself`);
       await nats.stop();
-      nats = await startNats(natsStore, nats.port);
+      nats = await startOwnNats(nats.port);
       stack.nats = nats;
     },
     async stop() {
@@ -217,4 +250,24 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     },
   };
   return stack;
+}
+
+/** The tenant ids of a raw config (each gets a NATS user under `natsAuth`). */
+function tenantIds(raw: unknown): string[] {
+  const tenants = (raw as { tenants?: unknown } | null)?.tenants;
+  if (!Array.isArray(tenants)) return [];
+  return tenants.flatMap((t) => (typeof (t as { id?: unknown })?.id === 'string' ? [(t as { id: string }).id] : []));
+}
+
+/** The stack's own connection as the operator: it creates the topology and writes the config. */
+async function connectOperator(url: string, passwords: Readonly<Record<string, string>>): Promise<Bus> {
+  const nc = await connect({
+    servers: url,
+    name: 'sluice-stack',
+    user: OPERATOR_USER,
+    pass: passwords[OPERATOR_USER] ?? '',
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+  });
+  return { nc, js: jetstream(nc, { timeout: 10_000 }), jsm: await jetstreamManager(nc, { timeout: 10_000 }) };
 }

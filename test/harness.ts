@@ -11,7 +11,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { Topology } from '@sluice/contracts';
 import { freePort } from '@sluice/bus/nats-server';
 import { eventually } from '@sluice/bus/testing';
-import { ROOT, startStack, type Stack, type StackOptions } from '@sluice/scripts/stack';
+import { OPERATOR_USER, ROOT, startStack, type Stack, type StackOptions } from '@sluice/scripts/stack';
 
 export const DEV_KEY = 'sk-e2e-dev-key';
 /** The ledger's admin key in e2e stacks (hashed into the config's `admin.keySha256`). */
@@ -76,6 +76,8 @@ export async function startE2eStack(opts: Partial<StackOptions> & { postgres?: b
     devKey: DEV_KEY,
     adminKey: ADMIN_KEY,
     config: defaultConfig(),
+    // SLUICE_E2E_NATS_AUTH=1 runs every stack with Sluice's NATS users and rights (docs/nats-security.md)
+    natsAuth: process.env.SLUICE_E2E_NATS_AUTH === '1',
     // the services' TypeScript through tsx, so `npm test` needs no build
     entries: 'source',
     ...(db ? { databaseUrl: db.url } : {}),
@@ -89,7 +91,8 @@ export async function startE2eStack(opts: Partial<StackOptions> & { postgres?: b
     },
     ...opts,
   });
-  const nc = await connect({ servers: stack.natsUrl });
+  // the tests' own connection: the operator's, when the stack's nats-server has users
+  const nc = await connect({ servers: stack.natsUrl, ...(stack.natsPasswords ? { user: OPERATOR_USER, pass: stack.natsPasswords[OPERATOR_USER] ?? '' } : {}) });
   const jsm = await jetstreamManager(nc);
   const ledger = async <T = any>(path: string, key = ADMIN_KEY): Promise<T> => {
     const res = await fetch(`${stack.ledgerUrl}${path}`, { headers: { authorization: `Bearer ${key}` } });

@@ -44,6 +44,12 @@ export interface SluiceClientOptions {
   key: string;
   /** How long to wait for the whole answer; default 60 000 ms. */
   timeoutMs?: number;
+  /**
+   * The `inboxPrefix` the connection was made with, where a gateway with NATS users lets the
+   * tenant hear answers (docs/nats-security.md: `sluice.inbox.<tenant>`). `chat` and `submit`
+   * take it from the connection; `stream` makes its inbox under it.
+   */
+  inboxPrefix?: string;
 }
 
 export interface RequestOptions {
@@ -205,7 +211,7 @@ export class SluiceClient {
    * for (let r = await it.next(); !r.done; r = await it.next()) console.log(r.value.chunk); // a chat.completion.chunk
    */
   async *stream(req: ClientRequest, opts: RequestOptions = {}): AsyncGenerator<ChatChunk, SluiceResult> {
-    const inbox = createInbox();
+    const inbox = createInbox(this.opts.inboxPrefix);
     // subscribe before publishing, so not even the first chunk can be missed
     const sub = this.nc.subscribe(inbox);
     let timedOut = false;
