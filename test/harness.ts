@@ -11,7 +11,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { Topology } from '@sluice/contracts';
 import { freePort } from '@sluice/bus/nats-server';
 import { eventually } from '@sluice/bus/testing';
-import { OPERATOR_USER, ROOT, startStack, type Stack, type StackOptions } from '@sluice/scripts/stack';
+import { OPERATOR_USER, ROOT, startStack, type AuthNats, type Stack, type StackOptions } from '@sluice/scripts/stack';
 
 export const DEV_KEY = 'sk-e2e-dev-key';
 /** The ledger's admin key in e2e stacks (hashed into the config's `admin.keySha256`). */
@@ -130,9 +130,20 @@ export async function startE2eStack(opts: Partial<StackOptions> & { postgres?: b
       await nc.close();
       await stack.stop();
       await db?.drop();
+      // with NATS users, a right a service lacked fails the file (it may not have failed a test)
+      const denied = stack.natsPasswords ? refusedByNats(stack.nats as AuthNats | undefined) : [];
       rmSync(dataDir, { recursive: true, force: true });
+      if (denied.length > 0) throw new Error(`nats-server refused rights the stack used; add them in scripts/nats-auth.ts:\n${denied.join('\n')}`);
     },
   };
+}
+
+/** The nats-server log's refusals of a stack's own users (docs/nats-security.md). */
+function refusedByNats(nats: AuthNats | undefined): string[] {
+  if (!nats) return [];
+  return readFileSync(nats.logPath, 'utf8')
+    .split('\n')
+    .filter((l) => /(Publish|Subscription) Violation/.test(l));
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
