@@ -6,10 +6,10 @@ import { Topology } from '@sluice/contracts';
 import { createServer } from 'node:net';
 import { connect } from '@nats-io/transport-node';
 
-/** True when a NATS server answers at `url` within `timeoutMs`. */
+/** True when a NATS server answers at `url` (or one of a cluster's comma-separated URLs) within `timeoutMs`. */
 export async function natsAnswers(url: string, timeoutMs = 1000): Promise<boolean> {
   try {
-    const nc = await connect({ servers: url, timeout: timeoutMs, reconnect: false });
+    const nc = await connect({ servers: url.split(','), timeout: timeoutMs, reconnect: false });
     await nc.close();
     return true;
   } catch {
@@ -53,7 +53,12 @@ export async function startNats(storeDir: string, port: number): Promise<LocalNa
   mkdirSync(storeDir, { recursive: true });
   const conf = join(storeDir, 'sluice.conf');
   writeFileSync(conf, `# written by Sluice's startNats; see deploy/nats/standalone.conf\nmax_payload: ${Topology.maxPayloadBytes}\n`);
-  const proc = spawn(bin, ['-c', conf, '-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir], { stdio: ['ignore', 'ignore', 'pipe'] });
+  return spawnNatsServer(bin, ['-c', conf, '-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir], port);
+}
+
+/** Runs nats-server with `args` and resolves once it answers on 127.0.0.1:`port` (used by nats-cluster.ts too). */
+export async function spawnNatsServer(bin: string, args: readonly string[], port: number): Promise<LocalNats> {
+  const proc = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   proc.stderr?.on('data', (d: Buffer) => void (stderr = (stderr + d.toString()).slice(-4000)));
   const url = `nats://127.0.0.1:${port}`;
@@ -66,7 +71,7 @@ export async function startNats(storeDir: string, port: number): Promise<LocalNa
         process: proc,
         stop: () =>
           new Promise<void>((resolve) => {
-            if (proc.exitCode !== null) return resolve();
+            if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
             proc.once('exit', () => resolve());
             proc.kill('SIGTERM');
           }),
