@@ -4,9 +4,10 @@ import { defineConfig } from 'vitest/config';
 // against real NATS/Postgres), test/**/*.e2e.spec.ts (the whole stack as processes),
 // test/**/*.load.spec.ts (the whole stack under sustained load: `npm run load`) and
 // test/**/*.chaos.spec.ts (the whole stack for two minutes while processes are killed: `npm run
-// chaos`). `npm test` runs unit, int and e2e (under 15 minutes on 2 cores); CI (.ci/run) runs
-// load and chaos after it. Groups run one after another, so a stack of processes never shares
-// the two cores with another.
+// chaos`) and test/**/*.fuzz.spec.ts (ten thousand and more generated requests at both front
+// doors: `npm run fuzz`, docs/fuzzing.md). `npm test` runs unit, int and e2e (under 15 minutes on
+// 2 cores); CI (.ci/run) runs load, chaos and fuzz after it. Groups run one after another, so a
+// stack of processes never shares the two cores with another.
 //
 // Tests import the workspace packages' TypeScript sources, not their build: the `sluice-src`
 // export condition (see tsconfig.base.json), then what Vitest uses when none are set (Vite's server
@@ -65,6 +66,18 @@ export default defineConfig({
           include: ['test/**/*.chaos.spec.ts'],
           sequence: { groupOrder: 3 },
           testTimeout: 400_000,
+          hookTimeout: 180_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          // generated requests at both front doors on the whole stack (docs/fuzzing.md): `npm run fuzz`
+          name: 'fuzz',
+          include: ['test/**/*.fuzz.spec.ts'],
+          sequence: { groupOrder: 4 },
+          testTimeout: 600_000,
           hookTimeout: 180_000,
           fileParallelism: false,
         },

@@ -207,7 +207,24 @@ function refusableNats(c: NatsCase, t: FuzzTarget): string | undefined {
 }
 
 /** The code an error answer carries, or why the answer breaks the property (`refusable`: why the case cannot be valid). */
-function judgeHttp(a: Answer, refusable: string | undefined): { ok: true; label: string } | { ok: false; why: string } {
+/**
+ * A known gap (docs/fuzzing.md, findings): a body over 1 MiB that ingress refuses before reading
+ * it (a content type other than JSON, a path it has no route for, a Content-Length node cannot
+ * parse) is answered while its bytes are unread, and closing such a socket makes the kernel send
+ * a reset, which can reach this client before it has read the answer. Ingress drains an
+ * oversized JSON body before its 413 (services/ingress/src/http-body.ts) but not these. Such a
+ * case with no answer is counted apart, under its own label, instead of failing the run.
+ */
+function resetKnown(c: HttpCase): boolean {
+  const type = c.headers.find(([n]) => n === 'content-type')?.[1];
+  const json = type !== undefined && type.toLowerCase().startsWith('application/json');
+  const routed = new URL(c.path, 'http://door').pathname === ENDPOINTS[c.endpoint].path;
+  const parsed = c.framing.kind === 'length' || c.framing.kind === 'chunked' || c.framing.kind === 'short';
+  return c.body.length > 1024 * 1024 && (!json || !routed || !parsed);
+}
+
+function judgeHttp(a: Answer, refusable: string | undefined, known: boolean): { ok: true; label: string } | { ok: false; why: string } {
+  if (a.status === 0 && known) return { ok: true, label: 'reset before the answer was read (known gap)' };
   if (a.status === 200 || a.status === 202) {
     return refusable === undefined ? { ok: true, label: String(a.status) } : { ok: false, why: `status ${a.status} for a case with ${refusable}` };
   }
@@ -243,6 +260,12 @@ function judgeNats(a: Answer, refusable: string | undefined): { ok: true; label:
   return { ok: true, label: `${status} ${code}` };
 }
 
+/** One case to send alone: its door and fast-check's path within that door's run (`FUZZ_PATH=http:162`). */
+export interface Replay {
+  door: 'http' | 'nats';
+  path: string;
+}
+
 export interface FuzzRun {
   /** The HTTP door's base URL (`http://127.0.0.1:<port>`). */
   httpUrl: string;
@@ -254,14 +277,19 @@ export interface FuzzRun {
   seed: number;
   /** Shrink a failing case to a smallest one (`FUZZ_SHRINK=1`): each step resends cases, some of which wait for timeouts. */
   shrink?: boolean;
+  /** Send only this case (with the same `seed`), as a failure names it. */
+  replay?: Replay;
   /** How long one case may go unanswered (past the server's request timeout for the slow cases). */
   caseTimeoutMs: number;
 }
 
+/** A failure's report, cut in the middle past 20,000 characters (a body past the size limit is megabytes). */
+const clip = (text: string) => (text.length <= 20_000 ? text : `${text.slice(0, 10_000)} …(${text.length - 20_000} characters)… ${text.slice(-10_000)}`);
+
 /**
  * Runs both doors' properties (fast-check, seeded) and returns the counts. A case that breaks the
- * property fails with fast-check's report: the seed, the path and the shrunk counterexample, so
- * `FUZZ_SEED` (and fast-check's `path`) replays it.
+ * property fails with fast-check's report (the seed, the path and the counterexample) under a
+ * line that says how to send that case alone: `FUZZ_SEED=<seed> FUZZ_PATH=<door>:<path>`.
  */
 export async function fuzzDoors(run: FuzzRun): Promise<Tally> {
   const started = performance.now();
@@ -270,30 +298,55 @@ export async function fuzzDoors(run: FuzzRun): Promise<Tally> {
     tally.cases[door]++;
     tally.statuses[door][label] = (tally.statuses[door][label] ?? 0) + 1;
   };
-  await fc.assert(
+  const check = async <T>(door: 'http' | 'nats', seed: number, property: fc.IAsyncProperty<T>) => {
+    if (run.replay && run.replay.door !== door) return;
+    try {
+      // a path replays from its case on: one run is that case alone
+      await fc.assert(property, { seed, endOnFailure: !run.shrink, ...(run.replay ? { path: run.replay.path, numRuns: 1 } : { numRuns: run.runs[door] }) });
+    } catch (e) {
+      const text = e instanceof Error ? e.message : String(e);
+      const path = /path: "([^"]+)"/.exec(text)?.[1] ?? '?';
+      // no `cause`: its message holds the megabytes clip() cuts, and the runner would print them whole
+      // eslint-disable-next-line preserve-caught-error
+      throw new Error(`the ${door} door broke the property; send this case alone with FUZZ_SEED=${run.seed} FUZZ_PATH=${door}:${path}\n${clip(text)}`);
+    }
+  };
+  await check(
+    'http',
+    run.seed,
     fc.asyncProperty(httpCase(run.target, run.weights), async (c) => {
-      const verdict = judgeHttp(await sendHttp(run.httpUrl, c, run.caseTimeoutMs), refusableHttp(c, run.target));
+      const verdict = judgeHttp(await sendHttp(run.httpUrl, c, run.caseTimeoutMs), refusableHttp(c, run.target), resetKnown(c));
       if (!verdict.ok) throw new Error(verdict.why);
       count('http', verdict.label);
     }),
-    { seed: run.seed, numRuns: run.runs.http, endOnFailure: !run.shrink },
   );
-  await fc.assert(
+  await check(
+    'nats',
+    run.seed + 1,
     fc.asyncProperty(natsCase(run.target), async (c) => {
       const verdict = judgeNats(await sendNats(run.nc, c, run.caseTimeoutMs), refusableNats(c, run.target));
       if (!verdict.ok) throw new Error(verdict.why);
       count('nats', verdict.label);
     }),
-    { seed: run.seed + 1, numRuns: run.runs.nats, endOnFailure: !run.shrink },
   );
   tally.ms = Math.round(performance.now() - started);
   return tally;
 }
 
-/** The seed and runs of this run: `FUZZ_SEED` and `FUZZ_RUNS` (cases per door) when set, else `runs` and a fresh seed. */
-export function fuzzSettings(runs: number, fixedSeed?: number): { seed: number; runs: number } {
+/**
+ * This run's settings from the environment: `FUZZ_SEED` (else `fixedSeed`, else a fresh one),
+ * `FUZZ_RUNS` (cases per door, else `runs`), `FUZZ_SHRINK=1` and `FUZZ_PATH=<door>:<path>`.
+ */
+export function fuzzSettings(runs: number, fixedSeed?: number): { seed: number; runs: number; shrink: boolean; replay?: Replay } {
   const seed = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : (fixedSeed ?? Math.floor(Math.random() * 2 ** 31));
-  return { seed, runs: process.env.FUZZ_RUNS ? Number(process.env.FUZZ_RUNS) : runs };
+  const asked = /^(http|nats):([\d:]+)$/.exec(process.env.FUZZ_PATH ?? '');
+  if (process.env.FUZZ_PATH && !asked) throw new Error(`FUZZ_PATH=${process.env.FUZZ_PATH}: expected <http|nats>:<path>, e.g. http:162`);
+  return {
+    seed,
+    runs: process.env.FUZZ_RUNS ? Number(process.env.FUZZ_RUNS) : runs,
+    shrink: process.env.FUZZ_SHRINK === '1',
+    ...(asked ? { replay: { door: asked[1] as Replay['door'], path: asked[2]! } } : {}),
+  };
 }
 
 /** One line per door for the run's output: cases, statuses seen (most first), time. */

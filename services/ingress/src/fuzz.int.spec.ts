@@ -39,18 +39,21 @@ afterAll(async () => {
 describe('fuzzed doors, a seeded sample', () => {
   it('answers every generated request with a coded 4xx or a 2xx on both doors, never a 5xx or silence', async () => {
     // a fixed seed here, so `npm test` is the same run each time (FUZZ_SEED tries another)
-    const { seed, runs } = fuzzSettings(300, 16_016);
+    const settings = fuzzSettings(300, 16_016);
+    const { runs } = settings;
     const tally = await fuzzDoors({
+      ...settings,
       httpUrl: `http://127.0.0.1:${h.ingress.port}`,
       nc,
       target: { key: KEYS.acme, tenant: 'acme', otherKey: KEYS.beta, chatModels: ['small', 'large'], embeddingModel: 'small' },
       // a Content-Length that lies long and a client that then waits: a few, each costs a request timeout
       weights: { waitForTimeout: 1 },
       runs: { http: runs, nats: runs },
-      seed,
       caseTimeoutMs: 5000,
     });
     console.log(report(tally));
+    // FUZZ_PATH sent one case alone: it passed, and there is nothing to count
+    if (settings.replay) return;
     expect(tally.cases).toEqual({ http: runs, nats: runs });
     // the sample reaches past validation: some cases were valid and answered, most refused
     expect(tally.statuses.http['200']).toBeGreaterThan(0);
