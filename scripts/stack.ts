@@ -44,8 +44,16 @@ export const ALL_SERVICES: readonly ServiceName[] = ['ledger', 'degrader', 'invo
 export interface StackOptions {
   /** Where local state lives (nats store, PGlite). */
   dataDir: string;
-  /** NATS to use; when none answers and nats-server is on PATH, one is started on `natsPort`. */
+  /**
+   * NATS to use, or a cluster's nodes comma-separated (`nats://h1:4222,nats://h2:4222`); when none
+   * answers and nats-server is on PATH, one is started on its port.
+   */
   natsUrl?: string;
+  /**
+   * Replicas of the streams and buckets when the stack creates them (SLUICE_STREAM_REPLICAS for
+   * the services; default 1): 3 on a three-node cluster. An existing stream keeps its own.
+   */
+  streamReplicas?: number;
   /** Always start a private nats-server on this port (tests). */
   privateNatsPort?: number;
   /**
@@ -88,6 +96,11 @@ export interface StackOptions {
   metricsPorts?: Partial<Record<ServiceName, number>>;
   /** Extra environment for the services (and for config interpolation). */
   env?: NodeJS.ProcessEnv;
+  /**
+   * Environment of one process only, over `env`: replicas of ingress and the ledger each need
+   * an HTTP port of their own (SLUICE_INGRESS_PORT, SLUICE_LEDGER_PORT), as behind a load balancer.
+   */
+  replicaEnv?: (name: ServiceName, replica: number) => NodeJS.ProcessEnv;
   onLine?: (service: string, line: string) => void;
   onExit?: (service: string, code: number | null, signal: NodeJS.Signals | null, restarting: boolean) => void;
 }
@@ -169,6 +182,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     SLUICE_UPSTREAM_URL: upstreamUrl,
     SLUICE_DEV_KEY_SHA256: hashKey(opts.devKey),
     SLUICE_ADMIN_KEY_SHA256: hashKey(opts.adminKey ?? DEFAULT_ADMIN_KEY),
+    ...(opts.streamReplicas ? { SLUICE_STREAM_REPLICAS: String(opts.streamReplicas) } : {}),
   };
   // the services get the hashes only
   delete env.SLUICE_DEV_KEY;
@@ -177,7 +191,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   else delete env.DATABASE_URL;
 
   const bus = natsPasswords ? await connectOperator(natsUrl, natsPasswords) : await connectBus(natsUrl, 'sluice-stack');
-  const buckets = await ensureTopology(bus);
+  const buckets = await ensureTopology(bus, { replicas: opts.streamReplicas ?? Number(env.SLUICE_STREAM_REPLICAS ?? 1) });
   const applyConfig = (raw: unknown) => putConfig(buckets.control, interpolateEnv(raw, env));
   const config = await applyConfig(opts.config);
 
@@ -197,6 +211,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
           SLUICE_METRICS_PORT: String(metricsPort),
           // each service with its own user and only its own password
           ...(natsPasswords ? { NATS_USER: name, NATS_PASSWORD: natsPasswords[name] } : {}),
+          ...opts.replicaEnv?.(name, i),
         },
         restart: true,
         onLine: opts.onLine ?? (() => undefined),

@@ -91,8 +91,11 @@ export async function startE2eStack(opts: Partial<StackOptions> & { postgres?: b
     },
     ...opts,
   });
-  // the tests' own connection: the operator's, when the stack's nats-server has users
-  const nc = await connect({ servers: stack.natsUrl, ...(stack.natsPasswords ? { user: OPERATOR_USER, pass: stack.natsPasswords[OPERATOR_USER] ?? '' } : {}) });
+  // the tests' own connection (to any node of a cluster): the operator's, when the stack's nats-server has users
+  const nc = await connect({
+    servers: stack.natsUrl.split(','),
+    ...(stack.natsPasswords ? { user: OPERATOR_USER, pass: stack.natsPasswords[OPERATOR_USER] ?? '' } : {}),
+  });
   const jsm = await jetstreamManager(nc);
   const ledger = async <T = any>(path: string, key = ADMIN_KEY): Promise<T> => {
     const res = await fetch(`${stack.ledgerUrl}${path}`, { headers: { authorization: `Bearer ${key}` } });
