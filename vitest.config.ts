@@ -73,6 +73,18 @@ export default defineConfig({
       {
         extends: true,
         test: {
+          // the stack on a three-node NATS cluster while nodes and replicas are killed (docs/cluster.md): `npm run chaos:cluster`
+          name: 'cluster-chaos',
+          include: ['test/**/*.cluster-chaos.spec.ts'],
+          sequence: { groupOrder: 5 },
+          testTimeout: 900_000,
+          hookTimeout: 300_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        extends: true,
+        test: {
           // generated requests at both front doors on the whole stack (docs/fuzzing.md): `npm run fuzz`
           name: 'fuzz',
           include: ['test/**/*.fuzz.spec.ts'],
