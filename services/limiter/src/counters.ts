@@ -3,6 +3,7 @@ import { BudgetKeys, type BudgetRef } from '@sluice/contracts';
 import { encodeJson, isWrongRevision } from '@sluice/bus';
 import type { Logger } from '@sluice/telemetry';
 import { hasRoom, type CounterState } from './budget-check.js';
+import { updateOnce } from './cas.js';
 import { KvMirror, type Seen } from './mirror.js';
 
 export interface BudgetCountersOptions {
@@ -140,7 +141,8 @@ export class BudgetCounters {
       if (total === numberOf(admitted.value)) return fitted;
       try {
         const body = encodeJson(total);
-        const revision = admitted.revision > 0 ? await this.kv.update(key, body, admitted.revision) : await this.kv.create(key, body);
+        // updateOnce: a plain update can win alongside another replica's on a clustered 2.9.10 (cas.ts)
+        const revision = admitted.revision > 0 ? await updateOnce(this.kv, key, body, admitted.revision) : await this.kv.create(key, body);
         this.mirror.observe(key, { value: total, revision });
         return fitted;
       } catch (e) {
