@@ -1,0 +1,100 @@
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { manifestErrors, parseManifest, renderKustomization } from './k8s-manifests.js';
+import { readRepoFile as read, ROOT } from './monitoring-files.js';
+
+// Issue 16, item 1: the Kubernetes manifests are checked as nats-server -t checks the NATS
+// configs. kubectl's kustomize renders deploy/k8s (as `kubectl apply -k` does) and every object
+// it renders must be valid by the schema of its apiVersion and kind (scripts/k8s-manifests.ts
+// says which schemas, and what they do not catch).
+
+const { objects, stderr } = renderKustomization('deploy/k8s');
+
+describe('deploy/k8s, as kubectl apply -k sends it', () => {
+  it('renders with kubectl kustomize, with no warnings, an object from every resource it lists', () => {
+    expect(stderr).toBe('');
+    const kinds = new Set(objects.map((o) => `${o.apiVersion} ${o.kind}`));
+    expect([...kinds].sort()).toEqual([
+      'apps/v1 Deployment',
+      'apps/v1 StatefulSet',
+      'autoscaling/v2 HorizontalPodAutoscaler',
+      'batch/v1 Job',
+      'keda.sh/v1alpha1 ScaledObject',
+      'networking.k8s.io/v1 NetworkPolicy',
+      'rbac.authorization.k8s.io/v1 Role',
+      'rbac.authorization.k8s.io/v1 RoleBinding',
+      'v1 ConfigMap',
+      'v1 Namespace',
+      'v1 Service',
+      'v1 ServiceAccount',
+    ]);
+    const names = (kind: string) => objects.filter((o) => o.kind === kind).map((o) => o.metadata.name);
+    expect(names('Deployment').sort()).toEqual(['cache', 'degrader', 'grafana', 'ingress', 'invoker', 'ledger', 'limiter', 'prometheus', 'router']);
+    expect(names('ScaledObject').sort()).toEqual(['cache', 'invoker', 'ledger', 'limiter', 'router']);
+  });
+
+  it('every object is valid by the schema of its apiVersion and kind (Kubernetes 1.33; KEDA 2.10 for ScaledObject)', () => {
+    expect(objects.length).toBeGreaterThan(30);
+    expect(manifestErrors(objects)).toEqual({});
+  });
+
+  it('so are the Secrets of secret.yaml, the one manifest the kustomization leaves out (they are created by hand)', () => {
+    const kustomization = parse(read('deploy/k8s/kustomization.yaml')) as { resources: string[]; patches: Array<{ path: string }> };
+    const rendered = new Set([...kustomization.resources, ...kustomization.patches.map((p) => p.path), 'kustomization.yaml']);
+    expect(readdirSync(join(ROOT, 'deploy/k8s')).filter((f) => !rendered.has(f))).toEqual(['secret.yaml']);
+    const secrets = parseManifest(read('deploy/k8s/secret.yaml'));
+    expect(secrets.map((s) => `${s.kind} ${s.metadata.name}`)).toEqual(['Secret sluice-secrets', 'Secret sluice-nats-users']);
+    expect(manifestErrors(secrets)).toEqual({});
+  });
+});
+
+describe('the check fails on a broken manifest', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-k8s-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('a Deployment with replicas: "three", rendered by kustomize like deploy/k8s, is refused with the field named', () => {
+    writeFileSync(
+      join(dir, 'kustomization.yaml'),
+      'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: sluice\nresources: [deployment.yaml]\n',
+    );
+    writeFileSync(
+      join(dir, 'deployment.yaml'),
+      [
+        'apiVersion: apps/v1',
+        'kind: Deployment',
+        'metadata: { name: broken }',
+        'spec:',
+        '  replicas: "three"',
+        '  selector: { matchLabels: { app: broken } }',
+        '  template:',
+        '    metadata: { labels: { app: broken } }',
+        '    spec: { containers: [{ name: broken, image: sluice }] }',
+      ].join('\n'),
+    );
+    const broken = renderKustomization(dir).objects;
+    expect(broken.map((o) => o.metadata)).toEqual([{ name: 'broken', namespace: 'sluice' }]);
+    expect(manifestErrors(broken)).toEqual({ 'Deployment broken': ['data/spec/replicas must be integer'] });
+  });
+
+  it('so is a shipped object with a wrong type, a value outside its enum or a required field missing, and a kind or apiVersion with no schema', () => {
+    const one = (kind: string, name: string) => structuredClone(objects.find((o) => o.kind === kind && o.metadata.name === name)!) as any;
+    const ingress = one('Deployment', 'ingress');
+    ingress.spec.template.spec.containers[0].imagePullPolicy = 'Sometimes';
+    const nats = one('Service', 'nats');
+    delete nats.spec.ports[0].port;
+    const limiter = one('ScaledObject', 'limiter');
+    limiter.spec.minReplicaCount = 'two';
+    const removed = { ...one('StatefulSet', 'nats'), apiVersion: 'apps/v1beta2' }; // gone since Kubernetes 1.16
+    const widget = { apiVersion: 'example.com/v1', kind: 'Widget', metadata: { name: 'w' } };
+    expect(manifestErrors([ingress, nats, limiter, removed, widget])).toEqual({
+      'Deployment ingress': ['data/spec/template/spec/containers/0/imagePullPolicy must be equal to one of the allowed values'],
+      'Service nats': ['data/spec/ports/0 must have required property port'],
+      'ScaledObject limiter': ['data/spec/minReplicaCount must be integer'],
+      'StatefulSet nats': ['no schema for apps/v1beta2 StatefulSet'],
+      'Widget w': ['no schema for example.com/v1 Widget'],
+    });
+  });
+});
