@@ -53,6 +53,11 @@ export function planWrite(bucket: Bucket, layer: Layer, rate: Rate, needs: numbe
  * Capacity in a lease was debited from KV first, so leases never admit more than the limit;
  * what they cost is that another replica may be throttled while this one holds a remainder,
  * for at most `ttlMs`.
+ *
+ * A remainder a round folds back into its bucket is taken out of the lease for as long as the
+ * write is in flight (`take`), and comes back only if the write did not happen (`add`): spent
+ * here meanwhile, it would count twice, once in the bucket the write gives it back to and once
+ * in memory (two admissions from a bucket's last request).
  */
 export class Leases {
   private readonly byKey = new Map<string, Lease>();
@@ -80,26 +85,33 @@ export class Leases {
     lease.tokens += tokens;
   }
 
-  /** The remainder of a key's lease, to be folded back into its bucket when the store writes it. */
-  remainder(key: string): Remainder {
+  /**
+   * Takes a key's whole remainder out of its lease, for a round to fold into the bucket it
+   * writes; undefined when there is none. The lease stays (empty), with its layer and rate.
+   */
+  take(key: string): Lease | undefined {
     const lease = this.byKey.get(key);
-    return lease ? { requests: lease.requests, tokens: lease.tokens } : { requests: 0, tokens: 0 };
+    if (!lease || (lease.requests === 0 && lease.tokens === 0)) return undefined;
+    const taken = { ...lease };
+    lease.requests = 0;
+    lease.tokens = 0;
+    return taken;
   }
 
   /**
-   * After the bucket was written with `folded` given back and `block` taken out: the lease
-   * becomes the block, less whatever `cover` used of the folded remainder meanwhile (the write
-   * is awaited, admissions go on).
+   * Adds capacity to a key's lease, a new lease if there is none (it may have expired while a
+   * write was in flight): a block a won write took out of the bucket (`toppedUp`: its ttl starts
+   * again at `now`), or a taken remainder that a round did not give back after all.
    */
-  replace(key: string, layer: Layer, rate: Rate, folded: Remainder, block: Remainder, now: number): void {
-    const current = this.remainder(key);
-    this.byKey.set(key, {
-      layer,
-      rate,
-      requests: block.requests + current.requests - folded.requests,
-      tokens: block.tokens + current.tokens - folded.tokens,
-      takenAt: now,
-    });
+  add(key: string, layer: Layer, rate: Rate, amount: Remainder, now: number, toppedUp: boolean): void {
+    const lease = this.byKey.get(key);
+    if (!lease) {
+      this.byKey.set(key, { layer, rate, requests: amount.requests, tokens: amount.tokens, takenAt: now });
+      return;
+    }
+    lease.requests += amount.requests;
+    lease.tokens += amount.tokens;
+    if (toppedUp) lease.takenAt = now;
   }
 
   get(key: string): Lease | undefined {

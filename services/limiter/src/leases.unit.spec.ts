@@ -24,7 +24,7 @@ describe('leaseBlock', () => {
 describe('Leases', () => {
   it('covers only the layers whose lease has a request and the tokens, and debits them', () => {
     const leases = new Leases({ fraction: 0.01, ttlMs: 1000 });
-    leases.replace('t.a', 'tenant', rate, { requests: 0, tokens: 0 }, { requests: 2, tokens: 300 }, 0);
+    leases.add('t.a', 'tenant', rate, { requests: 2, tokens: 300 }, 0, true);
     expect(leases.cover(keys, ['tenant', 'global'], 100)).toEqual(['tenant']);
     expect(leases.cover(keys, ['tenant', 'global'], 250)).toEqual([]);
     expect(leases.get('t.a')).toMatchObject({ requests: 1, tokens: 200 });
@@ -32,21 +32,33 @@ describe('Leases', () => {
     expect(leases.get('t.a')).toMatchObject({ requests: 2, tokens: 300 });
   });
 
-  it('on a top-up keeps what was used of the folded remainder while the write was in flight', () => {
+  it('takes a remainder out while a write gives it back, so no admission spends it meanwhile', () => {
     const leases = new Leases({ fraction: 0.01, ttlMs: 1000 });
-    leases.replace('t.a', 'tenant', rate, { requests: 0, tokens: 0 }, { requests: 3, tokens: 300 }, 0);
-    const folded = leases.remainder('t.a');
-    // an admission takes one request from the lease while the bucket write is awaited
-    leases.cover(keys, ['tenant'], 100);
-    leases.replace('t.a', 'tenant', rate, folded, { requests: 10, tokens: 2000 }, 5);
-    // the folded 3 went back to the bucket, but one of them was used: the new block is one short
-    expect(leases.get('t.a')).toMatchObject({ requests: 9, tokens: 1900, takenAt: 5 });
+    leases.add('t.a', 'tenant', rate, { requests: 3, tokens: 300 }, 0, true);
+    expect(leases.take('t.a')).toMatchObject({ layer: 'tenant', requests: 3, tokens: 300 });
+    expect(leases.cover(keys, ['tenant'], 100)).toEqual([]);
+    expect(leases.take('t.a')).toBeUndefined();
+    // the write won with a fresh block: the ttl starts again
+    leases.add('t.a', 'tenant', rate, { requests: 10, tokens: 2000 }, 5, true);
+    expect(leases.get('t.a')).toMatchObject({ requests: 10, tokens: 2000, takenAt: 5 });
+  });
+
+  it('puts back a taken remainder the write did not give back, as a new lease if it expired meanwhile', () => {
+    const leases = new Leases({ fraction: 0.01, ttlMs: 1000 });
+    leases.add('t.a', 'tenant', rate, { requests: 3, tokens: 300 }, 0, true);
+    const taken = leases.take('t.a')!;
+    leases.add('t.a', 'tenant', rate, taken, 500, false);
+    expect(leases.get('t.a')).toMatchObject({ requests: 3, tokens: 300, takenAt: 0 });
+    leases.take('t.a');
+    expect(leases.takeExpired(1000).map(([k]) => k)).toEqual(['t.a']);
+    leases.add('t.a', 'tenant', rate, taken, 1200, false);
+    expect(leases.get('t.a')).toMatchObject({ requests: 3, tokens: 300, takenAt: 1200 });
   });
 
   it('hands back leases not topped up within the ttl, or all of them', () => {
     const leases = new Leases({ fraction: 0.01, ttlMs: 1000 });
-    leases.replace('t.a', 'tenant', rate, { requests: 0, tokens: 0 }, { requests: 3, tokens: 300 }, 0);
-    leases.replace('g', 'global', rate, { requests: 0, tokens: 0 }, { requests: 3, tokens: 300 }, 900);
+    leases.add('t.a', 'tenant', rate, { requests: 3, tokens: 300 }, 0, true);
+    leases.add('g', 'global', rate, { requests: 3, tokens: 300 }, 900, true);
     expect(leases.takeExpired(1000).map(([k]) => k)).toEqual(['t.a']);
     expect(leases.takeExpired(1000, true).map(([k]) => k)).toEqual(['g']);
     expect(leases.size).toBe(0);

@@ -294,6 +294,26 @@ describe('limit store with leased blocks', () => {
     expect(tenant.value.requests).toBeLessThan(1000 - 29);
   });
 
+  it('never lets an admission in memory use the remainder a write in flight is giving back', async () => {
+    // a frozen clock: nothing refills, so two admissions out of one request left is one too many
+    const at = Date.now();
+    const store = new LimitStore(env.buckets.limits, { lease, now: () => at });
+    const limits = { tenant: { requestsPerMinute: 100, tokensPerMinute: 1_000_000 }, global: { requestsPerMinute: 100_000, tokensPerMinute: 100_000_000 } };
+    const keys = limitKeys('inflight');
+    await env.buckets.limits.put(keys.tenant, JSON.stringify({ requests: 2, tokens: 1_000_000, at }));
+    // one admission in KV: 1 request left, and it becomes this store's lease (a block of 1 at 100/min)
+    expect((await store.admit(keys, limits, 10)).admitted).toBe(true);
+    expect((await getJson<Bucket>(env.buckets.limits, keys.tenant))!.value.requests).toBe(0);
+    // too many tokens for the lease: a round, which folds the lease's request back into the bucket...
+    const big = store.admit(keys, limits, 1_000);
+    // ...and while its write is in flight, a small one the lease would cover
+    await new Promise((r) => setImmediate(r));
+    const small = store.admit(keys, limits, 10);
+    const admitted = (await Promise.all([big, small])).filter((d) => d.admitted).length;
+    expect(admitted).toBe(1);
+    await store.close();
+  });
+
   it('never admits more than the bucket held when three leasing stores race', async () => {
     const stores = [0, 1, 2].map(() => new LimitStore(env.buckets.limits, { lease }));
     const limits = { tenant: big, global: { requestsPerMinute: 100_000, tokensPerMinute: 100_000_000 } };

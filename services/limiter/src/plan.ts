@@ -12,7 +12,11 @@ import { unpaid, type Job, type Stored, type Target } from './job.js';
 /** The lease side of a round (leases.ts): a block's share of the request limit, and what this replica holds. */
 export interface LeaseState {
   fraction: number;
-  /** A copy of a key's remainder (a `Map` will do): it is kept in the plan while leases move on. */
+  /**
+   * The remainders the executor took out of this replica's leases for the round (a `Map` will
+   * do): those of the keys admissions write, so that admissions in memory cannot spend them
+   * while the write that gives them back is in flight (leases.ts).
+   */
   remainders: { get(key: string): Remainder | undefined };
 }
 

@@ -2,10 +2,10 @@ import type { KV } from '@nats-io/kv';
 import { encodeJson, getJson, isWrongRevision } from '@sluice/bus';
 import type { Logger } from '@sluice/telemetry';
 import type { Bucket, Decision } from './limiter.js';
-import type { Leases } from './leases.js';
+import type { Lease, Leases } from './leases.js';
 import { updateOnce } from './cas.js';
-import { newJob, type Job, type Stored } from './job.js';
-import { planRound, readsFor, type KeyWrite } from './plan.js';
+import { newJob, unpaid, type Job, type Stored } from './job.js';
+import { planRound, readsFor, type KeyWrite, type RoundPlan } from './plan.js';
 import { refundOf, settleRound, type Refund, type Verdict } from './settle.js';
 import type { RevisionCache } from './revisions.js';
 
@@ -101,22 +101,34 @@ export class KvRounds {
 
     const now = this.opts.now();
     const leases = this.opts.leases;
-    const plan = planRound(jobs, stored, now, leases && { fraction: leases.opts.fraction, remainders: { get: (key) => leases.remainder(key) } });
-
+    // the remainders of the keys admissions write go back with those writes (plan.ts): out of
+    // the leases while the writes are in flight, so that no admission spends them twice (leases.ts)
+    const taken = new Map<string, Lease>();
+    for (const { key } of jobs.filter((j) => j.op.kind === 'admit').flatMap(unpaid)) {
+      const lease = !taken.has(key) && leases?.take(key);
+      if (lease) taken.set(key, lease);
+    }
+    let plan: RoundPlan | undefined;
+    let won: boolean[] = [];
     let failure: { error: unknown } | undefined;
-    const won = await Promise.all(
-      plan.writes.map(async (write) => {
-        try {
-          await this.write(write, now);
-          return true;
-        } catch (error) {
-          // someone else wrote it (or we cannot tell): read it afresh next time
-          this.revisions.forget(write.key);
-          if (!isWrongRevision(error)) failure ??= { error };
-          return false;
-        }
-      }),
-    );
+    try {
+      plan = planRound(jobs, stored, now, leases && { fraction: leases.opts.fraction, remainders: taken });
+      won = await Promise.all(
+        plan.writes.map(async (write) => {
+          try {
+            await this.write(write, now);
+            return true;
+          } catch (error) {
+            // someone else wrote it (or we cannot tell): read it afresh next time
+            this.revisions.forget(write.key);
+            if (!isWrongRevision(error)) failure ??= { error };
+            return false;
+          }
+        }),
+      );
+    } finally {
+      if (leases) this.keepUnfolded(leases, taken, plan, won, now);
+    }
 
     const verdicts = settleRound(jobs, plan, won, failure, this.opts.maxRounds);
     return batch.flatMap((q, i) => this.settle(q, verdicts[i]!) ?? []);
@@ -127,10 +139,25 @@ export class KvRounds {
     // updateOnce: a plain update can win alongside another replica's on a clustered 2.9.10 (cas.ts)
     const written = revision !== undefined ? await updateOnce(this.kv, key, encodeJson(value), revision) : await this.kv.create(key, encodeJson(value));
     this.revisions.remember(key, value, written);
-    if (lease && this.opts.leases) {
-      this.opts.leases.replace(key, lease.layer, lease.rate, lease.folded, lease.block, now);
+    if (lease && this.opts.leases && (lease.block.requests !== 0 || lease.block.tokens !== 0)) {
+      this.opts.leases.add(key, lease.layer, lease.rate, lease.block, now, true);
       this.opts.onLeased();
     }
+  }
+
+  /** Taken remainders that no won write gave back to their buckets go back to their leases. */
+  private keepUnfolded(leases: Leases, taken: ReadonlyMap<string, Lease>, plan: RoundPlan | undefined, won: readonly boolean[], now: number): void {
+    const folded = new Set<string>();
+    plan?.writes.forEach((w, i) => {
+      if (won[i] && w.lease && (w.lease.folded.requests !== 0 || w.lease.folded.tokens !== 0)) folded.add(w.key);
+    });
+    let kept = false;
+    for (const [key, lease] of taken) {
+      if (folded.has(key)) continue;
+      leases.add(key, lease.layer, lease.rate, lease, now, false);
+      kept = true;
+    }
+    if (kept) this.opts.onLeased();
   }
 
   /** Acts on a verdict; returns the job to queue again when it lost a race. */
