@@ -45,8 +45,8 @@ export const appUser = (tenant: string) => `app-${tenant}`;
  * @example
  * const nc = await connect({ servers, user: appUser('acme'), pass, inboxPrefix: tenantInboxPrefix('acme') });
  */
-export const tenantInboxPrefix = (tenant: string) => `sluice.inbox.${tenant}`;
-const ANY_TENANT_INBOX = 'sluice.inbox.>';
+export const tenantInboxPrefix = Subjects.inbox;
+const ANY_TENANT_INBOX = Subjects.inboxAll;
 
 const API = '$JS.API';
 const EVENTS = Topology.stream.name;

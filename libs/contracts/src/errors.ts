@@ -11,6 +11,15 @@ export const Errors = {
     type: 'invalid_request_error',
     message: 'No API key provided. Send it as "Authorization: Bearer <key>" (HTTP) or the sluice-key header (NATS).',
   },
+  /**
+   * NATS door: the request's reply subject is not one the asking tenant may be answered on (its
+   * own `sluice.inbox.<tenant>.` prefix; `_INBOX.` too when NATS runs without Sluice's users).
+   */
+  invalid_reply_subject: {
+    status: 400,
+    type: 'invalid_request_error',
+    message: 'The reply subject is not an inbox of this tenant: connect with inboxPrefix "sluice.inbox.<tenant>".',
+  },
   invalid_api_key: { status: 401, type: 'invalid_request_error', message: 'The API key is not valid for this tenant.' },
   /** The key is valid but may not do this (a tenant's read key asking for another tenant, a non-admin key on the admin API). */
   permission_denied: { status: 403, type: 'invalid_request_error', message: 'This key may not do that.' },

@@ -21,6 +21,13 @@ export const Subjects = {
    */
   result: (requestId: string) => `sluice.results.${requestId}`,
   resultsAll: 'sluice.results.>',
+  /**
+   * A tenant's reply inboxes: its applications connect with nats.js `inboxPrefix: inbox(tenant)`,
+   * only that tenant's NATS user may subscribe under it, and the NATS door takes a request's
+   * reply subject only under the asking tenant's prefix (docs/nats-security.md).
+   */
+  inbox: (tenant: string) => `sluice.inbox.${tenant}`,
+  inboxAll: 'sluice.inbox.>',
   /** One event of a type for a tenant. */
   event: (type: EventType, tenant: string) => `sluice.evt.${type}.${tenant}`,
   /**

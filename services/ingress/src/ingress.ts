@@ -6,6 +6,7 @@ import { startBatchRunner } from './batch-runner.js';
 import { ingressDeps } from './deps.js';
 import { buildApp, ingressHttpLimits } from './http.js';
 import { openReplyInbox } from './inbox.js';
+import { replyRuleFrom } from './reply-subject.js';
 import { watchKeys } from './keys-watch.js';
 import { openNatsDoor } from './nats-door.js';
 import { readBacklog } from './overload-backlog.js';
@@ -37,6 +38,8 @@ export async function startFrontDoors({
   log,
   env,
 }: Pick<ServiceContext, 'bus' | 'buckets' | 'control' | 'log' | 'env'>): Promise<FrontDoors> {
+  // read first: a wrong value stops the service before a door opens
+  const replies = replyRuleFrom(env);
   // before the doors open: a restarted replica must not refuse the keys it has not read yet
   const keys = await watchKeys(buckets.keys, log);
   const inbox = openReplyInbox(bus.nc, log);
@@ -49,7 +52,7 @@ export async function startFrontDoors({
     now: Date.now,
   });
   const deps = ingressDeps({ bus, buckets, control, log }, inbox, () => keys.index(), batches, overload);
-  const door = openNatsDoor(bus.nc, deps);
+  const door = openNatsDoor(bus.nc, deps, replies);
   const app = buildApp(deps);
   // node reads its timeouts and connection limit live: a config change applies without a restart
   control.onChange(() => applyHttpLimits(app.server, ingressHttpLimits(deps.config().ingress)));

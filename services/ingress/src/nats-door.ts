@@ -13,6 +13,7 @@ import { authenticate } from './tenants.js';
 import { parseJsonBody, validateRequest, type ChatHints } from './validate.js';
 import { asyncAsked, queuedNotice, webhookAsked } from './async.js';
 import { claimOrReplay, idempotencyKeyOf, requestFingerprint } from './idempotency.js';
+import { mayCarryRefusal, replyAllowed, type ReplyRule } from './reply-subject.js';
 
 /** Replicas share the front-door subject; NATS hands each request to one of them. */
 const INGRESS_QUEUE = 'ingress';
@@ -26,9 +27,11 @@ const decoder = new TextDecoder();
  * header and an OpenAI body: chat completions, or the API the `sluice-endpoint` header names
  * (`responses`, `embeddings`). A valid request goes into the pipeline with the caller's reply subject as
  * `ctx.replyTo`, so the terminal stage answers the caller directly and ingress stays out of the
- * answer path. A refused one is published as `chat.rejected` and answered here.
+ * answer path. A refused one is published as `chat.rejected` and answered here. The reply subject
+ * must be one `replies` allows for the tenant (reply-subject.ts): any other is refused
+ * (`invalid_reply_subject`), never passed on, and answered only where that cannot hurt.
  */
-export function openNatsDoor(nc: NatsConnection, deps: IngressDeps): { stop(): Promise<void> } {
+export function openNatsDoor(nc: NatsConnection, deps: IngressDeps, replies: ReplyRule = 'tenant-or-default-inbox'): { stop(): Promise<void> } {
   const inFlight = new Set<Promise<void>>();
   const sub = nc.subscribe(Subjects.chatAll, {
     queue: INGRESS_QUEUE,
@@ -39,9 +42,10 @@ export function openNatsDoor(nc: NatsConnection, deps: IngressDeps): { stop(): P
       }
       // a place under ingress.maxInFlight until published; none: answered 503 at once
       const place = deps.overload.enter(deps.now());
-      if (place.kind === 'shed') return answerShedNats(nc, deps, msg, place);
+      const replyOk = msg.reply !== undefined && replyAllowed(msg.reply, tenantOf(msg), replies);
+      if (place.kind === 'shed') return answerShedNats(nc, deps, msg, place, replyOk);
       // concurrently: awaiting each publish ack before taking the next request caps throughput
-      const run = () => handle(nc, deps, msg);
+      const run = () => handle(nc, deps, msg, replyOk);
       // with tracing on the request is the root span (or continues the caller's traceparent)
       const p = (tracingOn() ? traceProcess(doorSpan(msg), incomingTrace(msg), run) : run()).catch((e: unknown) =>
         deps.log.error({ err: e }, 'front door request failed'),
@@ -61,12 +65,18 @@ export function openNatsDoor(nc: NatsConnection, deps: IngressDeps): { stop(): P
   };
 }
 
-async function handle(nc: NatsConnection, deps: IngressDeps, msg: Msg): Promise<void> {
+/** The tenant a request subject names (`sluice.chat.<tenant>`); its key must then prove it. */
+const tenantOf = (msg: Msg) => msg.subject.slice(msg.subject.lastIndexOf('.') + 1);
+
+/** A reply subject for a log line: a hostile one may be long. */
+const shown = (subject: string) => (subject.length > 160 ? `${subject.slice(0, 160)}…` : subject);
+
+async function handle(nc: NatsConnection, deps: IngressDeps, msg: Msg, replyOk: boolean): Promise<void> {
   const receivedAt = deps.now();
   const requestId = newRequestId();
   tagActiveSpan({ [SpanAttributes.requestId]: requestId });
   const traceparent = continueTrace(msg.headers?.get(Headers.traceparent) || undefined);
-  const claimed = msg.subject.slice(msg.subject.lastIndexOf('.') + 1);
+  const claimed = tenantOf(msg);
   const log = withTrace(deps.log, traceparent, { requestId });
   const replyTo = msg.reply;
   if (!replyTo) {
@@ -79,6 +89,13 @@ async function handle(nc: NatsConnection, deps: IngressDeps, msg: Msg): Promise<
   let key: VirtualKey | undefined;
   const known: { model?: string; user?: string } = {};
   try {
+    // before anything is answered: every answer below (and the pipeline's) goes to replyTo
+    if (!replyOk) {
+      throw new RequestRejected(
+        'invalid_reply_subject',
+        `The reply subject is not an inbox of tenant ${claimed}: connect with inboxPrefix "${Subjects.inbox(claimed)}".`,
+      );
+    }
     ({ tenant, key } = authenticate(deps.tenants(), msg.headers?.get(Headers.tenantKey) || undefined, claimed, deps.keys(), receivedAt));
     const limit = config.ingress.maxBodyBytes;
     if (msg.data.length > limit) throw new RequestRejected('body_too_large', `The request body is larger than ${limit} bytes.`, 'body');
@@ -134,10 +151,16 @@ async function handle(nc: NatsConnection, deps: IngressDeps, msg: Msg): Promise<
       const eventTenant = tenant?.id ?? (config.tenants.some((t) => t.id === claimed) ? claimed : undefined);
       log.info({ code: e.code, param: e.param, tenant: eventTenant }, 'request rejected');
       try {
-        await deps.publish(rejectedEvent(requestId, e, { tenant: eventTenant, receivedAt, replyTo, ...known }, deps.now()), traceparent);
+        // a refused reply subject is not recorded as one to answer on
+        const facts = { tenant: eventTenant, receivedAt, ...(replyOk ? { replyTo } : {}), ...known };
+        await deps.publish(rejectedEvent(requestId, e, facts, deps.now()), traceparent);
       } catch (err) {
         log.error({ err }, 'could not publish chat.rejected');
       }
+    }
+    if (!replyOk && !mayCarryRefusal(replyTo)) {
+      log.warn({ replyTo: shown(replyTo), tenant: claimed }, 'refused a reply subject inside sluice.* or $*: not answered there');
+      return;
     }
     const param = e instanceof RequestRejected && e.param !== undefined ? { param: e.param } : {};
     sendReply(nc, replyTo, { requestId, error: { code: e.code, message: e.message, status: e.status, ...param } });

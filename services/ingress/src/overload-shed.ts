@@ -33,12 +33,14 @@ export function answerShedHttp(deps: IngressDeps, reply: FastifyReply, shed: She
  * The same at the NATS door, before anything else is read of the request: the error reply to the
  * caller's inbox, then the event, under the tenant its key is valid for (none when it is not: a
  * shed request is answered 503 whatever its key, and the key is only looked up, never refused).
+ * A reply subject the door does not take (`replyOk` false, reply-subject.ts) gets no answer, and
+ * the event does not carry it: the request is shed all the same.
  */
-export function answerShedNats(nc: NatsConnection, deps: IngressDeps, msg: Msg, shed: Shed): void {
+export function answerShedNats(nc: NatsConnection, deps: IngressDeps, msg: Msg, shed: Shed, replyOk: boolean): void {
   if (!msg.reply) return;
   const requestId = newRequestId();
   const receivedAt = deps.now();
-  sendReply(nc, msg.reply, { requestId, error: { code: 'service_busy', message: shed.message, status: 503, retryAfterMs: shed.retryAfterMs } });
+  if (replyOk) sendReply(nc, msg.reply, { requestId, error: { code: 'service_busy', message: shed.message, status: 503, retryAfterMs: shed.retryAfterMs } });
   let tenant: string | undefined;
   try {
     const claimed = msg.subject.slice(msg.subject.lastIndexOf('.') + 1);
@@ -47,5 +49,5 @@ export function answerShedNats(nc: NatsConnection, deps: IngressDeps, msg: Msg, 
     tenant = undefined;
   }
   const traceparent = continueTrace(msg.headers?.get(Headers.traceparent) || undefined);
-  deps.overload.record(shedEvent(requestId, shed, { tenant, receivedAt, replyTo: msg.reply }, receivedAt), traceparent);
+  deps.overload.record(shedEvent(requestId, shed, { tenant, receivedAt, ...(replyOk ? { replyTo: msg.reply } : {}) }, receivedAt), traceparent);
 }

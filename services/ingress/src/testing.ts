@@ -232,10 +232,12 @@ export interface Harness {
   stop(): Promise<void>;
 }
 
-export async function startHarness(): Promise<Harness> {
+/** `env`: more of ingress's environment (e.g. `SLUICE_NATS_USERS`). */
+export async function startHarness(opts: { env?: NodeJS.ProcessEnv } = {}): Promise<Harness> {
   const testBus = await startTestBus(fixtureConfig(), { name: 'ingress' });
   const { nats, log, bus, buckets, control } = testBus;
-  const ctx: ServiceContext = { name: 'ingress', log, bus, buckets, control, env: { SLUICE_HOST: '127.0.0.1', SLUICE_INGRESS_PORT: '0' } };
+  const env = { SLUICE_HOST: '127.0.0.1', SLUICE_INGRESS_PORT: '0', ...opts.env };
+  const ctx: ServiceContext = { name: 'ingress', log, bus, buckets, control, env };
   const ingress = await startFrontDoors(ctx);
 
   const requested: Harness['requested'] = [];
