@@ -166,7 +166,10 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     if (!natsServerOnPath()) throw new Error(`no NATS answers at ${natsUrl} and nats-server is not on PATH (apt-get install nats-server)`);
     nats = await startOwnNats(port);
   } else if (opts.natsAuth) {
-    throw new Error(`natsAuth: a NATS already answers at ${natsUrl}; the stack can only secure a nats-server it starts (stop that one)`);
+    throw new Error(
+      `natsAuth: a NATS already answers at ${natsUrl}; the stack can only secure a nats-server it starts ` +
+        `(stop that one, set NATS_URL to a free port for the stack's own, or SLUICE_NATS_AUTH=0 for npm start to use it without users)`,
+    );
   }
   const sim = opts.upstreamUrl ? undefined : await startSim(opts.sim ?? {});
   const upstreamUrl = opts.upstreamUrl ?? sim!.url;
@@ -183,6 +186,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     SLUICE_DEV_KEY_SHA256: hashKey(opts.devKey),
     SLUICE_ADMIN_KEY_SHA256: hashKey(opts.adminKey ?? DEFAULT_ADMIN_KEY),
     ...(opts.streamReplicas ? { SLUICE_STREAM_REPLICAS: String(opts.streamReplicas) } : {}),
+    // ingress then takes a NATS request's reply subject only under its tenant's inbox (no `_INBOX.`)
+    ...(natsPasswords ? { SLUICE_NATS_USERS: '1' } : {}),
   };
   // the services get the hashes only
   delete env.SLUICE_DEV_KEY;
@@ -274,11 +279,11 @@ function tenantIds(raw: unknown): string[] {
   return tenants.flatMap((t) => (typeof (t as { id?: unknown })?.id === 'string' ? [(t as { id: string }).id] : []));
 }
 
-/** The stack's own connection as the operator: it creates the topology and writes the config. */
-async function connectOperator(url: string, passwords: Readonly<Record<string, string>>): Promise<Bus> {
+/** A connection as the operator (every right): the stack's own, which creates the topology and writes the config, and `npm run config`'s. */
+export async function connectOperator(url: string, passwords: Readonly<Record<string, string>>, name = 'sluice-stack'): Promise<Bus> {
   const nc = await connect({
-    servers: url,
-    name: 'sluice-stack',
+    servers: url.split(','),
+    name,
     user: OPERATOR_USER,
     pass: passwords[OPERATOR_USER] ?? '',
     maxReconnectAttempts: -1,

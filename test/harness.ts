@@ -7,11 +7,12 @@ import pg from 'pg';
 import { expect } from 'vitest';
 import OpenAI from 'openai';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { jetstreamManager } from '@nats-io/jetstream';
-import { Topology } from '@sluice/contracts';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { Subjects, Topology } from '@sluice/contracts';
+import type { Bus } from '@sluice/bus';
 import { freePort } from '@sluice/bus/nats-server';
 import { eventually } from '@sluice/bus/testing';
-import { OPERATOR_USER, ROOT, startStack, type AuthNats, type Stack, type StackOptions } from '@sluice/scripts/stack';
+import { appUser, OPERATOR_USER, ROOT, startStack, type AuthNats, type Stack, type StackOptions } from '@sluice/scripts/stack';
 
 export const DEV_KEY = 'sk-e2e-dev-key';
 /** The ledger's admin key in e2e stacks (hashed into the config's `admin.keySha256`). */
@@ -25,7 +26,20 @@ export function defaultConfig(): Record<string, any> {
 }
 
 export interface E2eStack extends Stack {
+  /**
+   * The tests' own connection. On a stack with NATS users it is the operator's, with tenant
+   * `dev`'s inbox prefix: the NATS door answers there only on the asking tenant's inbox
+   * (docs/nats-security.md), so `dev`'s requests work on it and other tenants' need {@link natsFor}.
+   */
   nc: NatsConnection;
+  /** JetStream on `nc` (listing parked events, reading the stream) without a connection of its own. */
+  bus: Bus;
+  /**
+   * A connection for `tenant`'s applications: on a stack with NATS users, as `app-<tenant>` with
+   * its inbox prefix (pass the same `inboxPrefix` to SluiceClient for `stream`); without users, `nc`.
+   * Closed with the stack.
+   */
+  natsFor(tenant: string): Promise<NatsConnection>;
   openai(key?: string): OpenAI;
   /** Waits until the ledger has projected every event in the stream. */
   ledgerCaughtUp(timeoutMs?: number): Promise<void>;
@@ -94,9 +108,21 @@ export async function startE2eStack(opts: Partial<StackOptions> & { postgres?: b
   // the tests' own connection (to any node of a cluster): the operator's, when the stack's nats-server has users
   const nc = await connect({
     servers: stack.natsUrl.split(','),
-    ...(stack.natsPasswords ? { user: OPERATOR_USER, pass: stack.natsPasswords[OPERATOR_USER] ?? '' } : {}),
+    ...(stack.natsPasswords ? { user: OPERATOR_USER, pass: stack.natsPasswords[OPERATOR_USER] ?? '', inboxPrefix: Subjects.inbox('dev') } : {}),
   });
   const jsm = await jetstreamManager(nc);
+  const apps = new Map<string, Promise<NatsConnection>>();
+  const natsFor = (tenant: string): Promise<NatsConnection> => {
+    const passwords = stack.natsPasswords;
+    if (!passwords) return Promise.resolve(nc);
+    let app = apps.get(tenant);
+    if (!app) {
+      const user = appUser(tenant);
+      app = connect({ servers: stack.natsUrl.split(','), user, pass: passwords[user] ?? '', inboxPrefix: Subjects.inbox(tenant) });
+      apps.set(tenant, app);
+    }
+    return app;
+  };
   const ledger = async <T = any>(path: string, key = ADMIN_KEY): Promise<T> => {
     const res = await fetch(`${stack.ledgerUrl}${path}`, { headers: { authorization: `Bearer ${key}` } });
     const body = (await res.json()) as T;
@@ -110,6 +136,8 @@ export async function startE2eStack(opts: Partial<StackOptions> & { postgres?: b
       return stack.nats;
     },
     nc,
+    bus: { nc, js: jetstream(nc), jsm },
+    natsFor,
     logs,
     ledger,
     openai: (key = DEV_KEY) => new OpenAI({ baseURL: `${stack.ingressUrl}/v1`, apiKey: key, maxRetries: 0, timeout: 30_000 }),
@@ -130,6 +158,7 @@ export async function startE2eStack(opts: Partial<StackOptions> & { postgres?: b
       }, timeoutMs);
     },
     async close() {
+      for (const app of apps.values()) await (await app.catch(() => undefined))?.close();
       await nc.close();
       await stack.stop();
       await db?.drop();

@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { headers as natsHeaders } from '@nats-io/transport-node';
+import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import { SluiceClient, SluiceRequestError } from '@sluice/client';
-import { connectBus, listParked, type Bus } from '@sluice/bus';
+import { listParked } from '@sluice/bus';
 import { hashKey, Headers, Subjects, Topology, type ChatReply } from '@sluice/contracts';
 import { eventually } from '@sluice/bus/testing';
 import { ADMIN_KEY, DEV_KEY, defaultConfig, startE2eStack, type E2eStack } from './harness.js';
@@ -34,7 +34,8 @@ const SECRET = {
 const lines: Kept[] = [];
 
 let stack: E2eStack;
-let bus: Bus;
+/** Each tenant's NATS connection (stack.natsFor): with NATS users, its app user on its own inbox. */
+const apps = new Map<string, NatsConnection>();
 let pids: Map<string, number | undefined>;
 
 function config(over: { maxBodyBytes?: number } = {}) {
@@ -59,24 +60,23 @@ beforeAll(async () => {
       if (process.env.SLUICE_E2E_VERBOSE) process.stdout.write(`[${service}] ${line}\n`);
     },
   });
-  bus = await connectBus(stack.natsUrl, 'hostile-test');
+  for (const tenant of ['dev', 'other', SECRET.tenant]) apps.set(tenant, await stack.natsFor(tenant));
   pids = new Map([...stack.services].map(([name, s]) => [name, s.pid]));
 });
 afterAll(async () => {
-  await bus?.nc.close();
   await stack?.close();
 });
 
 const chatUrl = () => `${stack.ingressUrl}/v1/chat/completions`;
 const post = (body: string, key = DEV_KEY) =>
   fetch(chatUrl(), { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` }, body });
-const nats = (key = DEV_KEY, tenant = 'dev') => new SluiceClient(stack.nc, { tenant, key, timeoutMs: 60_000 });
+const nats = (key = DEV_KEY, tenant = 'dev') => new SluiceClient(apps.get(tenant)!, { tenant, key, timeoutMs: 60_000 });
 
 /** Sends raw bytes to the NATS door and returns the reply. */
 async function natsRaw(body: Uint8Array): Promise<ChatReply> {
   const h = natsHeaders();
   h.set(Headers.tenantKey, DEV_KEY);
-  const msg = await stack.nc.request(Subjects.chat('dev'), body, { headers: h, timeout: 60_000 });
+  const msg = await apps.get('dev')!.request(Subjects.chat('dev'), body, { headers: h, timeout: 60_000 });
   return JSON.parse(new TextDecoder().decode(msg.data)) as ChatReply;
 }
 
@@ -281,7 +281,7 @@ describe('afterwards', () => {
     await stack.ledgerCaughtUp(60_000);
     await stack.consumersDrained();
     expect(new Map([...stack.services].map(([name, s]) => [name, s.pid]))).toEqual(pids);
-    expect(await listParked(bus)).toEqual([]);
+    expect(await listParked(stack.bus)).toEqual([]);
     const sim = stack.sim!.stats();
     const costs = await stack.ledger<{ totals: { completed: number; inputTokens: number; outputTokens: number } }>('/v1/costs');
     expect(sim.completions).toBeGreaterThan(20);
