@@ -1,6 +1,7 @@
 import { STATUS_CODES, type Server, type ServerOptions } from 'node:http';
 import type { Socket } from 'node:net';
 import { Errors, openAiErrorBody, type ErrorCode } from './errors.js';
+import { isLingering, lingeringClose } from './http-linger.js';
 
 // The edges of every Sluice HTTP server (ingress and ledger): the limits node enforces before a
 // route runs, and the answers for what never became a request. No fastify import: both services
@@ -75,26 +76,35 @@ function clientRefusal(code: string | undefined): Refusal {
  * fastify's `clientErrorHandler` (node's `clientError`) for every Sluice HTTP server: malformed
  * HTTP, headers over the limit, a request not received in time. There is no request object yet
  * (or not a whole one), so the answer is written on the socket in the catalogue's shape, and the
- * socket is closed. Nothing is written once a response has begun on the socket.
+ * socket is closed with a linger (lingeringClose): the client may still be sending, and closing
+ * at once would reset the connection before it reads the answer. Nothing is written once a
+ * response has begun on the socket (that socket is destroyed: it cannot be answered), nor on a
+ * socket already lingering (node's parser reports each chunk that comes after its error again).
  *
  * @example
  * Fastify({ clientErrorHandler: answerClientError });
  */
 export function answerClientError(err: Error & { code?: string }, socket: Socket): void {
+  if (isLingering(socket)) return;
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
   if (err.code === 'ECONNRESET' || socket.destroyed) {
     socket.destroy();
     return;
   }
+  if (inFlight?.headersSent) {
+    socket.destroy(err);
+    return;
+  }
   const { code, message } = clientRefusal(err.code);
-  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
-  if (socket.writable && !inFlight?.headersSent) {
+  if (socket.writable) {
     const status = Errors[code].status;
     const body = JSON.stringify(openAiErrorBody(code, message));
     socket.write(
       `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`,
     );
   }
-  socket.destroy(err);
+  // destroyed with `err` in the end: a handler still waiting for the body tells a timeout by it
+  lingeringClose(socket, err);
 }
 
 /**

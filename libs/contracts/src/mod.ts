@@ -2,6 +2,7 @@ export * from './events.js';
 export * from './request.js';
 export * from './reply.js';
 export * from './errors.js';
+export { lingerOnClose } from './http-linger.js';
 export * from './subjects.js';
 export * from './topology.js';
 export * from './consumers.js';

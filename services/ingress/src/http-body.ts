@@ -3,12 +3,12 @@ import { RequestRejected } from './rejection.js';
 import { parseJsonBody } from './validate.js';
 
 /**
- * How far past the limit a body is still read (and dropped) so that its sender can read the 413.
- * Answering while the client is still sending does not work: fastify closes the connection after
- * a refused body, and closing a socket with unread bytes makes the kernel send a reset, which
- * reaches a client that writes its whole body before reading (node's http.request, most non-JS
- * clients) as EPIPE/ECONNRESET instead of the 413. A body larger than this is cut after the 413,
- * and such a client may see the reset; the request timeout bounds the time spent either way.
+ * How far past the limit a body is still read (and dropped) before its 413 goes out, so that a
+ * client that writes its whole body before it reads (node's http.request, most non-JS clients)
+ * is answered after its last byte, as it expects. A larger body is answered 413 at once; the
+ * connection then closes with a linger (lingerOnClose in @sluice/contracts), which reads and
+ * drops up to its own bound more, so the 413 still reaches a client that keeps sending unless
+ * its body is past both bounds (then it may see a reset). The request timeout bounds the time.
  */
 const DRAIN_PAST_LIMIT_BYTES = 16 * 1024 * 1024;
 

@@ -62,6 +62,24 @@ async function uploadFromAnotherProcess(mode: UploadMode, count: number): Promis
   return JSON.parse(stdout) as Upload[];
 }
 
+type RefusedMode = 'no-key' | 'over-limit' | 'bad-header' | 'two-lengths' | 'chunked-no-type';
+
+/**
+ * Sends a request ingress refuses before reading all of it (`bytes` of body) `count` times from a
+ * client process of its own on a raw socket (fixtures/refused-client.mjs), and returns what each
+ * attempt got: the status and error code, or the socket error that came instead of an answer.
+ */
+async function refusedFromAnotherProcess(mode: RefusedMode, bytes: number, count: number): Promise<string[]> {
+  const script = fileURLToPath(new URL('./fixtures/refused-client.mjs', import.meta.url));
+  const { stdout } = await run(process.execPath, [script, String(h.ingress.port), KEYS.acme, mode, String(bytes), String(count)], { maxBuffer: 1 << 20 });
+  return (JSON.parse(stdout) as Upload[]).map((u) => {
+    if ('error' in u) return u.error;
+    const body = JSON.parse(u.body) as ErrorBody;
+    expectErrorShape(body, body.error.code);
+    return `${u.status} ${body.error.code}`;
+  });
+}
+
 /** Every attempt got the 413 in the catalogue's shape (the list of what each got, when not). */
 function expectAll413(uploads: Upload[]): void {
   const outcomes = uploads.map((u) => ('error' in u ? u.error : `${u.status} ${(JSON.parse(u.body) as ErrorBody).error.code}`));
@@ -74,6 +92,18 @@ interface RawAnswer {
   status: number;
   body: unknown;
   closedAfterMs: number;
+}
+
+/** The status and the body (parsed when it is JSON) of the response read on a raw socket. */
+function answerIn(text: string): { status: number; body: unknown } {
+  const raw = text.slice(text.indexOf('\r\n\r\n') + 4);
+  let body: unknown = raw;
+  try {
+    body = JSON.parse(raw);
+  } catch {
+    // not JSON: the assertion on it will say so
+  }
+  return { status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0), body };
 }
 
 /** Writes `parts` on a raw socket `gapMs` apart and reads until the server closes. */
@@ -96,15 +126,7 @@ function rawExchange(parts: string[], gapMs = 0): Promise<RawAnswer> {
     });
     socket.on('close', () => {
       clearTimeout(timer);
-      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
-      const raw = text.slice(text.indexOf('\r\n\r\n') + 4);
-      let body: unknown = raw;
-      try {
-        body = JSON.parse(raw);
-      } catch {
-        // not JSON: the assertion on it will say so
-      }
-      resolve({ status, body, closedAfterMs: Date.now() - started });
+      resolve({ ...answerIn(text), closedAfterMs: Date.now() - started });
     });
   });
 }
@@ -132,6 +154,104 @@ describe('HTTP edges: a body over the limit', () => {
   it('leaves the server answering ordinary requests', async () => {
     const res = await fetch(chatUrl, { method: 'POST', headers: authorized, body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] }) });
     expect(res.status).toBe(200);
+  });
+});
+
+describe('HTTP edges: a request refused before it is read whole', () => {
+  const MIB = 1_048_576;
+
+  it('answers a 5 MiB body without a key 401 missing_api_key, not a reset, 20 times running', async () => {
+    expect(await refusedFromAnotherProcess('no-key', 5 * MIB, 20)).toEqual(Array(20).fill('401 missing_api_key'));
+  });
+
+  it('answers a 5 MiB body with a key 413 body_too_large', async () => {
+    expect(await refusedFromAnotherProcess('over-limit', 5 * MIB, 10)).toEqual(Array(10).fill('413 body_too_large'));
+  });
+
+  it('answers a header value node cannot parse 400 invalid_request, with 5 MiB behind it', async () => {
+    expect(await refusedFromAnotherProcess('bad-header', 5 * MIB, 20)).toEqual(Array(20).fill('400 invalid_request'));
+  });
+
+  it('answers two Content-Lengths 400 invalid_request', async () => {
+    expect(await refusedFromAnotherProcess('two-lengths', 2 * MIB, 20)).toEqual(Array(20).fill('400 invalid_request'));
+  });
+
+  it('answers a chunked body with no content type 400 invalid_request', async () => {
+    expect(await refusedFromAnotherProcess('chunked-no-type', 5 * MIB, 20)).toEqual(Array(20).fill('400 invalid_request'));
+  });
+});
+
+/** What a client sending until the server closed got: the answer, and whether the server closed before it sent all it meant to. */
+interface CutAnswer {
+  status: number;
+  body: unknown;
+  cut: boolean;
+}
+
+/**
+ * Writes `head`, then `piece` over and over (`gapMs` apart; 0: as fast as the socket drains)
+ * until `total` bytes of body are out or the server closes the connection, and reads meanwhile.
+ */
+function sendUntilClosed(head: string, piece: Buffer, gapMs: number, total: number): Promise<CutAnswer> {
+  return new Promise((resolve) => {
+    // half-open: the server's FIN after its answer does not end this side, only the server's close does
+    const socket = createConnection({ port: h.ingress.port, host: '127.0.0.1', allowHalfOpen: true });
+    let text = '';
+    let sent = 0;
+    socket.on('data', (d) => (text += d.toString('latin1')));
+    // EPIPE, ECONNRESET: the server closed while the client was still sending, which is what is looked for
+    socket.on('error', () => undefined);
+    socket.on('close', () => resolve({ ...answerIn(text), cut: sent < total }));
+    socket.on('connect', () => {
+      void (async () => {
+        socket.write(head);
+        while (sent < total && socket.writable) {
+          const drained = socket.write(piece);
+          sent += piece.length;
+          if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
+          else if (!drained) await new Promise((r) => socket.once('drain', r).once('close', r));
+        }
+        // all of it sent and still open: this side is done, and the server closes after reading it
+        if (socket.writable) socket.end();
+      })();
+    });
+  });
+}
+
+describe('HTTP edges: the linger after a refusal is bounded', () => {
+  const unkeyed = (length: number) => `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\n\r\n`;
+
+  it('cuts a client that trickles its body on after its 401', async () => {
+    // 10 bytes every 20 ms: 1 MB would take half an hour; the linger lasts the request timeout
+    const res = await sendUntilClosed(unkeyed(1_000_000), Buffer.from('x'.repeat(10)), 20, 1_000_000);
+    expect(res.status).toBe(401);
+    expectErrorShape(res.body, 'missing_api_key');
+    expect(res.cut).toBe(true);
+  });
+
+  it('cuts a client that pours a 64 MiB body on after its 401, past the bytes it drops', async () => {
+    // a request timeout (the linger's time bound) far longer than the test: only the bytes can cut it
+    await h.applyConfig((c) => {
+      const e = edges(c);
+      return { ...e, ingress: { ...e.ingress, http: { ...e.ingress.http, requestTimeoutMs: 600_000, headersTimeoutMs: 600_000 } } };
+    });
+    try {
+      const total = 64 * 1_048_576;
+      const res = await sendUntilClosed(unkeyed(total), Buffer.alloc(65_536, 'x'), 0, total);
+      expect(res.cut).toBe(true);
+    } finally {
+      await h.applyConfig(edges);
+    }
+  });
+
+  it('tells a keep-alive client Connection: close with its 401, and reads the rest of its body', async () => {
+    const res = await fetch(chatUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'x'.repeat(5 * 1_048_576) }] }),
+    });
+    expect([res.status, res.headers.get('connection')]).toEqual([401, 'close']);
+    expectErrorShape(await res.json(), 'missing_api_key');
   });
 });
 

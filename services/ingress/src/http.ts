@@ -7,6 +7,7 @@ import {
   Errors,
   frameworkRefusal,
   HTTP_SERVER_OPTIONS,
+  lingerOnClose,
   SluiceError,
   Subjects,
   type Endpoint,
@@ -104,6 +105,9 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     // below enforces ingress.maxBodyBytes itself, read per request
   });
   applyHttpLimits(app.server, ingressHttpLimits(deps.config().ingress));
+  // a connection closed after its answer is read until its client closes too (bounded), so an
+  // answer to a request refused before its body was read reaches the client instead of a reset
+  lingerOnClose(app.server);
 
   app.decorateRequest('sluice', null as unknown as RequestState);
   app.addHook('onRequest', async (request, reply) => {
@@ -113,6 +117,14 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     reply.header('x-request-id', request.id).header('x-sluice-request-id', request.id);
     // the HTTP server span is the trace's root: tagged so Jaeger finds it by x-sluice-request-id
     tagHttpServerSpan(request.method, request.routeOptions.url, { [SpanAttributes.requestId]: request.id });
+  });
+
+  // answered before its body was read whole (no key, no route, no JSON content type): the
+  // connection ends after the answer, so what is left of the body is read within the linger's
+  // bounds rather than for as long as the client sends it on a connection kept alive
+  app.addHook('onSend', async (request, reply, payload) => {
+    if (!request.raw.complete) reply.header('connection', 'close');
+    return payload;
   });
 
   app.removeAllContentTypeParsers();
