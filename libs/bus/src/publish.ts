@@ -10,6 +10,15 @@ const encoder = new TextEncoder();
 /** Default for `PublishOptions.retryForMs`. */
 export const DEFAULT_PUBLISH_RETRY_MS = 30_000;
 
+/**
+ * How long one try of a publish waits for the stream's ack before it is sent again (same msg id,
+ * so never stored twice). A publish that reached a stream leader which then died is never acked:
+ * with the connection's 10 s timeout each such publish held its request (and its stage's input)
+ * for 10 s after a new leader was already taking writes, seconds earlier (docs/cluster.md). An ack
+ * takes milliseconds, and well under a second on two loaded cores.
+ */
+export const PUBLISH_TRY_TIMEOUT_MS = 2_000;
+
 export interface PublishOptions {
   /**
    * W3C trace context to carry to the next hop. With tracing on, the publish span's own context
@@ -69,5 +78,7 @@ async function send(
   const data = encoder.encode(JSON.stringify(event));
   // held acks go out in the same socket write as this publish
   flushAcks();
-  return retryFor(opts.retryForMs ?? DEFAULT_PUBLISH_RETRY_MS, () => js.publish(subject, data, { msgID: event.id, ...(hdrs ? { headers: hdrs } : {}) }));
+  return retryFor(opts.retryForMs ?? DEFAULT_PUBLISH_RETRY_MS, () =>
+    js.publish(subject, data, { msgID: event.id, timeout: PUBLISH_TRY_TIMEOUT_MS, ...(hdrs ? { headers: hdrs } : {}) }),
+  );
 }
