@@ -35,16 +35,14 @@ export function leaseBlock(bucket: Bucket, rate: Rate, need: number, fraction: n
 export type Remainder = { requests: number; tokens: number };
 
 /**
- * What a round writes for a key when leases are on. `bucket` already counts the lease's
- * remainder (`folded`), which goes back for good with this write; when admissions (`needs`,
- * their token estimates) touched the key, a fresh block is taken out in the same write.
- * Undefined when neither happens (the plain write stands).
+ * What a round writes for a key when leases are on: when admissions (`needs`, their token
+ * estimates) touched the key, a fresh block is taken out of `bucket` (as the round decided it)
+ * in the same write. Undefined when none is (the plain write stands).
  */
-export function planWrite(bucket: Bucket, layer: Layer, rate: Rate, needs: number[], folded: Remainder | undefined, fraction: number) {
-  const back = folded ?? { requests: 0, tokens: 0 };
-  const block = (needs.length > 0 && leaseBlock(bucket, rate, Math.max(...needs), fraction)) || { requests: 0, tokens: 0 };
-  if (block.requests === 0 && back.requests === 0 && back.tokens === 0) return undefined;
-  return { layer, rate, folded: back, block, value: { ...bucket, requests: bucket.requests - block.requests, tokens: bucket.tokens - block.tokens } };
+export function planWrite(bucket: Bucket, layer: Layer, rate: Rate, needs: number[], fraction: number) {
+  const block = needs.length > 0 ? leaseBlock(bucket, rate, Math.max(...needs), fraction) : undefined;
+  if (!block) return undefined;
+  return { layer, rate, block, value: { ...bucket, requests: bucket.requests - block.requests, tokens: bucket.tokens - block.tokens } };
 }
 
 /**
@@ -52,12 +50,13 @@ export function planWrite(bucket: Bucket, layer: Layer, rate: Rate, needs: numbe
  * round trip; the store takes a block for a lease whenever it writes a bucket for an admission.
  * Capacity in a lease was debited from KV first, so leases never admit more than the limit;
  * what they cost is that another replica may be throttled while this one holds a remainder,
- * for at most `ttlMs`.
+ * until it is used or given back (`takeExpired`, `ttlMs` after the last top-up).
  *
- * A remainder a round folds back into its bucket is taken out of the lease for as long as the
- * write is in flight (`take`), and comes back only if the write did not happen (`add`): spent
- * here meanwhile, it would count twice, once in the bucket the write gives it back to and once
- * in memory (two admissions from a bucket's last request).
+ * A round decides on the bucket in KV alone and never folds a remainder into its write: a
+ * remainder is in memory or in the bucket, never in both. (Folding it in, as rounds did, let an
+ * admission here spend it while the write giving it back was in flight: two admissions from a
+ * bucket's last request. Taking it out of the lease for the write instead sent every admission
+ * that arrived meanwhile to KV, five times the writes.)
  */
 export class Leases {
   private readonly byKey = new Map<string, Lease>();
@@ -85,33 +84,16 @@ export class Leases {
     lease.tokens += tokens;
   }
 
-  /**
-   * Takes a key's whole remainder out of its lease, for a round to fold into the bucket it
-   * writes; undefined when there is none. The lease stays (empty), with its layer and rate.
-   */
-  take(key: string): Lease | undefined {
-    const lease = this.byKey.get(key);
-    if (!lease || (lease.requests === 0 && lease.tokens === 0)) return undefined;
-    const taken = { ...lease };
-    lease.requests = 0;
-    lease.tokens = 0;
-    return taken;
-  }
-
-  /**
-   * Adds capacity to a key's lease, a new lease if there is none (it may have expired while a
-   * write was in flight): a block a won write took out of the bucket (`toppedUp`: its ttl starts
-   * again at `now`), or a taken remainder that a round did not give back after all.
-   */
-  add(key: string, layer: Layer, rate: Rate, amount: Remainder, now: number, toppedUp: boolean): void {
+  /** Adds a block a won write took out of the bucket (a new lease if there is none); its ttl starts again at `now`. */
+  topUp(key: string, layer: Layer, rate: Rate, block: Remainder, now: number): void {
     const lease = this.byKey.get(key);
     if (!lease) {
-      this.byKey.set(key, { layer, rate, requests: amount.requests, tokens: amount.tokens, takenAt: now });
+      this.byKey.set(key, { layer, rate, requests: block.requests, tokens: block.tokens, takenAt: now });
       return;
     }
-    lease.requests += amount.requests;
-    lease.tokens += amount.tokens;
-    if (toppedUp) lease.takenAt = now;
+    lease.requests += block.requests;
+    lease.tokens += block.tokens;
+    lease.takenAt = now;
   }
 
   get(key: string): Lease | undefined {

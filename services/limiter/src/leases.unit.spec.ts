@@ -24,7 +24,7 @@ describe('leaseBlock', () => {
 describe('Leases', () => {
   it('covers only the layers whose lease has a request and the tokens, and debits them', () => {
     const leases = new Leases({ fraction: 0.01, ttlMs: 1000 });
-    leases.add('t.a', 'tenant', rate, { requests: 2, tokens: 300 }, 0, true);
+    leases.topUp('t.a', 'tenant', rate, { requests: 2, tokens: 300 }, 0);
     expect(leases.cover(keys, ['tenant', 'global'], 100)).toEqual(['tenant']);
     expect(leases.cover(keys, ['tenant', 'global'], 250)).toEqual([]);
     expect(leases.get('t.a')).toMatchObject({ requests: 1, tokens: 200 });
@@ -32,33 +32,18 @@ describe('Leases', () => {
     expect(leases.get('t.a')).toMatchObject({ requests: 2, tokens: 300 });
   });
 
-  it('takes a remainder out while a write gives it back, so no admission spends it meanwhile', () => {
+  it('adds a block to what the lease still holds, and starts its ttl again', () => {
     const leases = new Leases({ fraction: 0.01, ttlMs: 1000 });
-    leases.add('t.a', 'tenant', rate, { requests: 3, tokens: 300 }, 0, true);
-    expect(leases.take('t.a')).toMatchObject({ layer: 'tenant', requests: 3, tokens: 300 });
-    expect(leases.cover(keys, ['tenant'], 100)).toEqual([]);
-    expect(leases.take('t.a')).toBeUndefined();
-    // the write won with a fresh block: the ttl starts again
-    leases.add('t.a', 'tenant', rate, { requests: 10, tokens: 2000 }, 5, true);
-    expect(leases.get('t.a')).toMatchObject({ requests: 10, tokens: 2000, takenAt: 5 });
-  });
-
-  it('puts back a taken remainder the write did not give back, as a new lease if it expired meanwhile', () => {
-    const leases = new Leases({ fraction: 0.01, ttlMs: 1000 });
-    leases.add('t.a', 'tenant', rate, { requests: 3, tokens: 300 }, 0, true);
-    const taken = leases.take('t.a')!;
-    leases.add('t.a', 'tenant', rate, taken, 500, false);
-    expect(leases.get('t.a')).toMatchObject({ requests: 3, tokens: 300, takenAt: 0 });
-    leases.take('t.a');
-    expect(leases.takeExpired(1000).map(([k]) => k)).toEqual(['t.a']);
-    leases.add('t.a', 'tenant', rate, taken, 1200, false);
-    expect(leases.get('t.a')).toMatchObject({ requests: 3, tokens: 300, takenAt: 1200 });
+    leases.topUp('t.a', 'tenant', rate, { requests: 3, tokens: 300 }, 0);
+    leases.cover(keys, ['tenant'], 100);
+    leases.topUp('t.a', 'tenant', rate, { requests: 10, tokens: 2000 }, 5);
+    expect(leases.get('t.a')).toMatchObject({ requests: 12, tokens: 2200, takenAt: 5 });
   });
 
   it('hands back leases not topped up within the ttl, or all of them', () => {
     const leases = new Leases({ fraction: 0.01, ttlMs: 1000 });
-    leases.add('t.a', 'tenant', rate, { requests: 3, tokens: 300 }, 0, true);
-    leases.add('g', 'global', rate, { requests: 3, tokens: 300 }, 900, true);
+    leases.topUp('t.a', 'tenant', rate, { requests: 3, tokens: 300 }, 0);
+    leases.topUp('g', 'global', rate, { requests: 3, tokens: 300 }, 900);
     expect(leases.takeExpired(1000).map(([k]) => k)).toEqual(['t.a']);
     expect(leases.takeExpired(1000, true).map(([k]) => k)).toEqual(['g']);
     expect(leases.size).toBe(0);
@@ -69,15 +54,14 @@ describe('planWrite', () => {
   const bucket = { requests: 500, tokens: 500_000, at: 7 };
 
   it('takes a block out of the write for admissions, sized for the largest estimate', () => {
-    expect(planWrite(bucket, 'tenant', rate, [100, 300], undefined, 0.01)).toMatchObject({
+    expect(planWrite(bucket, 'tenant', rate, [100, 300], 0.01)).toMatchObject({
       block: { requests: 10, tokens: 6000 },
       value: { requests: 490, tokens: 494_000, at: 7 },
     });
   });
 
-  it('with only changes, writes the folded remainder back and takes nothing', () => {
-    const plan = planWrite(bucket, 'tenant', rate, [], { requests: 2, tokens: 50 }, 0.01);
-    expect(plan).toMatchObject({ folded: { requests: 2, tokens: 50 }, block: { requests: 0, tokens: 0 }, value: bucket });
-    expect(planWrite(bucket, 'tenant', rate, [], undefined, 0.01)).toBeUndefined();
+  it('with only changes, or a bucket too low for a block of one request, takes nothing', () => {
+    expect(planWrite(bucket, 'tenant', rate, [], 0.01)).toBeUndefined();
+    expect(planWrite({ ...bucket, requests: 0.5 }, 'tenant', rate, [100], 0.01)).toBeUndefined();
   });
 });

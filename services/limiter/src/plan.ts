@@ -1,26 +1,20 @@
 import { adjust, decide, type Bucket, type Buckets, type Layer, type Throttled } from './limiter.js';
-import { planWrite, type Remainder } from './leases.js';
+import { planWrite } from './leases.js';
 import { unpaid, type Job, type Stored, type Target } from './job.js';
 
 /**
  * The round planner, pure: given a round's jobs, the buckets as stored (value and revision),
- * the leases' remainders and `now`, it decides every job in arrival order against one working
+ * the lease's block size and `now`, it decides every job in arrival order against one working
  * copy of the buckets and plans one compare-and-set write per changed key. The executor
  * (rounds.ts) does the reads and writes; settle.ts turns the writes' outcomes into verdicts.
  */
 
-/** The lease side of a round (leases.ts): a block's share of the request limit, and what this replica holds. */
+/** The lease side of a round (leases.ts): a block's share of the request limit. */
 export interface LeaseState {
   fraction: number;
-  /**
-   * The remainders the executor took out of this replica's leases for the round (a `Map` will
-   * do): those of the keys admissions write, so that admissions in memory cannot spend them
-   * while the write that gives them back is in flight (leases.ts).
-   */
-  remainders: { get(key: string): Remainder | undefined };
 }
 
-/** What a won write of a key takes for this replica's lease, or gives back from it. */
+/** What a won write of a key takes for this replica's lease. */
 type LeaseTopUp = NonNullable<ReturnType<typeof planWrite>>;
 
 /** One key's write in a round. */
@@ -30,7 +24,7 @@ export interface KeyWrite {
   value: Bucket;
   /** Compare-and-set against this revision; undefined: the key holds nothing yet (create). */
   revision?: number;
-  /** The bucket as the round decided it: lease remainder folded in, no block taken out yet. */
+  /** The bucket as the round decided it, before the block a lease takes out. */
   shown: Bucket;
   /** What the write pays: a job (by its index in the round) and one of its layers. */
   pays: Array<[job: number, layer: Layer]>;
@@ -64,21 +58,11 @@ export function readsFor(jobs: readonly Job[], cache: { get(key: string): Stored
 
 /**
  * Decides the round. `stored` has every key `readsFor` named (undefined: never written). A
- * lease's remainder counts as part of its bucket while deciding, and goes back for good with
- * the key's write; a key admissions write also takes a fresh block for the lease.
+ * lease's remainder is not counted (it stays in memory, see leases.ts); a key admissions write
+ * also takes a fresh block for the lease.
  */
 export function planRound(jobs: readonly Job[], stored: ReadonlyMap<string, Stored | undefined>, now: number, lease?: LeaseState): RoundPlan {
-  const folded = new Map<string, Remainder>();
-  const working = new Map<string, Bucket | undefined>();
-  for (const [key, s] of stored) {
-    const rest = lease?.remainders.get(key);
-    if (!s || !rest || (rest.requests === 0 && rest.tokens === 0)) {
-      working.set(key, s?.value);
-      continue;
-    }
-    folded.set(key, rest);
-    working.set(key, { ...s.value, requests: s.value.requests + rest.requests, tokens: s.value.tokens + rest.tokens });
-  }
+  const working = new Map<string, Bucket | undefined>([...stored].map(([key, s]) => [key, s?.value]));
 
   const touched = new Map<string, Array<[job: number, target: Target]>>();
   const touch = (job: number, target: Target, bucket: Bucket) => {
@@ -121,7 +105,7 @@ export function planRound(jobs: readonly Job[], stored: ReadonlyMap<string, Stor
     });
     // the lease belongs to the layer and rate of the first job that touched the key
     const [, first] = users[0]!;
-    const topUp = lease ? planWrite(shown, first.layer, first.rate, needs, folded.get(key), lease.fraction) : undefined;
+    const topUp = lease ? planWrite(shown, first.layer, first.rate, needs, lease.fraction) : undefined;
     return { key, value: topUp?.value ?? shown, revision: stored.get(key)?.revision, shown, pays: users.map(([i, t]) => [i, t.layer]), lease: topUp };
   });
   return { writes, throttled };

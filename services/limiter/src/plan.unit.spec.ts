@@ -92,26 +92,22 @@ describe('planRound', () => {
   describe('with leases', () => {
     const tenant = { value: { requests: 30, tokens: 30_000, at: NOW }, revision: 9 };
 
-    it('given a remainder, when an admission writes the key, then the remainder counts while deciding and a fresh block is taken out', () => {
-      const remainders = new Map([['t.a', { requests: 2, tokens: 100 }]]);
-      const { writes } = planRound([admission(100)], stored({ 't.a': tenant, g: undefined }), NOW, { fraction: 0.1, remainders });
+    it('when an admission writes the key, then it is decided on the bucket alone and a fresh block is taken out', () => {
+      const { writes } = planRound([admission(100)], stored({ 't.a': tenant, g: undefined }), NOW, { fraction: 0.1 });
       const [t] = writes;
-      // 30 + 2 folded, less this admission: 31 requests shown; a block of 10% of 60/min is 6
-      expect(t).toMatchObject({ key: 't.a', revision: 9, shown: { requests: 31, tokens: 30_000 }, value: { requests: 25, tokens: 28_800 } });
-      expect(t!.lease).toMatchObject({ layer: 'tenant', folded: { requests: 2, tokens: 100 }, block: { requests: 6, tokens: 1_200 } });
+      // 30 less this admission: 29 requests shown; a block of 10% of 60/min is 6
+      expect(t).toMatchObject({ key: 't.a', revision: 9, shown: { requests: 29, tokens: 29_900 }, value: { requests: 23, tokens: 28_700 } });
+      expect(t!.lease).toMatchObject({ layer: 'tenant', block: { requests: 6, tokens: 1_200 } });
     });
 
-    it('given a remainder, when only a change writes the key, then the remainder goes back and no block is taken', () => {
-      const remainders = new Map([['t.a', { requests: 2, tokens: 100 }]]);
-      const { writes } = planRound([change(-500)], stored({ 't.a': tenant }), NOW, { fraction: 0.1, remainders });
-      expect(writes[0]).toMatchObject({
-        value: { requests: 32, tokens: 29_600 },
-        lease: { folded: { requests: 2, tokens: 100 }, block: { requests: 0, tokens: 0 } },
-      });
+    it('when only a change writes the key, then no block is taken', () => {
+      const { writes } = planRound([change(-500)], stored({ 't.a': tenant }), NOW, { fraction: 0.1 });
+      expect(writes[0]).toMatchObject({ value: { requests: 30, tokens: 29_500 } });
+      expect(writes[0]!.lease).toBeUndefined();
     });
 
-    it('given no remainder and a limit too small for a block, then the plain write stands', () => {
-      const { writes } = planRound([admission(100)], stored({ 't.a': tenant, g: undefined }), NOW, { fraction: 0.01, remainders: new Map() });
+    it('given a limit too small for a block, then the plain write stands', () => {
+      const { writes } = planRound([admission(100)], stored({ 't.a': tenant, g: undefined }), NOW, { fraction: 0.01 });
       expect(writes[0]!.lease).toBeUndefined();
       expect(writes[0]!.value).toEqual(writes[0]!.shown);
     });

@@ -2,10 +2,10 @@ import type { KV } from '@nats-io/kv';
 import { encodeJson, getJson, isWrongRevision } from '@sluice/bus';
 import type { Logger } from '@sluice/telemetry';
 import type { Bucket, Decision } from './limiter.js';
-import type { Lease, Leases } from './leases.js';
+import type { Leases } from './leases.js';
 import { updateOnce } from './cas.js';
 import { newJob, unpaid, type Job, type Stored } from './job.js';
-import { planRound, readsFor, type KeyWrite, type RoundPlan } from './plan.js';
+import { planRound, readsFor, type KeyWrite } from './plan.js';
 import { refundOf, settleRound, type Refund, type Verdict } from './settle.js';
 import type { RevisionCache } from './revisions.js';
 
@@ -93,6 +93,10 @@ export class KvRounds {
 
   /** One read-plan-write round; returns the jobs that lost a race and need another. */
   private async round(batch: Queued[]): Promise<Queued[]> {
+    // admissions queued while this replica's last block was being written: what the leases hold
+    // now is spent first, and only what they do not cover is decided in KV (a round never counts
+    // a lease's remainder in a bucket, see leases.ts)
+    for (const q of batch) q.job = this.coverFromLeases(q.job);
     const jobs = batch.map((q) => q.job);
     const { cached, toRead } = readsFor(jobs, this.revisions);
     const stored = new Map<string, Stored | undefined>(cached);
@@ -101,37 +105,46 @@ export class KvRounds {
 
     const now = this.opts.now();
     const leases = this.opts.leases;
-    // the remainders of the keys admissions write go back with those writes (plan.ts): out of
-    // the leases while the writes are in flight, so that no admission spends them twice (leases.ts)
-    const taken = new Map<string, Lease>();
-    for (const { key } of jobs.filter((j) => j.op.kind === 'admit').flatMap(unpaid)) {
-      const lease = !taken.has(key) && leases?.take(key);
-      if (lease) taken.set(key, lease);
-    }
-    let plan: RoundPlan | undefined;
-    let won: boolean[] = [];
+    const plan = planRound(jobs, stored, now, leases && { fraction: leases.opts.fraction });
+
     let failure: { error: unknown } | undefined;
-    try {
-      plan = planRound(jobs, stored, now, leases && { fraction: leases.opts.fraction, remainders: taken });
-      won = await Promise.all(
-        plan.writes.map(async (write) => {
-          try {
-            await this.write(write, now);
-            return true;
-          } catch (error) {
-            // someone else wrote it (or we cannot tell): read it afresh next time
-            this.revisions.forget(write.key);
-            if (!isWrongRevision(error)) failure ??= { error };
-            return false;
-          }
-        }),
-      );
-    } finally {
-      if (leases) this.keepUnfolded(leases, taken, plan, won, now);
-    }
+    const won = await Promise.all(
+      plan.writes.map(async (write) => {
+        try {
+          await this.write(write, now);
+          return true;
+        } catch (error) {
+          // someone else wrote it (or we cannot tell): read it afresh next time
+          this.revisions.forget(write.key);
+          if (!isWrongRevision(error)) failure ??= { error };
+          return false;
+        }
+      }),
+    );
 
     const verdicts = settleRound(jobs, plan, won, failure, this.opts.maxRounds);
     return batch.flatMap((q, i) => this.settle(q, verdicts[i]!) ?? []);
+  }
+
+  /** The job with the unpaid layers its leases cover now paid from them (and shown as the lease view). */
+  private coverFromLeases(job: Job): Job {
+    const leases = this.opts.leases;
+    if (!leases || job.op.kind !== 'admit') return job;
+    const targets = unpaid(job);
+    const keys = Object.fromEntries(targets.map((t) => [t.layer, t.key]));
+    const covered = leases.cover(
+      keys,
+      targets.map((t) => t.layer),
+      job.op.estimatedTokens,
+    );
+    if (covered.length === 0) return job;
+    const written = { ...job.written };
+    for (const layer of covered) {
+      const known = this.revisions.value(keys[layer]!);
+      const lease = leases.get(keys[layer]!);
+      if (known && lease) written[layer] = { ...known, requests: known.requests + lease.requests, tokens: known.tokens + lease.tokens };
+    }
+    return { ...job, paid: new Set([...job.paid, ...covered]), fromLease: new Set([...job.fromLease, ...covered]), written };
   }
 
   private async write(write: KeyWrite, now: number): Promise<void> {
@@ -139,25 +152,10 @@ export class KvRounds {
     // updateOnce: a plain update can win alongside another replica's on a clustered 2.9.10 (cas.ts)
     const written = revision !== undefined ? await updateOnce(this.kv, key, encodeJson(value), revision) : await this.kv.create(key, encodeJson(value));
     this.revisions.remember(key, value, written);
-    if (lease && this.opts.leases && (lease.block.requests !== 0 || lease.block.tokens !== 0)) {
-      this.opts.leases.add(key, lease.layer, lease.rate, lease.block, now, true);
+    if (lease && this.opts.leases) {
+      this.opts.leases.topUp(key, lease.layer, lease.rate, lease.block, now);
       this.opts.onLeased();
     }
-  }
-
-  /** Taken remainders that no won write gave back to their buckets go back to their leases. */
-  private keepUnfolded(leases: Leases, taken: ReadonlyMap<string, Lease>, plan: RoundPlan | undefined, won: readonly boolean[], now: number): void {
-    const folded = new Set<string>();
-    plan?.writes.forEach((w, i) => {
-      if (won[i] && w.lease && (w.lease.folded.requests !== 0 || w.lease.folded.tokens !== 0)) folded.add(w.key);
-    });
-    let kept = false;
-    for (const [key, lease] of taken) {
-      if (folded.has(key)) continue;
-      leases.add(key, lease.layer, lease.rate, lease, now, false);
-      kept = true;
-    }
-    if (kept) this.opts.onLeased();
   }
 
   /** Acts on a verdict; returns the job to queue again when it lost a race. */
