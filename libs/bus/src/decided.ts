@@ -1,7 +1,7 @@
 import type { AnyEvent, ChatReply, ConsumerSpec, EmittedBy, ReceivedBy } from '@sluice/contracts';
 import type { Bus } from './connect.js';
 import { publishEvent, type PublishOptions } from './publish.js';
-import { sendReply, type ResultMark } from './reply.js';
+import { answer, type ResultMark } from './reply.js';
 
 /** An answer for a client's reply inbox (core NATS); `to` unset: nobody to answer. */
 export interface Reply {
@@ -48,14 +48,15 @@ export function decided<E extends AnyEvent>(events: E[], replies: Reply[] = []):
 
 /**
  * Carries a decision out: publishes its events (in order on one connection, so the stream keeps
- * their order) and awaits every ack, then sends the replies (a stored result is marked with the
- * input's tenant, unless the reply names its own, and its request's webhook). `consumeEvents` does this for each
- * handler before acking its input; tests that call a handler directly do it with this too.
+ * their order) and awaits every ack, then sends the replies and awaits the stream's ack of those
+ * stored (`answer`: a stored result is marked with the input's tenant, unless the reply names its
+ * own, and its request's webhook). `consumeEvents` does this for each handler before acking its
+ * input; tests that call a handler directly do it with this too.
  *
  * @example
  * await carryOut(bus, await handler(event, delivery), traceOf(delivery));
  */
 export async function carryOut(bus: Bus, decision: Decided, trace: PublishOptions = {}, mark: ResultMark = {}): Promise<void> {
   await Promise.all(decision.events.map((e) => publishEvent(bus.js, e, trace)));
-  for (const r of decision.replies) sendReply(bus.nc, r.to, r.reply, { ...mark, tenant: r.tenant ?? mark.tenant });
+  await Promise.all(decision.replies.map((r) => answer(bus, r.to, r.reply, { ...mark, tenant: r.tenant ?? mark.tenant })));
 }

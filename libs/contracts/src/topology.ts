@@ -20,9 +20,10 @@ export const Topology = {
   },
   /**
    * Final answers of requests answered later: held at degrade level 4 (docs/degradation.md) or
-   * sent async. The terminal stage publishes the answer on `sluice.results.<requestId>` (core NATS,
-   * which this stream captures), one message kept per subject: the latest, an `accepted`/`held`
-   * notice until the answer replaces it. Ingress serves it at `GET /v1/sluice/requests/{id}/result`;
+   * sent async, and answers kept for an Idempotency-Key retry. The terminal stage publishes the
+   * answer on `sluice.results.<requestId>` and awaits this stream's ack before it acks its input
+   * (bus `answer`), one message kept per subject: the latest, an `accepted`/`held` notice until the
+   * answer replaces it. Ingress serves it at `GET /v1/sluice/requests/{id}/result`;
    * a NATS client reads it with `SluiceClient.result`. Kept `maxAgeHours`
    * (`SLUICE_RESULTS_MAX_AGE_HOURS` overrides).
    */

@@ -29,8 +29,12 @@ export interface InvokerDeps {
   balancer?: Balancer;
   /** Publishes an event and resolves on the stream's ack; `trace` is the input's trace context. */
   publish: (event: AnyEvent, trace: Trace) => Promise<unknown>;
-  /** Sends a message to a client's reply inbox (fire and forget); `tenant` and `webhook` mark a stored result (`sluice.results.<id>`). */
-  reply: (replyTo: string | undefined, reply: ChatReply, mark?: ResultMark) => void;
+  /**
+   * Sends a message to a client's reply inbox; `tenant` and `webhook` mark a stored result
+   * (`sluice.results.<id>`), and `keep` stores a final answer there too. Resolves once what is
+   * stored has the stream's ack (bus `answer`); a chunk is only sent.
+   */
+  reply: (replyTo: string | undefined, reply: ChatReply, mark?: ResultMark) => Promise<void> | void;
   /** Terminal answers by request id: written after every terminal event, read on redeliveries. */
   results: ResultStore;
   /** The NATS server's max_payload in bytes: an answer is cut to fit the messages that carry it (fit.ts). */
@@ -90,7 +94,7 @@ export function createInvoker(deps: InvokerDeps): Invoke {
       // same id: the stream drops it inside the duplicate window and restores it after
       await publish(stored.event);
       // a client still waiting gets its answer; one that already has it ignores the inbox
-      deps.reply(ctx.replyTo, stored.result, resultMark(event.tenant, ctx));
+      await deps.reply(ctx.replyTo, stored.result, resultMark(event.tenant, ctx));
       return;
     }
 
@@ -185,8 +189,9 @@ export function createInvoker(deps: InvokerDeps): Invoke {
             // after this point replays instead of calling the upstream
             const storing = store(deps.results, { requestId, tenant, result: reply, completedAt: terminal.at, event: terminal }, log);
             // a cancelled request's client is usually gone; the inbox drops what nobody listens to
-            deps.reply(ctx.replyTo, reply, resultMark(tenant, ctx));
-            return await storing;
+            const answering = deps.reply(ctx.replyTo, reply, resultMark(tenant, ctx));
+            await Promise.all([storing, answering]);
+            return;
           }
           default: {
             const _exhaustive: never = next;

@@ -1,4 +1,4 @@
-import { NOTHING, publishEvent, sendReply, type Decided, type Delivery, type Received, type ServiceContext } from '@sluice/bus';
+import { answer, NOTHING, publishEvent, type Decided, type Delivery, type Received, type ServiceContext } from '@sluice/bus';
 import { Subjects, Topology, type InvokerConsumer } from '@sluice/contracts';
 import { streamBodies } from './body.js';
 import { Cancels } from './cancels.js';
@@ -40,7 +40,7 @@ export function wireInvoker(svc: Wiring): WiredInvoker {
     clients,
     circuits,
     publish: (event, trace) => publishEvent(bus.js, event, trace),
-    reply: (replyTo, reply, mark) => sendReply(bus.nc, replyTo, reply, mark),
+    reply: (replyTo, reply, mark) => answer(bus, replyTo, reply, mark),
     results,
     maxPayload: () => bus.nc.info?.max_payload ?? Topology.maxPayloadBytes,
     readBody: streamBodies(bus),

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import type { KV } from '@nats-io/kv';
 import type OpenAI from 'openai';
 import { toFile } from 'openai/uploads';
-import { decodeJson, encodeJson, publishEvent, resultMark, sendReply, type ResultMark, type ServiceContext } from '@sluice/bus';
+import { answer, decodeJson, encodeJson, publishEvent, resultMark, type ResultMark, type ServiceContext } from '@sluice/bus';
 import { makeEvent, PATH_OF_ENDPOINT, ServiceName, Topology, type AnyEvent, type ChatReply, type SluiceConfig } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 import { streamBodies, Unsendable, type BodyReader } from './body.js';
@@ -33,7 +33,8 @@ interface RunnerDeps {
   readBody: BodyReader;
   results: ResultStore;
   publish: (event: AnyEvent) => Promise<unknown>;
-  reply: (replyTo: string | undefined, reply: ChatReply, mark?: ResultMark) => void;
+  /** Sends a line's answer; resolves once a stored one (its result subject) has the stream's ack (bus `answer`). */
+  reply: (replyTo: string | undefined, reply: ChatReply, mark?: ResultMark) => Promise<void> | void;
   /** Resolves once what was published on the connection (the replies) reached the server. */
   flush: () => Promise<void>;
   maxPayload: () => number;
@@ -219,7 +220,7 @@ async function startUpstreamBatchRunner(deps: RunnerDeps): Promise<UpstreamBatch
       const { events, conclude } = concludeLine(line, results.get(requestId)!, config, deps.maxPayload(), at, at - g.createdAt);
       await Promise.all([...events, conclude.terminal].map((e) => deps.publish(e)));
       const { ctx } = line.event.data;
-      deps.reply(ctx.replyTo, conclude.reply, resultMark(line.event.tenant, ctx));
+      await deps.reply(ctx.replyTo, conclude.reply, resultMark(line.event.tenant, ctx));
       await deps.results.put({ requestId, tenant: line.event.tenant, result: conclude.reply, completedAt: conclude.terminal.at, event: conclude.terminal });
       counts[conclude.terminal.type === 'chat.completed' ? 'completed' : 'failed']++;
     };
@@ -317,7 +318,7 @@ export async function startUpstreamBatches(svc: Pick<ServiceContext, 'bus' | 'bu
     readBody: streamBodies(bus),
     results: kvResultStore(buckets.results),
     publish: (e) => publishEvent(bus.js, e),
-    reply: (replyTo, reply, mark) => sendReply(bus.nc, replyTo, reply, mark),
+    reply: (replyTo, reply, mark) => answer(bus, replyTo, reply, mark),
     flush: () => bus.nc.flush(),
     maxPayload: () => bus.nc.info?.max_payload ?? Topology.maxPayloadBytes,
     log,
