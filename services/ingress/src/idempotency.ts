@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { KV } from '@nats-io/kv';
-import { encodeJson, getJson, isWrongRevision } from '@sluice/bus';
-import { isError, isRetryableStatus, type ChatReply, type Endpoint } from '@sluice/contracts';
+import { createOnce, encodeJson, getJson, isWrongRevision, retryFor, updateOnce } from '@sluice/bus';
+import { isError, isRetryableStatus, SluiceError, type ChatReply, type Endpoint } from '@sluice/contracts';
 import { RequestRejected } from './rejection.js';
 
 /** The longest `Idempotency-Key` taken, in characters (Stripe's limit; the IETF draft sets none). */
@@ -10,6 +10,13 @@ export const MAX_IDEMPOTENCY_KEY_CHARS = 255;
 const DEADLINE_GRACE_MS = 2000;
 /** Takeovers a retry tries before it gives up with `idempotency_key_in_use` (each one another try won). */
 const MAX_ROUNDS = 3;
+/**
+ * How long a read or write of the store (or of the first try's answer) is tried again before the
+ * request is refused `service_busy`: a stream of a cluster elects a new leader in a few seconds.
+ */
+const STORE_RETRY_MS = 3000;
+/** The Retry-After of a request refused because the store could not be reached. */
+const STORE_RETRY_AFTER_MS = 1000;
 /** Printable ASCII, no leading or trailing space. */
 const KEY_PATTERN = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;
 
@@ -33,19 +40,23 @@ export interface IdempotencyStore {
   release(key: string, revision: number): Promise<void>;
 }
 
-/** `IdempotencyStore` on the `sluice_idempotency` KV bucket. */
+/**
+ * `IdempotencyStore` on the `sluice_idempotency` KV bucket. Creates and replaces are
+ * compare-and-sets that one writer wins on a cluster too (`createOnce`, `updateOnce`: nats-server
+ * 2.9.10 let two replaces of one revision both win, and both retries ran).
+ */
 export function idempotencyStore(kv: KV): IdempotencyStore {
   const lostRace = (e: unknown) => {
     if (isWrongRevision(e)) return undefined;
     throw e;
   };
   return {
-    create: (key, record) => kv.create(key, encodeJson(record)).catch(lostRace),
+    create: (key, record) => createOnce(kv, key, encodeJson(record)).catch(lostRace),
     async get(key) {
       const found = await getJson<IdempotencyRecord>(kv, key);
       return found ? { record: found.value, revision: found.revision } : undefined;
     },
-    replace: (key, record, revision) => kv.update(key, encodeJson(record), revision).catch(lostRace),
+    replace: (key, record, revision) => updateOnce(kv, key, encodeJson(record), revision).catch(lostRace),
     async release(key, revision) {
       await kv.delete(key, { previousSeq: revision }).catch(lostRace);
     },
@@ -109,23 +120,49 @@ export interface ClaimDeps {
  *   retry may mend or none came: then this request takes the key over (`run`), compare-and-set,
  *   so of several retries at once one runs and the others wait for it.
  *
+ * A store that cannot be read or written (a node of the cluster down, its stream without a leader
+ * for longer than STORE_RETRY_MS) leaves this request unsure whether another try holds the key: it
+ * is refused, never run.
+ *
  * @throws RequestRejected idempotency_key_reused (422) when the key was used for another request;
  * idempotency_key_in_use (409) when other retries kept taking it over.
+ * @throws SluiceError service_busy (503, Retry-After) when the store could not be reached.
  */
 export async function claimOrReplay(deps: ClaimDeps, tenant: string, key: string, mine: IdempotencyRecord, param: string): Promise<Claim> {
   const bucketKey = idempotencyBucketKey(tenant, key);
   const claimed = (revision: number): Claim => ({ kind: 'run', release: () => deps.idempotency.release(bucketKey, revision) });
   for (let round = 0; round < MAX_ROUNDS; round++) {
-    const created = await deps.idempotency.create(bucketKey, mine);
+    const created = await sure(() => deps.idempotency.create(bucketKey, mine));
     if (created !== undefined) return claimed(created);
-    const held = await deps.idempotency.get(bucketKey);
+    const held = await sure(() => deps.idempotency.get(bucketKey));
     // deleted between the two: try to create it again
     if (!held) continue;
+    // our own write, stored on a try whose ack was lost: the key is ours
+    if (held.record.requestId === mine.requestId) return claimed(held.revision);
     if (held.record.fingerprint !== mine.fingerprint) throw new RequestRejected('idempotency_key_reused', undefined, param);
-    const answer = await deps.awaitResult(tenant, held.record.requestId, held.record.deadline + DEADLINE_GRACE_MS);
+    const until = held.record.deadline + DEADLINE_GRACE_MS;
+    const answer = await sure(() => deps.awaitResult(tenant, held.record.requestId, until));
     if (answer && replayable(answer)) return { kind: 'replay', requestId: held.record.requestId, reply: answer };
-    const taken = await deps.idempotency.replace(bucketKey, mine, held.revision);
+    const taken = await sure(() => deps.idempotency.replace(bucketKey, mine, held.revision));
     if (taken !== undefined) return claimed(taken);
   }
   throw new RequestRejected('idempotency_key_in_use', undefined, param);
+}
+
+/**
+ * A read or write of the store, tried again for STORE_RETRY_MS (each try repeats a compare-and-set
+ * or a read, so trying again never takes a key twice). If it still fails, whether another try
+ * holds the key is unknown, and running could run the request twice: refused, to be retried.
+ */
+async function sure<T>(op: () => Promise<T>): Promise<T> {
+  try {
+    return await retryFor(STORE_RETRY_MS, op);
+  } catch (e) {
+    if (e instanceof SluiceError) throw e;
+    throw new SluiceError(
+      'service_busy',
+      'The gateway cannot reach its idempotency store right now (a NATS node is down or electing a leader); retry with the same Idempotency-Key.',
+      STORE_RETRY_AFTER_MS,
+    );
+  }
 }
