@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
-import { headers as natsHeaders } from '@nats-io/transport-node';
+import { createInbox, headers as natsHeaders } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { Subjects, Topology, type ChatErrorReply, type SluiceEvent } from '@sluice/contracts';
 import { eventually } from '@sluice/bus/testing';
@@ -91,7 +91,13 @@ describe('NATS rejections', () => {
   const request = async (body: string, key: string, tenant: string) => {
     const h = natsHeaders();
     if (key !== '') h.set('sluice-key', key);
-    const reply = await stack.nc.request(Subjects.chat(tenant), new TextEncoder().encode(body), { headers: h, timeout: 10_000 });
+    // answered on the addressed tenant's inbox, the one reply subject the NATS door takes on a stack with NATS users
+    const reply = await stack.nc.request(Subjects.chat(tenant), new TextEncoder().encode(body), {
+      headers: h,
+      timeout: 10_000,
+      noMux: true,
+      reply: createInbox(Subjects.inbox(tenant)),
+    });
     return reply.json<ChatErrorReply>();
   };
   it.each([

@@ -47,7 +47,8 @@ export interface SluiceClientOptions {
   /**
    * The `inboxPrefix` the connection was made with, where a gateway with NATS users lets the
    * tenant hear answers (docs/nats-security.md: `sluice.inbox.<tenant>`). `chat` and `submit`
-   * take it from the connection; `stream` makes its inbox under it.
+   * take it from the connection; `stream` makes its inbox under it. Default: the connection's
+   * own, read from nats.js (`_INBOX` when it has none).
    */
   inboxPrefix?: string;
 }
@@ -89,6 +90,16 @@ export type SluiceResult = Omit<ChatResult, 'cache'> & { cache: CacheKind | 'mis
 const encoder = new TextEncoder();
 
 /**
+ * The `inboxPrefix` a connection was made with: nats.js keeps its options on the connection but
+ * does not declare them, so this reads them defensively (undefined: nats.js's `_INBOX`). A
+ * `stream` then answers under the same prefix as `chat`, which a gateway with NATS users requires.
+ */
+function connectionInboxPrefix(nc: NatsConnection): string | undefined {
+  const prefix = (nc as { options?: { inboxPrefix?: unknown } }).options?.inboxPrefix;
+  return typeof prefix === 'string' && prefix !== '' ? prefix : undefined;
+}
+
+/**
  * The TypeScript client for Sluice's NATS front door (`sluice.chat.<tenant>`).
  *
  * @example
@@ -100,6 +111,7 @@ const encoder = new TextEncoder();
 export class SluiceClient {
   private readonly subject: string;
   private readonly timeoutMs: number;
+  private readonly inboxPrefix: string | undefined;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -107,6 +119,7 @@ export class SluiceClient {
   ) {
     this.subject = Subjects.chat(opts.tenant);
     this.timeoutMs = opts.timeoutMs ?? 60_000;
+    this.inboxPrefix = opts.inboxPrefix ?? connectionInboxPrefix(nc);
   }
 
   /**
@@ -211,7 +224,7 @@ export class SluiceClient {
    * for (let r = await it.next(); !r.done; r = await it.next()) console.log(r.value.chunk); // a chat.completion.chunk
    */
   async *stream(req: ClientRequest, opts: RequestOptions = {}): AsyncGenerator<ChatChunk, SluiceResult> {
-    const inbox = createInbox(this.opts.inboxPrefix);
+    const inbox = createInbox(this.inboxPrefix);
     // subscribe before publishing, so not even the first chunk can be missed
     const sub = this.nc.subscribe(inbox);
     let timedOut = false;

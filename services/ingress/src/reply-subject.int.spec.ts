@@ -136,10 +136,10 @@ describe('NATS with Sluice users (SLUICE_NATS_USERS=1): the tenant inbox only', 
     await h?.stop();
   });
 
-  it("answers on the tenant's own inbox, whole and streamed", async () => {
+  it("answers on the tenant's own inbox, whole and streamed (SluiceClient takes the connection's inbox prefix)", async () => {
     const own = await connect({ servers: h.nats.url, inboxPrefix: Subjects.inbox('beta') });
     try {
-      const beta = new SluiceClient(own, { tenant: 'beta', key: KEYS.beta, timeoutMs: 5000, inboxPrefix: Subjects.inbox('beta') });
+      const beta = new SluiceClient(own, { tenant: 'beta', key: KEYS.beta, timeoutMs: 5000 });
       expect(contentOf((await beta.chat({ model: 'small', messages: [{ role: 'user', content: 'whole' }] })).body)).toBe('echo: whole');
       const it = beta.stream({ model: 'small', messages: [{ role: 'user', content: 'streamed' }] });
       let chunks = 0;
