@@ -1,8 +1,10 @@
+import { jetstream } from '@nats-io/jetstream';
 import { Topology, type ConsumerSpec } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 import type { Bus } from './connect.js';
 import { flushAcks } from './acks.js';
 import { pullInBatches } from './linger.js';
+import { retryFor } from './retry.js';
 import { consumeReplays } from './replay.js';
 import type { Decided, Emitted, Received } from './decided.js';
 import { createRunner, DEFAULT_ACK_WAIT_MS, ensureDurable, type Delivery } from './runner.js';
@@ -11,6 +13,18 @@ export { DEFAULT_ACK_WAIT_MS, PoisonMessage, traceOf, type Delivery } from './ru
 
 /** Below this many messages in flight, acks go out at once rather than waiting to share a write. */
 const MIN_CONCURRENCY_TO_HOLD_ACKS = 32;
+
+/**
+ * A standing pull on a cluster, when the node leading its durable dies: the pull lived on that
+ * node and dies with it, and a replica connected to another node hears nothing. nats.js notices
+ * only by missed idle heartbeats, then asks for the consumer's info and pulls again; a failed info
+ * waits a jittered pull expiry (up to 1.5 x) before the next. At its defaults (30 s pulls, 15 s
+ * heartbeats, the connection's 10 s API timeout) a replica sat idle 17-30 s after a node kill,
+ * while the new leader, elected within about 5 s, had messages for it (docs/cluster.md,
+ * consume-cluster.int.spec.ts). With these it takes messages again about 1 s after the election.
+ * What it costs: an idle pull is answered and sent again every 2 s, and a heartbeat each second.
+ */
+export const CONSUME_PULL = { expiresMs: 2_000, idleHeartbeatMs: 1_000, infoTimeoutMs: 2_000 } as const;
 
 export interface ConsumeOptions<C extends ConsumerSpec = ConsumerSpec> {
   /**
@@ -66,7 +80,9 @@ export async function consumeEvents<C extends ConsumerSpec>(bus: Bus, opts: Cons
   const { durable } = opts.consumer;
   const ackWaitMs = opts.ackWaitMs ?? DEFAULT_ACK_WAIT_MS;
   await ensureDurable(bus, opts.consumer, { maxAckPending: opts.concurrency, ackWaitMs, ...(opts.deliverAll ? { deliverAll: true } : {}) });
-  const consumer = await bus.js.consumers.get(Topology.stream.name, durable);
+  // its info requests (after missed heartbeats) time out at CONSUME_PULL's, not the connection's 10 s
+  const js = jetstream(bus.nc, { timeout: CONSUME_PULL.infoTimeoutMs });
+  const consumer = await retryFor(30_000, () => js.consumers.get(Topology.stream.name, durable));
   const runner = createRunner(bus, {
     consumer: opts.consumer,
     ackWaitMs,
@@ -84,6 +100,8 @@ export async function consumeEvents<C extends ConsumerSpec>(bus: Bus, opts: Cons
       ? pullInBatches(consumer, { lingerMs: opts.lingerMs, maxBatch: maxMessages, log: opts.log }, handle)
       : await consumer.consume({
           max_messages: maxMessages,
+          expires: CONSUME_PULL.expiresMs,
+          idle_heartbeat: CONSUME_PULL.idleHeartbeatMs,
           callback: (msg) => {
             void handle(msg);
           },
