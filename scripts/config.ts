@@ -7,6 +7,8 @@
  *   npm run config -- parked [durable]  list dead letters: events a consumer parked, and why
  *   npm run config -- replay <durable> [dlqSeq ...]
  *                                       send them back to that consumer (all, or the ones named)
+ * NATS at NATS_URL as NATS_USER / NATS_PASSWORD when set; else as `operator` when `npm start` left
+ * its password under SLUICE_DATA_DIR (default .sluice/credentials/operator); else without a user.
  * `${ENV}` references in the file are filled from the environment; SLUICE_DEV_KEY (default
  * sk-sluice-dev) is hashed into SLUICE_DEV_KEY_SHA256, SLUICE_ADMIN_KEY (default sk-sluice-admin)
  * into SLUICE_ADMIN_KEY_SHA256.
@@ -15,7 +17,8 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { connectBus, ensureTopology, getJson, listParked, putConfig, putDegrade, replayParked, type ParkedEvent } from '@sluice/bus';
 import { ControlKeys, hashKey, interpolateEnv, type DegradeState } from '@sluice/contracts';
-import { ROOT } from './stack.js';
+import { storedOperatorPassword } from './nats-auth-server.js';
+import { connectOperator, OPERATOR_USER, ROOT } from './stack.js';
 
 const [command, arg, ...rest] = process.argv.slice(2);
 const env = { ...process.env };
@@ -24,7 +27,12 @@ if (command === 'hash-key') {
   process.stdout.write(`${hashKey(arg)}\n`);
   process.exit(0);
 }
-const bus = await connectBus(env.NATS_URL ?? 'nats://127.0.0.1:4222', 'sluice-config');
+const natsUrl = env.NATS_URL ?? 'nats://127.0.0.1:4222';
+// npm start's nats-server has users: its operator's password is where it left it
+const operatorPassword = env.NATS_USER ? undefined : storedOperatorPassword(resolve(env.SLUICE_DATA_DIR ?? join(ROOT, '.sluice')));
+const bus = operatorPassword
+  ? await connectOperator(natsUrl, { [OPERATOR_USER]: operatorPassword }, 'sluice-config')
+  : await connectBus(natsUrl, 'sluice-config');
 const { control } = await ensureTopology(bus, { replicas: Number(env.SLUICE_STREAM_REPLICAS ?? 1) });
 switch (command) {
   case 'apply': {

@@ -1,7 +1,7 @@
 // A private nats-server with Sluice's users and rights (nats-auth.ts), for `startStack({ natsAuth })`
 // and the tests: its config and the passwords under one directory, its log beside them.
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { natsServerOnPath, type LocalNats } from '@sluice/bus/nats-server';
@@ -14,6 +14,18 @@ export interface AuthNats extends LocalNats {
   confPath: string;
   /** nats-server's log: a right a service lacks shows here as a "Publish Violation" or "Subscription Violation". */
   logPath: string;
+}
+
+/** Where the users' passwords are kept under a stack's data dir: one file per user, named after it. */
+export const credentialsDir = (dir: string) => join(dir, 'credentials');
+
+/**
+ * The operator's password a stack with NATS users left under `dir` (`<dir>/credentials/operator`),
+ * or undefined when there is none (the stack ran without users, or not from this data dir).
+ */
+export function storedOperatorPassword(dir: string): string | undefined {
+  const file = join(credentialsDir(dir), OPERATOR_USER);
+  return existsSync(file) ? readFileSync(file, 'utf8').trim() || undefined : undefined;
 }
 
 /**
@@ -29,7 +41,7 @@ export async function startAuthNats(opts: { dir: string; port: number; tenants: 
   const bin = natsServerOnPath();
   if (!bin) throw new Error('nats-server is not on PATH; install it (apt-get install nats-server) or set NATS_URL');
   mkdirSync(opts.dir, { recursive: true });
-  const passwords = natsPasswords(join(opts.dir, 'credentials'), natsUserNames(opts.tenants));
+  const passwords = natsPasswords(credentialsDir(opts.dir), natsUserNames(opts.tenants));
   const confPath = join(opts.dir, 'nats-auth.conf');
   const logPath = join(opts.dir, 'nats-server.log');
   writeFileSync(confPath, natsAuthConfig({ storeDir: join(opts.dir, 'nats'), users: natsUsers(opts.tenants, passwords) }), { mode: 0o600 });

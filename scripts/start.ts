@@ -2,15 +2,19 @@
  * `npm start`: the whole stack on one machine, on embedded defaults. The npm script builds first
  * (`turbo run build`), and each service runs its compiled dist/main.js; this launcher alone goes
  * through tsx, its @sluice imports resolving to the build as well.
- * NATS from NATS_URL (a local nats-server is started when none answers), the ledger on
- * DATABASE_URL or PGlite under .sluice/, the simulator as upstream unless OPENAI_API_KEY is set.
+ * NATS: its own nats-server on NATS_URL's port (default 4222) with Sluice's users and rights
+ * (docs/nats-security.md), their passwords under .sluice/credentials; it refuses to start when a
+ * NATS already answers there. SLUICE_NATS_AUTH=0 runs without users instead: NATS_URL's server
+ * (a local one started when none answers). The ledger on DATABASE_URL or PGlite under .sluice/,
+ * the simulator as upstream unless OPENAI_API_KEY is set.
  * SLUICE_DEV_KEY (default sk-sluice-dev) is tenant `dev`'s key, SLUICE_ADMIN_KEY (default
  * sk-sluice-admin) the ledger's admin key; the services get only their SHA-256.
  */
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createLogger } from '@sluice/telemetry';
-import { DEFAULT_ADMIN_KEY, ROOT, startStack } from './stack.js';
+import { credentialsDir } from './nats-auth-server.js';
+import { appUser, DEFAULT_ADMIN_KEY, ROOT, startStack, tenantInboxPrefix } from './stack.js';
 
 const env = process.env;
 const log = createLogger('stack');
@@ -19,10 +23,20 @@ const devKey = env.SLUICE_DEV_KEY ?? 'sk-sluice-dev';
 const adminKey = env.SLUICE_ADMIN_KEY ?? DEFAULT_ADMIN_KEY;
 const useOpenAi = Boolean(env.OPENAI_API_KEY);
 const verbose = env.SLUICE_LOG_SERVICES !== '0';
+const dataDir = resolve(env.SLUICE_DATA_DIR ?? join(ROOT, '.sluice'));
+const natsAuth = natsAuthFrom(env.SLUICE_NATS_AUTH);
+
+/** SLUICE_NATS_AUTH: unset or `1`, NATS with Sluice's users; `0`, without. Anything else stops here, naming the variable. */
+function natsAuthFrom(value: string | undefined): boolean {
+  if (value === undefined || value === '' || value === '1') return true;
+  if (value === '0') return false;
+  throw new Error(`SLUICE_NATS_AUTH must be 1 (the default: NATS with Sluice's users) or 0 (without users), not ${JSON.stringify(value)}`);
+}
 
 const stack = await startStack({
-  dataDir: resolve(env.SLUICE_DATA_DIR ?? join(ROOT, '.sluice')),
+  dataDir,
   natsUrl: env.NATS_URL ?? 'nats://127.0.0.1:4222',
+  natsAuth,
   ...(env.DATABASE_URL ? { databaseUrl: env.DATABASE_URL } : {}),
   ingressPort: Number(env.SLUICE_INGRESS_PORT ?? 8080),
   ledgerPort: Number(env.SLUICE_LEDGER_PORT ?? 8081),
@@ -42,6 +56,8 @@ log.info(
     ingress: `${stack.ingressUrl}/v1`,
     ledger: stack.ledgerUrl,
     nats: stack.natsUrl,
+    // where the passwords are, never a password
+    natsUsers: natsAuth ? `${credentialsDir(dataDir)}/<user> (operator; ${appUser('<tenant>')} for applications)` : 'none (SLUICE_NATS_AUTH=0)',
     upstream: stack.sim ? `simulator ${stack.sim.url}` : 'OpenAI',
     database: env.DATABASE_URL ? 'postgres (DATABASE_URL)' : 'PGlite under .sluice/pglite',
     config: configPath,
@@ -52,7 +68,12 @@ process.stdout.write(
   `\nTry it:\n  curl -s ${stack.ingressUrl}/v1/chat/completions -H 'authorization: Bearer ${devKey === 'sk-sluice-dev' ? devKey : '<SLUICE_DEV_KEY>'}' \\\n` +
     `    -H 'content-type: application/json' -d '{"model":"auto","messages":[{"role":"user","content":"Hello"}]}'\n` +
     `  curl -s '${stack.ledgerUrl}/v1/costs?groupBy=tenant,model' -H 'authorization: Bearer ${adminKey === DEFAULT_ADMIN_KEY ? adminKey : '<SLUICE_ADMIN_KEY>'}'\n` +
-    `  open ${stack.ledgerUrl}/ for the web console (sign in with ${adminKey === DEFAULT_ADMIN_KEY ? adminKey : '<SLUICE_ADMIN_KEY>'})\n\n`,
+    `  open ${stack.ledgerUrl}/ for the web console (sign in with ${adminKey === DEFAULT_ADMIN_KEY ? adminKey : '<SLUICE_ADMIN_KEY>'})\n` +
+    (natsAuth
+      ? `  NATS (${stack.natsUrl}) as tenant dev's application: user ${appUser('dev')}, password in ${join(credentialsDir(dataDir), appUser('dev'))},\n` +
+        `    inboxPrefix ${tenantInboxPrefix('dev')} (docs/nats-security.md);\n` +
+        `    NATS_URL=${stack.natsUrl} npm run config -- show   connects as operator by itself\n\n`
+      : '\n'),
 );
 
 let stopping = false;
