@@ -28,6 +28,7 @@ import { fileRoutes } from './file-routes.js';
 import { readJsonBody } from './http-body.js';
 import { continueTrace, newRequestId } from './ids.js';
 import { claimOrReplay, idempotencyKeyOf, requestFingerprint, type Claim } from './idempotency.js';
+import { busUnavailable } from './unavailable.js';
 import { repliesOf } from './inbox.js';
 import { toModel, toModelList } from './openai-wire.js';
 import { answerShedHttp } from './overload-shed.js';
@@ -280,9 +281,10 @@ async function answerRequest(deps: IngressDeps, endpoint: Endpoint, request: Fas
     await deps.publish(event, state.traceparent);
   } catch (err) {
     pending.close();
-    await release?.().catch(() => undefined);
+    // the key is kept: a publish that was not acked may still be stored (the connection sends what
+    // it held when it reconnects), and a retry that took the key would run the request twice
     request.log.error({ err }, 'could not publish chat.requested');
-    throw new SluiceError('internal_error', 'The request could not be queued; retry shortly.');
+    throw busUnavailable('The request could not be queued');
   }
   published = true;
   if (left) stop();
@@ -304,13 +306,16 @@ async function answerLater(
   release: (() => Promise<void>) | undefined,
 ): Promise<FastifyReply> {
   const notice = queuedNotice(request.id, deps.now());
+  let sent = false;
   try {
     await deps.storeNotice(event.tenant, notice);
+    sent = true;
     await deps.publish(event, request.sluice.traceparent);
   } catch (err) {
-    await release?.().catch(() => undefined);
+    // the key is freed only when the request never went out (see answerRequest)
+    if (!sent) await release?.().catch(() => undefined);
     request.log.error({ err }, 'could not queue an async request');
-    throw new SluiceError('internal_error', 'The request could not be queued; retry shortly.');
+    throw busUnavailable('The request could not be queued');
   }
   request.log.debug({ tenant: event.tenant, model: event.data.ctx.request.model }, 'async request queued');
   return sendStored(reply, notice);

@@ -3,6 +3,7 @@ import type { KV } from '@nats-io/kv';
 import { createOnce, encodeJson, getJson, isWrongRevision, retryFor, updateOnce } from '@sluice/bus';
 import { isError, isRetryableStatus, SluiceError, type ChatReply, type Endpoint } from '@sluice/contracts';
 import { RequestRejected } from './rejection.js';
+import { busUnavailable } from './unavailable.js';
 
 /** The longest `Idempotency-Key` taken, in characters (Stripe's limit; the IETF draft sets none). */
 export const MAX_IDEMPOTENCY_KEY_CHARS = 255;
@@ -15,8 +16,6 @@ const MAX_ROUNDS = 3;
  * request is refused `service_busy`: a stream of a cluster elects a new leader in a few seconds.
  */
 const STORE_RETRY_MS = 3000;
-/** The Retry-After of a request refused because the store could not be reached. */
-const STORE_RETRY_AFTER_MS = 1000;
 /** Printable ASCII, no leading or trailing space. */
 const KEY_PATTERN = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;
 
@@ -159,10 +158,6 @@ async function sure<T>(op: () => Promise<T>): Promise<T> {
     return await retryFor(STORE_RETRY_MS, op);
   } catch (e) {
     if (e instanceof SluiceError) throw e;
-    throw new SluiceError(
-      'service_busy',
-      'The gateway cannot reach its idempotency store right now (a NATS node is down or electing a leader); retry with the same Idempotency-Key.',
-      STORE_RETRY_AFTER_MS,
-    );
+    throw busUnavailable('The gateway cannot reach its Idempotency-Key store');
   }
 }

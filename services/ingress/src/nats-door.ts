@@ -13,6 +13,7 @@ import { authenticate } from './tenants.js';
 import { parseJsonBody, validateRequest, type ChatHints } from './validate.js';
 import { asyncAsked, queuedNotice, webhookAsked } from './async.js';
 import { claimOrReplay, idempotencyKeyOf, requestFingerprint } from './idempotency.js';
+import { busUnavailable } from './unavailable.js';
 import { mayCarryRefusal, replyAllowed, type ReplyRule } from './reply-subject.js';
 
 /** Replicas share the front-door subject; NATS hands each request to one of them. */
@@ -133,14 +134,17 @@ async function handle(nc: NatsConnection, deps: IngressDeps, msg: Msg, replyOk: 
       release = claim.release;
     }
     const notice = later ? queuedNotice(requestId, receivedAt) : undefined;
+    let sent = false;
     try {
       // stored before the request goes: its answer replaces the notice, never the other way round
       if (notice) await deps.storeNotice(tenant.id, notice);
+      sent = true;
       await deps.publish(event, traceparent);
     } catch (err) {
-      await release?.().catch(() => undefined);
+      // the key is freed only when the request never went out: one not acked may still be stored
+      if (!sent) await release?.().catch(() => undefined);
       log.error({ err }, 'could not publish chat.requested');
-      throw new SluiceError('internal_error', 'The request could not be queued; retry shortly.');
+      throw busUnavailable('The request could not be queued');
     }
     if (notice) sendReply(nc, replyTo, notice);
     log.debug({ tenant: tenant.id, endpoint, model: request.model, stream: request.stream, async: later }, 'chat requested');
@@ -163,7 +167,8 @@ async function handle(nc: NatsConnection, deps: IngressDeps, msg: Msg, replyOk: 
       return;
     }
     const param = e instanceof RequestRejected && e.param !== undefined ? { param: e.param } : {};
-    sendReply(nc, replyTo, { requestId, error: { code: e.code, message: e.message, status: e.status, ...param } });
+    const retryAfter = e.retryAfterMs !== undefined ? { retryAfterMs: e.retryAfterMs } : {};
+    sendReply(nc, replyTo, { requestId, error: { code: e.code, message: e.message, status: e.status, ...param, ...retryAfter } });
   }
 }
 
