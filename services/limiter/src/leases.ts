@@ -7,16 +7,29 @@ export interface Lease {
   rate: Rate;
   requests: number;
   tokens: number;
-  /** When it was last topped up; returned to the bucket `ttlMs` later if still unused. */
+  /** When it was last topped up; spent only until `ttlMs` later, then given back if unused. */
   takenAt: number;
 }
 
 export interface LeaseOptions {
   /** Share of a bucket's per-minute request limit one top-up takes (0.01: 1%, ~0.6 s of refill). */
   fraction: number;
-  /** How long an unused remainder stays hidden from other replicas before it is given back. */
+  /**
+   * How long after its last top-up a lease may be spent (and is hidden from other replicas).
+   * No longer than its bucket takes to refill one block (`fraction` of a minute): a bucket
+   * refills to full while blocks are out, so if every replica's block outlived that, a burst
+   * could exceed a full bucket by a block per replica; within it, by one block at most.
+   */
   ttlMs: number;
 }
+
+/**
+ * The limiter service's leases: blocks of 1% of a bucket's per-minute requests, spent for at
+ * most 0.6 s (the time the bucket takes to refill 1%), so three replicas' blocks together let a
+ * burst exceed a full bucket by 1% at most. With 2 s, the figure before, three replicas that
+ * took blocks from a nearly full 120/min bucket admitted 123 after it refilled.
+ */
+export const serviceLeases: LeaseOptions = { fraction: 0.01, ttlMs: 600 };
 
 /**
  * What a lease tops up from `bucket` (already debited by this round) for requests like one
@@ -46,11 +59,26 @@ export function planWrite(bucket: Bucket, layer: Layer, rate: Rate, needs: numbe
 }
 
 /**
+ * What an unused lease gives back to its bucket at `now`: its remainder, less what the bucket
+ * refilled since the lease stopped being spent (`ttlMs` after its last top-up). A bucket that
+ * refilled to full meanwhile could not have held both; a remainder credited late on top of the
+ * refill, after a burst had taken the bucket down again, would count twice. Errs towards
+ * throttling when the bucket was not full. Pure.
+ */
+export function giveBack(lease: Lease, now: number, ttlMs: number): Remainder {
+  const late = Math.max(0, now - lease.takenAt - ttlMs);
+  return {
+    requests: lease.requests > 0 ? Math.max(0, lease.requests - (late * lease.rate.requestsPerMinute) / 60_000) : lease.requests,
+    tokens: lease.tokens > 0 ? Math.max(0, lease.tokens - (late * lease.rate.tokensPerMinute) / 60_000) : lease.tokens,
+  };
+}
+
+/**
  * Leases by KV key. An admission whose every layer a lease covers is decided here, with no KV
  * round trip; the store takes a block for a lease whenever it writes a bucket for an admission.
  * Capacity in a lease was debited from KV first, so leases never admit more than the limit;
  * what they cost is that another replica may be throttled while this one holds a remainder,
- * until it is used or given back (`takeExpired`, `ttlMs` after the last top-up).
+ * until it is used or given back (`takeExpired`, `ttlMs` to twice that after the last top-up).
  *
  * A round decides on the bucket in KV alone and never folds a remainder into its write: a
  * remainder is in memory or in the bucket, never in both. (Folding it in, as rounds did, let an
@@ -63,12 +91,15 @@ export class Leases {
 
   constructor(readonly opts: LeaseOptions) {}
 
-  /** Debits one request of `need` tokens from each layer's lease that covers it; returns those layers. */
-  cover(keys: Partial<Record<Layer, string>>, layers: readonly Layer[], need: number): Layer[] {
+  /**
+   * Debits one request of `need` tokens from each layer's lease that covers it and was topped up
+   * within `ttlMs` of `now`; returns those layers. An older lease waits to be given back.
+   */
+  cover(keys: Partial<Record<Layer, string>>, layers: readonly Layer[], need: number, now: number): Layer[] {
     const covered: Layer[] = [];
     for (const layer of layers) {
       const lease = this.byKey.get(keys[layer]!);
-      if (!lease || lease.requests < 1 || lease.tokens < need) continue;
+      if (!lease || lease.requests < 1 || lease.tokens < need || lease.takenAt <= now - this.opts.ttlMs) continue;
       lease.requests -= 1;
       lease.tokens -= need;
       covered.push(layer);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { leaseBlock, Leases, planWrite } from './leases.js';
+import { giveBack, leaseBlock, Leases, planWrite } from './leases.js';
 
 const rate = { requestsPerMinute: 1000, tokensPerMinute: 1_000_000 };
 const keys = { tenant: 't.a', global: 'g' };
@@ -25,17 +25,25 @@ describe('Leases', () => {
   it('covers only the layers whose lease has a request and the tokens, and debits them', () => {
     const leases = new Leases({ fraction: 0.01, ttlMs: 1000 });
     leases.topUp('t.a', 'tenant', rate, { requests: 2, tokens: 300 }, 0);
-    expect(leases.cover(keys, ['tenant', 'global'], 100)).toEqual(['tenant']);
-    expect(leases.cover(keys, ['tenant', 'global'], 250)).toEqual([]);
+    expect(leases.cover(keys, ['tenant', 'global'], 100, 0)).toEqual(['tenant']);
+    expect(leases.cover(keys, ['tenant', 'global'], 250, 0)).toEqual([]);
     expect(leases.get('t.a')).toMatchObject({ requests: 1, tokens: 200 });
     leases.credit('t.a', 1, 100);
     expect(leases.get('t.a')).toMatchObject({ requests: 2, tokens: 300 });
   });
 
+  it('spends a lease only within the ttl of its last top-up: an older one waits to be given back', () => {
+    const leases = new Leases({ fraction: 0.01, ttlMs: 1000 });
+    leases.topUp('t.a', 'tenant', rate, { requests: 3, tokens: 300 }, 0);
+    expect(leases.cover(keys, ['tenant'], 100, 999)).toEqual(['tenant']);
+    expect(leases.cover(keys, ['tenant'], 100, 1000)).toEqual([]);
+    expect(leases.takeExpired(1000)).toMatchObject([['t.a', { requests: 2, tokens: 200 }]]);
+  });
+
   it('adds a block to what the lease still holds, and starts its ttl again', () => {
     const leases = new Leases({ fraction: 0.01, ttlMs: 1000 });
     leases.topUp('t.a', 'tenant', rate, { requests: 3, tokens: 300 }, 0);
-    leases.cover(keys, ['tenant'], 100);
+    leases.cover(keys, ['tenant'], 100, 0);
     leases.topUp('t.a', 'tenant', rate, { requests: 10, tokens: 2000 }, 5);
     expect(leases.get('t.a')).toMatchObject({ requests: 12, tokens: 2200, takenAt: 5 });
   });
@@ -63,5 +71,23 @@ describe('planWrite', () => {
   it('with only changes, or a bucket too low for a block of one request, takes nothing', () => {
     expect(planWrite(bucket, 'tenant', rate, [], 0.01)).toBeUndefined();
     expect(planWrite({ ...bucket, requests: 0.5 }, 'tenant', rate, [100], 0.01)).toBeUndefined();
+  });
+});
+
+describe('giveBack', () => {
+  const lease = { layer: 'tenant' as const, rate, requests: 5, tokens: 3000, takenAt: 0 };
+
+  it('gives the whole remainder back while the lease is within its ttl or just past it', () => {
+    expect(giveBack(lease, 1000, 1000)).toEqual({ requests: 5, tokens: 3000 });
+  });
+
+  it('gives back less what the bucket refilled since the lease stopped being spent', () => {
+    // 1000 requests and 1,000,000 tokens a minute: 120 ms late is 2 requests and 2000 tokens of refill
+    expect(giveBack(lease, 1000 + 120, 1000)).toEqual({ requests: 3, tokens: 1000 });
+    expect(giveBack(lease, 1000 + 60_000, 1000)).toEqual({ requests: 0, tokens: 0 });
+  });
+
+  it('keeps a debt whole: what a lease overspent is never forgiven', () => {
+    expect(giveBack({ ...lease, requests: -1, tokens: -50 }, 60_000, 1000)).toEqual({ requests: -1, tokens: -50 });
   });
 });

@@ -2,6 +2,7 @@ import { consumeEvents, runService } from '@sluice/bus';
 import { Consumers, ServiceName } from '@sluice/contracts';
 import { onChatCompleted, onChatRequested } from './handlers.js';
 import { LimitStore } from './store.js';
+import { serviceLeases } from './leases.js';
 import { streamDecisions } from './decided.js';
 import { BudgetCounters } from './counters.js';
 import { AdaptiveLimits } from './adaptive-feed.js';
@@ -12,9 +13,9 @@ import { AdaptiveLimits } from './adaptive-feed.js';
 // upstream.limits_observed (every one, each replica) -> the global limit learned from the upstreams.
 // Metrics: /metrics on SLUICE_METRICS_PORT (9473 under npm start; runService, docs/metrics.md).
 await runService(ServiceName.Limiter, async ({ bus, buckets, control, log }) => {
-  // leased blocks of 1% of a bucket's per-minute requests, unused remainders given back after 2 s:
-  // most admissions need no KV round trip (a burst may exceed a full bucket by 1% per replica)
-  const store = new LimitStore(buckets.limits, { log, lease: { fraction: 0.01, ttlMs: 2000 } });
+  // leased blocks of 1% of a bucket's per-minute requests, spent for at most 0.6 s: most admissions
+  // need no KV round trip (a burst may exceed a full bucket by 1%, see leases.ts)
+  const store = new LimitStore(buckets.limits, { log, lease: serviceLeases });
   // budget spend (the ledger's) and reservations (the replicas'), kept current by a watch of sluice_budgets
   const budgets = new BudgetCounters(buckets.budgets, { log });
   await budgets.start();

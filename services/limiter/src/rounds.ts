@@ -136,6 +136,7 @@ export class KvRounds {
       keys,
       targets.map((t) => t.layer),
       job.op.estimatedTokens,
+      this.opts.now(),
     );
     if (covered.length === 0) return job;
     const written = { ...job.written };

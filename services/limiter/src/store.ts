@@ -2,7 +2,7 @@ import type { KV } from '@nats-io/kv';
 import type { Rate } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 import { layersOf, type Buckets, type Decision, type Layer, type Limits } from './limiter.js';
-import { Leases, type LeaseOptions } from './leases.js';
+import { giveBack, Leases, type LeaseOptions } from './leases.js';
 import { newJob, targetsOf, type Change } from './job.js';
 import { RevisionCache } from './revisions.js';
 import { KvRounds } from './rounds.js';
@@ -81,9 +81,14 @@ export class LimitStore {
   async admit(keys: LimitKeys, limits: Limits, estimatedTokens: number): Promise<Decision> {
     const layers = layersOf(limits);
     const targets = targetsOf(keys, limits, layers);
-    const covered = this.leases?.cover(keys, layers, estimatedTokens) ?? [];
+    const covered = this.leases?.cover(keys, layers, estimatedTokens, this.now()) ?? [];
     if (covered.length === layers.length) return { admitted: true, buckets: this.leaseView(keys, layers) };
     return this.rounds.submit(newJob(targets, { kind: 'admit', limits, estimatedTokens }, covered));
+  }
+
+  /** How many buckets this store holds a lease of (given back ones not counted). */
+  get leasesHeld(): number {
+    return this.leases?.size ?? 0;
   }
 
   /** Gives every lease back to its bucket (on shutdown, so other replicas get the capacity). */
@@ -126,10 +131,15 @@ export class LimitStore {
 
   private async returnLeases(all: boolean): Promise<void> {
     if (!this.leases) return;
-    const back = this.leases.takeExpired(this.now(), all).filter(([, l]) => l.requests !== 0 || l.tokens !== 0);
+    const now = this.now();
+    const ttlMs = this.leases.opts.ttlMs;
+    const back = this.leases
+      .takeExpired(now, all)
+      .map(([key, lease]) => [key, lease, giveBack(lease, now, ttlMs)] as const)
+      .filter(([, , change]) => change.requests !== 0 || change.tokens !== 0);
     await Promise.all(
-      back.map(([key, lease]) =>
-        this.adjustKey(key, lease.layer, lease.rate, { requests: lease.requests, tokens: lease.tokens }).catch((err: unknown) =>
+      back.map(([key, lease, change]) =>
+        this.adjustKey(key, lease.layer, lease.rate, change).catch((err: unknown) =>
           this.opts.log?.warn({ err, key }, 'could not return a lease; the bucket refills by itself'),
         ),
       ),
