@@ -6,6 +6,7 @@ import { flushAcks } from './acks.js';
 import { consumeReplays } from './replay.js';
 import type { Decided, Emitted, Received } from './decided.js';
 import { createRunner, DEFAULT_ACK_WAIT_MS, ensureDurable, type Delivery } from './runner.js';
+import { retryFor } from './retry.js';
 
 /** How long a pull waits on the server for messages it asked for (the client library's minimum is 1 s). */
 export const PULL_EXPIRES_MS = 5_000;
@@ -64,7 +65,8 @@ export async function pullEvents<C extends ConsumerSpec>(bus: Bus, opts: PullOpt
   const { durable } = opts.consumer;
   const ackWaitMs = opts.ackWaitMs ?? DEFAULT_ACK_WAIT_MS;
   await ensureDurable(bus, opts.consumer, { maxAckPending: opts.maxAckPending, ackWaitMs, ...(opts.deliverAll ? { deliverAll: true } : {}) });
-  const consumer: Consumer = await bus.js.consumers.get(Topology.stream.name, durable);
+  // tried again, as ensureDurable: a durable without a leader yet times out
+  const consumer: Consumer = await retryFor(30_000, () => bus.js.consumers.get(Topology.stream.name, durable));
   const runner = createRunner(bus, {
     consumer: opts.consumer,
     ackWaitMs,

@@ -5,6 +5,7 @@ import type { Logger } from '@sluice/telemetry';
 import type { Bus } from './connect.js';
 import { createOrFind } from './create.js';
 import { pullInBatches } from './linger.js';
+import { retryFor } from './retry.js';
 
 /** Where a replayed dead letter came from, read from its headers. */
 export interface Replayed {
@@ -40,7 +41,8 @@ export async function consumeReplays(
     () => bus.jsm.consumers.add(stream, config),
     () => bus.jsm.consumers.info(stream, durable),
   );
-  const consumer = await bus.js.consumers.get(stream, durable);
+  // tried again, as ensureDurable: a durable without a leader yet times out
+  const consumer = await retryFor(30_000, () => bus.js.consumers.get(stream, durable));
   return pullInBatches(consumer, { lingerMs: 100, maxBatch: 64, log: opts.log }, (msg) =>
     handle(msg, {
       seq: Number(msg.headers?.get(Headers.parkedSeq) || 0),

@@ -11,6 +11,7 @@ import { DEFAULT_MAX_DELIVERIES, isTransient, park } from './dead-letter.js';
 import { pastDeadline } from './deadline.js';
 import { carryOut, type Decided, type Emitted, type Received } from './decided.js';
 import type { PublishOptions } from './publish.js';
+import { retryFor } from './retry.js';
 
 // The delivery rule of every consumer, whoever pulls its messages: consumeEvents (a standing
 // pull or lingering batches) and pullEvents (the caller asks for each message, e.g. the
@@ -57,9 +58,15 @@ export interface DurableSettings {
 /**
  * Creates the durable pull consumer of `spec` (every replica does, at start), or updates its
  * max_ack_pending and ack_wait when they differ from `settings`. The filter of an existing
- * durable is left as it is.
+ * durable is left as it is. Tried again for up to a minute: a process that starts while a node
+ * of the cluster is down meets API timeouts until the durable has a leader, and crashed on the
+ * first (its supervisor's backoff then kept it down longer).
  */
 export async function ensureDurable(bus: Bus, spec: ConsumerSpec, settings: DurableSettings): Promise<void> {
+  await retryFor(60_000, () => ensureDurableOnce(bus, spec, settings));
+}
+
+async function ensureDurableOnce(bus: Bus, spec: ConsumerSpec, settings: DurableSettings): Promise<void> {
   const stream = Topology.stream.name;
   const { durable, filter } = spec;
   const config = {

@@ -3,6 +3,10 @@ import type { ServiceName } from '@sluice/contracts';
 import { connectBus, type Bus } from './connect.js';
 import { ensureTopology, type Buckets } from './topology.js';
 import { watchControl, type Control } from './control.js';
+import { retryFor } from './retry.js';
+
+/** How long a starting service tries to reach its streams and buckets before it gives up (and its supervisor restarts it). */
+const STARTUP_RETRY_MS = 60_000;
 
 export interface ServiceContext {
   name: ServiceName;
@@ -34,11 +38,18 @@ export async function runService(name: ServiceName, start: (ctx: ServiceContext)
   const metricsServer = await startMetricsServer(env, log);
   const url = env.NATS_URL ?? 'nats://127.0.0.1:4222';
   const bus = await connectBus(url, `sluice-${name}-${process.pid}`, log);
-  const buckets = await ensureTopology(bus, {
-    replicas: Number(env.SLUICE_STREAM_REPLICAS ?? 1),
-    ...(env.SLUICE_STREAM_MAX_AGE_HOURS ? { maxAgeHours: Number(env.SLUICE_STREAM_MAX_AGE_HOURS) } : {}),
-    ...(env.SLUICE_RESULTS_MAX_AGE_HOURS ? { resultsMaxAgeHours: Number(env.SLUICE_RESULTS_MAX_AGE_HOURS) } : {}),
-  });
+  // tried again while a cluster has no leader for a stream (a node just died): a process restarted
+  // then crashed on the first timeout and waited out its supervisor's backoff
+  const buckets = await retryFor(STARTUP_RETRY_MS, () =>
+    ensureTopology(bus, {
+      replicas: Number(env.SLUICE_STREAM_REPLICAS ?? 1),
+      ...(env.SLUICE_STREAM_MAX_AGE_HOURS ? { maxAgeHours: Number(env.SLUICE_STREAM_MAX_AGE_HOURS) } : {}),
+      ...(env.SLUICE_RESULTS_MAX_AGE_HOURS ? { resultsMaxAgeHours: Number(env.SLUICE_RESULTS_MAX_AGE_HOURS) } : {}),
+    }).catch((err: unknown) => {
+      log.warn({ err }, 'could not ensure the topology yet; trying again');
+      throw err;
+    }),
+  );
   log.info({ nats: url }, 'connected; waiting for config');
   const control = await watchControl(buckets.control, log);
   const closers = await start({ name, log, bus, buckets, control, env });
