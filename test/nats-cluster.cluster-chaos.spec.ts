@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,13 +7,13 @@ import OpenAI from 'openai';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { SluiceClient } from '@sluice/client';
-import { hashKey, isRetryableStatus, Topology } from '@sluice/contracts';
+import { hashKey, isRetryableStatus, Topology, type EventType } from '@sluice/contracts';
 import { freePort } from '@sluice/bus/nats-server';
 import { startNatsCluster, type LocalNatsCluster } from '@sluice/bus/nats-cluster';
 import { eventually } from '@sluice/bus/testing';
 import { ALL_SERVICES } from '@sluice/scripts/stack';
 import { DEV_KEY, defaultConfig, sleep, startE2eStack, type E2eStack } from './harness.js';
-import { auditRequests, billing, expectBilledExactlyOnce, httpCall, loadLoop, natsCall, prompt, tally, type Outcome } from './chaos-kit.js';
+import { auditRequests, billing, eventsOf, expectBilledExactlyOnce, httpCall, loadLoop, natsCall, prompt, tally, type Outcome } from './chaos-kit.js';
 
 // The stack on a three-node NATS cluster (streams and buckets at 3 replicas, every service in
 // REPLICAS processes, ingress behind a client-side round robin as behind a load balancer). While
@@ -36,6 +36,7 @@ let cluster: LocalNatsCluster;
 let stack: E2eStack;
 let nc: NatsConnection;
 let ingressUrls: string[];
+const chaosLog = process.env.SLUICE_CHAOS_LOG ? createWriteStream(process.env.SLUICE_CHAOS_LOG) : undefined;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'sluice-cluster-chaos-'));
@@ -69,6 +70,8 @@ beforeAll(async () => {
     // no fixed /metrics ports (compiled entries default to npm start's), and metrics off as in every e2e stack
     metricsPorts: {},
     env: { LOG_LEVEL: 'info', SLUICE_METRICS: 'off' },
+    // SLUICE_CHAOS_LOG=<file>: every service's log lines there, to follow a failed call by its request id
+    ...(chaosLog ? { onLine: (service: string, line: string) => chaosLog.write(`[${service}] ${line}\n`) } : {}),
   });
   // a connection of its own that never gives up reconnecting, to any node, like the services'
   nc = await connect({ servers: cluster.url.split(','), maxReconnectAttempts: -1, reconnectTimeWait: 250 });
@@ -79,6 +82,7 @@ afterAll(async () => {
   await stack?.close();
   await cluster?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
+  chaosLog?.end();
 });
 
 /** One request as a client that retries sees it: every try, the last outcome, when it ended. */
@@ -90,6 +94,8 @@ interface Call {
   requestIds: string[];
   /** What each try before the last got: a code, or the transport error's first words. */
   retriedAfter: string[];
+  /** Each try as `<ms into the call> <outcome> <request id>`, to follow a call in the logs. */
+  tries: string[];
   startedAt: number;
   endedAt: number;
 }
@@ -100,16 +106,20 @@ async function withRetries(door: Call['door'], attempt: (key: string, n: number)
   const startedAt = Date.now();
   const requestIds = new Set<string>();
   const retriedAfter: string[] = [];
+  const tries: string[] = [];
   let final: Outcome = { kind: 'transport', refused: true, message: 'never tried' };
   let n = 0;
   while (n < MAX_ATTEMPTS) {
+    const triedAt = Date.now() - startedAt;
     final = await attempt(key, n++);
+    const what = final.kind === 'answered' ? 'answered' : final.kind === 'coded' ? `${final.code} ${final.status}` : final.message.slice(0, 60);
+    tries.push(`${triedAt} ${what} ${final.kind === 'transport' ? '' : (final.requestId ?? '')}`.trim());
     if (final.kind !== 'transport' && final.requestId) requestIds.add(final.requestId);
     if (final.kind === 'answered' || (final.kind === 'coded' && !isRetryableStatus(final.status))) break;
     retriedAfter.push(final.kind === 'coded' ? final.code : final.message.slice(0, 60));
     await sleep(Math.min(final.kind === 'coded' ? (final.retryAfterMs ?? 500 * n) : 500 * n, 5000));
   }
-  return { door, final, attempts: n, requestIds: [...requestIds], retriedAfter, startedAt, endedAt: Date.now() };
+  return { door, final, attempts: n, requestIds: [...requestIds], retriedAfter, tries, startedAt, endedAt: Date.now() };
 }
 
 /** The longest time without any answer between `from` and `to`, and the slowest call started then. */
@@ -128,6 +138,24 @@ function pauseAround(calls: readonly Call[], from: number, to: number) {
   }
   const slowestMs = Math.max(0, ...calls.filter((c) => c.startedAt >= from && c.startedAt <= to).map((c) => c.endedAt - c.startedAt));
   return { gapMs, slowestMs };
+}
+
+/** The stages of an answered request, in order: each event's `at` is when its stage decided. */
+const STAGES: readonly EventType[] = ['chat.requested', 'chat.admitted', 'cache.missed', 'chat.routed', 'chat.completed'];
+
+/**
+ * Where the time went around a node kill: for the requests accepted in [from, to] that completed,
+ * the longest wait before each stage's event since the one before it (`chat.requested` is when
+ * ingress accepted it; the wait before `chat.admitted` is ingress's publish and the limiter's pull).
+ */
+function slowestStages(at: ReadonlyMap<EventType, ReadonlyMap<string, number>>, from: number, to: number): Record<string, number> {
+  const accepted = [...at.get('chat.requested')!].filter(([, t]) => t >= from && t <= to).map(([id]) => id);
+  const slowest: Record<string, number> = {};
+  for (let i = 1; i < STAGES.length; i++) {
+    const waits = accepted.map((id) => (at.get(STAGES[i]!)!.get(id) ?? NaN) - (at.get(STAGES[i - 1]!)!.get(id) ?? NaN)).filter(Number.isFinite);
+    slowest[STAGES[i]!] = Math.max(0, ...waits);
+  }
+  return slowest;
 }
 
 async function streamLeader(): Promise<string> {
@@ -215,6 +243,8 @@ describe('a three-node NATS cluster under load', () => {
     const doubledByClient = calls.filter((c) => c.requestIds.filter((id) => completedIds.has(id)).length > 1);
     const bill = await billing(stack);
     const pauses = nodeKills.map((k) => ({ ...k, downMs: k.back - k.at, ...pauseAround(calls, k.at, k.at + NODE_DOWN_MS + 10_000) }));
+    const stageAt = new Map<EventType, Map<string, number>>();
+    for (const type of STAGES) stageAt.set(type, new Map((await eventsOf(nc, type)).map((e) => [e.requestId, Date.parse(e.at)])));
     const figures = {
       wallMs: Date.now() - started,
       loadMs: loadEnded - started,
@@ -243,6 +273,8 @@ describe('a three-node NATS cluster under load', () => {
         downMs: p.downMs,
         longestGapMs: p.gapMs,
         slowestCallMs: p.slowestMs,
+        // the longest wait before each stage, for requests accepted from the kill to 5 s after
+        slowestStageMs: slowestStages(stageAt, p.at, p.at + 5000),
       })),
       longestPauseMs: Math.max(0, ...pauses.map((p) => p.gapMs)),
       slowestCallMs: Math.max(0, ...calls.map((c) => c.endedAt - c.startedAt)),
@@ -250,6 +282,11 @@ describe('a three-node NATS cluster under load', () => {
       ...bill,
     };
     console.log(JSON.stringify(figures, null, 1));
+    // the calls the assertions below name, each try's outcome and request ids, to look up in the logs
+    const told = (c: Call) => ({ ...c, startedS: (c.startedAt - started) / 1000, tookMs: c.endedAt - c.startedAt });
+    console.log(
+      JSON.stringify({ unansweredCalls: unanswered.map(told), doubledCalls: doubledByClient.map(told), doubledTerminals: doubled.slice(0, 20) }, null, 1),
+    );
 
     // every call ended with an answer (the tries a retry fixed included)
     expect(unanswered.map((c) => c.final)).toEqual([]);
