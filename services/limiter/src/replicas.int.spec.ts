@@ -9,6 +9,8 @@ import { encodeJson, isWrongRevision } from '@sluice/bus';
 import { startNatsCluster, type LocalNatsCluster } from '@sluice/bus/nats-cluster';
 import { freePort, startNats, type LocalNats } from '@sluice/bus/nats-server';
 import { eventually } from '@sluice/bus/testing';
+import { budgetPeriod, BudgetKeys, NANOS_PER_USD } from '@sluice/contracts';
+import { BudgetCounters } from './counters.js';
 import { updateOnce } from './cas.js';
 import { serviceLeases } from './leases.js';
 import type { Decision, Limits } from './limiter.js';
@@ -152,6 +154,49 @@ for (const shape of ['a single nats-server', 'a three-node nats-server cluster']
       }
       console.log(JSON.stringify({ shape, rounds: 50, plainUpdateWithSeveralWinners: plainRaces, updateOnceWithSeveralWinners: onceRaces }));
       await Promise.all(writers.map(({ nc }) => nc.close()));
+    });
+
+    it("reserve a budget's limit exactly, three at once", async () => {
+      await newBucket('budgets');
+      const counters = await Promise.all(
+        [0, 1, 2].map(async () => {
+          const { nc, kv } = await openBucket(url, 'budgets');
+          const c = new BudgetCounters(kv);
+          await c.start();
+          return { nc, c };
+        }),
+      );
+      const ref = {
+        budget: 'exact',
+        scope: 'tenant' as const,
+        budgetKey: 'replicas.exact',
+        window: 'daily' as const,
+        limitUsd: 1,
+        limitNanos: NANOS_PER_USD,
+        action: 'refuse' as const,
+        thresholds: [1],
+        ...budgetPeriod('daily', Date.now()),
+      };
+      try {
+        // 600 reservations of $0.002 against $1, in waves across three replicas: 500 fit
+        const results = await Promise.all(
+          Array.from({ length: 600 }, async (_, i) => {
+            await new Promise((r) => setTimeout(r, Math.floor(i / 30) * 3));
+            return counters[i % 3]!.c.reserve([ref], 2_000_000);
+          }),
+        );
+        const reader = await openBucket(url, 'budgets');
+        const counter = (await reader.kv.get(BudgetKeys.admitted(ref.budgetKey, ref.windowId)))?.json<number>();
+        await reader.nc.close();
+        console.log(JSON.stringify({ shape, budgetReservations: results.filter((r) => r.reserved).length, of: 500, counterNanos: counter }));
+        expect(results.filter((r) => r.reserved)).toHaveLength(500);
+        expect(counter).toBe(NANOS_PER_USD);
+      } finally {
+        for (const { nc, c } of counters) {
+          c.stop();
+          await nc.close();
+        }
+      }
     });
 
     it('hold a tenant within 1 % of its limit through replicas killed mid-burst and between bursts', async () => {
