@@ -1,9 +1,8 @@
 import type { KV } from '@nats-io/kv';
 import { BudgetKeys, type BudgetRef } from '@sluice/contracts';
-import { encodeJson, isWrongRevision } from '@sluice/bus';
+import { encodeJson, isWrongRevision, updateOnce } from '@sluice/bus';
 import type { Logger } from '@sluice/telemetry';
 import { hasRoom, type CounterState } from './budget-check.js';
-import { updateOnce } from './cas.js';
 import { KvMirror, type Seen } from './mirror.js';
 
 export interface BudgetCountersOptions {
@@ -141,7 +140,7 @@ export class BudgetCounters {
       if (total === numberOf(admitted.value)) return fitted;
       try {
         const body = encodeJson(total);
-        // updateOnce: a plain update can win alongside another replica's on a clustered 2.9.10 (cas.ts)
+        // updateOnce: a plain update can win alongside another replica's on a clustered 2.9.10 (@sluice/bus kv-once.ts)
         const revision = admitted.revision > 0 ? await updateOnce(this.kv, key, body, admitted.revision) : await this.kv.create(key, body);
         this.mirror.observe(key, { value: total, revision });
         return fitted;

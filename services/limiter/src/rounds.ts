@@ -1,9 +1,8 @@
 import type { KV } from '@nats-io/kv';
-import { encodeJson, getJson, isWrongRevision } from '@sluice/bus';
+import { encodeJson, getJson, isWrongRevision, updateOnce } from '@sluice/bus';
 import type { Logger } from '@sluice/telemetry';
 import type { Bucket, Decision } from './limiter.js';
 import type { Leases } from './leases.js';
-import { updateOnce } from './cas.js';
 import { newJob, unpaid, type Job, type Stored } from './job.js';
 import { planRound, readsFor, type KeyWrite } from './plan.js';
 import { refundOf, settleRound, type Refund, type Verdict } from './settle.js';
@@ -150,7 +149,7 @@ export class KvRounds {
 
   private async write(write: KeyWrite, now: number): Promise<void> {
     const { key, value, revision, lease } = write;
-    // updateOnce: a plain update can win alongside another replica's on a clustered 2.9.10 (cas.ts)
+    // updateOnce: a plain update can win alongside another replica's on a clustered 2.9.10 (@sluice/bus kv-once.ts)
     const written = revision !== undefined ? await updateOnce(this.kv, key, encodeJson(value), revision) : await this.kv.create(key, encodeJson(value));
     this.revisions.remember(key, value, written);
     if (lease && this.opts.leases) {
