@@ -229,19 +229,35 @@ describe('HTTP edges: the linger after a refusal is bounded', () => {
     expect(res.cut).toBe(true);
   });
 
-  it('cuts a client that pours a 64 MiB body on after its 401, past the bytes it drops', async () => {
-    // a request timeout (the linger's time bound) far longer than the test: only the bytes can cut it
+  /** Runs `body` with a request timeout (the linger's time bound) far longer than the test: only bytes or the client end a linger. */
+  async function withLongLinger(body: () => Promise<void>): Promise<void> {
     await h.applyConfig((c) => {
       const e = edges(c);
       return { ...e, ingress: { ...e.ingress, http: { ...e.ingress.http, requestTimeoutMs: 600_000, headersTimeoutMs: 600_000 } } };
     });
     try {
-      const total = 64 * 1_048_576;
-      const res = await sendUntilClosed(unkeyed(total), Buffer.alloc(65_536, 'x'), 0, total);
-      expect(res.cut).toBe(true);
+      await body();
     } finally {
       await h.applyConfig(edges);
     }
+  }
+
+  it('reads the rest of a 5 MiB body after its 401, and closes once the client is done', async () => {
+    await withLongLinger(async () => {
+      const total = 5 * 1_048_576;
+      const res = await sendUntilClosed(unkeyed(total), Buffer.alloc(65_536, 'x'), 0, total);
+      expect(res.status).toBe(401);
+      expectErrorShape(res.body, 'missing_api_key');
+      expect(res.cut).toBe(false);
+    });
+  });
+
+  it('cuts a client that pours a 64 MiB body on after its 401, past the bytes it drops', async () => {
+    await withLongLinger(async () => {
+      const total = 64 * 1_048_576;
+      const res = await sendUntilClosed(unkeyed(total), Buffer.alloc(65_536, 'x'), 0, total);
+      expect(res.cut).toBe(true);
+    });
   });
 
   it('tells a keep-alive client Connection: close with its 401, and reads the rest of its body', async () => {
