@@ -18,16 +18,17 @@ export interface LeaseOptions {
    * How long after its last top-up a lease may be spent (and is hidden from other replicas).
    * No longer than its bucket takes to refill one block (`fraction` of a minute): a bucket
    * refills to full while blocks are out, so if every replica's block outlived that, a burst
-   * could exceed a full bucket by a block per replica; within it, by one block at most.
+   * could exceed a full bucket by a block per replica; within it, by about one block in all.
    */
   ttlMs: number;
 }
 
 /**
  * The limiter service's leases: blocks of 1% of a bucket's per-minute requests, spent for at
- * most 0.6 s (the time the bucket takes to refill 1%), so three replicas' blocks together let a
- * burst exceed a full bucket by 1% at most. With 2 s, the figure before, three replicas that
- * took blocks from a nearly full 120/min bucket admitted 123 after it refilled.
+ * most 0.6 s (the time the bucket takes to refill 1%), so that by our reckoning (not proven)
+ * the blocks of any number of replicas let a burst exceed a full bucket by about 1% in all. With
+ * 2 s, the figure before, three replicas that took blocks from a nearly full 120/min bucket
+ * admitted 123 after it refilled (replicas.int.spec.ts, warm).
  */
 export const serviceLeases: LeaseOptions = { fraction: 0.01, ttlMs: 600 };
 
