@@ -7,7 +7,8 @@
  *   npm run config -- parked [durable]  list dead letters: events a consumer parked, and why
  *   npm run config -- replay <durable> [dlqSeq ...]
  *                                       send them back to that consumer (all, or the ones named)
- * NATS at NATS_URL as NATS_USER / NATS_PASSWORD when set; else as `operator` when `npm start` left
+ * NATS at NATS_URL (default: the one `npm start` last ran on, noted in SLUICE_DATA_DIR/nats.url, else
+ * 127.0.0.1:4222) as NATS_USER / NATS_PASSWORD when set; else as `operator` when `npm start` left
  * its password under SLUICE_DATA_DIR (default .sluice/credentials/operator); else without a user.
  * `${ENV}` references in the file are filled from the environment; SLUICE_DEV_KEY (default
  * sk-sluice-dev) is hashed into SLUICE_DEV_KEY_SHA256, SLUICE_ADMIN_KEY (default sk-sluice-admin)
@@ -17,7 +18,7 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { connectBus, ensureTopology, getJson, listParked, putConfig, putDegrade, replayParked, type ParkedEvent } from '@sluice/bus';
 import { ControlKeys, hashKey, interpolateEnv, type DegradeState } from '@sluice/contracts';
-import { storedOperatorPassword } from './nats-auth-server.js';
+import { storedNatsUrl, storedOperatorPassword } from './nats-auth-server.js';
 import { connectOperator, OPERATOR_USER, ROOT } from './stack.js';
 
 const [command, arg, ...rest] = process.argv.slice(2);
@@ -27,9 +28,11 @@ if (command === 'hash-key') {
   process.stdout.write(`${hashKey(arg)}\n`);
   process.exit(0);
 }
-const natsUrl = env.NATS_URL ?? 'nats://127.0.0.1:4222';
+const dataDir = resolve(env.SLUICE_DATA_DIR ?? join(ROOT, '.sluice'));
+// npm start notes the NATS it ran on (4222, or the next free port when another server had 4222)
+const natsUrl = env.NATS_URL ?? storedNatsUrl(dataDir) ?? 'nats://127.0.0.1:4222';
 // npm start's nats-server has users: its operator's password is where it left it
-const operatorPassword = env.NATS_USER ? undefined : storedOperatorPassword(resolve(env.SLUICE_DATA_DIR ?? join(ROOT, '.sluice')));
+const operatorPassword = env.NATS_USER ? undefined : storedOperatorPassword(dataDir);
 const bus = operatorPassword
   ? await connectOperator(natsUrl, { [OPERATOR_USER]: operatorPassword }, 'sluice-config')
   : await connectBus(natsUrl, 'sluice-config');

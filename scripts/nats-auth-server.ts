@@ -28,6 +28,21 @@ export function storedOperatorPassword(dir: string): string | undefined {
   return existsSync(file) ? readFileSync(file, 'utf8').trim() || undefined : undefined;
 }
 
+/** Where `npm start` notes the NATS URL it ran on, so `npm run config` finds that NATS without NATS_URL. */
+const natsUrlFile = (dir: string) => join(dir, 'nats.url');
+
+/** Notes `url` as the NATS the stack under `dir` runs on (see `storedNatsUrl`). */
+export function rememberNatsUrl(dir: string, url: string): void {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(natsUrlFile(dir), `${url}\n`);
+}
+
+/** The NATS URL `npm start` last ran on with data dir `dir`, or undefined when it never did. */
+export function storedNatsUrl(dir: string): string | undefined {
+  const file = natsUrlFile(dir);
+  return existsSync(file) ? readFileSync(file, 'utf8').trim() || undefined : undefined;
+}
+
 /**
  * Starts nats-server on 127.0.0.1:`port` with the users of `tenants`: config `<dir>/nats-auth.conf`,
  * passwords in `<dir>/credentials/<user>` (kept across restarts), JetStream under `<dir>/nats`,

@@ -2,9 +2,10 @@
  * `npm start`: the whole stack on one machine, on embedded defaults. The npm script builds first
  * (`turbo run build`), and each service runs its compiled dist/main.js; this launcher alone goes
  * through tsx, its @sluice imports resolving to the build as well.
- * NATS: its own nats-server on NATS_URL's port (default 4222) with Sluice's users and rights
- * (docs/nats-security.md), their passwords under .sluice/credentials; it refuses to start when a
- * NATS already answers there. SLUICE_NATS_AUTH=0 runs without users instead: NATS_URL's server
+ * NATS: its own nats-server on NATS_URL's port with Sluice's users and rights (docs/nats-security.md),
+ * their passwords under .sluice/credentials; it refuses to start when a NATS already answers at a
+ * NATS_URL that was set. Without NATS_URL: 4222, or the next free port when 4222 is taken (noted in
+ * .sluice/nats.url for `npm run config`). SLUICE_NATS_AUTH=0 runs without users instead: NATS_URL's server
  * (a local one started when none answers). The ledger on DATABASE_URL or PGlite under .sluice/,
  * the simulator as upstream unless OPENAI_API_KEY is set.
  * SLUICE_DEV_KEY (default sk-sluice-dev) is tenant `dev`'s key, SLUICE_ADMIN_KEY (default
@@ -13,7 +14,8 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createLogger } from '@sluice/telemetry';
-import { credentialsDir } from './nats-auth-server.js';
+import { portFree } from '@sluice/bus/nats-server';
+import { credentialsDir, rememberNatsUrl } from './nats-auth-server.js';
 import { appUser, DEFAULT_ADMIN_KEY, ROOT, startStack, tenantInboxPrefix } from './stack.js';
 
 const env = process.env;
@@ -33,9 +35,32 @@ function natsAuthFrom(value: string | undefined): boolean {
   throw new Error(`SLUICE_NATS_AUTH must be 1 (the default: NATS with Sluice's users) or 0 (without users), not ${JSON.stringify(value)}`);
 }
 
+const DEFAULT_NATS_PORT = 4222;
+
+/**
+ * NATS_URL when set. Else 127.0.0.1:4222, unless the stack is to run its own nats-server with users
+ * and something already listens there (a system nats-server, say): then the next free port up to
+ * 4241, said in the log, so `npm start` on such a machine still comes up secured instead of stopping.
+ */
+async function natsUrlToUse(): Promise<string> {
+  if (env.NATS_URL) return env.NATS_URL;
+  const urlOf = (port: number) => `nats://127.0.0.1:${port}`;
+  if (!natsAuth || (await portFree(DEFAULT_NATS_PORT))) return urlOf(DEFAULT_NATS_PORT);
+  for (let port = DEFAULT_NATS_PORT + 1; port < DEFAULT_NATS_PORT + 20; port++) {
+    if (await portFree(port)) {
+      log.warn(
+        { taken: urlOf(DEFAULT_NATS_PORT), nats: urlOf(port) },
+        'port 4222 is taken by another server; Sluice runs its own NATS on the next free port (set NATS_URL to choose)',
+      );
+      return urlOf(port);
+    }
+  }
+  throw new Error("ports 4222-4241 are all taken; set NATS_URL to a free port for the stack's own nats-server");
+}
+
 const stack = await startStack({
   dataDir,
-  natsUrl: env.NATS_URL ?? 'nats://127.0.0.1:4222',
+  natsUrl: await natsUrlToUse(),
   natsAuth,
   ...(env.DATABASE_URL ? { databaseUrl: env.DATABASE_URL } : {}),
   ingressPort: Number(env.SLUICE_INGRESS_PORT ?? 8080),
@@ -51,6 +76,7 @@ const stack = await startStack({
     log[restarting ? 'warn' : 'info']({ service_exited: service, code, signal, restarting }, restarting ? 'service died; restarting' : 'service stopped'),
 });
 
+rememberNatsUrl(dataDir, stack.natsUrl);
 log.info(
   {
     ingress: `${stack.ingressUrl}/v1`,
@@ -59,7 +85,7 @@ log.info(
     // where the passwords are, never a password
     natsUsers: natsAuth ? `${credentialsDir(dataDir)}/<user> (operator; ${appUser('<tenant>')} for applications)` : 'none (SLUICE_NATS_AUTH=0)',
     upstream: stack.sim ? `simulator ${stack.sim.url}` : 'OpenAI',
-    database: env.DATABASE_URL ? 'postgres (DATABASE_URL)' : 'PGlite under .sluice/pglite',
+    database: env.DATABASE_URL ? 'postgres (DATABASE_URL)' : `PGlite under ${join(dataDir, 'pglite')}`,
     config: configPath,
   },
   'sluice is up',
@@ -72,7 +98,7 @@ process.stdout.write(
     (natsAuth
       ? `  NATS (${stack.natsUrl}) as tenant dev's application: user ${appUser('dev')}, password in ${join(credentialsDir(dataDir), appUser('dev'))},\n` +
         `    inboxPrefix ${tenantInboxPrefix('dev')} (docs/nats-security.md);\n` +
-        `    NATS_URL=${stack.natsUrl} npm run config -- show   connects as operator by itself\n\n`
+        `    npm run config -- show   finds this NATS and connects as operator by itself\n\n`
       : '\n'),
 );
 

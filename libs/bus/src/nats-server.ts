@@ -23,6 +23,15 @@ export function natsServerOnPath(): string | undefined {
   return r.status === 0 && path ? path : undefined;
 }
 
+/** True when nothing listens on 127.0.0.1:`port` (a listen there succeeds), whatever would answer on it. */
+export async function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
 /** A free TCP port on 127.0.0.1. */
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
