@@ -131,11 +131,17 @@ function pauseAround(calls: readonly Call[], from: number, to: number) {
   // a gap that starts inside the window ends at the next answer, even past `to`
   let gapMs = 0;
   let prev = answers.filter((t) => t < from).at(-1) ?? from;
+  let closed = false;
   for (const t of answers.filter((t) => t >= from)) {
     gapMs = Math.max(gapMs, t - prev);
-    if (t > to) break;
+    if (t > to) {
+      closed = true;
+      break;
+    }
     prev = t;
   }
+  // no answer came after the window's last one: the pause lasted at least to the window's end
+  if (!closed) gapMs = Math.max(gapMs, to - prev);
   const slowestMs = Math.max(0, ...calls.filter((c) => c.startedAt >= from && c.startedAt <= to).map((c) => c.endedAt - c.startedAt));
   return { gapMs, slowestMs };
 }

@@ -14,10 +14,11 @@ import { isWrongRevision } from './kv.js';
  * when a write is applied, in log order, on every node: so each write also carries
  * `<key>@<expected revision>` as its msg id, and of the writes that expected one revision the
  * first applied is stored and the others come back as duplicates, reported here as the lost race.
- * (The limiter's cas.ts found and does the same for its updates.) A revision is never expected
- * again once written over, so the id does not repeat within the bucket's 2 minute window for
- * another reason. A try of our own that was stored but whose ack was lost, sent again, is reported
- * lost too: the caller reads the key and finds its own value.
+ * (The limiter's cas.ts found and does the same for its updates; creates, expecting revision 0,
+ * were seen checked when applied, docs/cluster.md, and the id costs nothing there if they always
+ * are.) A revision is never expected again once written over, so the id does not repeat within
+ * the bucket's 2 minute window for another reason. A try of our own that was stored but whose ack
+ * was lost, sent again, is reported lost too: the caller reads the key and finds its own value.
  *
  * A key whose last entry is a delete is created over it (at the delete's revision), as
  * `kv.create` does. Anything other than a bucket of @nats-io/kv gets the plain `create`.
