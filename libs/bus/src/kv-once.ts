@@ -14,9 +14,9 @@ import { isWrongRevision } from './kv.js';
  * when a write is applied, in log order, on every node: so each write also carries
  * `<key>@<expected revision>` as its msg id, and of the writes that expected one revision the
  * first applied is stored and the others come back as duplicates, reported here as the lost race.
- * (The limiter's cas.ts found and does the same for its updates; creates, expecting revision 0,
- * were seen checked when applied, docs/cluster.md, and the id costs nothing there if they always
- * are.) A revision is never expected again once written over, so the id does not repeat within
+ * (The limiter's work found this, docs/cluster.md, and its updates use it. Creates, expecting
+ * revision 0, were seen checked when applied; the id costs nothing there if they always are.) A
+ * revision is never expected again once written over, so the id does not repeat within
  * the bucket's 2 minute window for another reason. A try of our own that was stored but whose ack
  * was lost, sent again, is reported lost too: the caller reads the key and finds its own value.
  *
