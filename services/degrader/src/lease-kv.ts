@@ -1,5 +1,5 @@
 import type { KV } from '@nats-io/kv';
-import { decodeJson, encodeJson, isWrongRevision } from '@sluice/bus';
+import { createOnce, decodeJson, encodeJson, isWrongRevision, updateOnce } from '@sluice/bus';
 import type { Logger } from '@sluice/telemetry';
 import { asLease, leads, leaseMove } from './lease.js';
 
@@ -52,8 +52,10 @@ export function openLease(kv: KV, opts: LeaseOptions): HeldLease {
         until = undefined;
       } else {
         const next = encodeJson({ holder: opts.holder, until: at + opts.leaseMs() });
-        // a deleted key, or a value that is not a lease, is replaced on its revision like a lease
-        revision = e ? await kv.update(LEASE_KEY, next, e.revision) : await kv.create(LEASE_KEY, next);
+        // a deleted key, or a value that is not a lease, is replaced on its revision like a lease;
+        // the Once writes are what lets only one of two replicas that read one revision take it
+        // on a cluster (nats-server#4320, docs/cluster.md)
+        revision = e ? await updateOnce(kv, LEASE_KEY, next, e.revision) : await createOnce(kv, LEASE_KEY, next);
         until = at + opts.leaseMs();
       }
     } catch (err) {
@@ -71,7 +73,7 @@ export function openLease(kv: KV, opts: LeaseOptions): HeldLease {
       if (until === undefined) return;
       until = undefined;
       note();
-      await kv.update(LEASE_KEY, encodeJson({ holder: opts.holder, until: 0 }), revision).catch(() => undefined);
+      await updateOnce(kv, LEASE_KEY, encodeJson({ holder: opts.holder, until: 0 }), revision).catch(() => undefined);
     },
   };
 }
