@@ -1,5 +1,5 @@
 import type { KV, KvEntry } from '@nats-io/kv';
-import { decodeJson, encodeJson, followBucket, isWrongRevision } from '@sluice/bus';
+import { createOnce, decodeJson, encodeJson, followBucket, isWrongRevision, updateOnce } from '@sluice/bus';
 import type { Logger } from '@sluice/telemetry';
 import { closedCircuit, type Circuit, type Outcome } from './circuit.js';
 
@@ -34,7 +34,8 @@ const MAX_TRIES = 20;
  * locally), and a write of this replica's is in its own `view` at once. Writes happen only on
  * changes: a healthy deployment's success changes nothing, so a healthy request path costs no KV
  * I/O at all. This replica's changes to one deployment run one at a time (a queue per key), so
- * its own requests never race each other; other replicas' writes are caught by the revision.
+ * its own requests never race each other; other replicas' writes are caught by the revision (written with `createOnce`/`updateOnce`, so one
+ * wins on a cluster too: docs/cluster.md).
  *
  * A bucket that cannot be written (NATS away) does not fail requests: the change is kept in this
  * replica's view only, with a warning, and the next write carries it (or loses a race and is
@@ -92,7 +93,7 @@ export class KvCircuits implements CircuitStore {
       if (outcome.circuit === seen.circuit) return outcome;
       try {
         const bytes = encodeJson(outcome.circuit);
-        const revision = seen.revision === 0 ? await this.kv.create(deployment, bytes) : await this.kv.update(deployment, bytes, seen.revision);
+        const revision = seen.revision === 0 ? await createOnce(this.kv, deployment, bytes) : await updateOnce(this.kv, deployment, bytes, seen.revision);
         this.counts.writes++;
         this.observe(deployment, { circuit: outcome.circuit, revision });
         return outcome;

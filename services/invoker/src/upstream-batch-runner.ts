@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import type { KV } from '@nats-io/kv';
 import type OpenAI from 'openai';
 import { toFile } from 'openai/uploads';
-import { answer, decodeJson, encodeJson, publishEvent, resultMark, type ResultMark, type ServiceContext } from '@sluice/bus';
+import { answer, createOnce, decodeJson, encodeJson, publishEvent, resultMark, updateOnce, type ResultMark, type ServiceContext } from '@sluice/bus';
 import { makeEvent, PATH_OF_ENDPOINT, ServiceName, Topology, type AnyEvent, type ChatReply, type SluiceConfig } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 import { streamBodies, Unsendable, type BodyReader } from './body.js';
@@ -90,7 +90,8 @@ async function startUpstreamBatchRunner(deps: RunnerDeps): Promise<UpstreamBatch
         return;
       }
       const next = encodeJson({ holder, until: at + LEASE_MS });
-      revision = e ? await deps.leases.update(LEASE_KEY, next, e.revision) : await deps.leases.create(LEASE_KEY, next);
+      // Once: of replicas that read one revision only one takes it, on a cluster too (docs/cluster.md)
+      revision = e ? await updateOnce(deps.leases, LEASE_KEY, next, e.revision) : await createOnce(deps.leases, LEASE_KEY, next);
       if (until === undefined) log.info({ holder }, 'took the upstream batches lease: driving upstream batches');
       until = at + LEASE_MS;
     } catch (err) {
@@ -286,7 +287,7 @@ async function startUpstreamBatchRunner(deps: RunnerDeps): Promise<UpstreamBatch
       if (until === undefined) return;
       until = undefined;
       // handed back: another replica takes over at its next beat, not a lease later
-      await deps.leases.update(LEASE_KEY, encodeJson({ holder, until: 0 }), revision).catch(() => undefined);
+      await updateOnce(deps.leases, LEASE_KEY, encodeJson({ holder, until: 0 }), revision).catch(() => undefined);
     },
   };
 }

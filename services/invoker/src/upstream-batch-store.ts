@@ -1,5 +1,5 @@
 import type { KV, KvEntry } from '@nats-io/kv';
-import { decodeJson, encodeJson, followBucket, isWrongRevision } from '@sluice/bus';
+import { createOnce, decodeJson, encodeJson, followBucket, isWrongRevision, updateOnce } from '@sluice/bus';
 import type { Logger } from '@sluice/telemetry';
 import type { QueuedLine, UpstreamGroup } from './upstream-batch.js';
 
@@ -15,7 +15,8 @@ export interface LineRecorder {
 /**
  * `sluice_upstream_batches`: `line.<requestId>` (`QueuedLine`) and `group.<id>` (`UpstreamGroup`),
  * kept in memory by one watch of the bucket. Lines are created once and deleted once answered;
- * groups move by compare-and-set on the revision the watch (or this replica's write) showed.
+ * groups move by compare-and-set on the revision the watch (or this replica's write) showed
+ * (`createOnce`/`updateOnce`: one writer wins on a cluster too, docs/cluster.md).
  */
 export class UpstreamBatchStore implements LineRecorder {
   readonly lines = new Map<string, QueuedLine>();
@@ -39,7 +40,7 @@ export class UpstreamBatchStore implements LineRecorder {
 
   async record(line: QueuedLine): Promise<void> {
     try {
-      await this.kv.create(`${LINE}${line.event.requestId}`, encodeJson(line));
+      await createOnce(this.kv, `${LINE}${line.event.requestId}`, encodeJson(line));
     } catch (e) {
       // already recorded: a redelivery of the line's chat.routed
       if (!isWrongRevision(e)) throw e;
@@ -49,7 +50,7 @@ export class UpstreamBatchStore implements LineRecorder {
   /** Creates a group; one already there (the same lines, gathered again after a crash) is kept. */
   async createGroup(group: UpstreamGroup): Promise<void> {
     try {
-      const revision = await this.kv.create(`${GROUP}${group.id}`, encodeJson(group));
+      const revision = await createOnce(this.kv, `${GROUP}${group.id}`, encodeJson(group));
       this.keep(group, revision);
     } catch (e) {
       if (!isWrongRevision(e)) throw e;
@@ -60,7 +61,7 @@ export class UpstreamBatchStore implements LineRecorder {
   async updateGroup(group: UpstreamGroup): Promise<void> {
     const seen = this.groups.get(group.id);
     if (!seen) throw new Error(`group ${group.id} is not known`);
-    const revision = await this.kv.update(`${GROUP}${group.id}`, encodeJson(group), seen.revision);
+    const revision = await updateOnce(this.kv, `${GROUP}${group.id}`, encodeJson(group), seen.revision);
     this.keep(group, revision);
   }
 
