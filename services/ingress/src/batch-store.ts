@@ -1,4 +1,4 @@
-import { decodeJson, encodeJson, followBucket, isWrongRevision, type Buckets } from '@sluice/bus';
+import { createOnce, decodeJson, encodeJson, followBucket, isWrongRevision, updateOnce, type Buckets } from '@sluice/bus';
 import { isBatchRecord, RUNNING_BATCH_STATUSES, type BatchRecord } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 
@@ -9,7 +9,8 @@ export interface Revised {
 }
 
 /**
- * The `sluice_batches` bucket as ingress uses it: written only by compare-and-set, and watched,
+ * The `sluice_batches` bucket as ingress uses it: written only by compare-and-set (`createOnce`,
+ * `updateOnce`: one writer wins on a cluster too, docs/cluster.md), and watched,
  * so every replica's runner and the list route see each batch as it is now without listing keys.
  */
 export interface BatchStore {
@@ -52,7 +53,7 @@ export async function openBatchStore(kv: Buckets['batches'], log: Logger): Promi
   log.info({ batches: all.size }, 'batches loaded');
   return {
     async create(record) {
-      const revision = await kv.create(record.id, encodeJson(record));
+      const revision = await createOnce(kv, record.id, encodeJson(record));
       remember(all, record, revision);
     },
     async get(tenant, id) {
@@ -76,7 +77,7 @@ export async function openBatchStore(kv: Buckets['batches'], log: Logger): Promi
     },
     async write(record, revision) {
       try {
-        const next = await kv.update(record.id, encodeJson(record), revision);
+        const next = await updateOnce(kv, record.id, encodeJson(record), revision);
         remember(all, record, next);
         return next;
       } catch (e) {
