@@ -1,6 +1,6 @@
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { KV } from '@nats-io/kv';
-import { encodeJson, getJson, isWrongRevision } from '@sluice/bus';
+import { createOnce, encodeJson, getJson, isWrongRevision, updateOnce } from '@sluice/bus';
 import { EventType, Subjects, type Answer } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 import { decideJoin, type InflightRecord, type JoinStep } from './coalesce-join.js';
@@ -162,7 +162,7 @@ export class Coalescer {
     const now = this.now();
     const record: InflightRecord = { leader: requestId, at: now, deadline: now, state: 'answered', answer };
     try {
-      const written = await this.deps.kv.update(key, encodeJson(record), revision);
+      const written = await updateOnce(this.deps.kv, key, encodeJson(record), revision);
       const t = setTimeout(() => {
         this.deletes.delete(t);
         void this.remove(key, written);
@@ -195,7 +195,7 @@ export class Coalescer {
     if (s.known === undefined) {
       // first contact with a key nobody here watches: the leader's path is one write, no read
       if (!s.sub && joiner.followed === undefined) {
-        const revision = await this.tryWrite(() => this.deps.kv.create(key, encodeJson(this.leading(joiner))));
+        const revision = await this.tryWrite(() => createOnce(this.deps.kv, key, encodeJson(this.leading(joiner))));
         if (revision !== undefined) {
           s.known = { record: this.leading(joiner), revision };
           return { step: { step: 'lead' } as JoinStep, read: s.known, version: s.version };
@@ -214,7 +214,7 @@ export class Coalescer {
     if (s.known !== read) return undefined; // it changed while this join waited its turn: decide again
     const record = this.leading(joiner);
     const bytes = encodeJson(record);
-    const revision = await this.tryWrite(() => (read ? this.deps.kv.update(key, bytes, read.revision) : this.deps.kv.create(key, bytes)));
+    const revision = await this.tryWrite(() => (read ? updateOnce(this.deps.kv, key, bytes, read.revision) : createOnce(this.deps.kv, key, bytes)));
     s.known = revision === undefined ? undefined : { record, revision };
     return revision;
   }
@@ -223,7 +223,7 @@ export class Coalescer {
     return { leader: joiner.requestId, at: this.now(), deadline: joiner.deadline, state: 'leading' };
   }
 
-  /** A compare-and-set write: its revision, or undefined when it lost the race. */
+  /** A compare-and-set write (`createOnce`/`updateOnce`, one winner on a cluster too): its revision, or undefined when it lost the race. */
   private async tryWrite(write: () => Promise<number>): Promise<number | undefined> {
     try {
       return await write();
