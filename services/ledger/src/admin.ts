@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { casUpdate, encodeJson, getJson, type Buckets } from '@sluice/bus';
+import { casUpdate, createOnce, encodeJson, getJson, type Buckets } from '@sluice/bus';
 import {
   KEY_ID_PATTERN,
   RotateKeyRequest,
@@ -58,7 +58,7 @@ export function adminRoutes(deps: AdminDeps & { config(): SluiceConfig; now(): n
       const req = checkCreate(request.body, deps.config());
       const secret = newSecret();
       const key = createdKey(req, { id: newKeyId(), secret }, now);
-      await deps.keys.create(key.id, encodeJson(key));
+      await createOnce(deps.keys, key.id, encodeJson(key));
       await announce(request, keyEvent('key.created', key, now));
       return reply.status(201).send({ ...keyView(key, now), key: secret });
     });

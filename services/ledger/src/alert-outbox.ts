@@ -1,5 +1,5 @@
 import type { KV } from '@nats-io/kv';
-import { encodeJson, getJson, isWrongRevision, publishEvent, type Bus } from '@sluice/bus';
+import { createOnce, encodeJson, getJson, isWrongRevision, publishEvent, type Bus } from '@sluice/bus';
 import { Subjects, type SluiceEvent } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 import type { Db } from './db.js';
@@ -48,7 +48,7 @@ export function startAlertOutbox(deps: { db: Db; bus: Bus; kv: KV; log: Logger }
     const key = event.requestId;
     let state: AlertMarker['state'] | undefined;
     try {
-      await deps.kv.create(key, encodeJson({ state: 'sending', eventId: event.id, at: Date.now() } satisfies AlertMarker));
+      await createOnce(deps.kv, key, encodeJson({ state: 'sending', eventId: event.id, at: Date.now() } satisfies AlertMarker));
     } catch (e) {
       if (!isWrongRevision(e)) throw e;
       state = (await getJson<AlertMarker>(deps.kv, key))?.value.state;
