@@ -1,6 +1,8 @@
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import type { KV, KvEntry } from '@nats-io/kv';
 import type { Logger } from '@sluice/telemetry';
+// kv-once.ts imports isWrongRevision from here: a cycle of functions only, called after both load
+import { createOnce, updateOnce } from './kv-once.js';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -23,15 +25,16 @@ export async function getJson<T>(kv: KV, key: string): Promise<{ value: T; revis
 /**
  * Read-modify-write with compare-and-set: `change` gets the current value (undefined if none)
  * and returns the next one; on a concurrent write it runs again on the fresh value. Returns the
- * value written. Several replicas may update the same key safely.
+ * value written. Several replicas may update the same key safely, on a NATS cluster too: the
+ * writes are `createOnce`/`updateOnce` (kv-once.ts; docs/cluster.md).
  */
 export async function casUpdate<T>(kv: KV, key: string, change: (current: T | undefined) => T, maxTries = 20): Promise<T> {
   for (let i = 0; i < maxTries; i++) {
     const current = await getJson<T>(kv, key);
     const next = change(current?.value);
     try {
-      if (current) await kv.update(key, encodeJson(next), current.revision);
-      else await kv.create(key, encodeJson(next));
+      if (current) await updateOnce(kv, key, encodeJson(next), current.revision);
+      else await createOnce(kv, key, encodeJson(next));
       return next;
     } catch (e) {
       if (!isWrongRevision(e)) throw e;
