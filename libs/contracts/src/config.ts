@@ -53,8 +53,12 @@ export type TenantCache = Static<typeof TenantCache>;
 const Tenant = Type.Object(
   {
     id: Type.String({ pattern: TENANT_ID_PATTERN.source }),
-    /** SHA-256 hex digests of the tenant's API keys; the keys themselves are never stored. */
-    keySha256: Type.Array(Type.String({ pattern: '^[0-9a-f]{64}$' }), { minItems: 1 }),
+    /**
+     * SHA-256 hex digests of the tenant's API keys; the keys themselves are never stored. Required
+     * in a config file; absent from the config in `sluice_control`, which every service reads: they
+     * are kept apart in `sluice_tenant_keys` (`ConfigKeyHashes`), for ingress and the ledger only.
+     */
+    keySha256: Type.Optional(Type.Array(Type.String({ pattern: '^[0-9a-f]{64}$' }), { minItems: 1 })),
     /** Models the tenant may name explicitly; absent means every configured model. */
     models: Type.Optional(Type.Array(Type.String())),
     /** Per-tenant limits; absent means `limits.tenantDefault`. */
@@ -457,6 +461,14 @@ export type DegradeState = Static<typeof DegradeState>;
 
 export class ConfigError extends Error {}
 
+export interface ParseOptions {
+  /**
+   * The config as stored in `sluice_control`, its key hashes kept apart (`splitKeyHashes`): a
+   * tenant without `keySha256` is not a mistake there.
+   */
+  keyHashesApart?: boolean;
+}
+
 /**
  * Validates a config value, filling defaults; throws a ConfigError naming the wrong key.
  * Also checks references: tiers, fallbacks and tenant models must name configured models,
@@ -465,7 +477,7 @@ export class ConfigError extends Error {}
  * @example
  * const config = parseConfig(JSON.parse(readFileSync('config/sluice.json', 'utf8')));
  */
-export function parseConfig(value: unknown): SluiceConfig {
+export function parseConfig(value: unknown, opts: ParseOptions = {}): SluiceConfig {
   const withDefaults = Value.Default(SluiceConfig, structuredClone(value)) as Record<string, unknown>;
   // Value.Default does not descend into Record values; fill each entry's defaults here.
   fillRecordDefaults(withDefaults, 'deployments', Deployment);
@@ -484,6 +496,8 @@ export function parseConfig(value: unknown): SluiceConfig {
     if (!config.models[t.model]) problems.push(`config.tiers.${i}.model: unknown model ${t.model}`);
   });
   config.tenants.forEach((t, i) => {
+    if (!opts.keyHashesApart && t.keySha256 === undefined)
+      problems.push(`config.tenants.${i}.keySha256: required (the SHA-256 of each of the tenant's API keys)`);
     for (const m of t.models ?? []) if (!config.models[m]) problems.push(`config.tenants.${i}.models: unknown model ${m}`);
     if (t.cache?.semantic?.enabled && !config.models[config.cache.semantic.model])
       problems.push(

@@ -7,6 +7,7 @@ export * from './subjects.js';
 export * from './topology.js';
 export * from './consumers.js';
 export * from './config.js';
+export * from './key-hashes.js';
 export * from './hash.js';
 export * from './spend.js';
 export * from './budgets.js';

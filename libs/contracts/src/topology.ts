@@ -74,6 +74,11 @@ export const Topology = {
     idempotency: { name: 'sluice_idempotency', ttlSeconds: 24 * 3600, history: 1 },
     /** Virtual keys by id (`VirtualKey`), written by the admin API, watched by ingress. */
     keys: { name: 'sluice_keys', ttlSeconds: 0, history: 5 },
+    /**
+     * The config's key hashes (`ConfigKeyHashes` under `KeyHashKeys.config`), written with the config
+     * by the operator (`putConfig`), read only by ingress and the ledger.
+     */
+    tenantKeys: { name: 'sluice_tenant_keys', ttlSeconds: 0, history: 5 },
     /** Batches by id (`BatchRecord`), written by ingress's batch routes and runner (compare-and-set), watched by every ingress replica. */
     batches: { name: 'sluice_batches', ttlSeconds: 0, history: 1 },
     /**

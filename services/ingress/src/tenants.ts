@@ -11,7 +11,7 @@ export interface TenantIndex {
 export function indexTenants(config: SluiceConfig): TenantIndex {
   const bySha = new Map<string, Tenant>();
   for (const tenant of config.tenants) {
-    for (const digest of tenant.keySha256) if (!bySha.has(digest)) bySha.set(digest, tenant);
+    for (const digest of tenant.keySha256 ?? []) if (!bySha.has(digest)) bySha.set(digest, tenant);
   }
   return { bySha, byId: new Map(config.tenants.map((t) => [t.id, t])) };
 }
