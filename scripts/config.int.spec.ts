@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ControlKeys, type SluiceConfig } from '@sluice/contracts';
+import { ControlKeys, hashKey, KeyHashKeys, type ConfigKeyHashes, type SluiceConfig } from '@sluice/contracts';
 import { getJson } from '@sluice/bus';
 import { minimalConfig, startTestBus, type TestBus } from '@sluice/bus/testing';
 import { runScript, type ScriptRun } from './run-script.js';
@@ -48,5 +48,22 @@ describe('npm run config -- apply', () => {
     expect(r.out).toMatch(/^applied .*sluice\.json: \d+ tenants, \d+ models\n$/);
     const shipped = JSON.parse(readFileSync(join(ROOT, 'config', 'sluice.json'), 'utf8')) as SluiceConfig;
     expect((await current())?.tokenBudgets).toEqual(shipped.tokenBudgets);
+  });
+
+  it('keeps the key hashes out of sluice_control, which every service reads: they go to sluice_tenant_keys', async () => {
+    const file = join(dir, 'keys.json');
+    const keySha256 = [hashKey('sk-acme-cli')];
+    const readKeySha256 = [hashKey('rk-acme-cli')];
+    const admin = [hashKey('sk-admin-cli')];
+    writeFileSync(file, JSON.stringify({ ...minimalConfig([{ id: 'acme', keySha256, readKeySha256 }]), admin: { keySha256: admin } }));
+    const r = await runConfig(t.nats.url, ['apply', file]);
+    expect(r.code).toBe(0);
+    const stored = (await t.buckets.control.get(ControlKeys.config))!.string();
+    for (const hash of [...keySha256, ...readKeySha256, ...admin]) expect(stored).not.toContain(hash);
+    expect((await current())?.tenants).toEqual([expect.not.objectContaining({ keySha256: expect.anything() })]);
+    expect((await getJson<ConfigKeyHashes>(t.buckets.tenantKeys, KeyHashKeys.config))?.value).toEqual({
+      tenants: { acme: { keySha256, readKeySha256 } },
+      admin,
+    });
   });
 });

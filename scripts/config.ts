@@ -1,7 +1,9 @@
 /**
  * Operator commands for the control bucket, applied live to running services:
- *   npm run config -- apply [file]      validate and load a config (default config/sluice.json)
- *   npm run config -- show              print the current config
+ *   npm run config -- apply [file]      validate and load a config (default config/sluice.json); its key
+ *                                       hashes go to sluice_tenant_keys (ingress and the ledger read
+ *                                       them), the rest to sluice_control (every service reads it)
+ *   npm run config -- show              print the current config (without its key hashes)
  *   npm run config -- degrade <0-4|auto> force a degrade level, or hand it back to the degrader
  *   npm run config -- hash-key <key>    the SHA-256 to put in a tenant's keySha256
  *   npm run config -- parked [durable]  list dead letters: events a consumer parked, and why
@@ -36,14 +38,15 @@ const operatorPassword = env.NATS_USER ? undefined : storedOperatorPassword(data
 const bus = operatorPassword
   ? await connectOperator(natsUrl, { [OPERATOR_USER]: operatorPassword }, 'sluice-config')
   : await connectBus(natsUrl, 'sluice-config');
-const { control } = await ensureTopology(bus, { replicas: Number(env.SLUICE_STREAM_REPLICAS ?? 1) });
+const buckets = await ensureTopology(bus, { replicas: Number(env.SLUICE_STREAM_REPLICAS ?? 1) });
+const { control } = buckets;
 switch (command) {
   case 'apply': {
     env.SLUICE_DEV_KEY_SHA256 ??= hashKey(env.SLUICE_DEV_KEY ?? 'sk-sluice-dev');
     env.SLUICE_ADMIN_KEY_SHA256 ??= hashKey(env.SLUICE_ADMIN_KEY ?? 'sk-sluice-admin');
     env.SLUICE_UPSTREAM_URL ??= env.OPENAI_API_KEY ? 'https://api.openai.com/v1' : `http://127.0.0.1:${env.SIM_PORT ?? 8090}/v1`;
     const file = resolve(arg ?? join(ROOT, 'config', 'sluice.json'));
-    const config = await putConfig(control, interpolateEnv(JSON.parse(readFileSync(file, 'utf8')), env));
+    const config = await putConfig(buckets, interpolateEnv(JSON.parse(readFileSync(file, 'utf8')), env));
     process.stdout.write(`applied ${file}: ${config.tenants.length} tenants, ${Object.keys(config.models).length} models\n`);
     break;
   }

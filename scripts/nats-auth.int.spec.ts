@@ -8,7 +8,19 @@ import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamCl
 import { ensureTopology, putConfig, watchControl } from '@sluice/bus';
 import { freePort, natsServerOnPath } from '@sluice/bus/nats-server';
 import { eventually, minimalConfig } from '@sluice/bus/testing';
-import { Consumers, ControlKeys, invokerConsumer, LANES, ServiceName, Subjects, Topology, type ConsumerSpec } from '@sluice/contracts';
+import {
+  Consumers,
+  ControlKeys,
+  hashKey,
+  invokerConsumer,
+  KEY_CHECKERS,
+  KeyHashKeys,
+  LANES,
+  ServiceName,
+  Subjects,
+  Topology,
+  type ConsumerSpec,
+} from '@sluice/contracts';
 import { createLogger } from '@sluice/telemetry';
 import { appUser, OPERATOR_USER, tenantInboxPrefix } from './nats-auth.js';
 import { startAuthNats, type AuthNats } from './nats-auth-server.js';
@@ -17,6 +29,8 @@ import { startAuthNats, type AuthNats } from './nats-auth-server.js';
 // the server's "Permissions Violation" for exactly that subject.
 const TENANTS = ['acme', 'beta'];
 const B = Topology.buckets;
+/** Every key hash the config declares: the tenants' API and read keys, the admin key. */
+const HASHES = [...TENANTS.flatMap((id) => [hashKey(`sk-${id}`), hashKey(`rk-${id}`)]), hashKey('sk-admin')];
 let dir: string;
 let nats: AuthNats;
 const open: NatsConnection[] = [];
@@ -76,7 +90,10 @@ beforeAll(async () => {
   // what scripts/stack.ts does as the operator before any service starts
   const op = await as(OPERATOR_USER);
   const buckets = await ensureTopology({ nc: op.nc, js: op.js, jsm: op.jsm });
-  await putConfig(buckets.control, minimalConfig(TENANTS.map((id) => ({ id }))));
+  await putConfig(buckets, {
+    ...minimalConfig(TENANTS.map((id) => ({ id, keySha256: [hashKey(`sk-${id}`)], readKeySha256: [hashKey(`rk-${id}`)] }))),
+    admin: { keySha256: [hashKey('sk-admin')] },
+  });
   await buckets.keys.put('vk1', '{"secret":"hash of a virtual key"}');
   await buckets.cache.put('acme.k1', '{"answer":"acme only"}');
 });
@@ -126,9 +143,9 @@ describe('a tenant application', () => {
       await subscribeRefused(acme, s);
   });
 
-  it('cannot read the virtual keys, the cache, the config or a request body', async () => {
+  it("cannot read the virtual keys, the config's key hashes, the cache, the config or a request body", async () => {
     const acme = await app('acme');
-    for (const bucket of [B.keys.name, B.cache.name, B.control.name]) {
+    for (const bucket of [B.keys.name, B.tenantKeys.name, B.cache.name, B.control.name]) {
       await rejectsAsDenied(acme.jsm.direct.getMessage(`KV_${bucket}`, { last_by_subj: `$KV.${bucket}.vk1` }));
       await rejectsAsDenied(acme.jsm.streams.getMessage(`KV_${bucket}`, { seq: 1 }));
     }
@@ -189,6 +206,33 @@ describe('the services', () => {
     }
   });
 
+  it("only ingress and the ledger can read the tenants' key hashes; the config every service reads carries none", async () => {
+    const stored = (await (
+      await as(OPERATOR_USER)
+    ).jsm.direct.getMessage(`KV_${B.control.name}`, { last_by_subj: `$KV.${B.control.name}.${ControlKeys.config}` }))!;
+    for (const hash of HASHES) expect(stored.string()).not.toContain(hash);
+    for (const name of Object.values(ServiceName)) {
+      const s = await as(name);
+      const get = s.jsm.direct.getMessage(`KV_${B.tenantKeys.name}`, { last_by_subj: `$KV.${B.tenantKeys.name}.${KeyHashKeys.config}` });
+      const watch = s.jsm.consumers.add(`KV_${B.tenantKeys.name}`, {
+        name: `peek-${name}`,
+        filter_subject: `$KV.${B.tenantKeys.name}.>`,
+        ack_policy: AckPolicy.None,
+        deliver_policy: DeliverPolicy.LastPerSubject,
+      });
+      if (KEY_CHECKERS.includes(name)) {
+        const text = (await get)!.string();
+        for (const hash of HASHES) expect(text, name).toContain(hash);
+        expect((await watch).name).toBe(`peek-${name}`);
+        await s.jsm.consumers.delete(`KV_${B.tenantKeys.name}`, `peek-${name}`);
+      } else {
+        await rejectsAsDenied(get);
+        await rejectsAsDenied(watch);
+        await rejectsAsDenied(s.jsm.streams.getMessage(`KV_${B.tenantKeys.name}`, { seq: 1 }));
+      }
+    }
+  });
+
   it('no service can delete or purge a stream', async () => {
     for (const name of Object.values(ServiceName)) {
       const s = await as(name);
@@ -197,12 +241,15 @@ describe('the services', () => {
     }
   });
 
-  it('each can start as runService does: the topology it finds, the config it watches', async () => {
+  it('each can start as runService does: the topology it finds, the config it watches (with key hashes for ingress and the ledger only)', async () => {
     for (const name of Object.values(ServiceName)) {
       const s = await as(name);
       const buckets = await ensureTopology({ nc: s.nc, js: s.js, jsm: s.jsm });
-      const control = await watchControl(buckets.control, createLogger(name, 'silent'));
+      const checks = KEY_CHECKERS.includes(name);
+      const control = await watchControl(buckets.control, createLogger(name, 'silent'), checks ? { keyHashes: buckets.tenantKeys } : {});
       expect(control.config().tenants.map((t) => t.id)).toEqual(TENANTS);
+      const seen = JSON.stringify(control.config());
+      for (const hash of HASHES) expect(seen.includes(hash), `${name} sees ${hash}`).toBe(checks);
       control.stop();
       expect(s.violations, name).toEqual([]);
     }

@@ -161,6 +161,8 @@ const SERVICE_RIGHTS: Record<ServiceName, Rights> = {
     streamGet(RESULTS),
     // virtual keys: the admin API writes them, ingress alone reads them
     kvRead(B.keys.name),
+    // the config's key hashes (KEY_CHECKERS): the operator writes them with the config
+    kvRead(B.tenantKeys.name),
     kvWrite(B.idempotency.name),
     kvWrite(B.batches.name),
     // the Files API: chunks and metadata, read through ordered consumers, deleted by purging a file's chunks
@@ -232,6 +234,8 @@ const SERVICE_RIGHTS: Record<ServiceName, Rights> = {
     rights([EVENTS, RESULTS].map((stream) => `${API}.CONSUMER.LIST.${stream}`)),
     kvWrite(B.budgets.name),
     kvWrite(B.keys.name),
+    // the config's key hashes (KEY_CHECKERS): its read keys and admin keys; written by the operator only
+    kvRead(B.tenantKeys.name),
     kvRead(B.circuits.name),
     // canary rollbacks (ControlKeys.canaries); the config key stays the operator's
     rights(['$KV.sluice_control.canaries']),

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Subjects, Topology } from '@sluice/contracts';
+import { KEY_CHECKERS, ServiceName, Subjects, Topology } from '@sluice/contracts';
 import { appPermissions, appUser, natsAuthConfig, natsPasswords, natsUserNames, natsUsers, OPERATOR_USER, servicePermissions } from './nats-auth.js';
 
 // What each user may do is proven against a real server in nats-auth.int.spec.ts; these check the
@@ -38,6 +38,15 @@ describe('servicePermissions', () => {
       servicePermissions(n).publish.allow.some((s) => (s.includes(keys) && !s.includes('.STREAM.INFO.')) || s.includes(`$KV.${Topology.buckets.keys.name}.`)),
     );
     expect(near).toEqual(['ingress', 'ledger']);
+  });
+
+  it("lets only the key checkers (ingress, the ledger) read the config's key hashes, and no service write them", () => {
+    const stream = `KV_${Topology.buckets.tenantKeys.name}`;
+    const kv = `$KV.${Topology.buckets.tenantKeys.name}.`;
+    const names = Object.values(ServiceName);
+    const near = names.filter((n) => servicePermissions(n).publish.allow.some((s) => s.includes(stream) && !s.includes('.STREAM.INFO.')));
+    expect(near).toEqual([...KEY_CHECKERS]);
+    expect(names.filter((n) => servicePermissions(n).publish.allow.some((s) => s.startsWith(kv) || s === '$KV.>'))).toEqual([]);
   });
 });
 

@@ -197,7 +197,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
 
   const bus = natsPasswords ? await connectOperator(natsUrl, natsPasswords) : await connectBus(natsUrl, 'sluice-stack');
   const buckets = await ensureTopology(bus, { replicas: opts.streamReplicas ?? Number(env.SLUICE_STREAM_REPLICAS ?? 1) });
-  const applyConfig = (raw: unknown) => putConfig(buckets.control, interpolateEnv(raw, env));
+  const applyConfig = (raw: unknown) => putConfig(buckets, interpolateEnv(raw, env));
   const config = await applyConfig(opts.config);
 
   const metricsPorts = opts.metricsPorts ?? (entries === 'compiled' ? DEFAULT_METRICS_PORTS : {});

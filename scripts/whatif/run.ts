@@ -54,5 +54,6 @@ async function liveConfig(bus: Bus): Promise<SluiceConfig | undefined> {
   const m = await bus.jsm.streams.getMessage(`KV_${bucket}`, { last_by_subj: `$KV.${bucket}.${ControlKeys.config}` }).catch(() => null);
   // a deleted or purged config is a marker with a KV-Operation header and no data
   if (!m || m.header?.get('KV-Operation') || m.data.length === 0) return undefined;
-  return parseConfig(m.json());
+  // stored without its key hashes (sluice_tenant_keys): a replay needs none
+  return parseConfig(m.json(), { keyHashesApart: true });
 }

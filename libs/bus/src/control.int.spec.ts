@@ -43,9 +43,9 @@ describe('live config', () => {
   it('putConfig refuses an unknown key with its path and writes nothing', async () => {
     const before = (await t.buckets.control.get(ControlKeys.config))?.revision;
     const bad = { ...good(200), budgets: { acme: 10 } };
-    await expect(putConfig(t.buckets.control, bad)).rejects.toThrow(new ConfigError('config.budgets: Unexpected property'));
+    await expect(putConfig(t.buckets, bad)).rejects.toThrow(new ConfigError('config.budgets: Unexpected property'));
     const cross = { ...good(200), tokenBudgets: [{ id: 'x', model: 'gpt-9' }] };
-    await expect(putConfig(t.buckets.control, cross)).rejects.toThrow(/config\.tokenBudgets\.0\.model: unknown model gpt-9/);
+    await expect(putConfig(t.buckets, cross)).rejects.toThrow(/config\.tokenBudgets\.0\.model: unknown model gpt-9/);
     expect((await t.buckets.control.get(ControlKeys.config))?.revision).toBe(before);
   });
 
@@ -66,7 +66,7 @@ describe('live config', () => {
 
   it('a good config after it is applied, and listeners hear of it', async () => {
     const seenBefore = changes;
-    await putConfig(t.buckets.control, good(400));
+    await putConfig(t.buckets, good(400));
     await eventually(() => control.config().limits.global.requestsPerMinute === 400);
     expect(changes).toBe(seenBefore + 1);
   });
@@ -79,7 +79,7 @@ describe('live config', () => {
     const starting = watchControl(t.buckets.control, late.log).then((c) => (started = c));
     await eventually(() => late.lines.some((l) => /config\.lanes: the lanes' shares add up to 1\.60/.test(l.err?.message ?? '')));
     expect(started).toBeUndefined();
-    await putConfig(t.buckets.control, good(600));
+    await putConfig(t.buckets, good(600));
     await starting;
     expect(started!.config().limits.global.requestsPerMinute).toBe(600);
     started!.stop();

@@ -1,5 +1,15 @@
 import type { KV } from '@nats-io/kv';
-import { ControlKeys, DegradeState, parseConfig, type SluiceConfig } from '@sluice/contracts';
+import {
+  ControlKeys,
+  DegradeState,
+  isConfigKeyHashes,
+  KeyHashKeys,
+  parseConfig,
+  splitKeyHashes,
+  withKeyHashes,
+  type ConfigKeyHashes,
+  type SluiceConfig,
+} from '@sluice/contracts';
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import type { Logger } from '@sluice/telemetry';
@@ -26,19 +36,41 @@ export interface Control {
 
 const LEVEL_ZERO: DegradeState = { level: 0, since: 0, reason: 'initial' };
 
+export interface WatchControlOptions {
+  /**
+   * `sluice_tenant_keys`, for the services that check keys (ingress, the ledger): their config
+   * carries the key hashes kept there (`withKeyHashes`), followed live like the config itself, so
+   * a key rotated by `npm run config -- apply` applies without a restart. Without it the config
+   * has none (every other service).
+   */
+  keyHashes?: KV;
+}
+
 /**
  * Watches the control bucket and keeps the latest valid config and degrade state. A config
  * that fails validation is logged and ignored, so a bad edit never takes a running service down.
  * Resolves once a config is known (waiting for `npm start` to load one if the bucket is empty).
+ *
+ * @example
+ * const control = await watchControl(buckets.control, log, { keyHashes: buckets.tenantKeys }); // ingress, the ledger
  */
-export async function watchControl(kv: KV, log: Logger): Promise<Control> {
+export async function watchControl(kv: KV, log: Logger, opts: WatchControlOptions = {}): Promise<Control> {
+  let stored: SluiceConfig | undefined;
+  let hashes: ConfigKeyHashes | undefined;
+  // the config with its hashes, made again when either changes (never per read: the ledger and ingress index it by identity)
   let config: SluiceConfig | undefined;
+  const merge = () => (config = stored && withKeyHashes(stored, hashes));
   let degrade = LEVEL_ZERO;
   let canaries: CanaryRollbacks = {};
   const listeners: Array<() => void> = [];
   let ready: (() => void) | undefined;
   const readyP = new Promise<void>((r) => (ready = r));
 
+  const hashWatch = opts.keyHashes ? await followKeyHashes(opts.keyHashes, log, (next) => ((hashes = next), merge())) : undefined;
+  const changed = () => {
+    for (const l of listeners) l();
+  };
+  hashWatch?.onLive(changed);
   // one watch on the whole bucket: several keys per watch need nats-server 2.10
   const watcher = await kv.watch();
   void (async () => {
@@ -52,7 +84,8 @@ export async function watchControl(kv: KV, log: Logger): Promise<Control> {
       if (e.operation !== 'PUT') continue;
       try {
         if (e.key === ControlKeys.config) {
-          config = parseConfig(decodeJson(e.value));
+          stored = parseConfig(decodeJson(e.value), { keyHashesApart: true });
+          merge();
           log.info({ revision: e.revision }, 'config applied');
           ready?.();
         } else if (e.key === ControlKeys.degrade) {
@@ -76,14 +109,63 @@ export async function watchControl(kv: KV, log: Logger): Promise<Control> {
     degrade: () => degrade,
     canaries: () => canaries,
     onChange: (l) => void listeners.push(l),
-    stop: () => watcher.stop(),
+    stop: () => {
+      watcher.stop();
+      hashWatch?.stop();
+    },
   };
 }
 
-/** Writes a config (validated first) to the control bucket; every service picks it up. */
-export async function putConfig(kv: KV, config: unknown): Promise<SluiceConfig> {
+/**
+ * Follows the key hashes' record: `set` is called with its value now (undefined: none yet), then
+ * with every change, each change followed by the `onLive` listener. A record that fails the
+ * schema is logged and ignored (the last good one stays).
+ */
+async function followKeyHashes(kv: KV, log: Logger, set: (hashes: ConfigKeyHashes | undefined) => void) {
+  const read = (bytes: Uint8Array, revision: number): ConfigKeyHashes | null => {
+    try {
+      const value = decodeJson<unknown>(bytes);
+      if (isConfigKeyHashes(value)) return value;
+    } catch {
+      // not JSON: refused below
+    }
+    log.error({ key: KeyHashKeys.config, revision }, 'ignoring invalid key hashes');
+    return null;
+  };
+  const first = await kv.get(KeyHashKeys.config);
+  set(first && first.operation === 'PUT' ? (read(first.value, first.revision) ?? undefined) : undefined);
+  let live: () => void = () => undefined;
+  const watcher = await kv.watch({ key: KeyHashKeys.config });
+  void (async () => {
+    for await (const e of watcher) {
+      // the watch starts with the value already read: nothing new
+      if (first && e.revision <= first.revision) continue;
+      const next = e.operation === 'PUT' ? read(e.value, e.revision) : undefined;
+      if (next === null) continue;
+      set(next);
+      live();
+    }
+  })().catch((err: unknown) => log.error({ err }, 'the key hashes watch failed'));
+  return { onLive: (l: () => void) => void (live = l), stop: () => watcher.stop() };
+}
+
+/** The buckets a config is written to: the config to `control`, its key hashes to `tenantKeys`. */
+export type ConfigBuckets = { control: KV; tenantKeys: KV };
+
+/**
+ * Writes a config (validated first): its key hashes to `sluice_tenant_keys` (ingress and the
+ * ledger read them), then the config without them to the control bucket (every service reads it,
+ * and picks it up). Hashes first: a rotated key works as soon as they land, and a new tenant's
+ * hashes wait there for its config. Returns the whole config, hashes included.
+ *
+ * @example
+ * await putConfig(buckets, JSON.parse(readFileSync('config/sluice.json', 'utf8')));
+ */
+export async function putConfig(buckets: ConfigBuckets, config: unknown): Promise<SluiceConfig> {
   const parsed = parseConfig(config);
-  await kv.put(ControlKeys.config, encodeJson(parsed));
+  const apart = splitKeyHashes(parsed);
+  await buckets.tenantKeys.put(KeyHashKeys.config, encodeJson(apart.hashes));
+  await buckets.control.put(ControlKeys.config, encodeJson(apart.config));
   return parsed;
 }
 

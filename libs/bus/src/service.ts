@@ -1,5 +1,5 @@
 import { createLogger, serveMetrics, shutdownMetrics, shutdownTracing, type Logger, type MetricsServer } from '@sluice/telemetry';
-import type { ServiceName } from '@sluice/contracts';
+import { KEY_CHECKERS, type ServiceName } from '@sluice/contracts';
 import { connectBus, type Bus } from './connect.js';
 import { ensureTopology, type Buckets } from './topology.js';
 import { watchControl, type Control } from './control.js';
@@ -51,7 +51,8 @@ export async function runService(name: ServiceName, start: (ctx: ServiceContext)
     }),
   );
   log.info({ nats: url }, 'connected; waiting for config');
-  const control = await watchControl(buckets.control, log);
+  // only the services that check keys read their hashes (their NATS users alone may)
+  const control = await watchControl(buckets.control, log, KEY_CHECKERS.includes(name) ? { keyHashes: buckets.tenantKeys } : {});
   const closers = await start({ name, log, bus, buckets, control, env });
   log.info('started');
   // a supervisor that spawned us with an IPC channel learns readiness here, whatever LOG_LEVEL says

@@ -52,8 +52,9 @@ export async function startTestBus(config: unknown, opts: { name?: string } = {}
     const log = createLogger(name, process.env.LOG_LEVEL ?? 'silent');
     const bus = await connectBus(nats.url, `${name}-test`, log);
     const buckets = await ensureTopology(bus);
-    await putConfig(buckets.control, config);
-    const control = await watchControl(buckets.control, log);
+    await putConfig(buckets, config);
+    // with the key hashes, as ingress and the ledger see it: the test bus stands in for either
+    const control = await watchControl(buckets.control, log, { keyHashes: buckets.tenantKeys });
     const server = nats;
     return {
       nats: server,

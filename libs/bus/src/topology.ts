@@ -14,6 +14,8 @@ export interface Buckets {
   results: KV;
   /** Virtual keys by id (the admin API writes, ingress watches). */
   keys: KV;
+  /** The config's key hashes (`putConfig` writes them; ingress and the ledger read them with the config). */
+  tenantKeys: KV;
   /** The semantic cache's entries (the cache writes, every cache replica watches). */
   semantic: KV;
   /** Coalescing records: who leads each exact key in flight. */
@@ -82,7 +84,7 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions = {}): Prom
   const objm = new Objm(bus.js);
   const f = Topology.files;
   const resultsMaxAgeSeconds = (opts.resultsMaxAgeHours ?? r.maxAgeHours) * 3600;
-  const [limits, cache, control, budgets, results, keys, semantic, inflight, circuits, leases, batches, upstreamBatches, files, idempotency] =
+  const [limits, cache, control, budgets, results, keys, semantic, inflight, circuits, leases, batches, upstreamBatches, files, idempotency, tenantKeys] =
     await Promise.all([
       open(b.limits.name, b.limits.ttlSeconds, b.limits.history),
       open(b.cache.name, opts.cacheTtlSeconds ?? b.cache.ttlSeconds, b.cache.history),
@@ -100,8 +102,9 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions = {}): Prom
       objm.create(f.name, { replicas }).catch(() => objm.open(f.name)),
       // a key lives as long as the answer it points to
       open(b.idempotency.name, resultsMaxAgeSeconds || b.idempotency.ttlSeconds, b.idempotency.history),
+      open(b.tenantKeys.name, b.tenantKeys.ttlSeconds, b.tenantKeys.history),
     ]);
-  return { limits, cache, control, budgets, results, keys, semantic, inflight, circuits, leases, batches, upstreamBatches, files, idempotency };
+  return { limits, cache, control, budgets, results, keys, semantic, inflight, circuits, leases, batches, upstreamBatches, files, idempotency, tenantKeys };
 }
 
 async function ensureStream(bus: Bus, config: Partial<StreamConfig> & { name: string }): Promise<void> {

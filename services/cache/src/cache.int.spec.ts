@@ -178,7 +178,7 @@ describe('ensureCacheTtl', () => {
   });
 
   it('follows a config change of cache.ttlSeconds without a restart', async () => {
-    await putConfig(buckets.control, { ...config, cache: { ttlSeconds: 900 } });
+    await putConfig(buckets, { ...config, cache: { ttlSeconds: 900 } });
     const stream = `KV_${Topology.buckets.cache.name}`;
     let maxAgeMs = 0;
     for (const end = Date.now() + 10_000; Date.now() < end && maxAgeMs !== 900_000; await new Promise((r) => setTimeout(r, 50))) {

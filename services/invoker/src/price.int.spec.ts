@@ -25,8 +25,8 @@ describe('the invoker records the price of each answer', () => {
   it("records the config's price, then the new one once the config changes", async () => {
     // the harness's config prices gpt-4o-mini at 0.15 / 0.6 USD per million tokens
     expect(await priceOf()).toEqual({ inputPerMTok: 0.15, outputPerMTok: 0.6, source: 'config' });
-    const { control } = await ensureTopology(h.bus);
-    await putConfig(control, {
+    const buckets = await ensureTopology(h.bus);
+    await putConfig(buckets, {
       tenants: [{ id: TENANT, keySha256: ['0'.repeat(64)] }],
       limits: {
         global: { requestsPerMinute: 1e6, tokensPerMinute: 1e9 },

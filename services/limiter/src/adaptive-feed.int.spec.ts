@@ -60,12 +60,12 @@ describe('AdaptiveLimits', () => {
       await eventually(() => a.rate().requestsPerMinute < GLOBAL.requestsPerMinute, 5000);
       const off = raw();
       off.limits.adaptive = { enabled: false };
-      await putConfig(t.buckets.control, off);
+      await putConfig(t.buckets, off);
       await eventually(() => !t.control.config().limits.adaptive.enabled, 5000);
       await publishEvent(t.bus.js, observed({ status: 429, throttled: true, limitRequests: 120 }));
       await eventually(() => a.rate().requestsPerMinute === GLOBAL.requestsPerMinute, 5000);
       // on again: nothing is remembered from before
-      await putConfig(t.buckets.control, raw());
+      await putConfig(t.buckets, raw());
       await eventually(() => t.control.config().limits.adaptive.enabled, 5000);
       expect(a.rate()).toEqual(GLOBAL);
     } finally {
