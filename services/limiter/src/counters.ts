@@ -6,7 +6,7 @@ import { hasRoom, type CounterState } from './budget-check.js';
 import { KvMirror, type Seen } from './mirror.js';
 
 export interface BudgetCountersOptions {
-  /** Compare-and-set attempts per batch before its reservations fail (default 20). */
+  /** Compare-and-set attempts per batch before its reservations fail (default 50). */
   maxRounds?: number;
   /** Keys kept current in memory (default 10,000). */
   maxKnownKeys?: number;
@@ -37,21 +37,24 @@ export type Reserved = { reserved: true; overDowngrade: BudgetRef[] } | { reserv
  *
  * Reservations on one counter are batched: while a write is in flight, new ones queue, and the
  * next write carries all of them (each checked in arrival order against the running total), so a
- * replica never races itself. A lost race with another replica reads the counter afresh and
- * checks the whole batch again: a reservation is made only if it still fits after every other
+ * replica never races itself. A lost race with another replica waits a short jittered backoff
+ * (up to 2, 4, 8, 16 ms), reads the counter afresh from the stream's leader and checks the whole
+ * batch again: a reservation is made only if it still fits after every other
  * replica's, which is what keeps the overshoot to the requests in flight.
  */
 export class BudgetCounters {
   private readonly mirror: KvMirror;
   private readonly queues = new Map<string, Pending[]>();
   private readonly maxRounds: number;
+  /** Compare-and-set writes tried and won, the most rounds a won write took, and batches that gave up. */
+  readonly stats = { tried: 0, won: 0, mostRounds: 0, gaveUp: 0 };
 
   constructor(
     private readonly kv: KV,
     private readonly opts: BudgetCountersOptions = {},
   ) {
     this.mirror = new KvMirror(kv, opts.maxKnownKeys ?? 10_000, opts.log);
-    this.maxRounds = opts.maxRounds ?? 20;
+    this.maxRounds = opts.maxRounds ?? 50;
   }
 
   async start(): Promise<void> {
@@ -129,6 +132,8 @@ export class BudgetCounters {
   /** One compare-and-set of the batch's sum of fitting changes; read afresh and again on a lost race. */
   private async writeBatch(key: string, batch: Pending[]): Promise<boolean[]> {
     for (let round = 0; round < this.maxRounds; round++) {
+      // a lost race: another replica's write goes in, then the key is read from the stream leader
+      if (round > 0) await backoff(round);
       const admitted = round === 0 ? await this.mirror.get(key) : await this.mirror.refresh(key);
       const spends = await Promise.all(batch.map((p) => this.mirror.get(p.spendKey)));
       let total = numberOf(admitted.value);
@@ -140,20 +145,29 @@ export class BudgetCounters {
       if (total === numberOf(admitted.value)) return fitted;
       try {
         const body = encodeJson(total);
+        this.stats.tried++;
         // updateOnce: a plain update can win alongside another replica's on a clustered 2.9.10 (@sluice/bus kv-once.ts)
         const revision = admitted.revision > 0 ? await updateOnce(this.kv, key, body, admitted.revision) : await this.kv.create(key, body);
         this.mirror.observe(key, { value: total, revision });
+        this.stats.won++;
+        this.stats.mostRounds = Math.max(this.stats.mostRounds, round + 1);
         return fitted;
       } catch (e) {
         if (!isWrongRevision(e)) throw e;
       }
     }
+    this.stats.gaveUp++;
     throw new Error(`budget counter ${key}: compare-and-set lost ${this.maxRounds} times in a row`);
   }
 }
 
 const spendKey = (ref: BudgetRef) => BudgetKeys.spend(ref.budgetKey, ref.windowId);
 const admittedKey = (ref: BudgetRef) => BudgetKeys.admitted(ref.budgetKey, ref.windowId);
+
+/** A jittered pause before another round: up to 2, 4, 8, then 16 ms after the first, second, third and later lost race. */
+function backoff(round: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.random() * 2 ** Math.min(round, 4)));
+}
 
 function numberOf(value: unknown): number {
   return typeof value === 'number' && Number.isFinite(value) ? value : 0;

@@ -1,0 +1,120 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream } from '@nats-io/jetstream';
+import { Bucket, Kvm } from '@nats-io/kv';
+import { startNatsCluster, type LocalNatsCluster } from '@sluice/bus/nats-cluster';
+import { freePort, startNats, type LocalNats } from '@sluice/bus/nats-server';
+import { eventually } from '@sluice/bus/testing';
+import { budgetPeriod, BudgetKeys } from '@sluice/contracts';
+import { BudgetCounters } from './counters.js';
+
+// One hot budget counter (as `admitted.dev.monthly` in the cluster chaos runs E and F,
+// docs/cluster.md) written by three limiter replicas, each on a connection to a different node of
+// a three-node cluster: every reservation must be made (none given up after `maxRounds` lost
+// compare-and-sets) and the counter must end at exactly their sum. Each replica has a few
+// reservations in flight at a time, so nearly every write races the other two replicas'.
+const REPLICAS = 3;
+const WORKERS = 5;
+const EACH = 100;
+const NANOS = 1_000;
+
+for (const shape of ['a single nats-server', 'a three-node nats-server cluster'] as const) {
+  describe(`one budget counter written by three replicas on ${shape}`, () => {
+    const clustered = shape !== 'a single nats-server';
+    let dir: string;
+    let single: LocalNats | undefined;
+    let cluster: LocalNatsCluster | undefined;
+    let urls: string[];
+
+    beforeAll(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'sluice-limiter-counters-'));
+      if (clustered) {
+        cluster = await startNatsCluster(dir);
+        urls = cluster.nodes.map((n) => n.url);
+      } else {
+        single = await startNats(dir, await freePort());
+        urls = [single.url, single.url, single.url];
+      }
+    });
+    afterAll(async () => {
+      await single?.stop();
+      await cluster?.stop();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    });
+
+    it('makes every reservation and counts exactly their sum', async () => {
+      const setup = await connect({ servers: urls[0]! });
+      // KV buckets default to allow_direct: a `kv.get` may be answered by any replica
+      await eventually(() => new Kvm(jetstream(setup)).create('budgets', { history: 1, replicas: clustered ? 3 : 1 }), 30_000, { what: 'bucket budgets' });
+      await setup.close();
+
+      const replicas: { nc: NatsConnection; c: BudgetCounters }[] = [];
+      for (let i = 0; i < REPLICAS; i++) {
+        // each replica on one node only, as limiters spread over a cluster's nodes
+        const nc = await connect({ servers: urls[i]!, ignoreClusterUpdates: true });
+        // as topology.ts opens it: `create` reads the stream's config and so gets with direct gets
+        // (`open` binds without it and gets through the stream leader)
+        const kv = await new Kvm(jetstream(nc)).create('budgets', { history: 1, replicas: clustered ? 3 : 1 });
+        expect((kv as Bucket).direct).toBe(true);
+        const c = new BudgetCounters(kv);
+        await c.start();
+        replicas.push({ nc, c });
+      }
+      const ref = {
+        budget: 'hot',
+        scope: 'tenant' as const,
+        budgetKey: 'dev',
+        window: 'monthly' as const,
+        limitUsd: 1_000_000,
+        limitNanos: 1e15,
+        action: 'refuse' as const,
+        thresholds: [1],
+        ...budgetPeriod('monthly', Date.now()),
+      };
+      try {
+        const outcomes = await Promise.allSettled(
+          replicas.flatMap(({ c }) =>
+            Array.from({ length: WORKERS }, async () => {
+              for (let n = 0; n < EACH; n++) {
+                const r = await c.reserve([ref], NANOS);
+                if (!r.reserved) throw new Error('refused under a limit it is far from');
+              }
+            }),
+          ),
+        );
+        const failed = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected');
+        const reader = await connect({ servers: urls[0]! });
+        const counter = (await (await new Kvm(jetstream(reader)).open('budgets')).get(BudgetKeys.admitted(ref.budgetKey, ref.windowId)))?.json<number>();
+        await reader.close();
+        const stats = replicas.map(({ c }) => c.stats);
+        const tried = stats.reduce((a, s) => a + s.tried, 0);
+        const won = stats.reduce((a, s) => a + s.won, 0);
+        console.log(
+          JSON.stringify({
+            shape,
+            reservations: REPLICAS * WORKERS * EACH,
+            workersFailed: failed.length,
+            firstFailure: failed[0] && String(failed[0].reason),
+            batchesGaveUp: stats.map((s) => s.gaveUp),
+            mostRounds: stats.map((s) => s.mostRounds),
+            writesTried: tried,
+            writesWon: won,
+            roundsPerWonWrite: won ? Number((tried / won).toFixed(2)) : undefined,
+            counterNanos: counter,
+          }),
+        );
+        expect(failed.map((f) => String(f.reason))).toEqual([]);
+        expect(stats.map((s) => s.gaveUp)).toEqual([0, 0, 0]);
+        expect(counter).toBe(REPLICAS * WORKERS * EACH * NANOS);
+      } finally {
+        for (const { nc, c } of replicas) {
+          c.stop();
+          await nc.close();
+        }
+      }
+    });
+  });
+}
