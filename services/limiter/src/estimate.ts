@@ -37,8 +37,13 @@ export function rateLimitState(buckets: Buckets, limits: Limits): RateLimitState
   return requests && tokens ? { requests, tokens } : undefined;
 }
 
-/** One bucket at `level` of its `perMinute` capacity: what is left (never below 0) and the ms until it is full again. */
+/**
+ * One bucket at `level` of its `perMinute` capacity: what is left (between 0 and the limit) and the
+ * ms until it is full again. A replica's view (the bucket as last known, plus the block it has
+ * leased) can sit up to a lease above capacity, since the bucket refills while the block is out;
+ * the header never says more is left than the limit.
+ */
 export function bucketState(level: number, perMinute: number): RateLimitState['requests'] {
-  const remaining = Math.max(0, Math.floor(level));
+  const remaining = Math.min(perMinute, Math.max(0, Math.floor(level)));
   return { limit: perMinute, remaining, resetMs: Math.max(0, Math.ceil(((perMinute - level) * 60_000) / perMinute)) };
 }

@@ -43,6 +43,11 @@ describe('rateLimitState', () => {
     expect(state?.tokens.resetMs).toBe(Math.ceil((950 * 60_000) / 900));
   });
 
+  it('reports no more remaining than the limit (a view with a leased block, above capacity), full now', () => {
+    const state = rateLimitState({ tenant: { requests: 606, tokens: 909, at: 0 } }, { tenant: limits.tenant, global: limits.global });
+    expect(state).toEqual({ requests: { limit: 600, remaining: 600, resetMs: 0 }, tokens: { limit: 900, remaining: 900, resetMs: 0 } });
+  });
+
   it('is undefined when no bucket was decided on', () => {
     expect(rateLimitState({}, limits)).toBeUndefined();
   });
