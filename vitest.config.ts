@@ -4,9 +4,10 @@ import { defineConfig } from 'vitest/config';
 // against real NATS/Postgres), test/**/*.e2e.spec.ts (the whole stack as processes),
 // test/**/*.load.spec.ts (the whole stack under sustained load: `npm run load`) and
 // test/**/*.chaos.spec.ts (the whole stack for two minutes while processes are killed: `npm run
-// chaos`) and test/**/*.fuzz.spec.ts (ten thousand and more generated requests at both front
-// doors: `npm run fuzz`, docs/fuzzing.md). `npm test` runs unit, int and e2e (under 15 minutes on
-// 2 cores); CI (.ci/run) runs load, chaos and fuzz after it. Groups run one after another, so a
+// chaos`), test/**/*.fuzz.spec.ts (ten thousand and more generated requests at both front
+// doors: `npm run fuzz`, docs/fuzzing.md) and test/**/*.cluster-chaos.spec.ts (a three-node NATS
+// cluster under kills: `npm run chaos:cluster`, docs/cluster.md, not in CI). `npm test` runs unit,
+// int and e2e (under 15 minutes on 2 cores); CI (.ci/run) runs load, chaos and fuzz after it. Groups run one after another, so a
 // stack of processes never shares the two cores with another.
 //
 // Tests import the workspace packages' TypeScript sources, not their build: the `sluice-src`
@@ -45,6 +46,9 @@ export default defineConfig({
           hookTimeout: 180_000,
           // each e2e file runs a whole stack of processes; two at once would starve two cores
           fileParallelism: false,
+          // on Sluice's NATS users and rights, as npm start runs (docs/nats-security.md); a file
+          // whose stack met a Publish or Subscription Violation fails. SLUICE_E2E_NATS_AUTH=0: without users
+          env: { SLUICE_E2E_NATS_AUTH: process.env.SLUICE_E2E_NATS_AUTH ?? '1' },
         },
       },
       {

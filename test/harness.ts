@@ -90,7 +90,8 @@ export async function startE2eStack(opts: Partial<StackOptions> & { postgres?: b
     devKey: DEV_KEY,
     adminKey: ADMIN_KEY,
     config: defaultConfig(),
-    // SLUICE_E2E_NATS_AUTH=1 runs every stack with Sluice's NATS users and rights (docs/nats-security.md)
+    // SLUICE_E2E_NATS_AUTH=1 runs every stack with Sluice's NATS users and rights (docs/nats-security.md);
+    // the e2e project sets it unless it is 0 (vitest.config.ts), the load, chaos and fuzz suites do not
     natsAuth: process.env.SLUICE_E2E_NATS_AUTH === '1',
     // the services' TypeScript through tsx, so `npm test` needs no build
     entries: 'source',
