@@ -17,7 +17,7 @@ import { Subjects } from '@sluice/contracts';
 export type ReplyRule = 'tenant-inbox' | 'tenant-or-default-inbox';
 
 /** The environment variable that says NATS runs with Sluice's generated users (`1`), as `startStack({ natsAuth })` sets it. */
-export const NATS_USERS_ENV = 'SLUICE_NATS_USERS';
+const NATS_USERS_ENV = 'SLUICE_NATS_USERS';
 
 /**
  * The rule from the environment: `SLUICE_NATS_USERS=1` → `tenant-inbox`; unset, empty or `0` →

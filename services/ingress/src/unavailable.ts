@@ -1,7 +1,7 @@
 import { SluiceError } from '@sluice/contracts';
 
 /** The Retry-After of a request refused because NATS did not answer: a stream elects a leader in a few seconds. */
-export const UNAVAILABLE_RETRY_AFTER_MS = 1000;
+const UNAVAILABLE_RETRY_AFTER_MS = 1000;
 
 /**
  * A request refused because NATS did not answer for sure (a node of the cluster down, a stream or
