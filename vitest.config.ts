@@ -32,8 +32,24 @@ export default defineConfig({
         test: {
           name: 'int',
           include: ['libs/*/src/**/*.int.spec.ts', 'services/*/src/**/*.int.spec.ts', 'scripts/**/*.int.spec.ts'],
+          // the specs on a three-node NATS cluster are the `cluster` project below
+          exclude: ['**/node_modules/**', '**/*-cluster.int.spec.ts'],
           testTimeout: 60_000,
           hookTimeout: 60_000,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          // int specs on a three-node loopback NATS cluster (*-cluster.int.spec.ts: compare-and-set
+          // races, a durable's leader killed, Idempotency-Key with nodes down): three nats-servers
+          // each, about two minutes in all, so out of `npm test`: `npm run test:cluster`, run by CI
+          name: 'cluster',
+          include: ['libs/*/src/**/*-cluster.int.spec.ts', 'services/*/src/**/*-cluster.int.spec.ts'],
+          sequence: { groupOrder: 6 },
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+          fileParallelism: false,
         },
       },
       {
