@@ -7,7 +7,7 @@ import { SluiceClient, SluiceRequestError } from '@sluice/client';
 import { encodeJson } from '@sluice/bus';
 import { eventually } from '@sluice/bus/testing';
 import { hashKey, type VirtualKey } from '@sluice/contracts';
-import { startHarness, type Harness } from './testing.js';
+import { startHarness, type Harness, httpStatus } from './testing.js';
 
 let h: Harness;
 let nc: NatsConnection;
@@ -35,25 +35,15 @@ afterAll(async () => {
 const openai = (key: string) => new OpenAI({ baseURL: h.baseURL, apiKey: key, maxRetries: 0 });
 const ask = (model: string) => ({ model, messages: [{ role: 'user' as const, content: 'hi' }] });
 
-async function status(p: Promise<unknown>): Promise<{ status: number; code: unknown }> {
-  try {
-    await p;
-    return { status: 200, code: null };
-  } catch (e) {
-    if (e instanceof OpenAI.APIError) return { status: e.status ?? 0, code: e.code };
-    throw e;
-  }
-}
-
 describe('virtual keys from the sluice_keys bucket', () => {
   it('accepts a key put in the bucket while ingress runs, carries it on ctx.key, and narrows its models', async () => {
-    expect(await status(openai(KEY).chat.completions.create(ask('small')))).toEqual({ status: 401, code: 'invalid_api_key' });
+    expect(await httpStatus(openai(KEY).chat.completions.create(ask('small')))).toEqual({ status: 401, code: 'invalid_api_key' });
     await h.buckets.keys.put(record.id, encodeJson(record));
     const answer = await eventually(() => openai(KEY).chat.completions.create(ask('small')), 5000);
     const event = h.requested.find((e) => e.requestId === answer.id.replace(/^chatcmpl-/, ''))!;
     expect(event.tenant).toBe('acme');
     expect(event.data.ctx.key).toEqual({ id: record.id, limits: record.limits });
-    expect(await status(openai(KEY).chat.completions.create(ask('large')))).toEqual({ status: 403, code: 'model_not_allowed' });
+    expect(await httpStatus(openai(KEY).chat.completions.create(ask('large')))).toEqual({ status: 403, code: 'model_not_allowed' });
     expect((await openai(KEY).models.list()).data.map((m) => m.id)).toEqual(['small', 'auto']);
   });
 
@@ -68,10 +58,13 @@ describe('virtual keys from the sluice_keys bucket', () => {
 
   it('refuses a revoked key with key_expired as soon as the bucket says so, and a deleted one as unknown', async () => {
     await h.buckets.keys.put(record.id, encodeJson({ ...record, revokedAt: Date.now() }));
-    await eventually(async () => expect(await status(openai(KEY).chat.completions.create(ask('small')))).toEqual({ status: 401, code: 'key_expired' }), 5000);
+    await eventually(
+      async () => expect(await httpStatus(openai(KEY).chat.completions.create(ask('small')))).toEqual({ status: 401, code: 'key_expired' }),
+      5000,
+    );
     await h.buckets.keys.delete(record.id);
     await eventually(
-      async () => expect(await status(openai(KEY).chat.completions.create(ask('small')))).toEqual({ status: 401, code: 'invalid_api_key' }),
+      async () => expect(await httpStatus(openai(KEY).chat.completions.create(ask('small')))).toEqual({ status: 401, code: 'invalid_api_key' }),
       5000,
     );
   });

@@ -6,7 +6,7 @@ import OpenAI from 'openai';
 import { putConfig } from '@sluice/bus';
 import { eventually } from '@sluice/bus/testing';
 import { ControlKeys, hashKey, type SluiceConfig } from '@sluice/contracts';
-import { KEYS, startHarness, type Harness } from './testing.js';
+import { KEYS, startHarness, type Harness, httpStatus } from './testing.js';
 
 let h: Harness;
 let fixture: SluiceConfig;
@@ -22,16 +22,6 @@ afterAll(async () => {
 const ask = (key: string) =>
   new OpenAI({ baseURL: h.baseURL, apiKey: key, maxRetries: 0 }).chat.completions.create({ model: 'small', messages: [{ role: 'user', content: 'hi' }] });
 
-async function status(p: Promise<unknown>): Promise<{ status: number; code: unknown }> {
-  try {
-    await p;
-    return { status: 200, code: null };
-  } catch (e) {
-    if (e instanceof OpenAI.APIError) return { status: e.status ?? 0, code: e.code };
-    throw e;
-  }
-}
-
 const storedConfig = async () => (await h.buckets.control.get(ControlKeys.config))!.string();
 
 describe('tenant key hashes apart from the config', () => {
@@ -39,8 +29,8 @@ describe('tenant key hashes apart from the config', () => {
     const stored = await storedConfig();
     for (const key of Object.values(KEYS)) expect(stored).not.toContain(hashKey(key));
     expect((JSON.parse(stored) as SluiceConfig).tenants.every((t) => t.keySha256 === undefined)).toBe(true);
-    expect(await status(ask(KEYS.acme))).toEqual({ status: 200, code: null });
-    expect(await status(ask('sk-acme-wrong'))).toEqual({ status: 401, code: 'invalid_api_key' });
+    expect(await httpStatus(ask(KEYS.acme))).toEqual({ status: 200, code: null });
+    expect(await httpStatus(ask('sk-acme-wrong'))).toEqual({ status: 401, code: 'invalid_api_key' });
   });
 
   it('a key rotated by writing the config applies live: the new key is taken, the old refused', async () => {
@@ -49,7 +39,7 @@ describe('tenant key hashes apart from the config', () => {
     next.tenants.find((t) => t.id === 'acme')!.keySha256 = [hashKey(rotated)];
     await putConfig(h.buckets, next);
     await eventually(() => ask(rotated), 5000);
-    expect(await status(ask(KEYS.acme))).toEqual({ status: 401, code: 'invalid_api_key' });
+    expect(await httpStatus(ask(KEYS.acme))).toEqual({ status: 401, code: 'invalid_api_key' });
     expect(await storedConfig()).not.toContain(hashKey(rotated));
   });
 });

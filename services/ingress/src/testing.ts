@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { consumeEvents, putConfig, type Bus, type Buckets, type Consumption, type ServiceContext } from '@sluice/bus';
 import { freePort, startNats as startLocalNats } from '@sluice/bus/nats-server';
 import { startTestBus } from '@sluice/bus/testing';
+import OpenAI from 'openai';
 import { SluiceRequestError } from '@sluice/client';
 import {
   chatChunksOf,
@@ -293,4 +294,15 @@ export async function clientError(p: Promise<unknown>): Promise<SluiceRequestErr
     throw e;
   }
   throw new Error('expected a SluiceRequestError');
+}
+
+/** What the HTTP door answered an `openai` SDK call: 200 when it resolved, else the API error's status and code. */
+export async function httpStatus(p: Promise<unknown>): Promise<{ status: number; code: unknown }> {
+  try {
+    await p;
+    return { status: 200, code: null };
+  } catch (e) {
+    if (e instanceof OpenAI.APIError) return { status: e.status ?? 0, code: e.code };
+    throw e;
+  }
 }
