@@ -50,13 +50,18 @@ export function decided<E extends AnyEvent>(events: E[], replies: Reply[] = []):
  * Carries a decision out: publishes its events (in order on one connection, so the stream keeps
  * their order) and awaits every ack, then sends the replies and awaits the stream's ack of those
  * stored (`answer`: a stored result is marked with the input's tenant, unless the reply names its
- * own, and its request's webhook). `consumeEvents` does this for each handler before acking its
- * input; tests that call a handler directly do it with this too.
+ * own, and its request's webhook). A reply for a request whose terminal event came back a
+ * duplicate of another stage's (`Published.endedAs`) is not sent: the request ended there.
+ * `consumeEvents` does this for each handler before acking its input; tests that call a handler
+ * directly do it with this too.
  *
  * @example
  * await carryOut(bus, await handler(event, delivery), traceOf(delivery));
  */
 export async function carryOut(bus: Bus, decision: Decided, trace: PublishOptions = {}, mark: ResultMark = {}): Promise<void> {
-  await Promise.all(decision.events.map((e) => publishEvent(bus.js, e, trace)));
-  await Promise.all(decision.replies.map((r) => answer(bus, r.to, r.reply, { ...mark, tenant: r.tenant ?? mark.tenant })));
+  const acks = await Promise.all(decision.events.map((e) => publishEvent(bus.js, e, trace)));
+  // a request another stage already ended (contracts msgIdOf) keeps the answer it had
+  const ended = new Set(decision.events.filter((_e, i) => acks[i]!.endedAs !== undefined).map((e) => e.requestId));
+  const replies = ended.size === 0 ? decision.replies : decision.replies.filter((r) => r.reply.requestId === undefined || !ended.has(r.reply.requestId));
+  await Promise.all(replies.map((r) => answer(bus, r.to, r.reply, { ...mark, tenant: r.tenant ?? mark.tenant })));
 }

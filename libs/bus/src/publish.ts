@@ -1,6 +1,6 @@
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
-import { Headers, subjectOf, type AnyEvent, type SluiceEvent, type EventType } from '@sluice/contracts';
+import { Headers, msgIdOf, subjectOf, TERMINAL_TYPES, type AnyEvent, type SluiceEvent, type EventType } from '@sluice/contracts';
 import { retryFor } from './retry.js';
 import { flushAcks } from './acks.js';
 import { SpanAttributes, startProducerSpan, tracingOn, type TraceHeaders } from '@sluice/telemetry';
@@ -35,11 +35,22 @@ export interface PublishOptions {
   retryForMs?: number;
 }
 
+/** The stream's ack of a published event. */
+export interface Published extends PubAck {
+  /**
+   * Set when a terminal event came back a duplicate of another terminal event of its request
+   * (contracts `msgIdOf`): the type the request had already ended with. Its publisher's reply
+   * must not go out (the client has, or will get, the other one).
+   */
+  endedAs?: EventType;
+}
+
 /**
- * Publishes an event on its subject (`subjectOf`) and waits for the stream's ack. The event id is
- * the Nats-Msg-Id, so a repeat within the duplicate window is dropped by the server.
+ * Publishes an event on its subject (`subjectOf`) and waits for the stream's ack. The Nats-Msg-Id
+ * is `msgIdOf(event)` (the event id; one id for all of a request's terminal events), so a repeat
+ * within the duplicate window is dropped by the server.
  */
-export async function publishEvent(js: JetStreamClient, event: SluiceEvent<EventType> | AnyEvent, opts: PublishOptions = {}): Promise<PubAck> {
+export async function publishEvent(js: JetStreamClient, event: SluiceEvent<EventType> | AnyEvent, opts: PublishOptions = {}): Promise<Published> {
   // chat.routed goes out in its lane (sluice.evt.chat.routed.<lane>.<tenant>)
   const subject = subjectOf(event as AnyEvent);
   if (!tracingOn()) return send(js, subject, event, opts, opts);
@@ -68,7 +79,7 @@ async function send(
   event: SluiceEvent<EventType> | AnyEvent,
   trace: TraceHeaders,
   opts: PublishOptions,
-): Promise<PubAck> {
+): Promise<Published> {
   let hdrs: MsgHdrs | undefined;
   if (trace.traceparent) {
     hdrs = natsHeaders();
@@ -78,7 +89,27 @@ async function send(
   const data = encoder.encode(JSON.stringify(event));
   // held acks go out in the same socket write as this publish
   flushAcks();
-  return retryFor(opts.retryForMs ?? DEFAULT_PUBLISH_RETRY_MS, () =>
-    js.publish(subject, data, { msgID: event.id, timeout: PUBLISH_TRY_TIMEOUT_MS, ...(hdrs ? { headers: hdrs } : {}) }),
+  const ack = await retryFor(opts.retryForMs ?? DEFAULT_PUBLISH_RETRY_MS, () =>
+    js.publish(subject, data, { msgID: msgIdOf(event), timeout: PUBLISH_TRY_TIMEOUT_MS, ...(hdrs ? { headers: hdrs } : {}) }),
   );
+  if (!ack.duplicate || !TERMINAL_TYPES.has(event.type)) return ack;
+  const first = await storedEvent(js, ack);
+  return first && first.id !== event.id ? { ...ack, endedAs: first.type } : ack;
+}
+
+/**
+ * The event a duplicate's ack points at (the server answers a duplicate with the sequence of the
+ * message it kept). Undefined when that is not known: a sequence of 0 (on a cluster, a duplicate
+ * of a write still being proposed), or the read failed; the caller then treats the publish as its
+ * own (a reply that may be the request's second is better than none).
+ */
+async function storedEvent(js: JetStreamClient, ack: PubAck): Promise<Pick<AnyEvent, 'id' | 'type'> | undefined> {
+  if (!ack.seq) return undefined;
+  try {
+    const jsm = await js.jetstreamManager(false);
+    const m = await jsm.streams.getMessage(ack.stream, { seq: ack.seq });
+    return m ? m.json<Pick<AnyEvent, 'id' | 'type'>>() : undefined;
+  } catch {
+    return undefined;
+  }
 }

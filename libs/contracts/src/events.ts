@@ -593,4 +593,35 @@ export function makeEvent<T extends EventType>(
   return { id, type, requestId: fields.requestId, tenant: fields.tenant, service: fields.service, at: fields.at, reason: fields.reason, data };
 }
 
+/**
+ * The event types that end a request, one per outcome the ledger records (completed, cached,
+ * throttled, rejected, shed, failed, cancelled). A request has exactly one of them.
+ */
+export const TERMINAL_TYPES: ReadonlySet<EventType> = new Set<EventType>([
+  EventType.ChatCompleted,
+  EventType.CacheHit,
+  EventType.CacheCoalesced,
+  EventType.ChatThrottled,
+  EventType.ChatRejected,
+  EventType.ChatShed,
+  EventType.ChatFailed,
+  EventType.ChatCancelled,
+]);
+
+/**
+ * The Nats-Msg-Id an event is published under: its id, except that every terminal event of one
+ * request shares `<requestId>:end`. Two stages may each decide a request's end (a limiter whose
+ * ack was lost in a node's death is redelivered the request past its deadline and fails it, while
+ * the invoker completes the admission it made first); the stream keeps whichever is first within
+ * its duplicate window and drops the other, so the ledger sees one outcome. A publisher whose
+ * terminal event came back a duplicate of another type sends no reply (bus `carryOut`).
+ *
+ * @example
+ * msgIdOf(completed); // 'req_1:end'
+ * msgIdOf(admitted); // 'req_1:chat.admitted'
+ */
+export function msgIdOf(e: Pick<AnyEvent, 'id' | 'type' | 'requestId'>): string {
+  return e.requestId && TERMINAL_TYPES.has(e.type) ? `${e.requestId}:end` : e.id;
+}
+
 export { ChatRequest };

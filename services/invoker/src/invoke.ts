@@ -27,8 +27,12 @@ export interface InvokerDeps {
   circuits: CircuitStore;
   /** Orders each request's deployments (weights, latency EWMA, sticky users) and learns their latency; one per replica. */
   balancer?: Balancer;
-  /** Publishes an event and resolves on the stream's ack; `trace` is the input's trace context. */
-  publish: (event: AnyEvent, trace: Trace) => Promise<unknown>;
+  /**
+   * Publishes an event and resolves on the stream's ack; `trace` is the input's trace context.
+   * `endedAs` (bus `Published`): the event was terminal and its request had already ended with
+   * another terminal event.
+   */
+  publish: (event: AnyEvent, trace: Trace) => Promise<{ endedAs?: string } | void>;
   /**
    * Sends a message to a client's reply inbox; `tenant` and `webhook` mark a stored result
    * (`sluice.results.<id>`), and `keep` stores a final answer there too. Resolves once what is
@@ -184,7 +188,16 @@ export function createInvoker(deps: InvokerDeps): Invoke {
             break;
           case 'conclude': {
             const { terminal, reply } = next;
-            await publishTerminal(timeline, publish, terminal);
+            const endedAs = await publishTerminal(timeline, publish, terminal);
+            if (endedAs !== undefined) {
+              // another stage ended the request first (a redelivery past its deadline): the stream
+              // kept that outcome and the client had that answer; what this call served is not billed
+              log.error(
+                { terminal: terminal.type, endedAs, ...('answer' in terminal.data ? { usage: terminal.data.answer.usage } : {}) },
+                'the request had already ended; its answer from the upstream is dropped',
+              );
+              return;
+            }
             // stored alongside the reply, and awaited before the input is acked, so a redelivery
             // after this point replays instead of calling the upstream
             const storing = store(deps.results, { requestId, tenant, result: reply, completedAt: terminal.at, event: terminal }, log);
@@ -231,15 +244,20 @@ function sleepUnlessCancelled(ms: number, cancel: AbortSignal): Promise<void> {
  * Publishes the terminal event once every event of the timeline is in the stream. chat.completed
  * (and chat.cancelled) is sent right behind the attempts on the same connection, so the stream
  * keeps their order, without waiting a round trip for their acks; the reply (and the ack of the
- * input) still waits for all of them. chat.failed goes out only after them.
+ * input) still waits for all of them. chat.failed goes out only after them. Returns the type the
+ * request had already ended with, when another stage ended it first.
  */
-async function publishTerminal(timeline: Timeline, publish: (e: AnyEvent) => Promise<unknown>, terminal: StoredAnswer['event']): Promise<void> {
+async function publishTerminal(
+  timeline: Timeline,
+  publish: (e: AnyEvent) => Promise<{ endedAs?: string } | void>,
+  terminal: StoredAnswer['event'],
+): Promise<string | undefined> {
   if (terminal.type !== 'chat.failed') {
-    await Promise.all([timeline.settle(), publish(terminal)]);
-  } else {
-    await timeline.settle();
-    await publish(terminal);
+    const [, ack] = await Promise.all([timeline.settle(), publish(terminal)]);
+    return ack?.endedAs;
   }
+  await timeline.settle();
+  return (await publish(terminal))?.endedAs;
 }
 
 /**

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { publishEvent } from '@sluice/bus';
-import { isError, makeEvent, ServiceName, SYSTEM_TENANT, type ChatErrorReply, type ChatResult } from '@sluice/contracts';
+import { eventually } from '@sluice/bus/testing';
+import { pastDeadline, publishEvent } from '@sluice/bus';
+import { invokerConsumer, isError, makeEvent, ServiceName, SYSTEM_TENANT, Topology, type ChatErrorReply, type ChatResult } from '@sluice/contracts';
 import { contentOf } from '@sluice/contracts/testing';
 import { countText, type Sim } from '@sluice/openai-sim';
 import { only, startHarness, TENANT, waitFor, type Harness } from './harness.js';
@@ -230,6 +231,35 @@ describe('invoker against the simulator', () => {
     expect(out.final).toMatchObject({ error: { code: 'deadline_exceeded', status: 504 } });
     expect(only(out.events, 'chat.failed')[0]!.data.attempts).toBe(0);
     expect(sims.primary!.stats().requests).toBe(before);
+  });
+});
+
+describe('one terminal event per request', () => {
+  it('serves but neither answers nor stores a request another stage ended first', async () => {
+    const event = await h.routed([{ model: 'gpt-4o-mini', deployment: 'primary' }]);
+    const { requestId } = event;
+    const served = sims.primary!.stats().requests;
+    // a limiter redelivered the request after its deadline (its ack lost with a node) and ended it
+    const expired = pastDeadline(event, ServiceName.Limiter, event.data.ctx.deadline + 1)!;
+    await publishEvent(h.bus.js, expired.event);
+    const replies: unknown[] = [];
+    const sub = h.bus.nc.subscribe(event.data.ctx.replyTo!, { callback: (_e, m) => void replies.push(m.json()) });
+    try {
+      // while the invoker, which had the admission first, calls the upstream
+      await publishEvent(h.bus.js, event);
+      await waitFor(() => h.events.find((e) => e.requestId === requestId && e.type === 'invoke.attempted'));
+      const lane = invokerConsumer('standard').durable;
+      await eventually(async () => {
+        const info = await h.bus.jsm.consumers.info(Topology.stream.name, lane);
+        return info.num_pending === 0 && info.num_ack_pending === 0;
+      });
+      expect(sims.primary!.stats().requests).toBe(served + 1);
+      expect((await h.streamed(requestId)).map((e) => e.type)).toEqual(['chat.requested', 'chat.failed', 'chat.routed', 'invoke.attempted']);
+      expect(replies).toEqual([]);
+      expect(await h.stored(requestId)).toBeUndefined();
+    } finally {
+      sub.unsubscribe();
+    }
   });
 });
 

@@ -1,4 +1,4 @@
-import { decided, NOTHING, type Control, type Decided, type Delivery, type Emitted, type Received } from '@sluice/bus';
+import { decided, NOTHING, pastDeadline, type Control, type Decided, type Delivery, type Emitted, type Received } from '@sluice/bus';
 import {
   Consumers,
   EventType,
@@ -62,8 +62,9 @@ export function limitsFor(
 }
 
 /**
- * chat.requested -> chat.admitted | chat.throttled | chat.rejected (a spent budget). A throttle
- * or a refusal ends the request: the event comes with the client's 429, sent once it is stored.
+ * chat.requested -> chat.admitted | chat.throttled | chat.rejected (a spent budget) | chat.failed
+ * (past its deadline). A throttle or a refusal ends the request: the event comes with the
+ * client's 429, sent once it is stored.
  *
  * The order: the budgets are checked first (read only: a spent budget debits no rate limit),
  * then the rate limits decide and debit, then the estimated cost is reserved on every budget
@@ -86,6 +87,14 @@ export function onChatRequested(deps: LimiterDeps) {
       if (earlier.type === EventType.ChatThrottled) return decided([], [{ to: ctx.replyTo, reply: throttledReply(earlier) }]);
       if (earlier.type === EventType.ChatRejected) return decided([], [{ to: ctx.replyTo, reply: rejectionReply(earlier) }]);
       return NOTHING;
+    }
+    // a request nobody waits for any more ends here (chat.failed) instead of going on; looked at
+    // only after the stream was asked, so a redelivery of a request admitted before its deadline
+    // (the ack lost with a node) does not end it a second time while the invoker completes it
+    const expired = pastDeadline(event, ServiceName.Limiter, now());
+    if (expired) {
+      deps.log.warn({ requestId: event.requestId, delivery: delivery.deliveryCount }, 'request past its deadline; ended it');
+      return decided([expired.event], [{ to: expired.replyTo, reply: expired.reply }]);
     }
     const config = deps.control.config();
     const user = ctx.request.user;

@@ -23,6 +23,7 @@ beforeAll(async () => {
       { id: 'recon', limits: { requestsPerMinute: 100, tokensPerMinute: 6_000 } },
       { id: 'cancel', limits: { requestsPerMinute: 100, tokensPerMinute: 6_000 } },
       { id: 'redo', limits: { requestsPerMinute: 2, tokensPerMinute: 1_000_000 } },
+      { id: 'late', limits: { requestsPerMinute: 100, tokensPerMinute: 1_000_000 } },
     ]),
     { name: 'limiter' },
   );
@@ -140,6 +141,40 @@ describe('limiter against NATS', () => {
       expect(replies[1]).toEqual({ requestId: replies[0]!.requestId, error: replies[0]!.error });
     } finally {
       sub.unsubscribe();
+      seen.stop();
+      await store.close();
+    }
+  });
+
+  it('ends a request past its deadline, but not a redelivered one it admitted in time', async () => {
+    const store = new LimitStore(env.buckets.limits, { log: env.log });
+    const deps = { store, control: env.control, log: env.log, decided: streamDecisions(env.bus.js) };
+    const inTime = onChatRequested(deps);
+    // an hour on: every request's deadline has passed
+    const late = onChatRequested({ ...deps, now: () => Date.now() + 3_600_000 });
+    const seen = collectEvents(env.bus);
+    const arrive = async (requestId: string) => {
+      const event = chatRequested('late', requestId);
+      const { seq } = await publishEvent(env.bus.js, event);
+      return { event, seq };
+    };
+    try {
+      const admitted = await arrive('late-1');
+      await carryOut(env.bus, await inTime(admitted.event, { seq: admitted.seq, deliveryCount: 1 }));
+      // its ack was lost with a node: redelivered after the deadline, while the invoker completes it
+      await carryOut(env.bus, await late(admitted.event, { seq: admitted.seq, deliveryCount: 2 }));
+      // one whose first delivery died before deciding, and one first seen late
+      const undecided = await arrive('late-2');
+      await carryOut(env.bus, await late(undecided.event, { seq: undecided.seq, deliveryCount: 2 }));
+      const first = await arrive('late-3');
+      await carryOut(env.bus, await late(first.event, { seq: first.seq, deliveryCount: 1 }));
+      await seen.until(() => seen.of('chat.failed').length === 2);
+      expect(seen.of('chat.admitted').map((e) => e.requestId)).toEqual(['late-1']);
+      expect(seen.of('chat.failed').map((e) => [e.requestId, e.data.code])).toEqual([
+        ['late-2', 'deadline_exceeded'],
+        ['late-3', 'deadline_exceeded'],
+      ]);
+    } finally {
       seen.stop();
       await store.close();
     }

@@ -26,8 +26,7 @@ await runService(ServiceName.Limiter, async ({ bus, buckets, control, log }) => 
   const admission = await consumeEvents(bus, {
     consumer: Consumers.limiter,
     concurrency: 256,
-    // a request nobody waits for any more ends here (chat.failed) instead of going on
-    failPastDeadline: true,
+    // past its deadline: the handler ends it, after looking for a redelivery's earlier decision
     log,
     handler: onChatRequested(deps),
   });
