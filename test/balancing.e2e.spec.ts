@@ -87,6 +87,16 @@ describe('balancing across two deployments of one model', () => {
   it('takes most traffic away from a deployment made slow, within seconds', async () => {
     // the heavy one slows: weight 9 no longer earns it traffic
     east.setFaults({ latencyMs: 1000 });
+    try {
+      await slowedEastLosesTraffic();
+    } finally {
+      // back to full speed even when the check failed: the next test reads east's latency too
+      east.setFaults({ latencyMs: 0 });
+    }
+  }, 30_000);
+
+  /** Four workers for 6 s against the slowed east, in 0.5 s windows: when its share falls and stays low. */
+  async function slowedEastLosesTraffic(): Promise<void> {
     const started = Date.now();
     const windows: { at: number; east: number; west: number }[] = [];
     let last = { east: served(east), west: served(west) };
@@ -107,9 +117,12 @@ describe('balancing across two deployments of one model', () => {
     }
     // lost: from the first half-second window on which every later one gives east at most 10 %
     const share = (w: { east: number; west: number }) => (w.east + w.west === 0 ? 0 : w.east / (w.east + w.west));
-    // (a window with no answer at all, every worker waiting on the slow one, does not count as low)
-    const firstLow = windows.findIndex((w, i) => w.east + w.west > 0 && windows.slice(i).every((v) => share(v) <= 0.1));
-    const tail = windows.slice(firstLow);
+    // (a window with no answer at all, every worker waiting on the slow one, does not count as low;
+    // windows after the 6 s of load only hold the workers' last requests, a handful that a stalled
+    // machine can delay past it: one such window of 2/2 failed a run, so they are not judged)
+    const loaded = windows.filter((w) => w.at <= 6000);
+    const firstLow = loaded.findIndex((w, i) => w.east + w.west > 0 && loaded.slice(i).every((v) => share(v) <= 0.1));
+    const tail = loaded.slice(firstLow);
     const tailShare =
       tail.reduce((s, w) => s + w.east, 0) /
       Math.max(
@@ -117,15 +130,14 @@ describe('balancing across two deployments of one model', () => {
         tail.reduce((s, w) => s + w.east + w.west, 0),
       );
     console.log(
-      `[balancing] east slowed to 1000 ms: its share fell to <= 10 % per 0.5 s window after ${firstLow < 0 ? 'never' : `${windows[firstLow]!.at - 500} ms`}; ` +
+      `[balancing] east slowed to 1000 ms: its share fell to <= 10 % per 0.5 s window after ${firstLow < 0 ? 'never' : `${loaded[firstLow]!.at - 500} ms`}; ` +
         `share after that ${(100 * tailShare).toFixed(1)} %; east got ${windows.reduce((n, w) => n + w.east, 0)} of ${windows.reduce((n, w) => n + w.east + w.west, 0)} requests in 6 s; ` +
         `windows (east/west) ${windows.map((w) => `${w.east}/${w.west}`).join(' ')}`,
     );
     expect(firstLow).toBeGreaterThanOrEqual(0);
-    expect(windows[firstLow]!.at).toBeLessThanOrEqual(3000);
+    expect(loaded[firstLow]!.at).toBeLessThanOrEqual(3000);
     expect(tailShare).toBeLessThan(0.1);
-    east.setFaults({ latencyMs: 0 });
-  }, 30_000);
+  }
 
   it('sends a failing deployment nothing once its circuit opens', async () => {
     west.setFaults({ errorRate: 1 });
