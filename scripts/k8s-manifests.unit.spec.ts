@@ -5,6 +5,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { manifestErrors, parseManifest, renderKustomization } from './k8s-manifests.js';
 import { readRepoFile as read, ROOT } from './monitoring-files.js';
+import { OPERATOR_USER, passwordVar } from './nats-auth.js';
+import { ALL_SERVICES } from './stack.js';
 
 // Issue 16, item 1: the Kubernetes manifests are checked as nats-server -t checks the NATS
 // configs. kubectl's kustomize renders deploy/k8s (as `kubectl apply -k` does) and every object
@@ -48,6 +50,37 @@ describe('deploy/k8s, as kubectl apply -k sends it', () => {
     const secrets = parseManifest(read('deploy/k8s/secret.yaml'));
     expect(secrets.map((s) => `${s.kind} ${s.metadata.name}`)).toEqual(['Secret sluice-secrets', 'Secret sluice-nats-users']);
     expect(manifestErrors(secrets)).toEqual({});
+  });
+});
+
+describe("deploy/k8s and deploy/nats/users.conf agree on NATS's users", () => {
+  type Env = { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } };
+  type Pod = { spec: { template: { spec: { containers: Array<{ env?: Env[] }> } } } };
+  const users = read('deploy/nats/users.conf');
+
+  it('the NATS pods get users.conf beside nats.conf, and the sluice-nats-users Secret has a password for each of its users', () => {
+    const config = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'nats-config') as unknown as { data: Record<string, string> };
+    expect(config.data['users.conf']).toBe(users);
+    expect(config.data['nats.conf']).toMatch(/^include users\.conf$/m);
+    const vars = [...users.matchAll(/password: \$([A-Z0-9_]+)/g)].map((m) => m[1]!);
+    const secret = parseManifest(read('deploy/k8s/secret.yaml')).find((o) => o.metadata.name === 'sluice-nats-users') as unknown as {
+      stringData: Record<string, string>;
+    };
+    expect(Object.keys(secret.stringData).sort()).toEqual([...vars].sort());
+  });
+
+  it("each Sluice pod connects as its own service's user (the config loader as the operator), with that user's password", () => {
+    const connected: string[] = [];
+    for (const o of objects.filter((o) => o.kind === 'Deployment' || o.kind === 'Job')) {
+      for (const c of (o as unknown as Pod).spec.template.spec.containers) {
+        const user = c.env?.find((e) => e.name === 'NATS_USER')?.value;
+        if (!user) continue;
+        expect(users).toContain(`{ user: "${user}", password: $${passwordVar(user)}`);
+        expect(c.env!.find((e) => e.name === 'NATS_PASSWORD')?.valueFrom?.secretKeyRef).toEqual({ name: 'sluice-nats-users', key: passwordVar(user) });
+        connected.push(`${o.metadata.name}:${user}`);
+      }
+    }
+    expect(connected.sort()).toEqual([...ALL_SERVICES.map((s) => `${s}:${s}`), `sluice-config:${OPERATOR_USER}`].sort());
   });
 });
 

@@ -133,6 +133,12 @@ const service = merge(rights([`${API}.INFO`, ...ALL_STREAMS.map((s) => `${API}.S
 const answers = rights([`_INBOX.>`, ANY_TENANT_INBOX, Subjects.resultsAll]);
 /** A request's body, read back once by its sequence in the event stream (readRequested). */
 const requestBodies = streamGet(EVENTS);
+/**
+ * Reading the terminal event a duplicate's ack points at (bus `publishEvent`: which end a request
+ * already had), for the publishers of terminal events that do not read bodies. Both already see
+ * every request's body: ingress publishes it, the limiter consumes it.
+ */
+const endedAs = rights([`${API}.STREAM.MSG.GET.${EVENTS}`]);
 
 const E = EventType;
 const lanes = LANES.map((lane) => invokerConsumer(lane).durable);
@@ -156,6 +162,7 @@ const SERVICE_RIGHTS: Record<ServiceName, Rights> = {
       E.BatchExpired,
     ]),
     answers,
+    endedAs,
     rights([Subjects.cancelAll], [Subjects.chatAll, Subjects.resultsAll]),
     consumerInfo(EVENTS, backlogOf),
     streamGet(RESULTS),
@@ -174,6 +181,7 @@ const SERVICE_RIGHTS: Record<ServiceName, Rights> = {
     service,
     emits(Consumers.limiter.emits),
     answers,
+    endedAs,
     eventConsumer(Consumers.limiter),
     eventConsumer(Consumers.limiterReconcile),
     eventConsumer(Consumers.limiterReconcileCancelled),
@@ -307,21 +315,54 @@ const list = (xs: readonly string[]) => `[${xs.map(q).join(', ')}]`;
  * writeFileSync(conf, natsAuthConfig({ storeDir, users: natsUsers(['acme'], passwords) }), { mode: 0o600 });
  */
 export function natsAuthConfig(opts: { storeDir: string; users: readonly NatsUser[] }): string {
-  const users = opts.users.map((u) => {
-    const perms = u.permissions
-      ? `, permissions: { publish: { allow: ${list(u.permissions.publish.allow)} }, subscribe: { allow: ${list(u.permissions.subscribe.allow)} } }`
-      : '';
-    return `    { user: ${q(u.user)}, password: ${q(u.password)}${perms} }`;
-  });
   return [
     '# Written by scripts/nats-auth.ts (docs/nats-security.md): do not edit, it is regenerated.',
     `max_payload: ${Topology.maxPayloadBytes}`,
     `jetstream { store_dir: ${q(opts.storeDir)} }`,
-    'authorization {',
-    '  users = [',
-    ...users,
-    '  ]',
-    '}',
+    ...authorization(opts.users, (u) => q(u.password)),
+    '',
+  ].join('\n');
+}
+
+/** The `authorization { users = [...] }` block; `password` writes a user's password as the config has it. */
+function authorization(users: readonly NatsUser[], password: (u: NatsUser) => string): string[] {
+  const lines = users.map((u) => {
+    const perms = u.permissions
+      ? `, permissions: { publish: { allow: ${list(u.permissions.publish.allow)} }, subscribe: { allow: ${list(u.permissions.subscribe.allow)} } }`
+      : '';
+    return `    { user: ${q(u.user)}, password: ${password(u)}${perms} }`;
+  });
+  return ['authorization {', '  users = [', ...lines, '  ]', '}'];
+}
+
+/**
+ * The environment variable a deployed nats-server reads a user's password from: the user's name
+ * upper-cased, anything but letters and digits as `_`, then `_PASS` (`INGRESS_PASS`,
+ * `APP_DEV_PASS`). In Kubernetes, a key of the `sluice-nats-users` Secret.
+ */
+export const passwordVar = (user: string) => `${user.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_PASS`;
+
+/**
+ * `deploy/nats/users.conf`, which the cluster's `nats.conf` includes: the same users and rights
+ * as `npm start`'s nats-server (the operator, the seven services, `app-<tenant>` per tenant), each
+ * password read from the environment (`passwordVar`), never written. Throws when two users would
+ * read one variable (tenants `a-b` and `a_b`).
+ *
+ * @example
+ * writeFileSync('deploy/nats/users.conf', deployUsersConfig(['dev']));
+ */
+export function deployUsersConfig(tenants: readonly string[]): string {
+  const names = natsUserNames(tenants);
+  const vars = names.map(passwordVar);
+  const clash = vars.find((v, i) => vars.indexOf(v) !== i);
+  if (clash) throw new Error(`two NATS users would read their password from ${clash}`);
+  const users = natsUsers(tenants, Object.fromEntries(names.map((n) => [n, passwordVar(n)])));
+  return [
+    '# Written by `npm run nats:users` from scripts/nats-auth.ts (docs/nats-security.md): the users and',
+    "# rights npm start's nats-server has, for the tenants of config/sluice.json. Do not edit: add a",
+    '# tenant to the config, run `npm run nats:users` again, and give its password to the Secret.',
+    `# Passwords come from the environment: ${vars.join(', ')}.`,
+    ...authorization(users, (u) => `$${u.password}`),
     '',
   ].join('\n');
 }

@@ -3,7 +3,19 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { KEY_CHECKERS, ServiceName, Subjects, Topology } from '@sluice/contracts';
-import { appPermissions, appUser, natsAuthConfig, natsPasswords, natsUserNames, natsUsers, OPERATOR_USER, servicePermissions } from './nats-auth.js';
+import {
+  appPermissions,
+  appUser,
+  deployUsersConfig,
+  natsAuthConfig,
+  natsPasswords,
+  natsUserNames,
+  natsUsers,
+  OPERATOR_USER,
+  passwordVar,
+  servicePermissions,
+} from './nats-auth.js';
+import { ROOT, tenantIds } from './stack.js';
 
 // What each user may do is proven against a real server in nats-auth.int.spec.ts; these check the
 // generator's shape and the lists' obvious boundaries.
@@ -72,6 +84,33 @@ describe('natsAuthConfig', () => {
 
   it('refuses a user without a password', () => {
     expect(() => natsUsers(['acme'], { [OPERATOR_USER]: 'x' })).toThrow(/no NATS password for user ingress/);
+  });
+});
+
+describe('deployUsersConfig (deploy/nats/users.conf)', () => {
+  it("is the shipped users.conf for config/sluice.json's tenants: the cluster runs the rights npm start runs", () => {
+    const tenants = tenantIds(JSON.parse(readFileSync(join(ROOT, 'config', 'sluice.json'), 'utf8')));
+    expect(tenants).toContain('dev');
+    // `npm run nats:users` writes it; edited by hand or left behind a change of rights, it differs
+    expect(readFileSync(join(ROOT, 'deploy', 'nats', 'users.conf'), 'utf8')).toBe(deployUsersConfig(tenants));
+  });
+
+  it('reads every password from the environment and writes none, with the same rights as natsAuthConfig', () => {
+    const conf = deployUsersConfig(['acme']);
+    expect(conf).toContain('{ user: "operator", password: $OPERATOR_PASS }');
+    expect(conf).toContain('{ user: "app-acme", password: $APP_ACME_PASS, permissions: { publish: { allow: ["sluice.chat.acme"');
+    expect(conf.match(/password: \$[A-Z_]+_PASS[ ,]/g)).toHaveLength(1 + 7 + 1);
+    const passwords = Object.fromEntries(natsUserNames(['acme']).map((u) => [u, passwordVar(u)]));
+    const users = natsAuthConfig({ storeDir: '/x', users: natsUsers(['acme'], passwords) })
+      .split('\n')
+      .filter((l) => l.startsWith('    { user: '));
+    expect(conf.split('\n').filter((l) => l.startsWith('    { user: '))).toEqual(users.map((l) => l.replace(/password: "([A-Z_]+)"/, 'password: $$$1')));
+  });
+
+  it('names each variable after its user, and refuses two users on one variable', () => {
+    expect(passwordVar('ingress')).toBe('INGRESS_PASS');
+    expect(passwordVar(appUser('acme-eu.1'))).toBe('APP_ACME_EU_1_PASS');
+    expect(() => deployUsersConfig(['a-b', 'a_b'])).toThrow(/APP_A_B_PASS/);
   });
 });
 

@@ -32,11 +32,12 @@ describe('shipped NATS configs', () => {
 
   // The cluster's routes are only parsed by -t, not dialled, so one machine can check it; its
   // passwords, server name and advertised address come from the environment, as in Kubernetes.
-  it('the cluster config (accounts, users, permissions) is one nats-server accepts with its variables set', () => {
-    const conf = read('deploy/nats/nats.conf');
+  it('the cluster config (and the users.conf it includes) is one nats-server accepts with its variables set', () => {
+    const conf = read('deploy/nats/nats.conf') + read('deploy/nats/users.conf');
+    expect(conf).toMatch(/^include users\.conf$/m);
     const declared = new Set([...conf.matchAll(/^([A-Z][A-Z_]*)\s*=/gm)].map((m) => m[1]));
-    const fromEnv = [...new Set([...conf.matchAll(/[:\s]\$([A-Z][A-Z_]*)\b/g)].map((m) => m[1]!))].filter((v) => !declared.has(v));
-    expect(fromEnv).toEqual(expect.arrayContaining(['SERVER_NAME', 'CLIENT_ADVERTISE', 'INGRESS_PASS', 'APP_PASS', 'SYS_PASS']));
+    const fromEnv = [...new Set([...conf.matchAll(/[:\s]\$([A-Z][A-Z_0-9]*)\b/g)].map((m) => m[1]!))].filter((v) => !declared.has(v));
+    expect(fromEnv).toEqual(expect.arrayContaining(['SERVER_NAME', 'CLIENT_ADVERTISE', 'OPERATOR_PASS', 'INGRESS_PASS', 'APP_DEV_PASS']));
     const env = Object.fromEntries(fromEnv.map((v) => [v, v === 'CLIENT_ADVERTISE' ? '127.0.0.1:4222' : `test-${v.toLowerCase()}`]));
     const ok = check('deploy/nats/nats.conf', env);
     expect(ok.out).toContain('is valid');

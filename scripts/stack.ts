@@ -272,8 +272,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   return stack;
 }
 
-/** The tenant ids of a raw config (each gets a NATS user under `natsAuth`). */
-function tenantIds(raw: unknown): string[] {
+/** The tenant ids of a raw config (each gets a NATS user under `natsAuth`, and in deploy/nats/users.conf). */
+export function tenantIds(raw: unknown): string[] {
   const tenants = (raw as { tenants?: unknown } | null)?.tenants;
   if (!Array.isArray(tenants)) return [];
   return tenants.flatMap((t) => (typeof (t as { id?: unknown })?.id === 'string' ? [(t as { id: string }).id] : []));
