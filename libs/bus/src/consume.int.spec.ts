@@ -4,7 +4,7 @@ import { admitted, chatRequest, requestContext, requested as requestedBy, routed
 import { errors } from '@nats-io/transport-node';
 import { consumeEvents, PoisonMessage, type Consumption } from './consume.js';
 import { NOTHING } from './decided.js';
-import { listParked, replayParked } from './dead-letter.js';
+import { listParked, replayParked, TransientFault } from './dead-letter.js';
 import { publishEvent } from './publish.js';
 import { collectEvents, eventually, minimalConfig, startTestBus, type TestBus } from './testing.js';
 
@@ -160,7 +160,9 @@ describe('consumeEvents parks what it cannot handle', () => {
       log: env.log,
       handler: async () => {
         calls++;
-        if (calls <= 3) throw new errors.TimeoutError();
+        // a connection fault, then contention on a shared key (the limiter's counters)
+        if (calls <= 2) throw new errors.TimeoutError();
+        if (calls === 3) throw new TransientFault('compare-and-set lost 50 times in a row');
         return NOTHING;
       },
     });

@@ -81,11 +81,20 @@ export async function park(bus: Bus, p: ParkedInput): Promise<void> {
 }
 
 /**
+ * Thrown by a handler for a fault that passes and says nothing about the event (contention on a
+ * shared key, as the limiter's budget counters): redelivered with backoff however often, never
+ * parked, like a connection fault (`isTransient`). A request past its deadline then ends at the
+ * stage that checks it.
+ */
+export class TransientFault extends Error {}
+
+/**
  * Faults of the connection or the server, which say nothing about the event: a consumer keeps
  * retrying through them however often, and only other errors count towards parking.
  */
 export function isTransient(err: unknown): boolean {
   if (
+    err instanceof TransientFault ||
     err instanceof errors.ConnectionError ||
     err instanceof errors.ClosedConnectionError ||
     err instanceof errors.DrainingConnectionError ||

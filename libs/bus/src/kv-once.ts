@@ -1,3 +1,4 @@
+import { headers } from '@nats-io/transport-node';
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import { Bucket, type KV } from '@nats-io/kv';
 import { isWrongRevision } from './kv.js';
@@ -41,10 +42,26 @@ export async function updateOnce(kv: KV, key: string, value: Uint8Array, revisio
   return writeOnce(kv, key, value, revision);
 }
 
-async function writeOnce(kv: Bucket, key: string, value: Uint8Array, revision: number): Promise<number> {
+/**
+ * `kv.delete(key, { previousSeq: revision })` that only one writer can win (see `createOnce`): a
+ * delete that expects a revision another writer has just replaced (a follower taking over a
+ * coalescing record the leader is releasing) would otherwise be stored after the replacement,
+ * and erase it. Its msg id is the same `<key>@<revision>` as an update's, so of a delete and an
+ * update that expected one revision only the first applied is stored. Rejects with a lost race.
+ */
+export async function deleteOnce(kv: KV, key: string, revision: number): Promise<void> {
+  if (!(kv instanceof Bucket)) return kv.delete(key, { previousSeq: revision });
+  const hdrs = headers();
+  // what @nats-io/kv's delete writes: an empty message marked as a delete
+  hdrs.set('KV-Operation', 'DEL');
+  await writeOnce(kv, key, new Uint8Array(0), revision, hdrs);
+}
+
+async function writeOnce(kv: Bucket, key: string, value: Uint8Array, revision: number, hdrs?: ReturnType<typeof headers>): Promise<number> {
   const ack = await kv.js.publish(kv.subjectForKey(kv.encodeKey(key), true), value, {
     msgID: `${key}@${revision}`,
     expect: { lastSubjectSequence: revision },
+    ...(hdrs ? { headers: hdrs } : {}),
   });
   if (ack.duplicate) {
     throw new JetStreamApiError({

@@ -11,7 +11,7 @@ export * from './deadline.js';
 export * from './replay.js';
 export { ACK_LINGER_MS, flushAcks } from './acks.js';
 export * from './kv.js';
-export { createOnce, updateOnce } from './kv-once.js';
+export { createOnce, deleteOnce, updateOnce } from './kv-once.js';
 export * from './control.js';
 export * from './reply.js';
 export * from './service.js';

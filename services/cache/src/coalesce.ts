@@ -1,6 +1,6 @@
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { KV } from '@nats-io/kv';
-import { createOnce, encodeJson, getJson, isWrongRevision, updateOnce } from '@sluice/bus';
+import { createOnce, deleteOnce, encodeJson, getJson, isWrongRevision, updateOnce } from '@sluice/bus';
 import { EventType, Subjects, type Answer } from '@sluice/contracts';
 import type { Logger } from '@sluice/telemetry';
 import { decideJoin, type InflightRecord, type JoinStep } from './coalesce-join.js';
@@ -184,7 +184,7 @@ export class Coalescer {
 
   private async remove(key: string, revision: number): Promise<void> {
     try {
-      await this.deps.kv.delete(key, { previousSeq: revision });
+      await deleteOnce(this.deps.kv, key, revision);
     } catch (err) {
       if (!isWrongRevision(err)) this.deps.log.warn({ err, key }, 'coalescing: could not delete a record (the bucket max age will)');
     }

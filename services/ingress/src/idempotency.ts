@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { KV } from '@nats-io/kv';
-import { createOnce, encodeJson, getJson, isWrongRevision, retryFor, updateOnce } from '@sluice/bus';
+import { createOnce, deleteOnce, encodeJson, getJson, isWrongRevision, retryFor, updateOnce } from '@sluice/bus';
 import { isError, isRetryableStatus, SluiceError, type ChatReply, type Endpoint } from '@sluice/contracts';
 import { RequestRejected } from './rejection.js';
 import { busUnavailable } from './unavailable.js';
@@ -57,7 +57,7 @@ export function idempotencyStore(kv: KV): IdempotencyStore {
     },
     replace: (key, record, revision) => updateOnce(kv, key, encodeJson(record), revision).catch(lostRace),
     async release(key, revision) {
-      await kv.delete(key, { previousSeq: revision }).catch(lostRace);
+      await deleteOnce(kv, key, revision).catch(lostRace);
     },
   };
 }

@@ -1,6 +1,6 @@
 import type { KV } from '@nats-io/kv';
 import { BudgetKeys, type BudgetRef } from '@sluice/contracts';
-import { encodeJson, isWrongRevision, updateOnce } from '@sluice/bus';
+import { encodeJson, isWrongRevision, TransientFault, updateOnce } from '@sluice/bus';
 import type { Logger } from '@sluice/telemetry';
 import { hasRoom, type CounterState } from './budget-check.js';
 import { KvMirror, type Seen } from './mirror.js';
@@ -114,17 +114,25 @@ export class BudgetCounters {
     });
   }
 
-  /** Writes the key's queued changes, a batch per write, until none are left. */
+  /**
+   * Writes the key's queued changes, a batch per write, until none are left. Between two writes
+   * of a busy key it leaves a gap of about one write's time (jittered, at most 50 ms): a replica
+   * that wrote again the moment its ack came back left another replica, which needs a read and
+   * then a write, no revision it could win, and on one hot key behind a cluster a replica farther
+   * from the stream's leader lost every round until its batch gave up (counters-cluster.int.spec.ts).
+   */
   private async drain(key: string): Promise<void> {
     const queue = this.queues.get(key)!;
     while (queue.length) {
       const batch = queue.splice(0);
+      const started = performance.now();
       try {
         const fitted = await this.writeBatch(key, batch);
         batch.forEach((p, i) => p.resolve(fitted[i]!));
       } catch (e) {
         for (const p of batch) p.reject(e);
       }
+      if (queue.length) await pause(Math.min(50, (0.5 + Math.random()) * (performance.now() - started)));
     }
     this.queues.delete(key);
   }
@@ -157,12 +165,18 @@ export class BudgetCounters {
       }
     }
     this.stats.gaveUp++;
-    throw new Error(`budget counter ${key}: compare-and-set lost ${this.maxRounds} times in a row`);
+    // contention passes: the admission is redelivered with backoff, never parked (a parked
+    // chat.requested is a request nobody answers)
+    throw new TransientFault(`budget counter ${key}: compare-and-set lost ${this.maxRounds} times in a row`);
   }
 }
 
 const spendKey = (ref: BudgetRef) => BudgetKeys.spend(ref.budgetKey, ref.windowId);
 const admittedKey = (ref: BudgetRef) => BudgetKeys.admitted(ref.budgetKey, ref.windowId);
+
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
 
 /** A jittered pause before another round: up to 2, 4, 8, then 16 ms after the first, second, third and later lost race. */
 function backoff(round: number): Promise<void> {

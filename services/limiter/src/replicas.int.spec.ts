@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
-import { encodeJson, isWrongRevision, updateOnce } from '@sluice/bus';
+import { deleteOnce, encodeJson, isWrongRevision, updateOnce } from '@sluice/bus';
 import { startNatsCluster, type LocalNatsCluster } from '@sluice/bus/nats-cluster';
 import { freePort, startNats, type LocalNats } from '@sluice/bus/nats-server';
 import { eventually } from '@sluice/bus/testing';
@@ -153,6 +153,36 @@ for (const shape of ['a single nats-server', 'a three-node nats-server cluster']
       }
       console.log(JSON.stringify({ shape, rounds: 50, plainUpdateWithSeveralWinners: plainRaces, updateOnceWithSeveralWinners: onceRaces }));
       await Promise.all(writers.map(({ nc }) => nc.close()));
+    });
+
+    it('lets one of a compare-and-set delete and an update of one revision win, and keeps what won', async () => {
+      await newBucket('cas-delete');
+      const [a, b] = await Promise.all([openBucket(url, 'cas-delete'), openBucket(url, 'cas-delete')]);
+      const won = (p: Promise<unknown>) =>
+        p.then(
+          () => true,
+          (e: unknown) => {
+            if (!isWrongRevision(e)) throw e;
+            return false;
+          },
+        );
+      const deletes: boolean[] = [];
+      let plainBothWon = 0;
+      for (let round = 0; round < 30; round++) {
+        // the same race with nats.js's own compare-and-set delete and update, for comparison
+        const plain = await a.kv.put('k', encodeJson(round));
+        const both = await Promise.all([won(a.kv.delete('k', { previousSeq: plain })), won(b.kv.update('k', encodeJson('follower'), plain))]);
+        if (both.every(Boolean)) plainBothWon++;
+        const rev = await a.kv.put('k', encodeJson(round));
+        // a coalescing leader releasing its record while a follower takes it over
+        const [deleted, updated] = await Promise.all([won(deleteOnce(a.kv, 'k', rev)), won(updateOnce(b.kv, 'k', encodeJson('follower'), rev))]);
+        expect([deleted, updated].filter(Boolean)).toHaveLength(1);
+        deletes.push(deleted);
+        // the key holds what won (read until a replica behind the leader has caught up)
+        await eventually(async () => ((await a.kv.get('k'))?.operation === 'DEL') === deleted && (await a.kv.get('k'))!.revision > rev);
+      }
+      console.log(JSON.stringify({ shape, rounds: 30, deleteWon: deletes.filter(Boolean).length, updateWon: deletes.filter((d) => !d).length, plainBothWon }));
+      await Promise.all([a.nc.close(), b.nc.close()]);
     });
 
     it("reserve a budget's limit exactly, three at once", async () => {

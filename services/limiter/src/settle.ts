@@ -1,3 +1,4 @@
+import { TransientFault } from '@sluice/bus';
 import type { Buckets, Throttled } from './limiter.js';
 import { unpaid, type Job, type Target } from './job.js';
 import type { RoundPlan } from './plan.js';
@@ -46,7 +47,8 @@ export function settleRound(
     if (decision) return { kind: 'throttled', decision, refund: refundOf(job) };
     if (unpaid(job).length === 0) return { kind: 'written', buckets: job.written };
     if (failure) return { kind: 'failed', error: failure.error, refund: refundOf(job) };
-    if (job.rounds >= maxRounds) return { kind: 'failed', error: new Error(`limits: too much contention after ${job.rounds} rounds`), refund: refundOf(job) };
+    if (job.rounds >= maxRounds)
+      return { kind: 'failed', error: new TransientFault(`limits: too much contention after ${job.rounds} rounds`), refund: refundOf(job) };
     return { kind: 'retry', job };
   });
 }

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { isTransient, TransientFault } from '@sluice/bus';
 import { newJob, targetsOf, type Job } from './job.js';
 import { planRound } from './plan.js';
 import { refundOf, settleRound, type Verdict } from './settle.js';
@@ -37,7 +38,9 @@ describe('settleRound', () => {
     const job = { ...admission(100), rounds: 19 };
     const plan = planRound([job], nothingStored, NOW);
     const [verdict] = settleRound([job], plan, [true, false], undefined, 20);
-    expect(verdict).toMatchObject({ kind: 'failed', error: new Error('limits: too much contention after 20 rounds') });
+    expect(verdict).toMatchObject({ kind: 'failed', error: new TransientFault('limits: too much contention after 20 rounds') });
+    // contention passes: the admission is redelivered, never parked
+    expect(isTransient((verdict as { error: unknown }).error)).toBe(true);
     expect(verdict).toMatchObject({ refund: { leaseKeys: [], targets: [tenant], change: { requests: 1, tokens: 100 } } });
   });
 
