@@ -16,6 +16,11 @@ const MAX_ROUNDS = 3;
  * request is refused `service_busy`: a stream of a cluster elects a new leader in a few seconds.
  */
 const STORE_RETRY_MS = 3000;
+/**
+ * How long a claim this request may have stored without hearing so (the write's ack lost while a
+ * node was down) is looked for, to be given back: the request was refused and never runs.
+ */
+const ORPHAN_RELEASE_MS = 60_000;
 /** Printable ASCII, no leading or trailing space. */
 const KEY_PATTERN = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;
 
@@ -121,7 +126,7 @@ export interface ClaimDeps {
  *
  * A store that cannot be read or written (a node of the cluster down, its stream without a leader
  * for longer than STORE_RETRY_MS) leaves this request unsure whether another try holds the key: it
- * is refused, never run.
+ * is refused, never run, and a claim of its own that the store kept unheard is given back later.
  *
  * @throws RequestRejected idempotency_key_reused (422) when the key was used for another request;
  * idempotency_key_in_use (409) when other retries kept taking it over.
@@ -130,6 +135,24 @@ export interface ClaimDeps {
 export async function claimOrReplay(deps: ClaimDeps, tenant: string, key: string, mine: IdempotencyRecord, param: string): Promise<Claim> {
   const bucketKey = idempotencyBucketKey(tenant, key);
   const claimed = (revision: number): Claim => ({ kind: 'run', release: () => deps.idempotency.release(bucketKey, revision) });
+  try {
+    return await claimRounds(deps, tenant, bucketKey, mine, param, claimed);
+  } catch (e) {
+    // refused while the store did not answer: a claim it kept unheard is given back
+    if (e instanceof SluiceError && e.code === 'service_busy') releaseIfMine(deps.idempotency, bucketKey, mine.requestId);
+    throw e;
+  }
+}
+
+/** The rounds of `claimOrReplay`: create, or wait for the holder's answer and take over. */
+async function claimRounds(
+  deps: ClaimDeps,
+  tenant: string,
+  bucketKey: string,
+  mine: IdempotencyRecord,
+  param: string,
+  claimed: (revision: number) => Claim,
+): Promise<Claim> {
   for (let round = 0; round < MAX_ROUNDS; round++) {
     const created = await sure(() => deps.idempotency.create(bucketKey, mine));
     if (created !== undefined) return claimed(created);
@@ -146,6 +169,20 @@ export async function claimOrReplay(deps: ClaimDeps, tenant: string, key: string
     if (taken !== undefined) return claimed(taken);
   }
   throw new RequestRejected('idempotency_key_in_use', undefined, param);
+}
+
+/**
+ * Gives back, in the background, a claim this request may have stored though the store never
+ * said so: the request was refused 503 and never runs, and every retry of its key would wait for
+ * its answer until its deadline (a minute; the cluster chaos run had four calls whose eight tries
+ * of 20 s each all waited so). The key is read until the store answers (for up to
+ * ORPHAN_RELEASE_MS) and deleted if its record still names this request (compare-and-set).
+ */
+function releaseIfMine(store: IdempotencyStore, key: string, requestId: string): void {
+  void retryFor(ORPHAN_RELEASE_MS, async () => {
+    const held = await store.get(key);
+    if (held?.record.requestId === requestId) await store.release(key, held.revision);
+  }).catch(() => undefined);
 }
 
 /**

@@ -1,5 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { idempotencyBucketKey, idempotencyKeyOf, MAX_IDEMPOTENCY_KEY_CHARS, replayable, requestFingerprint } from './idempotency.js';
+import { eventually } from '@sluice/bus/testing';
+import {
+  claimOrReplay,
+  idempotencyBucketKey,
+  idempotencyKeyOf,
+  MAX_IDEMPOTENCY_KEY_CHARS,
+  replayable,
+  requestFingerprint,
+  type IdempotencyRecord,
+  type IdempotencyStore,
+} from './idempotency.js';
 import { RequestRejected } from './rejection.js';
 
 describe('idempotencyKeyOf', () => {
@@ -43,4 +53,61 @@ describe('fingerprints and bucket keys', () => {
     expect(idempotencyBucketKey('acme', 'k')).not.toBe(idempotencyBucketKey('beta', 'k'));
     expect(idempotencyBucketKey('acme', 'k')).toMatch(/^[0-9a-f]{64}$/);
   });
+});
+
+describe('claimOrReplay when the store keeps a claim but does not answer', () => {
+  /** A store in memory whose writes land but, while `deaf`, answer nothing (the ack lost with a node). */
+  function deafStore() {
+    const records = new Map<string, { record: IdempotencyRecord; revision: number }>();
+    let revision = 0;
+    const state = { deaf: true };
+    const unanswered = () => Promise.reject(Object.assign(new Error('timeout'), { code: 'TIMEOUT' }));
+    const store: IdempotencyStore = {
+      async create(key, record) {
+        if (records.has(key)) return undefined;
+        records.set(key, { record, revision: ++revision });
+        return state.deaf ? unanswered() : revision;
+      },
+      async get(key) {
+        return state.deaf ? unanswered() : records.get(key);
+      },
+      async replace(key, record, at) {
+        if (records.get(key)?.revision !== at) return undefined;
+        records.set(key, { record, revision: ++revision });
+        return state.deaf ? unanswered() : revision;
+      },
+      async release(key, at) {
+        if (state.deaf) return unanswered();
+        if (records.get(key)?.revision === at) records.delete(key);
+      },
+    };
+    return { store, records, state };
+  }
+
+  it('refuses the try service_busy, then gives its unheard claim back, so a retry runs at once instead of waiting out its deadline', async () => {
+    const { store, records, state } = deafStore();
+    const deps = { idempotency: store, awaitResult: async () => undefined };
+    const first = { requestId: 'req_first', fingerprint: 'f', deadline: Date.now() + 60_000 };
+    await expect(claimOrReplay(deps, 'acme', 'key-1', first, 'Idempotency-Key')).rejects.toMatchObject({ code: 'service_busy', status: 503 });
+    // the claim was kept, though nobody heard so
+    expect([...records.values()].map((r) => r.record.requestId)).toEqual(['req_first']);
+    state.deaf = false;
+    await eventually(() => records.size === 0, 10_000);
+    const retry = await claimOrReplay(deps, 'acme', 'key-1', { ...first, requestId: 'req_retry' }, 'Idempotency-Key');
+    expect(retry.kind).toBe('run');
+    expect([...records.values()].map((r) => r.record.requestId)).toEqual(['req_retry']);
+  }, 20_000);
+
+  it('never gives back a claim that another try holds by then', async () => {
+    const { store, records, state } = deafStore();
+    const deps = { idempotency: store, awaitResult: async () => undefined };
+    const first = { requestId: 'req_first', fingerprint: 'f', deadline: Date.now() + 60_000 };
+    await expect(claimOrReplay(deps, 'acme', 'key-2', first, 'Idempotency-Key')).rejects.toMatchObject({ code: 'service_busy' });
+    // another try took the key over (its deadline passed) before the store answered again
+    const key = [...records.keys()][0]!;
+    records.set(key, { record: { ...first, requestId: 'req_other' }, revision: 99 });
+    state.deaf = false;
+    await new Promise((r) => setTimeout(r, 1500));
+    expect([...records.values()].map((r) => r.record.requestId)).toEqual(['req_other']);
+  }, 20_000);
 });

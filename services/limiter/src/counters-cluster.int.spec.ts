@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
-import { Bucket, Kvm } from '@nats-io/kv';
+import { Bucket, Kvm, type KV } from '@nats-io/kv';
+import { encodeJson, updateOnce } from '@sluice/bus';
 import { startNatsCluster, type LocalNatsCluster } from '@sluice/bus/nats-cluster';
 import { freePort, startNats, type LocalNats } from '@sluice/bus/nats-server';
 import { eventually } from '@sluice/bus/testing';
@@ -138,13 +139,14 @@ describe('one budget counter written by three replicas through the kill of its b
     const urls = cluster.nodes.map((n) => n.url);
     const setup = await connect({ servers: urls });
     await eventually(() => new Kvm(jetstream(setup)).create('budgets', { history: 1, replicas: 3 }), 30_000, { what: 'bucket budgets' });
-    const replicas: { nc: NatsConnection; c: BudgetCounters }[] = [];
+    const replicas: { nc: NatsConnection; c: BudgetCounters; kv: KV }[] = [];
     for (let i = 0; i < REPLICAS; i++) {
       // each replica first on its own node, reconnecting to the others
       const nc = await connect({ servers: [...urls.slice(i), ...urls.slice(0, i)], noRandomize: true, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
-      const c = new BudgetCounters(await new Kvm(jetstream(nc)).create('budgets', { history: 1, replicas: 3 }));
+      const kv = await new Kvm(jetstream(nc)).create('budgets', { history: 1, replicas: 3 });
+      const c = new BudgetCounters(kv);
       await c.start();
-      replicas.push({ nc, c });
+      replicas.push({ nc, c, kv });
     }
     const ref = {
       budget: 'hot',
@@ -184,8 +186,23 @@ describe('one budget counter written by three replicas through the kill of its b
       await Promise.all(work);
       const counter = (await (await new Kvm(jetstream(setup)).open('budgets')).get(BudgetKeys.admitted(ref.budgetKey, ref.windowId)))?.json<number>() ?? 0;
       const stats = replicas.map(({ c }) => c.stats);
+      // after the restart: of three compare-and-sets of one revision at once, how many rounds had two winners
+      let severalWon = 0;
+      for (let round = 0; round < 30; round++) {
+        const rev = await replicas[0]!.kv.put('after', encodeJson(round));
+        const won = await Promise.all(
+          replicas.map(({ kv }, i) =>
+            updateOnce(kv, 'after', encodeJson(i), rev).then(
+              () => 1,
+              () => 0,
+            ),
+          ),
+        );
+        if (won.reduce((a: number, b) => a + b, 0) > 1) severalWon++;
+      }
       console.log(
         JSON.stringify({
+          afterRestartRoundsWithSeveralWinners: severalWon,
           killed: leader,
           leaderAfter: (await jsm.streams.info('KV_budgets')).cluster?.leader,
           connectedTo: replicas.map(({ nc }) => nc.info?.server_name),
