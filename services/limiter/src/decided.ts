@@ -1,4 +1,5 @@
 import { DeliverPolicy, type JetStreamClient } from '@nats-io/jetstream';
+import { TransientFault } from '@sluice/bus';
 import { EventType, parseEvent, ServiceName, Subjects, Topology, type AnyEvent, type SluiceEvent } from '@sluice/contracts';
 
 type Decision = SluiceEvent<'chat.admitted'> | SluiceEvent<'chat.throttled'> | SluiceEvent<'chat.rejected'>;
@@ -12,7 +13,7 @@ export type FindDecision = (requested: SluiceEvent<'chat.requested'>, seq: numbe
  * ordered consumer, stopping at the first match or the end of the stream. Only redeliveries ask, so the scan (the tenant's traffic since
  * the request, seconds of it) is paid only after a crash between the decision and the ack.
  */
-export function streamDecisions(js: JetStreamClient): FindDecision {
+export function streamDecisions(js: JetStreamClient, timeoutMs = SCAN_TIMEOUT_MS): FindDecision {
   return async (requested, seq) => {
     const consumer = await js.consumers.get(Topology.stream.name, {
       filter_subjects: Subjects.familyOf('chat', requested.tenant),
@@ -21,6 +22,13 @@ export function streamDecisions(js: JetStreamClient): FindDecision {
     });
     if ((await consumer.info(true)).num_pending === 0) return undefined;
     const messages = await consumer.consume();
+    // a scan whose messages stop coming (its node killed mid-scan) would hold the request for
+    // good, its heartbeat keeping it from redelivery: it is closed and the delivery tried again
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      void messages.close();
+    }, timeoutMs);
     try {
       for await (const m of messages) {
         const e = parseEvent(m.data);
@@ -28,11 +36,16 @@ export function streamDecisions(js: JetStreamClient): FindDecision {
         if (m.info.pending === 0) return undefined;
       }
     } finally {
+      clearTimeout(timer);
       await messages.close();
     }
+    if (timedOut) throw new TransientFault(`the scan for ${requested.requestId}'s decision took over ${timeoutMs} ms`);
     return undefined;
   };
 }
+
+/** How long a redelivery's scan for its decision may take (the tenant's events since the request: seconds of traffic). */
+const SCAN_TIMEOUT_MS = 5_000;
 
 /** The limiter's own decisions (ingress also rejects, but before the request is in the stream). */
 function isDecision(e: AnyEvent): e is Decision {

@@ -78,7 +78,16 @@ export function onChatRequested(deps: LimiterDeps) {
     // a redelivery after a crash between the decision and the ack: the decision stands, and the
     // buckets and budgets were debited for it once already (a crash before the decision was
     // published still debits twice: nothing recorded says the first debit happened)
-    const earlier = delivery.deliveryCount > 1 ? await deps.decided?.(event, delivery.seq) : undefined;
+    let earlier: Awaited<ReturnType<FindDecision>>;
+    try {
+      earlier = delivery.deliveryCount > 1 ? await deps.decided?.(event, delivery.seq) : undefined;
+    } catch (err) {
+      // the stream could not be asked: tried again later, unless the deadline has passed, when it
+      // ends below (a decision stored meanwhile keeps its outcome: a request's terminal events
+      // share one msg id)
+      if (!pastDeadline(event, ServiceName.Limiter, now())) throw err;
+      deps.log.warn({ err, requestId: event.requestId }, 'could not look for the decision of a redelivered request past its deadline; ending it');
+    }
     if (earlier) {
       deps.log.info(
         { requestId: event.requestId, decision: earlier.type, delivery: delivery.deliveryCount },

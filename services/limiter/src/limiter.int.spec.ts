@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { carryOut, consumeEvents, getJson, publishEvent, type Consumption } from '@sluice/bus';
+import { carryOut, consumeEvents, getJson, publishEvent, TransientFault, type Consumption } from '@sluice/bus';
 import { Consumers, makeEvent, Topology, type AnyEvent, type ChatErrorReply, type RequestContext } from '@sluice/contracts';
 import { answer, completed as completedBy } from '@sluice/contracts/testing';
 import { collectEvents, eventually, startTestBus, type TestBus } from '@sluice/bus/testing';
@@ -174,6 +174,27 @@ describe('limiter against NATS', () => {
         ['late-2', 'deadline_exceeded'],
         ['late-3', 'deadline_exceeded'],
       ]);
+    } finally {
+      seen.stop();
+      await store.close();
+    }
+  });
+
+  it('ends a redelivery past its deadline when the stream cannot be asked for its decision, and retries one before it', async () => {
+    const store = new LimitStore(env.buckets.limits, { log: env.log });
+    // the scan for the earlier decision fails (a node killed mid-scan: bus TransientFault)
+    const decided = async () => {
+      throw new TransientFault('the scan took over 5000 ms');
+    };
+    const deps = { store, control: env.control, log: env.log, decided };
+    const seen = collectEvents(env.bus);
+    try {
+      const event = chatRequested('late', 'late-scan');
+      const { seq } = await publishEvent(env.bus.js, event);
+      await expect(onChatRequested(deps)(event, { seq, deliveryCount: 2 })).rejects.toBeInstanceOf(TransientFault);
+      await carryOut(env.bus, await onChatRequested({ ...deps, now: () => Date.now() + 3_600_000 })(event, { seq, deliveryCount: 3 }));
+      await seen.until(() => seen.of('chat.failed').some((e) => e.requestId === 'late-scan'));
+      expect(seen.of('chat.admitted').filter((e) => e.requestId === 'late-scan')).toEqual([]);
     } finally {
       seen.stop();
       await store.close();
