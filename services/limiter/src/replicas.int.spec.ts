@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
-import { deleteOnce, encodeJson, isWrongRevision, updateOnce } from '@sluice/bus';
+import { createOnce, deleteOnce, encodeJson, isWrongRevision, updateOnce } from '@sluice/bus';
 import { startNatsCluster, type LocalNatsCluster } from '@sluice/bus/nats-cluster';
 import { freePort, startNats, type LocalNats } from '@sluice/bus/nats-server';
 import { eventually } from '@sluice/bus/testing';
@@ -152,6 +152,33 @@ for (const shape of ['a single nats-server', 'a three-node nats-server cluster']
         if (won > 1) onceRaces++;
       }
       console.log(JSON.stringify({ shape, rounds: 50, plainUpdateWithSeveralWinners: plainRaces, updateOnceWithSeveralWinners: onceRaces }));
+      await Promise.all(writers.map(({ nc }) => nc.close()));
+    });
+
+    it('lets one of three simultaneous creates of a key win', async () => {
+      await newBucket('cas-create');
+      const writers = await Promise.all([0, 1, 2].map(() => openBucket(url, 'cas-create')));
+      const count = (ps: Promise<unknown>[]) =>
+        Promise.all(
+          ps.map((p) =>
+            p.then(
+              () => 1,
+              (e: unknown) => {
+                if (!isWrongRevision(e)) throw e;
+                return 0;
+              },
+            ),
+          ),
+        ).then((won) => won.reduce((a, b) => a + b, 0));
+      let plainSeveral = 0;
+      let onceSeveral = 0;
+      for (let round = 0; round < 30; round++) {
+        if ((await count(writers.map(({ kv }, i) => kv.create(`plain.${round}`, encodeJson(i))))) > 1) plainSeveral++;
+        const won = await count(writers.map(({ kv }, i) => createOnce(kv, `once.${round}`, encodeJson(i))));
+        if (won > 1) onceSeveral++;
+        expect(won).toBe(1);
+      }
+      console.log(JSON.stringify({ shape, rounds: 30, plainCreateWithSeveralWinners: plainSeveral, createOnceWithSeveralWinners: onceSeveral }));
       await Promise.all(writers.map(({ nc }) => nc.close()));
     });
 
