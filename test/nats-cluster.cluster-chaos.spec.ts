@@ -28,6 +28,11 @@ const CLIENT_TIMEOUT_MS = 20_000;
 const MAX_ATTEMPTS = 8;
 const NODE_DOWN_MS = 8000;
 const SERVICE_KILL_EVERY_MS = 3000;
+// SLUICE_CHAOS_KILLS=nodes or services: only that kind of kill (both by default), to tell which one
+// a finding needs (docs/cluster.md: the limiter burst over-admits only after the chaos phase)
+const KILLS = process.env.SLUICE_CHAOS_KILLS ?? 'both';
+const KILL_NODES = KILLS !== 'services';
+const KILL_SERVICES = KILLS !== 'nodes';
 const TIGHT = { id: 'tight', key: 'sk-cluster-tight', requestsPerMinute: 120 };
 const TIGHT_CALLS = 360;
 
@@ -212,7 +217,7 @@ describe('a three-node NATS cluster under load', () => {
 
     // service processes SIGKILLed at random, one every few seconds, never the last ready one of a service
     const serviceKills: string[] = [];
-    let killing = true;
+    let killing = KILL_SERVICES;
     const killer = (async () => {
       while (killing) {
         await sleep(SERVICE_KILL_EVERY_MS);
@@ -230,6 +235,7 @@ describe('a three-node NATS cluster under load', () => {
     const nodeKills: Array<{ node: string; role: string; at: number; back: number }> = [];
     const killNode = async (node: string, role: string) => {
       const at = Date.now();
+      if (!KILL_NODES) return void (await sleep(NODE_DOWN_MS));
       await cluster.kill(node);
       await sleep(NODE_DOWN_MS);
       await cluster.restart(node);
@@ -265,6 +271,7 @@ describe('a three-node NATS cluster under load', () => {
     const stageAt = new Map<EventType, Map<string, number>>();
     for (const type of STAGES) stageAt.set(type, new Map((await eventsOf(nc, type)).map((e) => [e.requestId, Date.parse(e.at)])));
     const figures = {
+      kills: KILLS,
       wallMs: Date.now() - started,
       loadMs: loadEnded - started,
       serviceReplicas: REPLICAS,
