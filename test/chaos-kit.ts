@@ -105,13 +105,17 @@ export function tally(os: readonly Outcome[]) {
 
 /** Every event of one type in the stream, read with an ordered consumer. */
 export async function eventsOf(nc: NatsConnection, type: EventType): Promise<Array<{ id: string; requestId: string; at: string }>> {
-  const consumer = await jetstream(nc).consumers.get(Topology.stream.name, { filter_subjects: Subjects.eventsOf(type) });
-  const out: Array<{ id: string; requestId: string; at: string }> = [];
+  return (await streamEvents(nc, Subjects.eventsOf(type))).map((e) => ({ id: e.id, requestId: e.requestId, at: new Date(e.at).toISOString() }));
+}
+
+/** Every event in the stream under `filter` (a subject, wildcards allowed), as published, read with an ordered consumer. */
+export async function streamEvents(nc: NatsConnection, filter: string): Promise<Array<{ id: string; requestId: string; at: number; data: unknown }>> {
+  const consumer = await jetstream(nc).consumers.get(Topology.stream.name, { filter_subjects: filter });
+  const out: Array<{ id: string; requestId: string; at: number; data: unknown }> = [];
   if ((await consumer.info()).num_pending === 0) return out;
   const messages = await consumer.consume();
   for await (const m of messages) {
-    const e = m.json<{ id: string; requestId: string; at: number }>();
-    out.push({ id: e.id, requestId: e.requestId, at: new Date(e.at).toISOString() });
+    out.push(m.json());
     if (m.info.pending === 0) break;
   }
   return out;

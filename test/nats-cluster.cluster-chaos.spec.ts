@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { SluiceClient } from '@sluice/client';
 import { hashKey, isRetryableStatus, Subjects, Topology, type EventType } from '@sluice/contracts';
 import { freePort } from '@sluice/bus/nats-server';
@@ -13,7 +13,19 @@ import { startNatsCluster, type LocalNatsCluster } from '@sluice/bus/nats-cluste
 import { eventually } from '@sluice/bus/testing';
 import { ALL_SERVICES } from '@sluice/scripts/stack';
 import { DEV_KEY, defaultConfig, sleep, startE2eStack, type E2eStack } from './harness.js';
-import { auditRequests, billing, eventsOf, expectBilledExactlyOnce, httpCall, loadLoop, natsCall, prompt, tally, type Outcome } from './chaos-kit.js';
+import {
+  auditRequests,
+  billing,
+  eventsOf,
+  expectBilledExactlyOnce,
+  streamEvents,
+  httpCall,
+  loadLoop,
+  natsCall,
+  prompt,
+  tally,
+  type Outcome,
+} from './chaos-kit.js';
 
 // The stack on a three-node NATS cluster (streams and buckets at 3 replicas, every service in
 // REPLICAS processes, ingress behind a client-side round robin as behind a load balancer). While
@@ -167,19 +179,6 @@ function slowestStages(at: ReadonlyMap<EventType, ReadonlyMap<string, number>>, 
     slowest[STAGES[i]!] = Math.max(0, ...waits);
   }
   return slowest;
-}
-
-/** Every event of a type for one tenant in the stream (its subject names the tenant). */
-async function tenantEvents(type: EventType, tenant: string): Promise<Array<{ requestId: string; data: unknown }>> {
-  const consumer = await jetstream(nc).consumers.get(Topology.stream.name, { filter_subjects: Subjects.event(type, tenant) });
-  const out: Array<{ requestId: string; data: unknown }> = [];
-  if ((await consumer.info()).num_pending === 0) return out;
-  const messages = await consumer.consume();
-  for await (const m of messages) {
-    out.push(m.json<{ requestId: string; data: unknown }>());
-    if (m.info.pending === 0) break;
-  }
-  return out;
 }
 
 async function streamLeader(): Promise<string> {
@@ -343,8 +342,8 @@ describe('a three-node NATS cluster under load', () => {
     // (run J: 11 ended upstream_failed when the simulator deployment's circuit opened), so the
     // answered calls are not the admissions
     await stack.consumersDrained(60_000);
-    const admitted = (await tenantEvents('chat.admitted', TIGHT.id)).length;
-    const upstreamErrors = (await tenantEvents('invoke.failed', TIGHT.id)).reduce<Record<string, number>>((acc, e) => {
+    const admitted = (await streamEvents(nc, Subjects.event('chat.admitted', TIGHT.id))).length;
+    const upstreamErrors = (await streamEvents(nc, Subjects.event('invoke.failed', TIGHT.id))).reduce<Record<string, number>>((acc, e) => {
       const what = `${(e.data as { status?: number }).status ?? ''} ${String((e.data as { error?: string }).error).slice(0, 60)}`.trim();
       return { ...acc, [what]: (acc[what] ?? 0) + 1 };
     }, {});

@@ -17,6 +17,13 @@ describe('one terminal event per request (contracts msgIdOf) against a real nats
     await env?.stop();
   });
 
+  /** Every reply sent to `inbox` from now on. */
+  function repliesOn(inbox: string) {
+    const replies: ChatReply[] = [];
+    const sub = env.bus.nc.subscribe(inbox, { callback: (_e, m) => void replies.push(m.json<ChatReply>()) });
+    return { replies, sub };
+  }
+
   /** The events of a request in the stream, by type, in stream order. */
   async function typesInStream(requestId: string): Promise<string[]> {
     const info = await env.bus.jsm.streams.info(Topology.stream.name);
@@ -31,8 +38,7 @@ describe('one terminal event per request (contracts msgIdOf) against a real nats
 
   it('keeps the first terminal event of a request and drops a later one of another type with its reply', async () => {
     const inbox = '_INBOX.terminal-test';
-    const replies: ChatReply[] = [];
-    const sub = env.bus.nc.subscribe(inbox, { callback: (_e, m) => void replies.push(m.json<ChatReply>()) });
+    const { replies, sub } = repliesOn(inbox);
     try {
       const ctx = { ...requestContext(), replyTo: inbox, deadline: Date.now() - 1 };
       await publishEvent(env.bus.js, requested('ends-once', 'acme', { ctx }));
@@ -55,8 +61,7 @@ describe('one terminal event per request (contracts msgIdOf) against a real nats
 
   it('treats a repeat of the same terminal event (a redelivery of its own stage) as its own: the reply still goes', async () => {
     const inbox = '_INBOX.terminal-repeat';
-    const replies: ChatReply[] = [];
-    const sub = env.bus.nc.subscribe(inbox, { callback: (_e, m) => void replies.push(m.json<ChatReply>()) });
+    const { replies, sub } = repliesOn(inbox);
     try {
       const ctx = { ...requestContext(), replyTo: inbox, deadline: Date.now() - 1 };
       const expired = pastDeadline(requested('ends-twice', 'acme', { ctx }), 'router', Date.now())!;

@@ -134,9 +134,8 @@ export interface ClaimDeps {
  */
 export async function claimOrReplay(deps: ClaimDeps, tenant: string, key: string, mine: IdempotencyRecord, param: string): Promise<Claim> {
   const bucketKey = idempotencyBucketKey(tenant, key);
-  const claimed = (revision: number): Claim => ({ kind: 'run', release: () => deps.idempotency.release(bucketKey, revision) });
   try {
-    return await claimRounds(deps, tenant, bucketKey, mine, param, claimed);
+    return await claimRounds(deps, tenant, bucketKey, mine, param);
   } catch (e) {
     // refused while the store did not answer: a claim it kept unheard is given back
     if (e instanceof SluiceError && e.code === 'service_busy') releaseIfMine(deps.idempotency, bucketKey, mine.requestId);
@@ -145,14 +144,8 @@ export async function claimOrReplay(deps: ClaimDeps, tenant: string, key: string
 }
 
 /** The rounds of `claimOrReplay`: create, or wait for the holder's answer and take over. */
-async function claimRounds(
-  deps: ClaimDeps,
-  tenant: string,
-  bucketKey: string,
-  mine: IdempotencyRecord,
-  param: string,
-  claimed: (revision: number) => Claim,
-): Promise<Claim> {
+async function claimRounds(deps: ClaimDeps, tenant: string, bucketKey: string, mine: IdempotencyRecord, param: string): Promise<Claim> {
+  const claimed = (revision: number): Claim => ({ kind: 'run', release: () => deps.idempotency.release(bucketKey, revision) });
   for (let round = 0; round < MAX_ROUNDS; round++) {
     const created = await sure(() => deps.idempotency.create(bucketKey, mine));
     if (created !== undefined) return claimed(created);

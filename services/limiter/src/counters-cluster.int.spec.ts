@@ -22,6 +22,21 @@ const WORKERS = Number(process.env.COUNTERS_WORKERS ?? 5);
 const EACH = Number(process.env.COUNTERS_EACH ?? 100);
 const NANOS = 1_000;
 
+/** The one hot budget every replica reserves on (`admitted.dev.monthly`), its limit far away. */
+function hotBudget() {
+  return {
+    budget: 'hot',
+    scope: 'tenant' as const,
+    budgetKey: 'dev',
+    window: 'monthly' as const,
+    limitUsd: 1_000_000,
+    limitNanos: 1e15,
+    action: 'refuse' as const,
+    thresholds: [1],
+    ...budgetPeriod('monthly', Date.now()),
+  };
+}
+
 for (const shape of ['a single nats-server', 'a three-node nats-server cluster'] as const) {
   describe(`one budget counter written by three replicas on ${shape}`, () => {
     const clustered = shape !== 'a single nats-server';
@@ -64,17 +79,7 @@ for (const shape of ['a single nats-server', 'a three-node nats-server cluster']
         await c.start();
         replicas.push({ nc, c });
       }
-      const ref = {
-        budget: 'hot',
-        scope: 'tenant' as const,
-        budgetKey: 'dev',
-        window: 'monthly' as const,
-        limitUsd: 1_000_000,
-        limitNanos: 1e15,
-        action: 'refuse' as const,
-        thresholds: [1],
-        ...budgetPeriod('monthly', Date.now()),
-      };
+      const ref = hotBudget();
       try {
         const outcomes = await Promise.allSettled(
           replicas.flatMap(({ c }) =>
@@ -148,17 +153,7 @@ describe('one budget counter written by three replicas through the kill of its b
       await c.start();
       replicas.push({ nc, c, kv });
     }
-    const ref = {
-      budget: 'hot',
-      scope: 'tenant' as const,
-      budgetKey: 'dev',
-      window: 'monthly' as const,
-      limitUsd: 1_000_000,
-      limitNanos: 1e15,
-      action: 'refuse' as const,
-      thresholds: [1],
-      ...budgetPeriod('monthly', Date.now()),
-    };
+    const ref = hotBudget();
     let made = 0;
     const errors: Record<string, number> = {};
     const until = Date.now() + 20_000;

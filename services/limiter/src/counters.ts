@@ -180,7 +180,7 @@ function pause(ms: number): Promise<void> {
 
 /** A jittered pause before another round: up to 2, 4, 8, then 16 ms after the first, second, third and later lost race. */
 function backoff(round: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, Math.random() * 2 ** Math.min(round, 4)));
+  return pause(Math.random() * 2 ** Math.min(round, 4));
 }
 
 function numberOf(value: unknown): number {

@@ -72,6 +72,7 @@ export class KvMirror {
     return pending;
   }
 
+  /** Keeps `next` as the key's latest, most recently used; the oldest key goes past `max`. */
   private replace(key: string, next: Seen): Seen {
     this.seen.delete(key);
     this.seen.set(key, next);
@@ -83,10 +84,7 @@ export class KvMirror {
   observe(key: string, next: Seen): Seen {
     const known = this.seen.get(key);
     if (known && known.revision > next.revision) return known;
-    this.seen.delete(key);
-    this.seen.set(key, next);
-    if (this.seen.size > this.max) this.seen.delete(this.seen.keys().next().value!);
-    return next;
+    return this.replace(key, next);
   }
 }
 
