@@ -200,7 +200,8 @@ describe('the services', () => {
   it('only ingress and the ledger (which writes them) can read the virtual keys', async () => {
     for (const name of Object.values(ServiceName)) {
       const s = await as(name);
-      const get = s.jsm.direct.getMessage(`KV_${B.keys.name}`, { last_by_subj: `$KV.${B.keys.name}.vk1` });
+      // a compare-and-set bucket: read through its stream's leader (the message get), as the services read it
+      const get = s.jsm.streams.getMessage(`KV_${B.keys.name}`, { last_by_subj: `$KV.${B.keys.name}.vk1` });
       if (name === 'ingress' || name === 'ledger') expect((await get)?.string(), name).toContain('hash of a virtual key');
       else await rejectsAsDenied(get);
     }

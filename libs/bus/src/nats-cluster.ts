@@ -3,8 +3,8 @@
 // deploy/nats/nats.conf: JetStream, routes to every node, Sluice's max_payload; no users.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect } from '@nats-io/transport-node';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstreamManager, type StoredMsg } from '@nats-io/jetstream';
 import { Topology } from '@sluice/contracts';
 import { freePort, natsServerOnPath, spawnNatsServer, type LocalNats } from './nats-server.js';
 
@@ -126,4 +126,61 @@ export async function jetStreamReady(url: string, timeoutMs = 30_000): Promise<v
   } finally {
     await nc.close();
   }
+}
+
+/** What one node answered as a stream's leader: each subject's last message as `<sequence>:<text>`. */
+export interface LeaderView {
+  leader: string;
+  lastSeq: number;
+  last: Record<string, string>;
+}
+
+/**
+ * What every replica of `stream` holds, seen through each node in turn as its leader (a stream
+ * message get, as the leader answers it): the leader is stepped down until every node of the
+ * group has led or `maxStepdowns` were made. `show` turns a subject's last message into text
+ * (its value, say). Replicas that agree give the same texts; nats-server 2.9.10's may number
+ * them differently after a leader was killed (docs/cluster.md). Moves the stream's leader.
+ *
+ * @example
+ * const views = await leaderViews(nc, 'KV_sluice_limits', ['$KV.sluice_limits.t.tight'], (m) => m.string());
+ */
+export async function leaderViews(
+  nc: NatsConnection,
+  stream: string,
+  subjects: readonly string[],
+  show: (m: StoredMsg) => string,
+  maxStepdowns = 8,
+): Promise<LeaderView[]> {
+  const jsm = await jetstreamManager(nc);
+  const views = new Map<string, LeaderView>();
+  const settled = async () => {
+    const end = Date.now() + 30_000;
+    for (;;) {
+      const info = await jsm.streams.info(stream).catch(() => undefined);
+      const c = info?.cluster;
+      if (info && c?.leader && (c.replicas ?? []).every((p) => p.current))
+        return { leader: c.leader, lastSeq: info.state.last_seq, size: (c.replicas?.length ?? 0) + 1 };
+      if (Date.now() > end) throw new Error(`stream ${stream} had no settled leader after 30 s`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  };
+  for (let n = 0; ; n++) {
+    const { leader, lastSeq, size } = await settled();
+    if (!views.has(leader)) {
+      const last: Record<string, string> = {};
+      for (const subject of subjects) {
+        const m = await jsm.streams.getMessage(stream, { last_by_subj: subject }).catch(() => null);
+        last[subject] = m ? `${m.seq}:${show(m)}` : 'none';
+      }
+      views.set(leader, { leader, lastSeq, last });
+    }
+    if (views.size >= size || n >= maxStepdowns) break;
+    await nc.request(`$JS.API.STREAM.LEADER.STEPDOWN.${stream}`, undefined, { timeout: 5000 }).catch(() => undefined);
+    // the old leader's answer says nothing of who follows: wait for another
+    const end = Date.now() + 30_000;
+    while (Date.now() < end && (await jsm.streams.info(stream).catch(() => undefined))?.cluster?.leader === leader)
+      await new Promise((r) => setTimeout(r, 250));
+  }
+  return [...views.values()];
 }

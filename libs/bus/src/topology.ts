@@ -79,30 +79,37 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions = {}): Prom
   ]);
   const kvm = new Kvm(bus.js);
   const b = Topology.buckets;
-  const open = (name: string, ttlSeconds: number, history: number) =>
-    kvm.create(name, { history, replicas, ...(ttlSeconds > 0 ? { ttl: ttlSeconds * 1000 } : {}) });
+  // a compare-and-set bucket is read through its stream's leader (contracts Topology.buckets):
+  // `allow_direct: false` does that for this handle, and for every later one of a stream made here
+  const open = (bucket: { name: string; history: number; compareAndSet: boolean }, ttlSeconds: number) =>
+    kvm.create(bucket.name, {
+      history: bucket.history,
+      replicas,
+      ...(bucket.compareAndSet ? { allow_direct: false } : {}),
+      ...(ttlSeconds > 0 ? { ttl: ttlSeconds * 1000 } : {}),
+    });
   const objm = new Objm(bus.js);
   const f = Topology.files;
   const resultsMaxAgeSeconds = (opts.resultsMaxAgeHours ?? r.maxAgeHours) * 3600;
   const [limits, cache, control, budgets, results, keys, semantic, inflight, circuits, leases, batches, upstreamBatches, files, idempotency, tenantKeys] =
     await Promise.all([
-      open(b.limits.name, b.limits.ttlSeconds, b.limits.history),
-      open(b.cache.name, opts.cacheTtlSeconds ?? b.cache.ttlSeconds, b.cache.history),
-      open(b.control.name, b.control.ttlSeconds, b.control.history),
-      open(b.budgets.name, b.budgets.ttlSeconds, b.budgets.history),
-      open(b.results.name, b.results.ttlSeconds, b.results.history),
-      open(b.keys.name, b.keys.ttlSeconds, b.keys.history),
-      open(b.semantic.name, opts.cacheTtlSeconds ?? b.semantic.ttlSeconds, b.semantic.history),
-      open(b.inflight.name, b.inflight.ttlSeconds, b.inflight.history),
-      open(b.circuits.name, b.circuits.ttlSeconds, b.circuits.history),
-      open(b.leases.name, b.leases.ttlSeconds, b.leases.history),
-      open(b.batches.name, b.batches.ttlSeconds, b.batches.history),
-      open(b.upstreamBatches.name, b.upstreamBatches.ttlSeconds, b.upstreamBatches.history),
+      open(b.limits, b.limits.ttlSeconds),
+      open(b.cache, opts.cacheTtlSeconds ?? b.cache.ttlSeconds),
+      open(b.control, b.control.ttlSeconds),
+      open(b.budgets, b.budgets.ttlSeconds),
+      open(b.results, b.results.ttlSeconds),
+      open(b.keys, b.keys.ttlSeconds),
+      open(b.semantic, opts.cacheTtlSeconds ?? b.semantic.ttlSeconds),
+      open(b.inflight, b.inflight.ttlSeconds),
+      open(b.circuits, b.circuits.ttlSeconds),
+      open(b.leases, b.leases.ttlSeconds),
+      open(b.batches, b.batches.ttlSeconds),
+      open(b.upstreamBatches, b.upstreamBatches.ttlSeconds),
       // another replica creating it at the same moment makes create fail; the store is there then
       objm.create(f.name, { replicas }).catch(() => objm.open(f.name)),
       // a key lives as long as the answer it points to
-      open(b.idempotency.name, resultsMaxAgeSeconds || b.idempotency.ttlSeconds, b.idempotency.history),
-      open(b.tenantKeys.name, b.tenantKeys.ttlSeconds, b.tenantKeys.history),
+      open(b.idempotency, resultsMaxAgeSeconds || b.idempotency.ttlSeconds),
+      open(b.tenantKeys, b.tenantKeys.ttlSeconds),
     ]);
   return { limits, cache, control, budgets, results, keys, semantic, inflight, circuits, leases, batches, upstreamBatches, files, idempotency, tenantKeys };
 }

@@ -49,43 +49,53 @@ export const Topology = {
    * Kept until deleted.
    */
   files: { name: 'sluice_files' },
+  /**
+   * KV buckets. `compareAndSet`: its writers compare-and-set (several replicas update one key), so
+   * every read of it goes through the stream's leader, never a direct get that any replica answers:
+   * after a leader is killed, nats-server 2.9.10's replicas number the stream's messages
+   * differently (their counts of failed proposals drift apart; later releases resync them on a
+   * leader change, nats-server#4365), and a revision read from another replica is in a numbering
+   * the leader's check does not use: most writes that expect it fail, and one that matches by
+   * chance stores a stale value over newer ones (docs/cluster.md). The other buckets are written
+   * by one writer per key or overwritten whole, and read from the nearest replica.
+   */
   buckets: {
-    limits: { name: 'sluice_limits', ttlSeconds: 0, history: 1 },
-    cache: { name: 'sluice_cache', ttlSeconds: 3600, history: 1 },
+    limits: { name: 'sluice_limits', ttlSeconds: 0, history: 1, compareAndSet: true },
+    cache: { name: 'sluice_cache', ttlSeconds: 3600, history: 1, compareAndSet: false },
     /**
      * The semantic index's entries (vector, question, the exact key of the answer), by exact key;
      * every cache replica watches it and rebuilds its index from it. Max age follows `cache.ttlSeconds`.
      */
-    semantic: { name: 'sluice_semantic', ttlSeconds: 3600, history: 1 },
+    semantic: { name: 'sluice_semantic', ttlSeconds: 3600, history: 1, compareAndSet: false },
     /** Coalescing: who leads each exact key in flight, and its answer once it has one. Records carry their own times. */
-    inflight: { name: 'sluice_inflight', ttlSeconds: 600, history: 1 },
+    inflight: { name: 'sluice_inflight', ttlSeconds: 600, history: 1, compareAndSet: true },
     /** One circuit per deployment, shared by every invoker replica (compare-and-set). */
-    circuits: { name: 'sluice_circuits', ttlSeconds: 0, history: 1 },
+    circuits: { name: 'sluice_circuits', ttlSeconds: 0, history: 1, compareAndSet: true },
     /** Leases of the single-leader loops (the degrader's), records with their own expiry, compare-and-set. */
-    leases: { name: 'sluice_leases', ttlSeconds: 0, history: 1 },
-    control: { name: 'sluice_control', ttlSeconds: 0, history: 5 },
-    budgets: { name: 'sluice_budgets', ttlSeconds: 0, history: 1 },
-    results: { name: 'sluice_results', ttlSeconds: 3600, history: 1 },
+    leases: { name: 'sluice_leases', ttlSeconds: 0, history: 1, compareAndSet: true },
+    control: { name: 'sluice_control', ttlSeconds: 0, history: 5, compareAndSet: false },
+    budgets: { name: 'sluice_budgets', ttlSeconds: 0, history: 1, compareAndSet: true },
+    results: { name: 'sluice_results', ttlSeconds: 3600, history: 1, compareAndSet: false },
     /**
      * Idempotency keys of requests (`Idempotency-Key`), per tenant: the request each key started and
      * a fingerprint of its body, created by ingress (compare-and-set). Kept as long as SLUICE_RESULTS
      * keeps answers (`SLUICE_RESULTS_MAX_AGE_HOURS`), so a key is honoured while its answer is there.
      */
-    idempotency: { name: 'sluice_idempotency', ttlSeconds: 24 * 3600, history: 1 },
+    idempotency: { name: 'sluice_idempotency', ttlSeconds: 24 * 3600, history: 1, compareAndSet: true },
     /** Virtual keys by id (`VirtualKey`), written by the admin API, watched by ingress. */
-    keys: { name: 'sluice_keys', ttlSeconds: 0, history: 5 },
+    keys: { name: 'sluice_keys', ttlSeconds: 0, history: 5, compareAndSet: true },
     /**
      * The config's key hashes (`ConfigKeyHashes` under `KeyHashKeys.config`), written with the config
      * by the operator (`putConfig`), read only by ingress and the ledger.
      */
-    tenantKeys: { name: 'sluice_tenant_keys', ttlSeconds: 0, history: 5 },
+    tenantKeys: { name: 'sluice_tenant_keys', ttlSeconds: 0, history: 5, compareAndSet: false },
     /** Batches by id (`BatchRecord`), written by ingress's batch routes and runner (compare-and-set), watched by every ingress replica. */
-    batches: { name: 'sluice_batches', ttlSeconds: 0, history: 1 },
+    batches: { name: 'sluice_batches', ttlSeconds: 0, history: 1, compareAndSet: true },
     /**
      * Batch lines waiting for or inside an upstream's own batch (`line.<requestId>`) and the
      * upstream batches being driven (`group.<id>`), written by the invoker (compare-and-set).
      */
-    upstreamBatches: { name: 'sluice_upstream_batches', ttlSeconds: 0, history: 1 },
+    upstreamBatches: { name: 'sluice_upstream_batches', ttlSeconds: 0, history: 1, compareAndSet: true },
   },
 } as const;
 

@@ -110,10 +110,17 @@ export class KvCircuits implements CircuitStore {
     throw new Error(`circuit of ${deployment}: ${MAX_TRIES} compare-and-set races lost in a row`);
   }
 
+  /**
+   * The stream leader's value after a lost race, kept even when the watch showed a higher
+   * revision: after a leader change the watch may count in another replica's numbering, which
+   * the leader's check does not use (contracts `Topology.buckets`, docs/cluster.md).
+   */
   private async read(deployment: string): Promise<Seen> {
     this.counts.reads++;
     const e = await this.kv.get(deployment);
-    return this.observe(deployment, e ? this.toSeen(e) : { circuit: closedCircuit, revision: 0 });
+    const seen = e ? this.toSeen(e) : { circuit: closedCircuit, revision: 0 };
+    this.seen.set(deployment, seen);
+    return seen;
   }
 
   /** Keeps what a write, read or the watch showed, unless a later revision is known already. */
