@@ -252,7 +252,19 @@ async function answerRequest(deps: IngressDeps, endpoint: Endpoint, request: Fas
   let release: (() => Promise<void>) | undefined;
   if (idempotencyKey !== undefined) {
     const mine = { requestId: request.id, fingerprint: requestFingerprint(endpoint, request.body), deadline };
-    const claim = await claimOrReplay(deps, tenant.id, idempotencyKey, mine, IDEMPOTENCY_HEADER);
+    // a retry waiting for an earlier try stops when its client leaves, and takes nothing over
+    const gone = new AbortController();
+    const left = () => {
+      if (!reply.raw.writableEnded) gone.abort();
+    };
+    reply.raw.once('close', left);
+    if (reply.raw.destroyed) left();
+    const claim = await claimOrReplay(deps, tenant.id, idempotencyKey, mine, IDEMPOTENCY_HEADER, { log: request.log, clientGone: gone.signal });
+    reply.raw.off('close', left);
+    if (claim.kind === 'left') {
+      request.log.info('client left while its retry waited for an earlier try; nothing claimed, nothing published');
+      return reply.hijack();
+    }
     if (claim.kind === 'replay') return answerReplay(request, reply, claim, endpoint, chat.stream, includeUsage);
     release = claim.release;
   }
@@ -261,8 +273,11 @@ async function answerRequest(deps: IngressDeps, endpoint: Endpoint, request: Fas
   const pending = deps.inbox.listen(request.id, deadline);
 
   if (reply.raw.destroyed || !request.raw.socket || request.raw.socket.destroyed) {
-    // left while the body was being counted: nothing was published, so there is nothing to stop
+    // left while the body was being counted (or its retry waited): nothing was published, so
+    // there is nothing to stop; a key it claimed goes back, or every later retry would wait for
+    // an answer this request never gets until its deadline
     pending.close();
+    await release?.().catch((err: unknown) => request.log.warn({ err }, 'could not give back the Idempotency-Key of a request never sent'));
     request.log.debug('client left before its request was published');
     return reply.hijack();
   }

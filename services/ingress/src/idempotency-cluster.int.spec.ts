@@ -10,9 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { answer, awaitResult, connectBus, ensureTopology, resultMark, sendReply, type Bus, type Buckets } from '@sluice/bus';
 import { startNatsCluster, type LocalNatsCluster } from '@sluice/bus/nats-cluster';
 import { eventually } from '@sluice/bus/testing';
-import { SluiceError, Subjects, Topology, type ChatReply } from '@sluice/contracts';
+import { idempotencyBucketKey, SluiceError, Subjects, Topology, type ChatReply } from '@sluice/contracts';
 import { answer as upstreamAnswer, chatResult } from '@sluice/contracts/testing';
-import { claimOrReplay, idempotencyBucketKey, idempotencyStore, requestFingerprint, type ClaimDeps, type IdempotencyRecord } from './idempotency.js';
+import { claimOrReplay, idempotencyStore, requestFingerprint, type ClaimDeps, type IdempotencyRecord } from './idempotency.js';
 
 let dir: string;
 let cluster: LocalNatsCluster;

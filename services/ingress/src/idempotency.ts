@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import type { KV } from '@nats-io/kv';
 import { createOnce, deleteOnce, encodeJson, getJson, isWrongRevision, retryFor, updateOnce } from '@sluice/bus';
-import { isError, isRetryableStatus, SluiceError, type ChatReply, type Endpoint } from '@sluice/contracts';
+import { idempotencyBucketKey, isError, isRetryableStatus, SluiceError, type ChatReply, type Endpoint } from '@sluice/contracts';
 import { RequestRejected } from './rejection.js';
 import { busUnavailable } from './unavailable.js';
+import type { Logger } from '@sluice/telemetry';
 
 /** The longest `Idempotency-Key` taken, in characters (Stripe's limit; the IETF draft sets none). */
 export const MAX_IDEMPOTENCY_KEY_CHARS = 255;
@@ -11,6 +12,12 @@ export const MAX_IDEMPOTENCY_KEY_CHARS = 255;
 const DEADLINE_GRACE_MS = 2000;
 /** Takeovers a retry tries before it gives up with `idempotency_key_in_use` (each one another try won). */
 const MAX_ROUNDS = 3;
+/**
+ * How long a retry waits for the holder's answer before it reads the key again: a holder that
+ * never went out gives the key back (its client left first, or the store did not answer it), and
+ * the retry then takes it at once instead of waiting out the holder's deadline.
+ */
+const HOLDER_POLL_MS = 2000;
 /**
  * How long a read or write of the store (or of the first try's answer) is tried again before the
  * request is refused `service_busy`: a stream of a cluster elects a new leader in a few seconds.
@@ -67,8 +74,11 @@ export function idempotencyStore(kv: KV): IdempotencyStore {
   };
 }
 
-/** How a request with an idempotency key goes on: run it (it holds the key), or answer with the first try's answer. */
-export type Claim = { kind: 'run'; release: () => Promise<void> } | { kind: 'replay'; requestId: string; reply: ChatReply };
+/**
+ * How a request with an idempotency key goes on: run it (it holds the key), answer with the first
+ * try's answer, or nothing at all: its client left while it waited for an earlier try (it holds nothing).
+ */
+export type Claim = { kind: 'run'; release: () => Promise<void> } | { kind: 'replay'; requestId: string; reply: ChatReply } | { kind: 'left' };
 
 /**
  * The request's `Idempotency-Key` (HTTP) or `sluice-idempotency-key` (NATS): 1 to 255 printable
@@ -93,11 +103,6 @@ export function requestFingerprint(endpoint: Endpoint, body: unknown): string {
   return createHash('sha256').update(endpoint).update('\n').update(JSON.stringify(body)).digest('hex');
 }
 
-/** The bucket key of a tenant's idempotency key: hashed, so any key is a valid KV key and tells nothing. */
-export function idempotencyBucketKey(tenant: string, key: string): string {
-  return createHash('sha256').update(tenant).update('\0').update(key).digest('hex');
-}
-
 /**
  * Whether a stored answer is the answer a retry gets. An error a retry may mend (429, 5xx, the
  * deadline, a cancel) is not: the retry runs the request again, as it would without a key.
@@ -113,6 +118,13 @@ export interface ClaimDeps {
   idempotency: IdempotencyStore;
   /** The stored answer of a request for a tenant, waited for until `until` (epoch ms). */
   awaitResult(tenant: string, requestId: string, until: number): Promise<ChatReply | undefined>;
+}
+
+/** How one request claims: where it says that it waits or takes a key over (its logger), and when its client left. */
+export interface ClaimOptions {
+  log?: Pick<Logger, 'info'>;
+  /** Aborted when the client left: a retry then stops waiting and takes nothing over (`left`). */
+  clientGone?: AbortSignal;
 }
 
 /**
@@ -132,10 +144,17 @@ export interface ClaimDeps {
  * idempotency_key_in_use (409) when other retries kept taking it over.
  * @throws SluiceError service_busy (503, Retry-After) when the store could not be reached.
  */
-export async function claimOrReplay(deps: ClaimDeps, tenant: string, key: string, mine: IdempotencyRecord, param: string): Promise<Claim> {
+export async function claimOrReplay(
+  deps: ClaimDeps,
+  tenant: string,
+  key: string,
+  mine: IdempotencyRecord,
+  param: string,
+  opts: ClaimOptions = {},
+): Promise<Claim> {
   const bucketKey = idempotencyBucketKey(tenant, key);
   try {
-    return await claimRounds(deps, tenant, bucketKey, mine, param);
+    return await claimRounds(deps, tenant, bucketKey, mine, param, opts);
   } catch (e) {
     // refused while the store did not answer: a claim it kept unheard is given back
     if (e instanceof SluiceError && e.code === 'service_busy') releaseIfMine(deps.idempotency, bucketKey, mine.requestId);
@@ -144,7 +163,7 @@ export async function claimOrReplay(deps: ClaimDeps, tenant: string, key: string
 }
 
 /** The rounds of `claimOrReplay`: create, or wait for the holder's answer and take over. */
-async function claimRounds(deps: ClaimDeps, tenant: string, bucketKey: string, mine: IdempotencyRecord, param: string): Promise<Claim> {
+async function claimRounds(deps: ClaimDeps, tenant: string, bucketKey: string, mine: IdempotencyRecord, param: string, opts: ClaimOptions): Promise<Claim> {
   const claimed = (revision: number): Claim => ({ kind: 'run', release: () => deps.idempotency.release(bucketKey, revision) });
   for (let round = 0; round < MAX_ROUNDS; round++) {
     const created = await sure(() => deps.idempotency.create(bucketKey, mine));
@@ -156,12 +175,47 @@ async function claimRounds(deps: ClaimDeps, tenant: string, bucketKey: string, m
     if (held.record.requestId === mine.requestId) return claimed(held.revision);
     if (held.record.fingerprint !== mine.fingerprint) throw new RequestRejected('idempotency_key_reused', undefined, param);
     const until = held.record.deadline + DEADLINE_GRACE_MS;
-    const answer = await sure(() => deps.awaitResult(tenant, held.record.requestId, until));
-    if (answer && replayable(answer)) return { kind: 'replay', requestId: held.record.requestId, reply: answer };
+    const holder = held.record.requestId;
+    opts.log?.info({ holder, until: new Date(until).toISOString(), round }, 'Idempotency-Key held by an earlier try: waiting for its answer');
+    const waited = await waitForHolder(deps, tenant, bucketKey, held, until, opts.clientGone);
+    // a try whose client left takes nothing over: it would hold the key for a request nobody sends
+    if (waited.kind === 'left') return waited;
+    // the holder gave the key back, or another try took it over: look again
+    if (waited.kind === 'moved') continue;
+    const answer = waited.answer;
+    if (answer && replayable(answer)) return { kind: 'replay', requestId: holder, reply: answer };
     const taken = await sure(() => deps.idempotency.replace(bucketKey, mine, held.revision));
+    opts.log?.info(
+      { holder, revision: held.revision, taken: taken !== undefined },
+      taken !== undefined ? 'took the Idempotency-Key over' : 'another try took the Idempotency-Key over first',
+    );
     if (taken !== undefined) return claimed(taken);
   }
   throw new RequestRejected('idempotency_key_in_use', undefined, param);
+}
+
+/**
+ * Waits for the answer of the try that holds the key until `until`, in slices of HOLDER_POLL_MS,
+ * reading the key between them: `moved` when it no longer holds the revision it was read at
+ * (given back, or taken over), `left` when this try's client left, else the answer or none.
+ */
+async function waitForHolder(
+  deps: ClaimDeps,
+  tenant: string,
+  bucketKey: string,
+  held: { record: IdempotencyRecord; revision: number },
+  until: number,
+  clientGone?: AbortSignal,
+): Promise<{ kind: 'answer'; answer?: ChatReply } | { kind: 'moved' } | { kind: 'left' }> {
+  for (;;) {
+    if (clientGone?.aborted) return { kind: 'left' };
+    const answer = await sure(() => deps.awaitResult(tenant, held.record.requestId, Math.min(until, Date.now() + HOLDER_POLL_MS)));
+    if (answer) return { kind: 'answer', answer };
+    if (Date.now() >= until) return { kind: 'answer' };
+    if (clientGone?.aborted) return { kind: 'left' };
+    const now = await sure(() => deps.idempotency.get(bucketKey));
+    if (now?.revision !== held.revision) return { kind: 'moved' };
+  }
 }
 
 /**

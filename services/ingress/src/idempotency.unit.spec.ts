@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { eventually } from '@sluice/bus/testing';
+import { idempotencyBucketKey } from '@sluice/contracts';
 import {
   claimOrReplay,
-  idempotencyBucketKey,
   idempotencyKeyOf,
   MAX_IDEMPOTENCY_KEY_CHARS,
   replayable,
@@ -110,4 +110,64 @@ describe('claimOrReplay when the store keeps a claim but does not answer', () =>
     await new Promise((r) => setTimeout(r, 1500));
     expect([...records.values()].map((r) => r.record.requestId)).toEqual(['req_other']);
   }, 20_000);
+});
+
+describe('claimOrReplay while an earlier try holds the key', () => {
+  /** A store in memory that answers at once. */
+  function memoryStore() {
+    const records = new Map<string, { record: IdempotencyRecord; revision: number }>();
+    let revision = 0;
+    const store: IdempotencyStore = {
+      async create(key, record) {
+        if (records.has(key)) return undefined;
+        records.set(key, { record, revision: ++revision });
+        return revision;
+      },
+      get: async (key) => records.get(key),
+      async replace(key, record, at) {
+        if (records.get(key)?.revision !== at) return undefined;
+        records.set(key, { record, revision: ++revision });
+        return revision;
+      },
+      async release(key, at) {
+        if (records.get(key)?.revision === at) records.delete(key);
+      },
+    };
+    return { store, records };
+  }
+  /** As the bus's awaitResult when no answer comes: resolves with none at `until`. */
+  const noAnswer = (_tenant: string, _requestId: string, until: number) =>
+    new Promise<undefined>((r) => setTimeout(() => r(undefined), Math.max(0, until - Date.now())));
+
+  it('takes the key as soon as the holder gives it back, not at the holder’s deadline (a minute away)', async () => {
+    const { store, records } = memoryStore();
+    const deps = { idempotency: store, awaitResult: noAnswer };
+    const holder = { requestId: 'req_holder', fingerprint: 'f', deadline: Date.now() + 60_000 };
+    const first = await claimOrReplay(deps, 'acme', 'key-3', holder, 'Idempotency-Key');
+    expect(first.kind).toBe('run');
+    const retry = claimOrReplay(deps, 'acme', 'key-3', { ...holder, requestId: 'req_retry' }, 'Idempotency-Key');
+    // the holder's client left before it was sent: it gives the key back
+    setTimeout(() => void (first.kind === 'run' && first.release()), 300);
+    expect((await retry).kind).toBe('run');
+    expect([...records.values()].map((r) => r.record.requestId)).toEqual(['req_retry']);
+  }, 10_000);
+
+  it('takes nothing over for a retry whose client left while it waited', async () => {
+    const { store, records } = memoryStore();
+    const deps = { idempotency: store, awaitResult: noAnswer };
+    const holder = { requestId: 'req_holder', fingerprint: 'f', deadline: Date.now() + 1000 };
+    await claimOrReplay(deps, 'acme', 'key-4', holder, 'Idempotency-Key');
+    const gone = new AbortController();
+    setTimeout(() => gone.abort(), 200);
+    const retry = await claimOrReplay(deps, 'acme', 'key-4', { ...holder, requestId: 'req_retry', deadline: Date.now() + 60_000 }, 'Idempotency-Key', {
+      clientGone: gone.signal,
+    });
+    expect(retry.kind).toBe('left');
+    // past the holder's deadline (and grace) the key still names it: the next retry takes it over
+    await new Promise((r) => setTimeout(r, 3500));
+    expect([...records.values()].map((r) => r.record.requestId)).toEqual(['req_holder']);
+    const next = await claimOrReplay(deps, 'acme', 'key-4', { ...holder, requestId: 'req_next', deadline: Date.now() + 60_000 }, 'Idempotency-Key');
+    expect(next.kind).toBe('run');
+    expect([...records.values()].map((r) => r.record.requestId)).toEqual(['req_next']);
+  }, 15_000);
 });

@@ -124,7 +124,9 @@ async function handle(nc: NatsConnection, deps: IngressDeps, msg: Msg, replyOk: 
     let release: (() => Promise<void>) | undefined;
     if (idempotencyKey !== undefined) {
       const mine = { requestId, fingerprint: requestFingerprint(endpoint, raw), deadline: ctx.deadline };
-      const claim = await claimOrReplay(deps, tenant.id, idempotencyKey, mine, Headers.idempotencyKey);
+      const claim = await claimOrReplay(deps, tenant.id, idempotencyKey, mine, Headers.idempotencyKey, { log });
+      // a NATS requester that gave up is not seen (no signal given): only the HTTP door's client leaves
+      if (claim.kind === 'left') return;
       if (claim.kind === 'replay') {
         // the first try's answer again (its request id): nothing is published, nothing runs twice
         log.info({ replayed: claim.requestId }, 'answered with the stored answer of the same idempotency key');
