@@ -152,8 +152,12 @@ export async function startE2eStack(opts: Partial<StackOptions> & { postgres?: b
     async consumersDrained(timeoutMs = 30_000) {
       await eventually(async () => {
         const behind: string[] = [];
+        const lastSeq = (await jsm.streams.info(Topology.stream.name)).state.last_seq;
         for await (const c of jsm.consumers.list(Topology.stream.name)) {
-          if (c.config.durable_name && (c.num_pending > 0 || c.num_ack_pending > 0)) behind.push(`${c.name}: ${c.num_pending}+${c.num_ack_pending}`);
+          // pending+in flight, and where the consumer's sequences stand against the stream's last
+          // (on a cluster whose replicas number the stream differently they may point past it)
+          const at = `delivered ${c.delivered.stream_seq}, ack floor ${c.ack_floor.stream_seq}, stream last ${lastSeq}`;
+          if (c.config.durable_name && (c.num_pending > 0 || c.num_ack_pending > 0)) behind.push(`${c.name}: ${c.num_pending}+${c.num_ack_pending} (${at})`);
         }
         expect(behind).toEqual([]);
       }, timeoutMs);

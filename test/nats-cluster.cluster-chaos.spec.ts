@@ -7,9 +7,9 @@ import OpenAI from 'openai';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { SluiceClient } from '@sluice/client';
-import { hashKey, isRetryableStatus, Subjects, Topology, type EventType } from '@sluice/contracts';
+import { hashKey, idempotencyBucketKey, isRetryableStatus, Subjects, Topology, type EventType } from '@sluice/contracts';
 import { freePort } from '@sluice/bus/nats-server';
-import { startNatsCluster, type LocalNatsCluster } from '@sluice/bus/nats-cluster';
+import { leaderViews, startNatsCluster, type LocalNatsCluster } from '@sluice/bus/nats-cluster';
 import { eventually } from '@sluice/bus/testing';
 import { ALL_SERVICES } from '@sluice/scripts/stack';
 import { DEV_KEY, defaultConfig, sleep, startE2eStack, type E2eStack } from './harness.js';
@@ -45,8 +45,12 @@ const SERVICE_KILL_EVERY_MS = 3000;
 const KILLS = process.env.SLUICE_CHAOS_KILLS ?? 'both';
 const KILL_NODES = KILLS !== 'services';
 const KILL_SERVICES = KILLS !== 'nodes';
-const TIGHT = { id: 'tight', key: 'sk-cluster-tight', requestsPerMinute: 120 };
+// three tenants, one burst each, one after another: an over-admission after the chaos phase came
+// in about one run of three with one burst (docs/cluster.md)
+const TIGHT = [1, 2, 3].map((n) => ({ id: `tight-${n}`, key: `sk-cluster-tight-${n}`, requestsPerMinute: 120 }));
 const TIGHT_CALLS = 360;
+/** What a burst's call may be refused, besides answered: the limiter's 429, or a refusal at ingress before it. */
+const NOT_ADMITTED = new Set(['rate_limit_exceeded', 'request_timeout', 'service_busy']);
 
 let dir: string;
 let cluster: LocalNatsCluster;
@@ -61,7 +65,8 @@ beforeAll(async () => {
   const config = defaultConfig();
   const plenty = { requestsPerMinute: 10_000_000, tokensPerMinute: 10_000_000_000 };
   config.limits = { global: plenty, tenantDefault: plenty, userDefault: plenty };
-  config.tenants.push({ id: TIGHT.id, keySha256: [hashKey(TIGHT.key)], limits: { requestsPerMinute: TIGHT.requestsPerMinute, tokensPerMinute: 100_000_000 } });
+  for (const t of TIGHT)
+    config.tenants.push({ id: t.id, keySha256: [hashKey(t.key)], limits: { requestsPerMinute: t.requestsPerMinute, tokensPerMinute: 100_000_000 } });
   // as in crash.chaos: a static fallback answer is not served by the upstream and would muddle the token comparison
   config.degrader = { ...config.degrader, minSamples: 1_000_000 };
   // every replica of ingress and of the ledger on a port of its own
@@ -105,6 +110,8 @@ afterAll(async () => {
 /** One request as a client that retries sees it: every try, the last outcome, when it ended. */
 interface Call {
   door: 'nats' | 'http';
+  /** The one key every try sent (HTTP `Idempotency-Key`, NATS `sluice-idempotency-key`). */
+  idempotencyKey: string;
   final: Outcome;
   attempts: number;
   /** Request ids the tries were given (one when the idempotency key held them together). */
@@ -136,7 +143,7 @@ async function withRetries(door: Call['door'], attempt: (key: string, n: number)
     retriedAfter.push(final.kind === 'coded' ? final.code : final.message.slice(0, 60));
     await sleep(Math.min(final.kind === 'coded' ? (final.retryAfterMs ?? 500 * n) : 500 * n, 5000));
   }
-  return { door, final, attempts: n, requestIds: [...requestIds], retriedAfter, tries, startedAt, endedAt: Date.now() };
+  return { door, idempotencyKey: key, final, attempts: n, requestIds: [...requestIds], retriedAfter, tries, startedAt, endedAt: Date.now() };
 }
 
 /** The longest time without any answer between `from` and `to`, and the slowest call started then. */
@@ -308,9 +315,22 @@ describe('a three-node NATS cluster under load', () => {
     };
     console.log(JSON.stringify(figures, null, 1));
     // the calls the assertions below name, each try's outcome and request ids, to look up in the logs
-    const told = (c: Call) => ({ ...c, startedS: (c.startedAt - started) / 1000, tookMs: c.endedAt - c.startedAt });
+    // and, for a call left unanswered, which request its key names now (the first try's, or a takeover's)
+    const jsm = await jetstreamManager(nc);
+    const ib = Topology.buckets.idempotency.name;
+    const heldBy = async (c: Call) =>
+      (await jsm.streams.getMessage(`KV_${ib}`, { last_by_subj: `$KV.${ib}.${idempotencyBucketKey('dev', c.idempotencyKey)}` }).catch(() => null))?.string();
+    const told = async (c: Call) => ({ ...c, startedS: (c.startedAt - started) / 1000, tookMs: c.endedAt - c.startedAt, keyHeldBy: await heldBy(c) });
     console.log(
-      JSON.stringify({ unansweredCalls: unanswered.map(told), doubledCalls: doubledByClient.map(told), doubledTerminals: doubled.slice(0, 20) }, null, 1),
+      JSON.stringify(
+        {
+          unansweredCalls: await Promise.all(unanswered.map(told)),
+          doubledCalls: await Promise.all(doubledByClient.map(told)),
+          doubledTerminals: doubled.slice(0, 20),
+        },
+        null,
+        1,
+      ),
     );
 
     // every call ended with an answer (the tries a retry fixed included)
@@ -326,46 +346,65 @@ describe('a three-node NATS cluster under load', () => {
   }, 900_000);
 
   it("three limiters admit at most 1 % over a tenant's requests per minute", async () => {
-    // the tenant's whole minute asked for three times over, at once through both doors
-    const tightNats = await connect({ servers: cluster.url.split(','), maxReconnectAttempts: -1 });
-    const tightDoor = new SluiceClient(tightNats, { tenant: TIGHT.id, key: TIGHT.key, timeoutMs: CLIENT_TIMEOUT_MS });
-    const tightHttp = ingressUrls.map((baseURL) => new OpenAI({ baseURL, apiKey: TIGHT.key, maxRetries: 0, timeout: CLIENT_TIMEOUT_MS }));
-    const tightStarted = Date.now();
-    const tight = await Promise.all(
-      Array.from({ length: TIGHT_CALLS }, (_, n) =>
-        n % 2 === 0 ? natsCall(tightDoor, prompt('tight', n)) : httpCall(tightHttp[n % tightHttp.length]!, prompt('tight', n)),
-      ),
-    );
-    const tightMs = Date.now() - tightStarted;
-    await tightNats.close();
+    const bursts: Array<{ tenant: (typeof TIGHT)[number]; outcomes: Outcome[]; burstMs: number }> = [];
+    for (const tenant of TIGHT) {
+      // the tenant's whole minute asked for three times over, at once through both doors
+      const tightNats = await connect({ servers: cluster.url.split(','), maxReconnectAttempts: -1 });
+      const tightDoor = new SluiceClient(tightNats, { tenant: tenant.id, key: tenant.key, timeoutMs: CLIENT_TIMEOUT_MS });
+      const tightHttp = ingressUrls.map((baseURL) => new OpenAI({ baseURL, apiKey: tenant.key, maxRetries: 0, timeout: CLIENT_TIMEOUT_MS }));
+      const startedAt = Date.now();
+      const outcomes = await Promise.all(
+        Array.from({ length: TIGHT_CALLS }, (_, n) =>
+          n % 2 === 0 ? natsCall(tightDoor, prompt(tenant.id, n)) : httpCall(tightHttp[n % tightHttp.length]!, prompt(tenant.id, n)),
+        ),
+      );
+      bursts.push({ tenant, outcomes, burstMs: Date.now() - startedAt });
+      await tightNats.close();
+    }
     // what the three limiters decided, from the stream: an admitted request may still fail later
     // (run J: 11 ended upstream_failed when the simulator deployment's circuit opened), so the
     // answered calls are not the admissions
     await stack.consumersDrained(60_000);
-    const admitted = (await streamEvents(nc, Subjects.event('chat.admitted', TIGHT.id))).length;
-    const upstreamErrors = (await streamEvents(nc, Subjects.event('invoke.failed', TIGHT.id))).reduce<Record<string, number>>((acc, e) => {
-      const what = `${(e.data as { status?: number }).status ?? ''} ${String((e.data as { error?: string }).error).slice(0, 60)}`.trim();
-      return { ...acc, [what]: (acc[what] ?? 0) + 1 };
-    }, {});
-    // a full bucket plus what refilled while the burst lasted
-    const allowed = TIGHT.requestsPerMinute * (1 + tightMs / 60_000);
-
-    const figures = {
-      limitPerMinute: TIGHT.requestsPerMinute,
-      limiterReplicas: REPLICAS,
-      calls: TIGHT_CALLS,
-      burstMs: tightMs,
-      allowed: Number(allowed.toFixed(2)),
-      admitted,
-      overAdmissionPct: Number(((admitted / allowed - 1) * 100).toFixed(2)),
-      answered: tight.filter((o) => o.kind === 'answered').length,
-      outcomes: tally(tight),
-      upstreamErrors,
-    };
-    console.log(JSON.stringify({ limiter: figures }, null, 1));
-    // every call was admitted and answered, or refused 429 by a limiter
-    expect(tight.every((o) => o.kind === 'answered' || (o.kind === 'coded' && o.code === 'rate_limit_exceeded'))).toBe(true);
-    // at most 1 % over (and the last whole request)
-    expect(admitted).toBeLessThanOrEqual(Math.floor(allowed * 1.01) + 1);
+    const figures = [];
+    for (const { tenant, outcomes, burstMs } of bursts) {
+      const admittedEvents = await streamEvents(nc, Subjects.event('chat.admitted', tenant.id));
+      const upstreamErrors = (await streamEvents(nc, Subjects.event('invoke.failed', tenant.id))).reduce<Record<string, number>>((acc, e) => {
+        const what = `${(e.data as { status?: number }).status ?? ''} ${String((e.data as { error?: string }).error).slice(0, 60)}`.trim();
+        return { ...acc, [what]: (acc[what] ?? 0) + 1 };
+      }, {});
+      // a full bucket plus what refilled while the burst lasted
+      const allowed = tenant.requestsPerMinute * (1 + burstMs / 60_000);
+      figures.push({
+        tenant: tenant.id,
+        limitPerMinute: tenant.requestsPerMinute,
+        limiterReplicas: REPLICAS,
+        calls: TIGHT_CALLS,
+        burstMs,
+        allowed: Number(allowed.toFixed(2)),
+        most: Math.floor(allowed * 1.01) + 1,
+        admitted: admittedEvents.length,
+        admittedRequests: new Set(admittedEvents.map((e) => e.requestId)).size,
+        overAdmissionPct: Number(((admittedEvents.length / allowed - 1) * 100).toFixed(2)),
+        answered: outcomes.filter((o) => o.kind === 'answered').length,
+        outcomes: tally(outcomes),
+        // every call was admitted and answered, refused 429 by a limiter, or refused before it
+        // reached them in a way a client retries (run Q3: three 408s, node's headers timer on a
+        // two-core machine running 24 processes; a 503 shed by ingress's bounds)
+        allAnsweredOrThrottled: outcomes.every((o) => o.kind === 'answered' || (o.kind === 'coded' && NOT_ADMITTED.has(o.code))),
+        upstreamErrors,
+      });
+    }
+    // each replica of the limits bucket as its leader in turn: how it numbers the tenants' buckets
+    // (nats-server 2.9.10's replicas number a stream differently after a leader kill) and their levels
+    const limitsBucket = Topology.buckets.limits.name;
+    const replicaViews = await leaderViews(nc, `KV_${limitsBucket}`, [...TIGHT.map((t) => `$KV.${limitsBucket}.t.${t.id}`), `$KV.${limitsBucket}.t.dev`], (m) =>
+      String(Math.floor(m.json<{ requests: number }>().requests * 100) / 100),
+    );
+    console.log(JSON.stringify({ limiter: { bursts: figures, replicaViews } }, null, 1));
+    for (const f of figures) {
+      expect(f.allAnsweredOrThrottled, f.tenant).toBe(true);
+      // at most 1 % over (and the last whole request)
+      expect(f.admitted, f.tenant).toBeLessThanOrEqual(f.most);
+    }
   });
 });
