@@ -7,6 +7,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager, type StoredMsg } from '@nats-io/jetstream';
 import { Topology } from '@sluice/contracts';
 import { freePort, natsServerOnPath, spawnNatsServer, type LocalNats } from './nats-server.js';
+import { eventually } from './testing.js';
 
 export interface ClusterNode {
   /** Its `server_name` (`n0`, `n1`, ...): what a stream's `cluster.leader` names. */
@@ -154,17 +155,19 @@ export async function leaderViews(
 ): Promise<LeaderView[]> {
   const jsm = await jetstreamManager(nc);
   const views = new Map<string, LeaderView>();
-  const settled = async () => {
-    const end = Date.now() + 30_000;
-    for (;;) {
-      const info = await jsm.streams.info(stream).catch(() => undefined);
-      const c = info?.cluster;
-      if (info && c?.leader && (c.replicas ?? []).every((p) => p.current))
-        return { leader: c.leader, lastSeq: info.state.last_seq, size: (c.replicas?.length ?? 0) + 1 };
-      if (Date.now() > end) throw new Error(`stream ${stream} had no settled leader after 30 s`);
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  };
+  // a leader, and every other replica caught up with it
+  const settled = () =>
+    eventually(
+      async () => {
+        const info = await jsm.streams.info(stream);
+        const c = info.cluster;
+        return (
+          !!c?.leader && (c.replicas ?? []).every((p) => p.current) && { leader: c.leader, lastSeq: info.state.last_seq, size: (c.replicas?.length ?? 0) + 1 }
+        );
+      },
+      30_000,
+      { what: `a settled leader of stream ${stream}`, everyMs: 250 },
+    );
   for (let n = 0; ; n++) {
     const { leader, lastSeq, size } = await settled();
     if (!views.has(leader)) {
@@ -177,10 +180,10 @@ export async function leaderViews(
     }
     if (views.size >= size || n >= maxStepdowns) break;
     await nc.request(`$JS.API.STREAM.LEADER.STEPDOWN.${stream}`, undefined, { timeout: 5000 }).catch(() => undefined);
-    // the old leader's answer says nothing of who follows: wait for another
-    const end = Date.now() + 30_000;
-    while (Date.now() < end && (await jsm.streams.info(stream).catch(() => undefined))?.cluster?.leader === leader)
-      await new Promise((r) => setTimeout(r, 250));
+    // the old leader's answer says nothing of who follows: wait for another (or try again after 30 s)
+    await eventually(async () => (await jsm.streams.info(stream).catch(() => undefined))?.cluster?.leader !== leader, 30_000, { everyMs: 250 }).catch(
+      () => undefined,
+    );
   }
   return [...views.values()];
 }
